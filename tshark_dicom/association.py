@@ -1,0 +1,674 @@
+"""One TCP connection's DICOM association: PDU events -> association, context, message,
+object and finding records (PS3.8 7 and 9; PS3.7 9-10).
+
+`Association` is both the `streams.SinkFactory` of its connection (a `pdu.PduParser` per
+direction) and the owner of each direction's `messages.MessageAssembler`. Data set bytes go
+to sinks made by a `DatasetSinkFactory` the caller provides (objects.py), so this stage never
+looks ahead to how objects are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydicom.uid import UID
+
+from .dimse import status_category, status_text
+from .messages import Message, MessageAssembler
+from .packets import Packet
+from .pdu import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RQ,
+    A_RELEASE_RP,
+    A_RELEASE_RQ,
+    P_DATA_TF,
+    PDU_NAMES,
+    ControlPdu,
+    PdvHeader,
+    PduParser,
+)
+from .streams import StreamSink
+
+REQUESTOR, ACCEPTOR = "requestor", "acceptor"
+
+#: PS3.8 Table 9-18 (A-ASSOCIATE-AC presentation context result).
+CONTEXT_RESULTS = {
+    0: "acceptance",
+    1: "user-rejection",
+    2: "no-reason (provider rejection)",
+    3: "abstract-syntax-not-supported (provider rejection)",
+    4: "transfer-syntaxes-not-supported (provider rejection)",
+}
+#: PS3.8 Table 9-21 (A-ASSOCIATE-RJ).
+REJECT_RESULTS = {1: "rejected-permanent", 2: "rejected-transient"}
+REJECT_SOURCES = {
+    1: "DICOM UL service-user",
+    2: "DICOM UL service-provider (ACSE related function)",
+    3: "DICOM UL service-provider (Presentation related function)",
+}
+REJECT_REASONS = {
+    (1, 1): "no-reason-given",
+    (1, 2): "application-context-name-not-supported",
+    (1, 3): "calling-AE-title-not-recognized",
+    (1, 7): "called-AE-title-not-recognized",
+    (2, 1): "no-reason-given",
+    (2, 2): "protocol-version-not-supported",
+    (3, 1): "temporary-congestion",
+    (3, 2): "local-limit-exceeded",
+}
+#: PS3.8 Table 9-26 (A-ABORT).
+ABORT_SOURCES = {0: "DICOM UL service-user", 1: "reserved", 2: "DICOM UL service-provider"}
+ABORT_REASONS = {
+    0: "reason-not-specified",
+    1: "unrecognized-PDU",
+    2: "unexpected-PDU",
+    4: "unrecognized-PDU-parameter",
+    5: "unexpected-PDU-parameter",
+    6: "invalid-PDU-parameter-value",
+}
+#: User identity types, PS3.7 D.3.3.7.
+USER_IDENTITY_TYPES = {
+    1: "username", 2: "username and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT",
+}
+MAX_GAP_FINDINGS = 20
+
+
+def uid_name(uid: str | None) -> str | None:
+    """The registered name of a UID (pydicom's dictionary), else None."""
+    if not uid:
+        return None
+    name = UID(uid).name
+    return None if name == uid else name
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    text = str(value).strip(" \x00")
+    return text or None
+
+
+# ---------------------------------------------------------------------------------------
+# Records: what this stage produces. tables.py turns them into DataFrames.
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ContextRecord:
+    context_id: int
+    abstract_syntax: str | None
+    proposed_transfer_syntaxes: list[str]
+    result: int | None = None
+    transfer_syntax: str | None = None
+    scu_role_proposed: bool | None = None
+    scp_role_proposed: bool | None = None
+    scu_role_accepted: bool | None = None
+    scp_role_accepted: bool | None = None
+    ext_neg_requested: str | None = None  # hex of the service-class application information
+    ext_neg_accepted: str | None = None
+
+
+@dataclass
+class MessageRecord:
+    msg_index: int
+    sender: str
+    context_id: int
+    command: str | None
+    command_field: int | None
+    message_id: int | None
+    responds_to: int | None
+    request_index: int | None
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    priority: int | None
+    move_destination: str | None
+    move_originator_ae: str | None
+    move_originator_message_id: int | None
+    status: int | None
+    status_category: str | None
+    status_text: str | None
+    error_comment: str | None
+    remaining: int | None
+    completed: int | None
+    failed: int | None
+    warning: int | None
+    has_dataset: bool
+    dataset_bytes: int | None
+    first_frame: int
+    last_frame: int
+    started_ns: int
+    ended_ns: int
+    fragments: int
+    problem: str | None
+
+
+@dataclass
+class ObjectRecord:
+    msg_index: int
+    command: str | None
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    transfer_syntax: str | None
+    transfer_syntax_inferred: bool
+    dataset_bytes: int
+    sha256: str
+    complete: bool
+    problem: str | None
+    path: str | None
+    sender: str
+
+
+@dataclass
+class FindingRecord:
+    msg_index: int | None
+    frame: int | None
+    severity: str  # error | warning | note
+    code: str
+    summary: str
+
+
+class DatasetSinkLike(Protocol):
+    """What association needs of objects.ObjectSink."""
+
+    transfer_syntax: str | None
+
+    def write(self, chunk: bytes | memoryview) -> None: ...
+
+    def finish(self) -> str | None: ...
+
+    def discard(self, reason: str) -> None: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def head(self) -> bytes: ...
+
+
+class DatasetSinkFactory(Protocol):
+    def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
+                 sop_instance_uid: str | None, transfer_syntax: str | None,
+                 source_ae: str | None) -> DatasetSinkLike: ...
+
+
+class TransferSyntaxGuesser(Protocol):
+    def __call__(self, head: bytes) -> str | None: ...
+
+
+# ---------------------------------------------------------------------------------------
+class _Direction:
+    """The `pdu.UpperLayerSink` of one direction; forwards to its association with the
+    direction's endpoint attached."""
+
+    __slots__ = ("assoc", "endpoint", "peer", "assembler", "parser", "ended_how", "ended_ns",
+                 "ended_frame", "over_max_reported")
+
+    def __init__(self, assoc: Association, endpoint: tuple[str, int], peer: tuple[str, int]):
+        self.assoc = assoc
+        self.endpoint = endpoint
+        self.peer = peer
+        self.assembler: MessageAssembler | None = None
+        self.parser = PduParser(self)
+        self.ended_how: str | None = None
+        self.ended_ns = 0
+        self.ended_frame = 0
+        self.over_max_reported = False
+
+    @property
+    def role(self) -> str:
+        return self.assoc.role_of(self.endpoint)
+
+    def _asm(self) -> MessageAssembler:
+        if self.assembler is None:
+            self.assembler = MessageAssembler(self.assoc, self.role)
+        return self.assembler
+
+    def pdu_start(self, pdu_type: int, length: int, frame: int, time_ns: int) -> None:
+        self.assoc.on_pdu_start(self, pdu_type, length, frame, time_ns)
+
+    def control_pdu(self, pdu: ControlPdu) -> None:
+        self.assoc.on_control(self, pdu)
+
+    def pdv_start(self, pdv: PdvHeader) -> None:
+        self._asm().pdv_start(pdv)
+
+    def pdv_data(self, chunk: memoryview, frame: int, time_ns: int) -> None:
+        if self.assembler is not None:
+            self.assembler.pdv_data(chunk, frame, time_ns)
+
+    def pdv_end(self, frame: int, time_ns: int) -> None:
+        if self.assembler is not None:
+            self.assembler.pdv_end(frame, time_ns)
+
+    def lost(self, nbytes: int, where: str, frame: int, time_ns: int) -> None:
+        self.assoc.on_lost(self, nbytes, where, frame)
+        if self.assembler is not None:
+            self.assembler.lost(nbytes, where, frame, time_ns)
+
+    def malformed(self, text: str, frame: int, time_ns: int) -> None:
+        self.assoc.on_malformed(self, text, frame)
+
+    def resynced(self, pdu_name: str, skipped: int, frame: int, time_ns: int) -> None:
+        self.assoc.finding(
+            "note", "pdu-resync",
+            f"{self.role} stream resynchronised on a {pdu_name} header after {skipped} "
+            "unreadable bytes", frame,
+        )
+
+    def end(self, how: str, frame: int, time_ns: int) -> None:
+        self.ended_how, self.ended_ns, self.ended_frame = how, time_ns, frame
+
+
+class Association:
+    """The DICOM state of one TCP connection (one association, PS3.8 9.1)."""
+
+    def __init__(self, stream: int, *, ports: frozenset[int],
+                 dataset_sink: DatasetSinkFactory,
+                 guess_transfer_syntax: TransferSyntaxGuesser) -> None:
+        self.stream = stream
+        self.ports = ports
+        self._dataset_sink = dataset_sink
+        self._guess_ts = guess_transfer_syntax
+        self.directions: dict[tuple[str, int], _Direction] = {}
+        self.requestor: tuple[str, int] | None = None
+        self.acceptor: tuple[str, int] | None = None
+        self.syn_client: tuple[str, int] | None = None
+        self.saw_rq = False
+        self.valid_pdus = 0
+        self.bad_first_pdu = False
+        self.first_frame = 0
+        self.first_ns = 0
+        self.last_frame = 0
+        self.last_ns = 0
+        # association fields
+        self.calling_ae: str | None = None
+        self.called_ae: str | None = None
+        self.application_context: str | None = None
+        self.requested_ns: int | None = None
+        self.requested_frame: int | None = None
+        self.responded_ns: int | None = None
+        self.ended_ns: int | None = None
+        self.result: str | None = None
+        self.reject: tuple[int, int, int] | None = None
+        self.abort: tuple[int, int] | None = None
+        self.abort_sender: str | None = None
+        self.abort_frame: int | None = None
+        self.release_rq = False
+        self.release_rp = False
+        self.max_pdu: dict[str, int | None] = {REQUESTOR: None, ACCEPTOR: None}
+        self.impl_uid: dict[str, str | None] = {REQUESTOR: None, ACCEPTOR: None}
+        self.impl_version: dict[str, str | None] = {REQUESTOR: None, ACCEPTOR: None}
+        self.async_window: dict[str, tuple[int, int] | None] = {REQUESTOR: None, ACCEPTOR: None}
+        self.user_identity_type: int | None = None
+        self.user_identity_user: str | None = None
+        self.user_identity_response: bool | None = None
+        self.pdus: dict[str, dict[str, int]] = {REQUESTOR: {}, ACCEPTOR: {}}
+        self.contexts: dict[int, ContextRecord] = {}
+        self._context_order: list[int] = []
+        # outputs
+        self.messages: list[MessageRecord] = []
+        self.objects: list[ObjectRecord] = []
+        self.findings: list[FindingRecord] = []
+        self._msg_counter = 0
+        self._requests: dict[tuple[str, int], int] = {}  # (sender, message id) -> msg_index
+        self._answered: set[int] = set()
+        self._gap_findings = 0
+        self.gap_bytes = 0
+        self._sinks: dict[int, DatasetSinkLike] = {}
+
+    # -- connection side --------------------------------------------------------------
+    def sink_for(self, src: str, sport: int, dst: str, dport: int, first: Packet) -> StreamSink:
+        d = _Direction(self, (src, sport), (dst, dport))
+        self.directions[(src, sport)] = d
+        return d.parser
+
+    def note_packet(self, pkt: Packet) -> None:
+        if not self.first_frame:
+            self.first_frame, self.first_ns = pkt.frame, pkt.time_ns
+            if pkt.flags & 0x02 and not pkt.flags & 0x10:
+                self.syn_client = (pkt.src, pkt.sport)
+        self.last_frame, self.last_ns = pkt.frame, pkt.time_ns
+
+    @property
+    def is_dicom(self) -> bool:
+        """A stream that opened with an A-ASSOCIATE-RQ, or a --port stream that held PDUs."""
+        if self.saw_rq:
+            return True
+        return bool(self.ports) and self.valid_pdus > 0 and not self.bad_first_pdu
+
+    def role_of(self, endpoint: tuple[str, int]) -> str:
+        if self.requestor is None:
+            self._infer_roles(endpoint)
+        return REQUESTOR if endpoint == self.requestor else ACCEPTOR
+
+    def _infer_roles(self, hint: tuple[str, int]) -> None:
+        """No A-ASSOCIATE-RQ seen: the --port side is the acceptor, else the SYN's sender is
+        the requestor, else whoever speaks first."""
+        ends = list(self.directions)
+        if len(ends) == 1:
+            d = self.directions[ends[0]]
+            ends.append(d.peer)
+        a, b = ends[0], ends[1]
+        if (a[1] in self.ports) != (b[1] in self.ports):
+            req = b if a[1] in self.ports else a
+        elif self.syn_client in (a, b):
+            assert self.syn_client is not None
+            req = self.syn_client
+        else:
+            req = hint
+        self.requestor = req
+        self.acceptor = b if req == a else a
+
+    # -- observer of the messages stage -------------------------------------------------
+    def next_msg_index(self) -> int:
+        self._msg_counter += 1
+        return self._msg_counter - 1
+
+    def finding(self, severity: str, code: str, summary: str, frame: int | None,
+                msg_index: int | None = None) -> None:
+        self.findings.append(FindingRecord(msg_index, frame, severity, code, summary))
+
+    def _sender_ae(self, sender: str) -> str | None:
+        return self.calling_ae if sender == REQUESTOR else self.called_ae
+
+    def open_dataset(self, message: Message) -> DatasetSinkLike:
+        cmd = message.command
+        assert cmd is not None
+        ctx = self.contexts.get(message.context_id)
+        sink = self._dataset_sink(
+            stream=self.stream, msg_index=message.msg_index, command=cmd.command,
+            sop_class_uid=cmd.sop_class_uid, sop_instance_uid=cmd.sop_instance_uid,
+            transfer_syntax=ctx.transfer_syntax if ctx else None,
+            source_ae=self._sender_ae(message.sender),
+        )
+        self._sinks[message.msg_index] = sink
+        return sink
+
+    def message_done(self, m: Message) -> None:
+        cmd = m.command
+        problem = m.command_problem or m.dataset_problem
+        request_index = None
+        status_cat = status_txt = None
+        if cmd is not None:
+            if cmd.is_request and cmd.message_id is not None:
+                self._requests[(m.sender, cmd.message_id)] = m.msg_index
+            if cmd.responds_to is not None:
+                other = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
+                request_index = self._requests.get((other, cmd.responds_to))
+                if request_index is not None and not cmd.is_request:
+                    if cmd.status is None or status_category(cmd.status) != "Pending":
+                        self._answered.add(request_index)
+            if cmd.status is not None:
+                status_cat = status_category(cmd.status)
+                status_txt = status_text(cmd.command_field, cmd.status, cmd.sop_class_uid)
+        sink = self._sinks.pop(m.msg_index, None)
+        self.messages.append(MessageRecord(
+            m.msg_index, m.sender, m.context_id,
+            cmd.command if cmd else None, cmd.command_field if cmd else None,
+            cmd.message_id if cmd else None, cmd.responds_to if cmd else None, request_index,
+            cmd.sop_class_uid if cmd else None, cmd.sop_instance_uid if cmd else None,
+            cmd.priority if cmd else None, cmd.move_destination if cmd else None,
+            cmd.move_originator_ae if cmd else None,
+            cmd.move_originator_message_id if cmd else None,
+            cmd.status if cmd else None, status_cat, status_txt,
+            cmd.error_comment if cmd else None,
+            cmd.remaining if cmd else None, cmd.completed if cmd else None,
+            cmd.failed if cmd else None, cmd.warning if cmd else None,
+            bool(cmd and cmd.has_dataset), sink.nbytes if sink else None,
+            m.first_frame, m.last_frame, m.started_ns, m.ended_ns, m.fragments, problem,
+        ))
+        if cmd is not None and status_cat in ("Failure", "Warning"):
+            sev, code = ("error", "dimse-failure") if status_cat == "Failure" else (
+                "warning", "dimse-warning")
+            text = f"{cmd.command} from {self._sender_ae(m.sender) or m.sender} has status "
+            text += f"0x{cmd.status:04X} ({status_txt})"
+            if cmd.error_comment:
+                text += f": {cmd.error_comment}"
+            if cmd.sop_instance_uid:
+                text += f" for {cmd.sop_instance_uid}"
+            self.finding(sev, code, text, m.first_frame, m.msg_index)
+        if cmd is not None and cmd.has_dataset:
+            self._object_done(m, cmd.command, sink, problem)
+
+    def _object_done(self, m: Message, command: str, sink: DatasetSinkLike | None,
+                     problem: str | None) -> None:
+        cmd = m.command
+        assert cmd is not None
+        ctx = self.contexts.get(m.context_id)
+        ts = ctx.transfer_syntax if ctx else None
+        inferred = False
+        complete = m.dataset_complete and problem is None and sink is not None
+        if sink is None:
+            problem = problem or "no data set fragments in the capture"
+            self.objects.append(ObjectRecord(
+                m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, False, 0,
+                "", False, problem, None, m.sender))
+        else:
+            if ts is None:
+                ts = self._guess_ts(sink.head)
+                inferred = ts is not None
+                sink.transfer_syntax = ts
+            path = None
+            if complete:
+                path = sink.finish()
+            else:
+                problem = problem or "data set incomplete"
+                sink.discard(problem)
+            self.objects.append(ObjectRecord(
+                m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
+                sink.nbytes, sink.sha256, complete, problem, path, m.sender))
+        if not complete:
+            self.finding(
+                "warning", "object-incomplete",
+                f"data set of {command} {m.msg_index} ({cmd.sop_instance_uid or 'no UID'}) "
+                f"from {self._sender_ae(m.sender) or m.sender} is incomplete: {problem}",
+                m.last_frame, m.msg_index,
+            )
+
+    # -- PDU events ------------------------------------------------------------------------
+    def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,
+                     time_ns: int) -> None:
+        if self.valid_pdus == 0 and not self.saw_rq:
+            if pdu_type == A_ASSOCIATE_RQ:
+                self.requestor, self.acceptor = d.endpoint, d.peer
+        self.valid_pdus += 1
+        role = d.role
+        counts = self.pdus[role]
+        name = PDU_NAMES[pdu_type]
+        counts[name] = counts.get(name, 0) + 1
+        if pdu_type == P_DATA_TF and not d.over_max_reported:
+            receiver = ACCEPTOR if role == REQUESTOR else REQUESTOR
+            limit = self.max_pdu[receiver]
+            if limit and length > limit:
+                d.over_max_reported = True
+                self.finding(
+                    "warning", "pdu-exceeds-max-length",
+                    f"P-DATA-TF of {length} bytes from the {role} exceeds the {receiver}'s "
+                    f"maximum PDU length of {limit} bytes", frame)
+
+    def on_control(self, d: _Direction, pdu: ControlPdu) -> None:
+        t = pdu.pdu_type
+        p = pdu.decoded
+        role = d.role
+        if t == A_ASSOCIATE_RQ:
+            self._on_rq(d, pdu, p)
+        elif t == A_ASSOCIATE_AC:
+            self._on_ac(pdu, p)
+        elif t == A_ASSOCIATE_RJ:
+            self.result = "rejected"
+            self.responded_ns = pdu.last_time_ns
+            self.reject = (int(p.result), int(p.source), int(p.reason_diagnostic))
+            res, src, reason = self.reject
+            self.finding(
+                "error", "association-rejected",
+                f"{self.called_ae or 'the acceptor'} rejected the association from "
+                f"{self.calling_ae or 'the requestor'}: {REJECT_RESULTS.get(res, res)}, "
+                f"source {REJECT_SOURCES.get(src, src)}, reason "
+                f"{REJECT_REASONS.get((src, reason), reason)}", pdu.first_frame)
+        elif t == A_RELEASE_RQ:
+            self.release_rq = True
+        elif t == A_RELEASE_RP:
+            self.release_rp = True
+            self.ended_ns = pdu.last_time_ns
+        elif t == A_ABORT:
+            self.abort = (int(p.source), int(p.reason_diagnostic))
+            self.abort_sender = role
+            self.abort_frame = pdu.first_frame
+            if self.ended_ns is None:
+                self.ended_ns = pdu.last_time_ns
+            src, reason = self.abort
+            why = ABORT_REASONS.get(reason, str(reason)) if src == 2 else "not specified"
+            self.finding(
+                "error", "association-aborted",
+                f"the {role} ({self._sender_ae(role) or d.endpoint[0]}) aborted the association "
+                f"(A-ABORT source {ABORT_SOURCES.get(src, src)}, reason {why})", pdu.first_frame)
+            for other in self.directions.values():
+                if other.assembler is not None:
+                    other.assembler.interrupt(f"A-ABORT from the {role}", pdu.first_frame,
+                                              pdu.first_time_ns)
+
+    def _on_rq(self, d: _Direction, pdu: ControlPdu, p: Any) -> None:
+        if self.saw_rq:
+            self.finding("error", "unexpected-pdu", "a second A-ASSOCIATE-RQ on one connection",
+                         pdu.first_frame)
+            return
+        self.saw_rq = True
+        self.requestor, self.acceptor = d.endpoint, d.peer
+        self.calling_ae = _clean(p.calling_ae_title)
+        self.called_ae = _clean(p.called_ae_title)
+        self.application_context = _clean(p.application_context_name)
+        self.requested_ns = pdu.first_time_ns
+        self.requested_frame = pdu.first_frame
+        for item in p.presentation_context:
+            cid = int(item.context_id)
+            self.contexts[cid] = ContextRecord(
+                cid, _clean(item.abstract_syntax), [str(ts) for ts in item.transfer_syntax])
+            self._context_order.append(cid)
+        self._user_info(REQUESTOR, p.user_information)
+
+    def _on_ac(self, pdu: ControlPdu, p: Any) -> None:
+        self.result = "accepted"
+        self.responded_ns = pdu.last_time_ns
+        for item in p.presentation_context:
+            cid = int(item.context_id)
+            ctx = self.contexts.get(cid)
+            if ctx is None:  # capture lacks the RQ, or the acceptor invented a context
+                ctx = self.contexts[cid] = ContextRecord(cid, None, [])
+                self._context_order.append(cid)
+            ctx.result = int(item.result)
+            ts = item.transfer_syntax
+            ctx.transfer_syntax = str(ts) if ts and ctx.result == 0 else None
+        self._user_info(ACCEPTOR, p.user_information)
+        for cid in self._context_order:
+            ctx = self.contexts[cid]
+            if ctx.result not in (None, 0):
+                self.finding(
+                    "warning", "context-rejected",
+                    f"{self.called_ae or 'the acceptor'} rejected presentation context {cid} "
+                    f"({uid_name(ctx.abstract_syntax) or ctx.abstract_syntax}) proposed by "
+                    f"{self.calling_ae or 'the requestor'}: "
+                    f"{CONTEXT_RESULTS.get(ctx.result, ctx.result)}; proposed "
+                    f"{', '.join(uid_name(t) or t for t in ctx.proposed_transfer_syntaxes)}",
+                    pdu.first_frame)
+
+    def _user_info(self, role: str, ui: Any) -> None:
+        if ui is None:
+            return
+        self.max_pdu[role] = ui.maximum_length
+        self.impl_uid[role] = _clean(ui.implementation_class_uid)
+        self.impl_version[role] = _clean(ui.implementation_version_name)
+        if ui.async_ops_window is not None:
+            w = ui.async_ops_window
+            self.async_window[role] = (w.max_operations_invoked, w.max_operations_performed)
+        for item in ui.role_selection.values() if isinstance(ui.role_selection, dict) else []:
+            for ctx in self.contexts.values():
+                if ctx.abstract_syntax == _clean(item.sop_class_uid):
+                    if role == REQUESTOR:
+                        ctx.scu_role_proposed = bool(item.scu_role)
+                        ctx.scp_role_proposed = bool(item.scp_role)
+                    else:
+                        ctx.scu_role_accepted = bool(item.scu_role)
+                        ctx.scp_role_accepted = bool(item.scp_role)
+        for item in ui.ext_neg or []:
+            for ctx in self.contexts.values():
+                if ctx.abstract_syntax == _clean(item.sop_class_uid):
+                    info = bytes(item.app_info or b"").hex()
+                    if role == REQUESTOR:
+                        ctx.ext_neg_requested = info
+                    else:
+                        ctx.ext_neg_accepted = info
+        if role == REQUESTOR and ui.user_identity is not None:
+            uid = ui.user_identity
+            self.user_identity_type = int(uid.id_type)
+            self.user_identity_response = bool(uid.response_requested)
+            if self.user_identity_type in (1, 2):  # never the passcode
+                self.user_identity_user = _clean(uid.primary)
+
+    def on_lost(self, d: _Direction, nbytes: int, where: str, frame: int) -> None:
+        if nbytes == 0:
+            return
+        self.gap_bytes += nbytes
+        self._gap_findings += 1
+        if self._gap_findings <= MAX_GAP_FINDINGS:
+            self.finding(
+                "warning", "capture-gap",
+                f"{nbytes} bytes from the {d.role} ({d.endpoint[0]}:{d.endpoint[1]}) are "
+                f"missing from the capture before frame {frame}", frame)
+
+    def on_malformed(self, d: _Direction, text: str, frame: int) -> None:
+        if self.valid_pdus == 0 and not self.ports:
+            self.bad_first_pdu = True
+            return
+        self.finding("error", "malformed-pdu", f"{d.role}: {text}", frame)
+
+    # -- end ----------------------------------------------------------------------------
+    def finish(self) -> None:
+        """The capture ended: settle the ending and whatever messages are in progress."""
+        closed = [d for d in self.directions.values() if d.ended_how in ("fin", "rst")]
+        if self.abort is not None:
+            ending, why = "aborted", f"A-ABORT from the {self.abort_sender}"
+        elif self.release_rq and self.release_rp:
+            ending, why = "released", "the association was released"
+        elif closed:
+            ending, why = "closed", "the TCP connection closed"
+            if self.ended_ns is None:
+                self.ended_ns = min(d.ended_ns for d in closed)
+        else:
+            ending, why = "open", "the capture ended"
+        self.ending = ending
+        for d in self.directions.values():
+            if d.assembler is not None:
+                d.assembler.interrupt(f"{why} inside the message", self.last_frame, self.last_ns)
+        if self.result is None:
+            self.result = "no-response" if self.saw_rq else "unknown"
+            if self.saw_rq:
+                self.finding(
+                    "error", "association-no-response",
+                    f"{self.called_ae or 'the acceptor'} never answered the A-ASSOCIATE-RQ from "
+                    f"{self.calling_ae or 'the requestor'} ({why})", self.requested_frame)
+        if ending == "closed" and self.result == "accepted":
+            self.finding(
+                "warning", "association-not-released",
+                f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
+                "A-RELEASE", self.last_frame)
+        for (sender, mid), idx in self._requests.items():
+            rec = next((m for m in self.messages if m.msg_index == idx), None)
+            if idx in self._answered or rec is None:
+                continue
+            if rec.command in ("C-CANCEL-RQ",) or rec.command_field is None:
+                continue
+            self.finding(
+                "warning", "request-unanswered",
+                f"{rec.command} {mid} from {self._sender_ae(sender) or sender} got no final "
+                f"response before {why}", rec.first_frame, idx)
+        self.messages.sort(key=lambda r: r.msg_index)
+        self.objects.sort(key=lambda r: r.msg_index)
+
+    def context_rows(self) -> list[ContextRecord]:
+        return [self.contexts[c] for c in self._context_order]

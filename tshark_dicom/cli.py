@@ -1,0 +1,116 @@
+"""The command line: each command is options -> one library call -> output.
+
+Library errors become one ``Error: ...`` line on stderr: exit 1 when an input could not be
+analysed, 2 for usage errors. Results are built in a staging folder inside OUT and moved
+into place only when complete, replacing the previous run's results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .batch import run
+from .errors import OptionsError, TsharkDicomError
+from .report import FORMATS, replace_results
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="See what happened in DICOM network traffic: captures -> tables, objects, findings.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tshark-dicom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """tshark-dicom: DICOM network traffic analysis on top of tshark."""
+
+
+@app.command()
+def analyze(
+    captures: Annotated[list[Path], typer.Argument(
+        help="Capture files (pcap, pcapng, gzip: anything tshark reads) or folders.",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.", show_default=False)],
+    format: Annotated[str, typer.Option(
+        "--format", help="Table format: parquet, csv or both.")] = "parquet",
+    port: Annotated[list[int] | None, typer.Option(
+        "--port", help="Also decode streams on this TCP port that start mid-association "
+        "(repeatable).")] = None,
+    no_objects: Annotated[bool, typer.Option(
+        "--no-objects", help="Do not write reconstructed Part-10 files.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Captures analysed in parallel.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    tshark: Annotated[str | None, typer.Option(
+        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
+) -> None:
+    """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
+    objects, findings), Part-10 objects under OUT/objects, and a summary."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if format not in FORMATS:
+        _fail(OptionsError(f"--format {format!r}: choose parquet, csv or both"))
+    if out.exists() and not out.is_dir():
+        _fail(OptionsError(f"-o {out}: exists and is not a folder"))
+    staging = out / f".tshark-dicom-run-{os.getpid()}"
+    try:
+        staging.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        _fail(TsharkDicomError(f"{out}: cannot create the output folder: {exc.strerror}"))
+    try:
+        report = run(captures, objects_dir=None if no_objects else staging / "objects",
+                     ports=port or (), jobs=jobs, tshark=tshark)
+        report.write(staging, format=format)
+        summary = report.summary()
+        (staging / "summary.txt").write_text(summary + "\n")
+        replace_results(staging, out)
+    except TsharkDicomError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        _fail(exc)
+    except KeyboardInterrupt:
+        shutil.rmtree(staging, ignore_errors=True)
+        typer.echo("Error: interrupted; nothing was written", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # never a traceback for the user; --debug shows one
+        shutil.rmtree(staging, ignore_errors=True)
+        if debug:
+            raise
+        typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
+                   "and report it", err=True)
+        raise typer.Exit(1) from None
+    if not quiet:
+        typer.echo(summary)
+        typer.echo(f"results in {out}/")
+
+
+def _fail(exc: TsharkDicomError) -> None:
+    typer.echo(f"Error: {exc}", err=True)
+    raise typer.Exit(2 if isinstance(exc, OptionsError) else 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

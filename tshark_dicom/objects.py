@@ -1,0 +1,443 @@
+"""Data set bytes -> Part-10 files, streamed to disk; data set helpers.
+
+:class:`ObjectSink` receives one data set's bytes as its P-DATA fragments
+arrive, hashes them, and writes a DICOM Part-10 file (PS3.10 7.1): a 128-byte
+preamble, ``DICM``, the File Meta Information (group 0002, written by pydicom)
+and then the data set bytes exactly as they travelled.  It never holds the
+whole data set in memory, and a data set that does not complete is never left
+behind as a file that looks complete.
+
+Helpers look at the first bytes of a data set: :func:`infer_transfer_syntax`
+for captures that start after the association was negotiated, and
+:func:`dataset_uids` to check the SOP Class/Instance UIDs against the command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Final
+
+from pydicom.datadict import keyword_dict
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import data_element_generator
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+__all__ = [
+    "EXPLICIT_VR_BIG_ENDIAN",
+    "EXPLICIT_VR_LITTLE_ENDIAN",
+    "IMPLEMENTATION_CLASS_UID",
+    "IMPLEMENTATION_VERSION_NAME",
+    "IMPLICIT_VR_LITTLE_ENDIAN",
+    "ObjectSink",
+    "dataset_uids",
+    "infer_transfer_syntax",
+    "safe_object_name",
+]
+
+#: Our Implementation Class UID (PS3.7 D.3.3.2), under the UUID-derived 2.25
+#: root (PS3.5 B.2); generated once and fixed.
+IMPLEMENTATION_CLASS_UID: Final = "2.25.62779613234802761010803823464633997489"
+#: Our Implementation Version Name (PS3.7 D.3.3.2.2, at most 16 characters).
+IMPLEMENTATION_VERSION_NAME: Final = "TSHARK_DICOM_01"
+
+IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
+
+#: How many leading bytes of a data set an :class:`ObjectSink` keeps.
+HEAD_SIZE: Final = 512
+
+_PREAMBLE: Final = b"\x00" * 128 + b"DICM"
+_COPY_CHUNK: Final = 1 << 20
+_NAME_RE: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")
+_MAX_UID_PART: Final = 100
+
+
+def safe_object_name(sop_instance_uid: str | None, assoc_id: int, msg_index: int) -> str:
+    """A file name for an object, made only of ``[0-9A-Za-z._-]``.
+
+    ``AAAA-MMMMMM-UID.dcm``: the association and message numbers make it unique
+    and keep it from starting with a dot; the UID from the traffic is only
+    decoration, cleaned (other characters become ``_``, runs of dots one dot,
+    no leading dot) and capped at 100 characters, so it can never be a path.
+    """
+    if assoc_id < 0 or msg_index < 0:
+        raise ValueError("assoc_id and msg_index must not be negative")
+    uid = sop_instance_uid if isinstance(sop_instance_uid, str) else ""
+    cleaned = re.sub(r"[^0-9A-Za-z.-]", "_", uid)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(".")[:_MAX_UID_PART].rstrip(".")
+    stem = f"{assoc_id:04d}-{msg_index:06d}"
+    return f"{stem}-{cleaned}.dcm" if cleaned else f"{stem}.dcm"
+
+
+def _valid_uid(value: str | None) -> str | None:
+    """``value`` without padding if it is a valid UID (PS3.5 9.1), else None."""
+    if not isinstance(value, str):
+        return None
+    value = value.rstrip("\0 ")
+    return value if value and UID(value).is_valid else None
+
+
+def _valid_ae(value: str | None) -> str | None:
+    """``value`` stripped if it is a valid AE title (PS3.5 6.2: <= 16, no ``\\``)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > 16 or "\\" in value:
+        return None
+    if not all(0x20 <= ord(c) < 0x7F for c in value):
+        return None
+    return value
+
+
+class ObjectSink:
+    """Streams one data set to a Part-10 file while hashing it (PS3.10 7.1).
+
+    With ``out_dir=None`` it only hashes and counts.  Otherwise the bytes go to
+    ``out_dir/NAME.partial``; :meth:`finish` turns that into ``out_dir/NAME``,
+    :meth:`discard` deletes it.  When the transfer syntax is known up front the
+    meta header is written first and ``finish`` is a rename; when it is not, the
+    data goes to the partial file alone and ``finish`` writes the meta header
+    (transfer syntax inferred from the data set's first bytes) and copies the
+    partial file after it in 1 MiB chunks.  Either way memory stays bounded.
+
+    Meta UIDs (the choice, PS3.10 7.1): Media Storage SOP Class/Instance UID come
+    from the command when valid, else from the data set's own (0008,0016)/
+    (0008,0018) when valid, else the element is left out, which keeps the file
+    readable rather than writing bytes that are not a UID; ``meta_notes`` says
+    what was left out or substituted.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path | None,
+        name: str,
+        *,
+        sop_class_uid: str | None,
+        sop_instance_uid: str | None,
+        transfer_syntax: str | None,
+        source_ae: str | None,
+    ) -> None:
+        if not _NAME_RE.fullmatch(name) or ".." in name:
+            raise ValueError(f"unsafe object file name {name!r}")
+        self.out_dir = out_dir
+        self.name = name
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+        self.transfer_syntax = transfer_syntax
+        self.source_ae = source_ae
+        self.problem: str | None = None
+        self._hash = hashlib.sha256()
+        self._nbytes = 0
+        self._head = bytearray()
+        self._file: BinaryIO | None = None
+        self._meta_first = False
+        self._meta_ts: str | None = None
+        self._meta_len = 0
+        self._notes: list[str] = []
+        self._state = "open"  # -> "finished" | "discarded"
+
+    # -- properties -----------------------------------------------------------
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the data set bytes received so far."""
+        return self._hash.hexdigest()
+
+    @property
+    def nbytes(self) -> int:
+        """Number of data set bytes received so far."""
+        return self._nbytes
+
+    @property
+    def head(self) -> bytes:
+        """The first (up to 512) bytes of the data set."""
+        return bytes(self._head)
+
+    @property
+    def meta_notes(self) -> tuple[str, ...]:
+        """What the meta header left out or took from elsewhere, and why."""
+        return tuple(self._notes)
+
+    @property
+    def partial_path(self) -> Path | None:
+        """Where the incomplete file lives while bytes arrive."""
+        return None if self.out_dir is None else self.out_dir / f"{self.name}.partial"
+
+    # -- streaming ------------------------------------------------------------
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Add the next bytes of the data set."""
+        if self._state != "open":
+            raise RuntimeError(f"ObjectSink {self.name} is {self._state}")
+        view = memoryview(chunk)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        self._hash.update(view)
+        self._nbytes += view.nbytes
+        if len(self._head) < HEAD_SIZE:
+            self._head += view[: HEAD_SIZE - len(self._head)]
+        if self.out_dir is not None:
+            if self._file is None:
+                self._open()
+            assert self._file is not None
+            self._file.write(view)
+
+    def _open(self) -> None:
+        path = self.partial_path
+        assert path is not None and self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in finish/discard
+        ts = _valid_uid(self.transfer_syntax)
+        if ts and _valid_uid(self.sop_class_uid) and _valid_uid(self.sop_instance_uid):
+            # The usual case: the header needs nothing from the data set, so it
+            # goes first and finish() is a rename.
+            meta = self._meta_bytes(ts)
+            self._file.write(meta)
+            self._meta_first, self._meta_ts, self._meta_len = True, ts, len(meta)
+
+    def finish(self) -> str | None:
+        """The data set is complete: write the Part-10 file, return its name.
+
+        Returns ``None`` when not writing files (``out_dir`` is None).
+        """
+        if self._state != "open":
+            raise RuntimeError(f"ObjectSink {self.name} is {self._state}")
+        self._state = "finished"
+        if self.out_dir is None:
+            return None
+        if self._file is None:
+            self._open()  # an empty data set still gets its file
+        assert self._file is not None
+        partial = self.partial_path
+        assert partial is not None
+        final = self.out_dir / self.name
+        try:
+            self._file.close()
+            ts = _valid_uid(self.transfer_syntax)
+            if self._meta_first and ts == self._meta_ts:
+                os.replace(partial, final)
+            else:
+                # No header yet, or the caller changed transfer_syntax after it
+                # was written: build the file as header + a copy of the data.
+                if ts is None:
+                    ts = infer_transfer_syntax(self.head)
+                    self._notes.append(
+                        f"TransferSyntaxUID: {self.transfer_syntax!r} unusable, "
+                        f"inferred {ts!r} from the data set"
+                    )
+                staging = self.out_dir / f"{self.name}.staging"
+                try:
+                    with open(staging, "wb") as out, open(partial, "rb") as src:
+                        out.write(self._meta_bytes(ts))
+                        src.seek(self._meta_len)
+                        shutil.copyfileobj(src, out, _COPY_CHUNK)
+                    os.replace(staging, final)
+                finally:
+                    staging.unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return self.name
+
+    def discard(self, reason: str) -> None:
+        """The data set did not complete: delete what was written, keep the reason."""
+        if self._state == "finished":
+            raise RuntimeError(f"ObjectSink {self.name} is finished")
+        self._state = "discarded"
+        self.problem = reason
+        if self._file is not None:
+            self._file.close()
+        path = self.partial_path
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ObjectSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state == "open":
+            self.discard(f"not finished ({exc_type.__name__ if exc_type else 'closed'})")
+
+    # -- meta header ----------------------------------------------------------
+
+    def _meta_bytes(self, transfer_syntax: str | None) -> bytes:
+        """Preamble, ``DICM`` and group 0002 (PS3.10 7.1), encoded by pydicom.
+
+        ``transfer_syntax`` must already be a valid UID or None.
+        """
+        meta = FileMetaDataset()
+        meta.FileMetaInformationGroupLength = 0  # pydicom fills in the real length
+        meta.FileMetaInformationVersion = b"\x00\x01"
+        own: tuple[str | None, str | None] = (None, None)
+        for index, (keyword, given) in enumerate(
+            (
+                ("MediaStorageSOPClassUID", self.sop_class_uid),
+                ("MediaStorageSOPInstanceUID", self.sop_instance_uid),
+            )
+        ):
+            value = _valid_uid(given)
+            if value is None:
+                if own == (None, None):
+                    own = dataset_uids(self.head, transfer_syntax)
+                value = _valid_uid(own[index])
+                what = "taken from the data set" if value else "left out"
+                self._notes.append(f"{keyword}: command value {given!r} not a valid UID, {what}")
+            if value is not None:
+                setattr(meta, keyword, UID(value))
+        if transfer_syntax is not None:
+            meta.TransferSyntaxUID = UID(transfer_syntax)
+        else:
+            self._notes.append("TransferSyntaxUID: unknown, left out")
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        ae = _valid_ae(self.source_ae)
+        if ae is not None:
+            meta.SourceApplicationEntityTitle = ae
+        elif self.source_ae:
+            self._notes.append(
+                f"SourceApplicationEntityTitle: {self.source_ae!r} invalid, left out"
+            )
+        buf = DicomBytesIO()
+        # enforce_standard=False: we set every element ourselves, and it must
+        # not refuse a header that had to leave out an invalid UID.
+        write_file_meta_info(buf, meta, enforce_standard=False)
+        return _PREAMBLE + buf.getvalue()
+
+
+# -- Transfer syntax inference --------------------------------------------------
+
+_VRS: Final = frozenset(v.value.encode("ascii") for v in VR if len(v.value) == 2)
+_LONG_VRS: Final = frozenset(str(v).encode("ascii") for v in EXPLICIT_VR_LENGTH_32)
+# Standard groups from pydicom's dictionary, plus repeating groups (PS3.5 7.6).
+_STANDARD_GROUPS: Final = frozenset(
+    {tag >> 16 for tag in keyword_dict.values()} - {0x0000, 0x0002, 0xFFFE}
+    | {0x1000, 0x1010}
+    | set(range(0x5000, 0x5100, 2))
+    | set(range(0x6000, 0x6100, 2))
+)
+
+
+def _walk_score(head: bytes, implicit: bool, little: bool) -> int:
+    """How many element headers parse consistently in ``head``; -1 if one does not.
+
+    Consistent means (PS3.5 7.1): the first group is a standard one, later
+    groups are standard or private (odd), tags ascend, explicit VRs are real
+    VRs, 4-byte-length VRs have zero reserved bytes, and defined lengths are
+    even.  The walk stops at the end of ``head`` or at an undefined length.
+    """
+    order = "<" if little else ">"
+    offset, count, previous = 0, 0, -1
+    while offset + 8 <= len(head):
+        group, elem = struct.unpack_from(f"{order}HH", head, offset)
+        tag = group << 16 | elem
+        plausible = group in _STANDARD_GROUPS or (count and group & 1 and group > 0x0008)
+        if not plausible or tag <= previous:
+            return -1
+        previous = tag
+        if implicit:
+            (length,) = struct.unpack_from(f"{order}L", head, offset + 4)
+            offset += 8
+        else:
+            vr = head[offset + 4 : offset + 6]
+            if vr not in _VRS:
+                return -1
+            if vr in _LONG_VRS:
+                if head[offset + 6 : offset + 8] != b"\0\0":
+                    return -1
+                if offset + 12 > len(head):
+                    return count + 1
+                (length,) = struct.unpack_from(f"{order}L", head, offset + 8)
+                offset += 12
+            else:
+                (length,) = struct.unpack_from(f"{order}H", head, offset + 6)
+                offset += 8
+        count += 1
+        if length == 0xFFFFFFFF:
+            break
+        if length & 1:
+            return -1
+        offset += length
+    return count
+
+
+def infer_transfer_syntax(head: bytes) -> str | None:
+    """Guess a data set's transfer syntax from its first bytes (PS3.5 7.1, A.1-A.3).
+
+    Tries Explicit VR Little Endian, Implicit VR Little Endian and Explicit VR
+    Big Endian, and returns the UID of the one under which the most element
+    headers parse consistently (ties in that order).  Returns None when none
+    does, e.g. for deflated data, or when fewer than 8 bytes are given.
+    """
+    head = bytes(head[:HEAD_SIZE])
+    if len(head) < 8:
+        return None
+    best: tuple[int, str | None] = (0, None)
+    for uid, implicit, little in (
+        (EXPLICIT_VR_LITTLE_ENDIAN, False, True),
+        (IMPLICIT_VR_LITTLE_ENDIAN, True, True),
+        (EXPLICIT_VR_BIG_ENDIAN, False, False),
+    ):
+        score = _walk_score(head, implicit, little)
+        if score > best[0]:
+            best = (score, uid)
+    return best[1]
+
+
+def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, str | None]:
+    """SOP Class and Instance UID, (0008,0016) and (0008,0018), from a data set's head.
+
+    Parsed with pydicom, stopping after (0008,0018); a value cut off by the end
+    of ``head`` counts as absent.  Deflated data (PS3.5 A.5) is inflated as far
+    as ``head`` goes.  Without a usable transfer syntax it is inferred.  Never
+    raises: ``(None, None)`` when nothing can be read.
+    """
+    try:
+        data = bytes(head)
+        ts = transfer_syntax
+        uid = UID(ts) if ts else None
+        if uid is None or not uid.is_transfer_syntax:
+            ts = infer_transfer_syntax(data)
+            uid = UID(ts) if ts else None
+        if uid is None:
+            return None, None
+        if uid.is_deflated:
+            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
+        implicit, little = uid.is_implicit_VR, uid.is_little_endian
+        found: dict[int, str] = {}
+        elements = data_element_generator(
+            io.BytesIO(data),
+            implicit,
+            little,
+            stop_when=lambda tag, vr, length: tag > 0x00080018,
+        )
+        for elem in elements:
+            if not isinstance(elem, RawDataElement) or elem.tag not in (0x00080016, 0x00080018):
+                continue
+            value = elem.value
+            if isinstance(value, bytes) and len(value) == elem.length:
+                text = value.decode("ascii", "replace").rstrip("\0 ")
+                if text:
+                    found[int(elem.tag)] = text
+        return found.get(0x00080016), found.get(0x00080018)
+    except Exception:  # truncated or hostile bytes: nothing usable
+        return None, None
+

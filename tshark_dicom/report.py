@@ -1,0 +1,144 @@
+"""Report: the five tables, written as Parquet/CSV, and a short human summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import OptionsError
+from .tables import SCHEMAS, SEVERITIES, TABLES, frame
+
+FORMATS = ("parquet", "csv", "both")
+
+
+@dataclass
+class Report:
+    """What `tshark_dicom.analyze` returns: one DataFrame per table (SPEC.md)."""
+
+    associations: pd.DataFrame = field(default_factory=lambda: frame("associations", []))
+    presentation_contexts: pd.DataFrame = field(
+        default_factory=lambda: frame("presentation_contexts", []))
+    messages: pd.DataFrame = field(default_factory=lambda: frame("messages", []))
+    objects: pd.DataFrame = field(default_factory=lambda: frame("objects", []))
+    findings: pd.DataFrame = field(default_factory=lambda: frame("findings", []))
+    captures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: list[dict[str, pd.DataFrame]], captures: list[str]) -> Report:
+        tables = {}
+        for t in TABLES:
+            frames = [p[t] for p in parts if len(p[t])]
+            tables[t] = (pd.concat(frames, ignore_index=True) if frames else frame(t, []))
+        return cls(**tables, captures=captures)
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in SCHEMAS:
+            raise KeyError(name)
+        df: pd.DataFrame = getattr(self, name)
+        return df
+
+    def write(self, out: str | os.PathLike[str], format: str = "parquet") -> list[Path]:
+        """Write every table into ``out`` as ``<table>.parquet`` and/or ``<table>.csv``.
+
+        Each file is written under a temporary name and renamed into place, so a file
+        with a table's name is always a whole table.
+        """
+        if format not in FORMATS:
+            raise OptionsError(f"unknown format {format!r}: choose parquet, csv or both")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in TABLES:
+            df = self.table(name)
+            if format in ("parquet", "both"):
+                written.append(_atomic(out_dir / f"{name}.parquet", lambda p, d=df:
+                                       _write_parquet(d, p)))
+            if format in ("csv", "both"):
+                written.append(_atomic(out_dir / f"{name}.csv", lambda p, d=df:
+                                       _csv(d).to_csv(p, index=False)))
+        return written
+
+    def summary(self) -> str:
+        """A few lines a person reads first: what happened, and what to look at."""
+        a, m, o, f = self.associations, self.messages, self.objects, self.findings
+        results = a["result"].value_counts().to_dict() if len(a) else {}
+        parts = [f"{n} {r}" for r, n in sorted(results.items())]
+        lines = [
+            f"{len(self.captures)} capture(s): {len(a)} associations"
+            + (f" ({', '.join(parts)})" if parts else ""),
+            f"{len(m)} DIMSE messages"
+            + (_counts(m["command"]) if len(m) else ""),
+            f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
+            f"{int(o['path'].notna().sum()) if len(o) else 0} written as Part-10 files",
+            "findings: " + ", ".join(
+                f"{int((f['severity'] == s).sum())} {s}{'s' if s != 'error' else 's'}"
+                for s in SEVERITIES),
+        ]
+        worst = f[f["severity"].isin(["error", "warning"])].head(8)
+        for row in worst.itertuples():
+            lines.append(f"  {row.severity}: [{row.code}] {row.summary}")
+        if len(f[f["severity"].isin(["error", "warning"])]) > len(worst):
+            lines.append("  ... (see findings table)")
+        notes = f[f["code"] == "no-dicom"]
+        for row in notes.itertuples():
+            lines.append(f"  note: {row.summary}")
+        return "\n".join(lines)
+
+
+def _counts(col: pd.Series) -> str:
+    top = col.value_counts().head(6)
+    return " (" + ", ".join(f"{n} {c}" for c, n in top.items()) + ")"
+
+
+def _csv(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col, dtype in SCHEMAS[_table_of(df)].items():
+        if dtype == "object":
+            out[col] = out[col].map(lambda v: " ".join(v) if isinstance(v, list) else v)
+    return out
+
+
+def _table_of(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    for name, schema in SCHEMAS.items():
+        if list(schema) == cols:
+            return name
+    raise KeyError("not one of our tables")
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, path)
+
+
+def _atomic(path: Path, write: object) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)  # type: ignore[operator]
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def replace_results(staging: Path, out: Path) -> None:
+    """Move a finished run from ``staging`` into ``out``, removing the previous run's
+    tables, objects and report first, so results are never mixed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        for ext in ("parquet", "csv"):
+            (out / f"{name}.{ext}").unlink(missing_ok=True)
+    for extra in ("report.html", "summary.txt"):
+        (out / extra).unlink(missing_ok=True)
+    if (out / "objects").exists():
+        shutil.rmtree(out / "objects")
+    for item in staging.iterdir():
+        os.replace(item, out / item.name)
+    staging.rmdir()

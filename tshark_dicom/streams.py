@@ -1,0 +1,266 @@
+"""TCP byte-stream reassembly, per connection and direction, from raw sequence numbers.
+
+We do this ourselves rather than trust tshark's desegmentation: it must keep going through
+loss and reordering (tshark's ``tcp.reassemble_out_of_order`` is off by default), must never
+glue bytes across a hole in the capture, and must not hold more than the TCP window.
+
+Each direction (`HalfStream`) delivers, in sequence order, to a `StreamSink`:
+``data`` for bytes we have, ``gap`` for bytes the capture lacks (lost by the capture
+point or cut by its snaplen), and ``end`` once, when the direction is finished.
+Retransmissions and overlaps are dropped (first copy wins, as a receiver would keep it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .packets import ACK, FIN, RST, SYN, Packet
+
+_MOD = 1 << 32
+_HALF = 1 << 31
+#: Out-of-order bytes we hold while waiting for a missing segment. Beyond this the missing
+#: bytes are declared a gap; the peer's ACK usually proves it long before (see `ack`).
+MAX_PENDING_BYTES = 16 << 20
+
+
+class StreamSink(Protocol):
+    """Receives one direction of a TCP connection, in order."""
+
+    def data(self, data: bytes, frame: int, time_ns: int) -> None: ...
+
+    def gap(self, nbytes: int, frame: int, time_ns: int) -> None: ...
+
+    def end(self, how: str, frame: int, time_ns: int) -> None:
+        """``how`` is ``fin``, ``rst`` or ``eof`` (the capture ended first)."""
+        ...
+
+
+@dataclass
+class HalfStreamStats:
+    """What the direction's segments looked like, for findings and timing."""
+
+    packets: int = 0
+    payload_packets: int = 0
+    delivered_bytes: int = 0
+    gap_bytes: int = 0
+    gaps: int = 0
+    retransmitted_bytes: int = 0
+    out_of_order: int = 0
+    first_frame: int | None = None
+    first_time_ns: int | None = None
+    last_time_ns: int | None = None
+
+    @property
+    def stream_bytes(self) -> int:
+        return self.delivered_bytes + self.gap_bytes
+
+
+class HalfStream:
+    """One direction of a TCP connection: sequence-ordered delivery to its sink."""
+
+    __slots__ = (
+        "sink", "stats", "_next", "_last_raw", "_last_abs", "_pending", "_pending_bytes",
+        "_fin_at", "_ended", "syn_seen", "fin_seen", "rst_seen",
+    )
+
+    def __init__(self, sink: StreamSink) -> None:
+        self.sink = sink
+        self.stats = HalfStreamStats()
+        self._next: int | None = None  # next expected absolute offset
+        self._last_raw = 0
+        self._last_abs = 0
+        # absolute offset -> (payload, missing tail bytes, frame, time)
+        self._pending: dict[int, tuple[bytes, int, int, int]] = {}
+        self._pending_bytes = 0
+        self._fin_at: int | None = None
+        self._ended = False
+        self.syn_seen = False
+        self.fin_seen = False
+        self.rst_seen = False
+
+    def _unwrap(self, raw: int) -> int:
+        """32-bit sequence number -> 64-bit offset, nearest to the last one seen (RFC 9293)."""
+        if self._next is None and not self._pending:
+            self._last_raw, self._last_abs = raw, raw
+            return raw
+        delta = (raw - self._last_raw) % _MOD
+        if delta >= _HALF:
+            delta -= _MOD
+        value = self._last_abs + delta
+        if delta > 0:
+            self._last_raw, self._last_abs = raw, value
+        return value
+
+    def segment(self, pkt: Packet) -> None:
+        st = self.stats
+        st.packets += 1
+        if st.first_frame is None:
+            st.first_frame, st.first_time_ns = pkt.frame, pkt.time_ns
+        st.last_time_ns = pkt.time_ns
+        if self._ended:
+            return
+        start = self._unwrap(pkt.seq)
+        if pkt.flags & SYN:
+            self.syn_seen = True
+            start += 1
+            if self._next is None:
+                self._next = start
+        if pkt.tcp_len:
+            st.payload_packets += 1
+            if self._next is None:
+                self._next = start  # capture began mid-connection
+            self._accept(start, pkt.payload, pkt.tcp_len - len(pkt.payload), pkt.frame, pkt.time_ns)
+        if pkt.flags & FIN:
+            self.fin_seen = True
+            self._fin_at = start + pkt.tcp_len
+            if self._next is None:
+                self._next = self._fin_at
+        if pkt.flags & RST:
+            self.rst_seen = True
+            self.finish("rst", pkt.frame, pkt.time_ns)
+            return
+        self._maybe_fin(pkt.frame, pkt.time_ns)
+
+    def _accept(self, start: int, payload: bytes, missing: int, frame: int, time_ns: int) -> None:
+        assert self._next is not None
+        end = start + len(payload) + missing
+        if end <= self._next:
+            self.stats.retransmitted_bytes += end - start
+            return
+        if start > self._next:
+            self.stats.out_of_order += 1
+            held = self._pending.get(start)
+            if held is None or len(held[0]) + held[1] < end - start:
+                if held is not None:
+                    self._pending_bytes -= len(held[0])
+                self._pending[start] = (payload, missing, frame, time_ns)
+                self._pending_bytes += len(payload)
+            if self._pending_bytes > MAX_PENDING_BYTES:
+                self._skip_to(min(self._pending), frame, time_ns)
+            return
+        if start < self._next:
+            cut = self._next - start
+            self.stats.retransmitted_bytes += min(cut, len(payload) + missing)
+            if cut >= len(payload):
+                missing -= cut - len(payload)
+                payload = b""
+            else:
+                payload = payload[cut:]
+        self._deliver(payload, missing, frame, time_ns)
+        self._drain()
+
+    def _deliver(self, payload: bytes, missing: int, frame: int, time_ns: int) -> None:
+        assert self._next is not None
+        if payload:
+            self.stats.delivered_bytes += len(payload)
+            self._next += len(payload)
+            self.sink.data(payload, frame, time_ns)
+        if missing > 0:
+            self._gap(missing, frame, time_ns)
+
+    def _gap(self, nbytes: int, frame: int, time_ns: int) -> None:
+        assert self._next is not None
+        self.stats.gaps += 1
+        self.stats.gap_bytes += nbytes
+        self._next += nbytes
+        self.sink.gap(nbytes, frame, time_ns)
+
+    def _drain(self) -> None:
+        while self._pending:
+            assert self._next is not None
+            first = min(self._pending)
+            if first > self._next:
+                return
+            payload, missing, frame, time_ns = self._pending.pop(first)
+            self._pending_bytes -= len(payload)
+            self._accept(first, payload, missing, frame, time_ns)
+
+    def _skip_to(self, offset: int, frame: int, time_ns: int) -> None:
+        """Declare [next, offset) lost from the capture and carry on after it."""
+        assert self._next is not None
+        if offset > self._next:
+            self._gap(offset - self._next, frame, time_ns)
+        self._drain()
+
+    def ack(self, raw_ack: int, frame: int, time_ns: int) -> None:
+        """The peer acknowledged up to ``raw_ack``: bytes before it that we lack were
+        delivered to the peer but missed by the capture, so they are a gap, not a wait."""
+        if self._next is None or self._ended or not self._pending:
+            return
+        acked = self._unwrap_peek(raw_ack)
+        first = min(self._pending)
+        if acked > self._next:
+            self._skip_to(min(acked, first), frame, time_ns)
+
+    def _unwrap_peek(self, raw: int) -> int:
+        delta = (raw - self._last_raw) % _MOD
+        if delta >= _HALF:
+            delta -= _MOD
+        return self._last_abs + delta
+
+    def _maybe_fin(self, frame: int, time_ns: int) -> None:
+        if self._fin_at is not None and self._next is not None and self._next >= self._fin_at:
+            self.finish("fin", frame, time_ns)
+
+    def finish(self, how: str, frame: int, time_ns: int) -> None:
+        """Deliver what is held, as gaps where bytes are missing, then end the direction."""
+        if self._ended:
+            return
+        while self._pending:
+            self._skip_to(min(self._pending), frame, time_ns)
+        if self._fin_at is not None and self._next is not None and self._fin_at > self._next:
+            self._gap(self._fin_at - self._next, frame, time_ns)
+        self._ended = True
+        self.sink.end("fin" if how == "eof" and self.fin_seen else how, frame, time_ns)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+
+class TcpConnection:
+    """Both directions of one tshark ``tcp.stream``. The caller supplies each direction's
+    sink through ``sink_for(src, sport, dst, dport, first_packet)`` when it first appears."""
+
+    __slots__ = ("stream", "halves", "_sink_for", "first_frame", "first_time_ns", "last_frame",
+                 "last_time_ns", "client")
+
+    def __init__(self, stream: int, sink_for: SinkFactory) -> None:
+        self.stream = stream
+        self.halves: dict[tuple[str, int], HalfStream] = {}
+        self._sink_for = sink_for
+        self.first_frame: int | None = None
+        self.first_time_ns: int | None = None
+        self.last_frame = 0
+        self.last_time_ns = 0
+        self.client: tuple[str, int] | None = None  # who sent the SYN, if seen
+
+    def feed(self, pkt: Packet) -> None:
+        if self.first_frame is None:
+            self.first_frame, self.first_time_ns = pkt.frame, pkt.time_ns
+        self.last_frame, self.last_time_ns = pkt.frame, pkt.time_ns
+        key = (pkt.src, pkt.sport)
+        half = self.halves.get(key)
+        if half is None:
+            half = HalfStream(self._sink_for(pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt))
+            self.halves[key] = half
+        if pkt.flags & SYN and not pkt.flags & ACK and self.client is None:
+            self.client = key
+        half.segment(pkt)
+        if pkt.flags & ACK:
+            peer = self.halves.get((pkt.dst, pkt.dport))
+            if peer is not None:
+                peer.ack(pkt.ack, pkt.frame, pkt.time_ns)
+        if pkt.flags & RST:
+            for other in self.halves.values():
+                other.finish("rst", pkt.frame, pkt.time_ns)
+
+    def finish(self) -> None:
+        """The capture ended: flush both directions."""
+        for half in self.halves.values():
+            half.finish("eof", self.last_frame, self.last_time_ns)
+
+
+class SinkFactory(Protocol):
+    def __call__(self, src: str, sport: int, dst: str, dport: int, first: Packet) -> StreamSink: ...

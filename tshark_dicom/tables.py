@@ -1,0 +1,236 @@
+"""Records -> DataFrames. Every table's columns and dtypes live here, in one place (SPEC.md).
+
+Nullable integers (``Int64``), ``string``, ``boolean``/``bool``, UTC ``datetime64[ns, UTC]``;
+an empty result is a zero-row frame with the same columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from .analysis import CaptureResult
+from .association import (
+    ABORT_REASONS,
+    ABORT_SOURCES,
+    CONTEXT_RESULTS,
+    REJECT_REASONS,
+    REJECT_RESULTS,
+    REJECT_SOURCES,
+    USER_IDENTITY_TYPES,
+    Association,
+    uid_name,
+)
+
+TS = "datetime64[ns, UTC]"
+LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "associations": {
+        "capture": "string", "assoc_id": "Int64", "tcp_stream": "Int64",
+        "requestor_ip": "string", "requestor_port": "Int64",
+        "acceptor_ip": "string", "acceptor_port": "Int64",
+        "calling_ae": "string", "called_ae": "string",
+        "requested_at": TS, "responded_at": TS, "ended_at": TS,
+        "result": "string", "ending": "string",
+        "reject_result": "Int64", "reject_source": "Int64", "reject_reason": "Int64",
+        "abort_source": "Int64", "abort_reason": "Int64",
+        "reject_text": "string", "abort_text": "string",
+        "max_pdu_requestor": "Int64", "max_pdu_acceptor": "Int64",
+        "impl_class_uid_requestor": "string", "impl_version_requestor": "string",
+        "impl_class_uid_acceptor": "string", "impl_version_acceptor": "string",
+        "messages": "Int64", "objects": "Int64",
+        "bytes_requestor": "Int64", "bytes_acceptor": "Int64",
+        "application_context": "string",
+        "async_ops_invoked_requestor": "Int64", "async_ops_performed_requestor": "Int64",
+        "async_ops_invoked_acceptor": "Int64", "async_ops_performed_acceptor": "Int64",
+        "user_identity_type": "Int64", "user_identity_text": "string",
+        "user_identity_username": "string",
+        "first_frame": "Int64", "last_frame": "Int64",
+        "pdus_requestor": "Int64", "pdus_acceptor": "Int64",
+        "gap_bytes": "Int64",
+        "duration_ms": "Float64", "setup_ms": "Float64",
+    },
+    "presentation_contexts": {
+        "capture": "string", "assoc_id": "Int64", "context_id": "Int64",
+        "abstract_syntax": "string", "abstract_syntax_name": "string",
+        "proposed_transfer_syntaxes": LIST,
+        "result": "Int64", "result_text": "string",
+        "transfer_syntax": "string", "transfer_syntax_name": "string",
+        "scu_role_proposed": "boolean", "scp_role_proposed": "boolean",
+        "scu_role_accepted": "boolean", "scp_role_accepted": "boolean",
+        "ext_neg_requested": "string", "ext_neg_accepted": "string",
+    },
+    "messages": {
+        "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "sender": "string",
+        "context_id": "Int64", "command": "string", "command_field": "Int64",
+        "message_id": "Int64", "responds_to": "Int64", "request_index": "Int64",
+        "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
+        "priority": "Int64", "move_destination": "string", "move_originator_ae": "string",
+        "move_originator_message_id": "Int64",
+        "status": "Int64", "status_category": "string", "status_text": "string",
+        "error_comment": "string",
+        "remaining": "Int64", "completed": "Int64", "failed": "Int64", "warning": "Int64",
+        "has_dataset": "bool", "dataset_bytes": "Int64",
+        "first_frame": "Int64", "last_frame": "Int64", "started_at": TS, "ended_at": TS,
+        "duration_ms": "Float64", "fragments": "Int64", "problem": "string",
+    },
+    "objects": {
+        "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "command": "string",
+        "sender": "string",
+        "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
+        "transfer_syntax": "string", "transfer_syntax_name": "string",
+        "transfer_syntax_inferred": "bool",
+        "dataset_bytes": "Int64", "sha256": "string", "complete": "bool",
+        "problem": "string", "path": "string",
+    },
+    "findings": {
+        "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "frame": "Int64",
+        "severity": "string", "code": "string", "summary": "string",
+    },
+}
+
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+SEVERITIES = ("error", "warning", "note")
+
+
+def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Build ``table`` from row dicts with exactly its schema's columns and dtypes."""
+    schema = SCHEMAS[table]
+    data = list(rows)
+    columns: dict[str, Any] = {}
+    for name, dtype in schema.items():
+        values = [row.get(name) for row in data]
+        if dtype == TS:
+            columns[name] = pd.to_datetime(
+                pd.array([v for v in values], dtype="Int64"), unit="ns", utc=True)
+        elif dtype == LIST:
+            columns[name] = pd.Series(values, dtype="object")
+        else:
+            columns[name] = pd.array(values, dtype=dtype)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
+
+
+def _ms(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None else (b - a) / 1e6
+
+
+def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
+    req = a.requestor or ("", None)
+    acc = a.acceptor or ("", None)
+    rj = a.reject
+    ab = a.abort
+    reject_text = None
+    if rj:
+        res, src, reason = rj
+        reject_text = (f"{REJECT_RESULTS.get(res, f'result {res}')}; "
+                       f"{REJECT_SOURCES.get(src, f'source {src}')}; "
+                       f"{REJECT_REASONS.get((src, reason), f'reason {reason}')}")
+    abort_text = None
+    if ab:
+        src, reason = ab
+        abort_text = ABORT_SOURCES.get(src, f"source {src}")
+        if src == 2:
+            abort_text += f"; {ABORT_REASONS.get(reason, f'reason {reason}')}"
+    dirs = {a.role_of(ep): d for ep, d in a.directions.items()}
+    req_dir, acc_dir = dirs.get("requestor"), dirs.get("acceptor")
+    ended = a.ended_ns if a.ended_ns is not None else a.last_ns
+    aw_rq, aw_ac = a.async_window["requestor"], a.async_window["acceptor"]
+    return {
+        "capture": capture, "assoc_id": aid, "tcp_stream": a.stream,
+        "requestor_ip": req[0] or None, "requestor_port": req[1],
+        "acceptor_ip": acc[0] or None, "acceptor_port": acc[1],
+        "calling_ae": a.calling_ae, "called_ae": a.called_ae,
+        "requested_at": a.requested_ns, "responded_at": a.responded_ns,
+        "ended_at": ended if a.ending != "open" else None,
+        "result": a.result, "ending": a.ending,
+        "reject_result": rj[0] if rj else None, "reject_source": rj[1] if rj else None,
+        "reject_reason": rj[2] if rj else None,
+        "abort_source": ab[0] if ab else None, "abort_reason": ab[1] if ab else None,
+        "reject_text": reject_text, "abort_text": abort_text,
+        "max_pdu_requestor": a.max_pdu["requestor"], "max_pdu_acceptor": a.max_pdu["acceptor"],
+        "impl_class_uid_requestor": a.impl_uid["requestor"],
+        "impl_version_requestor": a.impl_version["requestor"],
+        "impl_class_uid_acceptor": a.impl_uid["acceptor"],
+        "impl_version_acceptor": a.impl_version["acceptor"],
+        "messages": len(a.messages), "objects": len(a.objects),
+        "bytes_requestor": req_dir.parser.nbytes if req_dir else 0,
+        "bytes_acceptor": acc_dir.parser.nbytes if acc_dir else 0,
+        "application_context": a.application_context,
+        "async_ops_invoked_requestor": aw_rq[0] if aw_rq else None,
+        "async_ops_performed_requestor": aw_rq[1] if aw_rq else None,
+        "async_ops_invoked_acceptor": aw_ac[0] if aw_ac else None,
+        "async_ops_performed_acceptor": aw_ac[1] if aw_ac else None,
+        "user_identity_type": a.user_identity_type,
+        "user_identity_text": USER_IDENTITY_TYPES.get(a.user_identity_type or 0),
+        "user_identity_username": a.user_identity_user,
+        "first_frame": a.first_frame, "last_frame": a.last_frame,
+        "pdus_requestor": sum(a.pdus["requestor"].values()),
+        "pdus_acceptor": sum(a.pdus["acceptor"].values()),
+        "gap_bytes": a.gap_bytes,
+        "duration_ms": _ms(a.requested_ns or a.first_ns, ended if a.ending != "open" else None),
+        "setup_ms": _ms(a.requested_ns, a.responded_ns),
+    }
+
+
+def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
+    """All five tables from a sequence of capture results."""
+    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+    for res in results:
+        cap = res.capture
+        for f in res.findings:
+            rows["findings"].append({"capture": cap, "assoc_id": None, "msg_index": f.msg_index,
+                                     "frame": f.frame, "severity": f.severity, "code": f.code,
+                                     "summary": f.summary})
+        for aid, a in enumerate(res.associations):
+            rows["associations"].append(_assoc_row(cap, aid, a))
+            for c in a.context_rows():
+                rows["presentation_contexts"].append({
+                    "capture": cap, "assoc_id": aid, "context_id": c.context_id,
+                    "abstract_syntax": c.abstract_syntax,
+                    "abstract_syntax_name": uid_name(c.abstract_syntax),
+                    "proposed_transfer_syntaxes": list(c.proposed_transfer_syntaxes),
+                    "result": c.result,
+                    "result_text": CONTEXT_RESULTS.get(c.result) if c.result is not None else None,
+                    "transfer_syntax": c.transfer_syntax,
+                    "transfer_syntax_name": uid_name(c.transfer_syntax),
+                    "scu_role_proposed": c.scu_role_proposed,
+                    "scp_role_proposed": c.scp_role_proposed,
+                    "scu_role_accepted": c.scu_role_accepted,
+                    "scp_role_accepted": c.scp_role_accepted,
+                    "ext_neg_requested": c.ext_neg_requested,
+                    "ext_neg_accepted": c.ext_neg_accepted,
+                })
+            for m in a.messages:
+                row = {k: getattr(m, k) for k in (
+                    "msg_index", "sender", "context_id", "command", "command_field",
+                    "message_id", "responds_to", "request_index", "sop_class_uid",
+                    "sop_instance_uid", "priority", "move_destination", "move_originator_ae",
+                    "move_originator_message_id", "status", "status_category", "status_text",
+                    "error_comment", "remaining", "completed", "failed", "warning",
+                    "has_dataset", "dataset_bytes", "first_frame", "last_frame", "fragments",
+                    "problem")}
+                row.update(capture=cap, assoc_id=aid, started_at=m.started_ns,
+                           ended_at=m.ended_ns, duration_ms=_ms(m.started_ns, m.ended_ns),
+                           sop_class_name=uid_name(m.sop_class_uid))
+                rows["messages"].append(row)
+            for o in a.objects:
+                rows["objects"].append({
+                    "capture": cap, "assoc_id": aid, "msg_index": o.msg_index,
+                    "command": o.command, "sender": o.sender,
+                    "sop_class_uid": o.sop_class_uid, "sop_class_name": uid_name(o.sop_class_uid),
+                    "sop_instance_uid": o.sop_instance_uid,
+                    "transfer_syntax": o.transfer_syntax,
+                    "transfer_syntax_name": uid_name(o.transfer_syntax),
+                    "transfer_syntax_inferred": o.transfer_syntax_inferred,
+                    "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
+                    "complete": o.complete, "problem": o.problem, "path": o.path,
+                })
+            for f in a.findings:
+                rows["findings"].append({"capture": cap, "assoc_id": aid,
+                                         "msg_index": f.msg_index, "frame": f.frame,
+                                         "severity": f.severity, "code": f.code,
+                                         "summary": f.summary})
+    return {t: frame(t, rows[t]) for t in TABLES}

@@ -1,0 +1,246 @@
+"""Find tshark, check it, build its command lines, run it, and map its failures to errors.
+
+tshark is our packet engine: it reads every capture format and link layer and dissects
+IP and TCP. We ask it for raw TCP payload bytes only (its DICOM dissector is disabled, see
+NOTES: it gives no PDV bytes and cuts values at 50 characters) and decode DICOM ourselves.
+
+Two passes, so that unrelated traffic never travels through JSON:
+1. ``find_dicom_streams``: a display filter that matches a segment opening with an
+   A-ASSOCIATE-RQ PDU header (PS3.8 9.3.2: type 01, reserved 00, length, version 0001),
+   or any segment on a ``--port``; only the ``tcp.stream`` number is printed.
+2. ``packet_stream``: ``-T ek`` with the few fields we need, for those streams only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .errors import CaptureError, TsharkError, TsharkNotFoundError
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION = (3, 6, 0)  # tcp.seq_raw and "a..b" ranges in display-filter sets
+INSTALL_HINT = "install it with 'apt-get install tshark' (Debian/Ubuntu) or set TSHARK=/path/to/tshark"
+
+#: The fields of pass 2, in the order `packets.py` reads them (ek names: dots become '_').
+FIELDS: tuple[str, ...] = (
+    "frame.number",
+    "frame.time_epoch",
+    "frame.len",
+    "frame.cap_len",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "tcp.stream",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.seq_raw",
+    "tcp.ack_raw",
+    "tcp.len",
+    "tcp.flags",
+    "tcp.payload",
+)
+
+#: TCP analysis and desegmentation are ours to do (streams.py); turning tshark's off saves
+#: about a third of its time (NOTES) and keeps its memory from growing with the capture.
+PREFERENCES: tuple[str, ...] = (
+    "tcp.analyze_sequence_numbers:FALSE",
+    "tcp.desegment_tcp_streams:FALSE",
+    "tcp.relative_sequence_numbers:FALSE",
+    "tcp.check_checksum:FALSE",
+    "tcp.try_heuristic_first:FALSE",
+)
+
+#: A segment that opens with an A-ASSOCIATE-RQ PDU header. dcmtk may send the 6-byte PDU
+#: header as a segment of its own, hence the ``tcp.len == 6`` alternative.
+ASSOCIATE_RQ_FILTER = "tcp.payload[0:2] == 01:00 && (tcp.len == 6 || tcp.payload[6:2] == 00:01)"
+
+#: File types that tshark's wiretap opens but that are not packet captures.
+NOT_PACKET_CAPTURES = frozenset(
+    {"mp4", "mpeg", "jpeg", "jfif", "mime", "ruby_marshal", "json", "log", "tfshark"}
+)
+
+
+@dataclass(frozen=True)
+class Tshark:
+    """A checked tshark executable."""
+
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(str(v) for v in self.version)
+
+
+def find_tshark(explicit: str | os.PathLike[str] | None = None) -> Tshark:
+    """Locate tshark (argument, then ``TSHARK`` environment variable, then PATH) and check it."""
+    candidate = str(explicit) if explicit else os.environ.get("TSHARK") or shutil.which("tshark")
+    if not candidate:
+        raise TsharkNotFoundError(f"tshark not found on PATH: {INSTALL_HINT}")
+    resolved = shutil.which(candidate) if os.sep not in candidate else candidate
+    if not resolved or not os.access(resolved, os.X_OK):
+        raise TsharkNotFoundError(f"tshark not found at {candidate}: {INSTALL_HINT}")
+    try:
+        out = subprocess.run(
+            [resolved, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError as exc:
+        raise TsharkNotFoundError(f"cannot run {resolved}: {exc.strerror}") from exc
+    match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)\.(\d+)", out.stdout)
+    if not match:
+        raise TsharkError(f"{resolved} does not look like tshark (its --version said nothing known)")
+    version = (int(match[1]), int(match[2]), int(match[3]))
+    if version < MIN_VERSION:
+        need = ".".join(map(str, MIN_VERSION))
+        raise TsharkError(f"tshark {'.'.join(map(str, version))} is too old: need {need} or newer")
+    return Tshark(resolved, version)
+
+
+def check_capture(tshark: Tshark, path: Path) -> None:
+    """Fail early and clearly on a capture we cannot read at all."""
+    if not path.exists():
+        raise CaptureError(f"{path}: no such file")
+    if not path.is_file():
+        raise CaptureError(f"{path}: not a file")
+    if not os.access(path, os.R_OK):
+        raise CaptureError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise CaptureError(f"{path}: empty file, not a capture")
+    captype = Path(tshark.path).with_name("captype")
+    if not captype.exists():
+        return
+    out = subprocess.run(
+        [str(captype), str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    kind = out.stdout.rsplit(":", 1)[-1].strip() if out.stdout else ""
+    if kind == "unknown":
+        raise CaptureError(f"{path}: not a capture file in a format tshark understands")
+    if kind in NOT_PACKET_CAPTURES:
+        raise CaptureError(f"{path}: a {kind} file, not a packet capture")
+
+
+def _stderr_lines(text: str) -> list[str]:
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith('Running as user "root"')
+    ]
+
+
+def _base_argv(tshark: Tshark, capture: Path) -> list[str]:
+    argv = [tshark.path, "-n", "-r", str(capture), "--disable-protocol", "dicom"]
+    for pref in PREFERENCES:
+        argv += ["-o", pref]
+    return argv
+
+
+def find_streams_argv(tshark: Tshark, capture: Path, ports: Sequence[int] = ()) -> list[str]:
+    """Pass 1: print the tcp.stream of every segment that could start a DICOM association."""
+    expr = f"({ASSOCIATE_RQ_FILTER})"
+    if ports:
+        expr += " || tcp.port in {" + ",".join(str(p) for p in sorted(set(ports))) + "}"
+    return _base_argv(tshark, capture) + ["-Y", expr, "-T", "fields", "-e", "tcp.stream"]
+
+
+def stream_set_expression(streams: Iterable[int]) -> str:
+    """``tcp.stream in {0..4,7,9..12}``: consecutive runs as ranges keep the filter short."""
+    ordered = sorted(set(streams))
+    parts: list[str] = []
+    start = prev = None
+    for s in [*ordered, None]:
+        if s is not None and prev is not None and s == prev + 1:
+            prev = s
+            continue
+        if start is not None and prev is not None:
+            parts.append(str(start) if start == prev else f"{start}..{prev}")
+        start = prev = s
+    return "tcp.stream in {" + ",".join(parts) + "}"
+
+
+def packets_argv(tshark: Tshark, capture: Path, streams: Iterable[int]) -> list[str]:
+    """Pass 2: ``-T ek`` with only FIELDS, for the selected TCP streams only."""
+    argv = _base_argv(tshark, capture) + ["-Y", stream_set_expression(streams), "-T", "ek"]
+    for f in FIELDS:
+        argv += ["-e", f]
+    return argv
+
+
+@dataclass
+class TsharkRun:
+    """What a finished tshark run left behind: the notes worth keeping from its stderr."""
+
+    argv: list[str]
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class _StderrCollector(threading.Thread):
+    """Drains stderr on a thread so a chatty tshark can never block on a full pipe."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: deque[str] = deque(maxlen=200)
+
+    def run(self) -> None:
+        for raw in self.stream:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+
+@contextmanager
+def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], TsharkRun]]:
+    """Run tshark, yield its stdout (binary, streamed) and a TsharkRun filled in at exit.
+
+    A capture cut short is not an error: tshark still gave us every whole packet, and the
+    caller records a finding. Any other non-zero exit is a TsharkError naming the capture.
+    """
+    log.debug("running %s", " ".join(argv))
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            bufsize=1 << 20,
+        )
+    except OSError as exc:
+        raise TsharkNotFoundError(f"cannot run {argv[0]}: {exc.strerror}: {INSTALL_HINT}") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    collector = _StderrCollector(proc.stderr)
+    collector.start()
+    result = TsharkRun(argv)
+    try:
+        yield proc.stdout, result
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+    code = proc.wait()
+    collector.join(timeout=10)
+    lines = _stderr_lines("\n".join(collector.lines))
+    cut_short = [line for line in lines if "cut short" in line]
+    if cut_short:
+        result.truncated = True
+    errors = [line for line in lines if line.startswith("tshark:") and line not in cut_short]
+    result.warnings = [line for line in lines if line not in errors and line not in cut_short]
+    if code != 0 and not (result.truncated and not errors):
+        detail = errors[-1].removeprefix("tshark: ") if errors else f"exit status {code}"
+        if "isn't a capture file" in detail or "unknown" in detail and "format" in detail:
+            raise CaptureError(f"{capture}: not a capture file in a format tshark understands")
+        if "doesn't exist" in detail:
+            raise CaptureError(f"{capture}: no such file")
+        if "ermission denied" in detail:
+            raise CaptureError(f"{capture}: permission denied")
+        raise TsharkError(f"{capture}: tshark failed: {detail}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord
+from .crosscheck import crosscheck
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import read_packets
 from .streams import TcpConnection
@@ -50,6 +51,7 @@ def analyze_capture(
     tshark: Tshark,
     ports: Sequence[int] = (),
     objects_dir: Path | None = None,
+    cross_check: bool = False,
     progress: ProgressFn | None = None,
 ) -> CaptureResult:
     """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files."""
@@ -109,7 +111,12 @@ def analyze_capture(
         result.truncated = True
     for stream, conn in conns.items():
         conn.finish()
-        assocs[stream].finish()
+        assoc = assocs[stream]
+        for endpoint, half in conn.halves.items():
+            role = assoc.role_of(endpoint)
+            assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
+            assoc.tcp_out_of_order[role] += half.stats.out_of_order
+        assoc.finish()
     if snaplen_cut:
         result.findings.append(FindingRecord(
             None, first_cut_frame, "warning", "capture-snaplen",
@@ -120,6 +127,9 @@ def analyze_capture(
     result.associations = dicom
     if not dicom:
         result.findings.append(_no_dicom(label, ports))
+    elif cross_check:
+        for aid, finding in crosscheck(tshark, path, label, dicom, ports):
+            (dicom[aid].findings if aid is not None else result.findings).append(finding)
     result.elapsed_s = time.monotonic() - started
     log.debug("%s: %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
               result.packets, len(dicom), result.elapsed_s,

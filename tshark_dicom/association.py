@@ -246,10 +246,10 @@ class _Direction:
         if self.assembler is not None:
             self.assembler.pdv_end(frame, time_ns)
 
-    def lost(self, nbytes: int, where: str, frame: int, time_ns: int) -> None:
-        self.assoc.on_lost(self, nbytes, where, frame)
+    def lost(self, nbytes: int, where: str, cause: str, frame: int, time_ns: int) -> None:
+        self.assoc.on_lost(self, nbytes, cause, frame)
         if self.assembler is not None:
-            self.assembler.lost(nbytes, where, frame, time_ns)
+            self.assembler.lost(nbytes, where, cause, frame, time_ns)
 
     def malformed(self, text: str, frame: int, time_ns: int) -> None:
         self.assoc.on_malformed(self, text, frame)
@@ -297,6 +297,7 @@ class Association:
         self.result: str | None = None
         self.reject: tuple[int, int, int] | None = None
         self.abort: tuple[int, int] | None = None
+        self.reject_frame: int | None = None
         self.abort_sender: str | None = None
         self.abort_frame: int | None = None
         self.release_rq = False
@@ -321,6 +322,9 @@ class Association:
         self._gap_findings = 0
         self.gap_bytes = 0
         self._sinks: dict[int, DatasetSinkLike] = {}
+        #: per role: TCP retransmitted bytes and out-of-order segments (set by the driver)
+        self.tcp_retransmitted: dict[str, int] = {REQUESTOR: 0, ACCEPTOR: 0}
+        self.tcp_out_of_order: dict[str, int] = {REQUESTOR: 0, ACCEPTOR: 0}
 
     # -- connection side --------------------------------------------------------------
     def sink_for(self, src: str, sport: int, dst: str, dport: int, first: Packet) -> StreamSink:
@@ -474,77 +478,66 @@ class Association:
     # -- PDU events ------------------------------------------------------------------------
     def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,
                      time_ns: int) -> None:
-        if self.valid_pdus == 0 and not self.saw_rq:
-            if pdu_type == A_ASSOCIATE_RQ:
-                self.requestor, self.acceptor = d.endpoint, d.peer
+        """The PDU type alone settles the association's state (PS3.8 9.2): a PDU whose body
+        the capture lacks still says accepted, rejected, released or aborted."""
+        if pdu_type == A_ASSOCIATE_RQ and self.valid_pdus == 0:
+            self.saw_rq = True
+            self.requestor, self.acceptor = d.endpoint, d.peer
+            self.requested_ns, self.requested_frame = time_ns, frame
         self.valid_pdus += 1
         role = d.role
         counts = self.pdus[role]
         name = PDU_NAMES[pdu_type]
         counts[name] = counts.get(name, 0) + 1
-        if pdu_type == P_DATA_TF and not d.over_max_reported:
-            receiver = ACCEPTOR if role == REQUESTOR else REQUESTOR
-            limit = self.max_pdu[receiver]
-            if limit and length > limit:
-                d.over_max_reported = True
-                self.finding(
-                    "warning", "pdu-exceeds-max-length",
-                    f"P-DATA-TF of {length} bytes from the {role} exceeds the {receiver}'s "
-                    f"maximum PDU length of {limit} bytes", frame)
+        if pdu_type == P_DATA_TF:
+            if not d.over_max_reported:
+                receiver = ACCEPTOR if role == REQUESTOR else REQUESTOR
+                limit = self.max_pdu[receiver]
+                if limit and length > limit:
+                    d.over_max_reported = True
+                    self.finding(
+                        "warning", "pdu-exceeds-max-length",
+                        f"P-DATA-TF of {length} bytes from the {role} exceeds the {receiver}'s "
+                        f"maximum PDU length of {limit} bytes", frame)
+        elif pdu_type == A_ASSOCIATE_AC and self.result is None:
+            self.result, self.responded_ns = "accepted", time_ns
+        elif pdu_type == A_ASSOCIATE_RJ and self.result is None:
+            self.result, self.responded_ns, self.reject_frame = "rejected", time_ns, frame
+        elif pdu_type == A_RELEASE_RQ:
+            self.release_rq = True
+        elif pdu_type == A_RELEASE_RP:
+            self.release_rp = True
+            self.ended_ns = time_ns
+        elif pdu_type == A_ABORT and self.abort_sender is None:
+            self.abort_sender, self.abort_frame = role, frame
+            if self.ended_ns is None:
+                self.ended_ns = time_ns
+            for other in self.directions.values():
+                if other.assembler is not None:
+                    other.assembler.interrupt(f"A-ABORT from the {role}", frame, time_ns)
 
     def on_control(self, d: _Direction, pdu: ControlPdu) -> None:
+        """A whole PDU, decoded: fill in the details of what on_pdu_start settled."""
         t = pdu.pdu_type
         p = pdu.decoded
-        role = d.role
         if t == A_ASSOCIATE_RQ:
             self._on_rq(d, pdu, p)
         elif t == A_ASSOCIATE_AC:
             self._on_ac(pdu, p)
         elif t == A_ASSOCIATE_RJ:
-            self.result = "rejected"
-            self.responded_ns = pdu.last_time_ns
             self.reject = (int(p.result), int(p.source), int(p.reason_diagnostic))
-            res, src, reason = self.reject
-            self.finding(
-                "error", "association-rejected",
-                f"{self.called_ae or 'the acceptor'} rejected the association from "
-                f"{self.calling_ae or 'the requestor'}: {REJECT_RESULTS.get(res, res)}, "
-                f"source {REJECT_SOURCES.get(src, src)}, reason "
-                f"{REJECT_REASONS.get((src, reason), reason)}", pdu.first_frame)
-        elif t == A_RELEASE_RQ:
-            self.release_rq = True
-        elif t == A_RELEASE_RP:
-            self.release_rp = True
-            self.ended_ns = pdu.last_time_ns
         elif t == A_ABORT:
             self.abort = (int(p.source), int(p.reason_diagnostic))
-            self.abort_sender = role
-            self.abort_frame = pdu.first_frame
-            if self.ended_ns is None:
-                self.ended_ns = pdu.last_time_ns
-            src, reason = self.abort
-            why = ABORT_REASONS.get(reason, str(reason)) if src == 2 else "not specified"
-            self.finding(
-                "error", "association-aborted",
-                f"the {role} ({self._sender_ae(role) or d.endpoint[0]}) aborted the association "
-                f"(A-ABORT source {ABORT_SOURCES.get(src, src)}, reason {why})", pdu.first_frame)
-            for other in self.directions.values():
-                if other.assembler is not None:
-                    other.assembler.interrupt(f"A-ABORT from the {role}", pdu.first_frame,
-                                              pdu.first_time_ns)
 
     def _on_rq(self, d: _Direction, pdu: ControlPdu, p: Any) -> None:
-        if self.saw_rq:
-            self.finding("error", "unexpected-pdu", "a second A-ASSOCIATE-RQ on one connection",
+        if self.contexts or self.calling_ae is not None or d.endpoint != self.requestor:
+            self.finding("error", "unexpected-pdu",
+                         f"an A-ASSOCIATE-RQ from the {d.role} after the association began",
                          pdu.first_frame)
             return
-        self.saw_rq = True
-        self.requestor, self.acceptor = d.endpoint, d.peer
         self.calling_ae = _clean(p.calling_ae_title)
         self.called_ae = _clean(p.called_ae_title)
         self.application_context = _clean(p.application_context_name)
-        self.requested_ns = pdu.first_time_ns
-        self.requested_frame = pdu.first_frame
         for item in p.presentation_context:
             cid = int(item.context_id)
             self.contexts[cid] = ContextRecord(
@@ -553,8 +546,6 @@ class Association:
         self._user_info(REQUESTOR, p.user_information)
 
     def _on_ac(self, pdu: ControlPdu, p: Any) -> None:
-        self.result = "accepted"
-        self.responded_ns = pdu.last_time_ns
         for item in p.presentation_context:
             cid = int(item.context_id)
             ctx = self.contexts.get(cid)
@@ -610,10 +601,10 @@ class Association:
             if self.user_identity_type in (1, 2):  # never the passcode
                 self.user_identity_user = _clean(uid.primary)
 
-    def on_lost(self, d: _Direction, nbytes: int, where: str, frame: int) -> None:
-        if nbytes == 0:
-            return
+    def on_lost(self, d: _Direction, nbytes: int, cause: str, frame: int) -> None:
         self.gap_bytes += nbytes
+        if nbytes == 0 or cause == "snaplen":  # snaplen: one capture-level finding says it
+            return
         self._gap_findings += 1
         if self._gap_findings <= MAX_GAP_FINDINGS:
             self.finding(
@@ -631,7 +622,8 @@ class Association:
     def finish(self) -> None:
         """The capture ended: settle the ending and whatever messages are in progress."""
         closed = [d for d in self.directions.values() if d.ended_how in ("fin", "rst")]
-        if self.abort is not None:
+        self._reject_abort_findings()
+        if self.abort_sender is not None:
             ending, why = "aborted", f"A-ABORT from the {self.abort_sender}"
         elif self.release_rq and self.release_rp:
             ending, why = "released", "the association was released"
@@ -669,6 +661,31 @@ class Association:
                 f"response before {why}", rec.first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
+
+    def _reject_abort_findings(self) -> None:
+        if self.result == "rejected":
+            if self.reject is not None:
+                res, src, reason = self.reject
+                why = (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
+                       f"reason {REJECT_REASONS.get((src, reason), reason)}")
+            else:
+                why = "its reason is not in the capture"
+            self.finding(
+                "error", "association-rejected",
+                f"{self.called_ae or 'the acceptor'} rejected the association from "
+                f"{self.calling_ae or 'the requestor'}: {why}", self.reject_frame)
+        if self.abort_sender is not None:
+            role = self.abort_sender
+            if self.abort is not None:
+                src, reason = self.abort
+                why = ABORT_REASONS.get(reason, str(reason)) if src == 2 else "not specified"
+                detail = f"A-ABORT source {ABORT_SOURCES.get(src, src)}, reason {why}"
+            else:
+                detail = "its source and reason are not in the capture"
+            self.finding(
+                "error", "association-aborted",
+                f"the {role} ({self._sender_ae(role) or 'AE unknown'}) aborted the association "
+                f"({detail})", self.abort_frame)
 
     def context_rows(self) -> list[ContextRecord]:
         return [self.contexts[c] for c in self._context_order]

@@ -49,9 +49,10 @@ def _subdir(index: int, path: Path, total: int) -> str:
 
 
 def _one(path: Path, label: str, tshark: Tshark, ports: Sequence[int],
-         objects_dir: Path | None, sub: str) -> dict[str, pd.DataFrame]:
+         objects_dir: Path | None, sub: str, cross_check: bool) -> dict[str, pd.DataFrame]:
     target = objects_dir / sub if objects_dir is not None else None
-    result = analyze_capture(path, label=label, tshark=tshark, ports=ports, objects_dir=target)
+    result = analyze_capture(path, label=label, tshark=tshark, ports=ports, objects_dir=target,
+                             cross_check=cross_check)
     tables = build([result])
     if objects_dir is not None:
         objs = tables["objects"]
@@ -68,6 +69,7 @@ def run(
     ports: Sequence[int] = (),
     jobs: int = 1,
     tshark: str | None = None,
+    cross_check: bool = False,
     on_capture: Callable[[str], None] | None = None,
 ) -> Report:
     """Analyse every capture and join the results (the body of `tshark_dicom.analyze`)."""
@@ -89,10 +91,10 @@ def run(
         for path, label, sub in zip(paths, labels, subs):
             if on_capture:
                 on_capture(label)
-            parts.append(_one(path, label, engine, ports, odir, sub))
+            parts.append(_one(path, label, engine, ports, odir, sub, cross_check))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_one, p, lab, engine, ports, odir, s)
+            futures = [pool.submit(_one, p, lab, engine, ports, odir, s, cross_check)
                        for p, lab, s in zip(paths, labels, subs)]
             for label, fut in zip(labels, futures):
                 parts.append(fut.result())

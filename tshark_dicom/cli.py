@@ -58,6 +58,9 @@ def analyze(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     tshark: Annotated[str | None, typer.Option(
         "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+    cross_check: Annotated[bool, typer.Option(
+        "--cross-check", help="Also run Wireshark's DICOM dissector and report every "
+        "disagreement as a finding.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -75,7 +78,8 @@ def analyze(
         _fail(TsharkDicomError(f"{out}: cannot create the output folder: {exc.strerror}"))
     try:
         report = run(captures, objects_dir=None if no_objects else staging / "objects",
-                     ports=port or (), jobs=jobs, tshark=tshark)
+                     ports=port or (), jobs=jobs, tshark=tshark,
+                     cross_check=cross_check)
         report.write(staging, format=format)
         summary = report.summary()
         (staging / "summary.txt").write_text(summary + "\n")

@@ -137,14 +137,18 @@ class MessageAssembler:
             msg.dataset_complete = True
             self._finish(msg)
 
-    def lost(self, nbytes: int, where: str, frame: int, time_ns: int) -> None:
+    def lost(self, nbytes: int, where: str, cause: str, frame: int, time_ns: int) -> None:
         """Bytes missing from the capture: the message in progress cannot be complete."""
         msg = self.current
         self._pdv = None
         if msg is None:
             return
-        if where == "end":
+        if cause == "end":
             reason = "the stream ended inside the message"
+        elif cause == "malformed":
+            reason = f"a malformed PDV at frame {frame}"
+        elif cause == "snaplen":
+            reason = f"{nbytes} bytes cut by the capture's snapshot length at frame {frame}"
         else:
             reason = f"{nbytes} bytes missing from the capture at frame {frame}"
         self._interrupt(msg, reason, frame, time_ns)

@@ -31,7 +31,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
+from pydicom.uid import RE_VALID_UID, UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 __all__ = [
@@ -87,7 +87,9 @@ def _valid_uid(value: str | None) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.rstrip("\0 ")
-    return value if value and UID(value).is_valid else None
+    # The regex, not UID(value).is_valid: constructing a UID from an invalid
+    # string makes pydicom warn and log, which hostile traffic must not cause.
+    return value if len(value) <= 64 and re.fullmatch(RE_VALID_UID, value) else None
 
 
 def _valid_ae(value: str | None) -> str | None:
@@ -336,11 +338,14 @@ _STANDARD_GROUPS: Final = frozenset(
 )
 
 
+_KNOWN_TAGS: Final = frozenset(keyword_dict.values())
+
+
 def _walk_score(head: bytes, implicit: bool, little: bool) -> int:
     """How many element headers parse consistently in ``head``; -1 if one does not.
 
-    Consistent means (PS3.5 7.1): the first group is a standard one, later
-    groups are standard or private (odd), tags ascend, explicit VRs are real
+    Consistent means (PS3.5 7.1): the first tag is in pydicom's dictionary,
+    later groups are standard or private (odd), tags ascend, explicit VRs are real
     VRs, 4-byte-length VRs have zero reserved bytes, and defined lengths are
     even.  The walk stops at the end of ``head`` or at an undefined length.
     """
@@ -349,7 +354,10 @@ def _walk_score(head: bytes, implicit: bool, little: bool) -> int:
     while offset + 8 <= len(head):
         group, elem = struct.unpack_from(f"{order}HH", head, offset)
         tag = group << 16 | elem
-        plausible = group in _STANDARD_GROUPS or (count and group & 1 and group > 0x0008)
+        if count == 0:  # a known tag, or a group length in a standard group
+            plausible = tag in _KNOWN_TAGS or (elem == 0 and group in _STANDARD_GROUPS)
+        else:
+            plausible = group in _STANDARD_GROUPS or (group & 1 and group > 0x0008)
         if not plausible or tag <= previous:
             return -1
         previous = tag
@@ -412,7 +420,7 @@ def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, 
     """
     try:
         data = bytes(head)
-        ts = transfer_syntax
+        ts = _valid_uid(transfer_syntax)
         uid = UID(ts) if ts else None
         if uid is None or not uid.is_transfer_syntax:
             ts = infer_transfer_syntax(data)

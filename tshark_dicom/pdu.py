@@ -60,6 +60,11 @@ MAX_CONTROL_PDU = 1 << 20
 _MIN_ASSOCIATE = 68
 
 
+_CAUSE_TEXT = {
+    "lost": "missing from the capture",
+    "snaplen": "cut by the capture's snapshot length",
+}
+
 #: Where a PDU header may start during resynchronisation: P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
 _CANDIDATE = re.compile(rb"[\x04-\x07]\x00")
 
@@ -106,8 +111,9 @@ class UpperLayerSink(Protocol):
 
     def pdv_end(self, frame: int, time_ns: int) -> None: ...
 
-    def lost(self, nbytes: int, where: str, frame: int, time_ns: int) -> None:
-        """Bytes the capture lacks; the PDV or PDU in progress (if any) is incomplete."""
+    def lost(self, nbytes: int, where: str, cause: str, frame: int, time_ns: int) -> None:
+        """Bytes the capture lacks (``cause``: ``lost``, ``snaplen``, or ``end``/``malformed``
+        with nbytes 0); the PDV or PDU in progress (if any) is incomplete."""
         ...
 
     def malformed(self, text: str, frame: int, time_ns: int) -> None: ...
@@ -126,7 +132,7 @@ class PduParser:
 
     __slots__ = (
         "sink", "state", "_buf", "_pdu_type", "_pdu_left", "_pdv_left", "_skip_left",
-        "_first_frame", "_first_time", "_pdv_damaged", "pdus", "synced", "nbytes",
+        "_first_frame", "_first_time", "_pdv_damaged", "pdus", "synced", "nbytes", "_cause",
     )
 
     def __init__(self, sink: UpperLayerSink) -> None:
@@ -143,6 +149,7 @@ class PduParser:
         self.pdus = 0
         self.synced = True
         self.nbytes = 0  # stream bytes seen, gaps included
+        self._cause = "lost"
 
     # -- StreamSink --------------------------------------------------------------------
     def data(self, data: bytes, frame: int, time_ns: int) -> None:
@@ -194,12 +201,13 @@ class PduParser:
             else:  # _RESYNC
                 pos = self._resync(view, pos, frame, time_ns)
 
-    def gap(self, nbytes: int, frame: int, time_ns: int) -> None:
+    def gap(self, nbytes: int, frame: int, time_ns: int, cause: str = "lost") -> None:
         self.nbytes += nbytes
+        self._cause = cause
         state = self.state
         if state == _PDV_VALUE and nbytes <= self._pdv_left:
             # Inside one PDV: we still know where it and its PDU end.
-            self.sink.lost(nbytes, "pdv", frame, time_ns)
+            self.sink.lost(nbytes, "pdv", self._cause, frame, time_ns)
             self._pdv_damaged = True
             self._pdv_left -= nbytes
             self._pdu_left -= nbytes
@@ -208,7 +216,7 @@ class PduParser:
             return
         if state in (_PDV_VALUE, _PDV_HEADER) and nbytes <= self._pdu_left - len(self._buf):
             # Inside one P-DATA PDU but across PDV boundaries: skip to the PDU's end.
-            self.sink.lost(nbytes, "pdu", frame, time_ns)
+            self.sink.lost(nbytes, "pdu", self._cause, frame, time_ns)
             left = self._pdu_left - len(self._buf) - nbytes
             self._buf.clear()
             self._pdv_damaged = False
@@ -216,9 +224,10 @@ class PduParser:
             return
         if state == _CONTROL and nbytes < self._pdu_left:
             name = PDU_NAMES.get(self._pdu_type, "PDU")
-            self.sink.lost(nbytes, "pdu", frame, time_ns)
+            self.sink.lost(nbytes, "pdu", self._cause, frame, time_ns)
             self.sink.malformed(
-                f"{name} incomplete: {nbytes} bytes missing from the capture", frame, time_ns
+                f"{name} incomplete: {nbytes} bytes {_CAUSE_TEXT.get(self._cause, 'missing')}",
+                frame, time_ns,
             )
             left = self._pdu_left - nbytes
             self._buf.clear()
@@ -226,10 +235,10 @@ class PduParser:
             return
         if state == _SKIP and nbytes < self._skip_left:
             self._skip_left -= nbytes
-            self.sink.lost(nbytes, "skipped", frame, time_ns)
+            self.sink.lost(nbytes, "skipped", self._cause, frame, time_ns)
             return
         # At or across a PDU boundary: what follows the gap is at an unknown offset.
-        self.sink.lost(nbytes, "stream", frame, time_ns)
+        self.sink.lost(nbytes, "stream", self._cause, frame, time_ns)
         self._buf.clear()
         self._pdv_damaged = False
         self.state = _RESYNC
@@ -238,7 +247,7 @@ class PduParser:
     def end(self, how: str, frame: int, time_ns: int) -> None:
         if self.state not in (_HEADER, _RESYNC) or self._buf:
             if self.state in (_PDV_VALUE, _PDV_HEADER):
-                self.sink.lost(0, "end", frame, time_ns)
+                self.sink.lost(0, "end", "end", frame, time_ns)
             elif self.state == _CONTROL or self._buf:
                 name = PDU_NAMES.get(self._pdu_type, "PDU") if self.state == _CONTROL else "PDU"
                 self.sink.malformed(f"{name} cut off by the end of the stream", frame, time_ns)
@@ -311,7 +320,7 @@ class PduParser:
             self.sink.malformed(
                 f"PDV item length {item_len} does not fit its P-DATA-TF PDU", frame, time_ns
             )
-            self.sink.lost(0, "pdu", frame, time_ns)
+            self.sink.lost(0, "pdu", "malformed", frame, time_ns)
             self._enter_skip(self._pdu_left)
             return
         self._pdv_left = item_len - 2

@@ -29,7 +29,10 @@ class StreamSink(Protocol):
 
     def data(self, data: bytes, frame: int, time_ns: int) -> None: ...
 
-    def gap(self, nbytes: int, frame: int, time_ns: int) -> None: ...
+    def gap(self, nbytes: int, frame: int, time_ns: int, cause: str) -> None:
+        """``cause`` is ``snaplen`` (the capture cut the packet short) or ``lost`` (segments
+        the capture never saw)."""
+        ...
 
     def end(self, how: str, frame: int, time_ns: int) -> None:
         """``how`` is ``fin``, ``rst`` or ``eof`` (the capture ended first)."""
@@ -157,14 +160,14 @@ class HalfStream:
             self._next += len(payload)
             self.sink.data(payload, frame, time_ns)
         if missing > 0:
-            self._gap(missing, frame, time_ns)
+            self._gap(missing, frame, time_ns, "snaplen")
 
-    def _gap(self, nbytes: int, frame: int, time_ns: int) -> None:
+    def _gap(self, nbytes: int, frame: int, time_ns: int, cause: str = "lost") -> None:
         assert self._next is not None
         self.stats.gaps += 1
         self.stats.gap_bytes += nbytes
         self._next += nbytes
-        self.sink.gap(nbytes, frame, time_ns)
+        self.sink.gap(nbytes, frame, time_ns, cause)
 
     def _drain(self) -> None:
         while self._pending:

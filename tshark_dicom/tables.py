@@ -50,7 +50,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "user_identity_username": "string",
         "first_frame": "Int64", "last_frame": "Int64",
         "pdus_requestor": "Int64", "pdus_acceptor": "Int64",
-        "gap_bytes": "Int64",
+        "gap_bytes": "Int64", "abort_sender": "string",
+        "retransmitted_bytes_requestor": "Int64", "retransmitted_bytes_acceptor": "Int64",
+        "out_of_order_requestor": "Int64", "out_of_order_acceptor": "Int64",
         "duration_ms": "Float64", "setup_ms": "Float64",
     },
     "presentation_contexts": {
@@ -169,7 +171,11 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
         "first_frame": a.first_frame, "last_frame": a.last_frame,
         "pdus_requestor": sum(a.pdus["requestor"].values()),
         "pdus_acceptor": sum(a.pdus["acceptor"].values()),
-        "gap_bytes": a.gap_bytes,
+        "gap_bytes": a.gap_bytes, "abort_sender": a.abort_sender,
+        "retransmitted_bytes_requestor": a.tcp_retransmitted["requestor"],
+        "retransmitted_bytes_acceptor": a.tcp_retransmitted["acceptor"],
+        "out_of_order_requestor": a.tcp_out_of_order["requestor"],
+        "out_of_order_acceptor": a.tcp_out_of_order["acceptor"],
         "duration_ms": _ms(a.requested_ns or a.first_ns, ended if a.ending != "open" else None),
         "setup_ms": _ms(a.requested_ns, a.responded_ns),
     }

@@ -1,0 +1,49 @@
+# tshark-dicom: `make demo` and `make test` work from a clean clone on a fresh Debian machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+DEMO_OUT ?= demo-out
+DEMO_CAPTURES ?= fixtures/captures
+
+.PHONY: setup sysdeps venv demo test lint bench fixtures clean
+
+setup: sysdeps venv
+
+# tshark (the packet engine), dcmtk (real DICOM peers for tests), ethtool and iproute2
+# (network namespaces with MTU-sized segments for the lossy fixture and benchmarks).
+sysdeps:
+	@if command -v tshark >/dev/null && [ -x /usr/bin/storescu ] && command -v ethtool >/dev/null \
+	   && command -v ip >/dev/null && command -v editcap >/dev/null; then :; else \
+	  echo "installing tshark, dcmtk, ethtool, iproute2 with apt-get"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    tshark dcmtk ethtool iproute2; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/tshark-dicom analyze $(DEMO_CAPTURES) -o $(DEMO_OUT) --format both
+
+lint: venv
+	$(BIN)/ruff check tshark_dicom tests
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+fixtures: setup
+	$(BIN)/python fixtures/generate.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,170 @@
+"""Integration: every real-peer capture in fixtures/captures, through the real tshark,
+compared table by table with what the peers reported (the .truth.json beside it)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.filereader import _read_file_meta_info, read_preamble
+
+from .conftest import capture_for, truth_files
+
+TRUTHS = truth_files()
+IDS = [t.name.removesuffix(".truth.json") for t in TRUTHS]
+
+ASSOC_FIELDS = (
+    "requestor_ip", "requestor_port", "acceptor_ip", "acceptor_port", "calling_ae", "called_ae",
+    "result", "ending", "reject_result", "reject_source", "reject_reason", "abort_source",
+    "abort_reason", "max_pdu_requestor", "max_pdu_acceptor", "impl_class_uid_requestor",
+    "impl_version_requestor", "impl_class_uid_acceptor", "impl_version_acceptor",
+)
+MESSAGE_FIELDS = (
+    "sender", "context_id", "command", "message_id", "responds_to", "sop_class_uid",
+    "sop_instance_uid", "status", "priority", "move_destination", "error_comment",
+    "remaining", "completed", "failed", "warning",
+)
+
+
+def _value(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _load(truth_path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(truth_path.read_text())
+    return data
+
+
+def test_there_are_fixtures() -> None:
+    assert len(TRUTHS) >= 9, "fixtures/captures lost its captures: run make fixtures"
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_associations_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth = _load(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    report, _ = analysed(capture_for(truth_path), ports)
+    assocs = report.associations
+    assert len(assocs) == len(truth["associations"])
+    for aid, want in enumerate(truth["associations"]):
+        row = assocs.iloc[aid]
+        assert row["assoc_id"] == aid
+        got = {f: _value(row[f]) for f in ASSOC_FIELDS if f in want}
+        expected = {f: want[f] for f in ASSOC_FIELDS if f in want}
+        assert got == expected, f"association {aid}"
+        if want["result"] == "rejected":
+            assert isinstance(row["reject_text"], str) and row["reject_text"]
+        if want["ending"] == "aborted":
+            assert isinstance(row["abort_text"], str) and row["abort_text"]
+        assert row["messages"] == len(want["messages"])
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_presentation_contexts_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth = _load(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    report, _ = analysed(capture_for(truth_path), ports)
+    pcs = report.presentation_contexts
+    for aid, want in enumerate(truth["associations"]):
+        rows = pcs[pcs["assoc_id"] == aid]
+        got = [
+            {
+                "context_id": _value(r.context_id),
+                "abstract_syntax": _value(r.abstract_syntax),
+                "proposed_transfer_syntaxes": list(r.proposed_transfer_syntaxes),
+                "result": _value(r.result),
+                "transfer_syntax": _value(r.transfer_syntax),
+            }
+            for r in rows.itertuples()
+        ]
+        expected = [
+            {k: c[k] for k in ("context_id", "abstract_syntax", "proposed_transfer_syntaxes",
+                               "result", "transfer_syntax")}
+            for c in want["contexts"]
+        ]
+        assert got == expected, f"association {aid}"
+        for r in rows.itertuples():
+            if _value(r.result) is not None:
+                assert isinstance(r.result_text, str)
+            if _value(r.abstract_syntax):
+                assert isinstance(r.abstract_syntax_name, str)
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_messages_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth = _load(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    report, _ = analysed(capture_for(truth_path), ports)
+    msgs = report.messages
+    for aid, want in enumerate(truth["associations"]):
+        rows = msgs[msgs["assoc_id"] == aid].sort_values("msg_index")
+        got = [{f: _value(getattr(r, f)) for f in MESSAGE_FIELDS} for r in rows.itertuples()]
+        expected = [{f: m.get(f) for f in MESSAGE_FIELDS} for m in want["messages"]]
+        assert got == expected, f"association {aid}"
+        # every response points at its request
+        for r in rows.itertuples():
+            if _value(r.responds_to) is not None and r.command.endswith("-RSP"):
+                req = rows[rows["msg_index"] == r.request_index].iloc[0]
+                assert req["message_id"] == r.responds_to
+                assert isinstance(r.status_category, str) and isinstance(r.status_text, str)
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_objects_are_byte_exact(truth_path: Path, analysed: Any) -> None:
+    truth = _load(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    report, out = analysed(capture_for(truth_path), ports)
+    objs, msgs = report.objects, report.messages
+    for aid, want in enumerate(truth["associations"]):
+        rows = msgs[msgs["assoc_id"] == aid].sort_values("msg_index").reset_index(drop=True)
+        for i, m in enumerate(want["messages"]):
+            if not m.get("has_dataset") and m.get("dataset_sha256") is None:
+                continue
+            msg_index = rows.iloc[i]["msg_index"]
+            obj = objs[(objs["assoc_id"] == aid) & (objs["msg_index"] == msg_index)]
+            assert len(obj) == 1, f"no object row for message {i} of association {aid}"
+            o = obj.iloc[0]
+            if m.get("complete") is False:
+                assert not o["complete"] and isinstance(o["problem"], str)
+                assert o["path"] is pd.NA
+                continue
+            assert o["complete"], o["problem"]
+            assert o["sha256"] == m["dataset_sha256"]
+            assert o["dataset_bytes"] == m["dataset_bytes"]
+            if m["command"] == "C-STORE-RQ":
+                path = out / o["path"]
+                ds = pydicom.dcmread(path)
+                meta = ds.file_meta
+                assert meta.MediaStorageSOPInstanceUID == m["sop_instance_uid"]
+                assert meta.MediaStorageSOPClassUID == m["sop_class_uid"]
+                assert meta.TransferSyntaxUID == o["transfer_syntax"]
+                assert meta.TransferSyntaxUID.is_valid
+                raw = path.read_bytes()
+                f = io.BytesIO(raw)
+                read_preamble(f, False)
+                _read_file_meta_info(f)
+                assert hashlib.sha256(raw[f.tell():]).hexdigest() == m["dataset_sha256"]
+
+
+def test_lossy_decodes_like_clean(analysed: Any) -> None:
+    from .conftest import CAPTURES
+
+    lossy, _ = analysed(CAPTURES / "lossy.pcapng")
+    clean, _ = analysed(CAPTURES / "lossy_clean.pcapng")
+    cols = ["command", "message_id", "responds_to", "sop_instance_uid", "status"]
+    assert lossy.messages[cols].equals(clean.messages[cols])
+    assert list(lossy.objects["sha256"]) == list(clean.objects["sha256"])
+    assert lossy.objects["complete"].all()
+    pc = ["context_id", "abstract_syntax", "result", "transfer_syntax"]
+    assert lossy.presentation_contexts[pc].equals(clean.presentation_contexts[pc])
+    assert not (lossy.findings["code"] == "capture-gap").any()

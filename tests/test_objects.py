@@ -1,0 +1,422 @@
+"""Tests for tshark_dicom.objects: Part-10 writing, names, transfer syntax inference.
+
+Data sets come from pydicom's own test files (the bytes after their meta header,
+exactly as a peer would send them) or are encoded by pydicom in each transfer
+syntax; files written are read back with ``pydicom.dcmread``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_file_meta_info
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID
+
+from tshark_dicom.objects import (
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    ObjectSink,
+    dataset_uids,
+    infer_transfer_syntax,
+    safe_object_name,
+)
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def sample_dataset(name: str) -> tuple[bytes, str, str, str]:
+    """(data set bytes after the meta header, transfer syntax, SOP class, SOP instance)."""
+    path = get_testdata_file(name)
+    assert isinstance(path, str)
+    meta = read_file_meta_info(path)
+    offset = 128 + 4 + 12 + int(meta.FileMetaInformationGroupLength)
+    data = Path(path).read_bytes()[offset:]
+    return (data, str(meta.TransferSyntaxUID), str(meta.MediaStorageSOPClassUID),
+            str(meta.MediaStorageSOPInstanceUID))
+
+
+def encoded(ds: Dataset, implicit: bool, little: bool) -> bytes:
+    """``ds`` encoded by pydicom without a meta header, as it would travel."""
+    buf = DicomBytesIO()
+    buf.is_implicit_VR = implicit
+    buf.is_little_endian = little
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def small_dataset() -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.42.7"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "X1"
+    ds.Rows = 2
+    ds.Columns = 2
+    return ds
+
+
+def chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def after_meta(path: Path) -> bytes:
+    """The bytes of a Part-10 file after its File Meta Information."""
+    meta = read_file_meta_info(path)
+    return path.read_bytes()[128 + 4 + 12 + int(meta.FileMetaInformationGroupLength) :]
+
+
+# -- constants ------------------------------------------------------------------
+
+
+def test_implementation_identity_is_valid() -> None:
+    uid = UID(IMPLEMENTATION_CLASS_UID)
+    assert uid.is_valid and IMPLEMENTATION_CLASS_UID.startswith("2.25.")
+    assert len(IMPLEMENTATION_CLASS_UID) <= 64
+    assert 0 < len(IMPLEMENTATION_VERSION_NAME) <= 16
+
+
+# -- safe names -----------------------------------------------------------------
+
+SAFE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [None, "", "../../x", "..", "...", "/", "\\", "\x00", "a/../../b", "C:\\windows\\x",
+     "1.2.3\x00", ".hidden", "é1.2", "x" * 500, "1..2...3", "nul\x00/..\\..", " 1.2 "],
+)
+def test_safe_object_name_hostile(uid: str | None) -> None:
+    name = safe_object_name(uid, 3, 17)
+    assert SAFE.fullmatch(name), name
+    assert ".." not in name and "/" not in name and "\\" not in name
+    assert name.startswith("0003-000017") and name.endswith(".dcm")
+    assert len(name) <= 120
+    assert Path(name).name == name
+
+
+def test_safe_object_name_shape_and_uniqueness() -> None:
+    assert safe_object_name("1.2.3.4", 1, 2) == "0001-000002-1.2.3.4.dcm"
+    assert safe_object_name(None, 1, 2) == "0001-000002.dcm"
+    names = {safe_object_name("1.2.3", a, m) for a in range(20) for m in range(50)}
+    assert len(names) == 1000
+    with pytest.raises(ValueError):
+        safe_object_name("1.2", -1, 0)
+
+
+@pytest.mark.parametrize("name", ["../x.dcm", "a/b.dcm", ".x", "", "a..b", "x\x00"])
+def test_object_sink_rejects_unsafe_names(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        ObjectSink(tmp_path, name, sop_class_uid=None, sop_instance_uid=None,
+                   transfer_syntax=None, source_ae=None)
+
+
+# -- writing --------------------------------------------------------------------
+
+
+def test_write_ct_small_in_small_chunks(tmp_path: Path) -> None:
+    data, ts, sop_class, sop_instance = sample_dataset("CT_small.dcm")
+    name = safe_object_name(sop_instance, 1, 3)
+    sink = ObjectSink(tmp_path, name, sop_class_uid=sop_class, sop_instance_uid=sop_instance,
+                      transfer_syntax=ts, source_ae="STORESCU")
+    for chunk in chunks(data, 97):
+        sink.write(chunk)
+    assert (tmp_path / f"{name}.partial").exists()
+    assert not (tmp_path / name).exists()
+    assert sink.finish() == name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+    path = tmp_path / name
+    raw = path.read_bytes()
+    assert raw[:128] == b"\0" * 128 and raw[128:132] == b"DICM"
+    ds = pydicom.dcmread(path)
+    meta = ds.file_meta
+    assert meta.FileMetaInformationVersion == b"\x00\x01"
+    assert meta.MediaStorageSOPClassUID == sop_class == CT_IMAGE_STORAGE
+    assert meta.MediaStorageSOPInstanceUID == sop_instance
+    assert meta.TransferSyntaxUID == ts
+    assert meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert meta.ImplementationVersionName == IMPLEMENTATION_VERSION_NAME
+    assert meta.SourceApplicationEntityTitle == "STORESCU"
+    for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
+                    "TransferSyntaxUID", "ImplementationClassUID"):
+        assert UID(meta[keyword].value).is_valid
+    # Real UIDs on disk: no names appended (unlike tshark's export).
+    assert b"CT Image Storage" not in raw[:132 + 12 + int(meta.FileMetaInformationGroupLength)]
+
+    assert after_meta(path) == data
+    assert hashlib.sha256(after_meta(path)).hexdigest() == sink.sha256
+    assert sink.nbytes == len(data)
+    assert sink.head == data[:512]
+    original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+    assert ds == original
+    assert ds.pixel_array.shape == original.pixel_array.shape
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                                  "image_dfl.dcm"])
+def test_write_other_transfer_syntaxes(name: str, tmp_path: Path) -> None:
+    data, ts, sop_class, sop_instance = sample_dataset(name)
+    sink = ObjectSink(tmp_path, "obj.dcm", sop_class_uid=sop_class,
+                      sop_instance_uid=sop_instance, transfer_syntax=ts, source_ae=None)
+    for chunk in chunks(data, 1000):
+        sink.write(memoryview(chunk))
+    sink.finish()
+    ds = pydicom.dcmread(tmp_path / "obj.dcm")
+    assert ds.file_meta.TransferSyntaxUID == ts
+    assert "SourceApplicationEntityTitle" not in ds.file_meta
+    assert ds.SOPInstanceUID == sop_instance
+    assert after_meta(tmp_path / "obj.dcm") == data
+
+
+def test_hash_only_mode_writes_nothing(tmp_path: Path) -> None:
+    data, ts, sop_class, sop_instance = sample_dataset("CT_small.dcm")
+    sink = ObjectSink(None, "x.dcm", sop_class_uid=sop_class, sop_instance_uid=sop_instance,
+                      transfer_syntax=ts, source_ae="A")
+    for chunk in chunks(data, 500):
+        sink.write(chunk)
+    assert sink.finish() is None
+    assert sink.sha256 == hashlib.sha256(data).hexdigest()
+    assert sink.nbytes == len(data)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ts", [EXPLICIT_VR_LITTLE_ENDIAN, None])
+def test_discard_leaves_no_file(ts: str | None, tmp_path: Path) -> None:
+    data, _, sop_class, sop_instance = sample_dataset("CT_small.dcm")
+    sink = ObjectSink(tmp_path, "obj.dcm", sop_class_uid=sop_class,
+                      sop_instance_uid=sop_instance, transfer_syntax=ts, source_ae=None)
+    sink.write(data[:1000])
+    assert any(tmp_path.iterdir())
+    sink.discard("capture gap at frame 12")
+    assert list(tmp_path.iterdir()) == []
+    assert sink.problem == "capture gap at frame 12"
+    assert sink.nbytes == 1000
+    with pytest.raises(RuntimeError):
+        sink.write(b"more")
+    with pytest.raises(RuntimeError):
+        sink.finish()
+
+
+def test_context_manager_discards_unfinished(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        with ObjectSink(tmp_path, "obj.dcm", sop_class_uid="1.2.3", sop_instance_uid="1.2.4",
+                        transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae=None) as sink:
+            sink.write(b"\x08\x00\x16\x00")
+            raise KeyError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_transfer_syntax_set_later_or_inferred(tmp_path: Path) -> None:
+    # As when the capture starts mid-association: the caller learns the syntax
+    # after the data (and sets it), or not at all (the sink infers it).
+    ds = small_dataset()
+    data = encoded(ds, implicit=True, little=True)
+    later = ObjectSink(tmp_path, "later.dcm", sop_class_uid=ds.SOPClassUID,
+                       sop_instance_uid=ds.SOPInstanceUID, transfer_syntax=None, source_ae=None)
+    later.write(data)
+    later.transfer_syntax = IMPLICIT_VR_LITTLE_ENDIAN
+    later.finish()
+    inferred = ObjectSink(tmp_path, "inferred.dcm", sop_class_uid=ds.SOPClassUID,
+                          sop_instance_uid=ds.SOPInstanceUID, transfer_syntax=None,
+                          source_ae=None)
+    inferred.write(data)
+    inferred.finish()
+    assert any("inferred" in note for note in inferred.meta_notes)
+    for name in ("later.dcm", "inferred.dcm"):
+        back = pydicom.dcmread(tmp_path / name)
+        assert back.file_meta.TransferSyntaxUID == IMPLICIT_VR_LITTLE_ENDIAN
+        assert back.PatientName == "Doe^Jane"
+        assert after_meta(tmp_path / name) == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inferred.dcm", "later.dcm"]
+
+
+def test_transfer_syntax_changed_after_header_was_written(tmp_path: Path) -> None:
+    ds = small_dataset()
+    data = encoded(ds, implicit=False, little=True)
+    sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid=ds.SOPClassUID,
+                      sop_instance_uid=ds.SOPInstanceUID,
+                      transfer_syntax=IMPLICIT_VR_LITTLE_ENDIAN, source_ae=None)
+    sink.write(data)
+    sink.transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
+    sink.finish()
+    back = pydicom.dcmread(tmp_path / "o.dcm")
+    assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
+    assert after_meta(tmp_path / "o.dcm") == data
+    assert back.PatientID == "X1"
+
+
+def test_invalid_command_uids_fall_back_to_the_data_set(tmp_path: Path) -> None:
+    ds = small_dataset()
+    data = encoded(ds, implicit=False, little=True)
+    sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid="1.2.840.10008.5.1.4.1.1.7 (SC)",
+                      sop_instance_uid=None, transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN,
+                      source_ae="A\\B")
+    sink.write(data)
+    sink.finish()
+    meta = pydicom.dcmread(tmp_path / "o.dcm").file_meta
+    assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert "SourceApplicationEntityTitle" not in meta
+    assert len(sink.meta_notes) == 3
+
+
+def test_invalid_uids_and_no_uids_in_data_set_are_left_out(tmp_path: Path) -> None:
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    data = encoded(ds, implicit=False, little=True)
+    sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid="not-a-uid", sop_instance_uid="1.02.3",
+                      transfer_syntax="garbage", source_ae="X" * 17)
+    sink.write(data)
+    sink.finish()
+    back = pydicom.dcmread(tmp_path / "o.dcm")
+    assert "MediaStorageSOPClassUID" not in back.file_meta
+    assert "MediaStorageSOPInstanceUID" not in back.file_meta
+    assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN  # inferred
+    assert back.PatientName == "Doe^Jane"
+    assert after_meta(tmp_path / "o.dcm") == data
+
+
+def test_empty_data_set_still_gets_a_file(tmp_path: Path) -> None:
+    sink = ObjectSink(tmp_path, "e.dcm", sop_class_uid="1.2.3", sop_instance_uid="1.2.4",
+                      transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae="AE")
+    assert sink.finish() == "e.dcm"
+    back = pydicom.dcmread(tmp_path / "e.dcm")
+    assert back.file_meta.MediaStorageSOPInstanceUID == "1.2.4"
+    assert len(back) == 0
+    assert sink.sha256 == hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize("ts", [EXPLICIT_VR_LITTLE_ENDIAN, None])
+def test_memory_stays_bounded_for_50_mb(ts: str | None, tmp_path: Path) -> None:
+    ds = small_dataset()
+    header = encoded(ds, implicit=False, little=True)
+    pixel_len = 50 * 1024 * 1024
+    # (7FE0,0010) OB, 4-byte length, then the pixel bytes.
+    header += b"\xe0\x7f\x10\x00OB\x00\x00" + pixel_len.to_bytes(4, "little")
+    block = bytes(range(256)) * 64  # 16 KiB
+    expected = hashlib.sha256(header)
+    sink = ObjectSink(tmp_path, "big.dcm", sop_class_uid=ds.SOPClassUID,
+                      sop_instance_uid=ds.SOPInstanceUID, transfer_syntax=ts,
+                      source_ae=None)
+    tracemalloc.start()
+    try:
+        sink.write(header)
+        for _ in range(pixel_len // len(block)):
+            sink.write(block)
+            expected.update(block)
+        sink.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, peak
+    path = tmp_path / "big.dcm"
+    assert sink.sha256 == expected.hexdigest()
+    assert sink.nbytes == len(header) + pixel_len
+    back = pydicom.dcmread(path, stop_before_pixels=True)
+    assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
+    assert back.PatientID == "X1"
+    meta_len = 132 + 12 + int(back.file_meta.FileMetaInformationGroupLength)
+    assert path.stat().st_size == meta_len + sink.nbytes
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(meta_len)
+        while block := f.read(1 << 20):
+            digest.update(block)
+    assert digest.hexdigest() == sink.sha256
+
+
+# -- transfer syntax inference and data set UIDs --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("implicit", "little", "ts"),
+    [(True, True, IMPLICIT_VR_LITTLE_ENDIAN), (False, True, EXPLICIT_VR_LITTLE_ENDIAN),
+     (False, False, EXPLICIT_VR_BIG_ENDIAN)],
+)
+def test_infer_transfer_syntax_pydicom_encoded(implicit: bool, little: bool, ts: str) -> None:
+    ds = small_dataset()
+    data = encoded(ds, implicit, little)
+    assert infer_transfer_syntax(data) == ts
+    assert infer_transfer_syntax(data[:512]) == ts
+    assert infer_transfer_syntax(data[:10]) == ts  # one element header is enough
+    # A C-FIND identifier: starts at (0008,0052), no (0008,0016).
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.PatientID = ""
+    ident.StudyInstanceUID = ""
+    assert infer_transfer_syntax(encoded(ident, implicit, little)) == ts
+    # A Print Management data set: starts at group 2000.
+    film = Dataset()
+    film.NumberOfCopies = "1"
+    film.PrintPriority = "HIGH"
+    assert infer_transfer_syntax(encoded(film, implicit, little)) == ts
+
+
+@pytest.mark.parametrize(
+    ("name", "ts"),
+    [("CT_small.dcm", EXPLICIT_VR_LITTLE_ENDIAN), ("MR_small_implicit.dcm",
+      IMPLICIT_VR_LITTLE_ENDIAN), ("MR_small_bigendian.dcm", EXPLICIT_VR_BIG_ENDIAN),
+     ("image_dfl.dcm", None)],
+)
+def test_infer_transfer_syntax_test_files(name: str, ts: str | None) -> None:
+    data = sample_dataset(name)[0]
+    assert infer_transfer_syntax(data[:512]) == ts
+
+
+@pytest.mark.parametrize("head", [b"", b"\x08\x00", b"\x00" * 64, b"\xff" * 64,
+                                  bytes(range(256)), zlib.compress(b"hello" * 100)])
+def test_infer_transfer_syntax_gives_up(head: bytes) -> None:
+    assert infer_transfer_syntax(head) is None
+
+
+@pytest.mark.parametrize(
+    ("implicit", "little", "ts"),
+    [(True, True, IMPLICIT_VR_LITTLE_ENDIAN), (False, True, EXPLICIT_VR_LITTLE_ENDIAN),
+     (False, False, EXPLICIT_VR_BIG_ENDIAN)],
+)
+def test_dataset_uids(implicit: bool, little: bool, ts: str) -> None:
+    ds = small_dataset()
+    data = encoded(ds, implicit, little)
+    want = (ds.SOPClassUID, ds.SOPInstanceUID)
+    assert dataset_uids(data, ts) == want
+    assert dataset_uids(data, None) == want  # inferred
+    # Cut inside the instance UID: it counts as absent, the class UID survives.
+    cut = data.index(ds.SOPInstanceUID.encode()) + 5
+    assert dataset_uids(data[:cut], ts) == (ds.SOPClassUID, None)
+
+
+def test_dataset_uids_test_files() -> None:
+    for name in ("CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                 "image_dfl.dcm"):
+        data, ts, sop_class, sop_instance = sample_dataset(name)
+        assert dataset_uids(data[:512], ts) == (sop_class, sop_instance), name
+
+
+@pytest.mark.parametrize(
+    ("head", "ts"),
+    [(b"", None), (b"\xff" * 40, None), (b"\xff" * 40, EXPLICIT_VR_LITTLE_ENDIAN),
+     (b"\x08\x00\x16\x00UI\xff\xff", EXPLICIT_VR_LITTLE_ENDIAN), (b"junk", DEFLATED),
+     (b"\x08\x00\x05\x00\xff\xff\xff\xff\xfe\xff", IMPLICIT_VR_LITTLE_ENDIAN),
+     (b"\x08\x00\x16\x00UI\x02\x00ab", "1.2.3.4"), (b"\x10\x00\x10\x00PN\x00\x00", "nonsense")],
+)
+def test_dataset_uids_never_raises(head: bytes, ts: str | None) -> None:
+    uids = dataset_uids(head, ts)
+    assert isinstance(uids, tuple) and len(uids) == 2

@@ -49,11 +49,7 @@ def test_there_are_fixtures() -> None:
     assert len(TRUTHS) >= 9, "fixtures/captures lost its captures: run make fixtures"
 
 
-@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
-def test_associations_match_truth(truth_path: Path, analysed: Any) -> None:
-    truth = _load(truth_path)
-    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
-    report, _ = analysed(capture_for(truth_path), ports)
+def check_associations(truth: dict[str, Any], report: Any) -> None:
     assocs = report.associations
     assert len(assocs) == len(truth["associations"])
     for aid, want in enumerate(truth["associations"]):
@@ -69,11 +65,7 @@ def test_associations_match_truth(truth_path: Path, analysed: Any) -> None:
         assert row["messages"] == len(want["messages"])
 
 
-@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
-def test_presentation_contexts_match_truth(truth_path: Path, analysed: Any) -> None:
-    truth = _load(truth_path)
-    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
-    report, _ = analysed(capture_for(truth_path), ports)
+def check_contexts(truth: dict[str, Any], report: Any) -> None:
     pcs = report.presentation_contexts
     for aid, want in enumerate(truth["associations"]):
         rows = pcs[pcs["assoc_id"] == aid]
@@ -100,11 +92,7 @@ def test_presentation_contexts_match_truth(truth_path: Path, analysed: Any) -> N
                 assert isinstance(r.abstract_syntax_name, str)
 
 
-@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
-def test_messages_match_truth(truth_path: Path, analysed: Any) -> None:
-    truth = _load(truth_path)
-    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
-    report, _ = analysed(capture_for(truth_path), ports)
+def check_messages(truth: dict[str, Any], report: Any) -> None:
     msgs = report.messages
     for aid, want in enumerate(truth["associations"]):
         rows = msgs[msgs["assoc_id"] == aid].sort_values("msg_index")
@@ -119,11 +107,7 @@ def test_messages_match_truth(truth_path: Path, analysed: Any) -> None:
                 assert isinstance(r.status_category, str) and isinstance(r.status_text, str)
 
 
-@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
-def test_objects_are_byte_exact(truth_path: Path, analysed: Any) -> None:
-    truth = _load(truth_path)
-    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
-    report, out = analysed(capture_for(truth_path), ports)
+def check_objects(truth: dict[str, Any], report: Any, out: Path) -> None:
     objs, msgs = report.objects, report.messages
     for aid, want in enumerate(truth["associations"]):
         rows = msgs[msgs["assoc_id"] == aid].sort_values("msg_index").reset_index(drop=True)
@@ -154,6 +138,37 @@ def test_objects_are_byte_exact(truth_path: Path, analysed: Any) -> None:
                 read_preamble(f, False)
                 _read_file_meta_info(f)
                 assert hashlib.sha256(raw[f.tell():]).hexdigest() == m["dataset_sha256"]
+
+
+def _analyse(truth_path: Path, analysed: Any) -> tuple[dict[str, Any], Any, Path]:
+    truth = _load(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    report, out = analysed(capture_for(truth_path), ports)
+    return truth, report, out
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_associations_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth, report, _ = _analyse(truth_path, analysed)
+    check_associations(truth, report)
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_presentation_contexts_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth, report, _ = _analyse(truth_path, analysed)
+    check_contexts(truth, report)
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_messages_match_truth(truth_path: Path, analysed: Any) -> None:
+    truth, report, _ = _analyse(truth_path, analysed)
+    check_messages(truth, report)
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_objects_are_byte_exact(truth_path: Path, analysed: Any) -> None:
+    truth, report, out = _analyse(truth_path, analysed)
+    check_objects(truth, report, out)
 
 
 def test_lossy_decodes_like_clean(analysed: Any) -> None:

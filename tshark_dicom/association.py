@@ -9,7 +9,7 @@ looks ahead to how objects are stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydicom.uid import UID
@@ -27,8 +27,8 @@ from .pdu import (
     P_DATA_TF,
     PDU_NAMES,
     ControlPdu,
-    PdvHeader,
     PduParser,
+    PdvHeader,
 )
 from .streams import StreamSink
 

@@ -88,15 +88,15 @@ def run(
     subs = [_subdir(i, p, len(paths)) for i, p in enumerate(paths)]
     parts: list[dict[str, pd.DataFrame]] = []
     if jobs == 1 or len(paths) == 1:
-        for path, label, sub in zip(paths, labels, subs):
+        for path, label, sub in zip(paths, labels, subs, strict=True):
             if on_capture:
                 on_capture(label)
             parts.append(_one(path, label, engine, ports, odir, sub, cross_check))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one, p, lab, engine, ports, odir, s, cross_check)
-                       for p, lab, s in zip(paths, labels, subs)]
-            for label, fut in zip(labels, futures):
+                       for p, lab, s in zip(paths, labels, subs, strict=True)]
+            for label, fut in zip(labels, futures, strict=True):
                 parts.append(fut.result())
                 if on_capture:
                     on_capture(label)

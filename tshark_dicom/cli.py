@@ -45,7 +45,7 @@ def main_options(
 def analyze(
     captures: Annotated[list[Path], typer.Argument(
         help="Capture files (pcap, pcapng, gzip: anything tshark reads) or folders.",
-        show_default=False)],
+        show_default=False, metavar="CAPTURE_OR_DIR...")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.", show_default=False)],
     format: Annotated[str, typer.Option(
         "--format", help="Table format: parquet, csv or both.")] = "parquet",
@@ -72,10 +72,17 @@ def analyze(
     if out.exists() and not out.is_dir():
         _fail(OptionsError(f"-o {out}: exists and is not a folder"))
     staging = out / f".tshark-dicom-run-{os.getpid()}"
+    created = not out.exists()
     try:
         staging.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
         _fail(TsharkDicomError(f"{out}: cannot create the output folder: {exc.strerror}"))
+
+    def discard() -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+
     try:
         report = run(captures, objects_dir=None if no_objects else staging / "objects",
                      ports=port or (), jobs=jobs, tshark=tshark,
@@ -83,16 +90,17 @@ def analyze(
         report.write(staging, format=format)
         summary = report.summary()
         (staging / "summary.txt").write_text(summary + "\n")
+        (staging / "report.html").write_text(report.to_html(f"tshark-dicom: {out.name}"))
         replace_results(staging, out)
     except TsharkDicomError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         _fail(exc)
     except KeyboardInterrupt:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         typer.echo("Error: interrupted; nothing was written", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # never a traceback for the user; --debug shows one
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         if debug:
             raise
         typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "

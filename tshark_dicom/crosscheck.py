@@ -88,9 +88,10 @@ def wireshark_views(tshark: Tshark, capture: Path, streams: Sequence[int],
                 ids = [int(x, 16) for x in layers.get("dicom_pctx_id", [])]
                 results = [int(x, 16) for x in layers.get("dicom_pctx_result", [])]
                 tss = [_uid(x) for x in layers.get("dicom_pctx_xfer_syntax", [])]
-                f["ac_results"] = dict(zip(ids, results))
+                f["ac_results"] = dict(zip(ids, results, strict=False))
                 if len(tss) == len(ids):
-                    f["ac_transfer"] = {i: ts for i, ts, r in zip(ids, tss, results) if r == 0}
+                    f["ac_transfer"] = {i: ts for i, ts, r in zip(ids, tss, results, strict=False)
+                                          if r == 0}
                 f["max_pdu_acceptor"] = _first_int(layers, "dicom_max_pdu_len")
                 f["impl_class_uid_acceptor"] = _first(layers, "dicom_userinfo_uid")
                 f["impl_version_acceptor"] = _first(layers, "dicom_userinfo_version")

@@ -325,7 +325,8 @@ class PduParser:
             return
         self._pdv_left = item_len - 2
         self._pdv_damaged = False
-        self.sink.pdv_start(PdvHeader(ctx, bool(mch & 1), bool(mch & 2), item_len - 2, frame, time_ns))
+        self.sink.pdv_start(
+            PdvHeader(ctx, bool(mch & 1), bool(mch & 2), item_len - 2, frame, time_ns))
         self.state = _PDV_VALUE
         if self._pdv_left == 0:
             self._end_pdv(frame, time_ns)

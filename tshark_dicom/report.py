@@ -64,6 +64,12 @@ class Report:
                                        _csv(d).to_csv(p, index=False)))
         return written
 
+    def to_html(self, title: str = "tshark-dicom report") -> str:
+        """The whole report as one self-contained HTML page."""
+        from .htmlreport import render
+
+        return render(self, title)
+
     def summary(self) -> str:
         """A few lines a person reads first: what happened, and what to look at."""
         a, m, o, f = self.associations, self.messages, self.objects, self.findings
@@ -77,13 +83,15 @@ class Report:
             f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
             f"{int(o['path'].notna().sum()) if len(o) else 0} written as Part-10 files",
             "findings: " + ", ".join(
-                f"{int((f['severity'] == s).sum())} {s}{'s' if s != 'error' else 's'}"
-                for s in SEVERITIES),
+                f"{int((f['severity'] == s).sum())} {s}s" for s in SEVERITIES),
         ]
-        worst = f[f["severity"].isin(["error", "warning"])].head(8)
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        serious = f[f["severity"].isin(["error", "warning"])]
+        worst = serious.assign(_r=serious["severity"].map(rank)).sort_values(
+            ["_r", "capture", "frame"], kind="stable").head(8)
         for row in worst.itertuples():
             lines.append(f"  {row.severity}: [{row.code}] {row.summary}")
-        if len(f[f["severity"].isin(["error", "warning"])]) > len(worst):
+        if len(serious) > len(worst):
             lines.append("  ... (see findings table)")
         notes = f[f["code"] == "no-dicom"]
         for row in notes.itertuples():

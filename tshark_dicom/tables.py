@@ -7,7 +7,7 @@ an empty result is a zero-row frame with the same columns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -106,12 +106,11 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for name, dtype in schema.items():
         values = [row.get(name) for row in data]
         if dtype == TS:
-            columns[name] = pd.to_datetime(
-                pd.array([v for v in values], dtype="Int64"), unit="ns", utc=True)
+            columns[name] = pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns", utc=True)
         elif dtype == LIST:
             columns[name] = pd.Series(values, dtype="object")
         else:
-            columns[name] = pd.array(values, dtype=dtype)
+            columns[name] = pd.array(values, dtype=cast(Any, dtype))
     return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
 
 

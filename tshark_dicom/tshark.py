@@ -31,7 +31,9 @@ from .errors import CaptureError, TsharkError, TsharkNotFoundError
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (3, 6, 0)  # tcp.seq_raw and "a..b" ranges in display-filter sets
-INSTALL_HINT = "install it with 'apt-get install tshark' (Debian/Ubuntu) or set TSHARK=/path/to/tshark"
+INSTALL_HINT = (
+    "install it with 'apt-get install tshark' (Debian/Ubuntu) or set TSHARK=/path/to/tshark"
+)
 
 #: The fields of pass 2, in the order `packets.py` reads them (ek names: dots become '_').
 FIELDS: tuple[str, ...] = (
@@ -101,7 +103,7 @@ def find_tshark(explicit: str | os.PathLike[str] | None = None) -> Tshark:
         raise TsharkNotFoundError(f"cannot run {resolved}: {exc.strerror}") from exc
     match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)\.(\d+)", out.stdout)
     if not match:
-        raise TsharkError(f"{resolved} does not look like tshark (its --version said nothing known)")
+        raise TsharkError(f"{resolved} does not look like tshark (unknown --version output)")
     version = (int(match[1]), int(match[2]), int(match[3]))
     if version < MIN_VERSION:
         need = ".".join(map(str, MIN_VERSION))

@@ -1,0 +1,191 @@
+"""The command line: exit codes, exact messages, output files, and replacing old results."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tshark_dicom.cli import app
+from tshark_dicom.tables import TABLES
+
+from .conftest import CAPTURES
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_analyze_writes_every_table_and_summary(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = invoke("analyze", str(CAPTURES / "store_104.pcapng"), "-o", str(out),
+                                  "--format", "both")
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == "1 capture(s): 1 associations (1 accepted)"
+    assert "2 data sets: 2 complete, 2 written as Part-10 files" in stdout
+    for table in TABLES:
+        assert (out / f"{table}.parquet").is_file()
+        assert (out / f"{table}.csv").is_file()
+    assert (out / "report.html").read_text().count("<table>") >= 4
+    assert (out / "summary.txt").read_text().splitlines()[0] == stdout.splitlines()[0]
+    assert len(list((out / "objects").rglob("*.dcm"))) == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_rerun_replaces_results_never_mixes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke("analyze", str(CAPTURES / "multi_store.pcapng"), "-o", str(out))[0] == 0
+    assert len(list((out / "objects").rglob("*.dcm"))) == 7
+    assert invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o", str(out), "--no-objects")[0] == 0
+    assert not (out / "objects").exists()
+    assocs = pd.read_parquet(out / "associations.parquet")
+    assert list(assocs["calling_ae"]) == ["ECHOSCU"]
+
+
+def test_failed_run_leaves_previous_results(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o", str(out))[0] == 0
+    before = sorted(p.name for p in out.iterdir())
+    code, _, stderr = invoke("analyze", str(tmp_path / "missing.pcapng"), "-o", str(out))
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_missing_file_is_one_line_exit_1(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pcapng"
+    code, stdout, stderr = invoke("analyze", str(missing), "-o", str(tmp_path / "o"))
+    assert code == 1
+    assert stderr == f"Error: {missing}: no such file\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_a_capture_is_one_line_exit_1(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"\x00\x01garbage that is no capture format\xff" * 10)
+    code, _, stderr = invoke("analyze", str(junk), "-o", str(tmp_path / "o"))
+    assert code == 1
+    assert stderr == f"Error: {junk}: not a capture file in a format tshark understands\n"
+
+
+def test_text_file_read_as_media_is_rejected(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    code, _, stderr = invoke("analyze", str(text), "-o", str(tmp_path / "o"))
+    assert code == 1
+    assert stderr.startswith(f"Error: {text}: ") and stderr.count("\n") == 1
+
+
+def test_empty_file_exit_1(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcapng"
+    empty.touch()
+    code, _, stderr = invoke("analyze", str(empty), "-o", str(tmp_path / "o"))
+    assert code == 1
+    assert stderr == f"Error: {empty}: empty file, not a capture\n"
+
+
+def test_truncated_capture_is_analysed_with_a_finding(tmp_path: Path) -> None:
+    data = (CAPTURES / "multi_store.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "o"
+    code, stdout, _ = invoke("analyze", str(cut), "-o", str(out))
+    assert code == 0
+    findings = pd.read_parquet(out / "findings.parquet")
+    assert "capture-truncated" in set(findings["code"])
+    assocs = pd.read_parquet(out / "associations.parquet")
+    assert list(assocs["ending"]) == ["open"]
+    objects = pd.read_parquet(out / "objects.parquet")
+    assert objects["complete"].sum() >= 1  # the objects before the cut are whole
+    assert "capture-truncated" in stdout
+
+
+def test_no_dicom_is_a_note_exit_0(tmp_path: Path) -> None:
+    # A capture of plain TCP traffic: make one from a fixture by keeping only the handshake.
+    src = CAPTURES / "echo.pcapng"
+    plain = tmp_path / "plain.pcapng"
+    subprocess.run(["editcap", "-r", str(src), str(plain), "1-3"], check=True,
+                   capture_output=True)
+    out = tmp_path / "o"
+    code, stdout, _ = invoke("analyze", str(plain), "-o", str(out))
+    assert code == 0
+    assert "0 associations" in stdout and "no DICOM association found" in stdout
+    assert len(pd.read_parquet(out / "associations.parquet")) == 0
+    assert list(pd.read_parquet(out / "findings.parquet")["code"]) == ["no-dicom"]
+
+
+def test_gzip_capture(tmp_path: Path) -> None:
+    gz = tmp_path / "echo.pcapng.gz"
+    gz.write_bytes(gzip.compress((CAPTURES / "echo.pcapng").read_bytes()))
+    out = tmp_path / "o"
+    assert invoke("analyze", str(gz), "-o", str(out))[0] == 0
+    assert len(pd.read_parquet(out / "associations.parquet")) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "Error: --port 70000: not a TCP port (1-65535)\n"),
+    (["--format", "xml"], "Error: --format 'xml': choose parquet, csv or both\n"),
+    (["--jobs", "0"], "Error: --jobs 0: must be 1 or more\n"),
+])
+def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    code, _, stderr = invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o",
+                             str(tmp_path / "o"), *args)
+    assert code == 2
+    assert stderr == message
+
+
+def test_missing_out_is_usage_error() -> None:
+    code, _, _ = invoke("analyze", str(CAPTURES / "echo.pcapng"))
+    assert code == 2
+
+
+def test_tshark_missing_says_how_to_install(tmp_path: Path) -> None:
+    code, _, stderr = invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o", str(tmp_path / "o"),
+                             "--tshark", str(tmp_path / "no-tshark"))
+    assert code == 1
+    assert "apt-get install tshark" in stderr and stderr.count("\n") == 1
+
+
+def test_folder_and_jobs(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("echo.pcapng", "reject_called_ae.pcapng", "store_104.pcapng"):
+        (folder / name).write_bytes((CAPTURES / name).read_bytes())
+    out = tmp_path / "o"
+    code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--jobs", "2", "-q")
+    assert code == 0 and stdout == ""
+    assocs = pd.read_parquet(out / "associations.parquet")
+    assert sorted(assocs["result"]) == ["accepted", "accepted", "rejected"]
+    objects = pd.read_parquet(out / "objects.parquet")
+    for path in objects["path"].dropna():
+        assert (out / path).is_file()
+
+
+def test_help_documents_every_option() -> None:
+    code, stdout, _ = invoke("analyze", "--help")
+    assert code == 0
+    for option in ("--out", "--format", "--port", "--no-objects", "--jobs", "--quiet",
+                   "--tshark", "--cross-check"):
+        assert option in stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for option in ("--format", "--port", "--no-objects", "--jobs", "--quiet", "--cross-check"):
+        assert option in readme, f"README does not document {option}"
+
+
+def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "--version"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("tshark-dicom ")
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
+                           str(tmp_path / "x.pcap"), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "Traceback" not in proc.stderr

@@ -29,11 +29,11 @@ from .tables import SCHEMAS, TABLES
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMAS",
-    "TABLES",
     "CaptureError",
     "OptionsError",
     "Report",
+    "SCHEMAS",
+    "TABLES",
     "TsharkDicomError",
     "TsharkError",
     "TsharkNotFoundError",

@@ -1,0 +1,128 @@
+"""The public Python API: names, errors, table schemas and dtypes, writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tshark_dicom
+from tshark_dicom import errors
+from tshark_dicom.report import Report
+from tshark_dicom.tables import SCHEMAS, TS, frame
+
+from .conftest import CAPTURES
+
+SPEC_COLUMNS = {
+    "associations": [
+        "capture", "assoc_id", "tcp_stream", "requestor_ip", "requestor_port", "acceptor_ip",
+        "acceptor_port", "calling_ae", "called_ae", "requested_at", "responded_at", "ended_at",
+        "result", "ending", "reject_result", "reject_source", "reject_reason", "abort_source",
+        "abort_reason", "reject_text", "abort_text", "max_pdu_requestor", "max_pdu_acceptor",
+        "impl_class_uid_requestor", "impl_version_requestor", "impl_class_uid_acceptor",
+        "impl_version_acceptor", "messages", "objects", "bytes_requestor", "bytes_acceptor"],
+    "presentation_contexts": [
+        "capture", "assoc_id", "context_id", "abstract_syntax", "abstract_syntax_name",
+        "proposed_transfer_syntaxes", "result", "result_text", "transfer_syntax",
+        "transfer_syntax_name"],
+    "messages": [
+        "capture", "assoc_id", "msg_index", "sender", "context_id", "command", "message_id",
+        "responds_to", "request_index", "sop_class_uid", "sop_instance_uid", "priority",
+        "move_destination", "status", "status_category", "status_text", "error_comment",
+        "remaining", "completed", "failed", "warning", "has_dataset", "dataset_bytes",
+        "first_frame", "last_frame", "started_at", "ended_at"],
+    "objects": [
+        "capture", "assoc_id", "msg_index", "command", "sop_class_uid", "sop_instance_uid",
+        "transfer_syntax", "dataset_bytes", "sha256", "complete", "problem", "path"],
+    "findings": ["capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"],
+}
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {n for n in dir(tshark_dicom) if not n.startswith("_")} - {
+        "annotations", "logging", "os", "Sequence", "batch", "errors", "report", "tables",
+        "run", "analysis", "association", "crosscheck", "dimse", "htmlreport", "messages",
+        "objects", "packets", "pdu", "streams", "tshark"}
+    assert set(tshark_dicom.__all__) - {"__version__"} == public
+    assert tshark_dicom.__all__ == sorted(tshark_dicom.__all__)
+
+
+def test_error_tree() -> None:
+    for cls in (errors.TsharkNotFoundError, errors.TsharkError, errors.CaptureError,
+                errors.OptionsError):
+        assert issubclass(cls, tshark_dicom.TsharkDicomError)
+
+
+@pytest.mark.parametrize("table", list(SPEC_COLUMNS))
+def test_every_spec_column_present_in_order(table: str) -> None:
+    cols = list(SCHEMAS[table])
+    assert cols[:2] == SPEC_COLUMNS[table][:2]
+    missing = [c for c in SPEC_COLUMNS[table] if c not in cols]
+    assert not missing
+
+
+def test_empty_report_has_typed_zero_row_frames() -> None:
+    report = Report()
+    for table, schema in SCHEMAS.items():
+        df = report.table(table)
+        assert len(df) == 0
+        assert list(df.columns) == list(schema)
+        for col, dtype in schema.items():
+            if dtype == TS:
+                assert str(df[col].dtype) == "datetime64[ns, UTC]"
+            elif dtype != "object":
+                assert str(df[col].dtype) == dtype, (table, col)
+
+
+def test_analyze_gives_explicit_dtypes() -> None:
+    report = tshark_dicom.analyze(CAPTURES / "store_104.pcapng")
+    a = report.associations
+    assert str(a["requested_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(a["acceptor_port"].dtype) == "Int64"
+    assert str(a["calling_ae"].dtype) == "string"
+    assert a["acceptor_port"].iloc[0] == 104
+    assert report.objects["path"].isna().all()  # no objects_dir: no files
+    assert report.objects["complete"].all()
+    assert str(report.objects["complete"].dtype) == "bool"
+
+
+def test_write_roundtrip_parquet_and_csv(tmp_path: Path) -> None:
+    report = tshark_dicom.analyze(CAPTURES / "contexts_rejected.pcapng")
+    report.write(tmp_path, format="both")
+    pcs = pd.read_parquet(tmp_path / "presentation_contexts.parquet")
+    assert list(pcs["result"]) == list(report.presentation_contexts["result"])
+    assert [list(x) for x in pcs["proposed_transfer_syntaxes"]] == [
+        list(x) for x in report.presentation_contexts["proposed_transfer_syntaxes"]]
+    csv = pd.read_csv(tmp_path / "presentation_contexts.csv")
+    assert len(csv) == len(pcs)
+    with pytest.raises(tshark_dicom.OptionsError):
+        report.write(tmp_path, format="xlsx")
+
+
+def test_mid_association_needs_port_and_infers_transfer_syntax() -> None:
+    cap = CAPTURES / "mid_association.pcapng"
+    without = tshark_dicom.analyze(cap)
+    assert len(without.associations) == 0
+    assert list(without.findings["code"]) == ["no-dicom"]
+    report = tshark_dicom.analyze(cap, ports=[11128])
+    assert list(report.associations["result"]) == ["unknown"]
+    assert report.associations["acceptor_port"].iloc[0] == 11128
+    objs = report.objects
+    assert objs["complete"].all()
+    assert objs["transfer_syntax_inferred"].all()
+    assert objs["transfer_syntax"].notna().all()
+
+
+def test_several_captures_number_associations_per_capture() -> None:
+    report = tshark_dicom.analyze([CAPTURES / "echo.pcapng", CAPTURES / "abort.pcapng"])
+    a = report.associations
+    assert list(a["capture"].str.rsplit("/", n=1).str[-1]) == [
+        "echo.pcapng", "abort.pcapng", "abort.pcapng"]
+    assert list(a["assoc_id"]) == [0, 0, 1]
+    assert report.captures == [str(CAPTURES / "echo.pcapng"), str(CAPTURES / "abort.pcapng")]
+
+
+def test_frame_rejects_unknown_table() -> None:
+    with pytest.raises(KeyError):
+        frame("nope", [])

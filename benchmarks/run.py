@@ -460,7 +460,7 @@ def run_variants(args, results: dict):
             if not streams:
                 print("    (e) skipped: (d) found no DICOM streams", flush=True)
                 continue
-            filt = "tcp.stream in {" + " ".join(map(str, streams)) + "}"
+            filt = "tcp.stream in {" + ",".join(map(str, streams)) + "}"   # tshark 4.0: commas
             cmd = ek_cmd(mixed, b_fields, [*NO_TCP_ANALYSIS, "-Y", filt])
         for rep in range(args.repeat):
             display = shlex.join(cmd) + (f" > {out.name}" if out else " > /dev/null")
@@ -475,6 +475,8 @@ def run_variants(args, results: dict):
             print(f"    ({key}) {label}\n      $ {display}\n      wall {m['wall_s']:.2f} s  cpu {m['cpu_s']:.2f} s  "
                   f"tshark peak {mb(m['self_peak_kb'])} MB{extra}" + (f"  EXIT {m['rc']}" if m["rc"] else ""),
                   flush=True)
+            if m["rc"]:
+                print("      stderr: " + m["stderr_tail"].replace("\n", "\n      "), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     results["variants"] = recs
     print(f"\n{'variant':<14} {'capture':<24} {'wall s':>7} {'cpu s':>7} {'tshark MB':>9}")

@@ -525,8 +525,6 @@ def test_gap_inside_control_pdu_skips_it() -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a gap ending exactly at the end of a control PDU "
-                   "(or of a skip) is treated as crossing the PDU boundary: `<` not `<=`")
 def test_gap_ending_exactly_at_control_pdu_end_stays_in_sync() -> None:
     rq = a_associate_rq()
     sink = RecordingSink()
@@ -548,7 +546,7 @@ def test_garbage_is_malformed_then_resync() -> None:
     sink = parse(garbage + P_DATA_ECHO + A_RELEASE_RP_PDU)
     assert sink.events == [
         ("malformed", "not a DICOM PDU header: deadbeef0102 (type 0xde)"),
-        ("resynced", "P-DATA-TF", 7),
+        ("resynced", "P-DATA-TF", len(garbage)),  # every unreadable byte, header included
         ("pdu_start", P_DATA_TF, len(P_DATA_ECHO) - 6),
         *pdv_events(1, COMMAND_LAST, COMMAND),
         ("pdu_start", A_RELEASE_RP, 4),
@@ -565,13 +563,11 @@ def test_resync_candidates_that_do_not_fit_are_passed_over() -> None:
     sink = parse(b"\xff" * 6 + fake + P_DATA_ECHO)
     assert sink.events[:3] == [
         ("malformed", "not a DICOM PDU header: ffffffffffff (type 0xff)"),
-        ("resynced", "P-DATA-TF", len(fake)),
+        ("resynced", "P-DATA-TF", 6 + len(fake)),
         ("pdu_start", P_DATA_TF, len(P_DATA_ECHO) - 6),
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resynced(skipped=...) counts only the bytes skipped "
-                   "in the last data() call (plus an 11-byte tail), not since the resync began")
 def test_resync_counts_skipped_bytes_across_calls() -> None:
     sink = RecordingSink()
     parser = PduParser(sink)
@@ -582,8 +578,6 @@ def test_resync_counts_skipped_bytes_across_calls() -> None:
     assert ("resynced", "P-DATA-TF", 520) in sink.events
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a bad header's 6 bytes are all dropped before "
-                   "resync, so a PDU starting 1-5 bytes into them is never found")
 def test_resync_finds_pdu_overlapping_the_bad_header() -> None:
     sink = parse(b"\xde\xad\xbe" + P_DATA_ECHO + P_DATA_ECHO)
     assert sink.events[:3] == [
@@ -593,8 +587,6 @@ def test_resync_finds_pdu_overlapping_the_bad_header() -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resync needs 12 bytes from a candidate, so a "
-                   "10-byte A-RELEASE-RQ/RP or A-ABORT ending the stream is never found")
 @pytest.mark.parametrize("last", [A_RELEASE_RQ_PDU, A_ABORT_PROVIDER_PDU],
                          ids=["A-RELEASE-RQ", "A-ABORT"])
 def test_resync_finds_release_or_abort_ending_the_stream(last: bytes) -> None:
@@ -616,11 +608,14 @@ def test_many_resyncs_in_one_chunk() -> None:
     assert sink.kinds().count("pdv_end") == 50
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG: _resync calls _feed "
-                   "recursively, one level per resync in the same data() call")
 def test_resync_over_hostile_chunk_does_not_recurse() -> None:
     tiny = p_data_tf(pdv(1, DATASET_LAST, b""))
-    sink = parse((tiny + b"\xff" * 6) * 2000)  # 36 KB: one jumbo segment
+    try:
+        sink = parse((tiny + b"\xff" * 6) * 2000)  # 36 KB: one jumbo segment
+        recursed = False
+    except RecursionError:  # asserted outside the handler: a short report, not 1000 frames
+        recursed = True
+    assert not recursed, "RecursionError resyncing 2000 times in one data() call"
     assert sink.kinds().count("pdv_end") == 2000
 
 
@@ -741,8 +736,6 @@ def test_pdv_bad_control_byte_is_malformed() -> None:
     assert [c.pdu_type for c in sink.controls] == [A_RELEASE_RQ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: P-DATA-TF with fewer than 6 bytes left for a PDV "
-                   "header reads the header from the next PDU")
 def test_p_data_too_short_for_a_pdv_header_does_not_eat_next_pdu() -> None:
     bad = struct.pack(">BBI", P_DATA_TF, 0, 4) + b"\x00\x00\x00\x02"
     sink = parse(bad + A_RELEASE_RQ_PDU)

@@ -220,8 +220,6 @@ def test_longer_copy_at_same_offset_replaces_shorter_pending() -> None:
     assert sink.merged() == [("data", b"abcdefgh")]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: duplicate of a held out-of-order segment is "
-                   "dropped without counting it in stats.retransmitted_bytes")
 def test_duplicate_of_out_of_order_segment_counts_as_retransmitted() -> None:
     h, sink = half()
     h.segment(seg(1, ISN, flags=SYN))
@@ -295,8 +293,6 @@ def test_several_holes_flushed_at_finish() -> None:
     assert (h.stats.gaps, h.stats.gap_bytes) == (2, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an ACK beyond several holes declares only the "
-                   "first one a gap; the later holes, also acknowledged, keep waiting")
 def test_ack_beyond_several_holes_declares_them_all() -> None:
     c = Connection()
     c.handshake()
@@ -312,8 +308,6 @@ def test_ack_beyond_several_holes_declares_them_all() -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HalfStream.ack ignores an ACK beyond a hole when "
-                   "no later segment is held, so a lost last segment waits for finish()")
 def test_ack_beyond_lost_last_segment_is_gap_immediately() -> None:
     c = Connection()
     c.handshake()
@@ -421,8 +415,6 @@ def test_fin_after_a_hole_ends_at_finish_with_gap() -> None:
     assert sink.events == [("data", b"first", 2), ("gap", 5, "lost", 5), ("end", "fin", 5)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HalfStream.ack drains held segments up to the FIN "
-                   "but never calls _maybe_fin, so the direction ends only at finish()")
 def test_ack_that_completes_stream_up_to_fin_ends_it() -> None:
     c = Connection()
     c.handshake()
@@ -524,8 +516,6 @@ def test_max_pending_with_every_other_segment_lost(monkeypatch: pytest.MonkeyPat
     )
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _accept declares at most one hole a gap per "
-                   "segment (`if`, not `while`), so held bytes exceed MAX_PENDING_BYTES")
 def test_max_pending_bound_holds_for_uneven_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streams, "MAX_PENDING_BYTES", 100)
     h, _ = half()
@@ -542,13 +532,16 @@ def test_max_pending_bound_holds_for_uneven_segments(monkeypatch: pytest.MonkeyP
         assert _held(h) <= 100 + 50
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG: _accept -> _drain -> "
-                   "_accept recursion is as deep as the number of held segments")
 def test_many_held_segments_drain_without_recursion() -> None:
     h, sink = half()
     h.segment(seg(1, ISN, flags=SYN))
     n = 3000  # a 4 MB window of 1448-byte segments waiting for one retransmission
     for i in range(n):
         h.segment(seg(3 + i, ISN + 1 + 10 * (i + 1), b"%010d" % (i + 1)))
-    h.segment(seg(3 + n, ISN + 1, b"%010d" % 0))  # the retransmission
+    try:
+        h.segment(seg(3 + n, ISN + 1, b"%010d" % 0))  # the retransmission
+        recursed = False
+    except RecursionError:  # asserted outside the handler: a short report, not 1000 frames
+        recursed = True
+    assert not recursed, "RecursionError draining the held segments"
     assert sink.merged() == [("data", b"".join(b"%010d" % i for i in range(n + 1)))]

@@ -287,14 +287,20 @@ def test_we_recover_every_data_set_wireshark_recovers(truth_path: Path, compare:
     assert cmp.counts["ours"] >= cmp.counts["ws_default"]
 
 
-@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+# Fixtures where Wireshark exports no correct C-STORE data set have nothing to compare here
+# (echo, reject_called_ae, snaplen, mid_association); the recovery test above covers them.
+META_TRUTHS = [t for t in TRUTHS if t.name.removesuffix(".truth.json") not in
+               ("echo", "reject_called_ae", "snaplen", "mid_association")]
+
+
+@pytest.mark.parametrize("truth_path", META_TRUTHS,
+                         ids=[t.name.removesuffix(".truth.json") for t in META_TRUTHS])
 def test_our_meta_header_is_valid_where_wiresharks_is_not(truth_path: Path,
                                                           compare: Any) -> None:
     cmp: Comparison = compare(truth_path)
     stores = [e for e in cmp.correct("tuned") + cmp.correct("default")
               if truth_for(cmp, e.sha256).command == "C-STORE-RQ"]
-    if not stores:
-        pytest.skip(f"{cmp.fixture}: Wireshark recovers no C-STORE data set correctly")
+    assert stores, f"{cmp.fixture}: Wireshark recovered no C-STORE data set correctly"
     seen: set[str] = set()
     for exp in stores:
         if exp.sha256 in seen:

@@ -133,6 +133,7 @@ class PduParser:
     __slots__ = (
         "sink", "state", "_buf", "_pdu_type", "_pdu_left", "_pdv_left", "_skip_left",
         "_first_frame", "_first_time", "_pdv_damaged", "pdus", "synced", "nbytes", "_cause",
+        "_skipped",
     )
 
     def __init__(self, sink: UpperLayerSink) -> None:
@@ -150,6 +151,7 @@ class PduParser:
         self.synced = True
         self.nbytes = 0  # stream bytes seen, gaps included
         self._cause = "lost"
+        self._skipped = 0  # unreadable bytes passed over while resynchronising
 
     # -- StreamSink --------------------------------------------------------------------
     def data(self, data: bytes, frame: int, time_ns: int) -> None:
@@ -198,8 +200,11 @@ class PduParser:
                 self._skip_left -= take
                 if self._skip_left == 0:
                     self.state = _HEADER
-            else:  # _RESYNC
-                pos = self._resync(view, pos, frame, time_ns)
+            else:  # _RESYNC: continue on what follows a provable PDU start, if any
+                rest = self._resync(view[pos:], frame, time_ns)
+                if rest is None:
+                    return
+                view, pos, n = memoryview(rest), 0, len(rest)
 
     def gap(self, nbytes: int, frame: int, time_ns: int, cause: str = "lost") -> None:
         self.nbytes += nbytes
@@ -222,7 +227,7 @@ class PduParser:
             self._pdv_damaged = False
             self._enter_skip(left)
             return
-        if state == _CONTROL and nbytes < self._pdu_left:
+        if state == _CONTROL and nbytes <= self._pdu_left:
             name = PDU_NAMES.get(self._pdu_type, "PDU")
             self.sink.lost(nbytes, "pdu", self._cause, frame, time_ns)
             self.sink.malformed(
@@ -233,9 +238,11 @@ class PduParser:
             self._buf.clear()
             self._enter_skip(left)
             return
-        if state == _SKIP and nbytes < self._skip_left:
+        if state == _SKIP and nbytes <= self._skip_left:
             self._skip_left -= nbytes
             self.sink.lost(nbytes, "skipped", self._cause, frame, time_ns)
+            if self._skip_left == 0:
+                self.state = _HEADER
             return
         # At or across a PDU boundary: what follows the gap is at an unknown offset.
         self.sink.lost(nbytes, "stream", self._cause, frame, time_ns)
@@ -245,7 +252,7 @@ class PduParser:
         self.synced = False
 
     def end(self, how: str, frame: int, time_ns: int) -> None:
-        if self.state not in (_HEADER, _RESYNC) or self._buf:
+        if self.state != _RESYNC and (self.state != _HEADER or self._buf):
             if self.state in (_PDV_VALUE, _PDV_HEADER):
                 self.sink.lost(0, "end", "end", frame, time_ns)
             elif self.state == _CONTROL or self._buf:
@@ -271,6 +278,8 @@ class PduParser:
                 f"not a DICOM PDU header: {bytes(hdr).hex()} (type {pdu_type:#04x})",
                 self._first_frame, self._first_time,
             )
+            self._buf = bytearray(hdr[1:])  # a real PDU may start inside these bytes
+            self._skipped = 1
             self.state = _RESYNC
             self.synced = False
             return
@@ -279,7 +288,7 @@ class PduParser:
         self._pdu_left = length
         self.sink.pdu_start(pdu_type, length, self._first_frame, self._first_time)
         if pdu_type == P_DATA_TF:
-            self.state = _PDV_HEADER if length else _HEADER
+            self._enter_pdv_header(frame, time_ns)
             return
         fixed = _FIXED_LENGTH.get(pdu_type)
         too_short = pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC) and length < _MIN_ASSOCIATE
@@ -335,22 +344,36 @@ class PduParser:
         if not self._pdv_damaged:
             self.sink.pdv_end(frame, time_ns)
         self._pdv_damaged = False
-        self.state = _PDV_HEADER if self._pdu_left > 0 else _HEADER
+        self._enter_pdv_header(frame, time_ns)
 
-    def _resync(self, view: memoryview, pos: int, frame: int, time_ns: int) -> int:
-        """Find the next offset that is provably a PDU start; keep the tail for next time.
+    def _enter_pdv_header(self, frame: int, time_ns: int) -> None:
+        """Next PDV item, if the P-DATA-TF has room for one (PS3.8 9.3.5: 6-byte header)."""
+        if self._pdu_left == 0:
+            self.state = _HEADER
+        elif self._pdu_left < 6:
+            self.sink.malformed(
+                f"P-DATA-TF ends with {self._pdu_left} bytes, too few for a PDV item",
+                frame, time_ns)
+            self._enter_skip(self._pdu_left)
+        else:
+            self.state = _PDV_HEADER
+
+    def _resync(self, view: memoryview, frame: int, time_ns: int) -> bytes | None:
+        """Find the next offset that is provably a PDU start and return the bytes from it;
+        else keep a short tail for next time and return None.
 
         Accepted: a P-DATA-TF header whose first PDV item fits it, with an odd context id
-        and a valid control byte; or an exact A-RELEASE-RQ/RP or A-ABORT PDU.
+        and a valid control byte; or an exact A-RELEASE-RQ/RP or A-ABORT PDU (10 bytes).
         """
         buf = self._buf
-        buf += view[pos:]
+        buf += view
         found = -1
         for match in _CANDIDATE.finditer(buf):
             i = match.start()
-            if i > len(buf) - 12:
-                break
             t = buf[i]
+            need = 12 if t == P_DATA_TF else 10
+            if i + need > len(buf):
+                break
             length = int.from_bytes(buf[i + 2:i + 6], "big")
             if t == P_DATA_TF:
                 item = int.from_bytes(buf[i + 6:i + 10], "big")
@@ -361,13 +384,15 @@ class PduParser:
                 found = i
                 break
         if found < 0:
-            keep = bytes(buf[-11:]) if len(buf) > 11 else bytes(buf)
-            self._buf = bytearray(keep)
-            return len(view)
+            keep = len(buf) - 11 if len(buf) > 11 else 0
+            self._skipped += keep
+            self._buf = bytearray(buf[keep:])
+            return None
         rest = bytes(buf[found:])
+        self._skipped += found
         self._buf = bytearray()
         self.state = _HEADER
         self.synced = True
-        self.sink.resynced(PDU_NAMES[rest[0]], found, frame, time_ns)
-        self._feed(rest, frame, time_ns)
-        return len(view)
+        self.sink.resynced(PDU_NAMES[rest[0]], self._skipped, frame, time_ns)
+        self._skipped = 0
+        return rest

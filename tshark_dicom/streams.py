@@ -12,6 +12,7 @@ Retransmissions and overlaps are dropped (first copy wins, as a receiver would k
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,7 +65,7 @@ class HalfStream:
 
     __slots__ = (
         "sink", "stats", "_next", "_last_raw", "_last_abs", "_pending", "_pending_bytes",
-        "_fin_at", "_ended", "syn_seen", "fin_seen", "rst_seen",
+        "_fin_at", "_ended", "syn_seen", "fin_seen", "rst_seen", "_heap",
     )
 
     def __init__(self, sink: StreamSink) -> None:
@@ -75,6 +76,7 @@ class HalfStream:
         self._last_abs = 0
         # absolute offset -> (payload, missing tail bytes, frame, time)
         self._pending: dict[int, tuple[bytes, int, int, int]] = {}
+        self._heap: list[int] = []
         self._pending_bytes = 0
         self._fin_at: int | None = None
         self._ended = False
@@ -127,31 +129,49 @@ class HalfStream:
 
     def _accept(self, start: int, payload: bytes, missing: int, frame: int, time_ns: int) -> None:
         assert self._next is not None
+        if start > self._next:
+            self._hold(start, payload, missing, frame, time_ns)
+            return
+        self._trim_deliver(start, payload, missing, frame, time_ns)
+        self._drain()
+
+    def _hold(self, start: int, payload: bytes, missing: int, frame: int, time_ns: int) -> None:
+        """Keep a segment that arrived ahead of a missing one (a heap of offsets keeps the
+        next one to deliver at hand)."""
+        self.stats.out_of_order += 1
+        size = len(payload) + missing
+        held = self._pending.get(start)
+        if held is None:
+            heapq.heappush(self._heap, start)
+        elif len(held[0]) + held[1] >= size:
+            self.stats.retransmitted_bytes += size  # a copy of what we already hold
+            return
+        else:
+            self.stats.retransmitted_bytes += len(held[0]) + held[1]
+            self._pending_bytes -= len(held[0])
+        self._pending[start] = (payload, missing, frame, time_ns)
+        self._pending_bytes += len(payload)
+        while self._pending_bytes > MAX_PENDING_BYTES and self._heap:
+            self._skip_to(self._heap[0], frame, time_ns)
+
+    def _trim_deliver(self, start: int, payload: bytes, missing: int, frame: int,
+                      time_ns: int) -> None:
+        """Deliver a segment that starts at or before the next expected byte, without the
+        part already delivered (retransmission or overlap: the first copy wins)."""
+        assert self._next is not None
         end = start + len(payload) + missing
         if end <= self._next:
             self.stats.retransmitted_bytes += end - start
             return
-        if start > self._next:
-            self.stats.out_of_order += 1
-            held = self._pending.get(start)
-            if held is None or len(held[0]) + held[1] < end - start:
-                if held is not None:
-                    self._pending_bytes -= len(held[0])
-                self._pending[start] = (payload, missing, frame, time_ns)
-                self._pending_bytes += len(payload)
-            if self._pending_bytes > MAX_PENDING_BYTES:
-                self._skip_to(min(self._pending), frame, time_ns)
-            return
         if start < self._next:
             cut = self._next - start
-            self.stats.retransmitted_bytes += min(cut, len(payload) + missing)
+            self.stats.retransmitted_bytes += cut
             if cut >= len(payload):
                 missing -= cut - len(payload)
                 payload = b""
             else:
                 payload = payload[cut:]
         self._deliver(payload, missing, frame, time_ns)
-        self._drain()
 
     def _deliver(self, payload: bytes, missing: int, frame: int, time_ns: int) -> None:
         assert self._next is not None
@@ -170,14 +190,18 @@ class HalfStream:
         self.sink.gap(nbytes, frame, time_ns, cause)
 
     def _drain(self) -> None:
-        while self._pending:
+        """Deliver held segments that now follow on; a loop, not recursion (a 4 MB window
+        after a loss can hold thousands of segments)."""
+        heap, pending = self._heap, self._pending
+        while heap:
             assert self._next is not None
-            first = min(self._pending)
+            first = heap[0]
             if first > self._next:
                 return
-            payload, missing, frame, time_ns = self._pending.pop(first)
+            heapq.heappop(heap)
+            payload, missing, frame, time_ns = pending.pop(first)
             self._pending_bytes -= len(payload)
-            self._accept(first, payload, missing, frame, time_ns)
+            self._trim_deliver(first, payload, missing, frame, time_ns)
 
     def _skip_to(self, offset: int, frame: int, time_ns: int) -> None:
         """Declare [next, offset) lost from the capture and carry on after it."""
@@ -189,12 +213,15 @@ class HalfStream:
     def ack(self, raw_ack: int, frame: int, time_ns: int) -> None:
         """The peer acknowledged up to ``raw_ack``: bytes before it that we lack were
         delivered to the peer but missed by the capture, so they are a gap, not a wait."""
-        if self._next is None or self._ended or not self._pending:
+        if self._next is None or self._ended:
             return
-        acked = self._unwrap_peek(raw_ack)
-        first = min(self._pending)
-        if acked > self._next:
-            self._skip_to(min(acked, first), frame, time_ns)
+        limit = self._unwrap_peek(raw_ack)
+        if self._fin_at is not None:
+            limit = min(limit, self._fin_at)  # the FIN takes a sequence number, no byte
+        while self._next < limit:
+            target = min(self._heap[0], limit) if self._heap else limit
+            self._skip_to(target, frame, time_ns)
+        self._maybe_fin(frame, time_ns)
 
     def _unwrap_peek(self, raw: int) -> int:
         delta = (raw - self._last_raw) % _MOD
@@ -210,8 +237,8 @@ class HalfStream:
         """Deliver what is held, as gaps where bytes are missing, then end the direction."""
         if self._ended:
             return
-        while self._pending:
-            self._skip_to(min(self._pending), frame, time_ns)
+        while self._heap:
+            self._skip_to(self._heap[0], frame, time_ns)
         if self._fin_at is not None and self._next is not None and self._fin_at > self._next:
             self._gap(self._fin_at - self._next, frame, time_ns)
         self._ended = True

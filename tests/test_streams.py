@@ -69,7 +69,7 @@ def seg(
     length = len(payload) if tcp_len is None else tcp_len
     return Packet(
         frame, frame * 1000, 0, src, sport, dst, dport, seq % 2**32, ack % 2**32, length,
-        flags, payload, 54 + len(payload), 54 + len(payload),
+        flags, payload,
     )
 
 

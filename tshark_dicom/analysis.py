@@ -100,7 +100,7 @@ def analyze_capture(
                 conn = conns[pkt.stream] = TcpConnection(pkt.stream, assoc.sink_for)
             else:
                 assoc = assocs[pkt.stream]
-            if pkt.cap_len < pkt.frame_len and pkt.tcp_len > len(pkt.payload):
+            if pkt.tcp_len > len(pkt.payload):
                 snaplen_cut += 1
                 first_cut_frame = first_cut_frame or pkt.frame
             assoc.note_packet(pkt)

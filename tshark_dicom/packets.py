@@ -23,12 +23,12 @@ class Packet:
 
     __slots__ = (
         "frame", "time_ns", "stream", "src", "sport", "dst", "dport",
-        "seq", "ack", "tcp_len", "flags", "payload", "frame_len", "cap_len",
+        "seq", "ack", "tcp_len", "flags", "payload",
     )
 
     def __init__(
         self, frame: int, time_ns: int, stream: int, src: str, sport: int, dst: str, dport: int,
-        seq: int, ack: int, tcp_len: int, flags: int, payload: bytes, frame_len: int, cap_len: int,
+        seq: int, ack: int, tcp_len: int, flags: int, payload: bytes,
     ) -> None:
         self.frame = frame
         self.time_ns = time_ns
@@ -42,12 +42,10 @@ class Packet:
         self.tcp_len = tcp_len
         self.flags = flags
         self.payload = payload
-        self.frame_len = frame_len
-        self.cap_len = cap_len
 
     @property
     def missing(self) -> int:
-        """Payload bytes the capture does not hold (snaplen truncation)."""
+        """Payload bytes the capture does not hold (cut by the snapshot length)."""
         return max(0, self.tcp_len - len(self.payload))
 
     def __repr__(self) -> str:
@@ -87,6 +85,4 @@ def read_packets(stdout: IO[bytes]) -> Iterator[Packet]:
             int(layers["tcp_len"][0]),
             int(layers["tcp_flags"][0], 16),
             bytes.fromhex(payload_hex[0]) if payload_hex else b"",
-            int(layers["frame_len"][0]),
-            int(layers["frame_cap_len"][0]),
         )

@@ -39,8 +39,6 @@ INSTALL_HINT = (
 FIELDS: tuple[str, ...] = (
     "frame.number",
     "frame.time_epoch",
-    "frame.len",
-    "frame.cap_len",
     "ip.src",
     "ip.dst",
     "ipv6.src",

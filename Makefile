@@ -20,6 +20,9 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 	    tshark dcmtk ethtool iproute2; \
 	fi
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q python3-venv; }
 
 venv: $(VENV)/.installed
 

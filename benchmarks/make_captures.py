@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 MiB = 1024 * 1024
 
 STORESCU = "/usr/bin/storescu"
@@ -166,6 +166,9 @@ def describe(name: str) -> str:
         parts.append(f"{man['http_requests']} HTTP downloads ({human(man['http_bytes'])})")
     if man.get("dropped") is not None:
         parts.append(f"dropped {man['dropped']}")
+    if man.get("tcp_retransmitted_segments") is not None:
+        parts.append(f"TCP retransmissions {man['tcp_retransmitted_segments']}, "
+                     f"out-of-order {man['tcp_out_of_order_arrivals']}")
     if man.get("generate_seconds") is not None:
         parts.append(f"generated in {man['generate_seconds']:.1f} s")
     return ", ".join(parts)
@@ -275,6 +278,14 @@ class Lab:
             self.ns(ns, ETHTOOL, "-K", ifname, "tso", "off", "gso", "off", "gro", "off",
                     "tx", "off", "rx", "off")
             self.run(IP, "-n", ns, "link", "set", ifname, "up")
+        # Receive Packet Steering on the veth receive queues: veth delivers through the per-CPU
+        # backlog of the *sending* CPU, so a sender that migrates between CPUs makes its own
+        # segments arrive out of order (hundreds of spurious fast retransmits per association).
+        # RPS steers each flow to one CPU, restoring in-order delivery, like a real link.
+        mask = format((1 << min(os.cpu_count() or 1, 32)) - 1, "x")
+        for ns, ifname in ((NS_CLI, IF_CLI), (NS_SRV, IF_SRV)):
+            self.ns(ns, "sh", "-c", f"for q in /sys/class/net/{ifname}/queues/rx-*; do "
+                                    f"echo {mask} > $q/rps_cpus; done")
         # check offloads really are off
         for ns, ifname in ((NS_CLI, IF_CLI), (NS_SRV, IF_SRV)):
             feats = self.ns(ns, ETHTOOL, "-k", ifname).stdout
@@ -300,6 +311,23 @@ class Lab:
         for ns in (NS_CLI, NS_SRV):
             if ns in self.existing_namespaces():
                 self.run(IP, "netns", "del", ns, check=False)
+
+    def tcp_counters(self) -> dict:
+        """Per-namespace TCP counters: retransmissions and out-of-order arrivals."""
+        out = {}
+        for ns in (NS_CLI, NS_SRV):
+            text = self.ns(ns, "cat", "/proc/net/snmp", "/proc/net/netstat", check=False).stdout
+            lines = text.splitlines()
+            vals = {}
+            for head, data in zip(lines[::2], lines[1::2]):
+                hk, hv = head.split(":", 1)
+                dk, dv = data.split(":", 1)
+                if hk == dk:
+                    for k, v in zip(hv.split(), dv.split()):
+                        vals[f"{hk}.{k}"] = v
+            out[ns] = {"retrans_segs": int(vals.get("Tcp.RetransSegs", 0)),
+                       "ofo_queued": int(vals.get("TcpExt.TCPOFOQueue", 0))}
+        return out
 
     def wait_listening(self, port: int, timeout: float = 10.0):
         deadline = time.monotonic() + timeout
@@ -391,6 +419,9 @@ def gen_store(name: str, path: Path, work: Path, spec: dict) -> dict:
             if assoc % 5 == 0:
                 log(f"    {assoc} associations, capture {human(path.stat().st_size)}")
         stats.update(lab.stop_dumpcap(dumpcap, errpath))
+        counters = lab.tcp_counters()
+        stats["tcp_retransmitted_segments"] = sum(c["retrans_segs"] for c in counters.values())
+        stats["tcp_out_of_order_arrivals"] = sum(c["ofo_queued"] for c in counters.values())
     finally:
         lab.down()
     return stats
@@ -478,6 +509,9 @@ def gen_mixed(name: str, path: Path, work: Path, spec: dict) -> dict:
             blob.unlink()
             round_no += 1
         stats.update(lab.stop_dumpcap(dumpcap, errpath))
+        counters = lab.tcp_counters()
+        stats["tcp_retransmitted_segments"] = sum(c["retrans_segs"] for c in counters.values())
+        stats["tcp_out_of_order_arrivals"] = sum(c["ofo_queued"] for c in counters.values())
     finally:
         lab.down()
     return stats

@@ -49,10 +49,11 @@ def _subdir(index: int, path: Path, total: int) -> str:
 
 
 def _one(path: Path, label: str, tshark: Tshark, ports: Sequence[int],
-         objects_dir: Path | None, sub: str, cross_check: bool) -> dict[str, pd.DataFrame]:
+         objects_dir: Path | None, sub: str, cross_check: bool,
+         progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
     target = objects_dir / sub if objects_dir is not None else None
     result = analyze_capture(path, label=label, tshark=tshark, ports=ports, objects_dir=target,
-                             cross_check=cross_check)
+                             cross_check=cross_check, progress=progress)
     tables = build([result])
     if objects_dir is not None:
         objs = tables["objects"]
@@ -70,9 +71,12 @@ def run(
     jobs: int = 1,
     tshark: str | None = None,
     cross_check: bool = False,
-    on_capture: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int, int], None] | None = None,
 ) -> Report:
-    """Analyse every capture and join the results (the body of `tshark_dicom.analyze`)."""
+    """Analyse every capture and join the results (the body of `tshark_dicom.analyze`).
+
+    ``on_progress(label, captures_done, captures_total, packets)`` is called now and then.
+    """
     for port in ports:
         if not 0 < port < 65536:
             raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
@@ -88,16 +92,19 @@ def run(
     subs = [_subdir(i, p, len(paths)) for i, p in enumerate(paths)]
     parts: list[dict[str, pd.DataFrame]] = []
     if jobs == 1 or len(paths) == 1:
-        for path, label, sub in zip(paths, labels, subs, strict=True):
-            if on_capture:
-                on_capture(label)
-            parts.append(_one(path, label, engine, ports, odir, sub, cross_check))
+        for done, (path, label, sub) in enumerate(zip(paths, labels, subs, strict=True)):
+            def tick(packets: int, label: str = label, done: int = done) -> None:
+                if on_progress:
+                    on_progress(label, done, len(paths), packets)
+
+            tick(0)
+            parts.append(_one(path, label, engine, ports, odir, sub, cross_check, tick))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one, p, lab, engine, ports, odir, s, cross_check)
                        for p, lab, s in zip(paths, labels, subs, strict=True)]
-            for label, fut in zip(labels, futures, strict=True):
+            for done, (label, fut) in enumerate(zip(labels, futures, strict=True)):
                 parts.append(fut.result())
-                if on_capture:
-                    on_capture(label)
+                if on_progress:
+                    on_progress(label, done + 1, len(paths), 0)
     return Report.concat(parts, labels)

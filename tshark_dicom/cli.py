@@ -11,10 +11,13 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from . import __version__
 from .batch import run
@@ -84,9 +87,10 @@ def analyze(
             shutil.rmtree(out, ignore_errors=True)
 
     try:
-        report = run(captures, objects_dir=None if no_objects else staging / "objects",
-                     ports=port or (), jobs=jobs, tshark=tshark,
-                     cross_check=cross_check)
+        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
+            report = run(captures, objects_dir=None if no_objects else staging / "objects",
+                         ports=port or (), jobs=jobs, tshark=tshark,
+                         cross_check=cross_check, on_progress=on_progress)
         report.write(staging, format=format)
         summary = report.summary()
         (staging / "summary.txt").write_text(summary + "\n")
@@ -109,6 +113,26 @@ def analyze(
     if not quiet:
         typer.echo(summary)
         typer.echo(f"results in {out}/")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int, int], None] | None]:
+    """A one-line progress display on stderr, only for a person at a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("starting tshark", total=None)
+
+        def update(label: str, done: int, total: int, packets: int) -> None:
+            name = Path(label).name
+            bar.update(task, description=f"capture {min(done + 1, total)}/{total} {name}: "
+                       f"{packets:,} DICOM packets")
+
+        yield update
 
 
 def _fail(exc: TsharkDicomError) -> None:

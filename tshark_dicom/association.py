@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydicom.uid import UID
 
-from .dimse import status_category, status_text
+from .dimse import CommandSet, status_category, status_text
 from .messages import Message, MessageAssembler
 from .packets import Packet
 from .pdu import (
@@ -113,29 +113,16 @@ class ContextRecord:
 
 @dataclass
 class MessageRecord:
+    """One message: its decoded command set (None if the capture lost it) and what the
+    association added: the request it answers, status meaning, data set size, frames."""
+
     msg_index: int
     sender: str
     context_id: int
-    command: str | None
-    command_field: int | None
-    message_id: int | None
-    responds_to: int | None
+    cmd: CommandSet | None
     request_index: int | None
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    priority: int | None
-    move_destination: str | None
-    move_originator_ae: str | None
-    move_originator_message_id: int | None
-    status: int | None
     status_category: str | None
     status_text: str | None
-    error_comment: str | None
-    remaining: int | None
-    completed: int | None
-    failed: int | None
-    warning: int | None
-    has_dataset: bool
     dataset_bytes: int | None
     first_frame: int
     last_frame: int
@@ -143,6 +130,29 @@ class MessageRecord:
     ended_ns: int
     fragments: int
     problem: str | None
+
+    #: CommandSet fields that become message columns of the same name.
+    COMMAND_COLUMNS = (
+        "command", "command_field", "message_id", "responds_to", "sop_class_uid",
+        "sop_instance_uid", "priority", "move_destination", "move_originator_ae",
+        "move_originator_message_id", "status", "error_comment", "remaining", "completed",
+        "failed", "warning",
+    )
+
+    def command_value(self, name: str) -> Any:
+        return getattr(self.cmd, name) if self.cmd is not None else None
+
+    @property
+    def command(self) -> str | None:
+        return self.cmd.command if self.cmd is not None else None
+
+    @property
+    def command_field(self) -> int | None:
+        return self.cmd.command_field if self.cmd is not None else None
+
+    @property
+    def has_dataset(self) -> bool:
+        return bool(self.cmd is not None and self.cmd.has_dataset)
 
 
 @dataclass
@@ -413,19 +423,9 @@ class Association:
                 status_txt = status_text(cmd.command_field, cmd.status, cmd.sop_class_uid)
         sink = self._sinks.pop(m.msg_index, None)
         self.messages.append(MessageRecord(
-            m.msg_index, m.sender, m.context_id,
-            cmd.command if cmd else None, cmd.command_field if cmd else None,
-            cmd.message_id if cmd else None, cmd.responds_to if cmd else None, request_index,
-            cmd.sop_class_uid if cmd else None, cmd.sop_instance_uid if cmd else None,
-            cmd.priority if cmd else None, cmd.move_destination if cmd else None,
-            cmd.move_originator_ae if cmd else None,
-            cmd.move_originator_message_id if cmd else None,
-            cmd.status if cmd else None, status_cat, status_txt,
-            cmd.error_comment if cmd else None,
-            cmd.remaining if cmd else None, cmd.completed if cmd else None,
-            cmd.failed if cmd else None, cmd.warning if cmd else None,
-            bool(cmd and cmd.has_dataset), sink.nbytes if sink else None,
-            m.first_frame, m.last_frame, m.started_ns, m.ended_ns, m.fragments, problem,
+            m.msg_index, m.sender, m.context_id, cmd, request_index, status_cat, status_txt,
+            sink.nbytes if sink else None, m.first_frame, m.last_frame, m.started_ns,
+            m.ended_ns, m.fragments, problem,
         ))
         if cmd is not None and status_cat in ("Failure", "Warning"):
             sev, code = ("error", "dimse-failure") if status_cat == "Failure" else (
@@ -649,8 +649,9 @@ class Association:
                 "warning", "association-not-released",
                 f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
                 "A-RELEASE", self.last_frame)
+        by_index = {m.msg_index: m for m in self.messages}
         for (sender, mid), idx in self._requests.items():
-            rec = next((m for m in self.messages if m.msg_index == idx), None)
+            rec = by_index.get(idx)
             if idx in self._answered or rec is None:
                 continue
             if rec.command in ("C-CANCEL-RQ",) or rec.command_field is None:

@@ -21,6 +21,7 @@ from .association import (
     REJECT_SOURCES,
     USER_IDENTITY_TYPES,
     Association,
+    MessageRecord,
     uid_name,
 )
 
@@ -209,17 +210,14 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                     "ext_neg_accepted": c.ext_neg_accepted,
                 })
             for m in a.messages:
-                row = {k: getattr(m, k) for k in (
-                    "msg_index", "sender", "context_id", "command", "command_field",
-                    "message_id", "responds_to", "request_index", "sop_class_uid",
-                    "sop_instance_uid", "priority", "move_destination", "move_originator_ae",
-                    "move_originator_message_id", "status", "status_category", "status_text",
-                    "error_comment", "remaining", "completed", "failed", "warning",
-                    "has_dataset", "dataset_bytes", "first_frame", "last_frame", "fragments",
-                    "problem")}
+                row = {k: m.command_value(k) for k in MessageRecord.COMMAND_COLUMNS}
+                row.update({k: getattr(m, k) for k in (
+                    "msg_index", "sender", "context_id", "request_index", "status_category",
+                    "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
+                    "fragments", "problem")})
                 row.update(capture=cap, assoc_id=aid, started_at=m.started_ns,
                            ended_at=m.ended_ns, duration_ms=_ms(m.started_ns, m.ended_ns),
-                           sop_class_name=uid_name(m.sop_class_uid))
+                           sop_class_name=uid_name(row["sop_class_uid"]))
                 rows["messages"].append(row)
             for o in a.objects:
                 rows["objects"].append({

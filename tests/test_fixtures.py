@@ -129,8 +129,12 @@ def check_objects(truth: dict[str, Any], report: Any, out: Path) -> None:
                 path = out / o["path"]
                 ds = pydicom.dcmread(path)
                 meta = ds.file_meta
-                assert meta.MediaStorageSOPInstanceUID == m["sop_instance_uid"]
+                # the command's UIDs exactly as they travelled (raw: a hostile value may hold
+                # a backslash, which pydicom would split into two values)
+                raw_iuid = meta.get_item(0x00020003).value
+                assert raw_iuid.decode("ascii").rstrip("\0 ") == m["sop_instance_uid"]
                 assert meta.MediaStorageSOPClassUID == m["sop_class_uid"]
+                assert path.resolve().is_relative_to(out.resolve())
                 assert meta.TransferSyntaxUID == o["transfer_syntax"]
                 assert meta.TransferSyntaxUID.is_valid
                 raw = path.read_bytes()

@@ -17,7 +17,7 @@ from .conftest import ROOT
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
 
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
-             "abort", "ipv6", "find_move"]
+             "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid"]
 
 
 @pytest.fixture(scope="module")

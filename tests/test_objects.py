@@ -263,7 +263,8 @@ def test_transfer_syntax_changed_after_header_was_written(tmp_path: Path) -> Non
     assert back.PatientID == "X1"
 
 
-def test_invalid_command_uids_fall_back_to_the_data_set(tmp_path: Path) -> None:
+def test_invalid_command_uid_is_written_as_sent_missing_one_taken_from_data_set(
+        tmp_path: Path) -> None:
     ds = small_dataset()
     data = encoded(ds, implicit=False, little=True)
     sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid="1.2.840.10008.5.1.4.1.1.7 (SC)",
@@ -272,23 +273,24 @@ def test_invalid_command_uids_fall_back_to_the_data_set(tmp_path: Path) -> None:
     sink.write(data)
     sink.finish()
     meta = pydicom.dcmread(tmp_path / "o.dcm").file_meta
-    assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    # SPEC: the command's value, as it travelled (the association reports it as invalid)
+    assert meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.7 (SC)"
     assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert "SourceApplicationEntityTitle" not in meta
     assert len(sink.meta_notes) == 3
 
 
-def test_invalid_uids_and_no_uids_in_data_set_are_left_out(tmp_path: Path) -> None:
+def test_invalid_uids_written_as_sent_and_missing_ones_left_out(tmp_path: Path) -> None:
     ds = Dataset()
     ds.PatientName = "Doe^Jane"
     data = encoded(ds, implicit=False, little=True)
-    sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid="not-a-uid", sop_instance_uid="1.02.3",
+    sink = ObjectSink(tmp_path, "o.dcm", sop_class_uid="not-a-uid", sop_instance_uid=None,
                       transfer_syntax="garbage", source_ae="X" * 17)
     sink.write(data)
     sink.finish()
     back = pydicom.dcmread(tmp_path / "o.dcm")
-    assert "MediaStorageSOPClassUID" not in back.file_meta
-    assert "MediaStorageSOPInstanceUID" not in back.file_meta
+    assert back.file_meta.MediaStorageSOPClassUID == "not-a-uid"
+    assert "MediaStorageSOPInstanceUID" not in back.file_meta  # not in command nor data set
     assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN  # inferred
     assert back.PatientName == "Doe^Jane"
     assert after_meta(tmp_path / "o.dcm") == data

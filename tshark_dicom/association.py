@@ -9,10 +9,11 @@ looks ahead to how objects are stored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydicom.uid import UID
+from pydicom.uid import RE_VALID_UID, UID
 
 from .dimse import CommandSet, status_category, status_text
 from .messages import Message, MessageAssembler
@@ -74,6 +75,7 @@ USER_IDENTITY_TYPES = {
     1: "username", 2: "username and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT",
 }
 MAX_GAP_FINDINGS = 20
+_VALID_UID = re.compile(RE_VALID_UID)
 
 
 def uid_name(uid: str | None) -> str | None:
@@ -169,6 +171,7 @@ class ObjectRecord:
     problem: str | None
     path: str | None
     sender: str
+    meta_notes: str | None = None
 
 
 @dataclass
@@ -427,6 +430,15 @@ class Association:
             sink.nbytes if sink else None, m.first_frame, m.last_frame, m.started_ns,
             m.ended_ns, m.fragments, problem,
         ))
+        if cmd is not None:
+            for what, uid in (("SOP Class", cmd.sop_class_uid),
+                              ("SOP Instance", cmd.sop_instance_uid)):
+                if uid and not _VALID_UID.fullmatch(uid):
+                    self.finding(
+                        "warning", "invalid-uid",
+                        f"{cmd.command} {m.msg_index} from {self._sender_ae(m.sender) or m.sender}"
+                        f" carries an invalid {what} UID {uid!r} (PS3.5 9.1)", m.first_frame,
+                        m.msg_index)
         if cmd is not None and status_cat in ("Failure", "Warning"):
             sev, code = ("error", "dimse-failure") if status_cat == "Failure" else (
                 "warning", "dimse-warning")
@@ -464,9 +476,11 @@ class Association:
             else:
                 problem = problem or "data set incomplete"
                 sink.discard(problem)
+            notes = getattr(sink, "meta_notes", ())
             self.objects.append(ObjectRecord(
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
-                sink.nbytes, sink.sha256, complete, problem, path, m.sender))
+                sink.nbytes, sink.sha256, complete, problem, path, m.sender,
+                "; ".join(notes) if path and notes else None))
         if not complete:
             self.finding(
                 "warning", "object-incomplete",

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +71,10 @@ def analyze(
     objects, findings), Part-10 objects under OUT/objects, and a summary."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # what the libraries say about odd traffic is in our findings already
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
     if format not in FORMATS:
         _fail(OptionsError(f"--format {format!r}: choose parquet, csv or both"))
     if out.exists() and not out.is_dir():

@@ -192,6 +192,10 @@ def _walk_implicit_le(data: bytes) -> list[RawDataElement]:
     return elements
 
 
+#: String VRs of command elements (PS3.7 E.1): UI, AE, LO.
+_TEXT_VRS: Final = frozenset({"UI", "AE", "LO", "SH", "ST", "CS", "LT"})
+
+
 def _convert(raw: RawDataElement, problems: list[str]) -> tuple[str, Any]:
     """Decode one element with pydicom's dictionary and value converters.
 
@@ -206,6 +210,16 @@ def _convert(raw: RawDataElement, problems: list[str]) -> tuple[str, Any]:
     except KeyError:
         problems.append(f"unknown command element {tag} ignored")
         return "", None
+    if vr in _TEXT_VRS:
+        # Decoded here, not by convert_value: pydicom validates UIs as it reads them and
+        # warns for each invalid one, while we want the value exactly as it travelled
+        # (a hostile UID is reported by the association as a finding).
+        text = bytes(raw.value or b"").decode("latin-1")
+        if "\\" in text:
+            problems.append(f"{keyword} {tag} has several values")
+        # UI is padded with NUL, AE/LO with spaces (PS3.5 6.2); AE leading spaces too
+        text = text.rstrip("\0 ").lstrip(" ")
+        return keyword, text or None
     size = _FIXED_SIZE.get(vr)
     if size is not None and raw.length != size:
         problems.append(f"{keyword} {tag} has {raw.length} bytes, expected {size}")

@@ -25,8 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
+from pydicom import config
 from pydicom.datadict import keyword_dict
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
@@ -297,14 +298,25 @@ class ObjectSink:
             )
         ):
             value = _valid_uid(given)
-            if value is None:
-                if own == (None, None):
-                    own = dataset_uids(self.head, transfer_syntax)
-                value = _valid_uid(own[index])
-                what = "taken from the data set" if value else "left out"
-                self._notes.append(f"{keyword}: command value {given!r} not a valid UID, {what}")
             if value is not None:
                 setattr(meta, keyword, UID(value))
+                continue
+            raw = given.rstrip("\0 ") if isinstance(given, str) else ""
+            if raw:
+                # SPEC: the value comes from the command. An invalid one is written exactly
+                # as it travelled (pydicom's validation off), so the file says what was sent;
+                # the association reports the invalid UID as a finding.
+                tag = keyword_dict[keyword]
+                meta[tag] = DataElement(tag, "UI", raw, validation_mode=config.IGNORE)
+                self._notes.append(f"{keyword}: {raw!r} is not a valid UID, written as sent")
+                continue
+            if own == (None, None):
+                own = dataset_uids(self.head, transfer_syntax)
+            value = _valid_uid(own[index])
+            if value is not None:
+                setattr(meta, keyword, UID(value))
+            what = "taken from the data set" if value else "left out"
+            self._notes.append(f"{keyword}: not in the command, {what}")
         if transfer_syntax is not None:
             meta.TransferSyntaxUID = UID(transfer_syntax)
         else:
@@ -321,7 +333,14 @@ class ObjectSink:
         buf = DicomBytesIO()
         # enforce_standard=False: we set every element ourselves, and it must
         # not refuse a header that had to leave out an invalid UID.
-        write_file_meta_info(buf, meta, enforce_standard=False)
+        # pydicom validates values as it writes them and warns (and logs) for each invalid
+        # one; an invalid UID here is deliberate and already in meta_notes and the findings.
+        previous = config.settings.writing_validation_mode
+        config.settings.writing_validation_mode = config.IGNORE
+        try:
+            write_file_meta_info(buf, meta, enforce_standard=False)
+        finally:
+            config.settings.writing_validation_mode = previous
         return _PREAMBLE + buf.getvalue()
 
 

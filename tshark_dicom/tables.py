@@ -87,7 +87,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "transfer_syntax": "string", "transfer_syntax_name": "string",
         "transfer_syntax_inferred": "bool",
         "dataset_bytes": "Int64", "sha256": "string", "complete": "bool",
-        "problem": "string", "path": "string",
+        "problem": "string", "path": "string", "meta_notes": "string",
     },
     "findings": {
         "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "frame": "Int64",
@@ -230,6 +230,7 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                     "transfer_syntax_inferred": o.transfer_syntax_inferred,
                     "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
                     "complete": o.complete, "problem": o.problem, "path": o.path,
+                    "meta_notes": o.meta_notes,
                 })
             for f in a.findings:
                 rows["findings"].append({"capture": cap, "assoc_id": aid,

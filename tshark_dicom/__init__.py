@@ -52,14 +52,16 @@ def analyze(
     jobs: int = 1,
     tshark: str | None = None,
     cross_check: bool = False,
+    engine: str = "auto",
 ) -> Report:
     """Analyse one capture, a list of them, or a folder (recursively).
 
     ``objects_dir``: where reconstructed Part-10 files go (none are written without it);
     ``ports``: also decode streams on these TCP ports whose association setup is not in the
     capture; ``tshark``: the tshark executable (default: ``$TSHARK``, then PATH);
-    ``cross_check``: also run Wireshark's DICOM dissector and report where it disagrees.
+    ``cross_check``: also run Wireshark's DICOM dissector and report where it disagrees;
+    ``engine``: ``auto`` (default), ``raw`` or ``ek`` (see README, "How it works").
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
     return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
-               cross_check=cross_check)
+               cross_check=cross_check, engine=engine)

@@ -10,16 +10,24 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord
 from .crosscheck import crosscheck
+from .errors import OptionsError
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
-from .packets import read_packets
+from .packets import Packet, UnsupportedLinkType, read_packets, read_raw_packets
 from .streams import TcpConnection
-from .tshark import Tshark, check_capture, find_streams_argv, packets_argv, run_tshark
+from .tshark import (
+    Tshark,
+    check_capture,
+    find_streams_argv,
+    packets_argv,
+    raw_argv,
+    run_tshark,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +47,87 @@ class CaptureResult:
     payload_bytes: int = 0
     elapsed_s: float = 0.0
     truncated: bool = False
+    engine: str = ""
 
 
 ProgressFn = Callable[[int], None]
+ENGINES = ("auto", "raw", "ek")
+
+
+class _Run:
+    """The state of one capture's analysis: live connections, finished associations."""
+
+    def __init__(self, result: CaptureResult, ports: frozenset[int], objects_dir: Path | None,
+                 provisional: dict[int, int], decide: bool) -> None:
+        self.result = result
+        self.ports = ports
+        self.objects_dir = objects_dir
+        self.provisional = provisional
+        self.decide = decide  # raw engine: drop streams that turn out not to be DICOM
+        self.assocs: dict[int, Association] = {}
+        self.conns: dict[int, TcpConnection] = {}
+        self.done: set[int] = set()  # streams finished, or not DICOM: their packets skipped
+        self.snaplen_cut = 0
+        self.first_cut_frame: int | None = None
+
+    def dataset_sink(self, *, stream: int, msg_index: int, command: str,
+                     sop_class_uid: str | None, sop_instance_uid: str | None,
+                     transfer_syntax: str | None, source_ae: str | None) -> ObjectSink:
+        write = self.objects_dir is not None and command in FILE_COMMANDS
+        number = self.provisional.setdefault(stream, len(self.provisional))
+        return ObjectSink(
+            self.objects_dir if write else None,
+            safe_object_name(sop_instance_uid, number, msg_index),
+            sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
+            transfer_syntax=transfer_syntax, source_ae=source_ae)
+
+    def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
+        """The hot loop: every packet of the capture (raw) or of its DICOM streams (ek)."""
+        result, conns, assocs = self.result, self.conns, self.assocs
+        for pkt in packets:
+            result.packets += 1
+            stream = pkt.stream
+            conn = conns.get(stream)
+            if conn is None:
+                if stream in self.done:
+                    continue
+                assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
+                                    guess_transfer_syntax=infer_transfer_syntax)
+                assocs[stream] = assoc
+                conn = conns[stream] = TcpConnection(stream, assoc.sink_for)
+            else:
+                assoc = assocs[stream]
+            if pkt.tcp_len > len(pkt.payload):
+                self.snaplen_cut += 1
+                self.first_cut_frame = self.first_cut_frame or pkt.frame
+            result.payload_bytes += pkt.tcp_len
+            assoc.note_packet(pkt)
+            conn.feed(pkt)
+            if self.decide and assoc.not_dicom:
+                self.done.add(stream)
+                del conns[stream], assocs[stream]
+            elif conn.closed:
+                self._finish(stream)
+            if progress is not None and result.packets % 4096 == 0:
+                progress(result.packets)
+
+    def _finish(self, stream: int) -> None:
+        conn = self.conns.pop(stream)
+        assoc = self.assocs[stream]
+        self.done.add(stream)
+        conn.finish()
+        for endpoint, half in conn.halves.items():
+            role = assoc.role_of(endpoint)
+            assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
+            assoc.tcp_out_of_order[role] += half.stats.out_of_order
+        assoc.finish()
+        if not assoc.is_dicom:
+            del self.assocs[stream]
+
+    def finish(self) -> list[Association]:
+        for stream in list(self.conns):
+            self._finish(stream)
+        return [a for a in sorted(self.assocs.values(), key=lambda a: a.stream) if a.is_dicom]
 
 
 def analyze_capture(
@@ -52,78 +138,56 @@ def analyze_capture(
     ports: Sequence[int] = (),
     objects_dir: Path | None = None,
     cross_check: bool = False,
+    engine: str = "auto",
     progress: ProgressFn | None = None,
 ) -> CaptureResult:
-    """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files."""
+    """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files.
+
+    Engines: ``raw`` has tshark convert the capture to a pcap stream and reads link, IP and
+    TCP headers itself (fast: no per-field output); ``ek`` has tshark dissect and select
+    the DICOM streams in two passes and reads its ``-T ek`` JSON; ``auto`` is raw where
+    the link type allows, else ek.
+    """
     started = time.monotonic()
     check_capture(tshark, path)
     result = CaptureResult(label, [])
     portset = frozenset(ports)
-
-    with run_tshark(find_streams_argv(tshark, path, ports), path) as (out, run1):
-        candidates = sorted({int(tok) for tok in out.read().split() if tok.isdigit()})
-    if run1.truncated:
-        result.truncated = True
+    run: _Run | None = None
+    if engine in ("auto", "raw"):
+        run = _Run(result, portset, objects_dir, {}, decide=True)
+        try:
+            with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
+                run.consume(read_raw_packets(out, skip=run.done.__contains__), progress)
+            result.truncated = tsk.truncated
+            result.engine = "raw"
+        except UnsupportedLinkType as exc:
+            if engine == "raw":
+                raise OptionsError(f"{path}: --engine raw cannot read it ({exc}); "
+                                   "use --engine ek") from None
+            log.debug("%s: %s, using the ek engine", label, exc)
+            run = None
+    if run is None:
+        with run_tshark(find_streams_argv(tshark, path, ports), path) as (out, tsk):
+            candidates = sorted({int(tok) for tok in out.read().split() if tok.isdigit()})
+        result.truncated = tsk.truncated
+        result.engine = "ek"
+        run = _Run(result, portset, objects_dir,
+                   {stream: i for i, stream in enumerate(candidates)}, decide=False)
+        if candidates:
+            with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
+                run.consume(read_packets(out), progress)
+    dicom = run.finish()
+    if result.truncated:
         result.findings.append(FindingRecord(
             None, None, "warning", "capture-truncated",
             f"{label} was cut short in the middle of a packet; everything before that point "
             "was analysed"))
-    if not candidates:
-        result.findings.append(_no_dicom(label, ports))
-        result.elapsed_s = time.monotonic() - started
-        return result
-    provisional = {stream: i for i, stream in enumerate(candidates)}
-
-    def dataset_sink(*, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
-                     sop_instance_uid: str | None, transfer_syntax: str | None,
-                     source_ae: str | None) -> ObjectSink:
-        write = objects_dir is not None and command in FILE_COMMANDS
-        return ObjectSink(
-            objects_dir if write else None,
-            safe_object_name(sop_instance_uid, provisional[stream], msg_index),
-            sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
-            transfer_syntax=transfer_syntax, source_ae=source_ae)
-
-    assocs: dict[int, Association] = {}
-    conns: dict[int, TcpConnection] = {}
-    snaplen_cut = 0
-    first_cut_frame: int | None = None
-    with run_tshark(packets_argv(tshark, path, candidates), path) as (out, run2):
-        for pkt in read_packets(out):
-            result.packets += 1
-            result.payload_bytes += pkt.tcp_len
-            conn = conns.get(pkt.stream)
-            if conn is None:
-                assoc = Association(pkt.stream, ports=portset, dataset_sink=dataset_sink,
-                                    guess_transfer_syntax=infer_transfer_syntax)
-                assocs[pkt.stream] = assoc
-                conn = conns[pkt.stream] = TcpConnection(pkt.stream, assoc.sink_for)
-            else:
-                assoc = assocs[pkt.stream]
-            if pkt.tcp_len > len(pkt.payload):
-                snaplen_cut += 1
-                first_cut_frame = first_cut_frame or pkt.frame
-            assoc.note_packet(pkt)
-            conn.feed(pkt)
-            if progress is not None and result.packets % 4096 == 0:
-                progress(result.packets)
-    if run2.truncated and not result.truncated:
-        result.truncated = True
-    for stream, conn in conns.items():
-        conn.finish()
-        assoc = assocs[stream]
-        for endpoint, half in conn.halves.items():
-            role = assoc.role_of(endpoint)
-            assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
-            assoc.tcp_out_of_order[role] += half.stats.out_of_order
-        assoc.finish()
-    if snaplen_cut:
+    if run.snaplen_cut:
         result.findings.append(FindingRecord(
-            None, first_cut_frame, "warning", "capture-snaplen",
-            f"{snaplen_cut} DICOM packets in {label} were cut by the capture's snapshot length; "
-            "their missing bytes are treated as capture gaps"))
-    dicom = [a for a in sorted(assocs.values(), key=lambda a: a.stream) if a.is_dicom]
-    _settle_object_names(dicom, provisional, objects_dir)
+            None, run.first_cut_frame, "warning", "capture-snaplen",
+            f"{run.snaplen_cut} DICOM packets in {label} were cut by the capture's snapshot "
+            "length; their missing bytes are treated as capture gaps"))
+    _settle_object_names(dicom, run.provisional, objects_dir)
     result.associations = dicom
     if not dicom:
         result.findings.append(_no_dicom(label, ports))
@@ -131,8 +195,8 @@ def analyze_capture(
         for aid, finding in crosscheck(tshark, path, label, dicom, ports):
             (dicom[aid].findings if aid is not None else result.findings).append(finding)
     result.elapsed_s = time.monotonic() - started
-    log.debug("%s: %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
-              result.packets, len(dicom), result.elapsed_s,
+    log.debug("%s: %s engine, %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
+              result.engine, result.packets, len(dicom), result.elapsed_s,
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     return result
 
@@ -144,7 +208,7 @@ def _settle_object_names(dicom: list[Association], provisional: dict[int, int],
     if objects_dir is None:
         return
     for assoc_id, assoc in enumerate(dicom):
-        if provisional[assoc.stream] == assoc_id:
+        if provisional.get(assoc.stream) == assoc_id:
             continue
         for obj in assoc.objects:
             if obj.path:

@@ -295,6 +295,7 @@ class Association:
         self.saw_rq = False
         self.valid_pdus = 0
         self.bad_first_pdu = False
+        self.port_hinted = False
         self.first_frame = 0
         self.first_ns = 0
         self.last_frame = 0
@@ -348,6 +349,7 @@ class Association:
     def note_packet(self, pkt: Packet) -> None:
         if not self.first_frame:
             self.first_frame, self.first_ns = pkt.frame, pkt.time_ns
+            self.port_hinted = pkt.sport in self.ports or pkt.dport in self.ports
             if pkt.flags & 0x02 and not pkt.flags & 0x10:
                 self.syn_client = (pkt.src, pkt.sport)
         self.last_frame, self.last_ns = pkt.frame, pkt.time_ns
@@ -357,7 +359,15 @@ class Association:
         """A stream that opened with an A-ASSOCIATE-RQ, or a --port stream that held PDUs."""
         if self.saw_rq:
             return True
-        return bool(self.ports) and self.valid_pdus > 0 and not self.bad_first_pdu
+        return self.port_hinted and self.valid_pdus > 0 and not self.bad_first_pdu
+
+    @property
+    def not_dicom(self) -> bool:
+        """Decided already: the stream's first bytes are not an A-ASSOCIATE-RQ (and it is
+        not on a --port). Undecided streams (no payload yet) are not DICOM either, yet."""
+        if self.saw_rq or self.port_hinted:
+            return False
+        return self.bad_first_pdu or self.valid_pdus > 0
 
     def role_of(self, endpoint: tuple[str, int]) -> str:
         if self.requestor is None:
@@ -627,7 +637,7 @@ class Association:
                 f"missing from the capture before frame {frame}", frame)
 
     def on_malformed(self, d: _Direction, text: str, frame: int) -> None:
-        if self.valid_pdus == 0 and not self.ports:
+        if self.valid_pdus == 0 and not self.port_hinted:
             self.bad_first_pdu = True
             return
         self.finding("error", "malformed-pdu", f"{d.role}: {text}", frame)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import analyze_capture
+from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError
 from .report import Report
 from .tables import build
@@ -49,11 +49,11 @@ def _subdir(index: int, path: Path, total: int) -> str:
 
 
 def _one(path: Path, label: str, tshark: Tshark, ports: Sequence[int],
-         objects_dir: Path | None, sub: str, cross_check: bool,
+         objects_dir: Path | None, sub: str, cross_check: bool, engine: str,
          progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
     target = objects_dir / sub if objects_dir is not None else None
     result = analyze_capture(path, label=label, tshark=tshark, ports=ports, objects_dir=target,
-                             cross_check=cross_check, progress=progress)
+                             cross_check=cross_check, engine=engine, progress=progress)
     tables = build([result])
     if objects_dir is not None:
         objs = tables["objects"]
@@ -71,6 +71,7 @@ def run(
     jobs: int = 1,
     tshark: str | None = None,
     cross_check: bool = False,
+    engine: str = "auto",
     on_progress: Callable[[str, int, int, int], None] | None = None,
 ) -> Report:
     """Analyse every capture and join the results (the body of `tshark_dicom.analyze`).
@@ -82,7 +83,9 @@ def run(
             raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
     if jobs < 1:
         raise OptionsError(f"--jobs {jobs}: must be 1 or more")
-    engine = find_tshark(tshark)
+    if engine not in ENGINES:
+        raise OptionsError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
+    tsk = find_tshark(tshark)
     paths = discover(sources)
     for path in paths:
         if not path.exists():
@@ -98,10 +101,10 @@ def run(
                     on_progress(label, done, len(paths), packets)
 
             tick(0)
-            parts.append(_one(path, label, engine, ports, odir, sub, cross_check, tick))
+            parts.append(_one(path, label, tsk, ports, odir, sub, cross_check, engine, tick))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_one, p, lab, engine, ports, odir, s, cross_check)
+            futures = [pool.submit(_one, p, lab, tsk, ports, odir, s, cross_check, engine)
                        for p, lab, s in zip(paths, labels, subs, strict=True)]
             for done, (label, fut) in enumerate(zip(labels, futures, strict=True)):
                 parts.append(fut.result())

@@ -65,6 +65,9 @@ def analyze(
     cross_check: Annotated[bool, typer.Option(
         "--cross-check", help="Also run Wireshark's DICOM dissector and report every "
         "disagreement as a finding.")] = False,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="auto (default): raw where the link type allows, else ek; raw: tshark "
+        "converts, we read IP/TCP; ek: tshark dissects and selects DICOM streams.")] = "auto",
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -95,7 +98,7 @@ def analyze(
         with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
             report = run(captures, objects_dir=None if no_objects else staging / "objects",
                          ports=port or (), jobs=jobs, tshark=tshark,
-                         cross_check=cross_check, on_progress=on_progress)
+                         cross_check=cross_check, engine=engine, on_progress=on_progress)
         report.write(staging, format=format)
         summary = report.summary()
         (staging / "summary.txt").write_text(summary + "\n")
@@ -135,7 +138,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int, int], None] | 
         def update(label: str, done: int, total: int, packets: int) -> None:
             name = Path(label).name
             bar.update(task, description=f"capture {min(done + 1, total)}/{total} {name}: "
-                       f"{packets:,} DICOM packets")
+                       f"{packets:,} packets")
 
         yield update
 

@@ -286,6 +286,11 @@ class TcpConnection:
             for other in self.halves.values():
                 other.finish("rst", pkt.frame, pkt.time_ns)
 
+    @property
+    def closed(self) -> bool:
+        """Both directions ended (FIN or RST): nothing more can arrive that matters."""
+        return len(self.halves) == 2 and all(h.ended for h in self.halves.values())
+
     def finish(self) -> None:
         """The capture ended: flush both directions."""
         for half in self.halves.values():

@@ -170,6 +170,12 @@ def stream_set_expression(streams: Iterable[int]) -> str:
     return "tcp.stream in {" + ",".join(parts) + "}"
 
 
+def raw_argv(tshark: Tshark, capture: Path) -> list[str]:
+    """The raw engine: the capture, whatever its format or compression, as a nanosecond
+    pcap stream on stdout. No dissection, so no preferences or filters apply."""
+    return [tshark.path, "-n", "-r", str(capture), "-w", "-", "-F", "nsecpcap"]
+
+
 def packets_argv(tshark: Tshark, capture: Path, streams: Iterable[int]) -> list[str]:
     """Pass 2: ``-T ek`` with only FIELDS, for the selected TCP streams only."""
     argv = _base_argv(tshark, capture) + ["-Y", stream_set_expression(streams), "-T", "ek"]

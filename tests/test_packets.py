@@ -1,0 +1,114 @@
+"""The two packet sources agree: our own link/IP/TCP header reader (raw engine) yields
+exactly the records tshark's dissection gives as -T ek fields (ek engine), on every
+real capture; and both engines give the same tables."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pytest
+
+import tshark_dicom
+from tshark_dicom.packets import (
+    Packet,
+    TcpStreamNumbers,
+    UnsupportedLinkType,
+    epoch_ns,
+    read_packets,
+    read_raw_packets,
+)
+from tshark_dicom.tshark import find_tshark, packets_argv, raw_argv, run_tshark
+
+from .conftest import CAPTURES
+
+CAPS = sorted(p for p in CAPTURES.iterdir() if p.name.endswith((".pcapng", ".pcapng.gz")))
+
+
+def _fields(p: Packet) -> tuple[object, ...]:
+    return (p.frame, p.time_ns, p.stream, p.src, p.sport, p.dst, p.dport, p.seq, p.ack,
+            p.tcp_len, p.flags, p.payload)
+
+
+@pytest.mark.parametrize("cap", CAPS, ids=[c.name for c in CAPS])
+def test_raw_reader_equals_tshark_dissection(cap: Path) -> None:
+    tshark = find_tshark()
+    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+        raw = [_fields(p) for p in read_raw_packets(out)]
+    streams = sorted({r[2] for r in raw})
+    with run_tshark(packets_argv(tshark, cap, streams), cap) as (out, _):
+        ek = [_fields(p) for p in read_packets(out)]
+    assert raw and raw == ek
+
+
+@pytest.mark.parametrize("name", ["multi_store", "lossy", "hole", "snaplen", "find_move",
+                                  "abort", "concurrent", "c_get_cancel"])
+def test_engines_give_the_same_tables(name: str, tmp_path: Path) -> None:
+    cap = CAPTURES / f"{name}.pcapng"
+    raw = tshark_dicom.analyze(cap, engine="raw", objects_dir=tmp_path / "r" / "objects")
+    ek = tshark_dicom.analyze(cap, engine="ek", objects_dir=tmp_path / "e" / "objects")
+    for table in ("associations", "presentation_contexts", "messages", "objects"):
+        a, b = raw.table(table), ek.table(table)
+        assert a.astype(str).equals(b.astype(str)), table
+    assert sorted(raw.findings["code"]) == sorted(ek.findings["code"])
+
+
+def test_stream_numbers_follow_tshark_on_port_reuse() -> None:
+    numbers = TcpStreamNumbers()
+    a = ("10.0.0.1", 40000, "10.0.0.2", 104)
+    assert numbers.number(*a, 0x02) == 0          # SYN
+    assert numbers.number(a[2], a[3], a[0], a[1], 0x12) == 0  # SYN-ACK, other direction
+    assert numbers.number("10.0.0.3", 1, "10.0.0.2", 104, 0x02) == 1
+    assert numbers.number(*a, 0x11) == 0          # FIN-ACK closes it
+    assert numbers.number(*a, 0x02) == 2          # a new SYN on the same ports: new stream
+
+
+def test_unsupported_link_type_is_signalled(tmp_path: Path) -> None:
+    # a pcap header (nanosecond magic) with link type 127 (802.11 radiotap)
+    header = bytes.fromhex("4d3cb2a1020004000000000000000000ffff00007f000000")
+    with pytest.raises(UnsupportedLinkType):
+        list(read_raw_packets(io.BytesIO(header)))
+
+
+def test_epoch_ns_is_exact() -> None:
+    assert epoch_ns("1796072273.591710344") == 1796072273591710344
+    assert epoch_ns("5.1") == 5_100_000_000
+
+
+def _relink(pcap: bytes, linktype: int, convert: object) -> bytes:
+    """Rewrite every record of an Ethernet nanosecond pcap with ``convert(frame) -> frame``."""
+    header = bytearray(pcap[:24])
+    header[20:24] = struct.pack("<I", linktype)
+    out, pos = [bytes(header)], 24
+    while pos + 16 <= len(pcap):
+        sec, frac, incl, orig = struct.unpack_from("<IIII", pcap, pos)
+        frame = convert(pcap[pos + 16:pos + 16 + incl])  # type: ignore[operator]
+        grow = len(frame) - incl
+        out.append(struct.pack("<IIII", sec, frac, len(frame), orig + grow) + frame)
+        pos += 16 + incl
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("kind", ["vlan", "qinq", "sll", "sll2", "raw", "null"])
+def test_other_link_layers_read_the_same(kind: str) -> None:
+    tshark = find_tshark()
+    cap = CAPTURES / "store_11112.pcapng"
+    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+        pcap = out.read()
+    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+        want = [_fields(p) for p in read_raw_packets(out)]
+    if kind == "vlan":
+        linktype, conv = 1, lambda f: f[:12] + b"\x81\x00\x00\x05" + f[12:]
+    elif kind == "qinq":
+        linktype, conv = 1, lambda f: f[:12] + b"\x88\xa8\x00\x07\x81\x00\x00\x05" + f[12:]
+    elif kind == "sll":  # Linux cooked v1: 16-byte header, protocol at 14
+        linktype, conv = 113, lambda f: b"\x00\x00\x03\x04\x00\x06" + f[6:12] + b"\0\0" + f[12:]
+    elif kind == "sll2":  # Linux cooked v2: 20-byte header, protocol at 0
+        linktype, conv = 276, lambda f: f[12:14] + b"\0" * 18 + f[14:]
+    elif kind == "raw":
+        linktype, conv = 101, lambda f: f[14:]
+    else:  # BSD loopback: 4-byte address family in host order
+        linktype, conv = 0, lambda f: struct.pack("<I", 2) + f[14:]
+    got = [_fields(p) for p in read_raw_packets(io.BytesIO(_relink(pcap, linktype, conv)))]
+    assert got == want

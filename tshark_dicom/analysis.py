@@ -83,9 +83,11 @@ class _Run:
 
     def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
         """The hot loop: every packet of the capture (raw) or of its DICOM streams (ek)."""
-        result, conns, assocs = self.result, self.conns, self.assocs
+        result, conns, assocs, decide = self.result, self.conns, self.assocs, self.decide
+        count = result.packets
+        payload_bytes = result.payload_bytes
         for pkt in packets:
-            result.packets += 1
+            count += 1
             stream = pkt.stream
             conn = conns.get(stream)
             if conn is None:
@@ -95,21 +97,24 @@ class _Run:
                                     guess_transfer_syntax=infer_transfer_syntax)
                 assocs[stream] = assoc
                 conn = conns[stream] = TcpConnection(stream, assoc.sink_for)
+                assoc.note_packet(pkt)
             else:
                 assoc = assocs[stream]
-            if pkt.tcp_len > len(pkt.payload):
+                assoc.last_frame, assoc.last_ns = pkt.frame, pkt.time_ns
+            tcp_len = pkt.tcp_len
+            if tcp_len > len(pkt.payload):
                 self.snaplen_cut += 1
                 self.first_cut_frame = self.first_cut_frame or pkt.frame
-            result.payload_bytes += pkt.tcp_len
-            assoc.note_packet(pkt)
+            payload_bytes += tcp_len
             conn.feed(pkt)
-            if self.decide and assoc.not_dicom:
+            if decide and not assoc.saw_rq and assoc.not_dicom:
                 self.done.add(stream)
                 del conns[stream], assocs[stream]
-            elif conn.closed:
+            elif pkt.flags & 0x05 and conn.closed:  # FIN or RST: perhaps both sides done
                 self._finish(stream)
-            if progress is not None and result.packets % 4096 == 0:
-                progress(result.packets)
+            if progress is not None and not count & 0xFFF:
+                progress(count)
+        result.packets, result.payload_bytes = count, payload_bytes
 
     def _finish(self, stream: int) -> None:
         conn = self.conns.pop(stream)

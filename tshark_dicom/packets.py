@@ -105,6 +105,10 @@ RAW_IP = frozenset({101, 12, 14, 228, 229})
 RAW_LINK_TYPES = frozenset({ETHERNET, LINUX_SLL, LINUX_SLL2, NULL, LOOP, *RAW_IP})
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _SEQ_ACK = struct.Struct("!II")
+_CHUNK = 1 << 20
+#: Ethernet II, IPv4 with a 20-byte header, TCP: ethertype, version/IHL, total length,
+#: flags/fragment offset, protocol, addresses, ports, seq, ack, data offset, flags.
+_ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB")
 
 
 class UnsupportedLinkType(Exception):
@@ -162,82 +166,119 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     if linktype not in RAW_LINK_TYPES:
         raise UnsupportedLinkType(f"link type {linktype}")
     record = struct.Struct(endian + "IIII")
+    fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()
+    names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
     read = stdout.read
-    frame = 0
+    buf, pos, frame = b"", 0, 0
     while True:
-        rh = read(16)
-        if len(rh) < 16:
-            return
-        sec, frac, incl, orig = record.unpack(rh)
-        data = read(incl)
+        # Records are parsed in place from 1 MiB reads: no per-packet read call or copy.
+        if len(buf) - pos < 16:
+            more = read(_CHUNK)
+            if not more:
+                return
+            buf, pos = buf[pos:] + more, 0
+            continue
+        sec, frac, incl, orig = record.unpack_from(buf, pos)
+        if len(buf) - pos - 16 < incl:
+            more = read(max(_CHUNK, incl))
+            if not more:
+                return  # the stream ended inside a record (tshark says why on stderr)
+            buf, pos = buf[pos:] + more, 0
+            continue
+        base = pos + 16
+        limit = base + incl  # captured bytes of this frame end here
+        pos = limit
         frame += 1
-        if len(data) < incl:
-            return
+        if fast and incl >= 54:
+            # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
+            (etype, verihl, total, frag, proto, src, dst, sport, dport, seq, ack, hoff,
+             flags) = _ETH_IP4_TCP.unpack_from(buf, base)
+            if etype == 0x0800 and verihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                s_ip = names.get(src)
+                if s_ip is None:
+                    s_ip = names[src] = _ip_text(src)
+                d_ip = names.get(dst)
+                if d_ip is None:
+                    d_ip = names[dst] = _ip_text(dst)
+                stream = numbers.number(s_ip, sport, d_ip, dport, flags)
+                if skip is not None and skip(stream):
+                    continue
+                start = base + 34 + (hoff >> 4) * 4
+                ip_end = base + 14 + total if total else base + orig
+                tcp_len = ip_end - start if ip_end > start else 0
+                yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
+                             d_ip, dport, seq, ack, tcp_len, flags,
+                             buf[start:min(ip_end, limit)])
+                continue
         # -- link layer -> offset of the IP header
         if linktype == ETHERNET:
             if incl < 14:
                 continue
-            etype = (data[12] << 8) | data[13]
-            off = 14
-            while etype in _VLAN and incl >= off + 4:
-                etype = (data[off + 2] << 8) | data[off + 3]
+            etype = (buf[base + 12] << 8) | buf[base + 13]
+            off = base + 14
+            while etype in _VLAN and limit >= off + 4:
+                etype = (buf[off + 2] << 8) | buf[off + 3]
                 off += 4
             if etype != 0x0800 and etype != 0x86DD:
                 continue
         elif linktype == LINUX_SLL:
-            off = 16
+            off = base + 16
         elif linktype == LINUX_SLL2:
-            off = 20
+            off = base + 20
         elif linktype == NULL or linktype == LOOP:
-            off = 4
+            off = base + 4
         else:
-            off = 0
+            off = base
         # -- IP (tunnels of IP in IP unwrapped); ip_end may lie past the captured bytes
         proto = 0
-        ip_end = orig
+        ip_end = base + orig
         src = dst = b""
-        while off < incl:
-            version = data[off] >> 4
+        while off < limit:
+            version = buf[off] >> 4
             if version == 4:
-                if incl < off + 20:
+                if limit < off + 20:
                     break
-                ihl = (data[off] & 0x0F) * 4
-                total = (data[off + 2] << 8) | data[off + 3]
-                ip_end = off + total if total else orig  # 0: segmentation offload
-                if (data[off + 6] & 0x3F) or data[off + 7]:
+                total = (buf[off + 2] << 8) | buf[off + 3]
+                ip_end = off + total if total else base + orig  # 0: segmentation offload
+                if (buf[off + 6] & 0x3F) or buf[off + 7]:
                     proto = -1  # an IP fragment: not reassembled here
                     break
-                proto = data[off + 9]
-                src, dst = data[off + 12:off + 16], data[off + 16:off + 20]
-                off += ihl
+                proto = buf[off + 9]
+                src, dst = buf[off + 12:off + 16], buf[off + 16:off + 20]
+                off += (buf[off] & 0x0F) * 4
             elif version == 6:
-                if incl < off + 40:
+                if limit < off + 40:
                     break
-                plen = (data[off + 4] << 8) | data[off + 5]
-                ip_end = off + 40 + plen if plen else orig
-                proto = data[off + 6]
-                src, dst = data[off + 8:off + 24], data[off + 24:off + 40]
+                plen = (buf[off + 4] << 8) | buf[off + 5]
+                ip_end = off + 40 + plen if plen else base + orig
+                proto = buf[off + 6]
+                src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
                 off += 40
-                while proto in (0, 43, 60) and off + 8 <= incl:  # extension headers
-                    proto, off = data[off], off + (data[off + 1] + 1) * 8
+                while proto in (0, 43, 60) and off + 8 <= limit:  # extension headers
+                    proto, off = buf[off], off + (buf[off + 1] + 1) * 8
                 if proto == 44:
                     proto = -1
                     break
             else:
                 break
-            if proto not in (4, 41):
+            if proto != 4 and proto != 41:
                 break
-        if proto != 6 or off + 20 > incl:
+        if proto != 6 or off + 20 > limit:
             if proto == -1 and fragments is not None:
                 fragments(frame)
             continue
-        sport = (data[off] << 8) | data[off + 1]
-        dport = (data[off + 2] << 8) | data[off + 3]
-        seq, ack = _SEQ_ACK.unpack_from(data, off + 4)
-        start = off + ((data[off + 12] >> 4) * 4)
-        flags = data[off + 13]
-        s_ip, d_ip = _ip_text(src), _ip_text(dst)
+        sport = (buf[off] << 8) | buf[off + 1]
+        dport = (buf[off + 2] << 8) | buf[off + 3]
+        seq, ack = _SEQ_ACK.unpack_from(buf, off + 4)
+        start = off + ((buf[off + 12] >> 4) * 4)
+        flags = buf[off + 13]
+        s_ip = names.get(src)
+        if s_ip is None:
+            s_ip = names[src] = _ip_text(src)
+        d_ip = names.get(dst)
+        if d_ip is None:
+            d_ip = names[dst] = _ip_text(dst)
         stream = numbers.number(s_ip, sport, d_ip, dport, flags)
         if skip is not None and skip(stream):
             continue
@@ -245,4 +286,4 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         if tcp_len < 0:
             tcp_len = 0
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
-                     dport, seq, ack, tcp_len, flags, data[start:min(ip_end, incl)])
+                     dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)])

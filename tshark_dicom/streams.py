@@ -111,11 +111,19 @@ class HalfStream:
             start += 1
             if self._next is None:
                 self._next = start
-        if pkt.tcp_len:
+        tcp_len = pkt.tcp_len
+        if tcp_len:
             st.payload_packets += 1
+            payload = pkt.payload
             if self._next is None:
                 self._next = start  # capture began mid-connection
-            self._accept(start, pkt.payload, pkt.tcp_len - len(pkt.payload), pkt.frame, pkt.time_ns)
+            if start == self._next and not self._heap and len(payload) == tcp_len:
+                # the common case, in order and whole: straight to the sink
+                st.delivered_bytes += tcp_len
+                self._next = start + tcp_len
+                self.sink.data(payload, pkt.frame, pkt.time_ns)
+            else:
+                self._accept(start, payload, tcp_len - len(payload), pkt.frame, pkt.time_ns)
         if pkt.flags & FIN:
             self.fin_seen = True
             self._fin_at = start + pkt.tcp_len
@@ -230,7 +238,9 @@ class HalfStream:
         return self._last_abs + delta
 
     def _maybe_fin(self, frame: int, time_ns: int) -> None:
-        if self._fin_at is not None and self._next is not None and self._next >= self._fin_at:
+        if self._fin_at is None:
+            return
+        if self._next is not None and self._next >= self._fin_at:
             self.finish("fin", frame, time_ns)
 
     def finish(self, how: str, frame: int, time_ns: int) -> None:

@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -52,21 +51,24 @@ NS_CLI, NS_SRV = "tdcb-cli", "tdcb-srv"
 IF_CLI, IF_SRV = "tdcb-c", "tdcb-s"
 ADDR_CLI, ADDR_SRV, PREFIX = "10.78.0.1", "10.78.0.2", 24
 DICOM_PORT = 11112
-HTTP_PORT = 8080            # registered to Wireshark's HTTP dissector: realistic cost
+HTTP_PORT = 8080  # registered to Wireshark's HTTP dissector: realistic cost
 SCP_AET = "BENCHSCP"
 
 # Object sizes: 512 x 512 x 16 bit frames (512 KiB each).
 FRAME_BYTES = 512 * 512 * 2
-STORE_FRAMES = (4, 8, 12)        # 2, 4, 6 MiB objects, cycled
-MIXED_FRAMES = (4, 8)            # 2, 4 MiB in the mixed capture
+STORE_FRAMES = (4, 8, 12)  # 2, 4, 6 MiB objects, cycled
+MIXED_FRAMES = (4, 8)  # 2, 4 MiB in the mixed capture
 OBJECTS_PER_ASSOC = 10
 
 CAPTURES = {
     "store_200mb": {"kind": "store", "target_bytes": 200 * MiB},
     "store_1gb": {"kind": "store", "target_bytes": 1024 * MiB},
     "mixed_200mb": {"kind": "mixed", "target_bytes": 200 * MiB, "other_per_dicom": 9},
-    "mixed_200mb_dicom_only": {"kind": "filter", "source": "mixed_200mb",
-                               "filter": f"tcp.port=={DICOM_PORT}"},
+    "mixed_200mb_dicom_only": {
+        "kind": "filter",
+        "source": "mixed_200mb",
+        "filter": f"tcp.port=={DICOM_PORT}",
+    },
 }
 DEFAULT_ORDER = ["store_200mb", "store_1gb", "mixed_200mb", "mixed_200mb_dicom_only"]
 
@@ -96,6 +98,7 @@ def human(n: float) -> str:
 
 
 # --------------------------------------------------------------------------- validity / manifest
+
 
 def read_manifest(name: str) -> dict | None:
     try:
@@ -130,12 +133,15 @@ def capinfos(path: Path) -> dict:
     info = {}
     if not os.path.exists(CAPINFOS):
         return info
-    r = subprocess.run([CAPINFOS, "-M", "-T", "-c", "-s", "-d", "-u", "-r", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [CAPINFOS, "-M", "-T", "-c", "-s", "-d", "-u", "-r", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode == 0 and r.stdout.strip():
         fields = r.stdout.strip().split("\t")
         keys = ["file", "packets", "file_bytes", "data_bytes", "duration_s"]
-        for k, v in zip(keys[1:], fields[1:]):
+        for k, v in zip(keys[1:], fields[1:], strict=False):
             try:
                 info[k] = float(v) if k == "duration_s" else int(v)
             except ValueError:
@@ -144,8 +150,24 @@ def capinfos(path: Path) -> dict:
 
 
 def tcp_len_histogram(path: Path, count: int = 5000, top: int = 6) -> list[tuple[int, int]]:
-    r = subprocess.run([TSHARK, "-n", "-r", str(path), "-c", str(count), "-Y", "tcp",
-                        "-T", "fields", "-e", "tcp.len"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            TSHARK,
+            "-n",
+            "-r",
+            str(path),
+            "-c",
+            str(count),
+            "-Y",
+            "tcp",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.len",
+        ],
+        capture_output=True,
+        text=True,
+    )
     hist: dict[int, int] = {}
     for line in r.stdout.split():
         hist[int(line)] = hist.get(int(line), 0) + 1
@@ -160,15 +182,19 @@ def describe(name: str) -> str:
     if "duration_s" in man:
         parts.append(f"{man['duration_s']:.1f} s of traffic")
     if "associations" in man:
-        parts.append(f"{man['associations']} associations, {man['objects']} objects "
-                     f"({human(man['object_bytes'])})")
+        parts.append(
+            f"{man['associations']} associations, {man['objects']} objects "
+            f"({human(man['object_bytes'])})"
+        )
     if man.get("http_bytes"):
         parts.append(f"{man['http_requests']} HTTP downloads ({human(man['http_bytes'])})")
     if man.get("dropped") is not None:
         parts.append(f"dropped {man['dropped']}")
     if man.get("tcp_retransmitted_segments") is not None:
-        parts.append(f"TCP retransmissions {man['tcp_retransmitted_segments']}, "
-                     f"out-of-order {man['tcp_out_of_order_arrivals']}")
+        parts.append(
+            f"TCP retransmissions {man['tcp_retransmitted_segments']}, "
+            f"out-of-order {man['tcp_out_of_order_arrivals']}"
+        )
     if man.get("generate_seconds") is not None:
         parts.append(f"generated in {man['generate_seconds']:.1f} s")
     return ", ".join(parts)
@@ -176,8 +202,9 @@ def describe(name: str) -> str:
 
 # --------------------------------------------------------------------------- DICOM objects
 
+
 class ObjectFactory:
-    """Synthetic multi-frame objects built from pydicom's shipped CT_small.dcm (synthetic data only)."""
+    """Synthetic multi-frame objects made from pydicom's shipped CT_small.dcm (synthetic only)."""
 
     def __init__(self, seed: str):
         import numpy as np
@@ -187,16 +214,20 @@ class ObjectFactory:
         self.np, self.pydicom = np, pydicom
         self.seed = seed
         self.template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-        self.rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
+        self.rng = np.random.default_rng(
+            int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little")
+        )
 
     def uid(self, *parts) -> str:
         from pydicom.uid import generate_uid
+
         return generate_uid(entropy_srcs=[self.seed, *map(str, parts)])
 
     def make(self, path: Path, assoc: int, index: int, frames: int) -> int:
         from pydicom.uid import ExplicitVRLittleEndian
+
         ds = self.template.copy()
-        sop_class = "1.2.840.10008.5.1.4.1.1.7.3"   # Multi-frame Grayscale Word SC Image Storage
+        sop_class = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
         ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = self.uid("sop", assoc, index)
         ds.StudyInstanceUID = self.uid("study", assoc)
@@ -228,6 +259,7 @@ class ObjectFactory:
 
 
 # --------------------------------------------------------------------------- namespaces
+
 
 class Lab:
     """Two namespaces joined by a veth pair; tracks every process it starts and cleans up."""
@@ -261,7 +293,7 @@ class Lab:
         if not os.path.exists(ETHTOOL):
             raise SystemExit("ethtool is required (apt-get install ethtool)")
         stale = self.existing_namespaces() & {NS_CLI, NS_SRV}
-        for ns in stale:   # left over from an interrupted run of this script (our own names)
+        for ns in stale:  # left over from an interrupted run of this script (our own names)
             log(f"  removing stale namespace {ns}")
             self.run(IP, "netns", "del", ns, check=False)
         self.run(IP, "netns", "add", NS_CLI)
@@ -275,8 +307,22 @@ class Lab:
             self.run(IP, "-n", ns, "link", "set", "lo", "up")
             self.run(IP, "-n", ns, "link", "set", ifname, "mtu", "1500")
             self.run(IP, "-n", ns, "addr", "add", f"{addr}/{PREFIX}", "dev", ifname)
-            self.ns(ns, ETHTOOL, "-K", ifname, "tso", "off", "gso", "off", "gro", "off",
-                    "tx", "off", "rx", "off")
+            self.ns(
+                ns,
+                ETHTOOL,
+                "-K",
+                ifname,
+                "tso",
+                "off",
+                "gso",
+                "off",
+                "gro",
+                "off",
+                "tx",
+                "off",
+                "rx",
+                "off",
+            )
             self.run(IP, "-n", ns, "link", "set", ifname, "up")
         # Receive Packet Steering on the veth receive queues: veth delivers through the per-CPU
         # backlog of the *sending* CPU, so a sender that migrates between CPUs makes its own
@@ -284,13 +330,20 @@ class Lab:
         # RPS steers each flow to one CPU, restoring in-order delivery, like a real link.
         mask = format((1 << min(os.cpu_count() or 1, 32)) - 1, "x")
         for ns, ifname in ((NS_CLI, IF_CLI), (NS_SRV, IF_SRV)):
-            self.ns(ns, "sh", "-c", f"for q in /sys/class/net/{ifname}/queues/rx-*; do "
-                                    f"echo {mask} > $q/rps_cpus; done")
+            self.ns(
+                ns,
+                "sh",
+                "-c",
+                f"for q in /sys/class/net/{ifname}/queues/rx-*; do echo {mask} > $q/rps_cpus; done",
+            )
         # check offloads really are off
         for ns, ifname in ((NS_CLI, IF_CLI), (NS_SRV, IF_SRV)):
             feats = self.ns(ns, ETHTOOL, "-k", ifname).stdout
-            for feat in ("tcp-segmentation-offload", "generic-segmentation-offload",
-                         "generic-receive-offload"):
+            for feat in (
+                "tcp-segmentation-offload",
+                "generic-segmentation-offload",
+                "generic-receive-offload",
+            ):
                 m = re.search(rf"^{feat}: (\w+)", feats, re.M)
                 if not m or m.group(1) != "off":
                     raise RuntimeError(f"{feat} still on for {ifname} in {ns}")
@@ -319,14 +372,16 @@ class Lab:
             text = self.ns(ns, "cat", "/proc/net/snmp", "/proc/net/netstat", check=False).stdout
             lines = text.splitlines()
             vals = {}
-            for head, data in zip(lines[::2], lines[1::2]):
+            for head, data in zip(lines[::2], lines[1::2], strict=False):
                 hk, hv = head.split(":", 1)
                 dk, dv = data.split(":", 1)
                 if hk == dk:
-                    for k, v in zip(hv.split(), dv.split()):
+                    for k, v in zip(hv.split(), dv.split(), strict=False):
                         vals[f"{hk}.{k}"] = v
-            out[ns] = {"retrans_segs": int(vals.get("Tcp.RetransSegs", 0)),
-                       "ofo_queued": int(vals.get("TcpExt.TCPOFOQueue", 0))}
+            out[ns] = {
+                "retrans_segs": int(vals.get("Tcp.RetransSegs", 0)),
+                "ofo_queued": int(vals.get("TcpExt.TCPOFOQueue", 0)),
+            }
         return out
 
     def wait_listening(self, port: int, timeout: float = 10.0):
@@ -342,8 +397,12 @@ class Lab:
     def start_dumpcap(self, path: Path) -> tuple[subprocess.Popen, Path]:
         errpath = path.with_suffix(".dumpcap.log")
         errf = open(errpath, "w")
-        p = self.popen(NS_SRV, [DUMPCAP, "-i", IF_SRV, "-B", "256", "-q", "-w", str(path)],
-                       stdout=subprocess.DEVNULL, stderr=errf)
+        p = self.popen(
+            NS_SRV,
+            [DUMPCAP, "-i", IF_SRV, "-B", "256", "-q", "-w", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=errf,
+        )
         errf.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -359,7 +418,7 @@ class Lab:
 
     @staticmethod
     def stop_dumpcap(p: subprocess.Popen, errpath: Path) -> dict:
-        time.sleep(0.5)     # let the last ACKs/FINs land
+        time.sleep(0.5)  # let the last ACKs/FINs land
         p.send_signal(signal.SIGINT)
         p.wait(timeout=60)
         text = errpath.read_text()
@@ -373,16 +432,23 @@ class Lab:
 
 # --------------------------------------------------------------------------- traffic
 
+
 def storescu_cmd(files: list[Path], assoc: int) -> list[str]:
     cmd = [STORESCU, "-aet", f"BENCHSCU{assoc % 3}", "-aec", SCP_AET]
-    if assoc % 2:      # odd associations propose only what the files need; even: dcmtk default (128 contexts)
+    if (
+        assoc % 2
+    ):  # odd associations propose only what the files need; even: dcmtk default (128 contexts)
         cmd.append("-R")
     return cmd + [ADDR_SRV, str(DICOM_PORT), *map(str, files)]
 
 
 def start_storescp(lab: Lab) -> subprocess.Popen:
-    p = lab.popen(NS_SRV, [STORESCP, "--ignore", "-aet", SCP_AET, "-dhl", str(DICOM_PORT)],
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = lab.popen(
+        NS_SRV,
+        [STORESCP, "--ignore", "-aet", SCP_AET, "-dhl", str(DICOM_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lab.wait_listening(DICOM_PORT)
     return p
 
@@ -390,7 +456,9 @@ def start_storescp(lab: Lab) -> subprocess.Popen:
 def run_storescu(lab: Lab, files: list[Path], assoc: int):
     r = lab.ns(NS_CLI, *storescu_cmd(files, assoc), check=False)
     if r.returncode != 0:
-        raise RuntimeError(f"storescu association {assoc} failed ({r.returncode}): {r.stderr[-2000:]}")
+        raise RuntimeError(
+            f"storescu association {assoc} failed ({r.returncode}): {r.stderr[-2000:]}"
+        )
 
 
 def gen_store(name: str, path: Path, work: Path, spec: dict) -> dict:
@@ -407,7 +475,9 @@ def gen_store(name: str, path: Path, work: Path, spec: dict) -> dict:
             files = []
             for i in range(OBJECTS_PER_ASSOC):
                 f = work / f"a{assoc:03d}_{i:02d}.dcm"
-                stats["object_bytes"] += factory.make(f, assoc, i, STORE_FRAMES[obj_no % len(STORE_FRAMES)])
+                stats["object_bytes"] += factory.make(
+                    f, assoc, i, STORE_FRAMES[obj_no % len(STORE_FRAMES)]
+                )
                 obj_no += 1
                 files.append(f)
             run_storescu(lab, files, assoc)
@@ -465,16 +535,34 @@ def gen_mixed(name: str, path: Path, work: Path, spec: dict) -> dict:
     factory = ObjectFactory(name)
     ratio = spec["other_per_dicom"]
     lab = Lab()
-    stats = {"associations": 0, "objects": 0, "object_bytes": 0, "http_requests": 0, "http_bytes": 0}
+    stats = {
+        "associations": 0,
+        "objects": 0,
+        "object_bytes": 0,
+        "http_requests": 0,
+        "http_bytes": 0,
+    }
     www = work / "www"
     www.mkdir()
     rng = factory.rng
     try:
         lab.up()
         start_storescp(lab)
-        lab.popen(NS_SRV, [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", ADDR_SRV,
-                           "--directory", str(www)],
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lab.popen(
+            NS_SRV,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(HTTP_PORT),
+                "--bind",
+                ADDR_SRV,
+                "--directory",
+                str(www),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         lab.wait_listening(HTTP_PORT)
         dumpcap, errpath = lab.start_dumpcap(path)
         round_no, assoc_s = 0, 0.3
@@ -483,15 +571,27 @@ def gen_mixed(name: str, path: Path, work: Path, spec: dict) -> dict:
             f = work / f"m{round_no:03d}.dcm"
             size = factory.make(f, round_no, 0, frames)
             blob = www / f"blob_{round_no:03d}.bin"
-            with open(blob, "wb") as fh:    # 9x the DICOM bytes, incompressible
+            with open(blob, "wb") as fh:  # 9x the DICOM bytes, incompressible
                 left = ratio * size
                 while left > 0:
                     n = min(left, 8 * MiB)
                     fh.write(rng.bytes(n))
                     left -= n
-            http = lab.popen(NS_CLI, [sys.executable, "-c", HTTP_CLIENT, ADDR_SRV, str(HTTP_PORT),
-                                      f"/{blob.name}", f"{ratio * size / (1.4 * assoc_s):.0f}"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            http = lab.popen(
+                NS_CLI,
+                [
+                    sys.executable,
+                    "-c",
+                    HTTP_CLIENT,
+                    ADDR_SRV,
+                    str(HTTP_PORT),
+                    f"/{blob.name}",
+                    f"{ratio * size / (1.4 * assoc_s):.0f}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             if http.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"HTTP client failed: {http.stderr.read()[-2000:]}")
             t0 = time.monotonic()
@@ -520,17 +620,39 @@ def gen_mixed(name: str, path: Path, work: Path, spec: dict) -> dict:
 def gen_filter(name: str, path: Path, work: Path, spec: dict) -> dict:
     src = capture_path(spec["source"])
     # the selection only needs TCP ports: keep tshark from reassembling/dissecting payloads
-    r = subprocess.run([TSHARK, "-n", "-r", str(src), "-o", "tcp.desegment_tcp_streams:FALSE",
-                        "-o", "tcp.analyze_sequence_numbers:FALSE", "--disable-protocol", "dicom",
-                        "--disable-protocol", "http", "-Y", spec["filter"], "-w", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            TSHARK,
+            "-n",
+            "-r",
+            str(src),
+            "-o",
+            "tcp.desegment_tcp_streams:FALSE",
+            "-o",
+            "tcp.analyze_sequence_numbers:FALSE",
+            "--disable-protocol",
+            "dicom",
+            "--disable-protocol",
+            "http",
+            "-Y",
+            spec["filter"],
+            "-w",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"tshark filter failed: {r.stderr}")
     src_man = read_manifest(spec["source"]) or {}
-    return {"source": spec["source"], "filter": spec["filter"],
-            "source_created": src_man.get("created"),
-            "associations": src_man.get("associations"), "objects": src_man.get("objects"),
-            "object_bytes": src_man.get("object_bytes")}
+    return {
+        "source": spec["source"],
+        "filter": spec["filter"],
+        "source_created": src_man.get("created"),
+        "associations": src_man.get("associations"),
+        "objects": src_man.get("objects"),
+        "object_bytes": src_man.get("object_bytes"),
+    }
 
 
 GENERATORS = {"store": gen_store, "mixed": gen_mixed, "filter": gen_filter}
@@ -568,21 +690,32 @@ def make(name: str, force: bool = False) -> dict:
     elapsed = time.monotonic() - t0
     if stats.get("dropped"):
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"{name}: dumpcap dropped {stats['dropped']} packets ({stats['dumpcap_stats']})")
+        raise RuntimeError(
+            f"{name}: dumpcap dropped {stats['dropped']} packets ({stats['dumpcap_stats']})"
+        )
     manifest_path(name).unlink(missing_ok=True)
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)
     info = capinfos(final)
-    man = {"generator_version": GENERATOR_VERSION, "name": name, "kind": spec["kind"],
-           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "bytes": final.stat().st_size,
-           "generate_seconds": round(elapsed, 1), **{k: v for k, v in spec.items() if k != "kind"},
-           **info, **stats}
+    man = {
+        "generator_version": GENERATOR_VERSION,
+        "name": name,
+        "kind": spec["kind"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "bytes": final.stat().st_size,
+        "generate_seconds": round(elapsed, 1),
+        **{k: v for k, v in spec.items() if k != "kind"},
+        **info,
+        **stats,
+    }
     man["bytes"] = final.stat().st_size
     manifest_path(name).write_text(json.dumps(man, indent=2) + "\n")
     log(f"made  {describe(name)}")
     hist = tcp_len_histogram(final)
-    log(f"      most common TCP payload lengths (first 5000 TCP packets): "
-        + ", ".join(f"{ln} B x{n}" for ln, n in hist))
+    log(
+        "      most common TCP payload lengths (first 5000 TCP packets): "
+        + ", ".join(f"{ln} B x{n}" for ln, n in hist)
+    )
     return man
 
 
@@ -594,7 +727,7 @@ def locked():
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"another make_captures run holds {d / '.lock'}")
+            raise SystemExit(f"another make_captures run holds {d / '.lock'}") from None
         yield
 
 
@@ -612,11 +745,21 @@ def _sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", metavar="NAME",
-                    help=f"captures to make (default: all): {', '.join(CAPTURES)}")
-    ap.add_argument("--force", action="store_true", help="regenerate even if a valid capture exists")
-    ap.add_argument("--list", action="store_true", help="only show what exists and whether it is valid")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"captures to make (default: all): {', '.join(CAPTURES)}",
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="regenerate even if a valid capture exists"
+    )
+    ap.add_argument(
+        "--list", action="store_true", help="only show what exists and whether it is valid"
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0 and not args.list:
         print("make_captures needs root (network namespaces, dumpcap)", file=sys.stderr)

@@ -227,4 +227,5 @@ def _no_dicom(label: str, ports: Sequence[int]) -> FindingRecord:
     return FindingRecord(
         None, None, "note", "no-dicom",
         f"no DICOM association found in {label} {where}: no TCP stream opens with an "
-        "A-ASSOCIATE-RQ; use --port for captures that start mid-association")
+        "A-ASSOCIATE-RQ; use --port for captures that start mid-association, and --engine ek "
+        "for traffic inside tunnels such as GRE or VXLAN")

@@ -190,89 +190,24 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         limit = base + incl  # captured bytes of this frame end here
         pos = limit
         frame += 1
+        parsed = False
         if fast and incl >= 54:
             # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
             (etype, verihl, total, frag, proto, src, dst, sport, dport, seq, ack, hoff,
              flags) = _ETH_IP4_TCP.unpack_from(buf, base)
             if etype == 0x0800 and verihl == 0x45 and proto == 6 and not frag & 0x3FFF:
-                s_ip = names.get(src)
-                if s_ip is None:
-                    s_ip = names[src] = _ip_text(src)
-                d_ip = names.get(dst)
-                if d_ip is None:
-                    d_ip = names[dst] = _ip_text(dst)
-                stream = numbers.number(s_ip, sport, d_ip, dport, flags)
-                if skip is not None and skip(stream):
-                    continue
                 start = base + 34 + (hoff >> 4) * 4
                 ip_end = base + 14 + total if total else base + orig
-                tcp_len = ip_end - start if ip_end > start else 0
-                yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
-                             d_ip, dport, seq, ack, tcp_len, flags,
-                             buf[start:min(ip_end, limit)])
+                parsed = True
+        if not parsed:
+            found = _parse_headers(buf, base, limit, orig, linktype)
+            if found is None:
                 continue
-        # -- link layer -> offset of the IP header
-        if linktype == ETHERNET:
-            if incl < 14:
+            if found[0] == -1:  # an IP fragment
+                if fragments is not None:
+                    fragments(frame)
                 continue
-            etype = (buf[base + 12] << 8) | buf[base + 13]
-            off = base + 14
-            while etype in _VLAN and limit >= off + 4:
-                etype = (buf[off + 2] << 8) | buf[off + 3]
-                off += 4
-            if etype != 0x0800 and etype != 0x86DD:
-                continue
-        elif linktype == LINUX_SLL:
-            off = base + 16
-        elif linktype == LINUX_SLL2:
-            off = base + 20
-        elif linktype == NULL or linktype == LOOP:
-            off = base + 4
-        else:
-            off = base
-        # -- IP (tunnels of IP in IP unwrapped); ip_end may lie past the captured bytes
-        proto = 0
-        ip_end = base + orig
-        src = dst = b""
-        while off < limit:
-            version = buf[off] >> 4
-            if version == 4:
-                if limit < off + 20:
-                    break
-                total = (buf[off + 2] << 8) | buf[off + 3]
-                ip_end = off + total if total else base + orig  # 0: segmentation offload
-                if (buf[off + 6] & 0x3F) or buf[off + 7]:
-                    proto = -1  # an IP fragment: not reassembled here
-                    break
-                proto = buf[off + 9]
-                src, dst = buf[off + 12:off + 16], buf[off + 16:off + 20]
-                off += (buf[off] & 0x0F) * 4
-            elif version == 6:
-                if limit < off + 40:
-                    break
-                plen = (buf[off + 4] << 8) | buf[off + 5]
-                ip_end = off + 40 + plen if plen else base + orig
-                proto = buf[off + 6]
-                src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
-                off += 40
-                while proto in (0, 43, 60) and off + 8 <= limit:  # extension headers
-                    proto, off = buf[off], off + (buf[off + 1] + 1) * 8
-                if proto == 44:
-                    proto = -1
-                    break
-            else:
-                break
-            if proto != 4 and proto != 41:
-                break
-        if proto != 6 or off + 20 > limit:
-            if proto == -1 and fragments is not None:
-                fragments(frame)
-            continue
-        sport = (buf[off] << 8) | buf[off + 1]
-        dport = (buf[off + 2] << 8) | buf[off + 3]
-        seq, ack = _SEQ_ACK.unpack_from(buf, off + 4)
-        start = off + ((buf[off + 12] >> 4) * 4)
-        flags = buf[off + 13]
+            _, src, dst, sport, dport, seq, ack, flags, start, ip_end = found
         s_ip = names.get(src)
         if s_ip is None:
             s_ip = names[src] = _ip_text(src)
@@ -282,8 +217,77 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         stream = numbers.number(s_ip, sport, d_ip, dport, flags)
         if skip is not None and skip(stream):
             continue
-        tcp_len = ip_end - start
-        if tcp_len < 0:
-            tcp_len = 0
+        tcp_len = ip_end - start if ip_end > start else 0
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
                      dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)])
+
+
+_Headers = tuple[int, bytes, bytes, int, int, int, int, int, int, int]
+
+
+def _parse_headers(buf: bytes, base: int, limit: int, orig: int,
+                   linktype: int) -> _Headers | None:
+    """Link, IP and TCP headers of any supported kind: (6, src, dst, sport, dport, seq, ack,
+    flags, payload start, IP end), (-1, ...) for an IP fragment, None if not TCP."""
+    # -- link layer -> offset of the IP header
+    if linktype == ETHERNET:
+        if limit - base < 14:
+            return None
+        etype = (buf[base + 12] << 8) | buf[base + 13]
+        off = base + 14
+        while etype in _VLAN and limit >= off + 4:
+            etype = (buf[off + 2] << 8) | buf[off + 3]
+            off += 4
+        if etype != 0x0800 and etype != 0x86DD:
+            return None
+    elif linktype == LINUX_SLL:
+        off = base + 16
+    elif linktype == LINUX_SLL2:
+        off = base + 20
+    elif linktype == NULL or linktype == LOOP:
+        off = base + 4
+    else:
+        off = base
+    # -- IP (tunnels of IP in IP unwrapped); ip_end may lie past the captured bytes
+    proto = 0
+    ip_end = base + orig
+    src = dst = b""
+    while off < limit:
+        version = buf[off] >> 4
+        if version == 4:
+            if limit < off + 20:
+                break
+            total = (buf[off + 2] << 8) | buf[off + 3]
+            ip_end = off + total if total else base + orig  # 0: segmentation offload
+            if (buf[off + 6] & 0x3F) or buf[off + 7]:
+                proto = -1  # an IP fragment: not reassembled here
+                break
+            proto = buf[off + 9]
+            src, dst = buf[off + 12:off + 16], buf[off + 16:off + 20]
+            off += (buf[off] & 0x0F) * 4
+        elif version == 6:
+            if limit < off + 40:
+                break
+            plen = (buf[off + 4] << 8) | buf[off + 5]
+            ip_end = off + 40 + plen if plen else base + orig
+            proto = buf[off + 6]
+            src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
+            off += 40
+            while proto in (0, 43, 60) and off + 8 <= limit:  # extension headers
+                proto, off = buf[off], off + (buf[off + 1] + 1) * 8
+            if proto == 44:
+                proto = -1
+                break
+        else:
+            break
+        if proto != 4 and proto != 41:
+            break
+    if proto == -1:
+        return (-1, b"", b"", 0, 0, 0, 0, 0, 0, 0)
+    if proto != 6 or off + 20 > limit:
+        return None
+    sport = (buf[off] << 8) | buf[off + 1]
+    dport = (buf[off + 2] << 8) | buf[off + 3]
+    seq, ack = _SEQ_ACK.unpack_from(buf, off + 4)
+    start = off + ((buf[off + 12] >> 4) * 4)
+    return (6, src, dst, sport, dport, seq, ack, buf[off + 13], start, ip_end)

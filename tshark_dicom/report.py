@@ -82,21 +82,27 @@ class Report:
             + (_counts(m["command"]) if len(m) else ""),
             f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
             f"{int(o['path'].notna().sum()) if len(o) else 0} written as Part-10 files",
-            "findings: " + ", ".join(
-                f"{int((f['severity'] == s).sum())} {s}s" for s in SEVERITIES),
+            "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
+                                     for s in SEVERITIES),
         ]
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         serious = f[f["severity"].isin(["error", "warning"])]
         worst = serious.assign(_r=serious["severity"].map(rank)).sort_values(
             ["_r", "capture", "frame"], kind="stable").head(8)
+        many = len(self.captures) > 1
         for row in worst.itertuples():
-            lines.append(f"  {row.severity}: [{row.code}] {row.summary}")
+            where = f"{Path(str(row.capture)).name}: " if many else ""
+            lines.append(f"  {row.severity}: {where}[{row.code}] {row.summary}")
         if len(serious) > len(worst):
             lines.append("  ... (see findings table)")
         notes = f[f["code"] == "no-dicom"]
         for row in notes.itertuples():
             lines.append(f"  note: {row.summary}")
         return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _counts(col: pd.Series) -> str:

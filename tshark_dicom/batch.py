@@ -103,6 +103,7 @@ def run(
             tick(0)
             parts.append(_one(path, label, tsk, ports, odir, sub, cross_check, engine, tick))
     else:
+        tsk.version  # noqa: B018 - let the version probe's thread finish before forking
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one, p, lab, tsk, ports, odir, s, cross_check, engine)
                        for p, lab, s in zip(paths, labels, subs, strict=True)]

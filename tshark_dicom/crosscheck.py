@@ -50,6 +50,7 @@ def _uid(text: str) -> str:
 
 def crosscheck_argv(tshark: Tshark, capture: Path, streams: Sequence[int],
                     ports: Sequence[int]) -> list[str]:
+    tshark.version  # noqa: B018 - fails clearly if this is no usable tshark
     argv = [tshark.path, "-n", "-r", str(capture), "--enable-heuristic", "dicom_tcp"]
     for port in ports:
         argv += ["-d", f"tcp.port=={port},dicom"]

@@ -152,7 +152,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     """
     header = stdout.read(24)
     if len(header) < 24:
-        return
+        raise UnsupportedLinkType("no pcap stream came out of tshark")
     magic_le = struct.unpack("<I", header[:4])[0]
     if magic_le in (_PCAP_NSEC, _PCAP_USEC):
         endian = "<"

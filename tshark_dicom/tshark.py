@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import CaptureError, TsharkError, TsharkNotFoundError
+from .errors import CaptureError, TsharkDicomError, TsharkError, TsharkNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -73,40 +73,67 @@ NOT_PACKET_CAPTURES = frozenset(
 )
 
 
-@dataclass(frozen=True)
 class Tshark:
-    """A checked tshark executable."""
+    """A tshark executable. Its version is probed on a thread while work starts (0.3 s
+    saved on every run); only the ek engine and the cross-check need it, and wait for it."""
 
-    path: str
-    version: tuple[int, int, int]
+    def __init__(self, path: str, version: tuple[int, int, int] | None = None) -> None:
+        self.path = path
+        self._version = version
+        self._error: TsharkDicomError | None = None
+        self._probe: threading.Thread | None = None
+        if version is None:
+            self._probe = threading.Thread(target=self._run_probe, daemon=True)
+            self._probe.start()
+
+    def _run_probe(self) -> None:
+        try:
+            out = subprocess.run([self.path, "--version"], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._error = TsharkNotFoundError(f"cannot run {self.path}: {exc}")
+            return
+        match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)\.(\d+)", out.stdout)
+        if not match:
+            self._error = TsharkError(
+                f"{self.path} does not look like tshark (unknown --version output)")
+            return
+        self._version = (int(match[1]), int(match[2]), int(match[3]))
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The version (waits for the probe); raises TsharkError if it is not a usable tshark."""
+        if self._probe is not None:
+            self._probe.join()
+            self._probe = None
+        if self._error is not None:
+            raise self._error
+        assert self._version is not None
+        if self._version < MIN_VERSION:
+            need = ".".join(map(str, MIN_VERSION))
+            raise TsharkError(f"tshark {self.version_text} is too old: need {need} or newer")
+        return self._version
 
     @property
     def version_text(self) -> str:
-        return ".".join(str(v) for v in self.version)
+        return ".".join(str(v) for v in self._version or ())
+
+    def __getstate__(self) -> dict[str, object]:  # for worker processes: probe first
+        return {"path": self.path, "version": self.version}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["path"], state["version"])  # type: ignore[misc]
 
 
 def find_tshark(explicit: str | os.PathLike[str] | None = None) -> Tshark:
-    """Locate tshark (argument, then ``TSHARK`` environment variable, then PATH) and check it."""
+    """Locate tshark (argument, then ``TSHARK`` environment variable, then PATH)."""
     candidate = str(explicit) if explicit else os.environ.get("TSHARK") or shutil.which("tshark")
     if not candidate:
         raise TsharkNotFoundError(f"tshark not found on PATH: {INSTALL_HINT}")
     resolved = shutil.which(candidate) if os.sep not in candidate else candidate
-    if not resolved or not os.access(resolved, os.X_OK):
+    if not resolved or not os.access(resolved, os.X_OK) or os.path.isdir(resolved):
         raise TsharkNotFoundError(f"tshark not found at {candidate}: {INSTALL_HINT}")
-    try:
-        out = subprocess.run(
-            [resolved, "--version"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except OSError as exc:
-        raise TsharkNotFoundError(f"cannot run {resolved}: {exc.strerror}") from exc
-    match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)\.(\d+)", out.stdout)
-    if not match:
-        raise TsharkError(f"{resolved} does not look like tshark (unknown --version output)")
-    version = (int(match[1]), int(match[2]), int(match[3]))
-    if version < MIN_VERSION:
-        need = ".".join(map(str, MIN_VERSION))
-        raise TsharkError(f"tshark {'.'.join(map(str, version))} is too old: need {need} or newer")
-    return Tshark(resolved, version)
+    return Tshark(resolved)
 
 
 def check_capture(tshark: Tshark, path: Path) -> None:
@@ -149,6 +176,7 @@ def _base_argv(tshark: Tshark, capture: Path) -> list[str]:
 
 def find_streams_argv(tshark: Tshark, capture: Path, ports: Sequence[int] = ()) -> list[str]:
     """Pass 1: print the tcp.stream of every segment that could start a DICOM association."""
+    tshark.version  # noqa: B018 - the ek engine needs tcp.seq_raw and set ranges (3.6)
     expr = f"({ASSOCIATE_RQ_FILTER})"
     if ports:
         expr += " || tcp.port in {" + ",".join(str(p) for p in sorted(set(ports))) + "}"

@@ -126,11 +126,15 @@ class TcpStreamNumbers:
         self._next = 0
 
     def number(self, src: str, sport: int, dst: str, dport: int, flags: int) -> int:
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src,
-                                                                               sport)
-        entry = self._table.get(key)
-        if entry is None or (entry[1] and flags & SYN and not flags & ACK):
-            entry = self._table[key] = [self._next, 0]
+        direct = (src, sport, dst, dport)
+        entry = self._table.get(direct)
+        if entry is None:
+            # both directions share one entry, stored under each direction's key
+            entry = [self._next, 0]
+            self._next += 1
+            self._table[direct] = self._table[(dst, dport, src, sport)] = entry
+        elif entry[1] and flags & SYN and not flags & ACK:
+            entry[0], entry[1] = self._next, 0  # the SYN reopens a closed conversation
             self._next += 1
         if flags & (FIN | RST):
             entry[1] = 1

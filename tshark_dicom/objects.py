@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import re
 import shutil
 import struct
+import threading
 import zlib
 from pathlib import Path
 from types import TracebackType
@@ -106,6 +108,37 @@ def _valid_ae(value: str | None) -> str | None:
     return value
 
 
+class _Writer:
+    """One daemon thread that hashes and writes data-set batches in submission order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[ObjectSink, bytes]] = queue.Queue(maxsize=8)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, sink: ObjectSink, data: bytes) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tshark-dicom-writer",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((sink, data))
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            sink, data = self._queue.get()
+            try:
+                sink._consume(data)
+            finally:
+                self._queue.task_done()
+
+
+_WRITER = _Writer()
+
+
 class ObjectSink:
     """Streams one data set to a Part-10 file while hashing it (PS3.10 7.1).
 
@@ -145,6 +178,7 @@ class ObjectSink:
         self.problem: str | None = None
         self._hash = hashlib.sha256()
         self._batch = bytearray()
+        self._error: OSError | None = None
         self._nbytes = 0
         self._head = bytearray()
         self._file: BinaryIO | None = None
@@ -159,7 +193,8 @@ class ObjectSink:
     @property
     def sha256(self) -> str:
         """Hex SHA-256 of the data set bytes received so far."""
-        self._flush()
+        if self._state == "open":
+            self._settle()
         return self._hash.hexdigest()
 
     @property
@@ -202,16 +237,33 @@ class ObjectSink:
             self._flush()
 
     def _flush(self) -> None:
+        """Hand the batch to the writer thread: hashing and writing release the GIL, so
+        they run on another core while packets are decoded (the queue is bounded)."""
         batch = self._batch
         if not batch:
             return
-        self._hash.update(batch)
-        if self.out_dir is not None:
-            if self._file is None:
-                self._open()
-            assert self._file is not None
-            self._file.write(batch)
+        if self.out_dir is not None and self._file is None:
+            self._open()
+        _WRITER.submit(self, bytes(batch))
         batch.clear()
+
+    def _consume(self, data: bytes) -> None:
+        """On the writer thread: one batch, in order."""
+        if self._error is not None:
+            return
+        try:
+            self._hash.update(data)
+            if self._file is not None:
+                self._file.write(data)
+        except OSError as exc:  # disk full and the like: reported at finish()
+            self._error = exc
+
+    def _settle(self) -> None:
+        """Wait until every batch of this sink is hashed and written."""
+        self._flush()
+        _WRITER.drain()
+        if self._error is not None:
+            raise self._error
 
     def _open(self) -> None:
         path = self.partial_path
@@ -233,7 +285,7 @@ class ObjectSink:
         """
         if self._state != "open":
             raise RuntimeError(f"ObjectSink {self.name} is {self._state}")
-        self._flush()
+        self._settle()
         self._state = "finished"
         if self.out_dir is None:
             return None
@@ -277,6 +329,7 @@ class ObjectSink:
         if self._state == "finished":
             raise RuntimeError(f"ObjectSink {self.name} is finished")
         self._batch.clear()
+        _WRITER.drain()
         self._state = "discarded"
         self.problem = reason
         if self._file is not None:

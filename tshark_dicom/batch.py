@@ -3,6 +3,7 @@ the per-capture tables into one Report."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -103,8 +104,11 @@ def run(
             tick(0)
             parts.append(_one(path, label, tsk, ports, odir, sub, cross_check, engine, tick))
     else:
-        tsk.version  # noqa: B018 - let the version probe's thread finish before forking
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        tsk.version  # noqa: B018 - probe once here, not in every worker
+        # spawn, not fork: this process runs threads (tshark's stderr readers, the object
+        # writer), and a fork taken while one holds a lock deadlocks the child.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = [pool.submit(_one, p, lab, tsk, ports, odir, s, cross_check, engine)
                        for p, lab, s in zip(paths, labels, subs, strict=True)]
             for done, (label, fut) in enumerate(zip(labels, futures, strict=True)):

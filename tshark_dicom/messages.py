@@ -8,7 +8,6 @@ to a `DatasetSink` made by the caller (objects.py writes files; this stage does 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -197,5 +196,3 @@ class MessageAssembler:
         self.current = None
         self.observer.message_done(msg)
 
-
-AssemblerFactory = Callable[[MessageObserver, str], MessageAssembler]

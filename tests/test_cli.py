@@ -172,10 +172,11 @@ def test_help_documents_every_option() -> None:
     code, stdout, _ = invoke("analyze", "--help")
     assert code == 0
     for option in ("--out", "--format", "--port", "--no-objects", "--jobs", "--quiet",
-                   "--tshark", "--cross-check"):
+                   "--tshark", "--cross-check", "--engine"):
         assert option in stdout
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for option in ("--format", "--port", "--no-objects", "--jobs", "--quiet", "--cross-check"):
+    for option in ("--format", "--port", "--no-objects", "--jobs", "--quiet", "--cross-check",
+                   "--engine"):
         assert option in readme, f"README does not document {option}"
 
 

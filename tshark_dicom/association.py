@@ -203,6 +203,9 @@ class DatasetSinkLike(Protocol):
     @property
     def head(self) -> bytes: ...
 
+    @property
+    def meta_notes(self) -> tuple[str, ...]: ...
+
 
 class DatasetSinkFactory(Protocol):
     def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
@@ -220,7 +223,7 @@ class _Direction:
     direction's endpoint attached."""
 
     __slots__ = ("assoc", "endpoint", "peer", "assembler", "parser", "ended_how", "ended_ns",
-                 "ended_frame", "over_max_reported")
+                 "over_max_reported")
 
     def __init__(self, assoc: Association, endpoint: tuple[str, int], peer: tuple[str, int]):
         self.assoc = assoc
@@ -230,7 +233,6 @@ class _Direction:
         self.parser = PduParser(self)
         self.ended_how: str | None = None
         self.ended_ns = 0
-        self.ended_frame = 0
         self.over_max_reported = False
 
     @property
@@ -275,7 +277,7 @@ class _Direction:
         )
 
     def end(self, how: str, frame: int, time_ns: int) -> None:
-        self.ended_how, self.ended_ns, self.ended_frame = how, time_ns, frame
+        self.ended_how, self.ended_ns = how, time_ns
 
 
 class Association:
@@ -486,7 +488,7 @@ class Association:
             else:
                 problem = problem or "data set incomplete"
                 sink.discard(problem)
-            notes = getattr(sink, "meta_notes", ())
+            notes = sink.meta_notes
             self.objects.append(ObjectRecord(
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
                 sink.nbytes, sink.sha256, complete, problem, path, m.sender,

@@ -8,7 +8,7 @@ to a `DatasetSink` made by the caller (objects.py writes files; this stage does 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from .dimse import CommandSet, CommandSetError, decode_command_set
@@ -41,12 +41,9 @@ class Message:
     command: CommandSet | None = None
     command_problem: str | None = None
     dataset: DatasetSink | None = None
-    dataset_started: bool = False
     dataset_complete: bool = False
     dataset_problem: str | None = None
-    done: bool = False
     fragments: int = 0
-    context_changes: list[int] = field(default_factory=list)
 
 
 class MessageObserver(Protocol):
@@ -98,10 +95,7 @@ class MessageAssembler:
                     "it); skipped until the next command", pdv.frame,
                 )
             return
-        if pdv.context_id != msg.context_id:
-            msg.context_changes.append(pdv.context_id)
-        if not msg.dataset_started:
-            msg.dataset_started = True
+        if msg.dataset is None:
             msg.dataset = self.observer.open_dataset(msg)
         self._pdv = pdv
 
@@ -192,7 +186,6 @@ class MessageAssembler:
         self._finish(msg)
 
     def _finish(self, msg: Message) -> None:
-        msg.done = True
         self.current = None
         self.observer.message_done(msg)
 

@@ -45,11 +45,6 @@ class Packet:
         self.flags = flags
         self.payload = payload
 
-    @property
-    def missing(self) -> int:
-        """Payload bytes the capture does not hold (cut by the snapshot length)."""
-        return max(0, self.tcp_len - len(self.payload))
-
     def __repr__(self) -> str:
         return (
             f"Packet(frame={self.frame}, stream={self.stream}, {self.src}:{self.sport}->"

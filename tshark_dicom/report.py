@@ -60,8 +60,8 @@ class Report:
                 written.append(_atomic(out_dir / f"{name}.parquet", lambda p, d=df:
                                        _write_parquet(d, p)))
             if format in ("csv", "both"):
-                written.append(_atomic(out_dir / f"{name}.csv", lambda p, d=df:
-                                       _csv(d).to_csv(p, index=False)))
+                written.append(_atomic(out_dir / f"{name}.csv", lambda p, d=df, name=name:
+                                       _csv(name, d).to_csv(p, index=False)))
         return written
 
     def to_html(self, title: str = "tshark-dicom report") -> str:
@@ -110,20 +110,13 @@ def _counts(col: pd.Series) -> str:
     return " (" + ", ".join(f"{n} {c}" for c, n in top.items()) + ")"
 
 
-def _csv(df: pd.DataFrame) -> pd.DataFrame:
+def _csv(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Lists (proposed transfer syntaxes) become space-separated text in CSV."""
     out = df.copy()
-    for col, dtype in SCHEMAS[_table_of(df)].items():
+    for col, dtype in SCHEMAS[table].items():
         if dtype == "object":
             out[col] = out[col].map(lambda v: " ".join(v) if isinstance(v, list) else v)
     return out
-
-
-def _table_of(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    for name, schema in SCHEMAS.items():
-        if list(schema) == cols:
-            return name
-    raise KeyError("not one of our tables")
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:

@@ -28,7 +28,7 @@ CAPS = sorted(p for p in CAPTURES.iterdir() if p.name.endswith((".pcapng", ".pca
 
 def _fields(p: Packet) -> tuple[object, ...]:
     return (p.frame, p.time_ns, p.stream, p.src, p.sport, p.dst, p.dport, p.seq, p.ack,
-            p.tcp_len, p.flags, p.payload)
+            p.tcp_len, p.flags, p.payload, p.win, p.wscale)
 
 
 @pytest.mark.parametrize("cap", CAPS, ids=[c.name for c in CAPS])

@@ -17,9 +17,12 @@ from pathlib import Path
 from .association import Association, FindingRecord
 from .crosscheck import crosscheck
 from .errors import OptionsError
+from .findings import TimingContext, association_per_object, timing_findings
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import Packet, UnsupportedLinkType, read_packets, read_raw_packets
 from .streams import TcpConnection
+from .tcpevidence import ConnectionEvidence, TcpObserver
+from .timing import AssociationTiming, OperationRecord, association_timing, build_operations
 from .tshark import (
     Tshark,
     check_capture,
@@ -48,6 +51,10 @@ class CaptureResult:
     elapsed_s: float = 0.0
     truncated: bool = False
     engine: str = ""
+    #: per association, in the same order: its operations, timing and TCP evidence
+    operations: list[list[OperationRecord]] = field(default_factory=list)
+    timings: list[AssociationTiming] = field(default_factory=list)
+    evidence: list[ConnectionEvidence | None] = field(default_factory=list)
 
 
 ProgressFn = Callable[[int], None]
@@ -67,6 +74,7 @@ class _Run:
         self.assocs: dict[int, Association] = {}
         self.conns: dict[int, TcpConnection] = {}
         self.done: set[int] = set()  # streams finished, or not DICOM: their packets skipped
+        self.evidence: dict[int, ConnectionEvidence] = {}
         self.snaplen_cut = 0
         self.first_cut_frame: int | None = None
 
@@ -96,7 +104,7 @@ class _Run:
                 assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
                                     guess_transfer_syntax=infer_transfer_syntax)
                 assocs[stream] = assoc
-                conn = conns[stream] = TcpConnection(stream, assoc.sink_for)
+                conn = conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
                 assoc.note_packet(pkt)
             else:
                 assoc = assocs[stream]
@@ -121,6 +129,8 @@ class _Run:
         assoc = self.assocs[stream]
         self.done.add(stream)
         conn.finish()
+        if isinstance(conn.observer, TcpObserver):
+            self.evidence[stream] = conn.observer.finish()
         for endpoint, half in conn.halves.items():
             role = assoc.role_of(endpoint)
             assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
@@ -128,6 +138,7 @@ class _Run:
         assoc.finish()
         if not assoc.is_dicom:
             del self.assocs[stream]
+            self.evidence.pop(stream, None)
 
     def finish(self) -> list[Association]:
         for stream in list(self.conns):
@@ -194,6 +205,7 @@ def analyze_capture(
             "length; their missing bytes are treated as capture gaps"))
     _settle_object_names(dicom, run.provisional, objects_dir)
     result.associations = dicom
+    _timing(result, run.evidence)
     if not dicom:
         result.findings.append(_no_dicom(label, ports))
     elif cross_check:
@@ -204,6 +216,23 @@ def analyze_capture(
               result.engine, result.packets, len(dicom), result.elapsed_s,
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     return result
+
+
+def _timing(result: CaptureResult, evidence: dict[int, ConnectionEvidence]) -> None:
+    """Operations, their timing and attribution, and the timing findings."""
+    contexts = []
+    for assoc in result.associations:
+        ev = evidence.get(assoc.stream)
+        ops = build_operations(assoc)
+        timing = association_timing(assoc, ops, ev)
+        result.operations.append(ops)
+        result.timings.append(timing)
+        result.evidence.append(ev)
+        context = TimingContext(assoc, ops, timing, ev)
+        contexts.append(context)
+        assoc.findings.extend(timing_findings(context))
+    for index, finding in association_per_object(contexts):
+        result.associations[index].findings.append(finding)
 
 
 def _settle_object_names(dicom: list[Association], provisional: dict[int, int],

@@ -132,6 +132,7 @@ class MessageRecord:
     ended_ns: int
     fragments: int
     problem: str | None
+    command_bytes: int = 0
 
     #: CommandSet fields that become message columns of the same name.
     COMMAND_COLUMNS = (
@@ -317,6 +318,7 @@ class Association:
         self.abort_sender: str | None = None
         self.abort_frame: int | None = None
         self.release_rq = False
+        self.release_rq_ns: int | None = None
         self.release_rp = False
         self.max_pdu: dict[str, int | None] = {REQUESTOR: None, ACCEPTOR: None}
         self.impl_uid: dict[str, str | None] = {REQUESTOR: None, ACCEPTOR: None}
@@ -428,8 +430,11 @@ class Association:
             if cmd.is_request and cmd.message_id is not None:
                 self._requests[(m.sender, cmd.message_id)] = m.msg_index
             if cmd.responds_to is not None:
-                other = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
-                request_index = self._requests.get((other, cmd.responds_to))
+                # a response answers the peer's request; a C-CANCEL-RQ names the sender's own
+                # request (PS3.7 9.3.2.3: Message ID Being Responded To)
+                side = m.sender if cmd.is_request else (
+                    ACCEPTOR if m.sender == REQUESTOR else REQUESTOR)
+                request_index = self._requests.get((side, cmd.responds_to))
                 if request_index is not None and not cmd.is_request:
                     if cmd.status is None or status_category(cmd.status) != "Pending":
                         self._answered.add(request_index)
@@ -440,7 +445,7 @@ class Association:
         self.messages.append(MessageRecord(
             m.msg_index, m.sender, m.context_id, cmd, request_index, status_cat, status_txt,
             sink.nbytes if sink else None, m.first_frame, m.last_frame, m.started_ns,
-            m.ended_ns, m.fragments, problem,
+            m.ended_ns, m.fragments, problem, m.command_bytes,
         ))
         if cmd is not None:
             for what, uid in (("SOP Class", cmd.sop_class_uid),
@@ -531,6 +536,8 @@ class Association:
             self.result, self.responded_ns, self.reject_frame = "rejected", time_ns, frame
         elif pdu_type == A_RELEASE_RQ:
             self.release_rq = True
+            if self.release_rq_ns is None:
+                self.release_rq_ns = time_ns
         elif pdu_type == A_RELEASE_RP:
             self.release_rp = True
             self.ended_ns = time_ns

@@ -44,6 +44,7 @@ class Message:
     dataset_complete: bool = False
     dataset_problem: str | None = None
     fragments: int = 0
+    command_bytes: int = 0
 
 
 class MessageObserver(Protocol):
@@ -161,6 +162,7 @@ class MessageAssembler:
         return msg
 
     def _command_complete(self, msg: Message, frame: int) -> None:
+        msg.command_bytes = len(self._cmd)
         if msg.command_problem is None:
             try:
                 msg.command = decode_command_set(bytes(self._cmd))

@@ -25,12 +25,13 @@ class Packet:
 
     __slots__ = (
         "frame", "time_ns", "stream", "src", "sport", "dst", "dport",
-        "seq", "ack", "tcp_len", "flags", "payload",
+        "seq", "ack", "tcp_len", "flags", "payload", "win", "wscale",
     )
 
     def __init__(
         self, frame: int, time_ns: int, stream: int, src: str, sport: int, dst: str, dport: int,
-        seq: int, ack: int, tcp_len: int, flags: int, payload: bytes,
+        seq: int, ack: int, tcp_len: int, flags: int, payload: bytes, win: int = -1,
+        wscale: int = -1,
     ) -> None:
         self.frame = frame
         self.time_ns = time_ns
@@ -44,6 +45,10 @@ class Packet:
         self.tcp_len = tcp_len
         self.flags = flags
         self.payload = payload
+        #: the advertised window as sent (unscaled; -1 unknown) and, on a SYN, the
+        #: window-scale option's shift count (-1: no option), RFC 7323 2.2-2.3
+        self.win = win
+        self.wscale = wscale
 
     def __repr__(self) -> str:
         return (
@@ -82,6 +87,9 @@ def read_packets(stdout: IO[bytes]) -> Iterator[Packet]:
             int(layers["tcp_len"][0]),
             int(layers["tcp_flags"][0], 16),
             bytes.fromhex(payload_hex[0]) if payload_hex else b"",
+            int(layers["tcp_window_size_value"][0]),
+            int(layers["tcp_options_wscale_shift"][0]) if "tcp_options_wscale_shift" in layers
+            else -1,
         )
 
 
@@ -102,8 +110,8 @@ _VLAN = (0x8100, 0x88A8, 0x9100)
 _SEQ_ACK = struct.Struct("!II")
 _CHUNK = 1 << 20
 #: Ethernet II, IPv4 with a 20-byte header, TCP: ethertype, version/IHL, total length,
-#: flags/fragment offset, protocol, addresses, ports, seq, ack, data offset, flags.
-_ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB")
+#: flags/fragment offset, protocol, addresses, ports, seq, ack, data offset, flags, window.
+_ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBBH")
 
 
 class UnsupportedLinkType(Exception):
@@ -193,10 +201,11 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         if fast and incl >= 54:
             # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
             (etype, verihl, total, frag, proto, src, dst, sport, dport, seq, ack, hoff,
-             flags) = _ETH_IP4_TCP.unpack_from(buf, base)
+             flags, win) = _ETH_IP4_TCP.unpack_from(buf, base)
             if etype == 0x0800 and verihl == 0x45 and proto == 6 and not frag & 0x3FFF:
                 start = base + 34 + (hoff >> 4) * 4
                 ip_end = base + 14 + total if total else base + orig
+                wscale = _wscale(buf, base + 54, min(start, limit)) if flags & SYN else -1
                 parsed = True
         if not parsed:
             found = _parse_headers(buf, base, limit, orig, linktype)
@@ -206,7 +215,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                 if fragments is not None:
                     fragments(frame)
                 continue
-            _, src, dst, sport, dport, seq, ack, flags, start, ip_end = found
+            _, src, dst, sport, dport, seq, ack, flags, start, ip_end, win, wscale = found
         s_ip = names.get(src)
         if s_ip is None:
             s_ip = names[src] = _ip_text(src)
@@ -218,10 +227,29 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
             continue
         tcp_len = ip_end - start if ip_end > start else 0
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
-                     dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)])
+                     dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)], win,
+                     wscale)
 
 
-_Headers = tuple[int, bytes, bytes, int, int, int, int, int, int, int]
+def _wscale(buf: bytes, pos: int, end: int) -> int:
+    """The window-scale option's shift count among a SYN's TCP options, -1 if absent
+    (RFC 7323 2.2: kind 3, length 3). Options are walked only on SYNs: rare."""
+    while pos < end:
+        kind = buf[pos]
+        if kind == 0:  # end of options
+            break
+        if kind == 1:  # no-operation
+            pos += 1
+            continue
+        if pos + 1 >= end or buf[pos + 1] < 2:
+            break
+        if kind == 3 and buf[pos + 1] == 3 and pos + 2 < end:
+            return buf[pos + 2]
+        pos += buf[pos + 1]
+    return -1
+
+
+_Headers = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, int]
 
 
 def _parse_headers(buf: bytes, base: int, limit: int, orig: int,
@@ -282,11 +310,14 @@ def _parse_headers(buf: bytes, base: int, limit: int, orig: int,
         if proto != 4 and proto != 41:
             break
     if proto == -1:
-        return (-1, b"", b"", 0, 0, 0, 0, 0, 0, 0)
+        return (-1, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, -1)
     if proto != 6 or off + 20 > limit:
         return None
     sport = (buf[off] << 8) | buf[off + 1]
     dport = (buf[off + 2] << 8) | buf[off + 3]
     seq, ack = _SEQ_ACK.unpack_from(buf, off + 4)
     start = off + ((buf[off + 12] >> 4) * 4)
-    return (6, src, dst, sport, dport, seq, ack, buf[off + 13], start, ip_end)
+    flags = buf[off + 13]
+    win = (buf[off + 14] << 8) | buf[off + 15]
+    wscale = _wscale(buf, off + 20, min(start, limit)) if flags & SYN else -1
+    return (6, src, dst, sport, dport, seq, ack, flags, start, ip_end, win, wscale)

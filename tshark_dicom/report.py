@@ -1,4 +1,4 @@
-"""Report: the five tables, written as Parquet/CSV, and a short human summary."""
+"""Report: the tables, written as Parquet/CSV, and a short human summary."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class Report:
     messages: pd.DataFrame = field(default_factory=lambda: frame("messages", []))
     objects: pd.DataFrame = field(default_factory=lambda: frame("objects", []))
     findings: pd.DataFrame = field(default_factory=lambda: frame("findings", []))
+    operations: pd.DataFrame = field(default_factory=lambda: frame("operations", []))
+    throughput: pd.DataFrame = field(default_factory=lambda: frame("throughput", []))
     captures: list[str] = field(default_factory=list)
 
     @classmethod

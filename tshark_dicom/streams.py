@@ -264,10 +264,13 @@ class TcpConnection:
     sink through ``sink_for(src, sport, dst, dport, first_packet)`` when it first appears."""
 
     __slots__ = ("stream", "halves", "_sink_for", "first_frame", "first_time_ns", "last_frame",
-                 "last_time_ns", "client")
+                 "last_time_ns", "client", "observer")
 
-    def __init__(self, stream: int, sink_for: SinkFactory) -> None:
+    def __init__(self, stream: int, sink_for: SinkFactory,
+                 observer: PacketObserver | None = None) -> None:
         self.stream = stream
+        #: sees every packet after reassembly has taken it (tcpevidence.TcpObserver)
+        self.observer = observer
         self.halves: dict[tuple[str, int], HalfStream] = {}
         self._sink_for = sink_for
         self.first_frame: int | None = None
@@ -295,6 +298,8 @@ class TcpConnection:
         if pkt.flags & RST:
             for other in self.halves.values():
                 other.finish("rst", pkt.frame, pkt.time_ns)
+        if self.observer is not None:
+            self.observer.on_packet(pkt)
 
     @property
     def closed(self) -> bool:
@@ -305,6 +310,12 @@ class TcpConnection:
         """The capture ended: flush both directions."""
         for half in self.halves.values():
             half.finish("eof", self.last_frame, self.last_time_ns)
+
+
+class PacketObserver(Protocol):
+    """Gathers evidence from a connection's packets (it only reads them)."""
+
+    def on_packet(self, pkt: Packet) -> None: ...
 
 
 class SinkFactory(Protocol):

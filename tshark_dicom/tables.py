@@ -24,6 +24,8 @@ from .association import (
     MessageRecord,
     uid_name,
 )
+from .tcpevidence import ConnectionEvidence
+from .timing import AssociationTiming, OperationRecord
 
 TS = "datetime64[ns, UTC]"
 LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
@@ -55,6 +57,16 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "retransmitted_bytes_requestor": "Int64", "retransmitted_bytes_acceptor": "Int64",
         "out_of_order_requestor": "Int64", "out_of_order_acceptor": "Int64",
         "duration_ms": "Float64", "setup_ms": "Float64",
+        # timing (timing.py): round trip at the capture point and its two halves
+        "rtt_ms": "Float64", "rtt_requestor_ms": "Float64", "rtt_acceptor_ms": "Float64",
+        "rtt_source": "string", "capture_point": "string",
+        "window_scale_known": "bool", "window_scale_requestor": "Int64",
+        "window_scale_acceptor": "Int64", "max_window_requestor": "Int64",
+        "max_window_acceptor": "Int64", "zero_window_ms": "Float64",
+        "release_ms": "Float64", "active_ms": "Float64", "idle_ms": "Float64",
+        "idle_share": "Float64", "throughput_mbps": "Float64",
+        "scu_ms": "Float64", "network_ms": "Float64", "scp_ms": "Float64",
+        "bottleneck": "string", "bottleneck_detail": "string",
     },
     "presentation_contexts": {
         "capture": "string", "assoc_id": "Int64", "context_id": "Int64",
@@ -93,6 +105,35 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "frame": "Int64",
         "severity": "string", "code": "string", "summary": "string",
     },
+    "operations": {
+        # identity
+        "capture": "string", "assoc_id": "Int64", "op_index": "Int64", "command": "string",
+        "scu": "string", "scp": "string", "scu_ae": "string", "scp_ae": "string",
+        "message_id": "Int64", "request_index": "Int64", "final_response_index": "Int64",
+        "responses": "Int64", "pending_responses": "Int64", "cancel_index": "Int64",
+        "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
+        "move_destination": "string", "status": "Int64", "status_hex": "string",
+        "status_category": "string", "status_text": "string", "error_comment": "string",
+        "remaining": "Int64", "completed": "Int64", "failed": "Int64", "warning": "Int64",
+        # correlation (query/retrieve)
+        "parent_assoc_id": "Int64", "parent_op_index": "Int64", "callback_assoc_ids": LIST,
+        "suboperations_seen": "Int64", "suboperations_failed": "Int64", "link": "string",
+        # timing, on the capture clock
+        "request_first_at": TS, "request_complete_at": TS, "response_first_at": TS,
+        "response_complete_at": TS, "gap_before_ms": "Float64", "request_transfer_ms": "Float64",
+        "turnaround_ms": "Float64", "response_transfer_ms": "Float64", "total_ms": "Float64",
+        "request_bytes": "Int64", "response_bytes": "Int64", "request_mbps": "Float64",
+        "retransmitted_bytes": "Int64", "zero_window_ms": "Float64", "window_full_ms": "Float64",
+        "rtt_ms": "Float64",
+        # attribution
+        "scu_ms": "Float64", "network_ms": "Float64", "scp_ms": "Float64",
+        "bottleneck": "string", "bottleneck_detail": "string",
+        "first_frame": "Int64", "last_frame": "Int64",
+    },
+    "throughput": {
+        "capture": "string", "assoc_id": "Int64", "sender": "string", "bin_start": TS,
+        "bin_ms": "Float64", "bytes": "Int64", "mbps": "Float64",
+    },
 }
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
@@ -117,6 +158,82 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _ms(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / 1e6
+
+
+#: Throughput rows are written for associations that moved at least this much (bytes).
+THROUGHPUT_MIN_BYTES = 1 << 20
+
+
+def _timing_row(a: Association, t: AssociationTiming,
+                ev: ConnectionEvidence | None) -> dict[str, Any]:
+    ws: dict[str, int | None] = {"requestor": None, "acceptor": None}
+    mw: dict[str, int | None] = {"requestor": None, "acceptor": None}
+    if ev is not None:
+        for ep, d in ev.directions.items():
+            role = a.role_of(ep)
+            ws[role], mw[role] = d.window_scale, d.max_window
+    return {
+        "rtt_ms": t.rtt_ms, "rtt_requestor_ms": t.rtt_requestor_ms,
+        "rtt_acceptor_ms": t.rtt_acceptor_ms, "rtt_source": t.rtt_source,
+        "capture_point": t.capture_point, "window_scale_known": t.window_scale_known,
+        "window_scale_requestor": ws["requestor"], "window_scale_acceptor": ws["acceptor"],
+        "max_window_requestor": mw["requestor"], "max_window_acceptor": mw["acceptor"],
+        "zero_window_ms": t.zero_window_ms, "release_ms": t.release_ms,
+        "active_ms": t.active_ms, "idle_ms": t.idle_ms, "idle_share": t.idle_share,
+        "throughput_mbps": t.throughput_mbps, "scu_ms": t.parts["scu"],
+        "network_ms": t.parts["network"], "scp_ms": t.parts["scp"],
+        "bottleneck": t.bottleneck, "bottleneck_detail": t.bottleneck_detail,
+    }
+
+
+def _op_row(capture: str, aid: int, a: Association, op: OperationRecord) -> dict[str, Any]:
+    ae = {"requestor": a.calling_ae, "acceptor": a.called_ae}
+    return {
+        "capture": capture, "assoc_id": aid, "op_index": op.op_index, "command": op.command,
+        "scu": op.scu, "scp": op.scp, "scu_ae": ae[op.scu], "scp_ae": ae[op.scp],
+        "message_id": op.message_id, "request_index": op.request_index,
+        "final_response_index": op.final_response_index, "responses": op.responses,
+        "pending_responses": op.pending_responses, "cancel_index": op.cancel_index,
+        "sop_class_uid": op.sop_class_uid, "sop_class_name": uid_name(op.sop_class_uid),
+        "sop_instance_uid": op.sop_instance_uid, "move_destination": op.move_destination,
+        "status": op.status, "status_hex": op.status_hex,
+        "status_category": op.status_category, "status_text": op.status_text,
+        "error_comment": op.error_comment, "remaining": op.remaining,
+        "completed": op.completed, "failed": op.failed, "warning": op.warning,
+        "parent_assoc_id": op.parent_assoc_id, "parent_op_index": op.parent_op_index,
+        "callback_assoc_ids": op.callback_assoc_ids,
+        "suboperations_seen": op.suboperations_seen,
+        "suboperations_failed": op.suboperations_failed, "link": op.link,
+        "request_first_at": op.request_first_ns, "request_complete_at": op.request_complete_ns,
+        "response_first_at": op.response_first_ns,
+        "response_complete_at": op.response_complete_ns,
+        "gap_before_ms": op.gap_before_ms, "request_transfer_ms": op.request_transfer_ms,
+        "turnaround_ms": op.turnaround_ms, "response_transfer_ms": op.response_transfer_ms,
+        "total_ms": op.total_ms, "request_bytes": op.request_bytes,
+        "response_bytes": op.response_bytes, "request_mbps": op.request_mbps,
+        "retransmitted_bytes": op.retransmitted_bytes, "zero_window_ms": op.zero_window_ms,
+        "window_full_ms": op.window_full_ms, "rtt_ms": op.rtt_ms,
+        "scu_ms": op.parts["scu"], "network_ms": op.parts["network"],
+        "scp_ms": op.parts["scp"], "bottleneck": op.bottleneck,
+        "bottleneck_detail": op.bottleneck_detail,
+        "first_frame": op.first_frame, "last_frame": op.last_frame,
+    }
+
+
+def _throughput_rows(capture: str, aid: int, a: Association,
+                     ev: ConnectionEvidence | None) -> list[dict[str, Any]]:
+    if ev is None or sum(d.data_bytes for d in ev.directions.values()) < THROUGHPUT_MIN_BYTES:
+        return []
+    bin_ms = ev.bin_ns / 1e6
+    rows = []
+    for ep, d in ev.directions.items():
+        sender = a.role_of(ep)
+        for start, nbytes in d.bins:
+            rows.append({"capture": capture, "assoc_id": aid, "sender": sender,
+                         "bin_start": start, "bin_ms": bin_ms, "bytes": nbytes,
+                         "mbps": nbytes * 8 / (bin_ms * 1000)})
+    rows.sort(key=lambda r: (r["bin_start"], r["sender"]))
+    return rows
 
 
 def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
@@ -182,7 +299,7 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
 
 
 def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
-    """All five tables from a sequence of capture results."""
+    """Every table from a sequence of capture results."""
     rows: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
     for res in results:
         cap = res.capture
@@ -191,7 +308,14 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                                      "frame": f.frame, "severity": f.severity, "code": f.code,
                                      "summary": f.summary})
         for aid, a in enumerate(res.associations):
-            rows["associations"].append(_assoc_row(cap, aid, a))
+            row = _assoc_row(cap, aid, a)
+            if aid < len(res.timings):
+                ev = res.evidence[aid]
+                row.update(_timing_row(a, res.timings[aid], ev))
+                rows["operations"].extend(_op_row(cap, aid, a, op)
+                                          for op in res.operations[aid])
+                rows["throughput"].extend(_throughput_rows(cap, aid, a, ev))
+            rows["associations"].append(row)
             for c in a.context_rows():
                 rows["presentation_contexts"].append({
                     "capture": cap, "assoc_id": aid, "context_id": c.context_id,

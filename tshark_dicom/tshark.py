@@ -51,6 +51,8 @@ FIELDS: tuple[str, ...] = (
     "tcp.len",
     "tcp.flags",
     "tcp.payload",
+    "tcp.window_size_value",
+    "tcp.options.wscale.shift",
 )
 
 #: TCP analysis and desegmentation are ours to do (streams.py); turning tshark's off saves

@@ -1,0 +1,287 @@
+"""Expert rules over finished records: timing patterns (PS3.7 operations, PS3.8 PDUs, TCP).
+
+Each rule is a small function: its code, severity and sentence, naming the AE titles, the
+numbers and what to change. Rules read records only (association, operations, timing,
+TCP evidence); they never decode anything. Thresholds live beside the rule that uses them
+and in timing.py (what "stands out").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import median
+
+from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord
+from .pdu import P_DATA_TF, PDU_NAMES
+from .tcpevidence import ConnectionEvidence
+from .timing import STANDOUT_MIN_MS, AssociationTiming, OperationRecord, standout_limit_ms
+
+#: small-pdu: a receiver's maximum PDU length under this (bytes) ...
+SMALL_PDU_BYTES = 16_384
+#: ... against data sets of at least this many PDUs each on average ...
+SMALL_PDU_RATIO = 4
+#: ... and at least this much data set data in the direction (bytes).
+SMALL_PDU_MIN_DATA = 1 << 20
+#: retransmissions: at least this many segments, and this share of the bytes.
+RETRANSMIT_MIN_SEGMENTS = 3
+RETRANSMIT_MIN_SHARE = 0.01
+#: scu-idle: the association waited on the SCU at least this share of its time.
+SCU_IDLE_MIN_SHARE = 0.5
+#: nagle-stall: at least this many stalls on one side.
+NAGLE_MIN_STALLS = 3
+#: slow-association-setup: A-ASSOCIATE-RQ to its answer, less the round trip (ms).
+SLOW_SETUP_MS = 250.0
+#: association-per-object: at least this many one-object associations between one AE pair
+#: whose setup and release take at least this share of their time.
+PER_OBJECT_MIN_ASSOCIATIONS = 5
+PER_OBJECT_MIN_SHARE = 0.2
+
+TIMING_CODES = (
+    "slow-scp-response", "scu-idle", "network-latency", "receiver-window", "retransmissions",
+    "small-pdu", "nagle-stall", "association-per-object", "slow-association-setup",
+)
+
+
+@dataclass
+class TimingContext:
+    """What a timing rule reads about one association."""
+
+    assoc: Association
+    ops: list[OperationRecord]
+    timing: AssociationTiming
+    evidence: ConnectionEvidence | None
+
+    def ae(self, role: str) -> str:
+        a = self.assoc
+        name = a.calling_ae if role == REQUESTOR else a.called_ae
+        ep = a.requestor if role == REQUESTOR else a.acceptor
+        where = f" ({ep[0]}:{ep[1]})" if ep else ""
+        return (name or f"the {role}") + where
+
+    def ae_of(self, op: OperationRecord, party: str) -> str:
+        """The AE title of an operation's SCU or SCP (without address)."""
+        role = op.scu if party == "scu" else op.scp
+        a = self.assoc
+        return (a.calling_ae if role == REQUESTOR else a.called_ae) or f"the {role}"
+
+
+def _n(ms: float) -> str:
+    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+def _rtt(ms: float | None) -> str:
+    if ms is None:
+        return "unknown"
+    return f"{ms:,.1f} ms" if ms >= 1 else f"{ms * 1000:,.0f} µs"
+
+
+def _commands(ops: Sequence[OperationRecord]) -> str:
+    names = sorted({op.command for op in ops})
+    return "/".join(names)
+
+
+def _first(ops: Sequence[OperationRecord]) -> tuple[int | None, int | None]:
+    op = ops[0]
+    return op.first_frame, op.request_index
+
+
+def slow_scp_response(c: TimingContext) -> list[FindingRecord]:
+    slow = [op for op in c.ops if op.bottleneck == "scp" and op.scp_turnaround_ms
+            >= standout_limit_ms("scp", op.rtt_ms, op.request_bytes + op.response_bytes)]
+    if not slow:
+        return []
+    waits = [op.scp_turnaround_ms for op in slow]
+    same = [op for op in c.ops if op.command in {o.command for o in slow}]
+    frame, msg = _first(slow)
+    return [FindingRecord(msg, frame, "warning", "slow-scp-response", (
+        f"{c.ae_of(slow[0], 'scp')} took a median {_n(median(waits))} (max {_n(max(waits))}) "
+        f"from the last request byte to its response on {len(slow)} of {len(same)} "
+        f"{_commands(slow)} operations from {c.ae_of(slow[0], 'scu')} ({_n(sum(waits))} in "
+        "all, round trip already taken off): the SCP is slow to answer; check what it does "
+        "before responding (storage, database, forwarding, logs)"))]
+
+
+def scu_idle(c: TimingContext) -> list[FindingRecord]:
+    slow = [op for op in c.ops if op.bottleneck == "scu" and op.scu_gap_ms
+            >= standout_limit_ms("scu", op.rtt_ms, op.request_bytes + op.response_bytes)]
+    share = c.timing.idle_share
+    if not slow or share is None or share < SCU_IDLE_MIN_SHARE:
+        return []
+    gaps = [op.scu_gap_ms for op in slow]
+    frame, msg = _first(slow)
+    return [FindingRecord(msg, frame, "warning", "scu-idle", (
+        f"{c.ae_of(slow[0], 'scu')} waited a median {_n(median(gaps))} (max {_n(max(gaps))}) "
+        f"before {len(slow)} of {len(c.ops)} requests to {c.ae_of(slow[0], 'scp')}, "
+        f"{_n(sum(gaps))} in all; the association was idle {share:.0%} of its time: the "
+        "SCU is slow to send its next request (think time, reading files, one "
+        "request at a time); send requests back to back or check the SCU"))]
+
+
+def network_latency(c: TimingContext) -> list[FindingRecord]:
+    slow = [op for op in c.ops if op.bottleneck == "network"]
+    rtt = c.timing.rtt_ms
+    if not slow or rtt is None or rtt < STANDOUT_MIN_MS:
+        return []
+    ms = sum(op.parts["network"] for op in slow)
+    point = {REQUESTOR: "near the requestor", ACCEPTOR: "near the acceptor",
+             "between": "between the peers"}.get(c.timing.capture_point or "", "unknown")
+    frame, msg = _first(slow)
+    return [FindingRecord(msg, frame, "warning", "network-latency", (
+        f"the round trip between {c.ae(REQUESTOR)} and {c.ae(ACCEPTOR)} is {_rtt(rtt)} "
+        f"(capture point {point}); {len(slow)} of {len(c.ops)} operations waited mostly on "
+        f"the network, {_n(ms)} in all: every operation costs at least one round trip, so "
+        "send more per association, use asynchronous operations, or bring the peers closer"))]
+
+
+def receiver_window(c: TimingContext) -> list[FindingRecord]:
+    out: list[FindingRecord] = []
+    for receiver_party in ("scp", "scu"):
+        slow = [op for op in c.ops if op.bottleneck == receiver_party
+                and op.zero_window_ms + op.window_full_ms >= standout_limit_ms(
+                    receiver_party, op.rtt_ms, op.request_bytes + op.response_bytes)]
+        if not slow:
+            continue
+        zero = sum(op.zero_window_ms for op in slow)
+        full = sum(op.window_full_ms for op in slow)
+        rcv = slow[0].scp if receiver_party == "scp" else slow[0].scu
+        snd = slow[0].scu if receiver_party == "scp" else slow[0].scp
+        ev = c.evidence
+        largest = None
+        if ev is not None:
+            ep = c.assoc.requestor if rcv == REQUESTOR else c.assoc.acceptor
+            d = ev.directions.get(ep) if ep else None
+            largest = d.max_window if d else None
+        frame, msg = _first(slow)
+        out.append(FindingRecord(msg, frame, "warning", "receiver-window", (
+            f"{c.ae(rcv)}'s receive window was zero for {_n(zero)} and full for {_n(full)} "
+            f"while {c.ae(snd)} sent, on {len(slow)} of {len(c.ops)} operations"
+            + (f" (largest window it advertised: {largest:,} bytes)" if largest else "")
+            + f": {c.ae(rcv).split(' (')[0]} reads slower than the data arrives; check its "
+            "disk, CPU and socket receive buffer")))
+    return out
+
+
+def retransmissions(c: TimingContext) -> list[FindingRecord]:
+    a = c.assoc
+    segs = 0
+    waited = c.timing.stalls.get("retransmission", 0.0) + c.timing.stalls.get("ack-wait", 0.0)
+    rbytes = sum(a.tcp_retransmitted.values())
+    ooo = sum(a.tcp_out_of_order.values())
+    if c.evidence is not None:
+        segs = sum(len(d.retransmissions) for d in c.evidence.directions.values())
+    total = sum(d.parser.nbytes for d in a.directions.values()) or 1
+    if segs + ooo < RETRANSMIT_MIN_SEGMENTS or (rbytes / total < RETRANSMIT_MIN_SHARE
+                                                 and ooo < RETRANSMIT_MIN_SEGMENTS):
+        return []
+    return [FindingRecord(None, a.first_frame, "warning", "retransmissions", (
+        f"{segs} TCP segments ({rbytes:,} bytes, {rbytes / total:.1%} of {total:,}) were "
+        f"retransmitted and {ooo} arrived out of order between {c.ae(REQUESTOR)} and "
+        f"{c.ae(ACCEPTOR)}; the senders waited {_n(waited)} on acknowledgements: packets are "
+        "lost or reordered on the path (check duplex settings, interface errors, congestion, "
+        "and the capture point's own drops)"))]
+
+
+def small_pdu(c: TimingContext) -> list[FindingRecord]:
+    a = c.assoc
+    out: list[FindingRecord] = []
+    for sender in (REQUESTOR, ACCEPTOR):
+        receiver = ACCEPTOR if sender == REQUESTOR else REQUESTOR
+        limit = a.max_pdu[receiver]
+        if not limit or limit >= SMALL_PDU_BYTES:
+            continue
+        sets = [m for m in a.messages if m.sender == sender and m.dataset_bytes]
+        data = sum(m.dataset_bytes or 0 for m in sets)
+        if data < SMALL_PDU_MIN_DATA or data / len(sets) < SMALL_PDU_RATIO * limit:
+            continue
+        pdus = a.pdus[sender].get(PDU_NAMES[P_DATA_TF], 0)
+        ops = [op for op in c.ops if op.scu == sender and op.request_bytes]
+        busy = sum(op.request_transfer_ms for op in ops)
+        rate = f"; data went at {data * 8 / (busy * 1000):,.1f} Mbit/s" if busy >= 1 else ""
+        out.append(FindingRecord(None, a.first_frame, "warning", "small-pdu", (
+            f"{c.ae(sender)} sent {data / 1e6:,.1f} MB of data sets in {pdus:,} P-DATA-TF "
+            f"PDUs because {c.ae(receiver)} accepts at most {limit:,} bytes per PDU "
+            f"({pdus * 12:,} bytes of PDU and PDV headers, and one PDU to write, read and "
+            f"parse every {limit:,} bytes){rate}: configure {c.ae(receiver).split(' (')[0]} "
+            "for a maximum PDU length of 64 KB or more")))
+    return out
+
+
+def nagle_stall(c: TimingContext) -> list[FindingRecord]:
+    out: list[FindingRecord] = []
+    for role, stalls in sorted(c.timing.nagle_stalls.items()):
+        if len(stalls) < NAGLE_MIN_STALLS:
+            continue
+        peer = ACCEPTOR if role == REQUESTOR else REQUESTOR
+        out.append(FindingRecord(None, c.assoc.first_frame, "warning", "nagle-stall", (
+            f"{c.ae(role)} stalled {len(stalls)} times, a median {_n(median(stalls))} each "
+            f"({_n(sum(stalls))} in all), after sending a short segment: it held the rest "
+            f"until {c.ae(peer).split(' (')[0]}'s delayed ACK (Nagle's algorithm with delayed "
+            f"ACKs); set TCP_NODELAY on {c.ae(role).split(' (')[0]}'s socket (dcmtk: "
+            "environment variable TCP_NODELAY=1), or have it write each PDU in one piece")))
+    return out
+
+
+def slow_association_setup(c: TimingContext) -> list[FindingRecord]:
+    setup = c.timing.setup_ms
+    if setup is None:
+        return []
+    rtt = c.timing.rtt_acceptor_ms or 0.0
+    if setup - rtt < SLOW_SETUP_MS:
+        return []
+    a = c.assoc
+    answer = "rejected" if a.result == "rejected" else "accepted"
+    return [FindingRecord(None, a.requested_frame, "warning", "slow-association-setup", (
+        f"{c.ae(ACCEPTOR)} took {_n(setup)} to answer ({answer}) the A-ASSOCIATE-RQ from "
+        f"{c.ae(REQUESTOR)} (round trip {_rtt(c.timing.rtt_ms)}): check the SCP's reverse DNS "
+        "lookups, AE title and certificate checks, and its load"))]
+
+
+ASSOCIATION_RULES: tuple[Callable[[TimingContext], list[FindingRecord]], ...] = (
+    slow_association_setup, slow_scp_response, scu_idle, network_latency, receiver_window,
+    retransmissions, small_pdu, nagle_stall,
+)
+
+
+def timing_findings(c: TimingContext) -> list[FindingRecord]:
+    """Every per-association timing rule."""
+    return [f for rule in ASSOCIATION_RULES for f in rule(c)]
+
+
+def association_per_object(contexts: Sequence[TimingContext]) -> list[tuple[int, FindingRecord]]:
+    """Across a capture: many associations between one AE pair with one object each, whose
+    setup and release take a large share of their time. Returns (index in ``contexts``,
+    finding), the finding on the group's first association."""
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for i, c in enumerate(contexts):
+        a = c.assoc
+        stores = [op for op in c.ops if op.command == "C-STORE"]
+        if a.result != "accepted" or len(stores) != 1 or len(c.ops) != 1:
+            continue
+        key = (a.calling_ae or "", a.called_ae or "",
+               a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
+        groups.setdefault(key, []).append(i)
+    out: list[tuple[int, FindingRecord]] = []
+    for (calling, called, _, _), members in groups.items():
+        if len(members) < PER_OBJECT_MIN_ASSOCIATIONS:
+            continue
+        overhead = total = 0.0
+        for i in members:
+            c = contexts[i]
+            op = c.ops[0]
+            a = c.assoc
+            start = a.first_ns
+            end = a.ended_ns if a.ended_ns is not None else a.last_ns
+            total += (end - start) / 1e6
+            overhead += (end - start) / 1e6 - (op.total_ms or 0.0)
+        share = overhead / total if total else 0.0
+        if share < PER_OBJECT_MIN_SHARE:
+            continue
+        first = contexts[members[0]].assoc
+        out.append((members[0], FindingRecord(None, first.first_frame, "warning",
+                                              "association-per-object", (
+            f"{calling or 'the requestor'} opened {len(members)} associations to "
+            f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
+            f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); send the "
+            "objects over one association (for dcmtk storescu: all files in one call)"))))
+    return out

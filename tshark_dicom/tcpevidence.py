@@ -1,0 +1,309 @@
+"""TCP evidence for timing, gathered while packets flow: one observer per connection.
+
+What a PACS engineer reads off a capture by hand to say who made a transfer slow, kept per
+direction (a sender, and the receiver that ACKs it and advertises the window):
+
+- **stalls**: pauses of at least `STALL_NS` in the sender's new data, each classified by
+  what the capture shows at that moment (the classic TCP triage):
+  ``zero-window`` (the receiver advertised no window), ``window-full`` (bytes in flight
+  filled the receiver's advertised window), ``nagle`` (a short segment was unacknowledged
+  and the rest followed the peer's delayed ACK at once: Nagle's algorithm, RFC 896, with a
+  delayed ACK, RFC 1122 4.2.3.2), ``ack-wait`` (data in flight, waiting on the peer's ACK:
+  round trip, congestion window or loss recovery), ``retransmission`` (the pause ended
+  with a retransmitted segment), ``idle`` (nothing in flight, the window open: the sender
+  simply had nothing to send);
+- zero-window periods, retransmitted segments (time and bytes);
+- round-trip time at the capture point, split in the two halves (capture point to each
+  end and back), from the handshake and from data-to-ACK samples (Karn's rule: never from
+  a retransmitted segment; the minimum, which delayed ACKs cannot inflate);
+- the advertised receive window, scaled by the window-scale options of the SYNs
+  (RFC 7323 2.2); without the handshake the scale is unknown and only zero windows count;
+- bytes per time bin for throughput plots (bins widen so that there are never more than
+  `MAX_BINS`).
+
+Memory grows with the number of stalls and retransmissions, never with packets. The
+observer only reads packets: it never calls back into the decoding stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .packets import ACK, FIN, RST, SYN, Packet
+
+_MASK = 0xFFFFFFFF
+_HALF = 1 << 31
+#: A pause in a sender's new data shorter than this is not a stall (1 ms).
+STALL_NS = 1_000_000
+#: Delayed-ACK timers seen in practice: Linux about 40 ms, Windows and BSD about 200 ms.
+NAGLE_DELAYS_NS = ((30_000_000, 60_000_000), (150_000_000, 250_000_000))
+#: After the ACK that ends a Nagle stall the held data leaves at once (within this).
+NAGLE_RESUME_NS = 2_000_000
+#: A segment this short or shorter can be the small unacknowledged one Nagle waits on
+#: (576 bytes: the smallest datagram every IPv4 host accepts, RFC 1122).
+SHORT_SEGMENT = 576
+FIRST_BIN_NS = 10_000_000
+MAX_BINS = 1024
+
+#: Stall kinds, and who is waiting on whom (sender, receiver or the network).
+STALL_PARTY = {
+    "idle": "sender",
+    "nagle": "sender",
+    "zero-window": "receiver",
+    "window-full": "receiver",
+    "ack-wait": "network",
+    "retransmission": "network",
+}
+
+Stall = tuple[int, int, str, int]  # start ns, end ns, kind, bytes in flight at the start
+
+
+@dataclass
+class DirectionEvidence:
+    """What one sender's direction showed. ``rtt_min_ns`` is the smallest data-to-ACK
+    time of this sender's segments: the capture point to the receiver and back."""
+
+    endpoint: tuple[str, int]
+    stalls: list[Stall] = field(default_factory=list)
+    zero_windows: list[tuple[int, int]] = field(default_factory=list)
+    retransmissions: list[tuple[int, int]] = field(default_factory=list)  # time ns, bytes
+    retransmitted_bytes: int = 0
+    rtt_min_ns: int | None = None
+    rtt_samples: int = 0
+    window_scale: int | None = None  # the shift this side's SYN announced (None: unknown)
+    max_window: int | None = None  # largest window this side advertised (scaled if known)
+    max_segment: int = 0
+    data_bytes: int = 0
+    bins: list[tuple[int, int]] = field(default_factory=list)  # bin start ns, bytes
+
+
+@dataclass
+class ConnectionEvidence:
+    """Both directions of a connection, and its handshake (SYN, SYN-ACK, ACK times)."""
+
+    directions: dict[tuple[str, int], DirectionEvidence]
+    client: tuple[str, int] | None
+    handshake_ns: tuple[int, int, int] | None
+    scale_known: bool
+    bin_ns: int
+
+    def half_rtt_ns(self, endpoint: tuple[str, int]) -> int | None:
+        """Capture point -> ``endpoint`` -> capture point: from the handshake and from the
+        peer's data-to-ACK samples (the peer sends, ``endpoint`` ACKs), the smallest."""
+        peer = next((d for ep, d in self.directions.items() if ep != endpoint), None)
+        found = [peer.rtt_min_ns] if peer is not None and peer.rtt_min_ns is not None else []
+        if self.handshake_ns is not None and self.client is not None:
+            syn, synack, ack = self.handshake_ns
+            found.append(ack - synack if endpoint == self.client else synack - syn)
+        return min(found) if found else None
+
+
+class _Dir:
+    """Live state of one sender's direction (hot path: slots, plain ints)."""
+
+    __slots__ = (
+        "ev", "peer", "snd_max", "acked", "unblock_ns", "last_data_ns", "last_len", "flight",
+        "peer_win_at", "zero_seen", "win", "scale", "zero_since", "rtt_seq", "rtt_t", "bins",
+        "syn_seen", "unblock_pure",
+    )
+
+    def __init__(self, endpoint: tuple[str, int]) -> None:
+        self.ev = DirectionEvidence(endpoint)
+        self.peer: _Dir = self
+        self.snd_max: int | None = None  # highest sequence number sent + 1 (raw, mod 2**32)
+        self.acked: int | None = None  # highest ACK the peer sent for this direction
+        self.unblock_ns = 0  # when the peer last advanced its ACK or reopened its window
+        self.unblock_pure = False  # ... with a pure ACK (no data of its own)
+        self.last_data_ns: int | None = None
+        self.last_len = 0
+        self.flight = 0  # bytes in flight right after the last new data
+        self.peer_win_at = -1  # the peer's window when the last new data left
+        self.zero_seen = False  # the peer advertised a zero window since the last data
+        self.win = -1  # the window this side advertises (scaled when the scale is known)
+        self.scale = 0
+        self.zero_since: int | None = None
+        self.rtt_seq: int | None = None
+        self.rtt_t = 0
+        self.bins: dict[int, int] = {}
+        self.syn_seen = False
+
+
+class TcpObserver:
+    """Fed every packet of one TCP connection (`on_packet`); `finish` hands back the
+    evidence as plain records. It never looks at the payload."""
+
+    __slots__ = ("_dirs", "_client", "_syn_ns", "_synack_ns", "_hs", "_scale_known",
+                 "_base_ns", "_bin_ns", "_last_ns")
+
+    def __init__(self) -> None:
+        self._dirs: dict[tuple[str, int], _Dir] = {}
+        self._client: tuple[str, int] | None = None
+        self._syn_ns: int | None = None
+        self._synack_ns: int | None = None
+        self._hs: tuple[int, int, int] | None = None
+        self._scale_known = False
+        self._base_ns: int | None = None
+        self._bin_ns = FIRST_BIN_NS
+        self._last_ns = 0
+
+    def _pair(self, pkt: Packet) -> _Dir:
+        a, b = _Dir((pkt.src, pkt.sport)), _Dir((pkt.dst, pkt.dport))
+        a.peer, b.peer = b, a
+        self._dirs[a.ev.endpoint], self._dirs[b.ev.endpoint] = a, b
+        self._base_ns = pkt.time_ns
+        return a
+
+    def on_packet(self, pkt: Packet) -> None:
+        t = pkt.time_ns
+        self._last_ns = t
+        d = self._dirs.get((pkt.src, pkt.sport))
+        if d is None:
+            d = self._pair(pkt)
+        p = d.peer
+        flags = pkt.flags
+        if flags & SYN:
+            self._syn(d, pkt, t)
+            return
+        if self._synack_ns is not None and self._hs is None and self._syn_ns is not None \
+                and d.ev.endpoint == self._client:
+            self._hs = (self._syn_ns, self._synack_ns, t)
+        # the window this packet advertises, for the peer's sending
+        w = pkt.win
+        if w >= 0 and not flags & RST:
+            if w == 0:
+                if d.zero_since is None:
+                    d.zero_since = t
+                p.zero_seen = True
+            else:
+                w <<= d.scale
+                if d.zero_since is not None:
+                    d.ev.zero_windows.append((d.zero_since, t))
+                    d.zero_since = None
+                    p.unblock_ns, p.unblock_pure = t, not pkt.tcp_len
+                elif w > d.win >= 0:
+                    p.unblock_ns, p.unblock_pure = t, not pkt.tcp_len
+                if d.ev.max_window is None or w > d.ev.max_window:
+                    d.ev.max_window = w
+            d.win = w
+        # the ACK of the peer's data
+        if flags & ACK and p.snd_max is not None:
+            a = pkt.ack
+            if p.acked is None or 0 < (a - p.acked) & _MASK < _HALF:
+                p.acked = a
+                p.unblock_ns = t
+                p.unblock_pure = not pkt.tcp_len
+                if p.rtt_seq is not None and (a - p.rtt_seq) & _MASK < _HALF:
+                    sample = t - p.rtt_t
+                    ev = p.ev
+                    ev.rtt_samples += 1
+                    if ev.rtt_min_ns is None or sample < ev.rtt_min_ns:
+                        ev.rtt_min_ns = sample
+                    p.rtt_seq = None
+        n = pkt.tcp_len
+        if n:
+            self._data(d, p, pkt.seq, n, t)
+        if flags & FIN and d.snd_max is not None:
+            fin_end = (pkt.seq + n + 1) & _MASK  # the FIN takes a sequence number
+            if 0 < (fin_end - d.snd_max) & _MASK < _HALF:
+                d.snd_max = fin_end
+
+    def _syn(self, d: _Dir, pkt: Packet, t: int) -> None:
+        d.syn_seen = True
+        d.ev.window_scale = pkt.wscale if pkt.wscale >= 0 else None
+        d.snd_max = (pkt.seq + 1) & _MASK
+        d.win = pkt.win  # a SYN's window is never scaled (RFC 7323 2.2)
+        if pkt.flags & ACK:
+            if self._synack_ns is None:
+                self._synack_ns = t
+            p = d.peer
+            if p.syn_seen:
+                # both SYNs seen: scaling is in force only if both sent the option
+                both = d.ev.window_scale is not None and p.ev.window_scale is not None
+                d.scale = d.ev.window_scale or 0 if both else 0
+                p.scale = p.ev.window_scale or 0 if both else 0
+                self._scale_known = True
+            if pkt.ack and p.snd_max is not None:
+                p.acked = pkt.ack
+        elif self._syn_ns is None:
+            self._syn_ns, self._client = t, d.ev.endpoint
+
+    def _data(self, d: _Dir, p: _Dir, seq: int, n: int, t: int) -> None:
+        end = (seq + n) & _MASK
+        ev = d.ev
+        if d.snd_max is None:
+            d.snd_max = seq  # the capture began mid-connection
+        last = d.last_data_ns
+        if 0 < (end - d.snd_max) & _MASK < _HALF:  # new data (at least in part)
+            if last is not None and t - last >= STALL_NS:
+                self._stall(d, last, t)
+            d.snd_max = end
+            if d.rtt_seq is None:
+                d.rtt_seq, d.rtt_t = end, t
+            ev.data_bytes += n
+        else:  # a retransmission: what was sent before
+            ev.retransmissions.append((t, n))
+            ev.retransmitted_bytes += n
+            d.rtt_seq = None  # Karn: no RTT sample across a retransmission
+            if last is not None and t - last >= STALL_NS:
+                ev.stalls.append((last, t, "retransmission", d.flight))
+        if n > ev.max_segment:
+            ev.max_segment = n
+        d.last_data_ns, d.last_len = t, n
+        d.flight = (d.snd_max - d.acked) & _MASK if d.acked is not None else n
+        d.peer_win_at = p.win
+        d.zero_seen = False
+        base = self._base_ns or t
+        key = (t - base) // self._bin_ns
+        bins = d.bins
+        bins[key] = bins.get(key, 0) + n
+        if len(bins) > MAX_BINS:
+            self._widen_bins()
+
+    def _stall(self, d: _Dir, t0: int, t1: int) -> None:
+        """Classify a pause [t0, t1) in ``d``'s new data by what held the sender back."""
+        stalls = d.ev.stalls
+        flight = d.flight
+        if flight <= 0 and not d.zero_seen:
+            stalls.append((t0, t1, "idle", 0))
+            return
+        if d.zero_seen:
+            kind = "zero-window"
+        elif self._scale_known and d.peer_win_at >= 0 and \
+                flight + max(d.ev.max_segment, 1) > d.peer_win_at:
+            kind = "window-full"
+        else:
+            kind = "ack-wait"
+        resumed = d.unblock_ns if t0 < d.unblock_ns <= t1 else t1
+        # Nagle: a short segment waited on the peer's delayed, pure ACK, and the rest left at
+        # once after it (an ACK riding on the peer's response is a request/response turn).
+        if kind == "ack-wait" and d.last_len <= SHORT_SEGMENT and d.unblock_pure \
+                and resumed < t1 and t1 - resumed <= NAGLE_RESUME_NS:
+            waited = resumed - t0
+            if any(lo <= waited <= hi for lo, hi in NAGLE_DELAYS_NS):
+                kind = "nagle"
+        stalls.append((t0, resumed, kind, flight))
+        if t1 - resumed >= STALL_NS:
+            stalls.append((resumed, t1, "idle", 0))
+
+    def _widen_bins(self) -> None:
+        self._bin_ns *= 2
+        for d in self._dirs.values():
+            merged: dict[int, int] = {}
+            for k, v in d.bins.items():
+                merged[k // 2] = merged.get(k // 2, 0) + v
+            d.bins = merged
+
+    def finish(self) -> ConnectionEvidence:
+        """The connection ended (or the capture did): the evidence, as plain records."""
+        base = self._base_ns or 0
+        for d in self._dirs.values():
+            if d.zero_since is not None:
+                d.ev.zero_windows.append((d.zero_since, self._last_ns))
+                d.zero_since = None
+            d.ev.bins = [(base + k * self._bin_ns, v) for k, v in sorted(d.bins.items())]
+            d.bins = {}
+            if not self._scale_known:
+                d.ev.window_scale = None
+        return ConnectionEvidence(
+            {ep: d.ev for ep, d in self._dirs.items()}, self._client, self._hs,
+            self._scale_known, self._bin_ns)

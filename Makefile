@@ -14,11 +14,12 @@ setup: sysdeps venv
 # (network namespaces with MTU-sized segments for the lossy fixture and benchmarks).
 sysdeps:
 	@if command -v tshark >/dev/null && [ -x /usr/bin/storescu ] && command -v ethtool >/dev/null \
-	   && command -v ip >/dev/null && command -v editcap >/dev/null; then :; else \
-	  echo "installing tshark, dcmtk, ethtool, iproute2 with apt-get"; \
+	   && command -v ip >/dev/null && command -v editcap >/dev/null \
+	   && command -v chromium >/dev/null; then :; else \
+	  echo "installing tshark, dcmtk, ethtool, iproute2, chromium with apt-get"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    tshark dcmtk ethtool iproute2; \
+	    tshark dcmtk ethtool iproute2 chromium; \
 	fi
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
 	  $(SUDO) apt-get update -q && \

@@ -86,8 +86,14 @@ def _first(ops: Sequence[OperationRecord]) -> tuple[int | None, int | None]:
     return op.first_frame, op.request_index
 
 
+#: Retrieves answer after (C-GET: between) their sub-operations: their time is the
+#: sub-operations', which the query/retrieve correlation accounts for, not a slow answer.
+RETRIEVES = frozenset({"C-MOVE", "C-GET"})
+
+
 def slow_scp_response(c: TimingContext) -> list[FindingRecord]:
-    slow = [op for op in c.ops if op.bottleneck == "scp" and op.scp_turnaround_ms
+    slow = [op for op in c.ops if op.bottleneck == "scp" and op.command not in RETRIEVES
+            and op.scp_turnaround_ms
             >= standout_limit_ms("scp", op.rtt_ms, op.request_bytes + op.response_bytes)]
     if not slow:
         return []

@@ -1,17 +1,27 @@
-"""A single self-contained HTML page for a Report: the summary, the findings first, then
-one section per table. For people who open a file rather than a notebook."""
+"""A single self-contained HTML page for a Report: the summary, the findings first, the
+pictures (a timeline per capture, a ladder per association, throughput of large transfers),
+then one section per table. For people who open a file rather than a notebook.
+
+No script and nothing fetched: the pictures are inline SVG (`pictures`)."""
 
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from . import pictures
+from .svg import esc, fmt_ms
+from .tables import frame
 
 if TYPE_CHECKING:
     from .report import Report
 
 MAX_ROWS = 2000  # per table; the Parquet/CSV files hold everything
+MAX_LADDERS = 20  # ladders drawn, for the slowest associations
+MAX_TIMELINES = 50  # captures with a timeline
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
@@ -23,6 +33,10 @@ th{background:#f0f0f0;position:sticky;top:0}
 tr.error td{background:#fde2e1} tr.warning td{background:#fff4ce} tr.note td{background:#eef6ff}
 .bad{color:#b00020;font-weight:600} .muted{color:#777}
 p.notice{font-size:.8rem;color:#555}
+h3{font-size:1rem;margin:1.6rem 0 .3rem} h3 .muted{font-weight:normal;font-size:.85rem}
+p.facts{font-size:.85rem;margin:.2rem 0}
+div.picture{overflow-x:auto;margin:.4rem 0 1rem}
+div.picture svg{max-width:100%;height:auto;display:block}
 """
 
 _COLUMNS = {
@@ -40,6 +54,10 @@ _COLUMNS = {
                 "problem", "path"],
 }
 
+OPERATION_COLUMNS = ["capture", "assoc_id", "op_index", "command", "scu_ae", "scp_ae",
+                     "status_hex", "total_ms", "gap_before_ms", "turnaround_ms", "bottleneck",
+                     "bottleneck_detail"]
+
 
 def _cell(value: object) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
@@ -47,8 +65,8 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, list):
-        return html.escape(" ".join(map(str, value)))
-    return html.escape(str(value))
+        return esc(" ".join(map(str, value)))
+    return esc(value)  # control characters shown as \x00, as in the pictures
 
 
 def _table(df: pd.DataFrame, columns: list[str] | None = None,
@@ -66,8 +84,99 @@ def _table(df: pd.DataFrame, columns: list[str] | None = None,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
+def _extra(report: Report, name: str) -> pd.DataFrame:
+    """A table the Report may not carry yet (operations, throughput): empty if absent."""
+    df = getattr(report, name, None)
+    return df if isinstance(df, pd.DataFrame) else frame(name, [])
+
+
+def _anchor(captures: list[object], row: dict[str, object]) -> str:
+    return f"assoc-{captures.index(row.get('capture'))}-{row.get('assoc_id')}"
+
+
+def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFrame,
+                    findings: pd.DataFrame, throughput: pd.DataFrame, many: bool) -> str:
+    ops = pictures.for_association(operations, row)
+    n_ops = 0 if ops is None else len(ops)
+    where = f" <span class='muted'>{esc(Path(str(row.get('capture'))).name)}</span>" if many \
+        else ""
+    parts = [f"<section class='association' id='{esc(anchor)}'>",
+             f"<h3>#{esc(row.get('assoc_id'))} {esc(row.get('calling_ae'))} \u2192 "
+             f"{esc(row.get('called_ae'))}{where}</h3>"]
+    facts = [f"{esc(row.get('result'))}, {esc(row.get('ending'))}"]
+    duration = row.get("duration_ms")
+    if isinstance(duration, float) and not pd.isna(duration):
+        facts.append(esc(fmt_ms(duration)))
+    facts.append(f"{n_ops:,} operation{'' if n_ops == 1 else 's'}")
+    detail = row.get("bottleneck_detail")
+    if isinstance(detail, str):
+        facts.append(f"<b>{esc(row.get('bottleneck'))}</b>: {esc(detail)}")
+    parts.append("<p class='facts'>" + " \u00b7 ".join(facts) + "</p>")
+    if n_ops > pictures.MAX_LADDER_OPERATIONS:
+        parts.append(f"<p class='notice'>The ladder shows the first "
+                     f"{pictures.MAX_LADDER_OPERATIONS:,} of {n_ops:,} operations; the "
+                     "operations table holds all.</p>")
+    parts.append("<div class='picture'>"
+                 + pictures.ladder_svg(row, operations if ops is None else ops, findings)
+                 + "</div>")
+    tp = pictures.for_association(throughput, row)
+    if tp is not None and pictures.transfer_bytes(tp) >= pictures.LARGE_TRANSFER_BYTES:
+        labels = {"requestor": str(row.get("calling_ae") or ""),
+                  "acceptor": str(row.get("called_ae") or "")}
+        parts.append("<div class='picture'>" + pictures.throughput_svg(tp, labels=labels)
+                     + "</div>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _pictures(report: Report, operations: pd.DataFrame, throughput: pd.DataFrame) -> list[str]:
+    """Timelines per capture and ladders for the slowest associations, each capped."""
+    assocs = report.associations
+    if assocs.empty:
+        return []
+    captures = list(dict.fromkeys(assocs["capture"].tolist()))
+    many = len(captures) > 1
+    ranked = assocs.assign(_d=assocs["duration_ms"].astype("Float64")).sort_values(
+        "_d", ascending=False, na_position="last", kind="stable").head(MAX_LADDERS)
+    chosen = sorted(ranked.drop(columns="_d").to_dict("records"),
+                    key=lambda r: (captures.index(r["capture"]), r["assoc_id"]))
+    rows = [{str(k): v for k, v in r.items()} for r in chosen]
+    parts = ["<h2 id='timeline'>Timeline</h2>"]
+    if len(captures) > MAX_TIMELINES:
+        parts.append(f"<p class='notice'>Timelines for the first {MAX_TIMELINES} of "
+                     f"{len(captures):,} captures.</p>")
+    for cap in captures[:MAX_TIMELINES]:
+        sub = assocs[assocs["capture"] == cap]
+        anchors = {int(r["assoc_id"]): "#" + _anchor(captures, r) for r in rows
+                   if r["capture"] == cap}
+        if many:
+            parts.append(f"<h3>{esc(Path(str(cap)).name)}</h3>")
+        ops = operations[operations["capture"] == cap] if len(operations) else operations
+        parts.append("<div class='picture'>"
+                     + pictures.timeline_svg(sub, ops, anchors=anchors) + "</div>")
+        if len(sub) > pictures.MAX_TIMELINE_ASSOCIATIONS:
+            parts.append(f"<p class='notice'>The timeline draws the first "
+                         f"{pictures.MAX_TIMELINE_ASSOCIATIONS} of {len(sub):,} associations "
+                         "as bars and counts all of them in the strip below them.</p>")
+    parts.append("<h2 id='ladders'>Associations</h2>")
+    if len(assocs) > len(rows):
+        parts.append(f"<p class='notice'>Ladders for the {len(rows)} slowest of "
+                     f"{len(assocs):,} associations (by duration); the tables below hold "
+                     "all of them.</p>")
+    parts.append("<p class='notice'>Time runs downwards on a compressed scale: every gap "
+                 "between two events gets room for its label, long waits are drawn shorter "
+                 "(// marks a broken axis) and the numbers say how long each took. Hover "
+                 "an operation for its details.</p>")
+    for r in rows:
+        parts.append(_ladder_section(r, _anchor(captures, r), operations, report.findings,
+                                     throughput, many))
+    return parts
+
+
 def render(report: Report, title: str = "tshark-dicom report") -> str:
     """The page as a string."""
+    operations = _extra(report, "operations")
+    throughput = _extra(report, "throughput")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -78,6 +187,10 @@ def render(report: Report, title: str = "tshark-dicom report") -> str:
         "<h2>Findings</h2>",
         _table(report.findings, None, row_class="severity"),
     ]
+    parts.extend(_pictures(report, operations, throughput))
+    parts.append("<h2 id='operations'>Operations</h2>")
+    parts.append(f"<section id='operations-table'>{_table(operations, OPERATION_COLUMNS)}"
+                 "</section>")
     for name, cols in _COLUMNS.items():
         parts.append(f"<h2>{name.replace('_', ' ').capitalize()}</h2>")
         parts.append(_table(report.table(name), cols))

@@ -252,7 +252,7 @@ class TcpObserver:
         d.flight = (d.snd_max - d.acked) & _MASK if d.acked is not None else n
         d.peer_win_at = p.win
         d.zero_seen = False
-        base = self._base_ns or t
+        base = self._base_ns if self._base_ns is not None else t
         key = (t - base) // self._bin_ns
         bins = d.bins
         bins[key] = bins.get(key, 0) + n

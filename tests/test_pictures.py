@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from tshark_dicom import pictures
+from tshark_dicom import charts, pictures
 from tshark_dicom.tables import frame
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -165,7 +165,7 @@ def timeline(n: int, **kw: Any) -> ET.Element:
                                           ended_at=at(100 * i + 80)) for i in range(n)])
     ops = frame("operations", [op(0, 100 * i + 10, aid=i,
                                   bottleneck="scp" if i == 1 else None) for i in range(n)])
-    return parse(pictures.timeline_svg(assocs, ops, **kw))
+    return parse(charts.timeline_svg(assocs, ops, **kw))
 
 
 def test_timeline_bar_per_association_coloured_by_bottleneck() -> None:
@@ -189,10 +189,10 @@ def test_timeline_aggregates_beyond_the_cap() -> None:
 def test_timeline_escapes_and_handles_rejections() -> None:
     assocs = frame("associations", [assoc(0, calling_ae=HOSTILE, result="rejected",
                                           ending="closed", ended_at=at(12))])
-    svg = pictures.timeline_svg(assocs, frame("operations", []))
+    svg = charts.timeline_svg(assocs, frame("operations", []))
     root = parse(svg)
     assert "<script" not in svg and any("<script>" in t for t in texts(root))
-    assert "no associations" in texts(parse(pictures.timeline_svg(
+    assert "no associations" in texts(parse(charts.timeline_svg(
         frame("associations", []), None)))[0]
 
 
@@ -202,8 +202,8 @@ def test_throughput_mbit_per_second_per_sender() -> None:
     rows.append({"capture": "c", "assoc_id": 0, "sender": "acceptor", "bin_start": at(50),
                  "bin_ms": 10.0, "bytes": 100})
     tp = frame("throughput", rows)
-    assert pictures.transfer_bytes(tp) >= pictures.LARGE_TRANSFER_BYTES
-    root = parse(pictures.throughput_svg(tp, labels={"requestor": HOSTILE}))
+    assert charts.transfer_bytes(tp) >= charts.LARGE_TRANSFER_BYTES
+    root = parse(charts.throughput_svg(tp, labels={"requestor": HOSTILE}))
     senders = [g.get("data-sender") for g in root.iter(f"{SVG}g") if "data-sender" in g.attrib]
     assert senders == ["requestor", "acceptor"]
     words = " ".join(texts(root))
@@ -213,10 +213,10 @@ def test_throughput_mbit_per_second_per_sender() -> None:
 def test_throughput_long_series_rebinned() -> None:
     rows = [{"capture": "c", "assoc_id": 0, "sender": "requestor", "bin_start": at(k),
              "bin_ms": 1.0, "bytes": 1000} for k in range(5000)]
-    root = parse(pictures.throughput_svg(frame("throughput", rows)))
+    root = parse(charts.throughput_svg(frame("throughput", rows)))
     line = next(root.iter(f"{SVG}polyline"))
     points = line.get("points", "").split()
-    assert len(points) <= 2 * pictures.MAX_THROUGHPUT_POINTS + 4
+    assert len(points) <= 2 * charts.MAX_THROUGHPUT_POINTS + 4
     assert len({p.split(",")[1] for p in points[1:-1]}) == 1  # 1 Mbit/s flat, no aliasing
-    assert "no throughput samples" in texts(parse(pictures.throughput_svg(
+    assert "no throughput samples" in texts(parse(charts.throughput_svg(
         frame("throughput", []))))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import pictures
+from . import charts, pictures
 from .svg import esc, fmt_ms
 from .tables import frame
 
@@ -110,7 +110,8 @@ def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFram
     facts.append(f"{n_ops:,} operation{'' if n_ops == 1 else 's'}")
     detail = row.get("bottleneck_detail")
     if isinstance(detail, str):
-        facts.append(f"<b>{esc(row.get('bottleneck'))}</b>: {esc(detail)}")
+        party, _, why = detail.partition(": ")  # the detail starts with its party
+        facts.append(f"<b>{esc(party)}</b>: {esc(why)}")
     parts.append("<p class='facts'>" + " \u00b7 ".join(facts) + "</p>")
     if n_ops > pictures.MAX_LADDER_OPERATIONS:
         parts.append(f"<p class='notice'>The ladder shows the first "
@@ -120,10 +121,10 @@ def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFram
                  + pictures.ladder_svg(row, operations if ops is None else ops, findings)
                  + "</div>")
     tp = pictures.for_association(throughput, row)
-    if tp is not None and pictures.transfer_bytes(tp) >= pictures.LARGE_TRANSFER_BYTES:
+    if tp is not None and charts.transfer_bytes(tp) >= charts.LARGE_TRANSFER_BYTES:
         labels = {"requestor": str(row.get("calling_ae") or ""),
                   "acceptor": str(row.get("called_ae") or "")}
-        parts.append("<div class='picture'>" + pictures.throughput_svg(tp, labels=labels)
+        parts.append("<div class='picture'>" + charts.throughput_svg(tp, labels=labels)
                      + "</div>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -153,10 +154,10 @@ def _pictures(report: Report, operations: pd.DataFrame, throughput: pd.DataFrame
             parts.append(f"<h3>{esc(Path(str(cap)).name)}</h3>")
         ops = operations[operations["capture"] == cap] if len(operations) else operations
         parts.append("<div class='picture'>"
-                     + pictures.timeline_svg(sub, ops, anchors=anchors) + "</div>")
-        if len(sub) > pictures.MAX_TIMELINE_ASSOCIATIONS:
+                     + charts.timeline_svg(sub, ops, anchors=anchors) + "</div>")
+        if len(sub) > charts.MAX_TIMELINE_ASSOCIATIONS:
             parts.append(f"<p class='notice'>The timeline draws the first "
-                         f"{pictures.MAX_TIMELINE_ASSOCIATIONS} of {len(sub):,} associations "
+                         f"{charts.MAX_TIMELINE_ASSOCIATIONS} of {len(sub):,} associations "
                          "as bars and counts all of them in the strip below them.</p>")
     parts.append("<h2 id='ladders'>Associations</h2>")
     if len(assocs) > len(rows):

@@ -25,7 +25,8 @@ class Wire:
         start = self.seq[who] if seq is None else seq
         self.obs.on_packet(Packet(
             self.frame, int(at_ms * MS), 0, who[0], who[1], peer[0], peer[1], start,
-            self.seq[peer], n, flags, b"x" * n, win, wscale))
+            self.seq[peer], n, flags, b"x" * n, win, wscale), who)
+        self.last = int(at_ms * MS)
         if seq is None:
             self.seq[who] += n + (1 if flags & (SYN | FIN) else 0)
 
@@ -37,14 +38,14 @@ class Wire:
 
 
 def stalls(w: Wire, who: tuple[str, int]) -> list[tuple[float, float, str]]:
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     return [(s / MS, e / MS, k) for s, e, k, _ in ev.directions[who].stalls]
 
 
 def test_handshake_gives_both_halves_and_the_capture_point() -> None:
     w = Wire()
     w.handshake(rtt_server_ms=30.0, rtt_client_ms=0.2)
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     assert ev.half_rtt_ns(S) == 30 * MS
     assert ev.half_rtt_ns(C) == int(0.2 * MS)
     assert ev.scale_known
@@ -57,7 +58,7 @@ def test_data_to_ack_samples_take_the_minimum() -> None:
     w.send(105, S)  # ACK 5 ms later
     w.send(200, C, 100)
     w.send(202, S)  # 2 ms
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     assert ev.handshake_ns is None
     assert ev.half_rtt_ns(S) == 2 * MS
     assert ev.directions[C].rtt_samples == 2
@@ -100,7 +101,7 @@ def test_zero_window_then_reopened() -> None:
     w.send(21, S, win=0)  # ACKs everything, advertises no window
     w.send(521, S, win=500)  # window update 500 ms later
     w.send(521.2, C, 1000)
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     assert [(s / MS, e / MS) for s, e in ev.directions[S].zero_windows] == [(21.0, 521.0)]
     assert [(s / MS, e / MS, k) for s, e, k, _ in ev.directions[C].stalls] == [
         (20.0, 521.0, "zero-window")]
@@ -127,7 +128,7 @@ def test_retransmission_after_a_pause_is_the_network() -> None:
     w.send(20, C, 1000)
     first = w.seq[C] - 1000
     w.send(220, C, 1000, seq=first)  # the same bytes again, 200 ms later (RTO)
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     d = ev.directions[C]
     assert d.retransmitted_bytes == 1000 and len(d.retransmissions) == 1
     assert [k for _, _, k, _ in d.stalls] == ["retransmission"]
@@ -138,7 +139,7 @@ def test_bins_stay_bounded() -> None:
     w.handshake()
     for i in range(5000):
         w.send(20 + i * 10.0, C, 100)
-    ev = w.obs.finish()
+    ev = w.obs.finish(w.last)
     bins = ev.directions[C].bins
     assert len(bins) <= MAX_BINS
     assert sum(b for _, b in bins) == 500_000

@@ -130,7 +130,7 @@ class _Run:
         self.done.add(stream)
         conn.finish()
         if isinstance(conn.observer, TcpObserver):
-            self.evidence[stream] = conn.observer.finish()
+            self.evidence[stream] = conn.observer.finish(conn.last_time_ns)
         for endpoint, half in conn.halves.items():
             role = assoc.role_of(endpoint)
             assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes

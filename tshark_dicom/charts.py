@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping
+from statistics import median
 from typing import Any, cast
 
 import pandas as pd
@@ -247,39 +248,46 @@ def throughput_svg(throughput_rows: pd.DataFrame, *,
     Long series are re-binned to at most `MAX_THROUGHPUT_POINTS` bins per sender."""
     if throughput_rows is None or throughput_rows.empty:
         return svg.empty("throughput", "no throughput samples")
-    df = throughput_rows.dropna(subset=["bin_start"])
-    if df.empty:
+    # plain lists and dicts: a few hundred bins per association, where pandas' per-call
+    # cost would dominate (the report draws this for every large association)
+    rows = []
+    for start, width, sender, nbytes in zip(
+            throughput_rows["bin_start"].tolist(), throughput_rows["bin_ms"].tolist(),
+            throughput_rows["sender"].tolist(), throughput_rows["bytes"].tolist(), strict=True):
+        at = svg.ns(start)
+        if at is None:
+            continue
+        rows.append((at, max((1.0 if svg.missing(width) else float(width)) * 1e6, 1.0),
+                     "?" if svg.missing(sender) else str(sender),
+                     0 if svg.missing(nbytes) else int(nbytes)))
+    if not rows:
         return svg.empty("throughput", "no throughput samples")
-    ns = df["bin_start"].astype("int64") if df["bin_start"].dtype.kind == "M" else pd.Series(
-        [svg.ns(v) for v in df["bin_start"]], index=df.index)
-    bin_ns = (df["bin_ms"].astype("Float64").fillna(1.0).astype(float) * 1e6).clip(lower=1.0)
-    data = pd.DataFrame({"sender": df["sender"].astype(object).fillna("?"),
-                         "start": ns.astype("int64"), "width": bin_ns,
-                         "bytes": df["bytes"].astype("Int64").fillna(0).astype("int64")})
-    t_min = int(data["start"].min())
-    data["start"] = data["start"] - t_min  # from here on, offsets: floats stay exact
-    span_ns = max(float((data["start"] + data["width"]).max()), 1.0)
+    t_min = min(r[0] for r in rows)  # from here on, offsets: floats stay exact
+    span_ns = max(max(float(r[0] - t_min) + r[1] for r in rows), 1.0)
+    total = sum(r[3] for r in rows)
+    bins: dict[str, dict[float, list[float]]] = {}
+    for at, width, sender, nbytes in rows:
+        slot = bins.setdefault(sender, {}).setdefault(float(at - t_min), [0.0, 0.0])
+        slot[0] = max(slot[0], width)
+        slot[1] += nbytes
     series: dict[str, list[tuple[float, float, float]]] = {}
     order = {"requestor": 0, "acceptor": 1}
-    groups = sorted(data.groupby("sender"), key=lambda g: (order.get(str(g[0]), 2), str(g[0])))
-    for sender, part in groups:
-        summed = part.groupby("start", sort=True).agg(width=("width", "max"),
-                                                     bytes=("bytes", "sum"))
+    for sender in sorted(bins, key=lambda name: (order.get(name, 2), name)):
+        summed = sorted(bins[sender].items())
         if len(summed) > MAX_THROUGHPUT_POINTS:
             # a whole number of bins per bucket, or the buckets alias (8 bins, then 9 ...)
-            bin_width = float(summed["width"].median())
+            bin_width = median(w for _, (w, _) in summed)
             per_bucket = math.ceil(span_ns / bin_width / MAX_THROUGHPUT_POINTS)
             bucket_ns = per_bucket * bin_width
-            key = (summed.index.to_numpy() // bucket_ns).astype("int64")
-            grouped = summed.groupby(key)["bytes"].sum()
-            points = [(int(cast(int, k)) * bucket_ns,  # the last bucket ends with the data
-                       min(bucket_ns, span_ns - int(cast(int, k)) * bucket_ns), float(v))
-                      for k, v in grouped.items()]
+            grouped: dict[int, float] = {}
+            for offset, (_, nbytes_f) in summed:
+                key = int(offset // bucket_ns)
+                grouped[key] = grouped.get(key, 0.0) + nbytes_f
+            points = [(k * bucket_ns, min(bucket_ns, span_ns - k * bucket_ns), v)
+                      for k, v in sorted(grouped.items())]  # the last bucket ends with the data
         else:
-            points = [(float(s), float(w), float(b))
-                      for s, w, b in zip(summed.index, summed["width"], summed["bytes"],
-                                         strict=True)]
-        series[str(sender)] = [(s, w, b * 8 / (w / 1e9) / 1e6) for s, w, b in points]
+            points = [(offset, w, b) for offset, (w, b) in summed]
+        series[sender] = [(s, w, b * 8 / (w / 1e9) / 1e6) for s, w, b in points]
     peak = max((m for pts in series.values() for _, _, m in pts), default=0.0)
     ystep = svg.nice_step(peak, 4) if peak > 0 else 0.25
     top_mbps = max(math.ceil(peak / ystep - 1e-9), 1) * ystep
@@ -293,7 +301,6 @@ def throughput_svg(throughput_rows: pd.DataFrame, *,
         return py1 - mbps / top_mbps * (py1 - py0)
 
     body: list[str] = []
-    total = int(data["bytes"].sum())
     origin = pd.Timestamp(t_min, unit="ns", tz="UTC").strftime("%H:%M:%S.%f")[:-3]
     heading = (f"throughput, Mbit/s per bin \u00b7 {svg.fmt_bytes(total)} "
                f"\u00b7 peak {peak:,.1f} Mbit/s")

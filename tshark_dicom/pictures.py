@@ -34,7 +34,10 @@ _NEUTRAL = "#1e3a5f"
 def records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
     if df is None or df.empty:
         return []
-    return [{str(k): v for k, v in rec.items()} for rec in df.to_dict("records")]
+    # column lists zipped: several times faster than to_dict("records") on nullable dtypes
+    cols = [str(c) for c in df.columns]
+    values = [df[c].tolist() for c in df.columns]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _row(row: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
@@ -45,12 +48,13 @@ def for_association(df: pd.DataFrame | None, assoc: Mapping[str, Any]) -> pd.Dat
     """The rows of ``df`` that belong to ``assoc`` (by capture and assoc_id where known)."""
     if df is None or df.empty:
         return df
-    mask = pd.Series(True, index=df.index)
+    mask = None
     for key in ("capture", "assoc_id"):
         value = assoc.get(key)
         if key in df.columns and not svg.missing(value):
-            mask &= (df[key] == value).fillna(False).astype(bool)
-    return df[mask]
+            hit = (df[key] == value).to_numpy(dtype=bool, na_value=False)
+            mask = hit if mask is None else mask & hit
+    return df if mask is None else df[mask]
 
 
 def _endpoint(ip: object, port: object) -> str:

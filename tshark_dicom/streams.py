@@ -65,7 +65,7 @@ class HalfStream:
 
     __slots__ = (
         "sink", "stats", "_next", "_last_raw", "_last_abs", "_pending", "_pending_bytes",
-        "_fin_at", "_ended", "syn_seen", "fin_seen", "rst_seen", "_heap",
+        "_fin_at", "_ended", "syn_seen", "fin_seen", "rst_seen", "_heap", "acked_raw",
     )
 
     def __init__(self, sink: StreamSink) -> None:
@@ -79,6 +79,9 @@ class HalfStream:
         self._heap: list[int] = []
         self._pending_bytes = 0
         self._fin_at: int | None = None
+        #: the last ACK value acted on: the same value again can prove nothing new (the
+        #: next expected byte only moves forward), so the connection skips the call
+        self.acked_raw = -1
         self._ended = False
         self.syn_seen = False
         self.fin_seen = False
@@ -223,6 +226,7 @@ class HalfStream:
         delivered to the peer but missed by the capture, so they are a gap, not a wait."""
         if self._next is None or self._ended:
             return
+        self.acked_raw = raw_ack
         limit = self._unwrap_peek(raw_ack)
         if self._fin_at is not None:
             limit = min(limit, self._fin_at)  # the FIN takes a sequence number, no byte
@@ -293,13 +297,13 @@ class TcpConnection:
         half.segment(pkt)
         if pkt.flags & ACK:
             peer = self.halves.get((pkt.dst, pkt.dport))
-            if peer is not None:
+            if peer is not None and pkt.ack != peer.acked_raw:
                 peer.ack(pkt.ack, pkt.frame, pkt.time_ns)
         if pkt.flags & RST:
             for other in self.halves.values():
                 other.finish("rst", pkt.frame, pkt.time_ns)
         if self.observer is not None:
-            self.observer.on_packet(pkt)
+            self.observer.on_packet(pkt, key)
 
     @property
     def closed(self) -> bool:
@@ -315,7 +319,7 @@ class TcpConnection:
 class PacketObserver(Protocol):
     """Gathers evidence from a connection's packets (it only reads them)."""
 
-    def on_packet(self, pkt: Packet) -> None: ...
+    def on_packet(self, pkt: Packet, sender: tuple[str, int]) -> None: ...
 
 
 class SinkFactory(Protocol):

@@ -103,8 +103,9 @@ class _Dir:
 
     __slots__ = (
         "ev", "peer", "snd_max", "acked", "unblock_ns", "last_data_ns", "last_len", "flight",
-        "peer_win_at", "zero_seen", "win", "scale", "zero_since", "rtt_seq", "rtt_t", "bins",
-        "syn_seen", "unblock_pure",
+        "peer_win_at", "win", "scale", "zero_since", "rtt_seq", "rtt_t", "bins",
+        "syn_seen", "unblock_pure", "max_window", "bin_key", "bin_bytes", "bin_end",
+        "max_segment", "win_raw",
     )
 
     def __init__(self, endpoint: tuple[str, int]) -> None:
@@ -118,22 +119,27 @@ class _Dir:
         self.last_len = 0
         self.flight = 0  # bytes in flight right after the last new data
         self.peer_win_at = -1  # the peer's window when the last new data left
-        self.zero_seen = False  # the peer advertised a zero window since the last data
         self.win = -1  # the window this side advertises (scaled when the scale is known)
         self.scale = 0
         self.zero_since: int | None = None
         self.rtt_seq: int | None = None
         self.rtt_t = 0
         self.bins: dict[int, int] = {}
+        self.bin_key = -1  # the bin being filled, kept out of the dict until the next one
+        self.bin_bytes = 0
+        self.bin_end = -1  # the time the current bin ends (ns)
+        self.max_segment = 0
+        self.win_raw = -1  # the window field as last sent, before scaling
         self.syn_seen = False
+        self.max_window = -1
 
 
 class TcpObserver:
     """Fed every packet of one TCP connection (`on_packet`); `finish` hands back the
     evidence as plain records. It never looks at the payload."""
 
-    __slots__ = ("_dirs", "_client", "_syn_ns", "_synack_ns", "_hs", "_scale_known",
-                 "_base_ns", "_bin_ns", "_last_ns")
+    __slots__ = ("_dirs", "_client", "_syn_ns", "_synack_ns", "_hs", "_hs_pending",
+                 "_scale_known", "_base_ns", "_bin_ns")
 
     def __init__(self) -> None:
         self._dirs: dict[tuple[str, int], _Dir] = {}
@@ -141,10 +147,10 @@ class TcpObserver:
         self._syn_ns: int | None = None
         self._synack_ns: int | None = None
         self._hs: tuple[int, int, int] | None = None
+        self._hs_pending = False  # SYN and SYN-ACK seen, the client's ACK not yet
         self._scale_known = False
         self._base_ns: int | None = None
         self._bin_ns = FIRST_BIN_NS
-        self._last_ns = 0
 
     def _pair(self, pkt: Packet) -> _Dir:
         a, b = _Dir((pkt.src, pkt.sport)), _Dir((pkt.dst, pkt.dport))
@@ -153,59 +159,89 @@ class TcpObserver:
         self._base_ns = pkt.time_ns
         return a
 
-    def on_packet(self, pkt: Packet) -> None:
+    def on_packet(self, pkt: Packet, sender: tuple[str, int]) -> None:
+        """One packet from ``sender`` (its address and port). The hot path: every packet
+        of every DICOM connection passes here, so the common cases come first and cheap,
+        and the rarer ones (a new window, a new ACK, a pause) go to methods of their own."""
         t = pkt.time_ns
-        self._last_ns = t
-        d = self._dirs.get((pkt.src, pkt.sport))
+        d = self._dirs.get(sender)
         if d is None:
             d = self._pair(pkt)
-        p = d.peer
         flags = pkt.flags
         if flags & SYN:
             self._syn(d, pkt, t)
             return
-        if self._synack_ns is not None and self._hs is None and self._syn_ns is not None \
-                and d.ev.endpoint == self._client:
-            self._hs = (self._syn_ns, self._synack_ns, t)
-        # the window this packet advertises, for the peer's sending
-        w = pkt.win
-        if w >= 0 and not flags & RST:
-            if w == 0:
-                if d.zero_since is None:
-                    d.zero_since = t
-                p.zero_seen = True
-            else:
-                w <<= d.scale
-                if d.zero_since is not None:
-                    d.ev.zero_windows.append((d.zero_since, t))
-                    d.zero_since = None
-                    p.unblock_ns, p.unblock_pure = t, not pkt.tcp_len
-                elif w > d.win >= 0:
-                    p.unblock_ns, p.unblock_pure = t, not pkt.tcp_len
-                if d.ev.max_window is None or w > d.ev.max_window:
-                    d.ev.max_window = w
-            d.win = w
-        # the ACK of the peer's data
-        if flags & ACK and p.snd_max is not None:
-            a = pkt.ack
-            if p.acked is None or 0 < (a - p.acked) & _MASK < _HALF:
-                p.acked = a
-                p.unblock_ns = t
-                p.unblock_pure = not pkt.tcp_len
-                if p.rtt_seq is not None and (a - p.rtt_seq) & _MASK < _HALF:
-                    sample = t - p.rtt_t
-                    ev = p.ev
-                    ev.rtt_samples += 1
-                    if ev.rtt_min_ns is None or sample < ev.rtt_min_ns:
-                        ev.rtt_min_ns = sample
-                    p.rtt_seq = None
+        if self._hs_pending:
+            self._handshake_done(d, t)
         n = pkt.tcp_len
+        p = d.peer
+        if pkt.win != d.win_raw and not flags & RST:
+            self._window(d, p, pkt.win, t, n)
+        if flags & ACK and pkt.ack != p.acked and p.snd_max is not None:
+            self._ack(p, pkt.ack, t, n)
         if n:
-            self._data(d, p, pkt.seq, n, t)
+            # the common case inline: new data soon after the last, in the same time bin
+            snd_max, last = d.snd_max, d.last_data_ns
+            end = (pkt.seq + n) & _MASK
+            if snd_max is not None and last is not None and t - last < STALL_NS \
+                    and t < d.bin_end and 0 < (end - snd_max) & _MASK < _HALF:
+                d.snd_max = end
+                d.bin_bytes += n
+                if n > d.max_segment:
+                    d.max_segment = n
+                if d.rtt_seq is None:
+                    d.rtt_seq, d.rtt_t = end, t
+                d.last_data_ns, d.last_len = t, n
+                d.flight = (end - d.acked) & _MASK if d.acked is not None else n
+                d.peer_win_at = p.win
+            else:
+                self._data(d, p, pkt.seq, n, t)
         if flags & FIN and d.snd_max is not None:
             fin_end = (pkt.seq + n + 1) & _MASK  # the FIN takes a sequence number
             if 0 < (fin_end - d.snd_max) & _MASK < _HALF:
                 d.snd_max = fin_end
+
+    def _handshake_done(self, d: _Dir, t: int) -> None:
+        if d.ev.endpoint == self._client:
+            self._hs_pending = False
+            assert self._syn_ns is not None and self._synack_ns is not None
+            self._hs = (self._syn_ns, self._synack_ns, t)
+
+    def _window(self, d: _Dir, p: _Dir, raw: int, t: int, n: int) -> None:
+        """``d`` advertises a new window (for ``p``'s sending)."""
+        d.win_raw = raw
+        if raw < 0:
+            return
+        if raw == 0:
+            if d.zero_since is None:
+                d.zero_since = t
+            d.win = 0
+            return
+        w = raw << d.scale
+        if d.zero_since is not None:
+            d.ev.zero_windows.append((d.zero_since, t))
+            d.zero_since = None
+            p.unblock_ns, p.unblock_pure = t, not n
+        elif w > d.win >= 0:
+            p.unblock_ns, p.unblock_pure = t, not n
+        if w > d.max_window:
+            d.max_window = w
+        d.win = w
+
+    def _ack(self, p: _Dir, a: int, t: int, n: int) -> None:
+        """A new ACK for ``p``'s data (from a packet carrying ``n`` bytes of its own)."""
+        if p.acked is not None and not 0 < (a - p.acked) & _MASK < _HALF:
+            return  # an old ACK, reordered
+        p.acked = a
+        p.unblock_ns = t
+        p.unblock_pure = not n
+        if p.rtt_seq is not None and (a - p.rtt_seq) & _MASK < _HALF:
+            sample = t - p.rtt_t
+            ev = p.ev
+            ev.rtt_samples += 1
+            if ev.rtt_min_ns is None or sample < ev.rtt_min_ns:
+                ev.rtt_min_ns = sample
+            p.rtt_seq = None
 
     def _syn(self, d: _Dir, pkt: Packet, t: int) -> None:
         d.syn_seen = True
@@ -215,6 +251,7 @@ class TcpObserver:
         if pkt.flags & ACK:
             if self._synack_ns is None:
                 self._synack_ns = t
+                self._hs_pending = self._syn_ns is not None
             p = d.peer
             if p.syn_seen:
                 # both SYNs seen: scaling is in force only if both sent the option
@@ -228,6 +265,7 @@ class TcpObserver:
             self._syn_ns, self._client = t, d.ev.endpoint
 
     def _data(self, d: _Dir, p: _Dir, seq: int, n: int, t: int) -> None:
+        """New data after a pause or in a new time bin, or a retransmission."""
         end = (seq + n) & _MASK
         ev = d.ev
         if d.snd_max is None:
@@ -239,37 +277,49 @@ class TcpObserver:
             d.snd_max = end
             if d.rtt_seq is None:
                 d.rtt_seq, d.rtt_t = end, t
-            ev.data_bytes += n
         else:  # a retransmission: what was sent before
             ev.retransmissions.append((t, n))
             ev.retransmitted_bytes += n
             d.rtt_seq = None  # Karn: no RTT sample across a retransmission
             if last is not None and t - last >= STALL_NS:
                 ev.stalls.append((last, t, "retransmission", d.flight))
-        if n > ev.max_segment:
-            ev.max_segment = n
+        if n > d.max_segment:
+            d.max_segment = n
         d.last_data_ns, d.last_len = t, n
         d.flight = (d.snd_max - d.acked) & _MASK if d.acked is not None else n
         d.peer_win_at = p.win
-        d.zero_seen = False
-        base = self._base_ns if self._base_ns is not None else t
+        base = self._base_ns or 0
         key = (t - base) // self._bin_ns
-        bins = d.bins
-        bins[key] = bins.get(key, 0) + n
-        if len(bins) > MAX_BINS:
-            self._widen_bins()
+        if key == d.bin_key:
+            d.bin_bytes += n
+        else:
+            self._flush_bin(d)
+            d.bin_key, d.bin_bytes = key, n
+            d.bin_end = base + (key + 1) * self._bin_ns
+
+    def _flush_bin(self, d: _Dir) -> None:
+        if d.bin_key >= 0:
+            bins = d.bins
+            bins[d.bin_key] = bins.get(d.bin_key, 0) + d.bin_bytes
+            d.bin_key, d.bin_bytes, d.bin_end = -1, 0, -1
+            if len(bins) > MAX_BINS:
+                self._widen_bins()
 
     def _stall(self, d: _Dir, t0: int, t1: int) -> None:
         """Classify a pause [t0, t1) in ``d``'s new data by what held the sender back."""
         stalls = d.ev.stalls
         flight = d.flight
-        if flight <= 0 and not d.zero_seen:
+        # the receiver's window was zero at some time in the pause
+        p = d.peer
+        zero = p.zero_since is not None or bool(p.ev.zero_windows
+                                                and p.ev.zero_windows[-1][1] > t0)
+        if flight <= 0 and not zero:
             stalls.append((t0, t1, "idle", 0))
             return
-        if d.zero_seen:
+        if zero:
             kind = "zero-window"
         elif self._scale_known and d.peer_win_at >= 0 and \
-                flight + max(d.ev.max_segment, 1) > d.peer_win_at:
+                flight + max(d.max_segment, 1) > d.peer_win_at:
             kind = "window-full"
         else:
             kind = "ack-wait"
@@ -288,19 +338,28 @@ class TcpObserver:
     def _widen_bins(self) -> None:
         self._bin_ns *= 2
         for d in self._dirs.values():
+            if d.bin_key >= 0:
+                d.bin_key //= 2
+                d.bin_end = (self._base_ns or 0) + (d.bin_key + 1) * self._bin_ns
             merged: dict[int, int] = {}
             for k, v in d.bins.items():
                 merged[k // 2] = merged.get(k // 2, 0) + v
             d.bins = merged
 
-    def finish(self) -> ConnectionEvidence:
-        """The connection ended (or the capture did): the evidence, as plain records."""
+    def finish(self, last_ns: int) -> ConnectionEvidence:
+        """The connection ended (or the capture did, at ``last_ns``): the evidence, as
+        plain records."""
         base = self._base_ns or 0
         for d in self._dirs.values():
+            self._flush_bin(d)
+        for d in self._dirs.values():
             if d.zero_since is not None:
-                d.ev.zero_windows.append((d.zero_since, self._last_ns))
+                d.ev.zero_windows.append((d.zero_since, last_ns))
                 d.zero_since = None
+            d.ev.max_window = d.max_window if d.max_window >= 0 else None
+            d.ev.max_segment = d.max_segment
             d.ev.bins = [(base + k * self._bin_ns, v) for k, v in sorted(d.bins.items())]
+            d.ev.data_bytes = sum(b for _, b in d.ev.bins) - d.ev.retransmitted_bytes
             d.bins = {}
             if not self._scale_known:
                 d.ev.window_scale = None

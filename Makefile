@@ -6,7 +6,7 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
 DEMO_CAPTURES ?= fixtures/captures
 
-.PHONY: setup sysdeps venv demo test lint bench fixtures clean
+.PHONY: setup sysdeps testdeps venv demo test lint bench fixtures clean
 
 setup: sysdeps venv
 
@@ -14,12 +14,11 @@ setup: sysdeps venv
 # (network namespaces with MTU-sized segments for the lossy fixture and benchmarks).
 sysdeps:
 	@if command -v tshark >/dev/null && [ -x /usr/bin/storescu ] && command -v ethtool >/dev/null \
-	   && command -v ip >/dev/null && command -v editcap >/dev/null \
-	   && command -v chromium >/dev/null; then :; else \
-	  echo "installing tshark, dcmtk, ethtool, iproute2, chromium with apt-get"; \
+	   && command -v ip >/dev/null && command -v editcap >/dev/null; then :; else \
+	  echo "installing tshark, dcmtk, ethtool, iproute2 with apt-get"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    tshark dcmtk ethtool iproute2 chromium; \
+	    tshark dcmtk ethtool iproute2; \
 	fi
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
 	  $(SUDO) apt-get update -q && \
@@ -40,11 +39,20 @@ lint: venv
 	$(BIN)/ruff check tshark_dicom tests
 	$(BIN)/mypy
 
-test: setup lint
+# Debian's Chromium renders report.html in the browser test (tests/test_report_browser.py).
+testdeps:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium with apt-get (the report's browser test)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    chromium; }
+
+test: setup testdeps lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/timing_cost.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

@@ -18,11 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 import tshark_dicom
-from tshark_dicom.tables import frame
 
 from .conftest import CAPTURES
 
@@ -39,63 +37,8 @@ def chromium_path() -> str:
     path = shutil.which("chromium") or (
         "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if path is None:
-        pytest.fail("chromium is not installed: run `make setup` (apt-get install chromium)")
+        pytest.fail("chromium is not installed: run `make test` (it installs Debian's chromium)")
     return path
-
-
-def operations_from_messages(report: tshark_dicom.Report) -> pd.DataFrame:
-    """The operations table as the messages give it: a request, its responses (paired by
-    request_index) and their times. Only for as long as the Report has no operations."""
-    m, a = report.messages, report.associations
-    aes = {(r.capture, r.assoc_id): (r.calling_ae, r.called_ae, r.responded_at)
-           for r in a.itertuples()}
-    rows: list[dict[str, Any]] = []
-    for (cap, aid), msgs in m.groupby(["capture", "assoc_id"], sort=False):
-        calling, called, responded = aes[(cap, aid)]
-        last_end = responded
-        requests = msgs[msgs["request_index"].isna() & msgs["command"].str.endswith("-RQ")
-                        & (msgs["command"] != "C-CANCEL-RQ")]
-        for op_index, rq in enumerate(requests.itertuples()):
-            rsps = msgs[msgs["request_index"] == rq.msg_index].sort_values("msg_index")
-            final = rsps.iloc[-1] if len(rsps) else None
-            scu_is_req = rq.sender == "requestor"
-
-            def ms(t0: Any, t1: Any) -> float | None:
-                return None if pd.isna(t0) or pd.isna(t1) else (t1 - t0).total_seconds() * 1e3
-
-            first_rsp = rsps.iloc[0]["started_at"] if len(rsps) else None
-            done = final["ended_at"] if final is not None else None
-            rows.append({
-                "capture": cap, "assoc_id": aid, "op_index": op_index,
-                "command": rq.command.removesuffix("-RQ"),
-                "scu": rq.sender, "scp": "acceptor" if scu_is_req else "requestor",
-                "scu_ae": calling if scu_is_req else called,
-                "scp_ae": called if scu_is_req else calling,
-                "message_id": rq.message_id, "request_index": rq.msg_index,
-                "final_response_index": final["msg_index"] if final is not None else None,
-                "responses": len(rsps),
-                "pending_responses": int((rsps["status_category"] == "Pending").sum()),
-                "status": final["status"] if final is not None else None,
-                "status_hex": (f"0x{int(final['status']):04X}"
-                               if final is not None and not pd.isna(final["status"]) else None),
-                "status_category": final["status_category"] if final is not None else None,
-                "request_first_at": _ns(rq.started_at),
-                "request_complete_at": _ns(rq.ended_at),
-                "response_first_at": _ns(first_rsp), "response_complete_at": _ns(done),
-                "gap_before_ms": ms(last_end, rq.started_at),
-                "request_transfer_ms": ms(rq.started_at, rq.ended_at),
-                "turnaround_ms": ms(rq.ended_at, first_rsp),
-                "response_transfer_ms": ms(first_rsp, done),
-                "total_ms": ms(rq.started_at, done),
-                "request_bytes": None if pd.isna(rq.dataset_bytes) else rq.dataset_bytes,
-            })
-            if done is not None and not pd.isna(done):
-                last_end = done
-    return frame("operations", rows)
-
-
-def _ns(t: Any) -> int | None:
-    return None if t is None or pd.isna(t) else int(pd.Timestamp(t).value)
 
 
 class Cdp:
@@ -175,15 +118,8 @@ def browser(tmp_path: Path) -> Iterator[Cdp]:
             proc.stderr.close()
 
 
-def _report() -> tshark_dicom.Report:
-    report = tshark_dicom.analyze(FIXTURE)
-    if not hasattr(report, "operations"):  # until the Report carries the operations table
-        report.operations = operations_from_messages(report)  # type: ignore[attr-defined]
-    return report
-
-
 def test_report_in_chromium(browser: Cdp, tmp_path: Path) -> None:
-    report = _report()
+    report = tshark_dicom.analyze(FIXTURE)
     truth = json.loads(TRUTH.read_text())
     expected_ops = sum(1 for msg in truth["associations"][0]["messages"]
                        if msg["command"].endswith("-RQ"))

@@ -194,3 +194,22 @@ def test_both_engines_give_the_same_timing(tmp_path: Path) -> None:
             a, b = raw.table(table), ek.table(table)
             assert a.astype(str).equals(b.astype(str)), (name, table)
         assert sorted(raw.findings["code"]) == sorted(ek.findings["code"])
+
+
+def test_readme_states_the_thresholds_the_code_uses() -> None:
+    from tshark_dicom import findings, tcpevidence, timing
+
+    readme = (CAPTURES.parent.parent / "README.md").read_text()
+    assert f"least all of: {timing.STANDOUT_MIN_MS:.0f} ms (`STANDOUT_MIN_MS`)" in readme
+    assert f"{timing.STANDOUT_RTT_FACTOR:.0f} round trips\n(`STANDOUT_RTT_FACTOR`)" in readme
+    assert f"(`EXPECTED_BYTES_PER_MS` = {timing.EXPECTED_BYTES_PER_MS:,.0f}" in readme
+    assert f"within {timing.CAPTURE_POINT_SHARE:.0%} of the round trip" in readme
+    assert f"below {timing.CAPTURE_POINT_MIN_RTT_MS:.0f} ms of round trip" in readme
+    assert f"pause of {tcpevidence.STALL_NS // 1_000_000} ms or more" in readme
+    assert f"short (<= {tcpevidence.SHORT_SEGMENT} bytes)" in readme
+    assert f"answered {findings.SLOW_SETUP_MS:.0f} ms or more" in readme
+    assert f"{findings.NAGLE_MIN_STALLS} or more `nagle` pauses" in readme
+    assert f"{findings.PER_OBJECT_MIN_ASSOCIATIONS} or more associations" in readme
+    assert f"{findings.PER_OBJECT_MIN_SHARE:.0%} of their time" in readme
+    assert "under 16 KiB" in readme and findings.SMALL_PDU_BYTES == 16 * 1024
+    assert "idle at least half its time" in readme and findings.SCU_IDLE_MIN_SHARE == 0.5

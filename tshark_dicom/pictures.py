@@ -57,6 +57,14 @@ def for_association(df: pd.DataFrame | None, assoc: Mapping[str, Any]) -> pd.Dat
     return df if mask is None else df[mask]
 
 
+def _split_label(alone: str, party: str, ms: float, network_ms: float | None) -> str:
+    """``SCP 502 ms``, or ``round trip 60 ms + SCP 2.5 ms`` where most of the wait was the
+    round trip between the capture point and that peer."""
+    if network_ms is not None and network_ms >= 0.5 * ms and network_ms >= 1.0:
+        return f"round trip {svg.fmt_ms(network_ms)} + {party} {svg.fmt_ms(ms - network_ms)}"
+    return f"{alone} {svg.fmt_ms(ms)}"
+
+
 def _endpoint(ip: object, port: object) -> str:
     host = svg.to_str(ip) or "?"
     if ":" in host:
@@ -401,7 +409,9 @@ def _ladder_op(op: Mapping[str, Any], y: _Scale, floor: float,
         parts.append(f'<line x1="{bx:.0f}" y1="{gap_start:.1f}" x2="{bx:.0f}" y2="{ys:.1f}" '
                      f'stroke="{idle}" stroke-width="2" stroke-dasharray="3 3"/>')
         parts.append(svg.text(x_scu + 14 * out_scu, (gap_start + ys) / 2 + 4,
-                           svg.esc(f"SCU idle {svg.fmt_ms(gap)}"), "small halo",
+                           svg.esc(_split_label("SCU idle", "SCU", gap,
+                                                svg.num(op.get("gap_network_ms")))),
+                           "small halo",
                            "end" if out_scu < 0 else "start",
                            idle if idle_slow else None, "600" if idle_slow else None))
 
@@ -437,7 +447,9 @@ def _ladder_op(op: Mapping[str, Any], y: _Scale, floor: float,
                      f'height="{max(y2 - y1, 1):.1f}" fill="{busy}" rx="2"/>')
         if turnaround is not None:
             parts.append(svg.text(x_scp + 14 * out_scp, (y1 + y2) / 2 + 4,
-                               svg.esc(f"SCP {svg.fmt_ms(turnaround)}"), "small halo",
+                               svg.esc(_split_label("SCP", "SCP", turnaround,
+                                                    svg.num(op.get("turnaround_network_ms")))),
+                               "small halo",
                                "start" if out_scp > 0 else "end",
                                busy if bottleneck == "scp" else None,
                                "600" if bottleneck == "scp" else None))

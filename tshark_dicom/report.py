@@ -84,6 +84,7 @@ class Report:
             + (_counts(m["command"]) if len(m) else ""),
             f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
             f"{int(o['path'].notna().sum()) if len(o) else 0} written as Part-10 files",
+            _operations_line(self.operations),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
                                      for s in SEVERITIES),
         ]
@@ -101,6 +102,27 @@ class Report:
         for row in notes.itertuples():
             lines.append(f"  note: {row.summary}")
         return "\n".join(lines)
+
+
+def _operations_line(ops: pd.DataFrame) -> str:
+    """How many operations, how many were slow and on whom, and the slowest one."""
+    line = _plural(len(ops), "operation")
+    slow = ops[ops["bottleneck"].notna()]
+    if not len(slow):
+        return line + ", none slow"
+    who = {"scu": "the SCU", "scp": "the SCP", "network": "the network"}
+    counts = slow["bottleneck"].value_counts()
+    line += ", slow: " + ", ".join(f"{n} waiting on {who.get(str(b), b)}"
+                                   for b, n in counts.items())
+    worst = slow.sort_values("total_ms", ascending=False, na_position="last").iloc[0]
+    return (line + f"; slowest: {worst['command']} {_ms_text(worst['total_ms'])} "
+            f"({worst['bottleneck_detail']})")
+
+
+def _ms_text(ms: object) -> str:
+    if not isinstance(ms, float) or pd.isna(ms):
+        return "unfinished"
+    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
 
 
 def _plural(n: int, word: str) -> str:

@@ -91,7 +91,9 @@ class OperationRecord:
     nagle_ms: float = 0.0
     rtt_ms: float | None = None
     scu_gap_ms: float = 0.0  # the SCU's share of the gap before the request
+    gap_network_ms: float = 0.0  # ... and the network's (a half round trip at most)
     scp_turnaround_ms: float = 0.0  # the SCP's share of the turnaround
+    turnaround_network_ms: float = 0.0  # ... and the network's
     # attribution
     parts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTIES, 0.0))
     bottleneck: str | None = None
@@ -305,7 +307,7 @@ def _add(op: OperationRecord, party: str, ms: float, why: str) -> None:
 def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, float]) -> None:
     scu, scp = op.scu, op.scp
     if op.gap_before_ms is not None:
-        net = min(op.gap_before_ms, halves[scu])
+        net = op.gap_network_ms = min(op.gap_before_ms, halves[scu])
         _add(op, "network", net, f"{net:,.0f} ms round trip to the SCU before the request")
         op.scu_gap_ms = op.gap_before_ms - net
         _add(op, "scu", op.scu_gap_ms, f"idle {op.scu_gap_ms:,.0f} ms before the request")
@@ -328,7 +330,7 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
             _add(op, party, ms, _STALL_WHY[kind].format(ms=ms, what=what))
     turn = op.turnaround_ms
     if turn is not None and turn > 0:
-        net = min(turn, halves[scp])
+        net = op.turnaround_network_ms = min(turn, halves[scp])
         _add(op, "network", net, f"{net:,.0f} ms round trip to the SCP")
         resp = op.command + "-RSP"
         op.scp_turnaround_ms = turn - net

@@ -30,6 +30,7 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "hole": {"scu-idle"},  # planted: the SCU sleeps 0.4 s between stores (editcap's gap)
     "concurrent": {"scu-idle", "nagle-stall"},  # planted: gap=0.25 s between A's stores
     "n_services": {"scu-idle", "nagle-stall"},  # planted: the SCP waits before N-EVENT-REPORT
+    "qr_move_concurrent": {"scu-idle"},  # planted: the Q/R SCP waits 120 ms per sub-operation
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall

@@ -23,7 +23,7 @@ from .errors import (
     TsharkError,
     TsharkNotFoundError,
 )
-from .report import Report
+from .report import Report, load
 from .tables import SCHEMAS, TABLES
 
 __version__ = "0.1.0"
@@ -39,6 +39,7 @@ __all__ = [
     "TsharkNotFoundError",
     "__version__",
     "analyze",
+    "load",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord
+from .correlate import MoveLinks, correlate
 from .crosscheck import crosscheck
 from .errors import OptionsError
-from .findings import TimingContext, association_per_object, timing_findings
+from .findings import (
+    QrContext,
+    TimingContext,
+    association_per_object,
+    qr_findings,
+    timing_findings,
+)
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import Packet, UnsupportedLinkType, read_packets, read_raw_packets
-from .streams import TcpConnection
+from .queries import KeyRecord, QueryRecord, build_queries
+from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .timing import AssociationTiming, OperationRecord, association_timing, build_operations
 from .tshark import (
@@ -36,6 +44,11 @@ log = logging.getLogger(__name__)
 
 #: Which data sets become Part-10 files (SPEC: C-STORE, including C-GET/C-MOVE sub-operations).
 FILE_COMMANDS = frozenset({"C-STORE-RQ"})
+#: Whose data sets (query/retrieve identifiers) are kept for queries.py to decode, up to
+#: IDENTIFIER_MAX bytes each.
+IDENTIFIER_COMMANDS = frozenset({"C-FIND-RQ", "C-FIND-RSP", "C-MOVE-RQ", "C-MOVE-RSP",
+                                 "C-GET-RQ", "C-GET-RSP"})
+IDENTIFIER_MAX = 1 << 20
 
 
 @dataclass
@@ -55,6 +68,11 @@ class CaptureResult:
     operations: list[list[OperationRecord]] = field(default_factory=list)
     timings: list[AssociationTiming] = field(default_factory=list)
     evidence: list[ConnectionEvidence | None] = field(default_factory=list)
+    attempts: list[ConnectionAttempt] = field(default_factory=list)
+    #: per association: its queries and their keys (op_index, key)
+    queries: list[list[QueryRecord]] = field(default_factory=list)
+    query_keys: list[list[tuple[int, KeyRecord]]] = field(default_factory=list)
+    links: list[MoveLinks] = field(default_factory=list)
 
 
 ProgressFn = Callable[[int], None]
@@ -75,6 +93,7 @@ class _Run:
         self.conns: dict[int, TcpConnection] = {}
         self.done: set[int] = set()  # streams finished, or not DICOM: their packets skipped
         self.evidence: dict[int, ConnectionEvidence] = {}
+        self.attempts: list[ConnectionAttempt] = []
         self.snaplen_cut = 0
         self.first_cut_frame: int | None = None
 
@@ -87,7 +106,8 @@ class _Run:
             self.objects_dir if write else None,
             safe_object_name(sop_instance_uid, number, msg_index),
             sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
-            transfer_syntax=transfer_syntax, source_ae=source_ae)
+            transfer_syntax=transfer_syntax, source_ae=source_ae,
+            keep=IDENTIFIER_MAX if command in IDENTIFIER_COMMANDS else 0)
 
     def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
         """The hot loop: every packet of the capture (raw) or of its DICOM streams (ek)."""
@@ -139,6 +159,9 @@ class _Run:
         if not assoc.is_dicom:
             del self.assocs[stream]
             self.evidence.pop(stream, None)
+            attempt = failed_attempt(conn)
+            if attempt is not None:
+                self.attempts.append(attempt)
 
     def finish(self) -> list[Association]:
         for stream in list(self.conns):
@@ -205,7 +228,11 @@ def analyze_capture(
             "length; their missing bytes are treated as capture gaps"))
     _settle_object_names(dicom, run.provisional, objects_dir)
     result.associations = dicom
+    dicom_hosts = {ep[0] for a in dicom for ep in (a.requestor, a.acceptor) if ep}
+    result.attempts = [t for t in run.attempts
+                       if t.client[0] in dicom_hosts or t.server[0] in dicom_hosts]
     _timing(result, run.evidence)
+    _query_retrieve(result)
     if not dicom:
         result.findings.append(_no_dicom(label, ports))
     elif cross_check:
@@ -233,6 +260,21 @@ def _timing(result: CaptureResult, evidence: dict[int, ConnectionEvidence]) -> N
         assoc.findings.extend(timing_findings(context))
     for index, finding in association_per_object(contexts):
         result.associations[index].findings.append(finding)
+
+
+def _query_retrieve(result: CaptureResult) -> None:
+    """Queries and their keys, C-MOVE/C-GET correlation, and the query/retrieve findings."""
+    by_op: dict[tuple[int, int], QueryRecord] = {}
+    for aid, (assoc, ops) in enumerate(zip(result.associations, result.operations,
+                                           strict=True)):
+        queries, keys = build_queries(assoc, ops)
+        result.queries.append(queries)
+        result.query_keys.append(keys)
+        by_op.update(((aid, q.op_index), q) for q in queries)
+    result.links = correlate(result.associations, result.operations, result.attempts)
+    context = QrContext(result.associations, result.links, result.attempts, by_op)
+    for aid, finding in qr_findings(context, result.operations):
+        result.associations[aid].findings.append(finding)
 
 
 def _settle_object_names(dicom: list[Association], provisional: dict[int, int],

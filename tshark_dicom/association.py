@@ -173,6 +173,8 @@ class ObjectRecord:
     path: str | None
     sender: str
     meta_notes: str | None = None
+    #: the data set's bytes, for query/retrieve identifiers only (queries.py decodes them)
+    identifier: bytes | None = None
 
 
 @dataclass
@@ -206,6 +208,9 @@ class DatasetSinkLike(Protocol):
 
     @property
     def meta_notes(self) -> tuple[str, ...]: ...
+
+    @property
+    def kept(self) -> bytes | None: ...
 
 
 class DatasetSinkFactory(Protocol):
@@ -497,7 +502,8 @@ class Association:
             self.objects.append(ObjectRecord(
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
                 sink.nbytes, sink.sha256, complete, problem, path, m.sender,
-                "; ".join(notes) if path and notes else None))
+                "; ".join(notes) if path and notes else None,
+                sink.kept if complete else None))
         if not complete:
             self.finding(
                 "warning", "object-incomplete",

@@ -22,8 +22,10 @@ from rich.console import Console
 
 from . import __version__
 from .batch import run
+from .diagnose import FAIL_ON, RANK, worst_severity
 from .errors import OptionsError, TsharkDicomError
-from .report import FORMATS, replace_results
+from .report import FORMATS, Report, load, replace_results
+from .tables import TABLES
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -121,6 +123,57 @@ def analyze(
     if not quiet:
         typer.echo(summary)
         typer.echo(f"results in {out}/")
+
+
+@app.command()
+def diagnose(
+    sources: Annotated[list[Path], typer.Argument(
+        help="Captures, folders of captures, or OUT folders written by analyze.",
+        show_default=False, metavar="CAPTURE_OR_DIR_OR_OUT...")],
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 3 when a finding of this severity or worse is found: "
+        "warning or error (for monitoring).")] = None,
+    port: Annotated[list[int] | None, typer.Option(
+        "--port", help="Also decode streams on this TCP port that start mid-association "
+        "(repeatable).")] = None,
+    tshark: Annotated[str | None, typer.Option(
+        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
+) -> None:
+    """Print the findings grouped by association, most severe first, in plain sentences;
+    a C-MOVE with its callback and sub-operations beneath it."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
+    if fail_on is not None and fail_on not in FAIL_ON:
+        _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
+    outs = [p for p in sources if p.is_dir() and any(
+        (p / f"findings.{ext}").is_file() for ext in ("parquet", "csv"))]
+    try:
+        if outs and len(outs) != len(sources):
+            raise OptionsError("give either OUT folders written by analyze or captures, "
+                               "not both")
+        if outs:
+            reports = [load(p) for p in outs]
+            report = Report.concat([{t: r.table(t) for t in TABLES} for r in reports],
+                                   [c for r in reports for c in r.captures])
+        else:
+            report = run(sources, ports=port or (), tshark=tshark)
+    except TsharkDicomError as exc:
+        _fail(exc)
+    except Exception as exc:  # never a traceback for the user; --debug shows one
+        if debug:
+            raise
+        typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
+                   "and report it", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.diagnose())
+    worst = worst_severity(report)
+    if fail_on is not None and worst is not None and RANK[worst] <= RANK[fail_on]:
+        raise typer.Exit(3)
 
 
 @contextmanager

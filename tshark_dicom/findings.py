@@ -12,8 +12,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord
+from .association import (
+    ACCEPTOR,
+    REJECT_REASONS,
+    REJECT_RESULTS,
+    REJECT_SOURCES,
+    REQUESTOR,
+    Association,
+    FindingRecord,
+)
+from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
+from .queries import QueryRecord
+from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
 from .timing import STANDOUT_MIN_MS, AssociationTiming, OperationRecord, standout_limit_ms
 
@@ -290,4 +301,246 @@ def association_per_object(contexts: Sequence[TimingContext]) -> list[tuple[int,
             f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
             f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); send the "
             "objects over one association (for dcmtk storescu: all files in one call)"))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Query/retrieve (correlate.py, queries.py): one finding per C-MOVE, C-GET or C-FIND
+# that went wrong, naming the AE titles, addresses, UIDs and values, and what to check.
+# ---------------------------------------------------------------------------------------
+QR_CODES = (
+    "move-destination-unknown", "callback-refused", "callback-unanswered", "callback-rejected",
+    "callback-missing", "suboperations-failed", "suboperation-counts-mismatch",
+    "get-role-not-negotiated", "query-no-match", "query-failed",
+)
+#: Status 0xA801: Refused: Move Destination unknown (PS3.4 C.4.2.1.5).
+MOVE_DESTINATION_UNKNOWN = 0xA801
+#: How many UIDs of a Failed SOP Instance UID List a sentence names.
+MAX_UIDS_NAMED = 3
+
+
+@dataclass
+class QrContext:
+    """What a query/retrieve rule reads about a capture."""
+
+    associations: Sequence[Association]
+    links: Sequence[MoveLinks]
+    attempts: Sequence[ConnectionAttempt]
+    queries: dict[tuple[int, int], QueryRecord]  # (assoc_id, op_index) -> query
+
+    def ae(self, aid: int, role: str) -> str:
+        a = self.associations[aid]
+        return (a.calling_ae if role == REQUESTOR else a.called_ae) or f"the {role}"
+
+    def scu(self, aid: int, op: OperationRecord) -> str:
+        return self.ae(aid, op.scu)
+
+    def scp(self, aid: int, op: OperationRecord) -> str:
+        return self.ae(aid, op.scp)
+
+
+def _where(ep: tuple[str, int] | None) -> str:
+    if ep is None:
+        return "an unknown address"
+    host = f"[{ep[0]}]" if ":" in ep[0] else ep[0]
+    return f"{host}:{ep[1]}"
+
+
+def _moves(c: QrContext, command: str = "C-MOVE") -> list[MoveLinks]:
+    return [ml for ml in c.links if ml.op.command == command]
+
+
+def move_destination_unknown(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    op = ml.op
+    if op.status != MOVE_DESTINATION_UNKNOWN:
+        return None
+    return FindingRecord(op.final_response_index, op.first_frame, "error",
+                         "move-destination-unknown", (
+        f"{c.scp(ml.assoc_id, op)} answered the C-MOVE from {c.scu(ml.assoc_id, op)} with "
+        f"0xA801 (Move Destination unknown): it has no address for the destination AE "
+        f"'{op.move_destination}'; add {op.move_destination} (AE title, host and port) to "
+        f"{c.scp(ml.assoc_id, op)}'s known destinations, or correct the AE title the SCU "
+        "asks for"))
+
+
+def callback_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    """callback-refused / callback-unanswered: the archive's connection attempts."""
+    if not ml.attempts:
+        return None
+    tries = [c.attempts[i] for i in ml.attempts]
+    refused = [t for t in tries if t.outcome == "refused"]
+    op = ml.op
+    group = refused or tries
+    first = group[0]
+    targets = sorted({_where(t.server) for t in group})
+    source = first.client[0]
+    if refused:
+        code, what = "callback-refused", (
+            f"was refused (TCP RST) {len(refused)} time{'s' if len(refused) > 1 else ''}: "
+            "nothing listens there")
+    else:
+        syns = sum(t.syns for t in tries)
+        code, what = "callback-unanswered", (
+            f"was never answered ({syns} SYN{'s' if syns > 1 else ''} without a reply): the "
+            "host is down, unreachable, or a firewall drops the connection")
+    return FindingRecord(op.request_index, first.frame, "error", code, (
+        f"{c.scp(ml.assoc_id, op)} ({source}) tried to open the callback to "
+        f"{op.move_destination} at {', '.join(targets)} for the C-MOVE from "
+        f"{c.scu(ml.assoc_id, op)}, and the connection {what}; check that "
+        f"{op.move_destination} is running and that {c.scp(ml.assoc_id, op)}'s entry for it "
+        "has the right host and port"))
+
+
+def callback_rejected(c: QrContext, ml: MoveLinks) -> list[tuple[int, FindingRecord]]:
+    """On each rejected callback association of the C-MOVE: (its assoc_id, finding)."""
+    out = []
+    for aid in ml.callbacks:
+        cb = c.associations[aid]
+        if cb.result != "rejected":
+            continue
+        if cb.reject is not None:
+            res, src, reason = cb.reject
+            why = (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
+                   f"reason {REJECT_REASONS.get((src, reason), reason)}")
+        else:
+            why = "its reason is not in the capture"
+        out.append((aid, FindingRecord(None, cb.reject_frame or cb.first_frame, "error",
+                                       "callback-rejected", (
+            f"{cb.called_ae or ml.op.move_destination} ({_where(cb.acceptor)}) rejected the "
+            f"callback association from {cb.calling_ae or 'the archive'} "
+            f"({_where(cb.requestor)}) for the C-MOVE from {c.scu(ml.assoc_id, ml.op)}: {why}; "
+            f"the destination must accept {cb.calling_ae or 'the archive'} as calling AE and "
+            f"{cb.called_ae or ml.op.move_destination} as called AE"))))
+    return out
+
+
+def callback_missing(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    op = ml.op
+    attempted = sum(n or 0 for n in (op.completed, op.failed, op.warning))
+    if ml.callbacks or ml.attempts or ml.uncertain or not attempted:
+        return None
+    return FindingRecord(op.final_response_index, op.first_frame, "warning",
+                         "callback-missing", (
+        f"{c.scp(ml.assoc_id, op)} reports {attempted} sub-operation"
+        f"{'s' if attempted > 1 else ''} for the C-MOVE from {c.scu(ml.assoc_id, op)} to "
+        f"{op.move_destination}, but no association or connection attempt to "
+        f"{op.move_destination} is in the capture: the capture point may not see the path "
+        f"from {c.scp(ml.assoc_id, op)} to {op.move_destination} (capture there, or on the "
+        "archive)"))
+
+
+def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    op = ml.op
+    if not op.failed and not op.suboperations_failed:
+        return None
+    statuses: dict[str, int] = {}
+    for _, s in ml.stores:
+        if s.status_category in ("Failure", "Warning") and s.status_hex:
+            statuses[s.status_hex] = statuses.get(s.status_hex, 0) + 1
+    seen = ", ".join(f"{n} x {h}" for h, n in sorted(statuses.items()))
+    q = c.queries.get((ml.assoc_id, op.op_index))
+    uids = q.failed_sop_instances if q else []
+    named = ", ".join(uids[:MAX_UIDS_NAMED]) + (f" and {len(uids) - MAX_UIDS_NAMED} more"
+                                                if len(uids) > MAX_UIDS_NAMED else "")
+    where = (f" to {op.move_destination}" if op.command == "C-MOVE" else "")
+    if statuses:
+        advice = "check the destination's log for why it refused those objects"
+    elif not ml.stores and (ml.callbacks or ml.attempts or op.command == "C-GET"):
+        advice = ("they were never sent: the objects could not reach the destination (see "
+                  "the callback and role findings)")
+    else:
+        advice = "check the archive's and the destination's logs"
+    return FindingRecord(op.final_response_index, op.first_frame, "error",
+                         "suboperations-failed", (
+        f"{op.failed if op.failed is not None else op.suboperations_failed} sub-operation"
+        f"{'s' if (op.failed or 0) != 1 else ''} of the {op.command} from "
+        f"{c.scu(ml.assoc_id, op)}{where} failed (final status {op.status_hex or 'unknown'}"
+        + (f"; the C-STOREs seen answered {seen}" if seen else "")
+        + (f"; Failed SOP Instance UID List: {named}" if named else "")
+        + f"): {advice}"))
+
+
+def suboperation_counts_mismatch(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    op = ml.op
+    if op.status_category not in ("Success", "Warning", "Failure") or not (
+            ml.callbacks or ml.op.command == "C-GET"):
+        return None
+    if op.completed is None and op.failed is None:
+        return None
+    claimed = sum(n or 0 for n in (op.completed, op.failed, op.warning))
+    seen = op.suboperations_seen or 0
+    seen_failed = sum(s.status_category == "Failure" for _, s in ml.stores)
+    # failed sub-operations may never have been sent (callback refused, no role): only
+    # successes not seen, or more failures seen than counted, disagree
+    if seen - seen_failed == (op.completed or 0) + (op.warning or 0) and \
+            seen_failed <= (op.failed or 0):
+        return None
+    return FindingRecord(op.final_response_index, op.first_frame, "warning",
+                         "suboperation-counts-mismatch", (
+        f"the final {op.command}-RSP from {c.scp(ml.assoc_id, op)} counts {claimed} "
+        f"sub-operations ({op.completed or 0} completed, {op.failed or 0} failed, "
+        f"{op.warning or 0} warning) but the capture holds {seen} C-STORE"
+        f"{'s' if seen != 1 else ''} for it: some sub-operations are not in the capture, or "
+        "the SCP counts wrongly"))
+
+
+def get_role_not_negotiated(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
+    a = c.associations[ml.assoc_id]
+    storage = [ctx for ctx in a.contexts.values() if ctx.result == 0 and ctx.abstract_syntax
+               and ctx.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")]
+    if any(ctx.scp_role_accepted for ctx in storage):
+        return None
+    op = ml.op
+    what = ("proposed no storage SOP class at all" if not storage else
+            f"proposed {len(storage)} storage SOP class{'es' if len(storage) > 1 else ''} "
+            "without SCP/SCU role selection giving the SCU the SCP role")
+    outcome = f"; final status {op.status_hex}" if op.status_hex else ""
+    return FindingRecord(op.request_index, op.first_frame, "error", "get-role-not-negotiated", (
+        f"{c.scu(ml.assoc_id, op)}'s C-GET to {c.scp(ml.assoc_id, op)} {what} (PS3.7 D.3.3.4), "
+        f"so {c.scp(ml.assoc_id, op)} cannot send the objects back on this association"
+        f"{outcome}; propose each storage SOP class with role selection (SCP role) on the "
+        "C-GET association"))
+
+
+def query_findings(c: QrContext, aid: int, q: QueryRecord,
+                   op: OperationRecord) -> FindingRecord | None:
+    if q.command == "C-FIND" and q.status_category == "Failure":
+        return FindingRecord(op.final_response_index, op.first_frame, "error", "query-failed", (
+            f"{c.scp(aid, op)} answered the C-FIND from {c.scu(aid, op)} "
+            f"({q.query_level or 'no'} level, {', '.join(q.matching_keys) or 'no matching key'})"
+            f" with {q.status_hex} ({op.status_text or 'failure'})"
+            + (f": {op.error_comment}" if op.error_comment else "")))
+    if q.diagnosis is None:
+        return None
+    return FindingRecord(op.request_index, op.first_frame, "warning", "query-no-match", (
+        f"the C-FIND from {c.scu(aid, op)} to {c.scp(aid, op)} "
+        f"({q.query_level or 'no'} level, {', '.join(q.matching_keys) or 'no matching key'}) "
+        f"matched nothing; likely reason: {q.diagnosis} ({q.diagnosis_detail})"))
+
+
+MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] = (
+    move_destination_unknown, callback_failed, callback_missing, suboperations_failed,
+    suboperation_counts_mismatch,
+)
+
+
+def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]]
+                ) -> list[tuple[int, FindingRecord]]:
+    """Every query/retrieve rule; (assoc_id, finding)."""
+    out: list[tuple[int, FindingRecord]] = []
+    for ml in c.links:
+        if ml.op.command == "C-MOVE":
+            out.extend((ml.assoc_id, f) for rule in MOVE_RULES
+                       if (f := rule(c, ml)) is not None)
+            out.extend(callback_rejected(c, ml))
+        else:
+            for get_rule in (get_role_not_negotiated, suboperations_failed,
+                             suboperation_counts_mismatch):
+                f = get_rule(c, ml)
+                if f is not None:
+                    out.append((ml.assoc_id, f))
+    for (aid, op_index), q in c.queries.items():
+        f = query_findings(c, aid, q, operations[aid][op_index])
+        if f is not None:
+            out.append((aid, f))
     return out

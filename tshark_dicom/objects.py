@@ -166,6 +166,7 @@ class ObjectSink:
         sop_instance_uid: str | None,
         transfer_syntax: str | None,
         source_ae: str | None,
+        keep: int = 0,
     ) -> None:
         if not _NAME_RE.fullmatch(name) or ".." in name:
             raise ValueError(f"unsafe object file name {name!r}")
@@ -181,6 +182,10 @@ class ObjectSink:
         self._error: OSError | None = None
         self._nbytes = 0
         self._head = bytearray()
+        #: up to ``keep`` bytes kept in memory (query identifiers, which later stages
+        #: decode); None once the data set is longer than that
+        self._keep = keep
+        self._kept: bytearray | None = bytearray() if keep else None
         self._file: BinaryIO | None = None
         self._meta_first = False
         self._meta_ts: str | None = None
@@ -208,6 +213,11 @@ class ObjectSink:
         return bytes(self._head)
 
     @property
+    def kept(self) -> bytes | None:
+        """The whole data set when it was kept (``keep`` > 0 and no longer than that)."""
+        return bytes(self._kept) if self._kept is not None else None
+
+    @property
     def meta_notes(self) -> tuple[str, ...]:
         """What the meta header left out or took from elsewhere, and why."""
         return tuple(self._notes)
@@ -233,6 +243,11 @@ class ObjectSink:
         self._nbytes += len(batch) - before
         if len(self._head) < HEAD_SIZE:
             self._head += batch[before:before + HEAD_SIZE - len(self._head)]
+        if self._kept is not None:
+            if self._nbytes > self._keep:
+                self._kept = None
+            else:
+                self._kept += chunk
         if len(batch) >= _BATCH:
             self._flush()
 

@@ -6,6 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +29,10 @@ class Report:
     objects: pd.DataFrame = field(default_factory=lambda: frame("objects", []))
     findings: pd.DataFrame = field(default_factory=lambda: frame("findings", []))
     operations: pd.DataFrame = field(default_factory=lambda: frame("operations", []))
+    queries: pd.DataFrame = field(default_factory=lambda: frame("queries", []))
+    query_keys: pd.DataFrame = field(default_factory=lambda: frame("query_keys", []))
+    connection_attempts: pd.DataFrame = field(
+        default_factory=lambda: frame("connection_attempts", []))
     throughput: pd.DataFrame = field(default_factory=lambda: frame("throughput", []))
     captures: list[str] = field(default_factory=list)
 
@@ -65,6 +70,13 @@ class Report:
                 written.append(_atomic(out_dir / f"{name}.csv", lambda p, d=df, name=name:
                                        _csv(name, d).to_csv(p, index=False)))
         return written
+
+    def diagnose(self) -> str:
+        """The findings grouped by association, most severe first, in plain sentences, a
+        C-MOVE with its callbacks and sub-operations beneath it (`tshark-dicom diagnose`)."""
+        from .diagnose import render
+
+        return render(self)
 
     def to_html(self, title: str = "tshark-dicom report") -> str:
         """The whole report as one self-contained HTML page."""
@@ -123,6 +135,58 @@ def _ms_text(ms: object) -> str:
     if not isinstance(ms, float) or pd.isna(ms):
         return "unfinished"
     return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+def load(out: str | os.PathLike[str]) -> Report:
+    """A run written by `Report.write` (or ``tshark-dicom analyze -o OUT``), read back: each
+    table from its Parquet file, else its CSV, with the schema's dtypes; a table the
+    folder lacks is empty."""
+    folder = Path(out)
+    if not folder.is_dir():
+        raise OptionsError(f"{folder}: no such folder")
+    found = False
+    tables: dict[str, pd.DataFrame] = {}
+    for name in TABLES:
+        parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+        if parquet.is_file():
+            df = pd.read_parquet(parquet)
+        elif csv.is_file():
+            df = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+        else:
+            tables[name] = frame(name, [])
+            continue
+        found = True
+        tables[name] = _typed(name, df)
+    if not found:
+        raise OptionsError(f"{folder}: no tables of tshark-dicom in it (run analyze -o first)")
+    captures = list(dict.fromkeys(tables["associations"]["capture"].tolist()
+                                  + tables["findings"]["capture"].tolist()))
+    return Report(**tables, captures=captures)
+
+
+def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """A table as read from disk, with the schema's columns and dtypes."""
+    out: dict[str, Any] = {}
+    for col, dtype in SCHEMAS[table].items():
+        values = df[col] if col in df.columns else pd.Series([None] * len(df), dtype=object)
+        if dtype == "object":  # lists: arrays from Parquet, space-separated text in CSV
+            out[col] = values.map(lambda v: v.split(" ") if isinstance(v, str) and v else
+                                  list(v) if hasattr(v, "__len__") and not isinstance(v, str)
+                                  else None)
+        elif dtype.startswith("datetime64"):
+            out[col] = pd.to_datetime(values, utc=True)
+        elif dtype == "bool":
+            out[col] = values.map(lambda v: v if isinstance(v, bool) else str(v) == "True")
+            out[col] = out[col].astype(bool)
+        elif dtype == "boolean":
+            out[col] = values.map(lambda v: None if v is None or v is pd.NA or v != v else
+                                  v if isinstance(v, bool) else str(v) == "True")
+            out[col] = out[col].astype("boolean")
+        elif dtype in ("Int64", "Float64"):
+            out[col] = pd.to_numeric(values, errors="coerce").astype(cast(Any, dtype))
+        else:
+            out[col] = values.astype("string")
+    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
 
 
 def _plural(n: int, word: str) -> str:

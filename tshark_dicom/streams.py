@@ -45,6 +45,7 @@ class HalfStreamStats:
     """What the direction's segments looked like, for findings and timing."""
 
     packets: int = 0
+    syns: int = 0
     payload_packets: int = 0
     delivered_bytes: int = 0
     gap_bytes: int = 0
@@ -111,6 +112,7 @@ class HalfStream:
         start = self._unwrap(pkt.seq)
         if pkt.flags & SYN:
             self.syn_seen = True
+            st.syns += 1
             start += 1
             if self._next is None:
                 self._next = start
@@ -268,7 +270,7 @@ class TcpConnection:
     sink through ``sink_for(src, sport, dst, dport, first_packet)`` when it first appears."""
 
     __slots__ = ("stream", "halves", "_sink_for", "first_frame", "first_time_ns", "last_frame",
-                 "last_time_ns", "client", "observer")
+                 "last_time_ns", "client", "server", "observer")
 
     def __init__(self, stream: int, sink_for: SinkFactory,
                  observer: PacketObserver | None = None) -> None:
@@ -282,6 +284,7 @@ class TcpConnection:
         self.last_frame = 0
         self.last_time_ns = 0
         self.client: tuple[str, int] | None = None  # who sent the SYN, if seen
+        self.server: tuple[str, int] | None = None  # ... and to whom
 
     def feed(self, pkt: Packet) -> None:
         if self.first_frame is None:
@@ -293,7 +296,7 @@ class TcpConnection:
             half = HalfStream(self._sink_for(pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt))
             self.halves[key] = half
         if pkt.flags & SYN and not pkt.flags & ACK and self.client is None:
-            self.client = key
+            self.client, self.server = key, (pkt.dst, pkt.dport)
         half.segment(pkt)
         if pkt.flags & ACK:
             peer = self.halves.get((pkt.dst, pkt.dport))
@@ -324,3 +327,44 @@ class PacketObserver(Protocol):
 
 class SinkFactory(Protocol):
     def __call__(self, src: str, sport: int, dst: str, dport: int, first: Packet) -> StreamSink: ...
+
+
+@dataclass
+class ConnectionAttempt:
+    """A TCP connection that never carried a byte: the SYN refused (answered by RST) or
+    never answered. Kept for hosts that speak DICOM in the capture: a C-MOVE's callback
+    that could not connect shows up as one."""
+
+    tcp_stream: int
+    client: tuple[str, int]
+    server: tuple[str, int]
+    first_ns: int
+    last_ns: int
+    frame: int
+    syns: int  # SYN segments the client sent (retransmissions included)
+    outcome: str  # refused | unanswered
+
+
+def failed_attempt(conn: TcpConnection) -> ConnectionAttempt | None:
+    """The connection as a failed attempt, if it is one: the client's SYN(s), no byte of
+    payload either way, and from the server nothing (unanswered) or an RST (refused)."""
+    client = conn.client
+    if client is None or conn.first_frame is None or conn.first_time_ns is None:
+        return None
+    halves = conn.halves
+    mine = halves.get(client)
+    if mine is None or mine.stats.payload_packets:
+        return None
+    server = next((ep for ep in halves if ep != client), None)
+    if server is None:
+        outcome = "unanswered"
+    else:
+        theirs = halves[server]
+        if theirs.syn_seen or theirs.stats.payload_packets or not theirs.rst_seen:
+            return None  # answered: a handshake, or something other than a refusal
+        outcome = "refused"
+    peer = server or conn.server
+    if peer is None:
+        return None
+    return ConnectionAttempt(conn.stream, client, peer, conn.first_time_ns, conn.last_time_ns,
+                             conn.first_frame, mine.stats.syns, outcome)

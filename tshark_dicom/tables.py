@@ -24,6 +24,7 @@ from .association import (
     MessageRecord,
     uid_name,
 )
+from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord
 
@@ -117,6 +118,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "remaining": "Int64", "completed": "Int64", "failed": "Int64", "warning": "Int64",
         # correlation (query/retrieve)
         "parent_assoc_id": "Int64", "parent_op_index": "Int64", "callback_assoc_ids": LIST,
+        "callback_attempt_ids": LIST,
         "suboperations_seen": "Int64", "suboperations_failed": "Int64", "link": "string",
         # timing, on the capture clock
         "request_first_at": TS, "request_complete_at": TS, "response_first_at": TS,
@@ -130,6 +132,26 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "scu_ms": "Float64", "network_ms": "Float64", "scp_ms": "Float64",
         "bottleneck": "string", "bottleneck_detail": "string",
         "first_frame": "Int64", "last_frame": "Int64",
+    },
+    "queries": {
+        "capture": "string", "assoc_id": "Int64", "op_index": "Int64", "command": "string",
+        "information_model": "string", "query_level": "string", "move_destination": "string",
+        "matching_keys": LIST, "return_keys": LIST, "matches": "Int64", "status_hex": "string",
+        "status_category": "string", "refined_from_op": "Int64", "diagnosis": "string",
+        "diagnosis_detail": "string", "failed_sop_instances": LIST,
+        "identifier_problem": "string",
+    },
+    "query_keys": {
+        "capture": "string", "assoc_id": "Int64", "op_index": "Int64", "source": "string",
+        "response_number": "Int64", "tag": "string", "keyword": "string", "vr": "string",
+        "value": "string", "empty": "bool",
+    },
+    "connection_attempts": {
+        "capture": "string", "attempt_id": "Int64", "tcp_stream": "Int64",
+        "client_ip": "string", "client_port": "Int64", "server_ip": "string",
+        "server_port": "Int64", "first_at": TS, "last_at": TS, "frame": "Int64",
+        "syns": "Int64", "outcome": "string", "move_assoc_id": "Int64",
+        "move_op_index": "Int64",
     },
     "throughput": {
         "capture": "string", "assoc_id": "Int64", "sender": "string", "bin_start": TS,
@@ -203,6 +225,7 @@ def _op_row(capture: str, aid: int, a: Association, op: OperationRecord) -> dict
         "completed": op.completed, "failed": op.failed, "warning": op.warning,
         "parent_assoc_id": op.parent_assoc_id, "parent_op_index": op.parent_op_index,
         "callback_assoc_ids": op.callback_assoc_ids,
+        "callback_attempt_ids": op.callback_attempt_ids,
         "suboperations_seen": op.suboperations_seen,
         "suboperations_failed": op.suboperations_failed, "link": op.link,
         "request_first_at": op.request_first_ns, "request_complete_at": op.request_complete_ns,
@@ -236,6 +259,31 @@ def _throughput_rows(capture: str, aid: int, a: Association,
                          "mbps": nbytes * 8 / (bin_ms * 1000)})
     rows.sort(key=lambda r: (r["bin_start"], r["sender"]))
     return rows
+
+
+def _query_row(capture: str, aid: int, q: QueryRecord) -> dict[str, Any]:
+    return {
+        "capture": capture, "assoc_id": aid, "op_index": q.op_index, "command": q.command,
+        "information_model": q.information_model, "query_level": q.query_level,
+        "move_destination": q.move_destination, "matching_keys": q.matching_keys,
+        "return_keys": q.return_keys, "matches": q.matches, "status_hex": q.status_hex,
+        "status_category": q.status_category, "refined_from_op": q.refined_from_op,
+        "diagnosis": q.diagnosis, "diagnosis_detail": q.diagnosis_detail,
+        "failed_sop_instances": q.failed_sop_instances,
+        "identifier_problem": q.identifier_problem,
+    }
+
+
+def _attempt_rows(res: CaptureResult) -> list[dict[str, Any]]:
+    owner = {i: (ml.assoc_id, ml.op.op_index) for ml in res.links for i in ml.attempts}
+    return [{
+        "capture": res.capture, "attempt_id": i, "tcp_stream": t.tcp_stream,
+        "client_ip": t.client[0], "client_port": t.client[1], "server_ip": t.server[0],
+        "server_port": t.server[1], "first_at": t.first_ns, "last_at": t.last_ns,
+        "frame": t.frame, "syns": t.syns, "outcome": t.outcome,
+        "move_assoc_id": owner.get(i, (None, None))[0],
+        "move_op_index": owner.get(i, (None, None))[1],
+    } for i, t in enumerate(res.attempts)]
 
 
 def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
@@ -305,6 +353,7 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
     rows: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
     for res in results:
         cap = res.capture
+        rows["connection_attempts"].extend(_attempt_rows(res))
         for f in res.findings:
             rows["findings"].append({"capture": cap, "assoc_id": None, "msg_index": f.msg_index,
                                      "frame": f.frame, "severity": f.severity, "code": f.code,
@@ -318,6 +367,13 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                                           for op in res.operations[aid])
                 rows["throughput"].extend(_throughput_rows(cap, aid, a, ev))
             rows["associations"].append(row)
+            if aid < len(res.queries):
+                rows["queries"].extend(_query_row(cap, aid, q) for q in res.queries[aid])
+                rows["query_keys"].extend(
+                    {"capture": cap, "assoc_id": aid, "op_index": op_index,
+                     "source": k.source, "response_number": k.response_number, "tag": k.tag,
+                     "keyword": k.keyword, "vr": k.vr, "value": k.value, "empty": k.empty}
+                    for op_index, k in res.query_keys[aid])
             for c in a.context_rows():
                 rows["presentation_contexts"].append({
                     "capture": cap, "assoc_id": aid, "context_id": c.context_id,

@@ -73,10 +73,12 @@ class OperationRecord:
     completed: int | None = None
     failed: int | None = None
     warning: int | None = None
+    response_indices: list[int] = field(default_factory=list)  # msg_index, in order
     # correlation (query/retrieve): correlate.py
     parent_assoc_id: int | None = None
     parent_op_index: int | None = None
     callback_assoc_ids: list[int] | None = None
+    callback_attempt_ids: list[int] | None = None
     suboperations_seen: int | None = None
     suboperations_failed: int | None = None
     link: str | None = None
@@ -190,6 +192,7 @@ def build_operations(assoc: Association) -> list[OperationRecord]:
         if op.final_response_index is not None:
             continue  # after the final response nothing more belongs to it
         op.responses += 1
+        op.response_indices.append(m.msg_index)
         op.response_bytes += _bytes(m)
         op.last_frame = max(op.last_frame, m.last_frame)
         if op.response_first_ns is None:

@@ -1,0 +1,192 @@
+"""Query/retrieve on real captures: every C-MOVE linked to exactly its callbacks, every
+sub-operation to its C-MOVE or C-GET, every query key exactly as sent, and each planted
+problem found (and nothing else); plus the no-match diagnosis on hand-made identifiers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from tshark_dicom.findings import QR_CODES
+from tshark_dicom.queries import QueryRecord, decode_identifier, diagnose_no_match
+
+from .conftest import capture_for, truth_files
+
+QR = [t for t in truth_files() if "qr" in json.loads(t.read_text())]
+QR_IDS = [t.name.removesuffix(".truth.json") for t in QR]
+OTHERS = [t for t in truth_files() if t not in QR]
+#: Query/retrieve findings in fixtures made for other issues, planted there.
+PLANTED_ELSEWHERE = {"find_move": {"query-no-match"}}  # PatientID=NO-SUCH-PATIENT
+
+
+def _truth(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _none(v: Any) -> Any:
+    return None if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) else v
+
+
+@pytest.mark.parametrize("truth_path", QR, ids=QR_IDS)
+def test_operations_and_links_equal_the_truth(truth_path: Path, analysed: Any) -> None:
+    want = _truth(truth_path)["qr"]["operations"]
+    report, _ = analysed(capture_for(truth_path))
+    ops = report.operations.set_index(["assoc_id", "op_index"])
+    assert len(ops) == len(want)
+    for w in want:
+        got = ops.loc[(w["assoc_index"], w["op_index"])]
+        where = (truth_path.name, w["assoc_index"], w["op_index"])
+        assert got["command"] == w["command"], where
+        assert _none(got["status"]) == w["final_status"], where
+        if "pending_responses" in w:
+            assert got["pending_responses"] == w["pending_responses"], where
+        for key in ("completed", "failed", "warning", "remaining"):
+            if key in w:
+                assert _none(got[key]) == w[key], (where, key)
+        parent = w["parent"]
+        got_parent = (None if pd.isna(got["parent_assoc_id"]) else
+                      [int(got["parent_assoc_id"]), int(got["parent_op_index"])])
+        assert got_parent == parent, where
+        if parent is not None:
+            assert got["link"] == w["link_evidence"], where
+        if w["command"] == "C-MOVE":
+            callbacks = got["callback_assoc_ids"]
+            assert sorted(callbacks or []) == sorted(w["callback_assoc_indexes"]), where
+            seen = sum(1 for o in want if o["parent"] == [w["assoc_index"], w["op_index"]])
+            assert got["suboperations_seen"] == seen, where
+
+
+@pytest.mark.parametrize("truth_path", QR, ids=QR_IDS)
+def test_every_query_key_is_exactly_as_sent(truth_path: Path, analysed: Any) -> None:
+    queries = _truth(truth_path)["qr"]["queries"]
+    report, _ = analysed(capture_for(truth_path))
+    q_table = report.queries.set_index(["assoc_id", "op_index"])
+    keys = report.query_keys
+    for q in queries:
+        where = (truth_path.name, q["assoc_index"], q["op_index"])
+        got = q_table.loc[(q["assoc_index"], q["op_index"])]
+        assert got["command"] == q["command"], where
+        assert got["query_level"] == q["query_level"].strip(), where
+        assert got["matches"] == q["matches"], where
+        assert _none(got["diagnosis"]) == q["diagnosis"], where
+        refined = _none(got["refined_from_op"])
+        if q["refined_from"] is not None or refined is None:
+            assert (None if refined is None else [q["assoc_index"], int(refined)]) == \
+                q["refined_from"], where
+        else:  # the generator knew the value, but the traffic shows an answer gave it first
+            sends = {(k["keyword"], k["value"].rstrip(" \x00")) for k in q["request_keys"]
+                     if k["value"]}
+            answer = keys[(keys.assoc_id == q["assoc_index"]) & (keys.op_index == refined)
+                          & (keys.source == "response")]
+            assert any((k.keyword, (k.value or "").rstrip(" \x00")) in sends
+                       for k in answer.itertuples()), where
+        sent = keys[(keys.assoc_id == q["assoc_index"]) & (keys.op_index == q["op_index"])
+                    & (keys.source == "request")]
+        assert [(k.tag, k.keyword, k.vr, _none(k.value)) for k in sent.itertuples()] == [
+            (k["tag"], k["keyword"], k["vr"], k["value"]) for k in q["request_keys"]], where
+
+
+@pytest.mark.parametrize("truth_path", QR, ids=QR_IDS)
+def test_connection_attempts_equal_the_truth(truth_path: Path, analysed: Any) -> None:
+    want = _truth(truth_path)["qr"]["connection_attempts"]
+    report, _ = analysed(capture_for(truth_path))
+    got = report.connection_attempts
+    assert [(r.server_ip, r.server_port, r.outcome, r.client_ip) for r in got.itertuples()] == [
+        (w["server_ip"], w["server_port"], w["outcome"], w["client_ip"]) for w in want]
+    for row in got.itertuples():  # each one belongs to the C-MOVE it failed
+        assert pd.notna(row.move_assoc_id)
+
+
+@pytest.mark.parametrize("truth_path", QR, ids=QR_IDS)
+def test_planted_problems_give_their_findings_and_nothing_else(truth_path: Path,
+                                                               analysed: Any) -> None:
+    qr = _truth(truth_path)["qr"]
+    report, _ = analysed(capture_for(truth_path))
+    codes = set(report.findings["code"]) & set(QR_CODES)
+    assert set(qr["expected_findings"]) <= codes
+    assert codes <= set(qr["expected_findings"]) | set(qr.get("secondary_findings") or [])
+
+
+@pytest.mark.parametrize("truth_path", OTHERS, ids=[t.name.removesuffix(".truth.json")
+                                                    for t in OTHERS])
+def test_other_fixtures_give_no_query_retrieve_finding(truth_path: Path, analysed: Any) -> None:
+    truth = _truth(truth_path)
+    report, _ = analysed(capture_for(truth_path), tuple(filter(None, [truth.get("port_hint")])))
+    codes = set(report.findings["code"]) & set(QR_CODES)
+    assert codes <= PLANTED_ELSEWHERE.get(truth_path.name.removesuffix(".truth.json"), set())
+
+
+def test_findings_name_what_was_planted(analysed: Any) -> None:
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "qr_move_refused.pcapng")
+    refused = report.findings[report.findings.code == "callback-refused"].summary.iloc[0]
+    assert "127.0.0.1:11164" in refused and "DEAD-DEST" in refused
+    report, _ = analysed(CAPTURES / "qr_move_unknown_dest.pcapng")
+    unknown = report.findings[report.findings.code == "move-destination-unknown"].summary.iloc[0]
+    assert "NO-SUCH-AE" in unknown and "0xA801" in unknown
+    report, _ = analysed(CAPTURES / "qr_move_rejected.pcapng")
+    rejected = report.findings[report.findings.code == "callback-rejected"].summary.iloc[0]
+    assert "calling-AE-title-not-recognized" in rejected
+    report, _ = analysed(CAPTURES / "qr_move_partial.pcapng")
+    failed = report.findings[report.findings.code == "suboperations-failed"].summary.iloc[0]
+    assert "2 x 0xA700" in failed
+
+
+# -- the diagnosis, on hand-made identifiers ---------------------------------------------
+def _identifier(**keys: str) -> bytes:
+    ds = Dataset()
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def _query(op_index: int, matches: int, **keys: str) -> QueryRecord:
+    q = QueryRecord(op_index, "C-FIND", "Study Root", "STUDY", None, [], [], matches,
+                    "0x0000", "Success")
+    q.keys = decode_identifier(_identifier(QueryRetrieveLevel="STUDY", **keys), None,
+                               "request", 0)
+    return q
+
+
+@pytest.mark.parametrize(("keys", "diagnosis"), [
+    ({"PatientID": "PAT001 "}, "trailing-space"),
+    ({"PatientID": "PAT01"}, "unknown"),  # padded to even length: not a trailing space
+    ({"PatientName": "John Doe"}, "pn-without-caret"),
+    ({"PatientName": "Doe"}, "unknown"),
+    ({"StudyDate": "2024-01-05"}, "date-format"),
+    ({"StudyDate": "20240101-20240131"}, "unknown"),
+    ({"StudyInstanceUID": "1.2.3*"}, "wildcard-not-allowed"),
+    ({"PatientName": "Doe*"}, "unknown"),
+    ({"PatientName": "Doe^John", "StudyDate": "20240105", "Modality": "CT",
+      "AccessionNumber": "A1"}, "over-defined"),
+])
+def test_no_match_diagnosis(keys: dict[str, str], diagnosis: str) -> None:
+    q = _query(0, 0, **keys)
+    assert diagnose_no_match(q, [q])[0] == diagnosis
+
+
+def test_over_defined_against_a_query_that_matched() -> None:
+    wide = _query(0, 2, StudyDate="20240212")
+    narrow = _query(1, 0, StudyDate="20240212", PatientID="PAT001")
+    reason, detail = diagnose_no_match(narrow, [wide, narrow])
+    assert reason == "over-defined" and "PatientID=PAT001" in detail
+
+
+def test_values_keep_their_padding() -> None:
+    keys = decode_identifier(_identifier(PatientID="ABC", StudyInstanceUID="1.2.3"), None,
+                             "request", 0)
+    by = {k.keyword: k for k in keys}
+    assert by["PatientID"].value == "ABC " and by["PatientID"].text == "ABC"
+    assert by["StudyInstanceUID"].value == "1.2.3\x00"

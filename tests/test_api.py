@@ -37,6 +37,24 @@ SPEC_COLUMNS = {
         "capture", "assoc_id", "msg_index", "command", "sop_class_uid", "sop_instance_uid",
         "transfer_syntax", "dataset_bytes", "sha256", "complete", "problem", "path"],
     "findings": ["capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"],
+    "operations": [
+        "capture", "assoc_id", "op_index", "command", "scu", "scp", "message_id",
+        "request_index", "final_response_index", "responses", "pending_responses",
+        "cancel_index", "sop_class_uid", "sop_instance_uid", "move_destination", "status",
+        "status_hex", "status_category", "status_text", "remaining", "completed", "failed",
+        "warning", "parent_assoc_id", "parent_op_index", "callback_assoc_ids",
+        "suboperations_seen", "suboperations_failed", "link", "request_first_at",
+        "request_complete_at", "response_first_at", "response_complete_at", "gap_before_ms",
+        "request_transfer_ms", "turnaround_ms", "response_transfer_ms", "total_ms",
+        "request_bytes", "request_mbps", "retransmitted_bytes", "zero_window_ms", "rtt_ms",
+        "bottleneck", "bottleneck_detail"],
+    "queries": [
+        "capture", "assoc_id", "op_index", "command", "information_model", "query_level",
+        "matching_keys", "return_keys", "matches", "status_hex", "refined_from_op",
+        "diagnosis"],
+    "query_keys": [
+        "capture", "assoc_id", "op_index", "source", "response_number", "tag", "keyword", "vr",
+        "value", "empty"],
 }
 
 
@@ -126,3 +144,18 @@ def test_several_captures_number_associations_per_capture() -> None:
 def test_frame_rejects_unknown_table() -> None:
     with pytest.raises(KeyError):
         frame("nope", [])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_load_reads_back_every_table(tmp_path: Path, fmt: str) -> None:
+    report = tshark_dicom.analyze([CAPTURES / "qr_find_nomatch.pcapng",
+                                   CAPTURES / "qr_move_refused.pcapng"])
+    report.write(tmp_path, format=fmt)
+    loaded = tshark_dicom.load(tmp_path)
+    for table in SCHEMAS:
+        a, b = report.table(table), loaded.table(table)
+        assert list(b.columns) == list(a.columns), table
+        assert (b.dtypes == a.dtypes).all(), table
+        assert a.astype(str).equals(b.astype(str)), table
+    with pytest.raises(tshark_dicom.OptionsError):
+        tshark_dicom.load(tmp_path / "nothing-here")

@@ -190,3 +190,48 @@ def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "Traceback" not in proc.stderr
+
+
+# -- diagnose -------------------------------------------------------------------------------
+GOLDEN = Path(__file__).parent / "golden" / "diagnose.txt"
+GOLDEN_CAPTURES = ("qr_move_refused.pcapng", "qr_move_ok.pcapng", "qr_move_concurrent.pcapng",
+                   "qr_find_nomatch.pcapng")
+
+
+def test_diagnose_prints_the_golden_text() -> None:
+    code, stdout, stderr = invoke("diagnose", *(str(CAPTURES / c) for c in GOLDEN_CAPTURES))
+    assert code == 0, stderr
+    assert stdout == GOLDEN.read_text(), (
+        "diagnose output changed; if on purpose, regenerate tests/golden/diagnose.txt with "
+        "tshark-dicom diagnose " + " ".join(f"fixtures/captures/{c}" for c in GOLDEN_CAPTURES))
+
+
+def test_diagnose_reads_an_out_folder_like_the_captures(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    captures = [str(CAPTURES / c) for c in GOLDEN_CAPTURES]
+    for fmt in ("parquet", "csv"):
+        assert invoke("analyze", *captures, "-o", str(out), "--format", fmt,
+                      "--no-objects")[0] == 0
+        code, stdout, stderr = invoke("diagnose", str(out))
+        assert code == 0, stderr
+        assert stdout == GOLDEN.read_text(), fmt
+
+
+@pytest.mark.parametrize(("capture", "fail_on", "code"), [
+    ("qr_move_refused.pcapng", "error", 3),
+    ("qr_move_refused.pcapng", "warning", 3),
+    ("timing_slow_scp.pcapng", "error", 0),
+    ("timing_slow_scp.pcapng", "warning", 3),
+    ("timing_clean_control.pcapng", "warning", 0),
+])
+def test_diagnose_fail_on(capture: str, fail_on: str, code: int) -> None:
+    got, stdout, _ = invoke("diagnose", str(CAPTURES / capture), "--fail-on", fail_on)
+    assert got == code
+    assert stdout.startswith(capture)
+
+
+def test_diagnose_usage_errors(tmp_path: Path) -> None:
+    code, _, stderr = invoke("diagnose", str(CAPTURES / "echo.pcapng"), "--fail-on", "note")
+    assert code == 2 and stderr.strip() == "Error: --fail-on 'note': choose warning or error"
+    code, _, stderr = invoke("diagnose", str(tmp_path / "missing.pcapng"))
+    assert code == 1 and stderr.strip().startswith("Error: ") and "missing.pcapng" in stderr

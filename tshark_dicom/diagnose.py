@@ -69,22 +69,44 @@ def render(report: Report) -> str:
                        key=lambda r: (worst.get(r["assoc_id"], 9), r["assoc_id"]))
         cops = ops[ops["capture"] == cap]
         catt = attempts[attempts["capture"] == cap]
+        quiet = 0
         for assoc in order:
             aid = assoc["assoc_id"]
             mine = cf[cf["assoc_id"] == aid]
             moves = cops[(cops["assoc_id"] == aid) & cops["command"].isin(["C-MOVE", "C-GET"])]
             if mine.empty and moves.empty:
+                quiet += 1
                 continue
             lines.append("  " + _assoc_line(assoc))
-            for row in _sorted(mine).to_dict("records"):
-                lines.append(f"    {row['severity']}: [{row['code']}] {row['summary']}")
+            lines.extend(_finding_lines(_sorted(mine)))
             for op in moves.to_dict("records"):
                 lines.extend(_retrieve_lines(op, ca, cops, catt))
-        quiet = len(ca) - sum(1 for r in order if r["assoc_id"] in worst)
         if quiet > 0:
             lines.append(f"  ({quiet} other association{'s' if quiet > 1 else ''} without "
                          "findings)")
     return "\n".join(lines)
+
+
+#: Findings of one code on one association shown before the rest are counted (a proposal
+#: of 128 contexts can have a hundred rejected).
+SHOWN_PER_CODE = 3
+
+
+def _finding_lines(findings: pd.DataFrame) -> list[str]:
+    lines: list[str] = []
+    shown: dict[str, int] = {}
+    rows = findings.to_dict("records")
+    total = findings["code"].value_counts().to_dict()
+    for row in rows:
+        code = row["code"]
+        shown[code] = shown.get(code, 0) + 1
+        if shown[code] <= SHOWN_PER_CODE:
+            lines.append(f"    {row['severity']}: [{code}] {row['summary']}")
+        elif shown[code] == SHOWN_PER_CODE + 1:
+            more = total[code] - SHOWN_PER_CODE
+            lines.append(f"    {row['severity']}: [{code}] ... and {more} more like these "
+                         "(see the findings table)")
+    return lines
 
 
 def _sorted(findings: pd.DataFrame) -> pd.DataFrame:

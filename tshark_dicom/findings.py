@@ -376,7 +376,8 @@ def callback_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     source = first.client[0]
     if refused:
         code, what = "callback-refused", (
-            f"was refused (TCP RST) {len(refused)} time{'s' if len(refused) > 1 else ''}: "
+            "was refused (TCP RST) "
+            + (f"{len(refused)} times" if len(refused) > 1 else "once") + ": "
             "nothing listens there")
     else:
         syns = sum(t.syns for t in tries)

@@ -165,7 +165,8 @@ def build_queries(assoc: Association, ops: list[OperationRecord]
                 if k.empty:
                     q.return_keys.append(k.keyword or k.tag)
                 else:  # a sequence with items is sequence matching (PS3.4 C.2.2.2.6)
-                    value = "(sequence)" if k.value is None else k.value
+                    # as sent, but without a UID's NUL padding: this list is for reading
+                    value = "(sequence)" if k.value is None else k.value.rstrip("\x00")
                     q.matching_keys.append(f"{k.keyword or k.tag}={value}")
         q.refined_from_op = _refined_from(q, answered)
         sent.update((k.keyword, k.text) for k in q.keys if k.keyword and k.text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -169,12 +170,10 @@ def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, Any] = {}
     for col, dtype in SCHEMAS[table].items():
         values = df[col] if col in df.columns else pd.Series([None] * len(df), dtype=object)
-        if dtype == "object":  # lists: arrays from Parquet, space-separated text in CSV
-            out[col] = values.map(lambda v: v.split(" ") if isinstance(v, str) and v else
-                                  list(v) if hasattr(v, "__len__") and not isinstance(v, str)
-                                  else None)
+        if dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
+            out[col] = values.map(_list_value)
         elif dtype.startswith("datetime64"):
-            out[col] = pd.to_datetime(values, utc=True)
+            out[col] = pd.to_datetime(values, utc=True).astype(cast(Any, dtype))
         elif dtype == "bool":
             out[col] = values.map(lambda v: v if isinstance(v, bool) else str(v) == "True")
             out[col] = out[col].astype(bool)
@@ -186,7 +185,19 @@ def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
             out[col] = pd.to_numeric(values, errors="coerce").astype(cast(Any, dtype))
         else:
             out[col] = values.astype("string")
-    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    frame_ = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    if table == "query_keys":  # CSV cannot tell "" from null: only a sequence has no value
+        blank = frame_["value"].isna() & (frame_["vr"] != "SQ").fillna(True)
+        frame_.loc[blank, "value"] = ""
+    return frame_
+
+
+def _list_value(v: object) -> list[Any] | None:
+    if isinstance(v, str):
+        return list(json.loads(v)) if v.startswith("[") else v.split(" ") if v else None
+    if v is None or not hasattr(v, "__len__"):
+        return None
+    return [x.item() if hasattr(x, "item") else x for x in v]  # type: ignore[attr-defined]
 
 
 def _plural(n: int, word: str) -> str:
@@ -199,11 +210,12 @@ def _counts(col: pd.Series) -> str:
 
 
 def _csv(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Lists (proposed transfer syntaxes) become space-separated text in CSV."""
+    """Lists (proposed transfer syntaxes, query keys, callback ids) become JSON arrays in CSV:
+values may hold spaces and commas."""
     out = df.copy()
     for col, dtype in SCHEMAS[table].items():
         if dtype == "object":
-            out[col] = out[col].map(lambda v: " ".join(v) if isinstance(v, list) else v)
+            out[col] = out[col].map(lambda v: json.dumps(list(v)) if isinstance(v, list) else v)
     return out
 
 

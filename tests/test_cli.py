@@ -168,6 +168,15 @@ def test_folder_and_jobs(tmp_path: Path) -> None:
         assert (out / path).is_file()
 
 
+def test_diagnose_help_and_readme() -> None:
+    code, stdout, _ = invoke("diagnose", "--help")
+    assert code == 0
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for option in ("--fail-on", "--port", "--tshark"):
+        assert option in stdout
+    assert "tshark-dicom diagnose CAPTURE_OR_DIR_OR_OUT... [--fail-on warning|error]" in readme
+
+
 def test_help_documents_every_option() -> None:
     code, stdout, _ = invoke("analyze", "--help")
     assert code == 0

@@ -43,12 +43,14 @@ def test_raw_reader_equals_tshark_dissection(cap: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["multi_store", "lossy", "hole", "snaplen", "find_move",
-                                  "abort", "concurrent", "c_get_cancel"])
+                                  "abort", "concurrent", "c_get_cancel", "qr_move_ok",
+                                  "qr_move_concurrent", "qr_find_nomatch", "qr_get_no_role"])
 def test_engines_give_the_same_tables(name: str, tmp_path: Path) -> None:
     cap = CAPTURES / f"{name}.pcapng"
     raw = tshark_dicom.analyze(cap, engine="raw", objects_dir=tmp_path / "r" / "objects")
     ek = tshark_dicom.analyze(cap, engine="ek", objects_dir=tmp_path / "e" / "objects")
-    for table in ("associations", "presentation_contexts", "messages", "objects"):
+    for table in ("associations", "presentation_contexts", "messages", "objects",
+                  "operations", "queries", "query_keys", "throughput"):
         a, b = raw.table(table), ek.table(table)
         assert a.astype(str).equals(b.astype(str)), table
     assert sorted(raw.findings["code"]) == sorted(ek.findings["code"])

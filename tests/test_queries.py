@@ -190,3 +190,14 @@ def test_values_keep_their_padding() -> None:
     by = {k.keyword: k for k in keys}
     assert by["PatientID"].value == "ABC " and by["PatientID"].text == "ABC"
     assert by["StudyInstanceUID"].value == "1.2.3\x00"
+
+
+def test_readme_documents_every_finding_code() -> None:
+    from tshark_dicom.findings import TIMING_CODES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for code in (*QR_CODES, *TIMING_CODES):
+        assert f"`{code}`" in readme, code
+    for diagnosis in ("trailing-space", "pn-without-caret", "wildcard-not-allowed",
+                      "date-format", "over-defined", "unknown"):
+        assert f"| `{diagnosis}` |" in readme, diagnosis

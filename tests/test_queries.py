@@ -201,3 +201,18 @@ def test_readme_documents_every_finding_code() -> None:
     for diagnosis in ("trailing-space", "pn-without-caret", "wildcard-not-allowed",
                       "date-format", "over-defined", "unknown"):
         assert f"| `{diagnosis}` |" in readme, diagnosis
+
+
+def test_c_cancel_points_at_the_request_it_cancels(analysed: Any) -> None:
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "c_get_cancel.pcapng")
+    m = report.messages
+    cancel = m[m.command == "C-CANCEL-RQ"].iloc[0]
+    cancelled = m[m.msg_index == cancel.request_index].iloc[0]
+    # the sender's own C-FIND-RQ (not a C-STORE-RQ of the peer with the same Message ID)
+    assert cancelled.command == "C-FIND-RQ" and cancelled.sender == cancel.sender
+    assert cancelled.message_id == cancel.responds_to
+    ops = report.operations
+    find = ops[ops.command == "C-FIND"].iloc[0]
+    assert find.cancel_index == cancel.msg_index and find.status_hex == "0xFE00"

@@ -78,6 +78,15 @@ MAX_GAP_FINDINGS = 20
 _VALID_UID = re.compile(RE_VALID_UID)
 
 
+def reject_reason_text(reject: tuple[int, int, int] | None) -> str:
+    """An A-ASSOCIATE-RJ's result, source and reason in words (PS3.8 Table 9-21)."""
+    if reject is None:
+        return "its reason is not in the capture"
+    res, src, reason = reject
+    return (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
+            f"reason {REJECT_REASONS.get((src, reason), reason)}")
+
+
 def uid_name(uid: str | None) -> str | None:
     """The registered name of a UID (pydicom's dictionary), else None."""
     if not uid:
@@ -704,12 +713,7 @@ class Association:
 
     def _reject_abort_findings(self) -> None:
         if self.result == "rejected":
-            if self.reject is not None:
-                res, src, reason = self.reject
-                why = (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
-                       f"reason {REJECT_REASONS.get((src, reason), reason)}")
-            else:
-                why = "its reason is not in the capture"
+            why = reject_reason_text(self.reject)
             self.finding(
                 "error", "association-rejected",
                 f"{self.called_ae or 'the acceptor'} rejected the association from "

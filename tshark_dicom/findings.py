@@ -14,12 +14,10 @@ from statistics import median
 
 from .association import (
     ACCEPTOR,
-    REJECT_REASONS,
-    REJECT_RESULTS,
-    REJECT_SOURCES,
     REQUESTOR,
     Association,
     FindingRecord,
+    reject_reason_text,
 )
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
@@ -69,6 +67,11 @@ class TimingContext:
         ep = a.requestor if role == REQUESTOR else a.acceptor
         where = f" ({ep[0]}:{ep[1]})" if ep else ""
         return (name or f"the {role}") + where
+
+    def title(self, role: str) -> str:
+        """The AE title of a side, without its address."""
+        a = self.assoc
+        return (a.calling_ae if role == REQUESTOR else a.called_ae) or f"the {role}"
 
     def ae_of(self, op: OperationRecord, party: str) -> str:
         """The AE title of an operation's SCU or SCP (without address)."""
@@ -174,7 +177,7 @@ def receiver_window(c: TimingContext) -> list[FindingRecord]:
             f"{c.ae(rcv)}'s receive window was zero for {_n(zero)} and full for {_n(full)} "
             f"while {c.ae(snd)} sent, on {len(slow)} of {len(c.ops)} operations"
             + (f" (largest window it advertised: {largest:,} bytes)" if largest else "")
-            + f": {c.ae(rcv).split(' (')[0]} reads slower than the data arrives; check its "
+            + f": {c.title(rcv)} reads slower than the data arrives; check its "
             "disk, CPU and socket receive buffer")))
     return out
 
@@ -219,7 +222,7 @@ def small_pdu(c: TimingContext) -> list[FindingRecord]:
             f"{c.ae(sender)} sent {data / 1e6:,.1f} MB of data sets in {pdus:,} P-DATA-TF "
             f"PDUs because {c.ae(receiver)} accepts at most {limit:,} bytes per PDU "
             f"({pdus * 12:,} bytes of PDU and PDV headers, and one PDU to write, read and "
-            f"parse every {limit:,} bytes){rate}: configure {c.ae(receiver).split(' (')[0]} "
+            f"parse every {limit:,} bytes){rate}: configure {c.title(receiver)} "
             "for a maximum PDU length of 64 KB or more")))
     return out
 
@@ -233,8 +236,8 @@ def nagle_stall(c: TimingContext) -> list[FindingRecord]:
         out.append(FindingRecord(None, c.assoc.first_frame, "warning", "nagle-stall", (
             f"{c.ae(role)} stalled {len(stalls)} times, a median {_n(median(stalls))} each "
             f"({_n(sum(stalls))} in all), after sending a short segment: it held the rest "
-            f"until {c.ae(peer).split(' (')[0]}'s delayed ACK (Nagle's algorithm with delayed "
-            f"ACKs); set TCP_NODELAY on {c.ae(role).split(' (')[0]}'s socket (dcmtk: "
+            f"until {c.title(peer)}'s delayed ACK (Nagle's algorithm with delayed "
+            f"ACKs); set TCP_NODELAY on {c.title(role)}'s socket (dcmtk: "
             "environment variable TCP_NODELAY=1), or have it write each PDU in one piece")))
     return out
 
@@ -399,12 +402,7 @@ def callback_rejected(c: QrContext, ml: MoveLinks) -> list[tuple[int, FindingRec
         cb = c.associations[aid]
         if cb.result != "rejected":
             continue
-        if cb.reject is not None:
-            res, src, reason = cb.reject
-            why = (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
-                   f"reason {REJECT_REASONS.get((src, reason), reason)}")
-        else:
-            why = "its reason is not in the capture"
+        why = reject_reason_text(cb.reject)
         out.append((aid, FindingRecord(None, cb.reject_frame or cb.first_frame, "error",
                                        "callback-rejected", (
             f"{cb.called_ae or ml.op.move_destination} ({_where(cb.acceptor)}) rejected the "

@@ -6,14 +6,11 @@ and on an OUT folder written before (report.load)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from .tables import SEVERITIES
-
-if TYPE_CHECKING:
-    from .report import Report
+from .tables import SEVERITIES, ReportLike
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 FAIL_ON = ("warning", "error")
@@ -39,13 +36,13 @@ def _assoc_line(a: dict[str, Any]) -> str:
             f"{ep(a['acceptor_ip'], a['acceptor_port'])}), {a['result']}, {a['ending']}")
 
 
-def worst_severity(report: Report) -> str | None:
+def worst_severity(report: ReportLike) -> str | None:
     """The most severe finding's severity, or None without findings."""
     found = [s for s in SEVERITIES if (report.findings["severity"] == s).any()]
     return found[0] if found else None
 
 
-def render(report: Report) -> str:
+def render(report: ReportLike) -> str:
     """The whole diagnosis as text: captures in the order given, and in each, the findings
     that belong to no association first, then associations by their worst finding."""
     f, a, ops = report.findings, report.associations, report.operations

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from . import charts, pictures
 from .svg import esc, fmt_ms
-from .tables import frame
-
-if TYPE_CHECKING:
-    from .report import Report
+from .tables import ReportLike
 
 MAX_ROWS = 2000  # per table; the Parquet/CSV files hold everything
 MAX_LADDERS = 20  # ladders drawn, for the slowest associations
@@ -84,12 +80,6 @@ def _table(df: pd.DataFrame, columns: list[str] | None = None,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
-def _extra(report: Report, name: str) -> pd.DataFrame:
-    """A table the Report may not carry yet (operations, throughput): empty if absent."""
-    df = getattr(report, name, None)
-    return df if isinstance(df, pd.DataFrame) else frame(name, [])
-
-
 def _anchor(captures: list[object], row: dict[str, object]) -> str:
     return f"assoc-{captures.index(row.get('capture'))}-{row.get('assoc_id')}"
 
@@ -130,7 +120,7 @@ def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFram
     return "\n".join(parts)
 
 
-def _pictures(report: Report, operations: pd.DataFrame, throughput: pd.DataFrame) -> list[str]:
+def _pictures(report: ReportLike, operations: pd.DataFrame, throughput: pd.DataFrame) -> list[str]:
     """Timelines per capture and ladders for the slowest associations, each capped."""
     assocs = report.associations
     if assocs.empty:
@@ -174,10 +164,9 @@ def _pictures(report: Report, operations: pd.DataFrame, throughput: pd.DataFrame
     return parts
 
 
-def render(report: Report, title: str = "tshark-dicom report") -> str:
+def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     """The page as a string."""
-    operations = _extra(report, "operations")
-    throughput = _extra(report, "throughput")
+    operations, throughput = report.operations, report.throughput
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",

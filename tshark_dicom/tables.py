@@ -7,7 +7,7 @@ an empty result is a zero-row frame with the same columns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pandas as pd
 
@@ -160,6 +160,21 @@ SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+
+class ReportLike(Protocol):
+    """What the renderers (htmlreport, diagnose) read of a report.Report: its tables and
+    summary. They take this, not the Report, so that report.py alone imports them."""
+
+    associations: pd.DataFrame
+    findings: pd.DataFrame
+    operations: pd.DataFrame
+    throughput: pd.DataFrame
+    connection_attempts: pd.DataFrame
+
+    def table(self, name: str) -> pd.DataFrame: ...
+
+    def summary(self) -> str: ...
 SEVERITIES = ("error", "warning", "note")
 
 

@@ -108,11 +108,12 @@ def test_analyze_gives_explicit_dtypes() -> None:
 def test_write_roundtrip_parquet_and_csv(tmp_path: Path) -> None:
     report = tshark_dicom.analyze(CAPTURES / "contexts_rejected.pcapng")
     report.write(tmp_path, format="both")
-    pcs = pd.read_parquet(tmp_path / "presentation_contexts.parquet")
+    pcs = pd.read_parquet(tmp_path / "tables" / "presentation_contexts")
     assert list(pcs["result"]) == list(report.presentation_contexts["result"])
     assert [list(x) for x in pcs["proposed_transfer_syntaxes"]] == [
         list(x) for x in report.presentation_contexts["proposed_transfer_syntaxes"]]
-    csv = pd.read_csv(tmp_path / "presentation_contexts.csv")
+    csv = pd.concat(pd.read_csv(p) for p in (tmp_path / "csv" / "presentation_contexts").glob(
+        "*.csv"))
     assert len(csv) == len(pcs)
     with pytest.raises(tshark_dicom.OptionsError):
         report.write(tmp_path, format="xlsx")
@@ -138,7 +139,10 @@ def test_several_captures_number_associations_per_capture() -> None:
     assert list(a["capture"].str.rsplit("/", n=1).str[-1]) == [
         "echo.pcapng", "abort.pcapng", "abort.pcapng"]
     assert list(a["assoc_id"]) == [0, 0, 1]
-    assert report.captures == [str(CAPTURES / "echo.pcapng"), str(CAPTURES / "abort.pcapng")]
+    caps = report.captures
+    assert list(caps["capture"]) == [str(CAPTURES / "echo.pcapng"), str(CAPTURES / "abort.pcapng")]
+    assert list(caps["status"]) == ["ok", "ok"] and list(caps["associations"]) == [1, 2]
+    assert list(caps["key"]) == ["echo.pcapng", "abort.pcapng"]
 
 
 def test_frame_rejects_unknown_table() -> None:

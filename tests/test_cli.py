@@ -32,8 +32,8 @@ def test_analyze_writes_every_table_and_summary(tmp_path: Path) -> None:
     assert stdout.splitlines()[0] == "1 capture(s): 1 associations (1 accepted)"
     assert "2 data sets: 2 complete, 2 written as Part-10 files" in stdout
     for table in TABLES:
-        assert (out / f"{table}.parquet").is_file()
-        assert (out / f"{table}.csv").is_file()
+        assert (out / "tables" / table / "store_104.pcapng.parquet").is_file()
+        assert (out / "csv" / table / "store_104.pcapng.csv").is_file()
     assert (out / "report.html").read_text().count("<table>") >= 4
     assert (out / "summary.txt").read_text().splitlines()[0] == stdout.splitlines()[0]
     assert len(list((out / "objects").rglob("*.dcm"))) == 2
@@ -46,7 +46,7 @@ def test_rerun_replaces_results_never_mixes(tmp_path: Path) -> None:
     assert len(list((out / "objects").rglob("*.dcm"))) == 7
     assert invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o", str(out), "--no-objects")[0] == 0
     assert not (out / "objects").exists()
-    assocs = pd.read_parquet(out / "associations.parquet")
+    assocs = pd.read_parquet(out / "tables" / "associations")
     assert list(assocs["calling_ae"]) == ["ECHOSCU"]
 
 
@@ -98,11 +98,11 @@ def test_truncated_capture_is_analysed_with_a_finding(tmp_path: Path) -> None:
     out = tmp_path / "o"
     code, stdout, _ = invoke("analyze", str(cut), "-o", str(out))
     assert code == 0
-    findings = pd.read_parquet(out / "findings.parquet")
+    findings = pd.read_parquet(out / "tables" / "findings")
     assert "capture-truncated" in set(findings["code"])
-    assocs = pd.read_parquet(out / "associations.parquet")
+    assocs = pd.read_parquet(out / "tables" / "associations")
     assert list(assocs["ending"]) == ["open"]
-    objects = pd.read_parquet(out / "objects.parquet")
+    objects = pd.read_parquet(out / "tables" / "objects")
     assert objects["complete"].sum() >= 1  # the objects before the cut are whole
     assert "capture-truncated" in stdout
 
@@ -117,8 +117,8 @@ def test_no_dicom_is_a_note_exit_0(tmp_path: Path) -> None:
     code, stdout, _ = invoke("analyze", str(plain), "-o", str(out))
     assert code == 0
     assert "0 associations" in stdout and "no DICOM association found" in stdout
-    assert len(pd.read_parquet(out / "associations.parquet")) == 0
-    assert list(pd.read_parquet(out / "findings.parquet")["code"]) == ["no-dicom"]
+    assert len(pd.read_parquet(out / "tables" / "associations")) == 0
+    assert list(pd.read_parquet(out / "tables" / "findings")["code"]) == ["no-dicom"]
 
 
 def test_gzip_capture(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_gzip_capture(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress((CAPTURES / "echo.pcapng").read_bytes()))
     out = tmp_path / "o"
     assert invoke("analyze", str(gz), "-o", str(out))[0] == 0
-    assert len(pd.read_parquet(out / "associations.parquet")) == 1
+    assert len(pd.read_parquet(out / "tables" / "associations")) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -161,9 +161,9 @@ def test_folder_and_jobs(tmp_path: Path) -> None:
     out = tmp_path / "o"
     code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--jobs", "2", "-q")
     assert code == 0 and stdout == ""
-    assocs = pd.read_parquet(out / "associations.parquet")
+    assocs = pd.read_parquet(out / "tables" / "associations")
     assert sorted(assocs["result"]) == ["accepted", "accepted", "rejected"]
-    objects = pd.read_parquet(out / "objects.parquet")
+    objects = pd.read_parquet(out / "tables" / "objects")
     for path in objects["path"].dropna():
         assert (out / path).is_file()
 

@@ -20,7 +20,7 @@ def report(n_assocs: int, ops_per_assoc: int = 2, **kw: object) -> Report:
                     **kw) for i in range(n_assocs)]
     ops = [op(k, 1000 * i + 10 + 20 * k, aid=i) for i in range(n_assocs)
            for k in range(ops_per_assoc)]
-    rep = Report(associations=frame("associations", assocs), captures=["c.pcapng"])
+    rep = Report(associations=frame("associations", assocs))
     rep.operations = frame("operations", ops)  # type: ignore[attr-defined]
     return rep
 
@@ -57,7 +57,7 @@ def test_page_escapes_hostile_ae_titles() -> None:
 
 
 def test_page_without_operations_attribute() -> None:
-    rep = Report(associations=frame("associations", [assoc()]), captures=["c.pcapng"])
+    rep = Report(associations=frame("associations", [assoc()]))
     if hasattr(rep, "operations"):
         rep.operations = frame("operations", [])  # type: ignore[attr-defined]
     page = rep.to_html()

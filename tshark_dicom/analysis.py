@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .findings import (
     timing_findings,
 )
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
-from .packets import Packet, UnsupportedLinkType, read_packets, read_raw_packets
+from .packets import CaptureStats, Packet, UnsupportedLinkType, read_packets, read_raw_packets
 from .queries import KeyRecord, QueryRecord, build_queries
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
@@ -61,6 +62,11 @@ class CaptureResult:
     findings: list[FindingRecord] = field(default_factory=list)
     packets: int = 0
     payload_bytes: int = 0
+    #: the whole capture, every record (raw engine; capinfos for the ek engine)
+    records: int | None = None
+    first_ns: int | None = None
+    last_ns: int | None = None
+    link_type: str | None = None
     elapsed_s: float = 0.0
     truncated: bool = False
     engine: str = ""
@@ -194,11 +200,16 @@ def analyze_capture(
     run: _Run | None = None
     if engine in ("auto", "raw"):
         run = _Run(result, portset, objects_dir, {}, decide=True)
+        stats = CaptureStats()
         try:
             with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
-                run.consume(read_raw_packets(out, skip=run.done.__contains__), progress)
+                run.consume(read_raw_packets(out, skip=run.done.__contains__, stats=stats),
+                            progress)
             result.truncated = tsk.truncated
             result.engine = "raw"
+            result.records, result.first_ns, result.last_ns = (stats.records, stats.first_ns,
+                                                               stats.last_ns)
+            result.link_type = LINK_TYPES.get(stats.link_type or -1, str(stats.link_type))
         except UnsupportedLinkType as exc:
             if engine == "raw":
                 raise OptionsError(f"{path}: --engine raw cannot read it ({exc}); "
@@ -210,6 +221,7 @@ def analyze_capture(
             candidates = sorted({int(tok) for tok in out.read().split() if tok.isdigit()})
         result.truncated = tsk.truncated
         result.engine = "ek"
+        _capinfos(tshark, path, result)
         run = _Run(result, portset, objects_dir,
                    {stream: i for i, stream in enumerate(candidates)}, decide=False)
         if candidates:
@@ -243,6 +255,37 @@ def analyze_capture(
               result.engine, result.packets, len(dicom), result.elapsed_s,
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     return result
+
+
+#: pcap link types by name (as capinfos and Wireshark say them)
+LINK_TYPES = {0: "null", 1: "ether", 12: "rawip", 14: "rawip", 101: "rawip", 108: "loop",
+              113: "linux-sll", 228: "rawip4", 229: "rawip6", 276: "linux-sll2"}
+
+
+def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
+    """Packet count, first and last time and link type of the whole capture, for the ek
+    engine (which sees only DICOM streams): Wireshark's capinfos reads them."""
+    capinfos = Path(tshark.path).with_name("capinfos")
+    if not capinfos.exists():
+        return
+    try:
+        out = subprocess.run([str(capinfos), "-T", "-r", "-c", "-a", "-e", "-E", "-S", str(path)],
+                             capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return
+    fields = out.stdout.strip().split("\t")
+    if len(fields) >= 5:
+        result.link_type = fields[1] or None
+        result.records = int(fields[2]) if fields[2].isdigit() else None
+        result.first_ns = _epoch_ns(fields[3])
+        result.last_ns = _epoch_ns(fields[4])
+
+
+def _epoch_ns(text: str) -> int | None:
+    whole, _, frac = text.strip().partition(".")
+    if not whole.isdigit():
+        return None
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
 def _timing(result: CaptureResult, evidence: dict[int, ConnectionEvidence]) -> None:

@@ -1,67 +1,196 @@
-"""Many captures: find them, analyse each (in a worker pool with ``jobs > 1``), and join
-the per-capture tables into one Report."""
+"""Many captures: find them by their content, analyse each (in a worker pool with
+``jobs > 1``), keep going past the ones that cannot be read, and hand each capture's tables
+on as soon as it is done, so that a folder of thousands costs the memory of one.
+
+Each capture gets a stable key, built from its path below the folder it was found in (or
+its file name), that names its parts in an output folder and its objects folder: adding
+files to an archive renames nothing.
+"""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .analysis import ENGINES, analyze_capture
-from .errors import CaptureError, OptionsError
+from .errors import CaptureError, OptionsError, TsharkDicomError
 from .report import Report
-from .tables import build
+from .tables import TABLES, build, frame
 from .tshark import Tshark, find_tshark
 
-#: What a folder's captures look like (anything tshark reads; these are the usual names).
+#: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
                     ".erf", ".snoop", ".gz", ".zst", ".lz4")
+#: First bytes of pcap (both byte orders, micro- and nanosecond) and pcapng files.
+CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                  b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
+GZIP_MAGIC = b"\x1f\x8b"
+#: zstd and lz4 frames: tshark reads them; the standard library cannot look inside.
+OTHER_COMPRESSED = (b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18")
 
 Source = str | os.PathLike[str]
+#: on_progress(label, captures_done, captures_total, packets, bytes_done, bytes_total)
+ProgressFn = Callable[[str, int, int, int, int, int], None]
 
 
-def discover(sources: Source | Sequence[Source]) -> list[Path]:
-    """Files as given, folders expanded recursively to the captures inside them."""
+@dataclass(frozen=True)
+class CaptureFile:
+    """One capture to analyse: its path, the label its rows carry, its stable key."""
+
+    path: Path
+    label: str
+    key: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Discovery:
+    captures: list[CaptureFile]
+    skipped: list[tuple[Path, str]]  # files in a folder that are not captures, and why
+
+
+def capture_kind(path: Path) -> str | None:
+    """What a file's first bytes say it is: ``capture``, or why not (None: can't tell)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if head in CAPTURE_MAGICS:
+        return "capture"
+    if head[:2] == GZIP_MAGIC:
+        try:
+            with gzip.open(path, "rb") as g:
+                inner = g.read(4)
+        except (OSError, EOFError):
+            return "gzip that cannot be read"
+        return "capture" if inner in CAPTURE_MAGICS else "gzip, but not a capture inside"
+    if head in OTHER_COMPRESSED:
+        return None
+    return "not a capture (unknown content)"
+
+
+def _key(path: Path, root: Path | None) -> str:
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    key = re.sub(r"[^0-9A-Za-z._-]", "_", "__".join(rel.parts)).lstrip(".") or "capture"
+    return key
+
+
+def discover(sources: Source | Sequence[Source]) -> Discovery:
+    """Files as given; folders searched recursively for files whose content is a capture
+    (pcap, pcapng, gzip of either; zstd/lz4 by name), so that rotated ``trace.pcap1`` files
+    are found and a stray ``.gz`` log is skipped, not fatal."""
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not items:
         raise OptionsError("no capture given")
-    found: list[Path] = []
+    found: list[CaptureFile] = []
+    skipped: list[tuple[Path, str]] = []
+    keys: set[str] = set()
     for item in items:
         path = Path(item)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES))
+            inside = []
+            for p in sorted(q for q in path.rglob("*") if q.is_file()):
+                if any(part.startswith(".tshark-dicom") for part in p.parts):
+                    continue
+                kind = capture_kind(p)
+                if kind == "capture" or (kind is None and p.name.lower().endswith(
+                        CAPTURE_SUFFIXES)):
+                    inside.append((p, path))
+                elif p.name.lower().endswith(CAPTURE_SUFFIXES):
+                    skipped.append((p, kind or "not a capture"))
             if not inside:
                 raise CaptureError(f"{path}: folder holds no capture files")
-            found.extend(inside)
+            pairs: list[tuple[Path, Path | None]] = list(inside)
         else:
-            found.append(path)
-    return found
+            pairs = [(path, None)]
+        for p, root in pairs:
+            key = base = _key(p, root)
+            n = 2
+            while key in keys:
+                key, n = f"{base}-{n}", n + 1
+            keys.add(key)
+            try:
+                st = p.stat()
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = 0, 0
+            found.append(CaptureFile(p, str(p), key, size, mtime))
+    return Discovery(found, skipped)
 
 
-def _subdir(index: int, path: Path, total: int) -> str:
-    stem = re.sub(r"[^0-9A-Za-z._-]", "_", path.name).lstrip(".") or "capture"
-    return stem if total == 1 else f"{index:04d}-{stem}"
+def content_hash(path: Path) -> str:
+    """SHA-256 of a capture's bytes (``--verify``), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def _one(path: Path, label: str, tshark: Tshark, ports: Sequence[int],
-         objects_dir: Path | None, sub: str, cross_check: bool, engine: str,
-         progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
-    target = objects_dir / sub if objects_dir is not None else None
-    result = analyze_capture(path, label=label, tshark=tshark, ports=ports, objects_dir=target,
-                             cross_check=cross_check, engine=engine, progress=progress)
+def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
+                objects_dir: Path | None, cross_check: bool, engine: str,
+                progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """One capture's tables (the unit a worker process or a cluster node runs): objects go
+    to ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent."""
+    target = objects_dir / cap.key if objects_dir is not None else None
+    started = time.monotonic()
+    result = analyze_capture(cap.path, label=cap.label, tshark=tshark, ports=ports,
+                             objects_dir=target, cross_check=cross_check, engine=engine,
+                             progress=progress)
     tables = build([result])
     if objects_dir is not None:
         objs = tables["objects"]
-        prefix = f"{objects_dir.name}/{sub}/"
+        prefix = f"{objects_dir.name}/{cap.key}/"
         objs["path"] = objs["path"].map(lambda p: prefix + p if isinstance(p, str) else p,
                                         na_action="ignore").astype("string")
+    tables["captures"] = frame("captures", [capture_row(
+        cap, status="ok", error=None, elapsed_s=time.monotonic() - started,
+        packets=result.records, first_ns=result.first_ns, last_ns=result.last_ns,
+        link_type=result.link_type, engine=result.engine,
+        tshark_version=tshark.version_text or None,
+        associations=len(result.associations))])
     return tables
+
+
+def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: float,
+                packets: int | None = None, first_ns: int | None = None,
+                last_ns: int | None = None, link_type: str | None = None,
+                engine: str | None = None, tshark_version: str | None = None,
+                associations: int | None = None, sha256: str | None = None
+                ) -> dict[str, Any]:
+    return {"capture": cap.label, "path": str(cap.path.resolve()), "key": cap.key,
+            "size_bytes": cap.size, "mtime_ns": cap.mtime_ns, "sha256": sha256,
+            "packets": packets, "first_packet_at": first_ns, "last_packet_at": last_ns,
+            "link_type": link_type, "engine": engine, "tshark_version": tshark_version,
+            "status": status, "error": error, "elapsed_s": elapsed_s,
+            "associations": associations}
+
+
+#: on_result(capture, tables): a capture is done (tables has only ``captures`` if it failed)
+ResultFn = Callable[[CaptureFile, dict[str, pd.DataFrame]], None]
+
+
+def check_options(ports: Sequence[int], jobs: int, engine: str) -> None:
+    for port in ports:
+        if not 0 < port < 65536:
+            raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
+    if jobs < 1:
+        raise OptionsError(f"--jobs {jobs}: must be 1 or more")
+    if engine not in ENGINES:
+        raise OptionsError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
 
 
 def run(
@@ -73,46 +202,140 @@ def run(
     tshark: str | None = None,
     cross_check: bool = False,
     engine: str = "auto",
-    on_progress: Callable[[str, int, int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
+    on_result: ResultFn | None = None,
+    skip: Callable[[CaptureFile], dict[str, pd.DataFrame] | None] | None = None,
+    keep: bool = True,
+    dask: str | None = None,
 ) -> Report:
-    """Analyse every capture and join the results (the body of `tshark_dicom.analyze`).
+    """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
-    ``on_progress(label, captures_done, captures_total, packets)`` is called now and then.
+    A capture that cannot be read becomes a ``failed`` row of the captures table and the
+    run goes on; if none could be analysed, the first one's error is raised. ``on_result``
+    hears of each capture as it is done; with ``keep=False`` the returned Report holds
+    only the captures table (the tables went to ``on_result``). ``skip(capture)`` may return
+    the tables of a capture already done (``--resume``): it is then not analysed again.
+    ``dask``: the address of a Dask distributed scheduler that runs the captures.
+    ``on_result`` is not called for the captures ``skip`` returned.
     """
-    for port in ports:
-        if not 0 < port < 65536:
-            raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
-    if jobs < 1:
-        raise OptionsError(f"--jobs {jobs}: must be 1 or more")
-    if engine not in ENGINES:
-        raise OptionsError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
+    check_options(ports, jobs, engine)
     tsk = find_tshark(tshark)
-    paths = discover(sources)
-    for path in paths:
-        if not path.exists():
-            raise CaptureError(f"{path}: no such file")
+    found = discover(sources)
     odir = Path(objects_dir) if objects_dir is not None else None
-    labels = [str(p) for p in paths]
-    subs = [_subdir(i, p, len(paths)) for i, p in enumerate(paths)]
+    total_bytes = sum(c.size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
-    if jobs == 1 or len(paths) == 1:
-        for done, (path, label, sub) in enumerate(zip(paths, labels, subs, strict=True)):
-            def tick(packets: int, label: str = label, done: int = done) -> None:
+    rows: dict[str, pd.DataFrame] = {}
+    errors: list[TsharkDicomError] = []
+    done_bytes = 0
+
+    def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], fresh: bool = True) -> None:
+        nonlocal done_bytes
+        rows[cap.key] = tables["captures"]
+        if on_result is not None and fresh:
+            on_result(cap, tables)
+        if keep:
+            parts.append(tables)
+        done_bytes += cap.size
+        if on_progress:
+            on_progress(cap.label, len(rows), len(found.captures), 0, done_bytes, total_bytes)
+
+    todo: list[CaptureFile] = []
+    for cap in found.captures:
+        earlier = skip(cap) if skip is not None else None
+        if earlier is not None:
+            finished(cap, earlier, fresh=False)
+        else:
+            todo.append(cap)
+    for cap, outcome in _analyse_all(todo, tsk, ports, odir, cross_check, engine, jobs, dask,
+                                     on_progress, found, lambda: (len(rows), done_bytes,
+                                                                  total_bytes)):
+        if isinstance(outcome, TsharkDicomError):
+            errors.append(outcome)
+            outcome = {"captures": frame("captures", [capture_row(
+                cap, status="failed", error=str(outcome), elapsed_s=0.0)])}
+        finished(cap, outcome)
+    order = [c.key for c in found.captures]
+    captures = pd.concat([rows[k] for k in order], ignore_index=True) if order else frame(
+        "captures", [])
+    if errors and len(errors) == len(found.captures):
+        raise errors[0]
+    report = Report.concat(parts) if keep else Report()
+    report.captures = captures
+    report.skipped = [(str(p), why) for p, why in found.skipped]
+    return report
+
+
+def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
+                 odir: Path | None, cross_check: bool, engine: str, jobs: int,
+                 dask: str | None, on_progress: ProgressFn | None, found: Discovery,
+                 state: Callable[[], tuple[int, int, int]]
+                 ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
+    """Each capture's tables (or the error that stopped it), in the order they finish."""
+    if dask is not None:
+        yield from _on_dask(dask, todo, tsk, ports, odir, cross_check, engine)
+        return
+    if jobs == 1 or len(todo) <= 1:
+        for cap in todo:
+            def tick(packets: int, cap: CaptureFile = cap) -> None:
                 if on_progress:
-                    on_progress(label, done, len(paths), packets)
+                    done, done_bytes, total_bytes = state()
+                    on_progress(cap.label, done, len(found.captures), packets, done_bytes,
+                                total_bytes)
 
             tick(0)
-            parts.append(_one(path, label, tsk, ports, odir, sub, cross_check, engine, tick))
-    else:
-        tsk.version  # noqa: B018 - probe once here, not in every worker
-        # spawn, not fork: this process runs threads (tshark's stderr readers, the object
-        # writer), and a fork taken while one holds a lock deadlocks the child.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = [pool.submit(_one, p, lab, tsk, ports, odir, s, cross_check, engine)
-                       for p, lab, s in zip(paths, labels, subs, strict=True)]
-            for done, (label, fut) in enumerate(zip(labels, futures, strict=True)):
-                parts.append(fut.result())
-                if on_progress:
-                    on_progress(label, done + 1, len(paths), 0)
-    return Report.concat(parts, labels)
+            try:
+                yield cap, analyze_one(cap, tsk, ports, odir, cross_check, engine, tick)
+            except TsharkDicomError as exc:
+                yield cap, exc
+        return
+    tsk.version  # noqa: B018 - probe once here, not in every worker
+    # spawn, not fork: this process runs threads (tshark's stderr readers, the object
+    # writer), and a fork taken while one holds a lock deadlocks the child.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
+            pool.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine): cap
+            for cap in todo}
+        for fut in as_completed(futures):
+            cap = futures[fut]
+            problem = fut.exception()
+            if isinstance(problem, TsharkDicomError):
+                yield cap, problem
+            elif problem is not None:
+                raise problem
+            else:
+                yield cap, fut.result()
+
+
+def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
+             odir: Path | None, cross_check: bool, engine: str
+             ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
+    """The same per-capture work on an existing Dask distributed cluster. The workers need
+    tshark and this package, and must see the captures and the output folder at the same
+    paths (a shared file system): README, "Archives on a cluster"."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise OptionsError("--dask needs the 'distributed' package: pip install "
+                           "'tshark-dicom[dask]'") from None
+    tsk.version  # noqa: B018 - probe once here, not on every worker
+    try:
+        client = Client(address, timeout="10s")
+    except OSError as exc:
+        raise OptionsError(f"--dask {address}: no scheduler answers there ({exc})") from None
+    with client:
+        futures = {client.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine,
+                                 pure=False): cap for cap in todo}
+        for fut in dask_completed(list(futures)):
+            cap = futures[fut]
+            if fut.status == "error":
+                problem = fut.exception()
+                if isinstance(problem, TsharkDicomError):
+                    yield cap, problem
+                    continue
+                raise problem
+            yield cap, fut.result()
+
+
+__all__ = ["CaptureFile", "Discovery", "TABLES", "analyze_one", "discover", "run"]

@@ -8,11 +8,9 @@ into place only when complete, replacing the previous run's results.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +19,12 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .batch import run
+from .archive import analyze_to
+from .batch import ProgressFn, run
 from .diagnose import FAIL_ON, RANK, worst_severity
 from .errors import OptionsError, TsharkDicomError
-from .report import FORMATS, Report, load, replace_results
+from .report import Report, load
+from .store import has_results
 from .tables import TABLES
 
 app = typer.Typer(
@@ -70,6 +70,16 @@ def analyze(
     engine: Annotated[str, typer.Option(
         "--engine", help="auto (default): raw where the link type allows, else ek; raw: tshark "
         "converts, we read IP/TCP; ek: tshark dissects and selects DICOM streams.")] = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip captures whose complete results are in OUT and that are "
+        "unchanged (path, size, modification time); go on after an interrupted run.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="With --resume: also compare a SHA-256 of each capture's content "
+        "(stored by a run with --resume --verify).")] = False,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", help="Run the captures on this Dask distributed scheduler "
+        "(tcp://HOST:PORT); workers need tshark, this package and the same paths.",
+        metavar="ADDRESS")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -80,48 +90,29 @@ def analyze(
         logging.getLogger("pydicom").setLevel(logging.ERROR)
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
-    if format not in FORMATS:
-        _fail(OptionsError(f"--format {format!r}: choose parquet, csv or both"))
-    if out.exists() and not out.is_dir():
-        _fail(OptionsError(f"-o {out}: exists and is not a folder"))
-    staging = out / f".tshark-dicom-run-{os.getpid()}"
-    created = not out.exists()
-    try:
-        staging.mkdir(parents=True, exist_ok=False)
-    except OSError as exc:
-        _fail(TsharkDicomError(f"{out}: cannot create the output folder: {exc.strerror}"))
-
-    def discard() -> None:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-
     try:
         with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
-            report = run(captures, objects_dir=None if no_objects else staging / "objects",
-                         ports=port or (), jobs=jobs, tshark=tshark,
-                         cross_check=cross_check, engine=engine, on_progress=on_progress)
-        report.write(staging, format=format)
-        summary = report.summary()
-        (staging / "summary.txt").write_text(summary + "\n")
-        (staging / "report.html").write_text(report.to_html(f"tshark-dicom: {out.name}"))
-        replace_results(staging, out)
+            done = analyze_to(captures, out, format=format, objects=not no_objects,
+                              ports=port or (), jobs=jobs, tshark=tshark,
+                              cross_check=cross_check, engine=engine, resume=resume,
+                              verify=verify, dask=dask, on_progress=on_progress)
     except TsharkDicomError as exc:
-        discard()
         _fail(exc)
     except KeyboardInterrupt:
-        discard()
-        typer.echo("Error: interrupted; nothing was written", err=True)
+        typer.echo("Error: interrupted; finished captures are kept, rerun with --resume to "
+                   "go on" if resume else "Error: interrupted; nothing was written", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # never a traceback for the user; --debug shows one
-        discard()
         if debug:
             raise
         typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
                    "and report it", err=True)
         raise typer.Exit(1) from None
     if not quiet:
-        typer.echo(summary)
+        typer.echo((out / "summary.txt").read_text().rstrip("\n"))
+        if resume:
+            typer.echo(f"resumed: {done.reused} capture(s) already done, {done.analysed} "
+                       "analysed now")
         typer.echo(f"results in {out}/")
 
 
@@ -150,16 +141,14 @@ def diagnose(
         warnings.simplefilter("ignore")
     if fail_on is not None and fail_on not in FAIL_ON:
         _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
-    outs = [p for p in sources if p.is_dir() and any(
-        (p / f"findings.{ext}").is_file() for ext in ("parquet", "csv"))]
+    outs = [p for p in sources if p.is_dir() and has_results(p)]
     try:
         if outs and len(outs) != len(sources):
             raise OptionsError("give either OUT folders written by analyze or captures, "
                                "not both")
         if outs:
             reports = [load(p) for p in outs]
-            report = Report.concat([{t: r.table(t) for t in TABLES} for r in reports],
-                                   [c for r in reports for c in r.captures])
+            report = Report.concat([{t: r.table(t) for t in TABLES} for r in reports])
         else:
             report = run(sources, ports=port or (), tshark=tshark)
     except TsharkDicomError as exc:
@@ -177,21 +166,32 @@ def diagnose(
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int, int], None] | None]:
-    """A one-line progress display on stderr, only for a person at a terminal."""
+def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
+    """A one-line progress display on stderr, only for a person at a terminal: captures and
+    bytes done of all, the rate and the time left (from the captures' sizes)."""
     if not enabled:
         yield None
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  transient=True, console=Console(stderr=True)) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
+                  console=Console(stderr=True)) as bar:
         task = bar.add_task("starting tshark", total=None)
 
-        def update(label: str, done: int, total: int, packets: int) -> None:
+        def update(label: str, done: int, total: int, packets: int, done_bytes: int,
+                   total_bytes: int) -> None:
             name = Path(label).name
-            bar.update(task, description=f"capture {min(done + 1, total)}/{total} {name}: "
-                       f"{packets:,} packets")
+            what = f"{packets:,} packets of {name}" if packets else name
+            bar.update(task, completed=done_bytes, total=total_bytes or None,
+                       description=f"capture {min(done + 1, total)}/{total}: {what}")
 
         yield update
 

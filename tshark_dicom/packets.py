@@ -114,6 +114,19 @@ _CHUNK = 1 << 20
 _ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBBH")
 
 
+class CaptureStats:
+    """What the raw reader saw of the whole capture (every record, DICOM or not): filled in
+    as it reads, complete when the stream ends."""
+
+    __slots__ = ("records", "first_ns", "last_ns", "link_type")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.link_type: int | None = None
+
+
 class UnsupportedLinkType(Exception):
     """The pcap stream's link type is not one the raw engine reads (use the ek engine)."""
 
@@ -150,7 +163,8 @@ def _ip_text(raw: bytes) -> str:
 
 def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                      skip: Callable[[int], bool] | None = None,
-                     fragments: Callable[[int], None] | None = None) -> Iterator[Packet]:
+                     fragments: Callable[[int], None] | None = None,
+                     stats: CaptureStats | None = None) -> Iterator[Packet]:
     """Yield a Packet for every TCP segment of a pcap stream (frame number = record index).
 
     ``skip(stream)`` says a stream is of no interest: its payload is not copied out.
@@ -172,31 +186,43 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     linktype = struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
     if linktype not in RAW_LINK_TYPES:
         raise UnsupportedLinkType(f"link type {linktype}")
+    stats = stats or CaptureStats()
+    stats.link_type = linktype
+    yield from _record_loop(stdout, endian, frac_ns, linktype, numbers, skip, fragments, stats)
+
+
+def _record_loop(stdout: IO[bytes], endian: str, frac_ns: int, linktype: int,
+                 numbers: TcpStreamNumbers | None, skip: Callable[[int], bool] | None,
+                 fragments: Callable[[int], None] | None,
+                 stats: CaptureStats) -> Iterator[Packet]:
     record = struct.Struct(endian + "IIII")
     fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()
     names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
     read = stdout.read
     buf, pos, frame = b"", 0, 0
+    sec = frac = 0
     while True:
         # Records are parsed in place from 1 MiB reads: no per-packet read call or copy.
         if len(buf) - pos < 16:
             more = read(_CHUNK)
             if not more:
-                return
+                break
             buf, pos = buf[pos:] + more, 0
             continue
         sec, frac, incl, orig = record.unpack_from(buf, pos)
         if len(buf) - pos - 16 < incl:
             more = read(max(_CHUNK, incl))
             if not more:
-                return  # the stream ended inside a record (tshark says why on stderr)
+                break  # the stream ended inside a record (tshark says why on stderr)
             buf, pos = buf[pos:] + more, 0
             continue
         base = pos + 16
         limit = base + incl  # captured bytes of this frame end here
         pos = limit
         frame += 1
+        if frame == 1:
+            stats.first_ns = sec * 1_000_000_000 + frac * frac_ns
         parsed = False
         if fast and incl >= 54:
             # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
@@ -229,6 +255,9 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
                      dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)], win,
                      wscale)
+    stats.records = frame
+    if frame:
+        stats.last_ns = sec * 1_000_000_000 + frac * frac_ns
 
 
 def _wscale(buf: bytes, pos: int, end: int) -> int:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import OptionsError
+from .store import FORMATS, has_results, read_table, write_manifest, write_parts
 from .tables import SCHEMAS, SEVERITIES, TABLES, frame
-
-FORMATS = ("parquet", "csv", "both")
 
 
 @dataclass
@@ -35,15 +31,17 @@ class Report:
     connection_attempts: pd.DataFrame = field(
         default_factory=lambda: frame("connection_attempts", []))
     throughput: pd.DataFrame = field(default_factory=lambda: frame("throughput", []))
-    captures: list[str] = field(default_factory=list)
+    captures: pd.DataFrame = field(default_factory=lambda: frame("captures", []))
+    #: files in the folders given that were not captures, and why (not a table)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def concat(cls, parts: list[dict[str, pd.DataFrame]], captures: list[str]) -> Report:
+    def concat(cls, parts: list[dict[str, pd.DataFrame]]) -> Report:
         tables = {}
         for t in TABLES:
-            frames = [p[t] for p in parts if len(p[t])]
+            frames = [p[t] for p in parts if t in p and len(p[t])]
             tables[t] = (pd.concat(frames, ignore_index=True) if frames else frame(t, []))
-        return cls(**tables, captures=captures)
+        return cls(**cast(Any, tables))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in SCHEMAS:
@@ -52,25 +50,36 @@ class Report:
         return df
 
     def write(self, out: str | os.PathLike[str], format: str = "parquet") -> list[Path]:
-        """Write every table into ``out`` as ``<table>.parquet`` and/or ``<table>.csv``.
+        """Write every table into ``out`` as datasets with one part per capture (see
+        store.py for the layout), and the run's manifest.
 
-        Each file is written under a temporary name and renamed into place, so a file
-        with a table's name is always a whole table.
+        Each part is written under a temporary name and renamed into place, so a part is
+        always whole.
         """
         if format not in FORMATS:
             raise OptionsError(f"unknown format {format!r}: choose parquet, csv or both")
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in TABLES:
-            df = self.table(name)
-            if format in ("parquet", "both"):
-                written.append(_atomic(out_dir / f"{name}.parquet", lambda p, d=df:
-                                       _write_parquet(d, p)))
-            if format in ("csv", "both"):
-                written.append(_atomic(out_dir / f"{name}.csv", lambda p, d=df, name=name:
-                                       _csv(name, d).to_csv(p, index=False)))
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        keys = []
+        for label, key in self._capture_keys():
+            keys.append(key)
+            tables = {t: _rows_of(self.table(t), label) for t in TABLES}
+            written.extend(write_parts(folder, key, tables, format))
+        write_manifest(folder, keys, format)
         return written
+
+    def _capture_keys(self) -> list[tuple[str, str]]:
+        """(label, key) of every capture: from the captures table, else from the labels
+        the tables carry (a Report put together by hand)."""
+        caps = self.captures
+        if len(caps):
+            return list(zip(caps["capture"].tolist(), caps["key"].tolist(), strict=True))
+        labels: list[str] = []
+        for t in TABLES:
+            labels.extend(str(c) for c in self.table(t)["capture"].dropna().tolist())
+        return [(c, re.sub(r"[^0-9A-Za-z._-]", "_", Path(c).name) or "capture")
+                for c in dict.fromkeys(labels)]
 
     def diagnose(self) -> str:
         """The findings grouped by association, most severe first, in plain sentences, a
@@ -90,9 +99,12 @@ class Report:
         a, m, o, f = self.associations, self.messages, self.objects, self.findings
         results = a["result"].value_counts().to_dict() if len(a) else {}
         parts = [f"{n} {r}" for r, n in sorted(results.items())]
+        caps = self.captures
+        failed = caps[caps["status"] == "failed"] if len(caps) else caps
         lines = [
-            f"{len(self.captures)} capture(s): {len(a)} associations"
-            + (f" ({', '.join(parts)})" if parts else ""),
+            f"{max(len(caps), len(set(a['capture'])))} capture(s): {len(a)} associations"
+            + (f" ({', '.join(parts)})" if parts else "")
+            + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
             f"{len(m)} DIMSE messages"
             + (_counts(m["command"]) if len(m) else ""),
             f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
@@ -105,7 +117,7 @@ class Report:
         serious = f[f["severity"].isin(["error", "warning"])]
         worst = serious.assign(_r=serious["severity"].map(rank)).sort_values(
             ["_r", "capture", "frame"], kind="stable").head(8)
-        many = len(self.captures) > 1
+        many = len(set(a["capture"]) | set(f["capture"])) > 1
         for row in worst.itertuples():
             where = f"{Path(str(row.capture)).name}: " if many else ""
             lines.append(f"  {row.severity}: {where}[{row.code}] {row.summary}")
@@ -114,6 +126,14 @@ class Report:
         notes = f[f["code"] == "no-dicom"]
         for row in notes.itertuples():
             lines.append(f"  note: {row.summary}")
+        for row in failed.head(8).itertuples():
+            lines.append(f"  failed: {row.error}")
+        if len(failed) > 8:
+            lines.append(f"  ... and {len(failed) - 8} more failed (see the captures table)")
+        for path, why in self.skipped[:8]:
+            lines.append(f"  skipped: {path}: {why}")
+        if len(self.skipped) > 8:
+            lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
         return "\n".join(lines)
 
 
@@ -139,65 +159,47 @@ def _ms_text(ms: object) -> str:
 
 
 def load(out: str | os.PathLike[str]) -> Report:
-    """A run written by `Report.write` (or ``tshark-dicom analyze -o OUT``), read back: each
-    table from its Parquet file, else its CSV, with the schema's dtypes; a table the
-    folder lacks is empty."""
+    """A run written by `Report.write` or ``tshark-dicom analyze -o OUT``, opened: each
+    table is read on first use, with the schema's dtypes (Parquet first, else CSV); a table
+    the folder lacks is empty. ``report.read(table, columns=..., filters=...)`` reads a
+    selection without loading the whole table."""
     folder = Path(out)
     if not folder.is_dir():
         raise OptionsError(f"{folder}: no such folder")
-    found = False
-    tables: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
-        parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-        if parquet.is_file():
-            df = pd.read_parquet(parquet)
-        elif csv.is_file():
-            df = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            tables[name] = frame(name, [])
-            continue
-        found = True
-        tables[name] = _typed(name, df)
-    if not found:
+    if not has_results(folder):
         raise OptionsError(f"{folder}: no tables of tshark-dicom in it (run analyze -o first)")
-    captures = list(dict.fromkeys(tables["associations"]["capture"].tolist()
-                                  + tables["findings"]["capture"].tolist()))
-    return Report(**tables, captures=captures)
+    return StoredReport(folder)
 
 
-def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """A table as read from disk, with the schema's columns and dtypes."""
-    out: dict[str, Any] = {}
-    for col, dtype in SCHEMAS[table].items():
-        values = df[col] if col in df.columns else pd.Series([None] * len(df), dtype=object)
-        if dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
-            out[col] = values.map(_list_value)
-        elif dtype.startswith("datetime64"):
-            out[col] = pd.to_datetime(values, utc=True).astype(cast(Any, dtype))
-        elif dtype == "bool":
-            out[col] = values.map(lambda v: v if isinstance(v, bool) else str(v) == "True")
-            out[col] = out[col].astype(bool)
-        elif dtype == "boolean":
-            out[col] = values.map(lambda v: None if v is None or v is pd.NA or v != v else
-                                  v if isinstance(v, bool) else str(v) == "True")
-            out[col] = out[col].astype("boolean")
-        elif dtype in ("Int64", "Float64"):
-            out[col] = pd.to_numeric(values, errors="coerce").astype(cast(Any, dtype))
-        else:
-            out[col] = values.astype("string")
-    frame_ = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-    if table == "query_keys":  # CSV cannot tell "" from null: only a sequence has no value
-        blank = frame_["value"].isna() & (frame_["vr"] != "SQ").fillna(True)
-        frame_.loc[blank, "value"] = ""
-    return frame_
+class StoredReport(Report):
+    """A Report whose tables stay on disk until asked for (`load`)."""
+
+    def __init__(self, folder: Path) -> None:  # no tables yet: __getattr__ reads them
+        self.folder = folder
+        self.skipped = []
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name in SCHEMAS:
+            df = read_table(self.folder, name)
+            value = df if df is not None else frame(name, [])
+            setattr(self, name, value)
+            return value
+        raise AttributeError(name)
+
+    def read(self, table: str, columns: list[str] | None = None,
+             filters: Any = None) -> pd.DataFrame:
+        """Some columns and rows of a table (pyarrow filters, e.g.
+        ``[("command", "==", "C-MOVE")]``), read from the Parquet parts."""
+        if table not in SCHEMAS:
+            raise KeyError(table)
+        df = read_table(self.folder, table, columns, filters)
+        return df if df is not None else frame(table, [])[list(columns) if columns else
+                                                           slice(None)]
 
 
-def _list_value(v: object) -> list[Any] | None:
-    if isinstance(v, str):
-        return list(json.loads(v)) if v.startswith("[") else v.split(" ") if v else None
-    if v is None or not hasattr(v, "__len__"):
-        return None
-    return [x.item() if hasattr(x, "item") else x for x in v]  # type: ignore[attr-defined]
+def _rows_of(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    return df[(df["capture"] == label).fillna(False).to_numpy(dtype=bool)].reset_index(
+        drop=True)
 
 
 def _plural(n: int, word: str) -> str:
@@ -209,43 +211,8 @@ def _counts(col: pd.Series) -> str:
     return " (" + ", ".join(f"{n} {c}" for c, n in top.items()) + ")"
 
 
-def _csv(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Lists (proposed transfer syntaxes, query keys, callback ids) become JSON arrays in CSV:
-values may hold spaces and commas."""
-    out = df.copy()
-    for col, dtype in SCHEMAS[table].items():
-        if dtype == "object":
-            out[col] = out[col].map(lambda v: json.dumps(list(v)) if isinstance(v, list) else v)
-    return out
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table, path)
 
 
-def _atomic(path: Path, write: object) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)  # type: ignore[operator]
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
-
-def replace_results(staging: Path, out: Path) -> None:
-    """Move a finished run from ``staging`` into ``out``, removing the previous run's
-    tables, objects and report first, so results are never mixed."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
-        for ext in ("parquet", "csv"):
-            (out / f"{name}.{ext}").unlink(missing_ok=True)
-    for extra in ("report.html", "summary.txt"):
-        (out / extra).unlink(missing_ok=True)
-    if (out / "objects").exists():
-        shutil.rmtree(out / "objects")
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()

@@ -153,6 +153,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "syns": "Int64", "outcome": "string", "move_assoc_id": "Int64",
         "move_op_index": "Int64",
     },
+    "captures": {
+        "capture": "string", "path": "string", "key": "string", "size_bytes": "Int64",
+        "mtime_ns": "Int64", "sha256": "string", "packets": "Int64",
+        "first_packet_at": TS, "last_packet_at": TS, "link_type": "string",
+        "engine": "string", "tshark_version": "string", "status": "string",
+        "error": "string", "elapsed_s": "Float64", "associations": "Int64",
+    },
     "throughput": {
         "capture": "string", "assoc_id": "Int64", "sender": "string", "bin_start": TS,
         "bin_ms": "Float64", "bytes": "Int64", "mbps": "Float64",

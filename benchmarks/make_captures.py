@@ -11,6 +11,7 @@ Captures (in ``$TSHARK_DICOM_BENCH_DIR``, default ``/var/tmp/tshark-dicom-bench/
 
   store_200mb.pcapng             >= 200 MiB of C-STORE traffic, several associations
   store_1gb.pcapng               >= 1 GiB of the same kind
+  store_4gb.pcapng               >= 4 GiB of the same kind (by name only: not in the default set)
   mixed_200mb.pcapng             ~200 MiB: ~1/10 DICOM, ~9/10 HTTP bulk downloads, interleaved
   mixed_200mb_dicom_only.pcapng  the DICOM packets (tcp.port == 11112) of mixed_200mb only
 
@@ -63,6 +64,7 @@ OBJECTS_PER_ASSOC = 10
 CAPTURES = {
     "store_200mb": {"kind": "store", "target_bytes": 200 * MiB},
     "store_1gb": {"kind": "store", "target_bytes": 1024 * MiB},
+    "store_4gb": {"kind": "store", "target_bytes": 4096 * MiB},
     "mixed_200mb": {"kind": "mixed", "target_bytes": 200 * MiB, "other_per_dicom": 9},
     "mixed_200mb_dicom_only": {
         "kind": "filter",

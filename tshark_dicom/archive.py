@@ -162,9 +162,17 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
         if isinstance(key, str) and ((folder / TABLES_DIR / "captures" / f"{key}.parquet")
                                      .exists() or (folder / "csv" / "captures" /
                                                    f"{key}.csv").exists()):
-            out[str(key)] = {str(k): (None if v is pd.NA or v is pd.NaT else v)
-                             for k, v in row.items()}
+            out[str(key)] = {str(k): _plain(v) for k, v in row.items()}
     return out
+
+
+def _plain(value: object) -> object:
+    """A value as tables.frame takes it: None for missing, nanoseconds for a time."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.value
+    return value
 
 
 def _unchanged(cap: CaptureFile, row: dict[str, object], verify: bool) -> bool:

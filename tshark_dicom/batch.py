@@ -9,15 +9,17 @@ files to an archive renames nothing.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import multiprocessing
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,10 @@ from .tshark import Tshark, find_tshark
 #: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
                     ".erf", ".snoop", ".gz", ".zst", ".lz4")
+#: Names that say "capture" whatever the content: such a file that cannot be read is a
+#: failed capture, not a file to pass over (a ``.gz`` alone may be any compressed file).
+CAPTURE_NAMES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
+                 ".erf", ".snoop")
 #: First bytes of pcap (both byte orders, micro- and nanosecond) and pcapng files.
 CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
                   b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
@@ -106,9 +112,10 @@ def discover(sources: Source | Sequence[Source]) -> Discovery:
                 if any(part.startswith(".tshark-dicom") for part in p.parts):
                     continue
                 kind = capture_kind(p)
-                if kind == "capture" or (kind is None and p.name.lower().endswith(
+                named = p.name.lower().endswith(CAPTURE_NAMES)
+                if kind == "capture" or named or (kind is None and p.name.lower().endswith(
                         CAPTURE_SUFFIXES)):
-                    inside.append((p, path))
+                    inside.append((p, path))  # a capture by name that is not one: failed row
                 elif p.name.lower().endswith(CAPTURE_SUFFIXES):
                     skipped.append((p, kind or "not a capture"))
             if not inside:
@@ -307,35 +314,169 @@ def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
                 yield cap, fut.result()
 
 
+#: How long --dask waits for the scheduler to answer, and for a first worker to join it.
+DASK_CONNECT_S = 10.0
+DASK_WORKERS_S = 60.0
+
+
 def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
              odir: Path | None, cross_check: bool, engine: str
              ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
     """The same per-capture work on an existing Dask distributed cluster. The workers need
     tshark and this package, and must see the captures and the output folder at the same
-    paths (a shared file system): README, "Archives on a cluster"."""
+    paths (a shared file system): README, "Archives on a cluster (Dask)".
+
+    What is wrong with the address or the cluster is an OptionsError naming ``--dask``; a
+    capture a worker cannot analyse is a failed capture, as it is on this machine."""
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        from distributed import CancelledError, Client, KilledWorker, as_completed
     except ImportError:
         raise OptionsError("--dask needs the 'distributed' package: pip install "
                            "'tshark-dicom[dask]'") from None
     tsk.version  # noqa: B018 - probe once here, not on every worker
-    try:
-        client = Client(address, timeout="10s")
-    except OSError as exc:
-        raise OptionsError(f"--dask {address}: no scheduler answers there ({exc})") from None
+    dask_completed: Callable[..., Iterator[Any]] = as_completed
+    client = _dask_client(address, Client)
     with client:
-        futures = {client.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine,
-                                 pure=False): cap for cap in todo}
-        for fut in dask_completed(list(futures)):
+        _check_workers(client, address, tsk)
+        # absolute paths: a worker's working directory is not ours
+        where = odir.absolute() if odir is not None else None
+        futures = {client.submit(analyze_one, replace(cap, path=cap.path.absolute()), tsk,
+                                 ports, where, cross_check, engine, pure=False): cap
+                   for cap in todo}
+        for fut in dask_completed(list(futures), loop=client.loop):
             cap = futures[fut]
-            if fut.status == "error":
+            if fut.status == "finished":
+                try:
+                    yield cap, fut.result()
+                    continue
+                except CancelledError:
+                    pass
+            elif fut.status == "error":
                 problem = fut.exception()
                 if isinstance(problem, TsharkDicomError):
-                    yield cap, problem
+                    yield cap, _as_given(problem, cap)
                     continue
+                if isinstance(problem, KilledWorker):
+                    yield cap, TsharkDicomError(
+                        f"{cap.label}: every Dask worker that analysed it died (out of "
+                        "memory?); see the workers' logs")
+                    continue
+                if isinstance(problem, ImportError):
+                    raise OptionsError(f"--dask {address}: a worker cannot run tshark-dicom "
+                                       f"({type(problem).__name__}: {problem})")
                 raise problem
-            yield cap, fut.result()
+            yield cap, TsharkDicomError(
+                f"{cap.label}: not analysed: the Dask cluster at {address} lost it "
+                f"({fut.status}); rerun with --resume")
+
+
+def _as_given(problem: TsharkDicomError, cap: CaptureFile) -> TsharkDicomError:
+    """A worker's error about a capture, naming it as it was given here (the worker had its
+    absolute path), so that a failed row reads the same as without --dask."""
+    sent, given = str(cap.path.absolute()), str(cap.path)
+    text = str(problem)
+    if sent == given or sent not in text:
+        return problem
+    try:
+        return type(problem)(text.replace(sent, given))
+    except Exception:  # a subclass that wants other arguments: keep it as it came
+        return problem
+
+
+def _dask_client(address: str, client_class: Callable[..., Any]) -> Any:
+    """A Client of the scheduler at ``address``, or an OptionsError saying why not.
+
+    The address is tried first: one TCP connection (nothing listening is said at once, not
+    after the Client's retries), then the scheduler's ``identity`` over Dask's own protocol
+    (a server that is not a Dask scheduler, or a TLS address without a TLS configuration,
+    is said plainly, and no half-made Client is left to time out at exit)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    where = f"--dask {address}"
+    try:
+        scheme, location = parse_address(address)
+        if scheme == "tcp":
+            host, port = parse_host_port(location)
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not a TCP port")
+            socket.create_connection((host, port), timeout=DASK_CONNECT_S).close()
+    except ConnectionRefusedError:
+        raise OptionsError(f"{where}: nothing listens there (connection refused); start a "
+                           "scheduler with: dask scheduler") from None
+    except TimeoutError:
+        raise OptionsError(f"{where}: no answer within {DASK_CONNECT_S:.0f} s") from None
+    except OSError as exc:  # name not resolved, network unreachable...
+        raise OptionsError(f"{where}: cannot connect ({exc.strerror or exc})") from None
+    except (ValueError, OverflowError) as exc:
+        raise OptionsError(f"{where}: not a scheduler address such as tcp://HOST:8786 "
+                           f"({exc})") from None
+    with ThreadPoolExecutor(1) as thread:  # its own event loop, even under a running one
+        probe = thread.submit(asyncio.run, _dask_identity(address))
+        try:
+            kind = probe.result()
+        except Exception as exc:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise OptionsError(f"{where}: no Dask scheduler answers there ({text})") from None
+    if kind != "Scheduler":
+        raise OptionsError(f"{where}: a Dask {kind or 'server'} answers there, not the "
+                           "scheduler (dask scheduler prints its address)")
+    try:
+        return client_class(address, timeout=f"{DASK_CONNECT_S:.0f}s", set_as_default=False)
+    except Exception as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise OptionsError(f"{where}: no Dask scheduler answers there ({text})") from None
+
+
+async def _dask_identity(address: str) -> str | None:
+    """What the Dask server at ``address`` says it is (``Scheduler``, ``Worker``...)."""
+    from distributed.core import rpc
+    from distributed.security import Security
+
+    security: Callable[[], Any] = Security  # TLS settings from the Dask configuration
+    connect: Callable[..., Any] = rpc
+    args = security().get_connection_args("client")
+
+    async def ask() -> Any:
+        async with connect(address, timeout=DASK_CONNECT_S, connection_args=args) as server:
+            return await server.identity()
+
+    info = await asyncio.wait_for(ask(), DASK_CONNECT_S + 5)
+    kind = info.get("type") if isinstance(info, dict) else None
+    return str(kind) if kind is not None else None
+
+
+def _worker_facts(tshark_path: str) -> tuple[str, bool]:
+    """Run on each worker: this package's version there, and whether it has the tshark."""
+    from . import __version__
+
+    return __version__, os.access(tshark_path, os.X_OK)
+
+
+def _check_workers(client: Any, address: str, tsk: Tshark) -> None:
+    """The cluster has a worker, and every worker runs this version of tshark-dicom and has
+    tshark at the path this machine uses (the Tshark travels to the workers with its path)."""
+    from . import __version__
+
+    try:
+        client.wait_for_workers(1, timeout=DASK_WORKERS_S)
+    except TimeoutError:
+        raise OptionsError(f"--dask {address}: no worker joined the scheduler within "
+                           f"{DASK_WORKERS_S:.0f} s; start one with: dask worker "
+                           f"{address}") from None
+    facts = client.run(_worker_facts, tsk.path, on_error="return")
+    for worker, fact in sorted(facts.items()):
+        if isinstance(fact, BaseException):
+            raise OptionsError(f"--dask {address}: worker {worker} cannot run tshark-dicom "
+                               f"({type(fact).__name__}: {fact}); install this version "
+                               "on every worker and restart them")
+        version, has_tshark = fact
+        if version != __version__:
+            raise OptionsError(f"--dask {address}: worker {worker} runs tshark-dicom "
+                               f"{version}, this machine {__version__}: install the same "
+                               "version everywhere")
+        if not has_tshark:
+            raise OptionsError(f"--dask {address}: worker {worker} has no tshark at "
+                               f"{tsk.path} (give --tshark a path that every worker has)")
 
 
 __all__ = ["CaptureFile", "Discovery", "TABLES", "analyze_one", "discover", "run"]

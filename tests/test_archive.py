@@ -1,0 +1,186 @@
+"""Archives of captures through the real command line: one bad file never stops a run,
+results are datasets every reader opens, object folders keep their names when files are
+added, and a run killed with SIGKILL and resumed equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+from typer.testing import CliRunner
+
+import tshark_dicom
+from tshark_dicom.cli import app
+from tshark_dicom.tables import SCHEMAS
+
+from .conftest import CAPTURES
+
+runner = CliRunner()
+GOOD = sorted(p for p in CAPTURES.iterdir() if p.name.endswith(".pcapng")
+              and p.name != "mid_association.pcapng")[:28]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 captures (one a tcpdump rotation named trace.pcap1), a corrupt and an empty one,
+    and a gzip log that is not a capture, in nested folders."""
+    root = tmp_path_factory.mktemp("archive")
+    for i, cap in enumerate(GOOD):
+        sub = root / ("day1" if i % 2 else "day2")
+        sub.mkdir(exist_ok=True)
+        shutil.copy(cap, sub / cap.name)
+    shutil.copy(CAPTURES / "echo.pcapng", root / "trace.pcap1")
+    shutil.copy(CAPTURES / "store_gzip.pcapng.gz", root / "day1" / "store_gzip.pcapng.gz")
+    (root / "corrupt.pcapng").write_bytes((CAPTURES / "echo.pcapng").read_bytes()[:40]
+                                         + b"\xff" * 200)
+    (root / "empty.pcap").write_bytes(b"")
+    with gzip.open(root / "day2" / "app.log.gz", "wt") as f:
+        f.write("not a capture\n" * 100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def archive_out(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "run"
+    code, stdout, stderr = invoke("analyze", str(archive), "-o", str(out))
+    assert code == 0, stderr
+    assert "2 could not be analysed" in stdout
+    assert "skipped: " in stdout and "app.log.gz: gzip, but not a capture inside" in stdout
+    return out
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    report = tshark_dicom.load(out)
+    return {t: report.table(t) for t in SCHEMAS}
+
+
+def test_bad_files_are_failed_rows_and_the_rest_is_analysed(archive: Path,
+                                                             archive_out: Path) -> None:
+    caps = tshark_dicom.load(archive_out).captures
+    assert len(caps) == len(GOOD) + 4  # trace.pcap1, the .gz capture, corrupt, empty
+    failed = caps[caps["status"] == "failed"].set_index("key")
+    assert set(failed.index) == {"corrupt.pcapng", "empty.pcap"}
+    assert "empty file" in failed.loc["empty.pcap", "error"]
+    assert "corrupt.pcapng" in failed.loc["corrupt.pcapng", "error"]
+    ok = caps[caps["status"] == "ok"]
+    assert "trace.pcap1" in set(ok["key"])  # found by its content
+    assert ok["packets"].min() > 0 and ok["link_type"].notna().all()
+
+
+def test_archive_tables_equal_each_capture_alone(archive: Path, archive_out: Path) -> None:
+    tables = _tables(archive_out)
+    for cap in [archive / "day2" / GOOD[0].name, archive / "day1" / GOOD[1].name,
+                archive / "trace.pcap1"]:
+        alone = tshark_dicom.analyze(cap)
+        for t in ("associations", "messages", "operations", "findings", "queries"):
+            mine = tables[t][tables[t]["capture"] == str(cap)].reset_index(drop=True)
+            theirs = alone.table(t)
+            assert mine.drop(columns=["capture"]).astype(str).equals(
+                theirs.drop(columns=["capture"]).astype(str)), (cap.name, t)
+
+
+def test_every_reader_opens_the_datasets(archive_out: Path) -> None:
+    import duckdb
+
+    report = tshark_dicom.load(archive_out)
+    want = len(report.messages)
+    assert want > 100
+    folder = archive_out / "tables" / "messages"
+    assert len(pd.read_parquet(folder)) == want
+    assert pads.dataset(folder, format="parquet").count_rows() == want
+    got = duckdb.sql(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchall()
+    assert got[0][0] == want
+    # nanosecond timestamps compute in DuckDB after a cast (NOTES; issue 11 changes that)
+    span = duckdb.sql(f"select max(epoch_ms(response_complete_at::timestamptz) - epoch_ms("
+                      f"request_first_at::timestamptz)) from read_parquet('{archive_out}/"
+                      "tables/operations/*.parquet')").fetchall()
+    assert span[0][0] > 0
+    moves = report.read("operations", columns=["capture", "command", "status_hex"],
+                        filters=[("command", "==", "C-MOVE")])
+    assert list(moves.columns) == ["capture", "command", "status_hex"]
+    assert len(moves) and set(moves["command"]) == {"C-MOVE"}
+
+
+def test_object_folders_keep_their_names_when_files_are_added(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    shutil.copy(CAPTURES / "store_104.pcapng", folder / "b.pcapng")
+    out1, out2 = tmp_path / "o1", tmp_path / "o2"
+    assert invoke("analyze", str(folder), "-o", str(out1))[0] == 0
+    shutil.copy(CAPTURES / "echo.pcapng", folder / "a.pcapng")  # sorts before b
+    assert invoke("analyze", str(folder), "-o", str(out2))[0] == 0
+    first = sorted(str(p.relative_to(out1)) for p in (out1 / "objects").rglob("*.dcm"))
+    second = sorted(str(p.relative_to(out2)) for p in (out2 / "objects").rglob("*.dcm"))
+    assert first == second and first[0].startswith("objects/b.pcapng/")
+
+
+def test_resume_skips_what_is_done_and_redoes_what_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("echo.pcapng", "store_104.pcapng", "multi_store.pcapng"):
+        shutil.copy(CAPTURES / name, folder / name)
+    out = tmp_path / "out"
+    code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--resume", "--verify")
+    assert code == 0 and "resumed: 0 capture(s) already done, 3 analysed now" in stdout
+    code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--resume", "--verify")
+    assert code == 0 and "resumed: 3 capture(s) already done, 0 analysed now" in stdout
+    os.utime(folder / "echo.pcapng", ns=(time.time_ns(), time.time_ns()))
+    code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--resume")
+    assert code == 0 and "resumed: 2 capture(s) already done, 1 analysed now" in stdout
+    (folder / "store_104.pcapng").unlink()
+    code, stdout, _ = invoke("analyze", str(folder), "-o", str(out), "--resume")
+    assert code == 0
+    assert set(tshark_dicom.load(out).captures["key"]) == {"echo.pcapng", "multi_store.pcapng"}
+    assert not (out / "objects" / "store_104.pcapng").exists()
+    code, _, stderr = invoke("analyze", str(folder), "-o", str(out), "--verify")
+    assert code == 2 and stderr.strip() == "Error: --verify goes with --resume"
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(archive: Path, tmp_path: Path
+                                                         ) -> None:
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert invoke("analyze", str(archive), "-o", str(whole))[0] == 0
+    argv = [sys.executable, "-m", "tshark_dicom", "analyze", str(archive), "-o", str(killed),
+            "--resume", "--quiet"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = killed / "tables" / "captures"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.is_dir() and len(list(parts.glob("*.parquet"))) >= 8:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("*.parquet")))
+    assert 8 <= done < len(GOOD) + 4
+    assert not (killed / "summary.txt").exists()
+    code, stdout, stderr = invoke("analyze", str(archive), "-o", str(killed), "--resume")
+    assert code == 0, stderr
+    line = next(x for x in stdout.splitlines() if x.startswith("resumed: "))
+    reused, analysed = (int(w) for w in line.split() if w.isdigit())
+    # every capture done before the kill is reused, but a failed one (tried again)
+    assert done - 2 <= reused <= done and reused + analysed == len(GOOD) + 4
+    a, b = _tables(whole), _tables(killed)
+    for t in SCHEMAS:
+        x, y = a[t], b[t]
+        if t == "captures":
+            x, y = x.drop(columns=["elapsed_s", "path"]), y.drop(columns=["elapsed_s", "path"])
+        assert x.astype(str).equals(y.astype(str)), t
+    assert sorted(p.relative_to(whole).as_posix() for p in (whole / "objects").rglob("*")) == \
+        sorted(p.relative_to(killed).as_posix() for p in (killed / "objects").rglob("*"))
+    assert not any(p.name.startswith(".tshark-dicom") for p in killed.iterdir())

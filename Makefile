@@ -53,6 +53,8 @@ test: setup testdeps lint
 bench: setup
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/timing_cost.py
+	$(BIN)/python benchmarks/make_captures.py store_4gb
+	$(BIN)/python benchmarks/large_capture.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

@@ -184,3 +184,44 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(archive: Path, tmp_pat
     assert sorted(p.relative_to(whole).as_posix() for p in (whole / "objects").rglob("*")) == \
         sorted(p.relative_to(killed).as_posix() for p in (killed / "objects").rglob("*"))
     assert not any(p.name.startswith(".tshark-dicom") for p in killed.iterdir())
+
+
+# -- ring-buffer and split sets -------------------------------------------------------------
+def _cap(path: Path) -> tshark_dicom.batch.CaptureFile:
+    from tshark_dicom.batch import CaptureFile
+
+    return CaptureFile(path, str(path), path.as_posix().replace("/", "__"), 1, 1)
+
+
+def test_sets_are_recognised_by_their_names() -> None:
+    from tshark_dicom.batch import stitch
+
+    names = ["ring_00002_20260101120500.pcapng", "ring_00001_20260101120000.pcapng",
+             "ring_00003_20260101121000.pcapng", "trace.pcap", "trace.pcap2", "trace.pcap1",
+             "other.pcapng", "single_00001_20260101120000.pcapng"]
+    caps = [_cap(Path("/a") / n) for n in names] + [_cap(Path("/b/trace.pcap1"))]
+    heads = stitch(caps)
+    by = {h.path.as_posix(): [m.path.name for m in h.more] for h in heads}
+    assert by["/a/ring_00001_20260101120000.pcapng"] == [
+        "ring_00002_20260101120500.pcapng", "ring_00003_20260101121000.pcapng"]
+    assert by["/a/trace.pcap"] == ["trace.pcap1", "trace.pcap2"]
+    assert by["/a/other.pcapng"] == [] and by["/a/single_00001_20260101120000.pcapng"] == []
+    assert by["/b/trace.pcap1"] == []  # another folder: not the same set
+    assert len(heads) == 5
+
+
+def test_a_split_capture_is_analysed_as_one(tmp_path: Path) -> None:
+    parts = tmp_path / "set"
+    parts.mkdir()
+    subprocess.run(["editcap", "-c", "12", str(CAPTURES / "multi_store.pcapng"),
+                    str(parts / "ms.pcapng")], check=True, capture_output=True)
+    assert len(list(parts.iterdir())) == 5
+    whole = tshark_dicom.analyze(CAPTURES / "multi_store.pcapng")
+    stitched = tshark_dicom.analyze(parts)
+    assert sorted(stitched.objects["sha256"]) == sorted(whole.objects["sha256"])
+    assert stitched.objects["complete"].all() and len(stitched.messages) == len(whole.messages)
+    first = sorted(parts.iterdir())[0]
+    assert set(stitched.associations["capture"]) == {str(first)}
+    assert list(stitched.captures["associations"]) == [1, 0, 0, 0, 0]
+    alone = tshark_dicom.analyze(parts, stitch=False)
+    assert len(alone.messages) < len(whole.messages)  # without stitching the set breaks up

@@ -54,6 +54,7 @@ def analyze(
     tshark: str | None = None,
     cross_check: bool = False,
     engine: str = "auto",
+    stitch: bool = True,
 ) -> Report:
     """Analyse one capture, a list of them, or a folder (recursively).
 
@@ -61,8 +62,9 @@ def analyze(
     ``ports``: also decode streams on these TCP ports whose association setup is not in the
     capture; ``tshark``: the tshark executable (default: ``$TSHARK``, then PATH);
     ``cross_check``: also run Wireshark's DICOM dissector and report where it disagrees;
-    ``engine``: ``auto`` (default), ``raw`` or ``ek`` (see README, "How it works").
+    ``engine``: ``auto`` (default), ``raw`` or ``ek`` (see README, "How it works");
+    ``stitch``: analyse the files of a ring-buffer or split set as one capture.
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
     return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
-               cross_check=cross_check, engine=engine)
+               cross_check=cross_check, engine=engine, no_stitch=not stitch)

@@ -6,6 +6,7 @@ connection's state lives only while its packets do, and data sets flow to disk.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import resource
@@ -27,7 +28,14 @@ from .findings import (
     timing_findings,
 )
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
-from .packets import CaptureStats, Packet, UnsupportedLinkType, read_packets, read_raw_packets
+from .packets import (
+    CaptureStats,
+    Packet,
+    TcpStreamNumbers,
+    UnsupportedLinkType,
+    read_packets,
+    read_raw_packets,
+)
 from .queries import KeyRecord, QueryRecord, build_queries
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
@@ -53,6 +61,18 @@ IDENTIFIER_MAX = 1 << 20
 
 
 @dataclass
+class FileStats:
+    """One file of a capture (set), as the raw reader saw it."""
+
+    label: str
+    records: int
+    first_ns: int | None
+    last_ns: int | None
+    link_type: int | None
+    truncated: bool
+
+
+@dataclass
 class CaptureResult:
     """Everything one capture gave: its associations (DICOM only, in first-packet order)
     and the findings that belong to no association."""
@@ -62,6 +82,10 @@ class CaptureResult:
     findings: list[FindingRecord] = field(default_factory=list)
     packets: int = 0
     payload_bytes: int = 0
+    #: each file of the capture (several for a ring-buffer set) and, for a set, each
+    #: association's file (the one its first packet is in)
+    files: list[FileStats] = field(default_factory=list)
+    assoc_labels: list[str] | None = None
     #: the whole capture, every record (raw engine; capinfos for the ek engine)
     records: int | None = None
     first_ns: int | None = None
@@ -179,6 +203,7 @@ def analyze_capture(
     path: Path,
     *,
     label: str,
+    more: Sequence[tuple[Path, str]] = (),
     tshark: Tshark,
     ports: Sequence[int] = (),
     objects_dir: Path | None = None,
@@ -192,25 +217,33 @@ def analyze_capture(
     TCP headers itself (fast: no per-field output); ``ek`` has tshark dissect and select
     the DICOM streams in two passes and reads its ``-T ek`` JSON; ``auto`` is raw where
     the link type allows, else ek.
+
+    ``more``: the following files (path, label) of a ring-buffer or split set, read as one
+    continuous capture with ``path`` (raw engine): associations and objects that cross
+    file boundaries are whole, frame numbers count through the set, and each
+    association's rows carry the label of the file its first packet is in.
     """
     started = time.monotonic()
     check_capture(tshark, path)
+    for extra, _ in more:
+        check_capture(tshark, extra)
     result = CaptureResult(label, [])
     portset = frozenset(ports)
     run: _Run | None = None
     if engine in ("auto", "raw"):
         run = _Run(result, portset, objects_dir, {}, decide=True)
-        stats = CaptureStats()
         try:
-            with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
-                run.consume(read_raw_packets(out, skip=run.done.__contains__, stats=stats),
-                            progress)
-            result.truncated = tsk.truncated
+            run.consume(_set_packets(tshark, [(path, label), *more], run, result), progress)
             result.engine = "raw"
-            result.records, result.first_ns, result.last_ns = (stats.records, stats.first_ns,
-                                                               stats.last_ns)
-            result.link_type = LINK_TYPES.get(stats.link_type or -1, str(stats.link_type))
+            first = result.files[0]
+            result.records, result.first_ns = sum(f.records for f in result.files), \
+                first.first_ns
+            result.last_ns = result.files[-1].last_ns
+            result.link_type = LINK_TYPES.get(first.link_type or -1, str(first.link_type))
         except UnsupportedLinkType as exc:
+            if more:
+                raise OptionsError(f"{path}: a set of captures whose link type the raw engine "
+                                   f"cannot read ({exc}): use --no-stitch") from None
             if engine == "raw":
                 raise OptionsError(f"{path}: --engine raw cannot read it ({exc}); "
                                    "use --engine ek") from None
@@ -228,6 +261,11 @@ def analyze_capture(
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
     dicom = run.finish()
+    if len(result.files) > 1:  # each association to the file its first packet is in
+        starts = [f.first_ns if f.first_ns is not None else 0 for f in result.files]
+        result.assoc_labels = [
+            result.files[max(bisect.bisect_right(starts, a.first_ns) - 1, 0)].label
+            for a in dicom]
     if result.truncated:
         result.findings.append(FindingRecord(
             None, None, "warning", "capture-truncated",
@@ -260,6 +298,23 @@ def analyze_capture(
 #: pcap link types by name (as capinfos and Wireshark say them)
 LINK_TYPES = {0: "null", 1: "ether", 12: "rawip", 14: "rawip", 101: "rawip", 108: "loop",
               113: "linux-sll", 228: "rawip4", 229: "rawip6", 276: "linux-sll2"}
+
+
+def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
+                 result: CaptureResult) -> Iterator[Packet]:
+    """The packets of one capture, or of the files of a set one after the other: one tshark
+    conversion each, TCP stream numbers and frame numbers continued through the set."""
+    numbers = TcpStreamNumbers()
+    offset = 0
+    for path, label in files:
+        stats = CaptureStats()
+        with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
+            yield from read_raw_packets(out, numbers=numbers, skip=run.done.__contains__,
+                                        stats=stats, frame_offset=offset)
+        offset += stats.records
+        result.truncated = result.truncated or tsk.truncated
+        result.files.append(FileStats(label, stats.records, stats.first_ns, stats.last_ns,
+                                      stats.link_type, tsk.truncated))
 
 
 def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:

@@ -63,6 +63,7 @@ def analyze_to(
     resume: bool = False,
     verify: bool = False,
     dask: str | None = None,
+    no_stitch: bool = False,
     title: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> ArchiveRun:
@@ -100,25 +101,32 @@ def analyze_to(
         if verify:
             tables["captures"]["sha256"] = pd.array([content_hash(cap.path)], dtype="string")
         if in_place:
-            remove_parts(folder, cap.key)
+            for f in cap.files:
+                remove_parts(folder, f.key)
             done = objects_dir / cap.key if objects_dir is not None else None
             if done is not None and done.exists():
                 (folder / "objects").mkdir(exist_ok=True)
                 os.replace(done, folder / "objects" / cap.key)
-        write_parts(work, cap.key, tables, format)
+        if not cap.more:
+            write_parts(work, cap.key, tables, format)
+            return
+        for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
+            write_parts(work, f.key, {t: _of(df, f.label) for t, df in tables.items()},
+                        format)
 
     def skip(cap: CaptureFile) -> dict[str, pd.DataFrame] | None:
-        row = earlier.get(cap.key)
-        if row is None or not _unchanged(cap, row, verify):
+        rows = [earlier.get(f.key) for f in cap.files]
+        if any(row is None or not _unchanged(f, row, verify)
+               for f, row in zip(cap.files, rows, strict=True)):
             return None
         counts["reused"] += 1
-        return {"captures": frame("captures", [row])}
+        return {"captures": frame("captures", [r for r in rows if r is not None])}
 
     try:
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
-                     dask=dask)
+                     dask=dask, no_stitch=no_stitch)
         keys = report.captures["key"].tolist()
         if in_place:
             for stale in part_keys(folder) - set(keys):
@@ -164,6 +172,11 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
                                                    f"{key}.csv").exists()):
             out[str(key)] = {str(k): _plain(v) for k, v in row.items()}
     return out
+
+
+def _of(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    return df[(df["capture"] == label).fillna(False).to_numpy(dtype=bool)].reset_index(
+        drop=True)
 
 
 def _plain(value: object) -> object:

@@ -59,6 +59,16 @@ class CaptureFile:
     key: str
     size: int
     mtime_ns: int
+    #: the following files of a ring-buffer or split set, analysed with this one
+    more: tuple[CaptureFile, ...] = ()
+
+    @property
+    def files(self) -> tuple[CaptureFile, ...]:
+        return (self, *self.more)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
 
 
 @dataclass
@@ -92,6 +102,39 @@ def _key(path: Path, root: Path | None) -> str:
     rel = path.relative_to(root) if root is not None else Path(path.name)
     key = re.sub(r"[^0-9A-Za-z._-]", "_", "__".join(rel.parts)).lstrip(".") or "capture"
     return key
+
+
+#: dumpcap's ring buffer and editcap's split files: NAME_NNNNN_YYYYMMDDhhmmss.ext
+_NUMBERED = re.compile(r"(?P<base>.+)_(?P<n>\d{5})_\d{14}(?P<ext>\.[A-Za-z0-9.]+)")
+#: tcpdump -C rotation: trace.pcap, trace.pcap1, trace.pcap2 ...
+_ROTATED = re.compile(r"(?P<base>.+\.(?:pcap|pcapng|cap))(?P<n>\d*)")
+
+
+def stitch(captures: list[CaptureFile]) -> list[CaptureFile]:
+    """Files of one ring-buffer or split set (dumpcap's and editcap's numbered names,
+    tcpdump's rotation) in the same folder become one capture: the first file, with the
+    others in ``more``, in the set's order; everything else stays as it is."""
+    sets: dict[tuple[str, str, str, str], list[tuple[int, CaptureFile]]] = {}
+    for cap in captures:
+        for kind, pattern in (("numbered", _NUMBERED), ("rotated", _ROTATED)):
+            m = pattern.fullmatch(cap.path.name)
+            if m:
+                ext = m.groupdict().get("ext") or ""
+                key = (kind, str(cap.path.parent), m["base"], ext)
+                sets.setdefault(key, []).append((int(m["n"] or 0), cap))
+                break
+    heads: dict[str, CaptureFile] = {}
+    members: set[str] = set()
+    for group in sets.values():
+        if len(group) < 2:
+            continue
+        ordered = [c for _, c in sorted(group, key=lambda nc: nc[0])]
+        heads[ordered[0].key] = ordered[0]
+        members.update(c.key for c in ordered[1:])
+        heads[ordered[0].key] = CaptureFile(
+            ordered[0].path, ordered[0].label, ordered[0].key, ordered[0].size,
+            ordered[0].mtime_ns, tuple(ordered[1:]))
+    return [heads.get(c.key, c) for c in captures if c.key not in members]
 
 
 def discover(sources: Source | Sequence[Source]) -> Discovery:
@@ -155,6 +198,7 @@ def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
     target = objects_dir / cap.key if objects_dir is not None else None
     started = time.monotonic()
     result = analyze_capture(cap.path, label=cap.label, tshark=tshark, ports=ports,
+                             more=[(m.path, m.label) for m in cap.more],
                              objects_dir=target, cross_check=cross_check, engine=engine,
                              progress=progress)
     tables = build([result])
@@ -163,12 +207,23 @@ def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
         prefix = f"{objects_dir.name}/{cap.key}/"
         objs["path"] = objs["path"].map(lambda p: prefix + p if isinstance(p, str) else p,
                                         na_action="ignore").astype("string")
-    tables["captures"] = frame("captures", [capture_row(
-        cap, status="ok", error=None, elapsed_s=time.monotonic() - started,
-        packets=result.records, first_ns=result.first_ns, last_ns=result.last_ns,
-        link_type=result.link_type, engine=result.engine,
-        tshark_version=tshark.version_text or None,
-        associations=len(result.associations))])
+    elapsed = time.monotonic() - started
+    if cap.more:  # a set: a row per file, its own packets and the associations begun in it
+        labels = result.assoc_labels or []
+        rows = [capture_row(
+            f, status="ok", error=None, elapsed_s=elapsed if f is cap else 0.0,
+            packets=st.records, first_ns=st.first_ns, last_ns=st.last_ns,
+            link_type=result.link_type, engine=result.engine,
+            tshark_version=tshark.version_text or None,
+            associations=sum(1 for lab in labels if lab == f.label))
+            for f, st in zip(cap.files, result.files, strict=True)]
+    else:
+        rows = [capture_row(
+            cap, status="ok", error=None, elapsed_s=elapsed, packets=result.records,
+            first_ns=result.first_ns, last_ns=result.last_ns, link_type=result.link_type,
+            engine=result.engine, tshark_version=tshark.version_text or None,
+            associations=len(result.associations))]
+    tables["captures"] = frame("captures", rows)
     return tables
 
 
@@ -214,6 +269,7 @@ def run(
     skip: Callable[[CaptureFile], dict[str, pd.DataFrame] | None] | None = None,
     keep: bool = True,
     dask: str | None = None,
+    no_stitch: bool = False,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -223,13 +279,17 @@ def run(
     only the captures table (the tables went to ``on_result``). ``skip(capture)`` may return
     the tables of a capture already done (``--resume``): it is then not analysed again.
     ``dask``: the address of a Dask distributed scheduler that runs the captures.
-    ``on_result`` is not called for the captures ``skip`` returned.
+    ``on_result`` is not called for the captures ``skip`` returned. The files of a
+    ring-buffer or split set are one capture (`stitch`) unless ``no_stitch`` or the ek
+    engine was asked for.
     """
     check_options(ports, jobs, engine)
     tsk = find_tshark(tshark)
     found = discover(sources)
+    if not no_stitch and engine != "ek":
+        found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
-    total_bytes = sum(c.size for c in found.captures)
+    total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rows: dict[str, pd.DataFrame] = {}
     errors: list[TsharkDicomError] = []
@@ -242,7 +302,7 @@ def run(
             on_result(cap, tables)
         if keep:
             parts.append(tables)
-        done_bytes += cap.size
+        done_bytes += cap.total_size
         if on_progress:
             on_progress(cap.label, len(rows), len(found.captures), 0, done_bytes, total_bytes)
 
@@ -259,7 +319,7 @@ def run(
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
             outcome = {"captures": frame("captures", [capture_row(
-                cap, status="failed", error=str(outcome), elapsed_s=0.0)])}
+                f, status="failed", error=str(outcome), elapsed_s=0.0) for f in cap.files])}
         finished(cap, outcome)
     order = [c.key for c in found.captures]
     captures = pd.concat([rows[k] for k in order], ignore_index=True) if order else frame(
@@ -340,7 +400,7 @@ def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence
         _check_workers(client, address, tsk)
         # absolute paths: a worker's working directory is not ours
         where = odir.absolute() if odir is not None else None
-        futures = {client.submit(analyze_one, replace(cap, path=cap.path.absolute()), tsk,
+        futures = {client.submit(analyze_one, _absolute(cap), tsk,
                                  ports, where, cross_check, engine, pure=False): cap
                    for cap in todo}
         for fut in dask_completed(list(futures), loop=client.loop):
@@ -480,3 +540,9 @@ def _check_workers(client: Any, address: str, tsk: Tshark) -> None:
 
 
 __all__ = ["CaptureFile", "Discovery", "TABLES", "analyze_one", "discover", "run"]
+
+
+def _absolute(cap: CaptureFile) -> CaptureFile:
+    """The capture (and its set's files) with absolute paths, for a worker elsewhere."""
+    return replace(cap, path=cap.path.absolute(),
+                   more=tuple(replace(m, path=m.path.absolute()) for m in cap.more))

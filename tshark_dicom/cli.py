@@ -80,6 +80,10 @@ def analyze(
         "--dask", help="Run the captures on this Dask distributed scheduler "
         "(tcp://HOST:PORT); workers need tshark, this package and the same paths.",
         metavar="ADDRESS")] = None,
+    no_stitch: Annotated[bool, typer.Option(
+        "--no-stitch", help="Analyse the files of a ring-buffer or split set (dumpcap "
+        "NAME_NNNNN_YYYYMMDDhhmmss, tcpdump -C rotation) each on its own, not as one "
+        "capture.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -95,7 +99,8 @@ def analyze(
             done = analyze_to(captures, out, format=format, objects=not no_objects,
                               ports=port or (), jobs=jobs, tshark=tshark,
                               cross_check=cross_check, engine=engine, resume=resume,
-                              verify=verify, dask=dask, on_progress=on_progress)
+                              verify=verify, dask=dask, no_stitch=no_stitch,
+                              on_progress=on_progress)
     except TsharkDicomError as exc:
         _fail(exc)
     except KeyboardInterrupt:

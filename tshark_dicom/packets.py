@@ -164,7 +164,8 @@ def _ip_text(raw: bytes) -> str:
 def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                      skip: Callable[[int], bool] | None = None,
                      fragments: Callable[[int], None] | None = None,
-                     stats: CaptureStats | None = None) -> Iterator[Packet]:
+                     stats: CaptureStats | None = None,
+                     frame_offset: int = 0) -> Iterator[Packet]:
     """Yield a Packet for every TCP segment of a pcap stream (frame number = record index).
 
     ``skip(stream)`` says a stream is of no interest: its payload is not copied out.
@@ -188,20 +189,24 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         raise UnsupportedLinkType(f"link type {linktype}")
     stats = stats or CaptureStats()
     stats.link_type = linktype
-    yield from _record_loop(stdout, endian, frac_ns, linktype, numbers, skip, fragments, stats)
+    yield from _record_loop(stdout, endian, frac_ns, linktype, numbers, skip, fragments, stats,
+                            frame_offset)
 
 
 def _record_loop(stdout: IO[bytes], endian: str, frac_ns: int, linktype: int,
                  numbers: TcpStreamNumbers | None, skip: Callable[[int], bool] | None,
                  fragments: Callable[[int], None] | None,
-                 stats: CaptureStats) -> Iterator[Packet]:
+                 stats: CaptureStats, frame_offset: int = 0) -> Iterator[Packet]:
+    """``frame_offset``: frames of earlier files of the same set (ring buffers): numbers
+    continue through the set, and ``numbers`` (shared) keeps its TCP streams."""
     record = struct.Struct(endian + "IIII")
     fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()
     names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
     read = stdout.read
-    buf, pos, frame = b"", 0, 0
+    buf, pos, frame = b"", 0, frame_offset
     sec = frac = 0
+    waiting_first = True
     while True:
         # Records are parsed in place from 1 MiB reads: no per-packet read call or copy.
         if len(buf) - pos < 16:
@@ -221,8 +226,8 @@ def _record_loop(stdout: IO[bytes], endian: str, frac_ns: int, linktype: int,
         limit = base + incl  # captured bytes of this frame end here
         pos = limit
         frame += 1
-        if frame == 1:
-            stats.first_ns = sec * 1_000_000_000 + frac * frac_ns
+        if waiting_first:
+            stats.first_ns, waiting_first = sec * 1_000_000_000 + frac * frac_ns, False
         parsed = False
         if fast and incl >= 54:
             # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
@@ -255,8 +260,8 @@ def _record_loop(stdout: IO[bytes], endian: str, frac_ns: int, linktype: int,
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
                      dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)], win,
                      wscale)
-    stats.records = frame
-    if frame:
+    stats.records = frame - frame_offset
+    if stats.records:
         stats.last_ns = sec * 1_000_000_000 + frac * frac_ns
 
 

@@ -381,6 +381,8 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                                      "frame": f.frame, "severity": f.severity, "code": f.code,
                                      "summary": f.summary})
         for aid, a in enumerate(res.associations):
+            # a set of files (ring buffer): the file the association's first packet is in
+            cap = res.assoc_labels[aid] if res.assoc_labels else res.capture
             row = _assoc_row(cap, aid, a)
             if aid < len(res.timings):
                 ev = res.evidence[aid]

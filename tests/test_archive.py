@@ -225,3 +225,36 @@ def test_a_split_capture_is_analysed_as_one(tmp_path: Path) -> None:
     assert list(stitched.captures["associations"]) == [1, 0, 0, 0, 0]
     alone = tshark_dicom.analyze(parts, stitch=False)
     assert len(alone.messages) < len(whole.messages)  # without stitching the set breaks up
+
+
+RINGS = sorted((CAPTURES / "ring").glob("*/*.truth.json"))
+
+
+@pytest.mark.parametrize("truth_path", RINGS, ids=[t.parent.name for t in RINGS])
+def test_ring_buffer_sets_from_real_peers_give_every_object_whole(truth_path: Path,
+                                                                  tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    truth = json.loads(truth_path.read_text())
+    out = tmp_path / "out"
+    code, _, stderr = invoke("analyze", str(truth_path.parent), "-o", str(out))
+    assert code == 0, stderr
+    report = tshark_dicom.load(out)
+    assert list(report.captures["key"]) == truth["ring"]["files"]
+    assert (report.captures["status"] == "ok").all()
+    want = [m for a in truth["associations"] for m in a["messages"] if m["dataset_sha256"]]
+    objs = report.objects
+    assert sorted(objs["sha256"]) == sorted(m["dataset_sha256"] for m in want)
+    assert objs["complete"].all() and len(truth["associations"]) == len(report.associations)
+    for row in objs.itertuples():  # byte-exact Part-10 files, under the first file's key
+        data = (out / row.path).read_bytes()
+        assert row.path.startswith(f"objects/{truth['ring']['files'][0]}/")
+        assert hashlib.sha256(data[-row.dataset_bytes:]).hexdigest() == row.sha256
+    firsts = [Path(c).name for c in report.associations["capture"]]
+    assert firsts == truth["ring"]["association_first_files"]
+    assert truth["ring"]["objects_crossing_files"] >= 1
+    code, _, _ = invoke("analyze", str(truth_path.parent), "-o", str(tmp_path / "alone"),
+                        "--no-stitch")
+    alone = tshark_dicom.load(tmp_path / "alone")
+    assert alone.objects["complete"].sum() < len(want)  # each file alone loses them

@@ -88,12 +88,7 @@ def analyze(
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
     objects, findings), Part-10 objects under OUT/objects, and a summary."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not debug:  # what the libraries say about odd traffic is in our findings already
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
-        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-        warnings.simplefilter("ignore")
+    _logging(debug)
     try:
         with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
             done = analyze_to(captures, out, format=format, objects=not no_objects,
@@ -104,15 +99,16 @@ def analyze(
     except TsharkDicomError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        typer.echo("Error: interrupted; finished captures are kept, rerun with --resume to "
-                   "go on" if resume else "Error: interrupted; nothing was written", err=True)
+        # in place (a new folder, or --resume): what finished is kept; else OUT is as it was
+        kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
+        typer.echo(f"Error: interrupted; the captures finished so far are in {out}: rerun "
+                   "with --resume to go on" if kept else
+                   f"Error: interrupted; {out} holds the earlier results, unchanged", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # never a traceback for the user; --debug shows one
         if debug:
             raise
-        typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
-                   "and report it", err=True)
-        raise typer.Exit(1) from None
+        _internal(exc)
     if not quiet:
         typer.echo((out / "summary.txt").read_text().rstrip("\n"))
         if resume:
@@ -138,12 +134,7 @@ def diagnose(
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
     a C-MOVE with its callback and sub-operations beneath it."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not debug:
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
-        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-        warnings.simplefilter("ignore")
+    _logging(debug)
     if fail_on is not None and fail_on not in FAIL_ON:
         _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
     outs = [p for p in sources if p.is_dir() and has_results(p)]
@@ -161,9 +152,7 @@ def diagnose(
     except Exception as exc:  # never a traceback for the user; --debug shows one
         if debug:
             raise
-        typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
-                   "and report it", err=True)
-        raise typer.Exit(1) from None
+        _internal(exc)
     typer.echo(report.diagnose())
     worst = worst_severity(report)
     if fail_on is not None and worst is not None and RANK[worst] <= RANK[fail_on]:
@@ -199,6 +188,21 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
                        description=f"capture {min(done + 1, total)}/{total}: {what}")
 
         yield update
+
+
+def _logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # what the libraries say about odd traffic is in our findings already
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
+
+
+def _internal(exc: Exception) -> None:
+    typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
+               "and report it", err=True)
+    raise typer.Exit(1) from None
 
 
 def _fail(exc: TsharkDicomError) -> None:

@@ -233,7 +233,17 @@ def analyze_capture(
     if engine in ("auto", "raw"):
         run = _Run(result, portset, objects_dir, {}, decide=True)
         try:
-            run.consume(_set_packets(tshark, [(path, label), *more], run, result), progress)
+            if more:
+                run.consume(_set_packets(tshark, [(path, label), *more], run, result),
+                            progress)
+            else:  # one file: no generator in between (every packet passes here)
+                stats = CaptureStats()
+                with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
+                    run.consume(read_raw_packets(out, skip=run.done.__contains__,
+                                                 stats=stats), progress)
+                result.truncated = tsk.truncated
+                result.files.append(FileStats(label, stats.records, stats.first_ns,
+                                              stats.last_ns, stats.link_type, tsk.truncated))
             result.engine = "raw"
             first = result.files[0]
             result.records, result.first_ns = sum(f.records for f in result.files), \

@@ -189,16 +189,6 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         raise UnsupportedLinkType(f"link type {linktype}")
     stats = stats or CaptureStats()
     stats.link_type = linktype
-    yield from _record_loop(stdout, endian, frac_ns, linktype, numbers, skip, fragments, stats,
-                            frame_offset)
-
-
-def _record_loop(stdout: IO[bytes], endian: str, frac_ns: int, linktype: int,
-                 numbers: TcpStreamNumbers | None, skip: Callable[[int], bool] | None,
-                 fragments: Callable[[int], None] | None,
-                 stats: CaptureStats, frame_offset: int = 0) -> Iterator[Packet]:
-    """``frame_offset``: frames of earlier files of the same set (ring buffers): numbers
-    continue through the set, and ``numbers`` (shared) keeps its TCP streams."""
     record = struct.Struct(endian + "IIII")
     fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()

@@ -177,6 +177,13 @@ class StoredReport(Report):
     def __init__(self, folder: Path) -> None:  # no tables yet: __getattr__ reads them
         self.folder = folder
         self.skipped = []
+        self._summary: str | None = None
+
+    def summary(self) -> str:
+        """As Report.summary; computed once (the tables on disk do not change)."""
+        if self._summary is None:
+            self._summary = super().summary()
+        return self._summary
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         if name in SCHEMAS:

@@ -14,6 +14,7 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom.findings import TIMING_CODES
+from tshark_dicom.packets import epoch_ns
 
 from .conftest import CAPTURES, capture_for, truth_files
 
@@ -101,8 +102,7 @@ def _frame_times(capture: Path) -> dict[int, int]:
     for line in out.stdout.split("\n"):
         if line.strip():
             num, epoch = line.split("\t")
-            whole, _, frac = epoch.partition(".")
-            times[int(num)] = int(whole) * 10**9 + int((frac + "0" * 9)[:9])
+            times[int(num)] = epoch_ns(epoch)
     return times
 
 

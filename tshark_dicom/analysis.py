@@ -33,6 +33,7 @@ from .packets import (
     Packet,
     TcpStreamNumbers,
     UnsupportedLinkType,
+    epoch_ns,
     read_packets,
     read_raw_packets,
 )
@@ -342,15 +343,12 @@ def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
     if len(fields) >= 5:
         result.link_type = fields[1] or None
         result.records = int(fields[2]) if fields[2].isdigit() else None
-        result.first_ns = _epoch_ns(fields[3])
-        result.last_ns = _epoch_ns(fields[4])
+        try:
+            result.first_ns, result.last_ns = epoch_ns(fields[3]), epoch_ns(fields[4])
+        except ValueError:  # capinfos printed no times (an empty capture)
+            pass
 
 
-def _epoch_ns(text: str) -> int | None:
-    whole, _, frac = text.strip().partition(".")
-    if not whole.isdigit():
-        return None
-    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
 def _timing(result: CaptureResult, evidence: dict[int, ConnectionEvidence]) -> None:

@@ -32,6 +32,7 @@ from .store import (
     read_table,
     remove_parts,
     replace_results,
+    rows_of,
     write_manifest,
     write_parts,
 )
@@ -111,7 +112,7 @@ def analyze_to(
             write_parts(work, cap.key, tables, format)
             return
         for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
-            write_parts(work, f.key, {t: _of(df, f.label) for t, df in tables.items()},
+            write_parts(work, f.key, {t: rows_of(df, f.label) for t, df in tables.items()},
                         format)
 
     def skip(cap: CaptureFile) -> dict[str, pd.DataFrame] | None:
@@ -172,11 +173,6 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
                                                    f"{key}.csv").exists()):
             out[str(key)] = {str(k): _plain(v) for k, v in row.items()}
     return out
-
-
-def _of(df: pd.DataFrame, label: str) -> pd.DataFrame:
-    return df[(df["capture"] == label).fillna(False).to_numpy(dtype=bool)].reset_index(
-        drop=True)
 
 
 def _plain(value: object) -> object:

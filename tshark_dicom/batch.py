@@ -28,6 +28,7 @@ import pandas as pd
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
 from .report import Report
+from .store import safe_key
 from .tables import TABLES, build, frame
 from .tshark import Tshark, find_tshark
 
@@ -100,8 +101,7 @@ def capture_kind(path: Path) -> str | None:
 
 def _key(path: Path, root: Path | None) -> str:
     rel = path.relative_to(root) if root is not None else Path(path.name)
-    key = re.sub(r"[^0-9A-Za-z._-]", "_", "__".join(rel.parts)).lstrip(".") or "capture"
-    return key
+    return safe_key("__".join(rel.parts))
 
 
 #: dumpcap's ring buffer and editcap's split files: NAME_NNNNN_YYYYMMDDhhmmss.ext

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -11,7 +10,15 @@ from typing import Any, cast
 import pandas as pd
 
 from .errors import OptionsError
-from .store import FORMATS, has_results, read_table, write_manifest, write_parts
+from .store import (
+    FORMATS,
+    has_results,
+    read_table,
+    rows_of,
+    safe_key,
+    write_manifest,
+    write_parts,
+)
 from .tables import SCHEMAS, SEVERITIES, TABLES, frame
 
 
@@ -64,7 +71,7 @@ class Report:
         keys = []
         for label, key in self._capture_keys():
             keys.append(key)
-            tables = {t: _rows_of(self.table(t), label) for t in TABLES}
+            tables = {t: rows_of(self.table(t), label) for t in TABLES}
             written.extend(write_parts(folder, key, tables, format))
         write_manifest(folder, keys, format)
         return written
@@ -78,7 +85,7 @@ class Report:
         labels: list[str] = []
         for t in TABLES:
             labels.extend(str(c) for c in self.table(t)["capture"].dropna().tolist())
-        return [(c, re.sub(r"[^0-9A-Za-z._-]", "_", Path(c).name) or "capture")
+        return [(c, safe_key(Path(c).name))
                 for c in dict.fromkeys(labels)]
 
     def diagnose(self) -> str:
@@ -202,11 +209,6 @@ class StoredReport(Report):
         df = read_table(self.folder, table, columns, filters)
         return df if df is not None else frame(table, [])[list(columns) if columns else
                                                            slice(None)]
-
-
-def _rows_of(df: pd.DataFrame, label: str) -> pd.DataFrame:
-    return df[(df["capture"] == label).fillna(False).to_numpy(dtype=bool)].reset_index(
-        drop=True)
 
 
 def _plural(n: int, word: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,17 @@ MANIFEST = "run.json"
 TABLES_DIR = "tables"
 #: Written first into OUT, removed last: a run in progress, or killed (hidden from readers).
 PARTIAL = ".tshark-dicom-partial"
+
+
+def safe_key(text: str) -> str:
+    """A capture key built only from ``[0-9A-Za-z._-]`` (never a path from elsewhere)."""
+    return re.sub(r"[^0-9A-Za-z._-]", "_", text).lstrip(".") or "capture"
+
+
+def rows_of(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The rows of one capture (by its label in the ``capture`` column)."""
+    return df[(df["capture"] == label).fillna(False).to_numpy(dtype=bool)].reset_index(
+        drop=True)
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:

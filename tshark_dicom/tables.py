@@ -26,7 +26,7 @@ from .association import (
 )
 from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
-from .timing import AssociationTiming, OperationRecord
+from .timing import AssociationTiming, OperationRecord, ms_between
 
 TS = "datetime64[ns, UTC]"
 LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
@@ -201,10 +201,6 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
 
 
-def _ms(a: int | None, b: int | None) -> float | None:
-    return None if a is None or b is None else (b - a) / 1e6
-
-
 #: Throughput rows are written for associations that moved at least this much (bytes).
 THROUGHPUT_MIN_BYTES = 1 << 20
 
@@ -365,8 +361,9 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
         "retransmitted_bytes_acceptor": a.tcp_retransmitted["acceptor"],
         "out_of_order_requestor": a.tcp_out_of_order["requestor"],
         "out_of_order_acceptor": a.tcp_out_of_order["acceptor"],
-        "duration_ms": _ms(a.requested_ns or a.first_ns, ended if a.ending != "open" else None),
-        "setup_ms": _ms(a.requested_ns, a.responded_ns),
+        "duration_ms": ms_between(a.requested_ns or a.first_ns,
+                                  ended if a.ending != "open" else None),
+        "setup_ms": ms_between(a.requested_ns, a.responded_ns),
     }
 
 
@@ -422,7 +419,7 @@ def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
                     "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
                     "fragments", "problem")})
                 row.update(capture=cap, assoc_id=aid, started_at=m.started_ns,
-                           ended_at=m.ended_ns, duration_ms=_ms(m.started_ns, m.ended_ns),
+                           ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
                            sop_class_name=uid_name(row["sop_class_uid"]))
                 rows["messages"].append(row)
             for o in a.objects:

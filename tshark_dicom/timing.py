@@ -109,19 +109,19 @@ class OperationRecord:
 
     @property
     def request_transfer_ms(self) -> float:
-        return _ms(self.request_first_ns, self.request_complete_ns) or 0.0
+        return ms_between(self.request_first_ns, self.request_complete_ns) or 0.0
 
     @property
     def turnaround_ms(self) -> float | None:
-        return _ms(self.request_complete_ns, self.response_first_ns)
+        return ms_between(self.request_complete_ns, self.response_first_ns)
 
     @property
     def response_transfer_ms(self) -> float | None:
-        return _ms(self.response_first_ns, self.response_complete_ns)
+        return ms_between(self.response_first_ns, self.response_complete_ns)
 
     @property
     def total_ms(self) -> float | None:
-        return _ms(self.request_first_ns, self.response_complete_ns)
+        return ms_between(self.request_first_ns, self.response_complete_ns)
 
     @property
     def request_mbps(self) -> float | None:
@@ -154,7 +154,8 @@ class AssociationTiming:
     bottleneck_detail: str | None = None
 
 
-def _ms(a: int | None, b: int | None) -> float | None:
+def ms_between(a: int | None, b: int | None) -> float | None:
+    """Milliseconds from ``a`` to ``b`` (ns), None if either is unknown."""
     return None if a is None or b is None else (b - a) / 1e6
 
 
@@ -383,15 +384,15 @@ def association_timing(assoc: Association, ops: list[OperationRecord],
     t = AssociationTiming()
     association_rtt(assoc, ev, t)
     attribute(assoc, ops, ev, t)
-    t.setup_ms = _ms(assoc.requested_ns, assoc.responded_ns)
+    t.setup_ms = ms_between(assoc.requested_ns, assoc.responded_ns)
     if assoc.release_rq_ns is not None and assoc.release_rp:
-        t.release_ms = _ms(assoc.release_rq_ns, assoc.ended_ns)
+        t.release_ms = ms_between(assoc.release_rq_ns, assoc.ended_ns)
     start = assoc.requested_ns or assoc.first_ns
     end = assoc.ended_ns if assoc.ended_ns is not None else assoc.last_ns
-    duration = _ms(start, end)
+    duration = ms_between(start, end)
     if assoc.responded_ns is not None and assoc.result == "accepted":
         stop = assoc.release_rq_ns or end
-        t.active_ms = _ms(assoc.responded_ns, stop)
+        t.active_ms = ms_between(assoc.responded_ns, stop)
         idle = sum(op.gap_before_ms or 0.0 for op in ops)
         last = max((op.response_complete_ns or op.request_complete_ns for op in ops),
                    default=assoc.responded_ns)

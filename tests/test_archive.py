@@ -253,6 +253,12 @@ def test_ring_buffer_sets_from_real_peers_give_every_object_whole(truth_path: Pa
         assert hashlib.sha256(data[-row.dataset_bytes:]).hexdigest() == row.sha256
     firsts = [Path(c).name for c in report.associations["capture"]]
     assert firsts == truth["ring"]["association_first_files"]
+    for a in report.associations.itertuples():  # frames count from the start of that file
+        ports = subprocess.run(
+            ["tshark", "-r", str(a.capture), "-Y", f"frame.number == {a.first_frame}",
+             "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert sorted(map(int, ports)) == sorted([a.requestor_port, a.acceptor_port])
     assert truth["ring"]["objects_crossing_files"] >= 1
     code, _, _ = invoke("analyze", str(truth_path.parent), "-o", str(tmp_path / "alone"),
                         "--no-stitch")

@@ -6,9 +6,7 @@ connection's state lives only while its packets do, and data sets flow to disk.
 
 from __future__ import annotations
 
-import bisect
 import logging
-import os
 import resource
 import subprocess
 import time
@@ -17,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord
-from .correlate import MoveLinks, correlate
+from .correlate import correlate
 from .crosscheck import crosscheck
 from .errors import OptionsError
 from .findings import (
+    PerObjectTally,
     QrContext,
     TimingContext,
-    association_per_object,
     qr_findings,
+    query_findings,
     timing_findings,
 )
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
@@ -74,19 +73,44 @@ class FileStats:
 
 
 @dataclass
+class FinishedAssociation:
+    """One DICOM association analysed to its end: what the tables need of it. Every
+    association id in it (correlation columns, findings' owners) is a TCP stream number:
+    tables.py numbers the associations of a capture."""
+
+    assoc: Association
+    ops: list[OperationRecord]
+    timing: AssociationTiming
+    evidence: ConnectionEvidence | None
+    queries: list[QueryRecord]
+    query_keys: list[tuple[int, KeyRecord]]  # (op_index, key)
+    #: the file its first packet is in (a ring-buffer set), else None
+    label: str | None = None
+    #: the provisional number its object files were named with (see _settle_object_names)
+    number: int | None = None
+
+
+#: on_association(finished): called once per DICOM association as soon as nothing later
+#: in the capture can change its rows; the association is then dropped (flat memory).
+AssociationFn = Callable[[FinishedAssociation], None]
+
+
+@dataclass
 class CaptureResult:
-    """Everything one capture gave: its associations (DICOM only, in first-packet order)
-    and the findings that belong to no association."""
+    """What one capture gave besides its associations (which went to ``on_association``,
+    or, without one, are in ``associations`` in first-packet order)."""
 
     capture: str
-    associations: list[Association]
-    findings: list[FindingRecord] = field(default_factory=list)
+    associations: list[FinishedAssociation] = field(default_factory=list)
+    #: the TCP streams of every DICOM association, in first-packet order
+    streams: list[int] = field(default_factory=list)
+    #: findings of the capture (stream None) or of an association given by its stream,
+    #: known only at the end (association-per-object)
+    findings: list[tuple[int | None, FindingRecord]] = field(default_factory=list)
     packets: int = 0
     payload_bytes: int = 0
-    #: each file of the capture (several for a ring-buffer set) and, for a set, each
-    #: association's file (the one its first packet is in)
+    #: each file of the capture (several for a ring-buffer set)
     files: list[FileStats] = field(default_factory=list)
-    assoc_labels: list[str] | None = None
     #: the whole capture, every record (raw engine; capinfos for the ek engine)
     records: int | None = None
     first_ns: int | None = None
@@ -95,15 +119,11 @@ class CaptureResult:
     elapsed_s: float = 0.0
     truncated: bool = False
     engine: str = ""
-    #: per association, in the same order: its operations, timing and TCP evidence
-    operations: list[list[OperationRecord]] = field(default_factory=list)
-    timings: list[AssociationTiming] = field(default_factory=list)
-    evidence: list[ConnectionEvidence | None] = field(default_factory=list)
     attempts: list[ConnectionAttempt] = field(default_factory=list)
-    #: per association: its queries and their keys (op_index, key)
-    queries: list[list[QueryRecord]] = field(default_factory=list)
-    query_keys: list[list[tuple[int, KeyRecord]]] = field(default_factory=list)
-    links: list[MoveLinks] = field(default_factory=list)
+    #: per attempt (same order): the C-MOVE (stream, op_index) whose callback it was
+    attempt_owners: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: association counts per file label (sets)
+    label_counts: dict[str, int] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[int], None]
@@ -111,22 +131,33 @@ ENGINES = ("auto", "raw", "ek")
 
 
 class _Run:
-    """The state of one capture's analysis: live connections, finished associations."""
+    """The state of one capture's analysis: live connections, and the few finished
+    associations that query/retrieve correlation still needs (the rest are handed on)."""
 
     def __init__(self, result: CaptureResult, ports: frozenset[int], objects_dir: Path | None,
-                 provisional: dict[int, int], decide: bool) -> None:
+                 provisional: dict[int, int], decide: bool,
+                 on_association: AssociationFn | None, keep_all: bool) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
         self.provisional = provisional
         self.decide = decide  # raw engine: drop streams that turn out not to be DICOM
+        self.on_association = on_association
+        self.keep_all = keep_all  # --cross-check compares every association at the end
         self.assocs: dict[int, Association] = {}
         self.conns: dict[int, TcpConnection] = {}
         self.done: set[int] = set()  # streams finished, or not DICOM: their packets skipped
-        self.evidence: dict[int, ConnectionEvidence] = {}
         self.attempts: list[ConnectionAttempt] = []
         self.snaplen_cut = 0
         self.first_cut_frame: int | None = None
+        self.streams: list[int] = []  # every DICOM association's stream
+        self.hosts: set[str] = set()  # every DICOM association's addresses
+        self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
+        self.tally = PerObjectTally()
+        self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
+        self._scanned: dict[int, int] = {}  # open stream -> messages scanned for those
+        self.label: str | None = None  # the file being read (a set)
+        self.labels: dict[int, str] = {}  # open stream -> file of its first packet (a set)
 
     def dataset_sink(self, *, stream: int, msg_index: int, command: str,
                      sop_class_uid: str | None, sop_instance_uid: str | None,
@@ -157,6 +188,8 @@ class _Run:
                 assocs[stream] = assoc
                 conn = conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
                 assoc.note_packet(pkt)
+                if self.label is not None:
+                    self.labels[stream] = self.label
             else:
                 assoc = assocs[stream]
                 assoc.last_frame, assoc.last_ns = pkt.frame, pkt.time_ns
@@ -169,6 +202,7 @@ class _Run:
             if decide and not assoc.saw_rq and assoc.not_dicom:
                 self.done.add(stream)
                 del conns[stream], assocs[stream]
+                self.labels.pop(stream, None)
             elif pkt.flags & 0x05 and conn.closed:  # FIN or RST: perhaps both sides done
                 self._finish(stream)
             if progress is not None and not count & 0xFFF:
@@ -177,27 +211,119 @@ class _Run:
 
     def _finish(self, stream: int) -> None:
         conn = self.conns.pop(stream)
-        assoc = self.assocs[stream]
+        assoc = self.assocs.pop(stream)
+        label = self.labels.pop(stream, None)
+        self._scanned.pop(stream, None)
         self.done.add(stream)
         conn.finish()
+        evidence = None
         if isinstance(conn.observer, TcpObserver):
-            self.evidence[stream] = conn.observer.finish(conn.last_time_ns)
+            evidence = conn.observer.finish(conn.last_time_ns)
         for endpoint, half in conn.halves.items():
             role = assoc.role_of(endpoint)
             assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
             assoc.tcp_out_of_order[role] += half.stats.out_of_order
         assoc.finish()
         if not assoc.is_dicom:
-            del self.assocs[stream]
-            self.evidence.pop(stream, None)
             attempt = failed_attempt(conn)
             if attempt is not None:
                 self.attempts.append(attempt)
+            return
+        self.streams.append(stream)
+        self.hosts.update(ep[0] for ep in (assoc.requestor, assoc.acceptor) if ep)
+        if label is not None:
+            counts = self.result.label_counts
+            counts[label] = counts.get(label, 0) + 1
+        done = self._settle(assoc, evidence, label)
+        if self.keep_all or self._for_correlation(done):
+            self.kept.append(done)
+        else:
+            self._hand_on(done)
 
-    def finish(self) -> list[Association]:
+    def _settle(self, assoc: Association, evidence: ConnectionEvidence | None,
+                label: str | None) -> FinishedAssociation:
+        """Everything one association gives on its own: operations, timing, queries and
+        their findings."""
+        ops = build_operations(assoc)
+        timing = association_timing(assoc, ops, evidence)
+        context = TimingContext(assoc, ops, timing, evidence)
+        assoc.findings.extend(timing_findings(context))
+        self.tally.add(assoc.stream, context)
+        queries, keys = build_queries(assoc, ops)
+        alone = QrContext([assoc], [], [], {})
+        for q in queries:
+            finding = query_findings(alone, 0, q, ops[q.op_index])
+            if finding is not None:
+                assoc.findings.append(finding)
+        return FinishedAssociation(assoc, ops, timing, evidence, queries, keys, label,
+                                   self.provisional.get(assoc.stream))
+
+    def _for_correlation(self, done: FinishedAssociation) -> bool:
+        """Kept to the end: a C-MOVE or C-GET association, or one that may be a C-MOVE's
+        callback (its called AE is the destination of a C-MOVE-RQ seen so far: the
+        callback always opens after the C-MOVE-RQ and ends before the C-MOVE does)."""
+        retrieves = [op for op in done.ops if op.command in ("C-MOVE", "C-GET")]
+        if retrieves:
+            self.destinations.update(op.move_destination for op in retrieves
+                                     if op.move_destination)
+            return True
+        called = done.assoc.called_ae
+        if not called:
+            return False
+        if called not in self.destinations:
+            for stream, assoc in self.assocs.items():  # C-MOVEs still in progress
+                messages = assoc.messages
+                start = self._scanned.get(stream, 0)
+                self.destinations.update(
+                    m.cmd.move_destination for m in messages[start:]
+                    if m.cmd is not None and m.cmd.command == "C-MOVE-RQ"
+                    and m.cmd.move_destination)
+                self._scanned[stream] = len(messages)
+        return called in self.destinations
+
+    def _hand_on(self, done: FinishedAssociation) -> None:
+        if self.on_association is not None:
+            self.on_association(done)
+        else:
+            self.result.associations.append(done)
+
+    def finish(self, tshark: Tshark, path: Path, label: str, ports: Sequence[int],
+               cross_check: bool) -> None:
+        """The capture ended: the open associations end, the kept ones are correlated
+        and handed on, and the capture-wide findings are made."""
         for stream in list(self.conns):
             self._finish(stream)
-        return [a for a in sorted(self.assocs.values(), key=lambda a: a.stream) if a.is_dicom]
+        result = self.result
+        result.streams = sorted(self.streams)
+        result.attempts = [t for t in self.attempts
+                           if t.client[0] in self.hosts or t.server[0] in self.hosts]
+        kept = sorted(self.kept, key=lambda d: d.assoc.stream)
+        assocs = [d.assoc for d in kept]
+        ops = [d.ops for d in kept]
+        links = correlate(assocs, ops, result.attempts)
+        by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
+        context = QrContext(assocs, links, result.attempts, by_op)
+        for index, finding in qr_findings(context, ops, queries=False):  # those: _settle
+            assocs[index].findings.append(finding)
+        if cross_check and assocs:
+            for which, finding in crosscheck(tshark, path, label, assocs, ports):
+                if which is None:
+                    result.findings.append((None, finding))
+                else:
+                    assocs[which].findings.append(finding)
+        ids = [a.stream for a in assocs]  # from here on an association is its stream
+        for op_list in ops:
+            for op in op_list:
+                if op.parent_assoc_id is not None:
+                    op.parent_assoc_id = ids[op.parent_assoc_id]
+                if op.callback_assoc_ids:
+                    op.callback_assoc_ids = [ids[i] for i in op.callback_assoc_ids]
+        result.attempt_owners = {i: (ids[ml.assoc_id], ml.op.op_index)
+                                 for ml in links for i in ml.attempts}
+        result.findings.extend(self.tally.findings())
+        for done in kept:
+            self._hand_on(done)
+        result.associations.sort(key=lambda d: d.assoc.stream)
 
 
 def analyze_capture(
@@ -211,6 +337,7 @@ def analyze_capture(
     cross_check: bool = False,
     engine: str = "auto",
     progress: ProgressFn | None = None,
+    on_association: AssociationFn | None = None,
 ) -> CaptureResult:
     """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files.
 
@@ -219,20 +346,27 @@ def analyze_capture(
     the DICOM streams in two passes and reads its ``-T ek`` JSON; ``auto`` is raw where
     the link type allows, else ek.
 
+    ``on_association`` receives each DICOM association as soon as it is complete, and
+    the association is then forgotten: memory holds only open connections and the
+    associations query/retrieve correlation needs (all of them with ``cross_check``).
+    Without it, they are in the result's ``associations``. Object files are named with
+    provisional association numbers (``FinishedAssociation.number``); tables.py settles them.
+
     ``more``: the following files (path, label) of a ring-buffer or split set, read as one
     continuous capture with ``path`` (raw engine): associations and objects that cross
     file boundaries are whole, frame numbers count through the set, and each
-    association's rows carry the label of the file its first packet is in.
+    association carries the label of the file its first packet is in.
     """
     started = time.monotonic()
     check_capture(tshark, path)
     for extra, _ in more:
         check_capture(tshark, extra)
-    result = CaptureResult(label, [])
+    result = CaptureResult(label)
     portset = frozenset(ports)
     run: _Run | None = None
     if engine in ("auto", "raw"):
-        run = _Run(result, portset, objects_dir, {}, decide=True)
+        run = _Run(result, portset, objects_dir, {}, decide=True,
+                   on_association=on_association, keep_all=cross_check)
         try:
             if more:
                 run.consume(_set_packets(tshark, [(path, label), *more], run, result),
@@ -267,41 +401,27 @@ def analyze_capture(
         result.engine = "ek"
         _capinfos(tshark, path, result)
         run = _Run(result, portset, objects_dir,
-                   {stream: i for i, stream in enumerate(candidates)}, decide=False)
+                   {stream: i for i, stream in enumerate(candidates)}, decide=False,
+                   on_association=on_association, keep_all=cross_check)
         if candidates:
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
-    dicom = run.finish()
-    if len(result.files) > 1:  # each association to the file its first packet is in
-        starts = [f.first_ns if f.first_ns is not None else 0 for f in result.files]
-        result.assoc_labels = [
-            result.files[max(bisect.bisect_right(starts, a.first_ns) - 1, 0)].label
-            for a in dicom]
     if result.truncated:
-        result.findings.append(FindingRecord(
+        result.findings.append((None, FindingRecord(
             None, None, "warning", "capture-truncated",
             f"{label} was cut short in the middle of a packet; everything before that point "
-            "was analysed"))
+            "was analysed")))
     if run.snaplen_cut:
-        result.findings.append(FindingRecord(
+        result.findings.append((None, FindingRecord(
             None, run.first_cut_frame, "warning", "capture-snaplen",
             f"{run.snaplen_cut} DICOM packets in {label} were cut by the capture's snapshot "
-            "length; their missing bytes are treated as capture gaps"))
-    _settle_object_names(dicom, run.provisional, objects_dir)
-    result.associations = dicom
-    dicom_hosts = {ep[0] for a in dicom for ep in (a.requestor, a.acceptor) if ep}
-    result.attempts = [t for t in run.attempts
-                       if t.client[0] in dicom_hosts or t.server[0] in dicom_hosts]
-    _timing(result, run.evidence)
-    _query_retrieve(result)
-    if not dicom:
-        result.findings.append(_no_dicom(label, ports))
-    elif cross_check:
-        for aid, finding in crosscheck(tshark, path, label, dicom, ports):
-            (dicom[aid].findings if aid is not None else result.findings).append(finding)
+            "length; their missing bytes are treated as capture gaps")))
+    run.finish(tshark, path, label, ports, cross_check)
+    if not result.streams:
+        result.findings.append((None, _no_dicom(label, ports)))
     result.elapsed_s = time.monotonic() - started
     log.debug("%s: %s engine, %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
-              result.engine, result.packets, len(dicom), result.elapsed_s,
+              result.engine, result.packets, len(result.streams), result.elapsed_s,
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     return result
 
@@ -318,6 +438,7 @@ def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
     numbers = TcpStreamNumbers()
     offset = 0
     for path, label in files:
+        run.label = label
         stats = CaptureStats()
         with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
             yield from read_raw_packets(out, numbers=numbers, skip=run.done.__contains__,
@@ -349,54 +470,6 @@ def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
             pass
 
 
-
-
-def _timing(result: CaptureResult, evidence: dict[int, ConnectionEvidence]) -> None:
-    """Operations, their timing and attribution, and the timing findings."""
-    contexts = []
-    for assoc in result.associations:
-        ev = evidence.get(assoc.stream)
-        ops = build_operations(assoc)
-        timing = association_timing(assoc, ops, ev)
-        result.operations.append(ops)
-        result.timings.append(timing)
-        result.evidence.append(ev)
-        context = TimingContext(assoc, ops, timing, ev)
-        contexts.append(context)
-        assoc.findings.extend(timing_findings(context))
-    for index, finding in association_per_object(contexts):
-        result.associations[index].findings.append(finding)
-
-
-def _query_retrieve(result: CaptureResult) -> None:
-    """Queries and their keys, C-MOVE/C-GET correlation, and the query/retrieve findings."""
-    by_op: dict[tuple[int, int], QueryRecord] = {}
-    for aid, (assoc, ops) in enumerate(zip(result.associations, result.operations,
-                                           strict=True)):
-        queries, keys = build_queries(assoc, ops)
-        result.queries.append(queries)
-        result.query_keys.append(keys)
-        by_op.update(((aid, q.op_index), q) for q in queries)
-    result.links = correlate(result.associations, result.operations, result.attempts)
-    context = QrContext(result.associations, result.links, result.attempts, by_op)
-    for aid, finding in qr_findings(context, result.operations):
-        result.associations[aid].findings.append(finding)
-
-
-def _settle_object_names(dicom: list[Association], provisional: dict[int, int],
-                         objects_dir: Path | None) -> None:
-    """File names carry the association number; if a candidate stream turned out not to be
-    DICOM the numbers shift, and the few files concerned are renamed to match."""
-    if objects_dir is None:
-        return
-    for assoc_id, assoc in enumerate(dicom):
-        if provisional.get(assoc.stream) == assoc_id:
-            continue
-        for obj in assoc.objects:
-            if obj.path:
-                new = safe_object_name(obj.sop_instance_uid, assoc_id, obj.msg_index)
-                os.replace(objects_dir / obj.path, objects_dir / new)
-                obj.path = new
 
 
 def _no_dicom(label: str, ports: Sequence[int]) -> FindingRecord:

@@ -28,6 +28,7 @@ from .store import (
     PARTIAL,
     TABLES_DIR,
     has_results,
+    move_parts,
     part_keys,
     read_table,
     remove_parts,
@@ -94,6 +95,8 @@ def analyze_to(
                                f"{exc.strerror}") from None
     objects_dir = None if not objects else (partial / "objects" if in_place else
                                             work / "objects")
+    parts_dir = (partial if in_place else work) / ".parts"  # each capture's, until done
+    parts_dir.mkdir(parents=True, exist_ok=True)
     earlier = _earlier(folder) if resume else {}
     counts = {"analysed": 0, "reused": 0}
 
@@ -108,12 +111,13 @@ def analyze_to(
             if done is not None and done.exists():
                 (folder / "objects").mkdir(exist_ok=True)
                 os.replace(done, folder / "objects" / cap.key)
+        move_parts(parts_dir / cap.key, work)  # the tables the worker wrote
+        captures = tables["captures"]  # written last: the capture is complete
         if not cap.more:
-            write_parts(work, cap.key, tables, format)
+            write_parts(work, cap.key, {"captures": captures}, format)
             return
         for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
-            write_parts(work, f.key, {t: rows_of(df, f.label) for t, df in tables.items()},
-                        format)
+            write_parts(work, f.key, {"captures": rows_of(captures, f.label)}, format)
 
     def skip(cap: CaptureFile) -> dict[str, pd.DataFrame] | None:
         rows = [earlier.get(f.key) for f in cap.files]
@@ -127,7 +131,8 @@ def analyze_to(
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
-                     dask=dask, no_stitch=no_stitch)
+                     dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format)
+        shutil.rmtree(parts_dir, ignore_errors=True)
         keys = report.captures["key"].tolist()
         if in_place:
             for stale in part_keys(folder) - set(keys):

@@ -107,7 +107,7 @@ def _clean(value: Any) -> str | None:
 # ---------------------------------------------------------------------------------------
 # Records: what this stage produces. tables.py turns them into DataFrames.
 # ---------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class ContextRecord:
     context_id: int
     abstract_syntax: str | None
@@ -122,7 +122,7 @@ class ContextRecord:
     ext_neg_accepted: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class MessageRecord:
     """One message: its decoded command set (None if the capture lost it) and what the
     association added: the request it answers, status meaning, data set size, frames."""
@@ -167,7 +167,7 @@ class MessageRecord:
         return bool(self.cmd is not None and self.cmd.has_dataset)
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectRecord:
     msg_index: int
     command: str | None
@@ -186,7 +186,7 @@ class ObjectRecord:
     identifier: bytes | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class FindingRecord:
     msg_index: int | None
     frame: int | None

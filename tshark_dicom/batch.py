@@ -18,7 +18,13 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +34,9 @@ import pandas as pd
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
 from .report import Report
-from .store import safe_key
-from .tables import TABLES, build, frame
+from .spool import FrameSink, Spool
+from .store import PartWriter, safe_key
+from .tables import TABLES, frame
 from .tshark import Tshark, find_tshark
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
@@ -190,39 +197,65 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
-                objects_dir: Path | None, cross_check: bool, engine: str,
+@dataclass(frozen=True)
+class Work:
+    """What every capture of a run is analysed with (sent to worker processes and Dask)."""
+
+    tshark: Tshark
+    ports: tuple[int, ...] = ()
+    objects_dir: Path | None = None
+    cross_check: bool = False
+    engine: str = "auto"
+    #: write the tables here (``<parts_dir>/<key>/``, store.PartWriter) in ``format``
+    #: instead of returning them
+    parts_dir: Path | None = None
+    format: str = "parquet"
+
+
+def analyze_one(cap: CaptureFile, work: Work,
                 progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
     """One capture's tables (the unit a worker process or a cluster node runs): objects go
-    to ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent."""
-    target = objects_dir / cap.key if objects_dir is not None else None
+    to ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent.
+    With ``work.parts_dir`` the tables are written there as they are made (memory stays
+    flat however long the capture) and only the ``captures`` table is returned."""
+    odir = work.objects_dir
+    target = odir / cap.key if odir is not None else None
     started = time.monotonic()
-    result = analyze_capture(cap.path, label=cap.label, tshark=tshark, ports=ports,
+    spool = Spool(cap.label, target, f"{odir.name}/{cap.key}/" if odir is not None else "",
+                  folder=work.parts_dir)
+    result = analyze_capture(cap.path, label=cap.label, tshark=work.tshark, ports=work.ports,
                              more=[(m.path, m.label) for m in cap.more],
-                             objects_dir=target, cross_check=cross_check, engine=engine,
-                             progress=progress)
-    tables = build([result])
-    if objects_dir is not None:
-        objs = tables["objects"]
-        prefix = f"{objects_dir.name}/{cap.key}/"
-        objs["path"] = objs["path"].map(lambda p: prefix + p if isinstance(p, str) else p,
-                                        na_action="ignore").astype("string")
+                             objects_dir=target, cross_check=work.cross_check,
+                             engine=work.engine, progress=progress, on_association=spool)
+    tables: dict[str, pd.DataFrame] = {}
+    if work.parts_dir is not None:
+        writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
+                            work.format)
+        try:
+            spool.drain(result, writer)
+            writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
+    else:
+        sink = FrameSink()
+        spool.drain(result, sink)
+        tables = sink.frames()
     elapsed = time.monotonic() - started
+    version = work.tshark.version_text or None
     if cap.more:  # a set: a row per file, its own packets and the associations begun in it
-        labels = result.assoc_labels or []
         rows = [capture_row(
             f, status="ok", error=None, elapsed_s=elapsed if f is cap else 0.0,
             packets=st.records, first_ns=st.first_ns, last_ns=st.last_ns,
-            link_type=result.link_type, engine=result.engine,
-            tshark_version=tshark.version_text or None,
-            associations=sum(1 for lab in labels if lab == f.label))
+            link_type=result.link_type, engine=result.engine, tshark_version=version,
+            associations=result.label_counts.get(f.label, 0))
             for f, st in zip(cap.files, result.files, strict=True)]
     else:
         rows = [capture_row(
             cap, status="ok", error=None, elapsed_s=elapsed, packets=result.records,
             first_ns=result.first_ns, last_ns=result.last_ns, link_type=result.link_type,
-            engine=result.engine, tshark_version=tshark.version_text or None,
-            associations=len(result.associations))]
+            engine=result.engine, tshark_version=version,
+            associations=len(result.streams))]
     tables["captures"] = frame("captures", rows)
     return tables
 
@@ -270,6 +303,8 @@ def run(
     keep: bool = True,
     dask: str | None = None,
     no_stitch: bool = False,
+    parts_dir: Path | None = None,
+    format: str = "parquet",
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -281,7 +316,8 @@ def run(
     ``dask``: the address of a Dask distributed scheduler that runs the captures.
     ``on_result`` is not called for the captures ``skip`` returned. The files of a
     ring-buffer or split set are one capture (`stitch`) unless ``no_stitch`` or the ek
-    engine was asked for.
+    engine was asked for. ``parts_dir``: each capture's tables are written there as
+    they are made, in ``format`` (store.PartWriter), not returned (archive.py).
     """
     check_options(ports, jobs, engine)
     tsk = find_tshark(tshark)
@@ -289,6 +325,7 @@ def run(
     if not no_stitch and engine != "ek":
         found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
+    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rows: dict[str, pd.DataFrame] = {}
@@ -313,9 +350,8 @@ def run(
             finished(cap, earlier, fresh=False)
         else:
             todo.append(cap)
-    for cap, outcome in _analyse_all(todo, tsk, ports, odir, cross_check, engine, jobs, dask,
-                                     on_progress, found, lambda: (len(rows), done_bytes,
-                                                                  total_bytes)):
+    for cap, outcome in _analyse_all(todo, work, jobs, dask, on_progress, found,
+                                     lambda: (len(rows), done_bytes, total_bytes)):
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
             outcome = {"captures": frame("captures", [capture_row(
@@ -332,14 +368,13 @@ def run(
     return report
 
 
-def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
-                 odir: Path | None, cross_check: bool, engine: str, jobs: int,
+def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                  dask: str | None, on_progress: ProgressFn | None, found: Discovery,
                  state: Callable[[], tuple[int, int, int]]
                  ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
     """Each capture's tables (or the error that stopped it), in the order they finish."""
     if dask is not None:
-        yield from _on_dask(dask, todo, tsk, ports, odir, cross_check, engine)
+        yield from _on_dask(dask, todo, work)
         return
     if jobs == 1 or len(todo) <= 1:
         for cap in todo:
@@ -351,27 +386,74 @@ def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
 
             tick(0)
             try:
-                yield cap, analyze_one(cap, tsk, ports, odir, cross_check, engine, tick)
+                yield cap, analyze_one(cap, work, tick)
             except TsharkDicomError as exc:
                 yield cap, exc
         return
-    tsk.version  # noqa: B018 - probe once here, not in every worker
+    work.tshark.version  # noqa: B018 - probe once here, not in every worker
     # spawn, not fork: this process runs threads (tshark's stderr readers, the object
     # writer), and a fork taken while one holds a lock deadlocks the child.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    slots = context.Array("q", jobs, lock=False)  # packets read, per worker
+    claimed = context.Value("i", 0)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
+                             initargs=(slots, claimed)) as pool:
         futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
-            pool.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine): cap
-            for cap in todo}
-        for fut in as_completed(futures):
-            cap = futures[fut]
-            problem = fut.exception()
-            if isinstance(problem, TsharkDicomError):
-                yield cap, problem
-            elif problem is not None:
-                raise problem
-            else:
-                yield cap, fut.result()
+            pool.submit(_analyze_in_worker, cap, work): cap for cap in todo}
+        pending: set[Future[dict[str, pd.DataFrame]]] = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)
+            if on_progress:
+                running = [futures[f].label for f in pending if f.running()]
+                label = running[0] + (f" and {len(running) - 1} more" if len(running) > 1
+                                      else "") if running else ""
+                done, done_bytes, total_bytes = state()
+                on_progress(label, done, len(found.captures), sum(slots), done_bytes,
+                            total_bytes)
+            for fut in finished:
+                cap = futures[fut]
+                problem = fut.exception()
+                if isinstance(problem, TsharkDicomError):
+                    yield cap, problem
+                elif problem is not None:
+                    raise problem
+                else:
+                    yield cap, fut.result()
+        if on_progress:  # the packets of them all
+            done, done_bytes, total_bytes = state()
+            on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
+
+
+#: How often the progress display hears from the worker processes (s).
+PROGRESS_S = 0.5
+#: In a worker process: the shared packet counters and this worker's slot in them.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(slots: Any, claimed: Any) -> None:
+    with claimed.get_lock():
+        _WORKER["slot"] = claimed.value
+        claimed.value += 1
+    _WORKER["slots"] = slots
+
+
+def _analyze_in_worker(cap: CaptureFile, work: Work) -> dict[str, pd.DataFrame]:
+    """analyze_one in a worker process, sharing with the parent how many packets this
+    worker has read in all its captures so far (--jobs: real packet counts in progress)."""
+    slots, slot = _WORKER["slots"], _WORKER["slot"]
+    base = _WORKER.get("base", 0)
+
+    def tick(packets: int) -> None:
+        slots[slot] = base + packets
+
+    try:
+        tables = analyze_one(cap, work, tick)
+    except BaseException:
+        slots[slot] = base
+        raise
+    _WORKER["base"] = base + int(tables["captures"]["packets"].fillna(0).sum())
+    slots[slot] = _WORKER["base"]
+    return tables
 
 
 #: How long --dask waits for the scheduler to answer, and for a first worker to join it.
@@ -379,8 +461,7 @@ DASK_CONNECT_S = 10.0
 DASK_WORKERS_S = 60.0
 
 
-def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
-             odir: Path | None, cross_check: bool, engine: str
+def _on_dask(address: str, todo: list[CaptureFile], work: Work
              ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
     """The same per-capture work on an existing Dask distributed cluster. The workers need
     tshark and this package, and must see the captures and the output folder at the same
@@ -393,15 +474,17 @@ def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence
     except ImportError:
         raise OptionsError("--dask needs the 'distributed' package: pip install "
                            "'tshark-dicom[dask]'") from None
+    tsk = work.tshark
     tsk.version  # noqa: B018 - probe once here, not on every worker
     dask_completed: Callable[..., Iterator[Any]] = as_completed
     client = _dask_client(address, Client)
     with client:
         _check_workers(client, address, tsk)
         # absolute paths: a worker's working directory is not ours
-        where = odir.absolute() if odir is not None else None
-        futures = {client.submit(analyze_one, _absolute(cap), tsk,
-                                 ports, where, cross_check, engine, pure=False): cap
+        absolute = replace(
+            work, objects_dir=work.objects_dir.absolute() if work.objects_dir else None,
+            parts_dir=work.parts_dir.absolute() if work.parts_dir else None)
+        futures = {client.submit(analyze_one, _absolute(cap), absolute, pure=False): cap
                    for cap in todo}
         for fut in dask_completed(list(futures), loop=client.loop):
             cap = futures[fut]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from statistics import median
 from typing import Any, cast
 
@@ -61,9 +61,38 @@ def _last_op_end(operations: pd.DataFrame | None) -> dict[tuple[Any, Any], int]:
     return out
 
 
+#: What the timeline reads of the operations table (`operation_aggregates`).
+TIMELINE_OPERATION_COLUMNS = ["capture", "assoc_id", "bottleneck", "total_ms", *OP_TIMES]
+
+
+def operation_aggregates(batches: Iterable[pd.DataFrame]
+                         ) -> tuple[dict[tuple[Any, Any], str], dict[tuple[Any, Any], int]]:
+    """What the timeline needs of the operations, from the table a batch at a time: per
+    (capture, assoc_id), the bottleneck that cost the most time and the last op's end."""
+    weights: dict[tuple[Any, Any, str], float] = {}
+    last_end: dict[tuple[Any, Any], int] = {}
+    for ops in batches:
+        for key, value in _last_op_end(ops).items():
+            last_end[key] = max(value, last_end.get(key, value))
+        hit = ops[ops["bottleneck"].notna()]
+        if hit.empty:
+            continue
+        w = hit["total_ms"].astype("Float64").fillna(1.0).astype(float)
+        for cap, aid, bn, weight in zip(hit["capture"].astype(object),
+                                        hit["assoc_id"].astype(object),
+                                        hit["bottleneck"].astype(object), w, strict=True):
+            weights[(cap, aid, bn)] = weights.get((cap, aid, bn), 0.0) + weight
+    dominant: dict[tuple[Any, Any], str] = {}
+    for (cap, aid, bn), _w in sorted(weights.items(), key=lambda kv: -kv[1]):
+        dominant.setdefault((cap, aid), str(bn))
+    return dominant, last_end
+
+
 def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = None, *,
                  max_associations: int = MAX_TIMELINE_ASSOCIATIONS,
-                 anchors: Mapping[int, str] | None = None) -> str:
+                 anchors: Mapping[int, str] | None = None,
+                 aggregates: tuple[dict[tuple[Any, Any], str],
+                                   dict[tuple[Any, Any], int]] | None = None) -> str:
     """All associations of a capture as bars on one time axis: setup (A-ASSOCIATE-RQ to
     -AC), active (to the last operation's end) and release, labelled calling -> called AE
     and coloured by the bottleneck that cost the most time. ``anchors`` maps assoc_id to a
@@ -72,8 +101,8 @@ def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = N
     rows = records(associations)
     if not rows:
         return svg.empty("timeline", "no associations")
-    dominant = _dominant_bottlenecks(operations)
-    last_end = _last_op_end(operations)
+    dominant, last_end = aggregates if aggregates is not None else (
+        _dominant_bottlenecks(operations), _last_op_end(operations))
     bars = []
     for a in rows:
         key = (a.get("capture"), a.get("assoc_id"))

@@ -183,7 +183,7 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         def update(label: str, done: int, total: int, packets: int, done_bytes: int,
                    total_bytes: int) -> None:
             name = Path(label).name
-            what = f"{packets:,} packets of {name}" if packets else name
+            what = f"{packets:,} packets read, {name}" if packets else name
             bar.update(task, completed=done_bytes, total=total_bytes or None,
                        description=f"capture {min(done + 1, total)}/{total}: {what}")
 

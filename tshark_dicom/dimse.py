@@ -84,7 +84,7 @@ class CommandSetError(ValueError):
     """A command set that cannot be decoded (truncated, not group 0000, no Command Field)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageControl:
     """The Message Control Header byte of a PDV, PS3.8 E.2.
 
@@ -116,7 +116,7 @@ def command_name(command_field: int) -> str:
     return COMMAND_FIELDS.get(command_field, f"UNKNOWN-0x{command_field & 0xFFFF:04X}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandSet:
     """The decoded command set of one DIMSE message (PS3.7 9.3, 10.3, Annex E).
 

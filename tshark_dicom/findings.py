@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import median
+from typing import Any
 
 from .association import (
     ACCEPTOR,
@@ -268,43 +269,56 @@ def timing_findings(c: TimingContext) -> list[FindingRecord]:
     return [f for rule in ASSOCIATION_RULES for f in rule(c)]
 
 
-def association_per_object(contexts: Sequence[TimingContext]) -> list[tuple[int, FindingRecord]]:
-    """Across a capture: many associations between one AE pair with one object each, whose
-    setup and release take a large share of their time. Returns (index in ``contexts``,
-    finding), the finding on the group's first association."""
-    groups: dict[tuple[str, str, str, str], list[int]] = {}
-    for i, c in enumerate(contexts):
+class PerObjectTally:
+    """association-per-object, fed one association at a time (memory: one entry per AE
+    pair and addresses): many associations between one AE pair with one object each,
+    whose setup and release take a large share of their time. The finding goes on the
+    group's first association (the smallest ``key``: first-packet order)."""
+
+    def __init__(self) -> None:
+        #: (calling, called, requestor ip, acceptor ip) ->
+        #: [members, total ms, overhead ms, first key, first frame]
+        self.groups: dict[tuple[str, str, str, str], list[Any]] = {}
+
+    def add(self, key: int, c: TimingContext) -> None:
         a = c.assoc
-        stores = [op for op in c.ops if op.command == "C-STORE"]
-        if a.result != "accepted" or len(stores) != 1 or len(c.ops) != 1:
-            continue
-        key = (a.calling_ae or "", a.called_ae or "",
-               a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
-        groups.setdefault(key, []).append(i)
-    out: list[tuple[int, FindingRecord]] = []
-    for (calling, called, _, _), members in groups.items():
-        if len(members) < PER_OBJECT_MIN_ASSOCIATIONS:
-            continue
-        overhead = total = 0.0
-        for i in members:
-            c = contexts[i]
-            op = c.ops[0]
-            a = c.assoc
-            start = a.first_ns
-            end = a.ended_ns if a.ended_ns is not None else a.last_ns
-            total += (end - start) / 1e6
-            overhead += (end - start) / 1e6 - (op.total_ms or 0.0)
-        share = overhead / total if total else 0.0
-        if share < PER_OBJECT_MIN_SHARE:
-            continue
-        first = contexts[members[0]].assoc
-        out.append((members[0], FindingRecord(None, first.first_frame, "warning",
-                                              "association-per-object", (
-            f"{calling or 'the requestor'} opened {len(members)} associations to "
-            f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
-            f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); send the "
-            "objects over one association (for dcmtk storescu: all files in one call)"))))
-    return out
+        if a.result != "accepted" or len(c.ops) != 1 or c.ops[0].command != "C-STORE":
+            return
+        group = (a.calling_ae or "", a.called_ae or "",
+                 a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
+        end = a.ended_ns if a.ended_ns is not None else a.last_ns
+        span = (end - a.first_ns) / 1e6
+        tally = self.groups.setdefault(group, [0, 0.0, 0.0, key, a.first_frame])
+        tally[0] += 1
+        tally[1] += span
+        tally[2] += span - (c.ops[0].total_ms or 0.0)
+        if key < tally[3]:
+            tally[3], tally[4] = key, a.first_frame
+
+    def findings(self) -> list[tuple[int, FindingRecord]]:
+        """(key of the group's first association, finding)."""
+        out: list[tuple[int, FindingRecord]] = []
+        for (calling, called, _, _), (members, total, overhead, key, frame) in \
+                self.groups.items():
+            if members < PER_OBJECT_MIN_ASSOCIATIONS:
+                continue
+            share = overhead / total if total else 0.0
+            if share < PER_OBJECT_MIN_SHARE:
+                continue
+            out.append((key, FindingRecord(None, frame, "warning", "association-per-object", (
+                f"{calling or 'the requestor'} opened {members} associations to "
+                f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
+                f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); send the "
+                "objects over one association (for dcmtk storescu: all files in one call)"))))
+        return out
+
+
+def association_per_object(contexts: Sequence[TimingContext]) -> list[tuple[int, FindingRecord]]:
+    """PerObjectTally over a capture's associations; (index in ``contexts``, finding)."""
+    tally = PerObjectTally()
+    for i, c in enumerate(contexts):
+        tally.add(i, c)
+    return tally.findings()
 
 
 # ---------------------------------------------------------------------------------------
@@ -523,9 +537,9 @@ MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] =
 )
 
 
-def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]]
-                ) -> list[tuple[int, FindingRecord]]:
-    """Every query/retrieve rule; (assoc_id, finding)."""
+def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]],
+                queries: bool = True) -> list[tuple[int, FindingRecord]]:
+    """Every query/retrieve rule (the C-FIND ones with ``queries``); (assoc_id, finding)."""
     out: list[tuple[int, FindingRecord]] = []
     for ml in c.links:
         if ml.op.command == "C-MOVE":
@@ -538,7 +552,7 @@ def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]]
                 f = get_rule(c, ml)
                 if f is not None:
                     out.append((ml.assoc_id, f))
-    for (aid, op_index), q in c.queries.items():
+    for (aid, op_index), q in c.queries.items() if queries else ():
         f = query_findings(c, aid, q, operations[aid][op_index])
         if f is not None:
             out.append((aid, f))

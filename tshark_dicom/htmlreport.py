@@ -7,13 +7,14 @@ No script and nothing fetched: the pictures are inline SVG (`pictures`)."""
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from . import charts, pictures
 from .svg import esc, fmt_ms
-from .tables import ReportLike
+from .tables import ReportLike, frame
 
 MAX_ROWS = 2000  # per table; the Parquet/CSV files hold everything
 MAX_LADDERS = 20  # ladders drawn, for the slowest associations
@@ -65,18 +66,31 @@ def _cell(value: object) -> str:
     return esc(value)  # control characters shown as \x00, as in the pictures
 
 
+def _first(batches: Iterable[pd.DataFrame], n: int) -> tuple[pd.DataFrame, int]:
+    """The first ``n`` rows of a table read a batch at a time, and how many there are."""
+    kept: list[pd.DataFrame] = []
+    total = have = 0
+    for df in batches:
+        total += len(df)
+        if have < n:
+            kept.append(df.head(n - have))
+            have += len(kept[-1])
+    return (pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()), total
+
+
 def _table(df: pd.DataFrame, columns: list[str] | None = None,
-           row_class: str | None = None) -> str:
+           row_class: str | None = None, total: int | None = None) -> str:
     cols = [c for c in (columns or list(df.columns)) if c in df.columns]
     if df.empty:
         return '<p class="muted">none</p>'
+    total = len(df) if total is None else total
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = []
     for rec in df.head(MAX_ROWS).to_dict("records"):
         cls = f' class="{html.escape(str(rec[row_class]))}"' if row_class else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{_cell(rec[c])}</td>" for c in cols) + "</tr>")
-    more = (f'<p class="muted">first {MAX_ROWS} of {len(df)} rows; the table files hold all</p>'
-            if len(df) > MAX_ROWS else "")
+    more = (f'<p class="muted">first {MAX_ROWS:,} of {total:,} rows; the table files hold '
+            'all</p>' if total > MAX_ROWS else "")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
@@ -84,10 +98,11 @@ def _anchor(captures: list[object], row: dict[str, object]) -> str:
     return f"assoc-{captures.index(row.get('capture'))}-{row.get('assoc_id')}"
 
 
-def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFrame,
+def _ladder_section(row: dict[str, object], anchor: str, report: ReportLike,
                     findings: pd.DataFrame, throughput: pd.DataFrame, many: bool) -> str:
-    ops = pictures.for_association(operations, row)
-    n_ops = 0 if ops is None else len(ops)
+    ops, n_ops = _first(report.batches("operations", None, [
+        ("capture", "==", row.get("capture")), ("assoc_id", "==", row.get("assoc_id"))]),
+        pictures.MAX_LADDER_OPERATIONS)
     where = f" <span class='muted'>{esc(Path(str(row.get('capture'))).name)}</span>" if many \
         else ""
     parts = [f"<section class='association' id='{esc(anchor)}'>",
@@ -108,7 +123,8 @@ def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFram
                      f"{pictures.MAX_LADDER_OPERATIONS:,} of {n_ops:,} operations; the "
                      "operations table holds all.</p>")
     parts.append("<div class='picture'>"
-                 + pictures.ladder_svg(row, operations if ops is None else ops, findings)
+                 + pictures.ladder_svg(row, ops if len(ops) else frame("operations", []),
+                                       findings)
                  + "</div>")
     tp = pictures.for_association(throughput, row)
     if tp is not None and charts.transfer_bytes(tp) >= charts.LARGE_TRANSFER_BYTES:
@@ -120,7 +136,7 @@ def _ladder_section(row: dict[str, object], anchor: str, operations: pd.DataFram
     return "\n".join(parts)
 
 
-def _pictures(report: ReportLike, operations: pd.DataFrame, throughput: pd.DataFrame) -> list[str]:
+def _pictures(report: ReportLike, throughput: pd.DataFrame) -> list[str]:
     """Timelines per capture and ladders for the slowest associations, each capped."""
     assocs = report.associations
     if assocs.empty:
@@ -132,6 +148,8 @@ def _pictures(report: ReportLike, operations: pd.DataFrame, throughput: pd.DataF
     chosen = sorted(ranked.drop(columns="_d").to_dict("records"),
                     key=lambda r: (captures.index(r["capture"]), r["assoc_id"]))
     rows = [{str(k): v for k, v in r.items()} for r in chosen]
+    aggregates = charts.operation_aggregates(
+        report.batches("operations", charts.TIMELINE_OPERATION_COLUMNS))
     parts = ["<h2 id='timeline'>Timeline</h2>"]
     if len(captures) > MAX_TIMELINES:
         parts.append(f"<p class='notice'>Timelines for the first {MAX_TIMELINES} of "
@@ -142,9 +160,9 @@ def _pictures(report: ReportLike, operations: pd.DataFrame, throughput: pd.DataF
                    if r["capture"] == cap}
         if many:
             parts.append(f"<h3>{esc(Path(str(cap)).name)}</h3>")
-        ops = operations[operations["capture"] == cap] if len(operations) else operations
         parts.append("<div class='picture'>"
-                     + charts.timeline_svg(sub, ops, anchors=anchors) + "</div>")
+                     + charts.timeline_svg(sub, anchors=anchors, aggregates=aggregates)
+                     + "</div>")
         if len(sub) > charts.MAX_TIMELINE_ASSOCIATIONS:
             parts.append(f"<p class='notice'>The timeline draws the first "
                          f"{charts.MAX_TIMELINE_ASSOCIATIONS} of {len(sub):,} associations "
@@ -159,14 +177,14 @@ def _pictures(report: ReportLike, operations: pd.DataFrame, throughput: pd.DataF
                  "(// marks a broken axis) and the numbers say how long each took. Hover "
                  "an operation for its details.</p>")
     for r in rows:
-        parts.append(_ladder_section(r, _anchor(captures, r), operations, report.findings,
+        parts.append(_ladder_section(r, _anchor(captures, r), report, report.findings,
                                      throughput, many))
     return parts
 
 
 def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     """The page as a string."""
-    operations, throughput = report.operations, report.throughput
+    throughput = report.throughput
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -177,12 +195,14 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
         "<h2>Findings</h2>",
         _table(report.findings, None, row_class="severity"),
     ]
-    parts.extend(_pictures(report, operations, throughput))
+    parts.extend(_pictures(report, throughput))
     parts.append("<h2 id='operations'>Operations</h2>")
-    parts.append(f"<section id='operations-table'>{_table(operations, OPERATION_COLUMNS)}"
+    ops, total = _first(report.batches("operations", OPERATION_COLUMNS), MAX_ROWS)
+    parts.append(f"<section id='operations-table'>{_table(ops, OPERATION_COLUMNS, total=total)}"
                  "</section>")
     for name, cols in _COLUMNS.items():
         parts.append(f"<h2>{name.replace('_', ' ').capitalize()}</h2>")
-        parts.append(_table(report.table(name), cols))
+        head, total = _first(report.batches(name, cols), MAX_ROWS)
+        parts.append(_table(head, cols, total=total))
     parts.append("</body></html>")
     return "\n".join(parts)

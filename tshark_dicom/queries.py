@@ -47,7 +47,7 @@ _TIME = r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?"
 _TIME_RANGE = re.compile(f"{_TIME}|{_TIME}-|-{_TIME}|{_TIME}-{_TIME}")
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyRecord:
     """One element of an identifier (query_keys table)."""
 
@@ -65,7 +65,7 @@ class KeyRecord:
         return (self.value or "").rstrip(" \x00")
 
 
-@dataclass
+@dataclass(slots=True)
 class QueryRecord:
     """One C-FIND, C-MOVE or C-GET request (queries table)."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +18,7 @@ from .store import (
     read_table,
     rows_of,
     safe_key,
+    scan_table,
     write_manifest,
     write_parts,
 )
@@ -101,9 +104,33 @@ class Report:
 
         return render(self, title)
 
+    def batches(self, table: str, columns: list[str] | None = None,
+                filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]:
+        """A table a batch at a time (only ``columns``; rows where every
+        ``(column, "==", value)`` holds): for aggregates over tables too large to load."""
+        df = self.table(table)
+        for col, _, value in filters:
+            df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+        yield df[columns] if columns else df
+
+    def _gather(self, table: str, columns: list[str]) -> pd.DataFrame:
+        chunks = list(self.batches(table, columns))
+        return pd.concat(chunks, ignore_index=True) if chunks else frame(table, [])[columns]
+
     def summary(self) -> str:
-        """A few lines a person reads first: what happened, and what to look at."""
-        a, m, o, f = self.associations, self.messages, self.objects, self.findings
+        """A few lines a person reads first: what happened, and what to look at. Reads
+        the large tables a batch at a time."""
+        a = self._gather("associations", ["capture", "result"])
+        f = self._gather("findings", ["capture", "severity", "code", "summary", "frame"])
+        messages, commands = 0, Counter[str]()
+        for m in self.batches("messages", ["command"]):
+            messages += len(m)
+            commands.update(m["command"].dropna().tolist())
+        objects = complete = written = 0
+        for o in self.batches("objects", ["complete", "path"]):
+            objects += len(o)
+            complete += int(o["complete"].sum())
+            written += int(o["path"].notna().sum())
         results = a["result"].value_counts().to_dict() if len(a) else {}
         parts = [f"{n} {r}" for r, n in sorted(results.items())]
         caps = self.captures
@@ -112,11 +139,12 @@ class Report:
             f"{max(len(caps), len(set(a['capture'])))} capture(s): {len(a)} associations"
             + (f" ({', '.join(parts)})" if parts else "")
             + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
-            f"{len(m)} DIMSE messages"
-            + (_counts(m["command"]) if len(m) else ""),
-            f"{len(o)} data sets: {int(o['complete'].sum()) if len(o) else 0} complete, "
-            f"{int(o['path'].notna().sum()) if len(o) else 0} written as Part-10 files",
-            _operations_line(self.operations),
+            f"{messages} DIMSE messages"
+            + (" (" + ", ".join(f"{n} {c}" for c, n in commands.most_common(6)) + ")"
+               if commands else ""),
+            f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
+            _operations_line(self.batches("operations", [
+                "command", "total_ms", "bottleneck", "bottleneck_detail"])),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
                                      for s in SEVERITIES),
         ]
@@ -144,19 +172,36 @@ class Report:
         return "\n".join(lines)
 
 
-def _operations_line(ops: pd.DataFrame) -> str:
+def _operations_line(batches: Iterable[pd.DataFrame]) -> str:
     """How many operations, how many were slow and on whom, and the slowest one."""
-    line = _plural(len(ops), "operation")
-    slow = ops[ops["bottleneck"].notna()]
-    if not len(slow):
+    total, slow = 0, Counter[str]()
+    worst: dict[str, Any] | None = None
+    for ops in batches:
+        total += len(ops)
+        hit = ops[ops["bottleneck"].notna()]
+        if not len(hit):
+            continue
+        slow.update(hit["bottleneck"].tolist())
+        top = hit.sort_values("total_ms", ascending=False, na_position="last").iloc[0]
+        if worst is None or _longer(top["total_ms"], worst["total_ms"]):
+            worst = {str(k): v for k, v in top.items()}
+    line = _plural(total, "operation")
+    if worst is None:
         return line + ", none slow"
     who = {"scu": "the SCU", "scp": "the SCP", "network": "the network"}
-    counts = slow["bottleneck"].value_counts()
     line += ", slow: " + ", ".join(f"{n} waiting on {who.get(str(b), b)}"
-                                   for b, n in counts.items())
-    worst = slow.sort_values("total_ms", ascending=False, na_position="last").iloc[0]
+                                   for b, n in slow.most_common())
     return (line + f"; slowest: {worst['command']} {_ms_text(worst['total_ms'])} "
             f"({worst['bottleneck_detail']})")
+
+
+def _longer(a: object, b: object) -> bool:
+    """a > b for durations that may be missing (missing is shortest)."""
+    if a is None or a is pd.NA or (isinstance(a, float) and pd.isna(a)):
+        return False
+    if b is None or b is pd.NA or (isinstance(b, float) and pd.isna(b)):
+        return True
+    return float(cast(float, a)) > float(cast(float, b))
 
 
 def _ms_text(ms: object) -> str:
@@ -200,6 +245,15 @@ class StoredReport(Report):
             return value
         raise AttributeError(name)
 
+    def batches(self, table: str, columns: list[str] | None = None,
+                filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]:
+        if table not in SCHEMAS:
+            raise KeyError(table)
+        if table in self.__dict__:  # already loaded
+            yield from super().batches(table, columns, filters)
+            return
+        yield from scan_table(self.folder, table, columns, filters)
+
     def read(self, table: str, columns: list[str] | None = None,
              filters: Any = None) -> pd.DataFrame:
         """Some columns and rows of a table (pyarrow filters, e.g.
@@ -215,9 +269,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _counts(col: pd.Series) -> str:
-    top = col.value_counts().head(6)
-    return " (" + ", ".join(f"{n} {c}" for c, n in top.items()) + ")"
 
 
 

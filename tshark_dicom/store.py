@@ -22,12 +22,14 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .tables import SCHEMAS, TABLES, frame
@@ -62,8 +64,9 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+def _write_parquet(df: pd.DataFrame, path: Path, table: str | None = None) -> None:
+    schema = arrow_schema(table) if table is not None else None
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
 
 
 def csv_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -85,19 +88,124 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
         df = tables[name]
         if format in ("parquet", "both"):
             written.append(_atomic(folder / TABLES_DIR / name / f"{key}.parquet",
-                                   _parquet_writer(df)))
+                                   _parquet_writer(df, name)))
         if format in ("csv", "both"):
             written.append(_atomic(folder / "csv" / name / f"{key}.csv",
                                    _csv_writer(csv_frame(name, df))))
     return written
 
 
-def _parquet_writer(df: pd.DataFrame) -> Callable[[Path], object]:
-    return lambda path: _write_parquet(df, path)
+def arrow_schema(table: str) -> pa.Schema:
+    """The Parquet schema of a table, the same in every part and row group (list columns
+    typed even when a part has no list value)."""
+    schema = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
+    for name, element in LIST_TYPES.items():
+        if name in schema.names:
+            schema = schema.set(schema.get_field_index(name), pa.field(name, pa.list_(element)))
+    return schema
+
+
+#: The element type of each list column (SCHEMAS: "object").
+LIST_TYPES = {"proposed_transfer_syntaxes": pa.string(), "callback_assoc_ids": pa.int64(),
+              "callback_attempt_ids": pa.int64(), "matching_keys": pa.string(),
+              "return_keys": pa.string(), "failed_sop_instances": pa.string()}
+
+
+class PartWriter:
+    """One capture's tables written as they come (a store of spool.RowSink): rows are
+    buffered per table and file label and written a row group at a time, so memory holds
+    at most ``ROW_GROUP`` rows per table. Files are written under temporary names in
+    ``folder`` and renamed by ``close``: every table of every file label (empty ones too,
+    so that each dataset has its schema), ``captures`` excepted (the caller writes it
+    last, when the capture is complete)."""
+
+    ROW_GROUP = 16_384
+
+    def __init__(self, folder: Path, keys: dict[str, str], format: str) -> None:
+        self.folder = folder
+        self.keys = keys  # file label -> capture key (one, or each file of a set)
+        self.format = format
+        self.buffers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.parquet: dict[tuple[str, str], pq.ParquetWriter] = {}
+        self.csv_started: set[tuple[str, str]] = set()
+
+    def add(self, table: str, label: str, rows: list[dict[str, Any]]) -> None:
+        buffer = self.buffers.setdefault((table, label), [])
+        buffer.extend(rows)
+        if len(buffer) >= self.ROW_GROUP:
+            self._flush(table, label)
+
+    def _tmp(self, kind: str, table: str, label: str) -> Path:
+        ext = "parquet" if kind == TABLES_DIR else "csv"
+        path = self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _flush(self, table: str, label: str) -> None:
+        rows = self.buffers.pop((table, label), [])
+        df = frame(table, rows)
+        if self.format in ("parquet", "both"):
+            writer = self.parquet.get((table, label))
+            if writer is None:
+                writer = self.parquet[(table, label)] = pq.ParquetWriter(
+                    self._tmp(TABLES_DIR, table, label), arrow_schema(table))
+            writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema(table),
+                                                    preserve_index=False))
+        if self.format in ("csv", "both"):
+            first = (table, label) not in self.csv_started
+            self.csv_started.add((table, label))
+            csv_frame(table, df).to_csv(self._tmp("csv", table, label), index=False,
+                                        mode="w" if first else "a", header=first)
+
+    def close(self) -> list[Path]:
+        """Everything buffered written, every part renamed into place; the paths."""
+        for table in TABLES:
+            if table == "captures":
+                continue
+            for label in self.keys:
+                if (table, label) in self.buffers or (
+                        (table, label) not in self.parquet
+                        and (table, label) not in self.csv_started):
+                    self._flush(table, label)
+        for writer in self.parquet.values():
+            writer.close()
+        written = []
+        for (table, label) in sorted(set(self.parquet) | self.csv_started):
+            key = self.keys[label]
+            for kind, ext in ((TABLES_DIR, "parquet"), ("csv", "csv")):
+                tmp = self.folder / kind / table / f".{key}.{ext}.tmp"
+                if tmp.exists():
+                    written.append(tmp.with_name(f"{key}.{ext}"))
+                    os.replace(tmp, written[-1])
+        return written
+
+    def abandon(self) -> None:
+        for writer in self.parquet.values():
+            writer.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _parquet_writer(df: pd.DataFrame, table: str) -> Callable[[Path], object]:
+    return lambda path: _write_parquet(df, path, table)
 
 
 def _csv_writer(df: pd.DataFrame) -> Callable[[Path], object]:
     return lambda path: df.to_csv(path, index=False)
+
+
+def move_parts(staged: Path, folder: Path) -> None:
+    """A capture's parts written by PartWriter under ``staged``, moved into ``folder``'s
+    datasets (each by one rename); ``staged`` is gone afterwards."""
+    for kind in (TABLES_DIR, "csv"):
+        base = staged / kind
+        if not base.is_dir():
+            continue
+        for table in sorted(base.iterdir()):
+            (folder / kind / table.name).mkdir(parents=True, exist_ok=True)
+            for part in table.iterdir():
+                if not part.name.startswith("."):
+                    os.replace(part, folder / kind / table.name / part.name)
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 def remove_parts(folder: Path, key: str) -> None:
@@ -173,10 +281,47 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
     return typed[list(columns)] if columns else typed
 
 
-def typed_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
+def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
+               filters: Sequence[tuple[str, str, Any]] = (),
+               batch_rows: int = 65_536) -> Iterator[pd.DataFrame]:
+    """A table of an output folder a batch at a time (typed as the schema says, only
+    ``columns``), rows matching every ``(column, "==", value)`` filter: memory holds one
+    batch, however large the table. Parquet parts are read with pyarrow.dataset, in the
+    order of the run; a CSV-only folder is read whole."""
+    parts = folder / TABLES_DIR / table
+    files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+    cols = list(columns) if columns else list(SCHEMAS[table])
+    if not files:
+        df = read_table(folder, table)
+        if df is None:
+            return
+        for col, _, value in filters:
+            df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+        yield df[cols].reset_index(drop=True)
+        return
+    keys = _order(folder)
+    if keys is not None:
+        rank = {k: i for i, k in enumerate(keys)}
+        files.sort(key=lambda p: rank.get(p.stem, len(rank)))
+    expr = None
+    for col, _, value in filters:
+        term = pc.field(col) == value
+        expr = term if expr is None else expr & term
+    dataset = ds.dataset([str(f) for f in files], schema=arrow_schema(table), format="parquet")
+    for batch in dataset.to_batches(columns=cols, filter=expr, batch_size=batch_rows,
+                                    use_threads=False):
+        if batch.num_rows:
+            yield typed_frame(table, batch.to_pandas(), cols)
+
+
+def typed_frame(table: str, df: pd.DataFrame,
+                columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A table as read from disk, with the schema's columns and dtypes."""
     out: dict[str, Any] = {}
+    wanted = set(columns) if columns is not None else None
     for col, dtype in SCHEMAS[table].items():
+        if wanted is not None and col not in wanted:
+            continue
         values = df[col] if col in df.columns else pd.Series([None] * len(df), dtype=object)
         if dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
             out[col] = values.map(_list_value)
@@ -194,10 +339,14 @@ def typed_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col] = values.astype("string")
     typed = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-    if table == "query_keys":  # CSV cannot tell "" from null: only a sequence has no value
+    if table == "query_keys" and "vr" in typed and "value" in typed:
+        # CSV cannot tell "" from null: only a sequence has no value
         blank = typed["value"].isna() & (typed["vr"] != "SQ").fillna(True)
         typed.loc[blank, "value"] = ""
-    return typed if len(typed.columns) else frame(table, [])
+    if len(typed.columns):
+        return typed[list(columns)] if columns is not None else typed
+    empty = frame(table, [])
+    return empty[list(columns)] if columns is not None else empty
 
 
 def _list_value(v: object) -> list[Any] | None:

@@ -6,12 +6,12 @@ an empty result is a zero-row frame with the same columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import pandas as pd
 
-from .analysis import CaptureResult
+from .analysis import CaptureResult, FinishedAssociation
 from .association import (
     ABORT_REASONS,
     ABORT_SOURCES,
@@ -21,6 +21,7 @@ from .association import (
     REJECT_SOURCES,
     USER_IDENTITY_TYPES,
     Association,
+    FindingRecord,
     MessageRecord,
     uid_name,
 )
@@ -181,6 +182,9 @@ class ReportLike(Protocol):
 
     def table(self, name: str) -> pd.DataFrame: ...
 
+    def batches(self, table: str, columns: list[str] | None = None,
+                filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]: ...
+
     def summary(self) -> str: ...
 SEVERITIES = ("error", "warning", "note")
 
@@ -292,16 +296,22 @@ def _query_row(capture: str, aid: int, q: QueryRecord) -> dict[str, Any]:
     }
 
 
-def _attempt_rows(res: CaptureResult) -> list[dict[str, Any]]:
-    owner = {i: (ml.assoc_id, ml.op.op_index) for ml in res.links for i in ml.attempts}
+def attempt_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[dict[str, Any]]:
+    """The connection_attempts rows; ``aid_of`` numbers an association given its stream."""
+    owner = res.attempt_owners
     return [{
         "capture": res.capture, "attempt_id": i, "tcp_stream": t.tcp_stream,
         "client_ip": t.client[0], "client_port": t.client[1], "server_ip": t.server[0],
         "server_port": t.server[1], "first_at": t.first_ns, "last_at": t.last_ns,
         "frame": t.frame, "syns": t.syns, "outcome": t.outcome,
-        "move_assoc_id": owner.get(i, (None, None))[0],
-        "move_op_index": owner.get(i, (None, None))[1],
+        "move_assoc_id": aid_of(owner[i][0]) if i in owner else None,
+        "move_op_index": owner[i][1] if i in owner else None,
     } for i, t in enumerate(res.attempts)]
+
+
+def finding_row(capture: str, aid: int | None, f: FindingRecord) -> dict[str, Any]:
+    return {"capture": capture, "assoc_id": aid, "msg_index": f.msg_index, "frame": f.frame,
+            "severity": f.severity, "code": f.code, "summary": f.summary}
 
 
 def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
@@ -367,77 +377,90 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
     }
 
 
-def build(results: Iterable[CaptureResult]) -> dict[str, pd.DataFrame]:
-    """Every table from a sequence of capture results."""
-    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-    for res in results:
-        cap = res.capture
-        rows["connection_attempts"].extend(_attempt_rows(res))
-        for f in res.findings:
-            rows["findings"].append({"capture": cap, "assoc_id": None, "msg_index": f.msg_index,
-                                     "frame": f.frame, "severity": f.severity, "code": f.code,
-                                     "summary": f.summary})
-        for aid, a in enumerate(res.associations):
-            # a set of files (ring buffer): the file the association's first packet is in
-            cap = res.assoc_labels[aid] if res.assoc_labels else res.capture
-            row = _assoc_row(cap, aid, a)
-            if aid < len(res.timings):
-                ev = res.evidence[aid]
-                row.update(_timing_row(a, res.timings[aid], ev))
-                rows["operations"].extend(_op_row(cap, aid, a, op)
-                                          for op in res.operations[aid])
-                rows["throughput"].extend(_throughput_rows(cap, aid, a, ev))
-            rows["associations"].append(row)
-            if aid < len(res.queries):
-                rows["queries"].extend(_query_row(cap, aid, q) for q in res.queries[aid])
-                rows["query_keys"].extend(
-                    {"capture": cap, "assoc_id": aid, "op_index": op_index,
-                     "source": k.source, "response_number": k.response_number, "tag": k.tag,
-                     "keyword": k.keyword, "vr": k.vr, "value": k.value, "empty": k.empty}
-                    for op_index, k in res.query_keys[aid])
-            for c in a.context_rows():
-                rows["presentation_contexts"].append({
-                    "capture": cap, "assoc_id": aid, "context_id": c.context_id,
-                    "abstract_syntax": c.abstract_syntax,
-                    "abstract_syntax_name": uid_name(c.abstract_syntax),
-                    "proposed_transfer_syntaxes": list(c.proposed_transfer_syntaxes),
-                    "result": c.result,
-                    "result_text": CONTEXT_RESULTS.get(c.result) if c.result is not None else None,
-                    "transfer_syntax": c.transfer_syntax,
-                    "transfer_syntax_name": uid_name(c.transfer_syntax),
-                    "scu_role_proposed": c.scu_role_proposed,
-                    "scp_role_proposed": c.scp_role_proposed,
-                    "scu_role_accepted": c.scu_role_accepted,
-                    "scp_role_accepted": c.scp_role_accepted,
-                    "ext_neg_requested": c.ext_neg_requested,
-                    "ext_neg_accepted": c.ext_neg_accepted,
-                })
-            for m in a.messages:
-                row = {k: m.command_value(k) for k in MessageRecord.COMMAND_COLUMNS}
-                row.update({k: getattr(m, k) for k in (
-                    "msg_index", "sender", "context_id", "request_index", "status_category",
-                    "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
-                    "fragments", "problem")})
-                row.update(capture=cap, assoc_id=aid, started_at=m.started_ns,
-                           ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
-                           sop_class_name=uid_name(row["sop_class_uid"]))
-                rows["messages"].append(row)
-            for o in a.objects:
-                rows["objects"].append({
-                    "capture": cap, "assoc_id": aid, "msg_index": o.msg_index,
-                    "command": o.command, "sender": o.sender,
-                    "sop_class_uid": o.sop_class_uid, "sop_class_name": uid_name(o.sop_class_uid),
-                    "sop_instance_uid": o.sop_instance_uid,
-                    "transfer_syntax": o.transfer_syntax,
-                    "transfer_syntax_name": uid_name(o.transfer_syntax),
-                    "transfer_syntax_inferred": o.transfer_syntax_inferred,
-                    "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
-                    "complete": o.complete, "problem": o.problem, "path": o.path,
-                    "meta_notes": o.meta_notes,
-                })
-            for f in a.findings:
-                rows["findings"].append({"capture": cap, "assoc_id": aid,
-                                         "msg_index": f.msg_index, "frame": f.frame,
-                                         "severity": f.severity, "code": f.code,
-                                         "summary": f.summary})
-    return {t: frame(t, rows[t]) for t in TABLES}
+def association_rows(done: FinishedAssociation, capture: str,
+                     objects_prefix: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Every row one association gives, per table. Its ``assoc_id`` (and the ids in its
+    correlation columns) are still TCP stream numbers: spool.py numbers them."""
+    a, aid = done.assoc, done.assoc.stream
+    row = _assoc_row(capture, aid, a)
+    row.update(_timing_row(a, done.timing, done.evidence))
+    rows: dict[str, list[dict[str, Any]]] = {
+        "associations": [row],
+        "operations": [_op_row(capture, aid, a, op) for op in done.ops],
+        "throughput": _throughput_rows(capture, aid, a, done.evidence),
+        "queries": [_query_row(capture, aid, q) for q in done.queries],
+        "query_keys": [
+            {"capture": capture, "assoc_id": aid, "op_index": op_index,
+             "source": k.source, "response_number": k.response_number, "tag": k.tag,
+             "keyword": k.keyword, "vr": k.vr, "value": k.value, "empty": k.empty}
+            for op_index, k in done.query_keys],
+        "presentation_contexts": [{
+            "capture": capture, "assoc_id": aid, "context_id": c.context_id,
+            "abstract_syntax": c.abstract_syntax,
+            "abstract_syntax_name": uid_name(c.abstract_syntax),
+            "proposed_transfer_syntaxes": list(c.proposed_transfer_syntaxes),
+            "result": c.result,
+            "result_text": CONTEXT_RESULTS.get(c.result) if c.result is not None else None,
+            "transfer_syntax": c.transfer_syntax,
+            "transfer_syntax_name": uid_name(c.transfer_syntax),
+            "scu_role_proposed": c.scu_role_proposed,
+            "scp_role_proposed": c.scp_role_proposed,
+            "scu_role_accepted": c.scu_role_accepted,
+            "scp_role_accepted": c.scp_role_accepted,
+            "ext_neg_requested": c.ext_neg_requested,
+            "ext_neg_accepted": c.ext_neg_accepted,
+        } for c in a.context_rows()],
+        "messages": [],
+        "objects": [{
+            "capture": capture, "assoc_id": aid, "msg_index": o.msg_index,
+            "command": o.command, "sender": o.sender,
+            "sop_class_uid": o.sop_class_uid, "sop_class_name": uid_name(o.sop_class_uid),
+            "sop_instance_uid": o.sop_instance_uid,
+            "transfer_syntax": o.transfer_syntax,
+            "transfer_syntax_name": uid_name(o.transfer_syntax),
+            "transfer_syntax_inferred": o.transfer_syntax_inferred,
+            "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
+            "complete": o.complete, "problem": o.problem,
+            "path": objects_prefix + o.path if o.path else None,
+            "meta_notes": o.meta_notes,
+        } for o in a.objects],
+        "findings": [finding_row(capture, aid, f) for f in a.findings],
+    }
+    messages = rows["messages"]
+    for m in a.messages:
+        mrow = {k: m.command_value(k) for k in MessageRecord.COMMAND_COLUMNS}
+        mrow.update({k: getattr(m, k) for k in (
+            "msg_index", "sender", "context_id", "request_index", "status_category",
+            "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
+            "fragments", "problem")})
+        mrow.update(capture=capture, assoc_id=aid, started_at=m.started_ns,
+                    ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
+                    sop_class_name=uid_name(mrow["sop_class_uid"]))
+        messages.append(mrow)
+    return rows
+
+
+#: Per table: the columns that hold association ids, and those that hold frame numbers.
+ASSOC_ID_COLUMNS = {"operations": ("parent_assoc_id",)}
+FRAME_COLUMNS = {
+    "associations": ("first_frame", "last_frame"), "messages": ("first_frame", "last_frame"),
+    "operations": ("first_frame", "last_frame"), "findings": ("frame",),
+}
+
+
+def renumber(table: str, rows: list[dict[str, Any]], aid: int,
+             aid_of: Callable[[int], int], frame_offset: int = 0) -> None:
+    """Stream numbers in ``rows`` (one association's) become association ids; frame
+    numbers count from ``frame_offset`` (a set: the start of the row's own file)."""
+    id_cols = ASSOC_ID_COLUMNS.get(table, ())
+    frame_cols = FRAME_COLUMNS.get(table, ()) if frame_offset else ()
+    for row in rows:
+        row["assoc_id"] = aid
+        for col in id_cols:
+            if row[col] is not None:
+                row[col] = aid_of(row[col])
+        if table == "operations" and row["callback_assoc_ids"]:
+            row["callback_assoc_ids"] = [aid_of(s) for s in row["callback_assoc_ids"]]
+        for col in frame_cols:
+            if row[col] is not None:
+                row[col] -= frame_offset

@@ -43,7 +43,7 @@ CAPTURE_POINT_MIN_RTT_MS = 1.0
 PARTIES = ("scu", "network", "scp")
 
 
-@dataclass
+@dataclass(slots=True)
 class OperationRecord:
     """One operation: identity, correlation (filled by correlate.py), timing, attribution."""
 

@@ -1,0 +1,117 @@
+"""Rows flow to disk as associations finish (spool.py, store.PartWriter): associations are
+handed on from inside the packet loop, not held to the end; the tables come out numbered in
+first-packet order whatever order the associations ended in, the same as in memory; a
+spool larger than memory's share goes to a file; a stored run reads back a batch at a time;
+and --jobs shares real packet counts with the progress display."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import tshark_dicom
+from tshark_dicom import batch, spool
+from tshark_dicom.analysis import FinishedAssociation, analyze_capture
+from tshark_dicom.archive import analyze_to
+from tshark_dicom.tables import TABLES
+from tshark_dicom.tshark import find_tshark
+
+from .conftest import CAPTURES
+
+
+def _handed_on(capture: Path) -> tuple[list[tuple[int, bool]], list[int]]:
+    """(stream, handed on from inside the packet loop) per association, and the streams."""
+    calls: list[tuple[int, bool]] = []
+
+    def on_association(done: FinishedAssociation) -> None:
+        in_loop = any(f.function == "consume" for f in inspect.stack())
+        calls.append((done.assoc.stream, in_loop))
+
+    result = analyze_capture(capture, label=str(capture), tshark=find_tshark(None),
+                             on_association=on_association)
+    return calls, result.streams
+
+
+def test_finished_associations_leave_memory_while_packets_still_flow() -> None:
+    calls, streams = _handed_on(CAPTURES / "timing_assoc_per_object.pcapng")
+    assert len(streams) >= 5 and sorted(s for s, _ in calls) == streams
+    # released associations are handed on at their FIN, from inside the packet loop
+    assert sum(in_loop for _, in_loop in calls) >= len(streams) - 1
+
+
+def test_a_move_and_its_callback_are_kept_for_correlation_to_the_end() -> None:
+    calls, streams = _handed_on(CAPTURES / "qr_move_ok.pcapng")
+    kept = [s for s, in_loop in calls if not in_loop]
+    assert len(kept) >= 2  # the C-MOVE association and its callback
+    report = tshark_dicom.analyze(CAPTURES / "qr_move_ok.pcapng")
+    move = report.operations[report.operations["command"] == "C-MOVE"].iloc[0]
+    assert list(move["callback_assoc_ids"])  # the link survived the spool
+
+
+@pytest.mark.parametrize("name", ["concurrent.pcapng", "qr_move_concurrent.pcapng",
+                                  "timing_assoc_per_object.pcapng"])
+def test_spool_on_disk_gives_the_tables_of_the_spool_in_memory(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_memory = tshark_dicom.analyze(CAPTURES / name)
+    rolled: list[bool] = []
+    drain = spool.Spool.drain
+
+    def spy(self: spool.Spool, *args: object) -> None:
+        rolled.append(bool(getattr(self.file, "_rolled", False)))
+        drain(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spool, "IN_MEMORY_MAX", 1)
+    monkeypatch.setattr(spool.Spool, "drain", spy)
+    on_disk = tshark_dicom.analyze(CAPTURES / name)
+    assert rolled == [True]
+    for table in TABLES:
+        if table == "captures":
+            continue
+        pd.testing.assert_frame_equal(in_memory.table(table), on_disk.table(table))
+    ids = on_disk.associations["assoc_id"].tolist()
+    assert ids == list(range(len(ids)))  # first-packet order
+    assert on_disk.associations["tcp_stream"].is_monotonic_increasing
+
+
+def test_tables_are_written_in_row_groups_with_one_schema(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from tshark_dicom import store
+
+    monkeypatch.setattr(store.PartWriter, "ROW_GROUP", 4)
+    out = tmp_path / "out"
+    analyze_to([CAPTURES / "timing_assoc_per_object.pcapng", CAPTURES / "qr_move_ok.pcapng"],
+                            out)
+    part = next((out / "tables" / "messages").glob("timing_assoc_per_object*.parquet"))
+    assert pq.ParquetFile(part).num_row_groups > 1
+    schemas = {str(pq.read_schema(p)) for p in (out / "tables" / "operations").iterdir()}
+    assert len(schemas) == 1 and "list<element: int64>" in schemas.pop()
+    assert not list(out.rglob(".*.tmp")) and not (out / ".tshark-dicom-partial").exists()
+    stored = tshark_dicom.load(out)
+    chunks = list(stored.batches("messages", ["capture", "command"]))
+    whole = stored.read("messages", ["capture", "command"])
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+    moves = pd.concat(stored.batches("operations", ["command"],
+                                     [("command", "==", "C-MOVE")]))
+    assert len(moves) == 1
+
+
+def test_jobs_share_real_packet_counts_with_the_progress_display(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("multi_store.pcapng", "large_multiframe.pcapng", "concurrent.pcapng",
+                 "qr_move_ok.pcapng"):
+        shutil.copy(CAPTURES / name, folder / name)
+    seen: list[int] = []
+    report = batch.run(folder, jobs=2,
+                       on_progress=lambda label, done, total, packets, b, tb: seen.append(
+                           packets))
+    total = int(report.captures["packets"].sum())
+    assert total > 500 and seen[-1] == total  # read by the workers, shared with us
+    live = [p for p in seen if p]
+    assert live == sorted(live)  # a running count of all the workers' packets

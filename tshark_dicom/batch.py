@@ -27,6 +27,7 @@ import pandas as pd
 
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
+from .redact import Redaction, redact_tables
 from .report import Report
 from .store import safe_key
 from .tables import TABLES, build, frame
@@ -270,6 +271,7 @@ def run(
     keep: bool = True,
     dask: str | None = None,
     no_stitch: bool = False,
+    redact: Redaction | None = None,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -281,9 +283,13 @@ def run(
     ``dask``: the address of a Dask distributed scheduler that runs the captures.
     ``on_result`` is not called for the captures ``skip`` returned. The files of a
     ring-buffer or split set are one capture (`stitch`) unless ``no_stitch`` or the ek
-    engine was asked for.
+    engine was asked for. ``redact``: every capture's tables have their identifying values
+    replaced (redact.py) here, before anything else sees them; no objects are written.
     """
     check_options(ports, jobs, engine)
+    if redact is not None and objects_dir is not None:
+        raise OptionsError("objects are not written when patient data is redacted: give "
+                           "no objects folder with redact")
     tsk = find_tshark(tshark)
     found = discover(sources)
     if not no_stitch and engine != "ek":
@@ -297,6 +303,8 @@ def run(
 
     def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], fresh: bool = True) -> None:
         nonlocal done_bytes
+        if redact is not None and fresh:  # the one point every capture's tables pass
+            tables = redact_tables(tables, redact)
         rows[cap.key] = tables["captures"]
         if on_result is not None and fresh:
             on_result(cap, tables)

@@ -22,7 +22,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,8 +36,6 @@ from .tables import SCHEMAS, TABLES, frame
 FORMATS = ("parquet", "csv", "both")
 MANIFEST = "run.json"
 TABLES_DIR = "tables"
-#: Written first into OUT, removed last: a run in progress, or killed (hidden from readers).
-PARTIAL = ".tshark-dicom-partial"
 
 
 def safe_key(text: str) -> str:
@@ -119,9 +118,40 @@ def part_keys(folder: Path) -> set[str]:
     return keys
 
 
-def write_manifest(folder: Path, keys: Sequence[str], format: str) -> None:
-    _atomic(folder / MANIFEST, lambda p: p.write_text(json.dumps(
-        {"captures": list(keys), "format": format}, indent=1) + "\n"))
+def write_manifest(folder: Path, keys: Sequence[str], format: str,
+                   redaction: dict[str, Any] | None = None) -> None:
+    """run.json: the captures in order, the format and, for a run with --redact, its
+    settings (`redact.Redaction.settings`)."""
+    data: dict[str, Any] = {"captures": list(keys), "format": format}
+    if redaction is not None:
+        data["redaction"] = redaction
+    _atomic(folder / MANIFEST, lambda p: p.write_text(json.dumps(data, indent=1) + "\n"))
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    """run.json of an output folder ({} when it has none or it cannot be read)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextmanager
+def output_mode(shared: bool) -> Iterator[None]:
+    """Files and folders created inside are readable by their owner only (umask 077:
+    0600 files, 0700 folders) unless ``shared`` (the process umask then applies).
+
+    The umask is the process's: worker processes started inside inherit it; other threads
+    of the process creating files meanwhile get owner-only files too."""
+    if shared:
+        yield
+        return
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def has_results(folder: Path) -> bool:
@@ -132,11 +162,7 @@ def has_results(folder: Path) -> bool:
 
 
 def _order(folder: Path) -> list[str] | None:
-    try:
-        data = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    keys = data.get("captures")
+    keys = manifest(folder).get("captures")
     return [str(k) for k in keys] if isinstance(keys, list) else None
 
 
@@ -206,19 +232,3 @@ def _list_value(v: object) -> list[Any] | None:
     if v is None or not hasattr(v, "__len__"):
         return None
     return [x.item() if hasattr(x, "item") else x for x in v]  # type: ignore[attr-defined]
-
-
-def replace_results(staging: Path, out: Path) -> None:
-    """Move a finished run from ``staging`` into ``out``, removing the previous run's
-    tables, objects and report first, so results are never mixed."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
-        for ext in ("parquet", "csv"):
-            (out / f"{name}.{ext}").unlink(missing_ok=True)
-    for extra in ("report.html", "summary.txt", MANIFEST):
-        (out / extra).unlink(missing_ok=True)
-    for folder in ("objects", "csv", TABLES_DIR):
-        shutil.rmtree(out / folder, ignore_errors=True)
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .redact import Redaction
 from .report import Report, load
-from .store import output_mode
+from .store import output_mode as _output_mode
 from .tables import SCHEMAS, TABLES
 
 __version__ = "0.1.0"
@@ -77,7 +77,7 @@ def analyze(
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
     redaction = Redaction.make() if redact is True else redact or None
-    with output_mode(shared=shared or objects_dir is None):
+    with _output_mode(shared=shared or objects_dir is None):
         return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                    cross_check=cross_check, engine=engine, no_stitch=not stitch,
                    redact=redaction)

@@ -32,6 +32,7 @@ from .store import (
     manifest,
     output_mode,
     part_keys,
+    private_tree,
     read_table,
     remove_parts,
     rows_of,
@@ -98,14 +99,16 @@ def analyze_to(
         return _analyze_to(sources, folder, format=format, objects=objects, ports=ports,
                            jobs=jobs, tshark=tshark, cross_check=cross_check, engine=engine,
                            resume=resume, verify=verify, dask=dask, no_stitch=no_stitch,
-                           title=title, on_progress=on_progress, redact=redact)
+                           title=title, on_progress=on_progress, redact=redact,
+                           shared=shared)
 
 
 def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str,
                 objects: bool, ports: Sequence[int], jobs: int, tshark: str | None,
                 cross_check: bool, engine: str, resume: bool, verify: bool,
                 dask: str | None, no_stitch: bool, title: str | None,
-                on_progress: ProgressFn | None, redact: Redaction | None) -> ArchiveRun:
+                on_progress: ProgressFn | None, redact: Redaction | None,
+                shared: bool) -> ArchiveRun:
     created = not folder.exists()
     in_place = resume or created or not has_results(folder)
     try:
@@ -125,10 +128,12 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         counts["analysed"] += 1
         if verify:
             tables["captures"]["sha256"] = pd.array([content_hash(cap.path)], dtype="string")
+        done = objects_dir / cap.key if objects_dir is not None else None
+        if dask is not None and not shared and done is not None and done.exists():
+            private_tree(done)  # written by a worker, under its umask
         if in_place:
             for f in cap.files:
                 remove_parts(folder, f.key)
-            done = objects_dir / cap.key if objects_dir is not None else None
             if done is not None and done.exists():
                 (folder / "objects").mkdir(exist_ok=True)
                 os.replace(done, folder / "objects" / cap.key)

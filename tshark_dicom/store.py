@@ -137,6 +137,13 @@ def manifest(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def private_tree(path: Path) -> None:
+    """Make a folder written elsewhere (a Dask worker, with its own umask) owner-only."""
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o700 if p.is_dir() else 0o600)
+
+
 @contextmanager
 def output_mode(shared: bool) -> Iterator[None]:
     """Files and folders created inside are readable by their owner only (umask 077:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,7 @@ import tshark_dicom
 from tshark_dicom.cli import app
 from tshark_dicom.tables import SCHEMAS
 
-from .conftest import CAPTURES
+from .conftest import CAPTURES, ROOT
 
 runner = CliRunner()
 GOOD = sorted(p for p in CAPTURES.iterdir() if p.name.endswith(".pcapng")
@@ -264,3 +265,206 @@ def test_ring_buffer_sets_from_real_peers_give_every_object_whole(truth_path: Pa
                         "--no-stitch")
     alone = tshark_dicom.load(tmp_path / "alone")
     assert alone.objects["complete"].sum() < len(want)  # each file alone loses them
+
+
+# -- replacing results: never neither, never mixed, nothing left behind ----------------------
+OLD_SET = ("store_statuses.pcapng", "echo.pcapng")
+NEW_SET = ("multi_store.pcapng", "abort.pcapng")
+#: (checkpoint, what OUT holds after a SIGKILL there): the commit point is run.json moved in
+KILL_POINTS = [("capture-written", "old"), ("staged", "old"), ("old-aside:run.json", "old"),
+               ("old-aside:tables", "old"), ("old-aside:objects", "old"),
+               ("new-in:tables", "old"), ("new-in:run.json", "new"), ("committed", "new")]
+
+
+def _snapshot(out: Path) -> tuple[dict[str, str], list[str]]:
+    """Every table of a run (as text, without run-dependent times) and its object files."""
+    report = tshark_dicom.load(out)
+    tables = {}
+    for t in SCHEMAS:
+        df = report.table(t)
+        if t == "captures":
+            df = df.drop(columns=["elapsed_s", "tshark_version"])  # probed lazily: may be blank
+        tables[t] = df.astype(str).to_csv(index=False)
+    objects = sorted(p.relative_to(out).as_posix() for p in (out / "objects").rglob("*"))
+    return tables, objects
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An old run (OLD_SET) and a new one (NEW_SET), each analysed whole."""
+    root = tmp_path_factory.mktemp("swap")
+    made = {}
+    for name, caps in (("old", OLD_SET), ("new", NEW_SET)):
+        out = root / name
+        code, _, stderr = invoke("analyze", *(str(CAPTURES / c) for c in caps), "-o", str(out))
+        assert code == 0, stderr
+        made[name] = out
+    return made
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def _kill_at(point: str, out: Path) -> None:
+    """Run analyze of NEW_SET into ``out``, stop it at ``point`` and SIGKILL it there."""
+    argv = [sys.executable, "-m", "tshark_dicom", "analyze",
+            *(str(CAPTURES / c) for c in NEW_SET), "-o", str(out), "--quiet"]
+    env = {**os.environ, "TSHARK_DICOM_PAUSE_AT": point}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not _stopped(proc.pid):
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before {point}: {proc.stderr.read()!r}" \
+        if proc.stderr else point
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize(("point", "holds"), KILL_POINTS)
+def test_a_run_killed_while_replacing_leaves_old_or_new_whole(
+        two_runs: dict[str, Path], tmp_path: Path, point: str, holds: str) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(two_runs["old"], out)
+    _kill_at(point, out)
+    assert any(p.name.startswith(".tshark-dicom-") for p in out.iterdir()) or \
+        point == "committed" or point == "new-in:run.json"
+    # any reader (load) finishes or undoes the swap first: then OUT is one run, whole
+    assert _snapshot(out) == _snapshot(two_runs[holds])
+    assert not any(p.name.startswith(".tshark-dicom-") for p in out.iterdir())
+    code, _, stderr = invoke("analyze", *(str(CAPTURES / c) for c in NEW_SET), "-o", str(out))
+    assert code == 0, stderr
+    assert _snapshot(out) == _snapshot(two_runs["new"])
+
+
+def test_a_killed_swap_is_finished_by_the_next_run_too(two_runs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(two_runs["old"], out)
+    _kill_at("new-in:tables", out)
+    # not read in between: the next run undoes the swap, then replaces OUT as usual
+    code, _, stderr = invoke("analyze", *(str(CAPTURES / c) for c in OLD_SET), "-o", str(out))
+    assert code == 0, stderr
+    assert _snapshot(out) == _snapshot(two_runs["old"])
+    assert sorted(p.name for p in out.iterdir()) == ["objects", "report.html", "run.json",
+                                                     "summary.txt", "tables"]
+
+
+def test_stale_work_folders_are_removed_and_live_ones_left(two_runs: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    from tshark_dicom.swap import WorkDir
+
+    out = tmp_path / "out"
+    shutil.copytree(two_runs["old"], out)
+    dcm = next((two_runs["old"] / "objects").rglob("*.dcm")).read_bytes()
+    # what killed runs leave: 0.1's PID-named folders (the PID repeats in a container) and
+    # this version's, whose lock no live process holds; each with a whole-looking object
+    for name in (".tshark-dicom-run-1", ".tshark-dicom-partial", ".tshark-dicom-run-x1y2z3"):
+        (out / name / "objects" / "cap").mkdir(parents=True)
+        (out / name / "objects" / "cap" / "0000-000001-1.2.3.dcm").write_bytes(dcm)
+    (out / ".tshark-dicom-run-x1y2z3" / ".lock").touch()
+    live = WorkDir(out, "run")  # another run at work in the same folder: left alone
+    try:
+        code, _, stderr = invoke("analyze", *(str(CAPTURES / c) for c in NEW_SET), "-o",
+                                 str(out))
+        assert code == 0, stderr
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == \
+            [live.path.name]
+        assert _snapshot(out) == _snapshot(two_runs["new"])
+    finally:
+        live.remove()
+
+
+def test_output_is_owner_only_unless_shared(two_runs: dict[str, Path], tmp_path: Path
+                                           ) -> None:
+    modes = {p.stat().st_mode & 0o777 for p in two_runs["new"].rglob("*")}
+    assert modes == {0o600, 0o700}
+    assert two_runs["new"].stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
+                           str(CAPTURES / NEW_SET[0]), "-o", str(shared), "--format", "both",
+                           "--shared-output", "-q"], capture_output=True, text=True,
+                          preexec_fn=lambda: os.umask(0o022))
+    assert proc.returncode == 0, proc.stderr
+    files = [p for p in shared.rglob("*") if p.is_file()]
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
+    assert {p.stat().st_mode & 0o777 for p in shared.rglob("*") if p.is_dir()} == {0o755}
+    assert any(p.suffix == ".dcm" for p in files) and any(p.suffix == ".csv" for p in files)
+
+
+# -- as a user without root's powers ---------------------------------------------------------
+def _as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI run as nobody:nogroup (setpriv), with this worktree's package."""
+    argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+            sys.executable, "-m", "tshark_dicom", *args]
+    env = {**os.environ, "HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A folder nobody owns (pytest's own are root's, 0700)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="tdc-nobody-"))
+    os.chown(path, 65534, 65534)
+    try:
+        yield path
+    finally:
+        for p in path.rglob("*"):
+            if p.is_dir():
+                p.chmod(0o700)
+        shutil.rmtree(path)
+
+
+def _chown_tree(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, 65534, 65534)
+
+
+def test_as_nobody_a_move_that_fails_keeps_the_old_results(two_runs: dict[str, Path],
+                                                           nobody_dir: Path) -> None:
+    out = nobody_dir / "out"
+    shutil.copytree(two_runs["old"], out)
+    _chown_tree(out)
+    (out / "objects").chmod(0o555)  # a folder its owner cannot move (nor change)
+    proc = _as_nobody(nobody_dir, "analyze", *(str(CAPTURES / c) for c in NEW_SET), "-o",
+                      str(out), "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"Error: {out}: cannot move the earlier results aside "
+                                  "(objects: Permission denied)"), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    (out / "objects").chmod(0o755)
+    assert _snapshot(out) == _snapshot(two_runs["old"])
+    assert not any(p.name.startswith(".tshark-dicom-") for p in out.iterdir())
+
+
+def test_as_nobody_old_results_that_cannot_be_removed_do_not_block_the_new(
+        two_runs: dict[str, Path], nobody_dir: Path) -> None:
+    out = nobody_dir / "out"
+    shutil.copytree(two_runs["old"], out)
+    _chown_tree(out)
+    stuck = next(p for p in (out / "objects").iterdir() if p.is_dir())
+    stuck.chmod(0o555)  # its files cannot be deleted
+    proc = _as_nobody(nobody_dir, "analyze", *(str(CAPTURES / c) for c in NEW_SET), "-o",
+                      str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "could not all be removed" in proc.stderr and "remove it by hand" in proc.stderr
+    assert _snapshot(out) == _snapshot(two_runs["new"])
+
+
+def test_as_nobody_an_output_folder_it_cannot_create_is_one_line(nobody_dir: Path) -> None:
+    locked = nobody_dir / "locked"
+    locked.mkdir()
+    os.chown(locked, 0, 0)
+    proc = _as_nobody(nobody_dir, "analyze", str(CAPTURES / "echo.pcapng"), "-o",
+                      str(locked / "out"))
+    assert proc.returncode == 1
+    assert proc.stderr == (f"Error: {locked / 'out'}: cannot create the output folder: "
+                           "Permission denied\n")

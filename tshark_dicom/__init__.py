@@ -23,7 +23,9 @@ from .errors import (
     TsharkError,
     TsharkNotFoundError,
 )
+from .redact import Redaction
 from .report import Report, load
+from .store import output_mode as _output_mode
 from .tables import SCHEMAS, TABLES
 
 __version__ = "0.1.0"
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CaptureError",
     "OptionsError",
+    "Redaction",
     "Report",
     "SCHEMAS",
     "TABLES",
@@ -55,6 +58,8 @@ def analyze(
     cross_check: bool = False,
     engine: str = "auto",
     stitch: bool = True,
+    redact: bool | Redaction = False,
+    shared: bool = False,
 ) -> Report:
     """Analyse one capture, a list of them, or a folder (recursively).
 
@@ -63,8 +68,16 @@ def analyze(
     capture; ``tshark``: the tshark executable (default: ``$TSHARK``, then PATH);
     ``cross_check``: also run Wireshark's DICOM dissector and report where it disagrees;
     ``engine``: ``auto`` (default), ``raw`` or ``ek`` (see README, "How it works");
-    ``stitch``: analyse the files of a ring-buffer or split set as one capture.
+    ``stitch``: analyse the files of a ring-buffer or split set as one capture;
+    ``redact``: replace patient-identifying values by keyed hashes in every table (True:
+    ``Redaction.make()``, keyed by ``$TSHARK_DICOM_REDACT_KEY`` or a random key; or a
+    `Redaction` for a given key, UIDs, AE titles and addresses); no objects are then
+    written (README, "Patient data"); ``shared``: objects readable as the umask allows
+    (default: by their owner only, 0600 files in 0700 folders).
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
-    return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
-               cross_check=cross_check, engine=engine, no_stitch=not stitch)
+    redaction = Redaction.make() if redact is True else redact or None
+    with _output_mode(shared=shared or objects_dir is None):
+        return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
+                   cross_check=cross_check, engine=engine, no_stitch=not stitch,
+                   redact=redaction)

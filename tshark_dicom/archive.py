@@ -3,11 +3,12 @@
 results appear whole or not at all, and ``resume`` skips the captures already done.
 
 - Into a new or empty folder, or with ``resume``: parts go straight into OUT as each
-  capture finishes (objects via OUT/.tshark-dicom-partial), so a run killed halfway keeps
-  what it finished and ``resume`` goes on from there.
+  capture finishes (objects via a hidden work folder, OUT/.tshark-dicom-partial-*), so a
+  run killed halfway keeps what it finished and ``resume`` goes on from there.
 - Into a folder holding an earlier run, without ``resume``: the run is built in a staging
-  folder inside OUT and swapped in only when complete; the earlier run stays whole until
-  then and is never mixed with the new one.
+  folder inside OUT (.tshark-dicom-run-*) and swapped in only when complete (swap.py): the
+  earlier run stays whole until then, is never mixed with the new one, and a run killed
+  during the swap leaves the old results or the new ones.
 """
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ import pandas as pd
 
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, TsharkDicomError
+from .redact import Redaction
 from .report import Report, load
 from .store import (
     FORMATS,
-    PARTIAL,
     TABLES_DIR,
     has_results,
+    manifest,
     move_parts,
+    output_mode,
     part_keys,
+    private_tree,
     read_table,
     remove_parts,
-    replace_results,
     rows_of,
     write_manifest,
     write_parts,
 )
+from .swap import WorkDir, checkpoint, recover, replace
 from .tables import frame
 
 
@@ -68,13 +72,17 @@ def analyze_to(
     no_stitch: bool = False,
     title: str | None = None,
     on_progress: ProgressFn | None = None,
+    redact: Redaction | None = None,
+    shared: bool = False,
 ) -> ArchiveRun:
     """Analyse captures into ``out``: every table as a dataset with one part per capture,
     objects under ``out/objects/<capture key>/``, ``summary.txt`` and ``report.html``.
 
     ``resume``: captures whose complete results are in ``out`` and that are unchanged
     (path, size, modification time; with ``verify`` also a SHA-256 of their content) are
-    not analysed again.
+    not analysed again. ``redact``: identifying values replaced in every table (redact.py);
+    no objects are written. Files and folders are created readable by their owner only
+    unless ``shared``.
     """
     if format not in FORMATS:
         raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
@@ -83,19 +91,38 @@ def analyze_to(
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise OptionsError(f"-o {folder}: exists and is not a folder")
+    if folder.is_dir():
+        recover(folder)  # a swap a killed run left unfinished; killed runs' work folders
+    if resume and has_results(folder):
+        _same_redaction(folder, redact)
+    objects = objects and redact is None
+    with output_mode(shared):
+        return _analyze_to(sources, folder, format=format, objects=objects, ports=ports,
+                           jobs=jobs, tshark=tshark, cross_check=cross_check, engine=engine,
+                           resume=resume, verify=verify, dask=dask, no_stitch=no_stitch,
+                           title=title, on_progress=on_progress, redact=redact,
+                           shared=shared)
+
+
+def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str,
+                objects: bool, ports: Sequence[int], jobs: int, tshark: str | None,
+                cross_check: bool, engine: str, resume: bool, verify: bool,
+                dask: str | None, no_stitch: bool, title: str | None,
+                on_progress: ProgressFn | None, redact: Redaction | None,
+                shared: bool) -> ArchiveRun:
     created = not folder.exists()
     in_place = resume or created or not has_results(folder)
-    work = folder if in_place else folder / f".tshark-dicom-run-{os.getpid()}"
-    partial = folder / PARTIAL
     try:
-        shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftovers
-        (partial if in_place else work).mkdir(parents=True, exist_ok=not in_place)
+        folder.mkdir(parents=True, exist_ok=True)
+        # in place: objects wait in a work folder until their capture is done; else the
+        # whole run is built in one and swapped in at the end
+        workdir = WorkDir(folder, "partial" if in_place else "run")
     except OSError as exc:
         raise TsharkDicomError(f"{folder}: cannot create the output folder: "
                                f"{exc.strerror}") from None
-    objects_dir = None if not objects else (partial / "objects" if in_place else
-                                            work / "objects")
-    parts_dir = (partial if in_place else work) / ".parts"  # each capture's, until done
+    work = folder if in_place else workdir.path
+    objects_dir = workdir.path / "objects" if objects else None
+    parts_dir = workdir.path / ".parts"  # each capture's tables, until it is done
     parts_dir.mkdir(parents=True, exist_ok=True)
     earlier = _earlier(folder) if resume else {}
     counts = {"analysed": 0, "reused": 0}
@@ -104,20 +131,26 @@ def analyze_to(
         counts["analysed"] += 1
         if verify:
             tables["captures"]["sha256"] = pd.array([content_hash(cap.path)], dtype="string")
+        done = objects_dir / cap.key if objects_dir is not None else None
+        if dask is not None and not shared and done is not None and done.exists():
+            private_tree(done)  # written by a worker, under its umask
         if in_place:
             for f in cap.files:
                 remove_parts(folder, f.key)
-            done = objects_dir / cap.key if objects_dir is not None else None
             if done is not None and done.exists():
                 (folder / "objects").mkdir(exist_ok=True)
                 os.replace(done, folder / "objects" / cap.key)
-        move_parts(parts_dir / cap.key, work)  # the tables the worker wrote
+        staged = parts_dir / cap.key  # the tables the worker wrote
+        if dask is not None and not shared and staged.exists():
+            private_tree(staged)  # written by a worker, under its umask
+        move_parts(staged, work)
         captures = tables["captures"]  # written last: the capture is complete
         if not cap.more:
             write_parts(work, cap.key, {"captures": captures}, format)
-            return
-        for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
-            write_parts(work, f.key, {"captures": rows_of(captures, f.label)}, format)
+        else:
+            for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
+                write_parts(work, f.key, {"captures": rows_of(captures, f.label)}, format)
+        checkpoint("capture-written")
 
     def skip(cap: CaptureFile) -> dict[str, pd.DataFrame] | None:
         rows = [earlier.get(f.key) for f in cap.files]
@@ -131,38 +164,57 @@ def analyze_to(
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
-                     dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format)
+                     dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format,
+                     redact=redact)
         shutil.rmtree(parts_dir, ignore_errors=True)
         keys = report.captures["key"].tolist()
         if in_place:
             for stale in part_keys(folder) - set(keys):
                 remove_parts(folder, stale)
-        write_manifest(work, keys, format)
+        write_manifest(work, keys, format, redact.settings() if redact is not None else None)
         stored = load(work)
         stored.skipped = report.skipped
         summary = stored.summary()
         (work / "summary.txt").write_text(summary + "\n")
         (work / "report.html").write_text(stored.to_html(title or f"tshark-dicom: "
                                                          f"{folder.name}"))
+        checkpoint("staged")
         if not in_place:
-            replace_results(work, folder)
-        shutil.rmtree(partial, ignore_errors=True)
+            replace(workdir, folder)
+        workdir.remove()
     except TsharkDicomError:  # nothing could be analysed: leave no folder that looks done
-        if not in_place:
-            shutil.rmtree(work, ignore_errors=True)
-        elif created:
+        workdir.remove()
+        if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
     except BaseException:  # interrupted: what finished in place stays, for --resume
-        if not in_place:
-            shutil.rmtree(work, ignore_errors=True)
-        elif created and not part_keys(folder):
+        workdir.remove()
+        if in_place and created and not part_keys(folder):
             shutil.rmtree(folder, ignore_errors=True)
         raise
     final = load(folder)
     final.skipped = report.skipped
     failed = int((report.captures["status"] == "failed").sum())
     return ArchiveRun(final, counts["analysed"], counts["reused"], failed)
+
+
+def _same_redaction(folder: Path, redact: Redaction | None) -> None:
+    """--resume adds to a folder: only with the redaction (options and key) it was
+    written with, or its tables would mix redacted and clear, or two keys' tokens."""
+    stored = manifest(folder).get("redaction")
+    wanted = redact.settings() if redact is not None else None
+    if stored == wanted:
+        return
+    if stored is None:
+        why = "was written without --redact"
+    elif wanted is None:
+        why = "was written with --redact"
+    elif stored.get("key_check") != wanted["key_check"]:
+        why = "was written with another --redact-key"
+    else:
+        why = "was written with other --redact options"
+    raise OptionsError(f"--resume: {folder} {why}; rerun with the same options and key, "
+                       "or without --resume to replace its results")
 
 
 def _earlier(folder: Path) -> dict[str, dict[str, object]]:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
+from .redact import Redaction, redact_tables, redactor
 from .report import Report
 from .spool import FrameSink, Spool
 from .store import PartWriter, safe_key
@@ -210,6 +211,8 @@ class Work:
     #: instead of returning them
     parts_dir: Path | None = None
     format: str = "parquet"
+    #: identifying values replaced in the tables written to ``parts_dir``
+    redact: Redaction | None = None
 
 
 def analyze_one(cap: CaptureFile, work: Work,
@@ -230,7 +233,7 @@ def analyze_one(cap: CaptureFile, work: Work,
     tables: dict[str, pd.DataFrame] = {}
     if work.parts_dir is not None:
         writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
-                            work.format)
+                            work.format, redactor(work.redact) if work.redact else None)
         try:
             spool.drain(result, writer)
             writer.close()
@@ -305,6 +308,7 @@ def run(
     no_stitch: bool = False,
     parts_dir: Path | None = None,
     format: str = "parquet",
+    redact: Redaction | None = None,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -318,14 +322,20 @@ def run(
     ring-buffer or split set are one capture (`stitch`) unless ``no_stitch`` or the ek
     engine was asked for. ``parts_dir``: each capture's tables are written there as
     they are made, in ``format`` (store.PartWriter), not returned (archive.py).
+    ``redact``: every capture's tables have their identifying values replaced
+    (redact.py) before anything else sees them (in the worker, for ``parts_dir``); no
+    objects are written.
     """
     check_options(ports, jobs, engine)
+    if redact is not None and objects_dir is not None:
+        raise OptionsError("objects are not written when patient data is redacted: give "
+                           "no objects folder with redact")
     tsk = find_tshark(tshark)
     found = discover(sources)
     if not no_stitch and engine != "ek":
         found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
-    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format)
+    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rows: dict[str, pd.DataFrame] = {}
@@ -334,6 +344,8 @@ def run(
 
     def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], fresh: bool = True) -> None:
         nonlocal done_bytes
+        if redact is not None and fresh:  # tables made in memory (parts_dir: PartWriter)
+            tables = redact_tables(tables, redact)
         rows[cap.key] = tables["captures"]
         if on_result is not None and fresh:
             on_result(cap, tables)

@@ -12,9 +12,11 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -23,8 +25,9 @@ from .archive import analyze_to
 from .batch import ProgressFn, run
 from .diagnose import FAIL_ON, RANK, worst_severity
 from .errors import OptionsError, TsharkDicomError
+from .redact import KEY_ENV, Redaction, redact_tables
 from .report import Report, load
-from .store import has_results
+from .store import has_results, manifest
 from .tables import TABLES
 
 app = typer.Typer(
@@ -45,6 +48,28 @@ def main_options(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     """tshark-dicom: DICOM network traffic analysis on top of tshark."""
+
+
+RedactOpt = Annotated[bool, typer.Option(
+    "--redact", help="Replace patient-identifying values (names, IDs, birth dates, accession "
+    "numbers and the other attributes of PS3.15 Annex E; user names; error comments) by "
+    "keyed hashes in every table, the report and the summary; no objects are written.")]
+RedactUidsOpt = Annotated[bool, typer.Option(
+    "--redact-uids", help="Also replace SOP Instance, Study, Series... UIDs (implies "
+    "--redact).")]
+RedactNetworkOpt = Annotated[bool, typer.Option(
+    "--redact-network", help="Also replace AE titles and IP addresses (implies --redact).")]
+RedactKeyOpt = Annotated[str | None, typer.Option(
+    "--redact-key", envvar=KEY_ENV, show_envvar=True, show_default=False,
+    help="Key of the hashes: the same key gives the same tokens in every run (default: a "
+    "random key per run). Prefer the environment variable: a command line is visible to "
+    "other users.")]
+
+
+def _redaction(redact: bool, uids: bool, network: bool, key: str | None) -> Redaction | None:
+    if not (redact or uids or network):
+        return None
+    return Redaction.make(key, uids=uids, network=network)
 
 
 @app.command()
@@ -84,18 +109,27 @@ def analyze(
         "--no-stitch", help="Analyse the files of a ring-buffer or split set (dumpcap "
         "NAME_NNNNN_YYYYMMDDhhmmss, tcpdump -C rotation) each on its own, not as one "
         "capture.")] = False,
+    redact: RedactOpt = False,
+    redact_uids: RedactUidsOpt = False,
+    redact_network: RedactNetworkOpt = False,
+    redact_key: RedactKeyOpt = None,
+    shared_output: Annotated[bool, typer.Option(
+        "--shared-output", help="Create files and folders as the umask allows (default: "
+        "readable by their owner only, 0600 files in 0700 folders).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
     objects, findings), Part-10 objects under OUT/objects, and a summary."""
     _logging(debug)
+    redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     try:
         with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
             done = analyze_to(captures, out, format=format, objects=not no_objects,
                               ports=port or (), jobs=jobs, tshark=tshark,
                               cross_check=cross_check, engine=engine, resume=resume,
                               verify=verify, dask=dask, no_stitch=no_stitch,
-                              on_progress=on_progress)
+                              on_progress=on_progress, redact=redaction,
+                              shared=shared_output)
     except TsharkDicomError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -114,6 +148,10 @@ def analyze(
         if resume:
             typer.echo(f"resumed: {done.reused} capture(s) already done, {done.analysed} "
                        "analysed now")
+        if redaction is not None:
+            typer.echo("patient data replaced by keyed hashes" + (", with UIDs" if
+                       redaction.uids else "") + (", AE titles and IP addresses" if
+                       redaction.network else "") + "; no objects written")
         typer.echo(f"results in {out}/")
 
 
@@ -130,11 +168,16 @@ def diagnose(
         "(repeatable).")] = None,
     tshark: Annotated[str | None, typer.Option(
         "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+    redact: RedactOpt = False,
+    redact_uids: RedactUidsOpt = False,
+    redact_network: RedactNetworkOpt = False,
+    redact_key: RedactKeyOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
     a C-MOVE with its callback and sub-operations beneath it."""
     _logging(debug)
+    redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     if fail_on is not None and fail_on not in FAIL_ON:
         _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
     outs = [p for p in sources if p.is_dir() and has_results(p)]
@@ -144,9 +187,10 @@ def diagnose(
                                "not both")
         if outs:
             reports = [load(p) for p in outs]
-            report = Report.concat([{t: r.table(t) for t in TABLES} for r in reports])
+            report = Report.concat([_stored_tables(p, r, redaction)
+                                    for p, r in zip(outs, reports, strict=True)])
         else:
-            report = run(sources, ports=port or (), tshark=tshark)
+            report = run(sources, ports=port or (), tshark=tshark, redact=redaction)
     except TsharkDicomError as exc:
         _fail(exc)
     except Exception as exc:  # never a traceback for the user; --debug shows one
@@ -157,6 +201,19 @@ def diagnose(
     worst = worst_severity(report)
     if fail_on is not None and worst is not None and RANK[worst] <= RANK[fail_on]:
         raise typer.Exit(3)
+
+
+def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
+                   ) -> dict[str, pd.DataFrame]:
+    """The tables of an OUT folder, redacted as asked; what the folder's run redacted
+    already is not redone (a UID token would change again)."""
+    tables = {t: report.table(t) for t in TABLES}
+    if redaction is None:
+        return tables
+    done = manifest(folder).get("redaction") or {}
+    if done.get("uids"):
+        redaction = replace(redaction, uids=False)
+    return redact_tables(tables, redaction)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,10 +12,11 @@ from typing import Any, cast
 
 import pandas as pd
 
-from .errors import OptionsError
+from .errors import OptionsError, TsharkDicomError
 from .store import (
     FORMATS,
     has_results,
+    output_mode,
     read_table,
     rows_of,
     safe_key,
@@ -22,7 +24,10 @@ from .store import (
     write_manifest,
     write_parts,
 )
+from .swap import recover
 from .tables import SCHEMAS, SEVERITIES, TABLES, frame
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,24 +64,27 @@ class Report:
         df: pd.DataFrame = getattr(self, name)
         return df
 
-    def write(self, out: str | os.PathLike[str], format: str = "parquet") -> list[Path]:
+    def write(self, out: str | os.PathLike[str], format: str = "parquet",
+              shared: bool = False) -> list[Path]:
         """Write every table into ``out`` as datasets with one part per capture (see
         store.py for the layout), and the run's manifest.
 
         Each part is written under a temporary name and renamed into place, so a part is
-        always whole.
+        always whole. Files and folders are created readable by their owner only unless
+        ``shared``.
         """
         if format not in FORMATS:
             raise OptionsError(f"unknown format {format!r}: choose parquet, csv or both")
         folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         keys = []
-        for label, key in self._capture_keys():
-            keys.append(key)
-            tables = {t: rows_of(self.table(t), label) for t in TABLES}
-            written.extend(write_parts(folder, key, tables, format))
-        write_manifest(folder, keys, format)
+        with output_mode(shared):
+            folder.mkdir(parents=True, exist_ok=True)
+            for label, key in self._capture_keys():
+                keys.append(key)
+                tables = {t: rows_of(self.table(t), label) for t in TABLES}
+                written.extend(write_parts(folder, key, tables, format))
+            write_manifest(folder, keys, format)
         return written
 
     def _capture_keys(self) -> list[tuple[str, str]]:
@@ -214,10 +222,15 @@ def load(out: str | os.PathLike[str]) -> Report:
     """A run written by `Report.write` or ``tshark-dicom analyze -o OUT``, opened: each
     table is read on first use, with the schema's dtypes (Parquet first, else CSV); a table
     the folder lacks is empty. ``report.read(table, columns=..., filters=...)`` reads a
-    selection without loading the whole table."""
+    selection without loading the whole table. A replacement of the results that a
+    killed run left unfinished is first finished or undone (swap.py)."""
     folder = Path(out)
     if not folder.is_dir():
         raise OptionsError(f"{folder}: no such folder")
+    try:  # a replacement a killed run left half done is finished or undone first
+        recover(folder)
+    except (OSError, TsharkDicomError) as exc:
+        log.warning("%s", exc)
     if not has_results(folder):
         raise OptionsError(f"{folder}: no tables of tshark-dicom in it (run analyze -o first)")
     return StoredReport(folder)

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,8 +38,6 @@ from .tables import SCHEMAS, TABLES, frame
 FORMATS = ("parquet", "csv", "both")
 MANIFEST = "run.json"
 TABLES_DIR = "tables"
-#: Written first into OUT, removed last: a run in progress, or killed (hidden from readers).
-PARTIAL = ".tshark-dicom-partial"
 
 
 def safe_key(text: str) -> str:
@@ -121,10 +120,16 @@ class PartWriter:
 
     ROW_GROUP = 16_384
 
-    def __init__(self, folder: Path, keys: dict[str, str], format: str) -> None:
+    def __init__(self, folder: Path, keys: dict[str, str], format: str,
+                 redact: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]] | None
+                 = None) -> None:
         self.folder = folder
         self.keys = keys  # file label -> capture key (one, or each file of a set)
         self.format = format
+        #: redact.redactor: it learns values in some tables (query keys, AE titles) and
+        #: replaces them in every table's sentences, so all tables of a file label are
+        #: flushed together, those it learns from first
+        self.redact = redact
         self.buffers: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.parquet: dict[tuple[str, str], pq.ParquetWriter] = {}
         self.csv_started: set[tuple[str, str]] = set()
@@ -133,7 +138,17 @@ class PartWriter:
         buffer = self.buffers.setdefault((table, label), [])
         buffer.extend(rows)
         if len(buffer) >= self.ROW_GROUP:
-            self._flush(table, label)
+            if self.redact is None:
+                self._flush(table, label)
+            else:
+                self._flush_all(label)
+
+    def _flush_all(self, label: str) -> None:
+        frames = {t: frame(t, self.buffers.pop((t, label), [])) for t in TABLES
+                  if (t, label) in self.buffers}
+        assert self.redact is not None
+        for t, df in self.redact(frames).items():
+            self._write(t, label, df)
 
     def _tmp(self, kind: str, table: str, label: str) -> Path:
         ext = "parquet" if kind == TABLES_DIR else "csv"
@@ -142,8 +157,9 @@ class PartWriter:
         return path
 
     def _flush(self, table: str, label: str) -> None:
-        rows = self.buffers.pop((table, label), [])
-        df = frame(table, rows)
+        self._write(table, label, frame(table, self.buffers.pop((table, label), [])))
+
+    def _write(self, table: str, label: str, df: pd.DataFrame) -> None:
         if self.format in ("parquet", "both"):
             writer = self.parquet.get((table, label))
             if writer is None:
@@ -159,6 +175,9 @@ class PartWriter:
 
     def close(self) -> list[Path]:
         """Everything buffered written, every part renamed into place; the paths."""
+        if self.redact is not None:
+            for label in self.keys:
+                self._flush_all(label)
         for table in TABLES:
             if table == "captures":
                 continue
@@ -227,9 +246,47 @@ def part_keys(folder: Path) -> set[str]:
     return keys
 
 
-def write_manifest(folder: Path, keys: Sequence[str], format: str) -> None:
-    _atomic(folder / MANIFEST, lambda p: p.write_text(json.dumps(
-        {"captures": list(keys), "format": format}, indent=1) + "\n"))
+def write_manifest(folder: Path, keys: Sequence[str], format: str,
+                   redaction: dict[str, Any] | None = None) -> None:
+    """run.json: the captures in order, the format and, for a run with --redact, its
+    settings (`redact.Redaction.settings`)."""
+    data: dict[str, Any] = {"captures": list(keys), "format": format}
+    if redaction is not None:
+        data["redaction"] = redaction
+    _atomic(folder / MANIFEST, lambda p: p.write_text(json.dumps(data, indent=1) + "\n"))
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    """run.json of an output folder ({} when it has none or it cannot be read)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def private_tree(path: Path) -> None:
+    """Make a folder written elsewhere (a Dask worker, with its own umask) owner-only."""
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o700 if p.is_dir() else 0o600)
+
+
+@contextmanager
+def output_mode(shared: bool) -> Iterator[None]:
+    """Files and folders created inside are readable by their owner only (umask 077:
+    0600 files, 0700 folders) unless ``shared`` (the process umask then applies).
+
+    The umask is the process's: worker processes started inside inherit it; other threads
+    of the process creating files meanwhile get owner-only files too."""
+    if shared:
+        yield
+        return
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def has_results(folder: Path) -> bool:
@@ -240,11 +297,7 @@ def has_results(folder: Path) -> bool:
 
 
 def _order(folder: Path) -> list[str] | None:
-    try:
-        data = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    keys = data.get("captures")
+    keys = manifest(folder).get("captures")
     return [str(k) for k in keys] if isinstance(keys, list) else None
 
 
@@ -355,19 +408,3 @@ def _list_value(v: object) -> list[Any] | None:
     if v is None or not hasattr(v, "__len__"):
         return None
     return [x.item() if hasattr(x, "item") else x for x in v]  # type: ignore[attr-defined]
-
-
-def replace_results(staging: Path, out: Path) -> None:
-    """Move a finished run from ``staging`` into ``out``, removing the previous run's
-    tables, objects and report first, so results are never mixed."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
-        for ext in ("parquet", "csv"):
-            (out / f"{name}.{ext}").unlink(missing_ok=True)
-    for extra in ("report.html", "summary.txt", MANIFEST):
-        (out / extra).unlink(missing_ok=True)
-    for folder in ("objects", "csv", TABLES_DIR):
-        shutil.rmtree(out / folder, ignore_errors=True)
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Issue 9's targets, measured side by side in one run and printed with ok / MISS.
+
+Rows (each run --repeat times, medians; peak memory of our process and of the tools it
+starts, from run.py's /proc monitor):
+
+  floor        tshark -r FILE -w - -F nsecpcap > /dev/null          (store_200mb, store_1gb)
+  tables       tshark-dicom analyze FILE -o OUT --no-objects -q     target <= 3x floor
+  objects      tshark-dicom analyze FILE -o OUT -q                  target <= 0.5x wireshark
+  wireshark    tshark -r FILE --export-objects dicom,DIR -q
+  22 MB        mixed_200mb_dicom_only: objects vs wireshark         target <= 1.0x
+  tiny         analyze fixtures/captures/echo.pcapng -o OUT -q      target < 0.5 s
+  version      tshark-dicom --version                               target < 0.2 s
+  jobs         analyze ARCHIVE (40 fixture captures) --jobs 1 and 2 target >= 1.7x, and
+               peak per worker process < 300 MB
+
+  python3 benchmarks/speed.py [--repeat N] [--captures store_200mb store_1gb] [--json PATH]
+                              [--no-1gb-wireshark]
+
+Run it on a quiet machine: ratios taken in one run are what count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import make_captures as mc  # noqa: E402
+import run as bench  # noqa: E402
+
+TSHARK = bench.TSHARK
+FIXTURES = REPO / "fixtures" / "captures"
+OURS = [sys.executable, "-m", "tshark_dicom"]
+
+
+def timed(cmd: list[str], repeat: int, *, stdout: str | None = None,
+          before=None) -> dict:
+    runs = []
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        r = bench.measure(cmd, stdout=stdout, cwd=REPO, env=bench.ours_env())
+        if r["rc"] != 0:
+            raise SystemExit(f"failed ({r['rc']}): {' '.join(cmd)}\n{r['stderr_tail']}")
+        runs.append(r)
+    return {
+        "cmd": " ".join(cmd),
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "walls": [r["wall_s"] for r in runs],
+        "self_peak_mb": max(r["self_peak_kb"] or 0 for r in runs) / 1024,
+        "children_peak_mb": max((k["hwm"] for r in runs for k in r["children"]),
+                                default=0) / 1024,
+        "tree_peak_mb": max(r["tree_maxrss_kb"] for r in runs) / 1024,
+    }
+
+
+def clean(path: Path):
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def archive_of_fixtures(root: Path, count: int = 40) -> Path:
+    """At least ``count`` small real-peer captures (the fixtures, copied as often as
+    needed under distinct names)."""
+    caps = sorted(p for p in FIXTURES.glob("*.pcapng"))
+    folder = root / "archive"
+    folder.mkdir(parents=True, exist_ok=True)
+    i = 0
+    while i < count:
+        for cap in caps:
+            shutil.copy(cap, folder / f"{i:03d}_{cap.name}")
+            i += 1
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--captures", nargs="*", default=["store_200mb", "store_1gb"])
+    ap.add_argument("--no-1gb-wireshark", action="store_true",
+                    help="skip Wireshark's export of the 1 GB capture (about 35 s, 5 GB)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="tdc-speed-"))
+    results: dict[str, dict] = {}
+    lines: list[str] = []
+
+    def verdict(ok: bool) -> str:
+        return "ok  " if ok else "MISS"
+
+    try:
+        mc.ensure(args.captures + ["mixed_200mb_dicom_only"])
+        for name in args.captures:
+            path = str(mc.capture_path(name))
+            out = work / name
+            r = results[name] = {
+                "floor": timed([TSHARK, "-r", path, "-w", "-", "-F", "nsecpcap"], args.repeat),
+                "tables": timed([*OURS, "analyze", path, "-o", str(out), "--no-objects", "-q"],
+                                args.repeat, before=clean(out)),
+                "objects": timed([*OURS, "analyze", path, "-o", str(out), "-q"], args.repeat,
+                                 before=clean(out)),
+            }
+            if name != "store_1gb" or not args.no_1gb_wireshark:
+                d = work / f"{name}-ws"
+                r["wireshark"] = timed(
+                    [TSHARK, "-r", path, "--export-objects", f"dicom,{d}", "-q"],
+                    1 if name == "store_1gb" else args.repeat,
+                    before=lambda d=d: (shutil.rmtree(d, ignore_errors=True), d.mkdir()))
+            x = r["tables"]["wall_s"] / r["floor"]["wall_s"]
+            lines.append(f"{verdict(x <= 3)} {name}: tables {r['tables']['wall_s']:.2f} s = "
+                         f"{x:.1f}x the floor {r['floor']['wall_s']:.2f} s (target <= 3x)")
+            if "wireshark" in r:
+                y = r["objects"]["wall_s"] / r["wireshark"]["wall_s"]
+                lines.append(f"{verdict(y <= 0.5)} {name}: with objects "
+                             f"{r['objects']['wall_s']:.2f} s = {y:.2f}x Wireshark's export "
+                             f"{r['wireshark']['wall_s']:.2f} s (target <= 0.5x)")
+            lines.append(f"info {name}: peak ours {r['objects']['self_peak_mb']:.0f} MB, "
+                         f"its tools {r['objects']['children_peak_mb']:.0f} MB; Wireshark "
+                         f"{r.get('wireshark', {}).get('self_peak_mb', 0):.0f} MB")
+        small = str(mc.capture_path("mixed_200mb_dicom_only"))
+        out = work / "small"
+        d = work / "small-ws"
+        s = results["mixed_200mb_dicom_only"] = {
+            "objects": timed([*OURS, "analyze", small, "-o", str(out), "-q"], args.repeat,
+                             before=clean(out)),
+            "wireshark": timed([TSHARK, "-r", small, "--export-objects", f"dicom,{d}", "-q"],
+                               args.repeat,
+                               before=lambda: (shutil.rmtree(d, ignore_errors=True),
+                                               d.mkdir())),
+        }
+        z = s["objects"]["wall_s"] / s["wireshark"]["wall_s"]
+        lines.append(f"{verdict(z <= 1.0)} 22 MB DICOM-only: {s['objects']['wall_s']:.2f} s = "
+                     f"{z:.2f}x Wireshark's export {s['wireshark']['wall_s']:.2f} s "
+                     "(target <= 1x)")
+        out = work / "tiny"
+        t = results["tiny"] = timed([*OURS, "analyze", str(FIXTURES / "echo.pcapng"), "-o",
+                                     str(out), "-q"], max(args.repeat, 5), before=clean(out))
+        lines.append(f"{verdict(t['wall_s'] < 0.5)} a capture of a few packets: "
+                     f"{t['wall_s']:.2f} s (target < 0.5 s)")
+        v = results["version"] = timed([*OURS, "--version"], max(args.repeat, 5))
+        lines.append(f"{verdict(v['wall_s'] < 0.2)} tshark-dicom --version: {v['wall_s']:.2f} s "
+                     "(target < 0.2 s)")
+        archive = archive_of_fixtures(work)
+        n = len(list(archive.iterdir()))
+        jobs = {}
+        for j in (1, 2):
+            out = work / f"jobs{j}"
+            jobs[j] = timed([*OURS, "analyze", str(archive), "-o", str(out), "-q", "--jobs",
+                             str(j)], args.repeat, before=clean(out))
+        results["jobs"] = {str(k): v for k, v in jobs.items()}
+        speedup = jobs[1]["wall_s"] / jobs[2]["wall_s"]
+        lines.append(f"{verdict(speedup >= 1.7)} {n} captures: --jobs 2 {jobs[2]['wall_s']:.2f} s"
+                     f" vs --jobs 1 {jobs[1]['wall_s']:.2f} s = {speedup:.2f}x (target >= 1.7x)")
+        worker = jobs[2]["children_peak_mb"]
+        lines.append(f"{verdict(worker < 300)} --jobs 2: peak per worker process "
+                     f"{worker:.0f} MB (target < 300 MB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "verdicts": lines}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

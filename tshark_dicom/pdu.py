@@ -182,7 +182,7 @@ def decode_associate(raw: bytes, holes: list[tuple[int, int]]) -> AssociatePdu:
             pdu.problems.append(f"unexpected {name} item at byte {offset}")
         else:
             try:
-                item = pn_items.PDU_ITEM_TYPES[item_type]()
+                item: Any = pn_items.PDU_ITEM_TYPES[item_type]()
                 item.decode(raw[offset:stop])
             except Exception as exc:  # pynetdicom raises many kinds on bad bytes
                 pdu.problems.append(f"{name} item at byte {offset} could not be decoded: "

@@ -19,6 +19,7 @@ from .batch import run
 from .errors import (
     CaptureError,
     OptionsError,
+    OutputError,
     TsharkDicomError,
     TsharkError,
     TsharkNotFoundError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CaptureError",
     "OptionsError",
+    "OutputError",
     "Report",
     "SCHEMAS",
     "TABLES",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
-from .errors import OptionsError, TsharkDicomError
+from .errors import OptionsError, OutputError, TsharkDicomError
 from .report import Report, load
 from .store import (
     FORMATS,
@@ -90,8 +90,8 @@ def analyze_to(
         shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftovers
         (partial if in_place else work).mkdir(parents=True, exist_ok=not in_place)
     except OSError as exc:
-        raise TsharkDicomError(f"{folder}: cannot create the output folder: "
-                               f"{exc.strerror}") from None
+        raise OutputError(f"{exc.filename or folder}: cannot create the output folder: "
+                          f"{exc.strerror}") from None
     objects_dir = None if not objects else (partial / "objects" if in_place else
                                             work / "objects")
     earlier = _earlier(folder) if resume else {}

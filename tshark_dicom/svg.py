@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 
 import pandas as pd
 

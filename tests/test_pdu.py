@@ -26,6 +26,7 @@ from tshark_dicom.pdu import (
     A_RELEASE_RQ,
     MAX_CONTROL_PDU,
     P_DATA_TF,
+    AssociatePdu,
     ControlPdu,
     PduParser,
     PdvHeader,
@@ -184,7 +185,10 @@ class RecordingSink:
 
     def control_pdu(self, pdu: ControlPdu) -> None:
         self.controls.append(pdu)
-        self.events.append(("control", pdu.name, pdu.length, bytes(pdu.decoded.encode())))
+        if isinstance(pdu.decoded, AssociatePdu):  # decoded field by field: what was wrong
+            self.events.append(("partial", pdu.name, pdu.missing, tuple(pdu.problems)))
+        else:
+            self.events.append(("control", pdu.name, pdu.length, bytes(pdu.decoded.encode())))
 
     def pdv_start(self, pdv: PdvHeader) -> None:
         self.pdvs.append(pdv)
@@ -323,15 +327,32 @@ def test_release_pdus_in_sequence() -> None:
     assert sink.kinds() == ["pdu_start", "control", "pdu_start", "control", "end"]
 
 
-def test_undecodable_control_pdu_is_malformed_and_parsing_goes_on() -> None:
-    # A-ASSOCIATE-RQ whose first variable item claims to run far past the PDU.
+def test_undecodable_control_pdu_is_decoded_field_by_field_and_parsing_goes_on() -> None:
+    # A-ASSOCIATE-RQ whose first variable item claims to run far past the PDU: the AE
+    # titles are still there, the items are not decodable, and the next PDU is read.
     raw = bytearray(a_associate_rq())
     raw[76:78] = b"\xff\xff"
     sink = parse(bytes(raw) + A_RELEASE_RQ_PDU)
     assert sink.events[0] == ("pdu_start", A_ASSOCIATE_RQ, len(raw) - 6)
-    assert sink.events[1][0] == "malformed"
-    assert "A-ASSOCIATE-RQ could not be decoded" in sink.events[1][1]
-    assert [c.pdu_type for c in sink.controls] == [A_RELEASE_RQ]
+    assert sink.events[1] == ("partial", "A-ASSOCIATE-RQ", 0, (
+        "application context item at byte 74 claims 65535 bytes, more than the PDU holds",))
+    rq = sink.controls[0].decoded
+    assert (rq.calling_ae_title, rq.called_ae_title) == ("STORESCU", "ARCHIVE")
+    assert rq.presentation_context == [] and rq.items_kept == 0
+    assert [c.pdu_type for c in sink.controls] == [A_ASSOCIATE_RQ, A_RELEASE_RQ]
+
+
+def test_control_character_in_an_ae_title_is_decoded_as_sent() -> None:
+    # pynetdicom refuses an AE title with a control character (PS3.5 6.2); the PDU is
+    # still decoded whole, with no problem of its own (the association flags the title).
+    raw = bytearray(a_associate_rq())
+    raw[26:42] = b"EVIL\r\n\x1b[2J".ljust(16)
+    sink = parse(bytes(raw))
+    assert sink.events[1] == ("partial", "A-ASSOCIATE-RQ", 0, ())
+    rq = sink.controls[0].decoded
+    assert rq.calling_ae_title == "EVIL\r\n\x1b[2J"
+    assert [c.context_id for c in rq.presentation_context] == [1, 3]
+    assert rq.user_information.maximum_length == 16384
 
 
 # -- P-DATA-TF ----------------------------------------------------------------------------
@@ -509,20 +530,28 @@ def test_gap_at_pdu_boundary_resyncs_on_release() -> None:
     ]
 
 
-def test_gap_inside_control_pdu_skips_it() -> None:
+def test_gap_inside_control_pdu_keeps_what_is_there() -> None:
     rq = a_associate_rq()
     sink = RecordingSink()
     parser = PduParser(sink)
-    parser.data(rq[:100], 1, 1000)
-    parser.gap(50, 2, 2000, "lost")
+    # context 1 is bytes 99-155: its header is there, 40 bytes of its value are not
+    parser.data(rq[:110], 1, 1000)
+    parser.gap(40, 2, 2000, "lost")
     parser.data(rq[150:] + P_DATA_ECHO, 3, 3000)
     assert sink.events == [
         ("pdu_start", A_ASSOCIATE_RQ, len(rq) - 6),
-        ("lost", 50, "pdu", "lost"),
-        ("malformed", "A-ASSOCIATE-RQ incomplete: 50 bytes missing from the capture"),
+        ("lost", 40, "pdu", "lost"),
+        ("partial", "A-ASSOCIATE-RQ", 40, ("40 bytes missing from the capture",
+                                           "presentation context 1 item not whole in the "
+                                           "capture")),
         ("pdu_start", P_DATA_TF, len(P_DATA_ECHO) - 6),
         *pdv_events(1, COMMAND_LAST, COMMAND),
     ]
+    rq_seen = sink.controls[0].decoded
+    # the items after the hole are whole: context 3 and the user information
+    assert [c.context_id for c in rq_seen.presentation_context] == [3]
+    assert rq_seen.application_context_name == APPLICATION_CONTEXT
+    assert rq_seen.user_information.maximum_length == 16384
 
 
 def test_gap_ending_exactly_at_control_pdu_end_stays_in_sync() -> None:
@@ -535,9 +564,11 @@ def test_gap_ending_exactly_at_control_pdu_end_stays_in_sync() -> None:
     assert sink.events[:3] == [
         ("pdu_start", A_ASSOCIATE_RQ, len(rq) - 6),
         ("lost", len(rq) - 100, "pdu", "lost"),
-        ("malformed", f"A-ASSOCIATE-RQ incomplete: {len(rq) - 100} bytes missing from the "
-                      "capture"),
+        ("partial", "A-ASSOCIATE-RQ", len(rq) - 100, (
+            f"{len(rq) - 100} bytes missing from the capture",
+            "the items from byte 99 on are not in the capture")),
     ]
+    assert sink.controls[0].decoded.calling_ae_title == "STORESCU"
     assert "resynced" not in sink.kinds()
 
 
@@ -763,10 +794,24 @@ def test_end_between_pdvs_of_a_pdu() -> None:
 
 
 def test_end_in_the_middle_of_a_control_pdu() -> None:
-    sink = parse(a_associate_rq()[:40])
+    rq = a_associate_rq()
+    sink = parse(rq[:40])  # the called AE title is whole, the calling one is not
     assert sink.events == [
-        ("pdu_start", A_ASSOCIATE_RQ, len(a_associate_rq()) - 6),
-        ("malformed", "A-ASSOCIATE-RQ cut off by the end of the stream"),
+        ("pdu_start", A_ASSOCIATE_RQ, len(rq) - 6),
+        ("partial", "A-ASSOCIATE-RQ", len(rq) - 40, (
+            f"{len(rq) - 40} bytes missing: the stream ends inside it",
+            "calling AE title not in the capture",
+            "the items from byte 74 on are not in the capture")),
+        ("end", "fin"),
+    ]
+    assert sink.controls[0].decoded.called_ae_title == "ARCHIVE"
+
+
+def test_end_in_the_middle_of_a_release_pdu() -> None:
+    sink = parse(A_RELEASE_RQ_PDU[:8])
+    assert sink.events == [
+        ("pdu_start", A_RELEASE_RQ, 4),
+        ("malformed", "A-RELEASE-RQ cut off by the end of the stream"),
         ("end", "fin"),
     ]
 

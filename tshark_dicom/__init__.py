@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from .errors import (
     CaptureError,
     OptionsError,
+    OutputError,
     TsharkDicomError,
     TsharkError,
     TsharkNotFoundError,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CaptureError",
     "OptionsError",
+    "OutputError",
     "Redaction",
     "Report",
     "SCHEMAS",

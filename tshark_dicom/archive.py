@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
-from .errors import OptionsError, TsharkDicomError
+from .errors import OptionsError, OutputError, TsharkDicomError
 from .redact import Redaction
 from .report import Report, load
 from .store import (
@@ -118,8 +118,8 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         # whole run is built in one and swapped in at the end
         workdir = WorkDir(folder, "partial" if in_place else "run")
     except OSError as exc:
-        raise TsharkDicomError(f"{folder}: cannot create the output folder: "
-                               f"{exc.strerror}") from None
+        raise OutputError(f"{exc.filename or folder}: cannot create the output folder: "
+                          f"{exc.strerror}") from None
     work = folder if in_place else workdir.path
     objects_dir = workdir.path / "objects" if objects else None
     parts_dir = workdir.path / ".parts"  # each capture's tables, until it is done

@@ -30,6 +30,7 @@ from .pdu import (
     ControlPdu,
     PduParser,
     PdvHeader,
+    ae_title_problem,
 )
 from .streams import StreamSink
 
@@ -99,7 +100,7 @@ def _clean(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
+        value = value.decode("latin-1")
     text = str(value).strip(" \x00")
     return text or None
 
@@ -568,6 +569,8 @@ class Association:
         """A whole PDU, decoded: fill in the details of what on_pdu_start settled."""
         t = pdu.pdu_type
         p = pdu.decoded
+        if pdu.problems:
+            self._partial_pdu_finding(d, pdu)
         if t == A_ASSOCIATE_RQ:
             self._on_rq(d, pdu, p)
         elif t == A_ASSOCIATE_AC:
@@ -577,6 +580,22 @@ class Association:
         elif t == A_ABORT:
             self.abort = (int(p.source), int(p.reason_diagnostic))
 
+    def _partial_pdu_finding(self, d: _Direction, pdu: ControlPdu) -> None:
+        """An A-ASSOCIATE-RQ/AC decoded field by field: say what is missing or wrong and
+        what was kept."""
+        p = pdu.decoded
+        kept = (f"kept {'the AE titles and ' if p.calling_ae_title is not None else ''}"
+                f"{p.items_kept} of the {p.items_seen} items seen")
+        problems = "; ".join(pdu.problems)
+        if pdu.missing:
+            self.finding("warning", "pdu-incomplete",
+                         f"{pdu.name} from the {d.role} is not whole in the capture "
+                         f"({problems}): {kept}", pdu.first_frame)
+        else:
+            self.finding("error", "malformed-pdu",
+                         f"{d.role}: {pdu.name} decoded field by field ({problems}): {kept}",
+                         pdu.first_frame)
+
     def _on_rq(self, d: _Direction, pdu: ControlPdu, p: Any) -> None:
         if self.contexts or self.calling_ae is not None or d.endpoint != self.requestor:
             self.finding("error", "unexpected-pdu",
@@ -585,6 +604,12 @@ class Association:
             return
         self.calling_ae = _clean(p.calling_ae_title)
         self.called_ae = _clean(p.called_ae_title)
+        for which, title in (("calling", self.calling_ae), ("called", self.called_ae)):
+            problem = ae_title_problem(title)
+            if problem:
+                self.finding("warning", "invalid-ae-title",
+                             f"the {which} AE title {title!r} of the A-ASSOCIATE-RQ holds "
+                             f"{problem} (PS3.5 6.2); it is kept as sent", pdu.first_frame)
         self.application_context = _clean(p.application_context_name)
         for item in p.presentation_context:
             cid = int(item.context_id)

@@ -24,9 +24,10 @@ from . import __version__
 from .archive import analyze_to
 from .batch import ProgressFn, run
 from .diagnose import FAIL_ON, RANK, worst_severity
-from .errors import OptionsError, TsharkDicomError
+from .errors import OptionsError, OutputError, TsharkDicomError, output_error
 from .redact import KEY_ENV, Redaction, redact_tables
 from .report import Report, load
+from .safe import visible
 from .store import has_results, manifest
 from .tables import TABLES
 
@@ -132,6 +133,14 @@ def analyze(
                               shared=shared_output)
     except TsharkDicomError as exc:
         _fail(exc)
+    except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
+        problem = output_error(exc, out)
+        if problem is None:
+            if debug:
+                raise
+            _internal(exc)
+        else:
+            _fail(problem)
     except KeyboardInterrupt:
         # in place (a new folder, or --resume): what finished is kept; else OUT is as it was
         kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
@@ -257,14 +266,19 @@ def _logging(debug: bool) -> None:
 
 
 def _internal(exc: Exception) -> None:
-    typer.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug "
-               "and report it", err=True)
+    typer.echo(visible(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with "
+                       "--debug and report it"), err=True)
     raise typer.Exit(1) from None
 
 
+#: Exit codes (README): 1 input, 2 usage, 3 --fail-on, 4 the environment (disk, rights).
+EXIT_OUTPUT = 4
+
+
 def _fail(exc: TsharkDicomError) -> None:
-    typer.echo(f"Error: {exc}", err=True)
-    raise typer.Exit(2 if isinstance(exc, OptionsError) else 1)
+    typer.echo(visible(f"Error: {exc}"), err=True)
+    raise typer.Exit(2 if isinstance(exc, OptionsError) else
+                     EXIT_OUTPUT if isinstance(exc, OutputError) else 1)
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ijson
-
 from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord
+from .errors import TsharkDicomError
+from .packets import ek_layers
 from .pdu import PDU_NAMES
 from .tshark import Tshark, run_tshark, stream_set_expression
 
@@ -67,7 +67,7 @@ def wireshark_views(tshark: Tshark, capture: Path, streams: Sequence[int],
     if not streams:
         return views
     with run_tshark(crosscheck_argv(tshark, capture, streams, ports), capture) as (out, _):
-        for layers in ijson.items(out, "layers", multiple_values=True):
+        for layers in ek_layers(out):
             if "tcp_stream" not in layers:
                 continue
             view = views.setdefault(int(layers["tcp_stream"][0]), WiresharkView())
@@ -164,8 +164,21 @@ def compare(assoc: Association, view: WiresharkView | None) -> list[str]:
 
 def crosscheck(tshark: Tshark, capture: Path, label: str, associations: Sequence[Association],
                ports: Sequence[int]) -> list[tuple[int | None, FindingRecord]]:
-    """Findings (with the index of the association they concern) from the comparison."""
-    views = wireshark_views(tshark, capture, [a.stream for a in associations], ports)
+    """Findings (with the index of the association they concern) from the comparison.
+
+    The cross-check is an auxiliary run: when it fails (tshark crashes, is killed, or its
+    output is cut or not JSON) that is one ``crosscheck-failed`` finding, and the
+    analysis, which never depended on it, stands."""
+    try:
+        views = wireshark_views(tshark, capture, [a.stream for a in associations], ports)
+    except (TsharkDicomError, ValueError, KeyError, IndexError) as exc:
+        failure = str(exc).removeprefix(f"{capture}: ")
+        if not isinstance(exc, TsharkDicomError):
+            failure = f"its output could not be read ({type(exc).__name__}: {exc})"
+        return [(None, FindingRecord(
+            None, None, "warning", "crosscheck-failed",
+            f"the cross-check with Wireshark's DICOM dissector on {label} could not be done: "
+            f"{' '.join(failure.split())}; the tables are our own decoding, unaffected"))]
     out: list[tuple[int | None, FindingRecord]] = []
     agreed = 0
     for aid, assoc in enumerate(associations):

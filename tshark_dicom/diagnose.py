@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .safe import visible_lines
 from .tables import SEVERITIES, ReportLike
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -81,7 +82,7 @@ def render(report: ReportLike) -> str:
         if quiet > 0:
             lines.append(f"  ({quiet} other association{'s' if quiet > 1 else ''} without "
                          "findings)")
-    return "\n".join(lines)
+    return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
 
 
 #: Findings of one code on one association shown before the rest are counted (a proposal

@@ -7,13 +7,18 @@ inside a readable capture is never an exception but a row in the findings table.
      ├── TsharkNotFoundError     no tshark executable (says how to install it)
      ├── TsharkError             tshark started but failed or is too old
      ├── CaptureError            a capture file is missing, unreadable or not a capture
-     └── OptionsError            the options asked for cannot work (bad port, jobs, format...)
+     ├── OptionsError            the options asked for cannot work (bad port, jobs, format...)
+     └── OutputError             the environment refused a write (disk full, permission
+                                 denied, read-only file system): not the input's fault
 
 The command line turns each of these into one ``Error: ...`` line: exit code 1, except
-``OptionsError`` which is a usage error, exit code 2.
+``OptionsError`` which is a usage error, exit code 2, and ``OutputError``, exit code 4.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class TsharkDicomError(Exception):
@@ -34,3 +39,24 @@ class CaptureError(TsharkDicomError):
 
 class OptionsError(TsharkDicomError):
     """The options given cannot work together (a usage error)."""
+
+
+class OutputError(TsharkDicomError):
+    """Results could not be written: the file system is full, read-only, or not ours."""
+
+
+#: errno values that say "the environment", not "a bug": full, quota, permissions,
+#: read-only, too big, out of descriptors or memory, an I/O error of the device.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
+                                errno.EROFS, errno.EFBIG, errno.EMFILE, errno.ENFILE,
+                                errno.ENOMEM, errno.EIO})
+
+
+def output_error(exc: OSError, where: str | os.PathLike[str]) -> OutputError | None:
+    """An OSError of the environment as an OutputError naming the path (the file the
+    error names, else ``where``); None for any other OSError."""
+    if exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    path = exc.filename if exc.filename is not None else where
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    return OutputError(f"{os.fsdecode(path)}: cannot write: {reason}")

@@ -187,9 +187,10 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     throughput = report.throughput
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<pre class='summary'>{html.escape(report.summary())}</pre>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<pre class='summary'>" + "\n".join(esc(line) for line in report.summary().split("\n"))
+        + "</pre>",
         "<p class='notice'>For analysis only: files and tables made by tshark-dicom are not "
         "for clinical use.</p>",
         "<h2>Findings</h2>",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import ijson
 
@@ -63,9 +63,19 @@ def epoch_ns(text: str) -> int:
     return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def ek_layers(stdout: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """The ``layers`` object of every document of tshark's ``-T ek`` output. No output at
+    all (tshark printed nothing: no packet matched) is no documents, not an error; output
+    cut inside a document raises ``ValueError`` (ijson's errors are ValueErrors)."""
+    peek = getattr(stdout, "peek", None)
+    if callable(peek) and not peek(1):
+        return
+    yield from ijson.items(stdout, "layers", multiple_values=True)
+
+
 def read_packets(stdout: IO[bytes]) -> Iterator[Packet]:
     """Yield a Packet for every TCP segment in tshark's ek output (see tshark.FIELDS)."""
-    for layers in ijson.items(stdout, "layers", multiple_values=True):
+    for layers in ek_layers(stdout):
         stream = layers.get("tcp_stream")
         if not stream:
             continue  # not TCP (an ICMP error quoting a TCP header has no stream of its own)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pynetdicom import pdu as pn_pdu
+from pynetdicom import pdu_items as pn_items
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ _MIN_ASSOCIATE = 68
 _CAUSE_TEXT = {
     "lost": "missing from the capture",
     "snaplen": "cut by the capture's snapshot length",
+    "end": "missing: the stream ends inside it",
 }
 
 #: Where a PDU header may start during resynchronisation: P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
@@ -71,7 +73,9 @@ _CANDIDATE = re.compile(rb"[\x04-\x07]\x00")
 
 @dataclass(frozen=True)
 class ControlPdu:
-    """A decoded non-P-DATA PDU. ``decoded`` is the pynetdicom PDU object."""
+    """A decoded non-P-DATA PDU. ``decoded`` is the pynetdicom PDU object, or, for an
+    A-ASSOCIATE-RQ/AC that pynetdicom refuses or that the capture lacks bytes of, an
+    `AssociatePdu` with what was there. ``missing``: bytes of it the capture lacks."""
 
     pdu_type: int
     length: int
@@ -80,10 +84,119 @@ class ControlPdu:
     first_time_ns: int
     last_time_ns: int
     decoded: Any
+    missing: int = 0
 
     @property
     def name(self) -> str:
         return PDU_NAMES[self.pdu_type]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What was wrong with it or missing from it (only for an `AssociatePdu`)."""
+        return tuple(getattr(self.decoded, "problems", ()))
+
+
+@dataclass
+class AssociatePdu:
+    """An A-ASSOCIATE-RQ or -AC as it was sent (PS3.8 9.3.2, 9.3.3), decoded field by
+    field where pynetdicom refuses the whole (an AE title with a control character) or
+    the capture lacks some of its bytes (a snapshot length, a gap): the AE titles as text
+    (Latin-1, every byte kept) and every item whose bytes are all there, each decoded with
+    pynetdicom's item classes. The attribute names are pynetdicom's PDU's."""
+
+    called_ae_title: str | None = None
+    calling_ae_title: str | None = None
+    application_context_name: str | None = None
+    presentation_context: list[Any] = field(default_factory=list)
+    user_information: Any = None
+    #: items not decoded, and why (missing bytes, malformed), for the association's findings
+    problems: list[str] = field(default_factory=list)
+    #: items that were whole and decoded, of all the items whose header was seen
+    items_kept: int = 0
+    items_seen: int = 0
+
+
+#: Items of an A-ASSOCIATE-RQ/AC (PS3.8 9.3.2.1-9.3.2.3, 9.3.3.1-9.3.3.3).
+_ITEM_NAMES = {0x10: "application context", 0x20: "presentation context",
+               0x21: "presentation context", 0x50: "user information"}
+#: Where the variable items start: after type, reserved, length, version, reserved, the
+#: two AE titles and 32 reserved bytes (PS3.8 Table 9-11).
+_ITEMS_AT = 74
+
+
+_AE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def ae_title_problem(title: str | None) -> str | None:
+    """What makes an AE title as sent break PS3.5 6.2 (AE: at most 16 characters of the
+    default repertoire, no control characters, no backslash), else None."""
+    if not title:
+        return None
+    if _AE_FORBIDDEN.search(title):
+        return "control characters or a backslash, which AE titles may not hold"
+    if not title.isascii():
+        return "characters outside the default character repertoire"
+    return None
+
+
+def _overlaps(holes: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(a < end and start < b for a, b in holes)
+
+
+def decode_associate(raw: bytes, holes: list[tuple[int, int]]) -> AssociatePdu:
+    """What an A-ASSOCIATE-RQ/AC (``raw``: the whole PDU, header included) says, keeping
+    everything whose bytes are there: ``holes`` are [start, end) offsets the capture
+    lacks (their bytes in ``raw`` are placeholders). Never raises."""
+    pdu = AssociatePdu()
+    expected = 0x20 if raw[:1] == b"\x01" else 0x21
+    for attr, start in (("called_ae_title", 10), ("calling_ae_title", 26)):
+        if len(raw) >= start + 16 and not _overlaps(holes, start, start + 16):
+            # PS3.8 Table 9-11: leading and trailing spaces are not significant
+            setattr(pdu, attr, raw[start:start + 16].decode("latin-1").strip(" "))
+        else:
+            pdu.problems.append(f"{attr.replace('_', ' ').replace('ae', 'AE')} not in "
+                                "the capture")
+    offset, end = _ITEMS_AT, len(raw)
+    while offset < end:
+        if _overlaps(holes, offset, offset + 4):
+            pdu.problems.append(f"the items from byte {offset} on are not in the capture")
+            break
+        if offset + 4 > end:
+            pdu.problems.append(f"{end - offset} stray bytes after the last item")
+            break
+        item_type = raw[offset]
+        length = int.from_bytes(raw[offset + 2:offset + 4], "big")
+        stop = offset + 4 + length
+        pdu.items_seen += 1
+        name = _ITEM_NAMES.get(item_type, f"item type {item_type:#04x}")
+        if stop > end:
+            pdu.problems.append(f"{name} item at byte {offset} claims {length} bytes, more "
+                                "than the PDU holds")
+            break
+        if _overlaps(holes, offset, stop):
+            ctx = f" {raw[offset + 4]}" if item_type in (0x20, 0x21) and not _overlaps(
+                holes, offset + 4, offset + 5) and length else ""
+            pdu.problems.append(f"{name}{ctx} item not whole in the capture")
+        elif item_type not in _ITEM_NAMES or (item_type in (0x20, 0x21)
+                                              and item_type != expected):
+            pdu.problems.append(f"unexpected {name} item at byte {offset}")
+        else:
+            try:
+                item: Any = pn_items.PDU_ITEM_TYPES[item_type]()
+                item.decode(raw[offset:stop])
+            except Exception as exc:  # pynetdicom raises many kinds on bad bytes
+                pdu.problems.append(f"{name} item at byte {offset} could not be decoded: "
+                                    f"{type(exc).__name__}: {exc}")
+            else:
+                pdu.items_kept += 1
+                if item_type == 0x10:
+                    pdu.application_context_name = str(item.application_context_name or "")
+                elif item_type == 0x50:
+                    pdu.user_information = item
+                else:
+                    pdu.presentation_context.append(item)
+        offset = stop
+    return pdu
 
 
 @dataclass(frozen=True)
@@ -133,7 +246,7 @@ class PduParser:
     __slots__ = (
         "sink", "state", "_buf", "_pdu_type", "_pdu_left", "_pdv_left", "_skip_left",
         "_first_frame", "_first_time", "_pdv_damaged", "pdus", "synced", "nbytes", "_cause",
-        "_skipped",
+        "_skipped", "_holes",
     )
 
     def __init__(self, sink: UpperLayerSink) -> None:
@@ -152,6 +265,7 @@ class PduParser:
         self.nbytes = 0  # stream bytes seen, gaps included
         self._cause = "lost"
         self._skipped = 0  # unreadable bytes passed over while resynchronising
+        self._holes: list[tuple[int, int]] = []  # bytes of the control PDU the capture lacks
 
     # -- StreamSink --------------------------------------------------------------------
     def data(self, data: bytes, frame: int, time_ns: int) -> None:
@@ -227,17 +341,21 @@ class PduParser:
             self._pdv_damaged = False
             self._enter_skip(left)
             return
-        if state == _CONTROL and nbytes <= self._pdu_left:
-            name = PDU_NAMES.get(self._pdu_type, "PDU")
-            self.sink.lost(nbytes, "pdu", self._cause, frame, time_ns)
-            self.sink.malformed(
-                f"{name} incomplete: {nbytes} bytes {_CAUSE_TEXT.get(self._cause, 'missing')}",
-                frame, time_ns,
-            )
-            left = self._pdu_left - nbytes
-            self._buf.clear()
-            self._enter_skip(left)
-            return
+        if state == _CONTROL:
+            # Keep what is there (a snapshot length cuts every A-ASSOCIATE-RQ, yet its AE
+            # titles and first items are in the capture): the missing bytes become a hole.
+            inside = min(nbytes, self._pdu_left)
+            self.sink.lost(inside, "pdu", self._cause, frame, time_ns)
+            start = len(self._buf)
+            self._holes.append((start, start + inside))
+            self._buf += bytes(inside)
+            self._pdu_left -= inside
+            if self._pdu_left == 0:
+                self._finish_control(frame, time_ns)
+            nbytes -= inside
+            if nbytes == 0:
+                return
+            state = self.state
         if state == _SKIP and nbytes <= self._skip_left:
             self._skip_left -= nbytes
             self.sink.lost(nbytes, "skipped", self._cause, frame, time_ns)
@@ -252,6 +370,14 @@ class PduParser:
         self.synced = False
 
     def end(self, how: str, frame: int, time_ns: int) -> None:
+        if self.state == _CONTROL and self._pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC):
+            # what the stream held of it is kept; the rest is a hole
+            start = len(self._buf)
+            self._holes.append((start, start + self._pdu_left))
+            self._buf += bytes(self._pdu_left)
+            self._pdu_left = 0
+            self._cause = "end"
+            self._finish_control(frame, time_ns)
         if self.state != _RESYNC and (self.state != _HEADER or self._buf):
             if self.state in (_PDV_VALUE, _PDV_HEADER):
                 self.sink.lost(0, "end", "end", frame, time_ns)
@@ -299,24 +425,44 @@ class PduParser:
             self._enter_skip(length)
             return
         self._buf = bytearray(hdr)
+        self._holes = []
         self.state = _CONTROL
 
     def _finish_control(self, frame: int, time_ns: int) -> None:
         raw = bytes(self._buf)
+        holes, self._holes = self._holes, []
         self._buf = bytearray()
         self.state = _HEADER
-        cls = _DECODERS[self._pdu_type]
-        try:
-            decoded = cls()
-            decoded.decode(raw)
-        except Exception as exc:  # pynetdicom raises many kinds on bad bytes
+        name = PDU_NAMES[self._pdu_type]
+        missing = sum(b - a for a, b in holes)
+        decoded: Any = None
+        refused = ""
+        if not holes:
+            try:
+                decoded = _DECODERS[self._pdu_type]()
+                decoded.decode(raw)
+            except Exception as exc:  # pynetdicom raises many kinds on bad bytes
+                decoded = None
+                refused = f"{type(exc).__name__}: {exc}"
+        if decoded is None and self._pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC):
+            # decode what was sent, item by item; the association flags what was wrong
+            decoded = decode_associate(raw, holes)
+            if missing:
+                decoded.problems.insert(0, f"{missing} bytes "
+                                        f"{_CAUSE_TEXT.get(self._cause, 'missing')}")
+            elif not decoded.problems and not any(
+                    ae_title_problem(t) for t in (decoded.called_ae_title,
+                                                  decoded.calling_ae_title)):
+                decoded.problems.append(f"pynetdicom refused it ({refused})")
+        elif decoded is None:
             self.sink.malformed(
-                f"{PDU_NAMES[self._pdu_type]} could not be decoded: {exc}", frame, time_ns
-            )
+                f"{name} incomplete: {missing} bytes "
+                f"{_CAUSE_TEXT.get(self._cause, 'missing')}" if holes else
+                f"{name} could not be decoded: {refused}", frame, time_ns)
             return
         self.sink.control_pdu(
             ControlPdu(self._pdu_type, len(raw) - 6, self._first_frame, frame,
-                       self._first_time, time_ns, decoded)
+                       self._first_time, time_ns, decoded, missing)
         )
 
     def _start_pdv(self, frame: int, time_ns: int) -> None:

@@ -95,7 +95,7 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
     implicit = transfer_syntax in (None, ImplicitVRLittleEndian)
     little = transfer_syntax != ExplicitVRBigEndian
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        data = zlib.decompress(data, -zlib.MAX_WBITS)
+        data = _inflate(data)
     try:
         ds = read_dataset(BytesIO(data), implicit, little)
     except Exception as exc:  # pydicom raises many kinds on bad bytes
@@ -123,6 +123,23 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
         keys.append(KeyRecord(source, number, f"({tag.group:04X},{tag.element:04X})",
                               keyword_for_tag(tag) or None, vr, value, empty))
     return keys
+
+
+#: An identifier is a few hundred bytes; one that inflates to more is not read (a deflate
+#: bomb from the traffic must not take the memory).
+MAX_INFLATED = 16 << 20
+
+
+def _inflate(data: bytes) -> bytes:
+    """A Deflated Explicit VR Little Endian data set inflated (PS3.5 A.5, raw deflate)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise ValueError(f"deflated identifier that cannot be inflated ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"deflated identifier inflates to more than {MAX_INFLATED} bytes")
+    return out
 
 
 def _dictionary_vr(tag: int) -> str:

@@ -13,6 +13,7 @@ from typing import Any, cast
 import pandas as pd
 
 from .errors import OptionsError, TsharkDicomError
+from .safe import visible_lines
 from .store import (
     FORMATS,
     has_results,
@@ -177,7 +178,7 @@ class Report:
             lines.append(f"  skipped: {path}: {why}")
         if len(self.skipped) > 8:
             lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
-        return "\n".join(lines)
+        return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
 
 
 def _operations_line(batches: Iterable[pd.DataFrame]) -> str:

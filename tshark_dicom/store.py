@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from .safe import csv_cell, csv_uncell
 from .tables import SCHEMAS, TABLES, frame
 
 FORMATS = ("parquet", "csv", "both")
@@ -70,11 +71,14 @@ def _write_parquet(df: pd.DataFrame, path: Path, table: str | None = None) -> No
 
 def csv_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """Lists (proposed transfer syntaxes, query keys, callback ids) become JSON arrays in
-    CSV: values may hold spaces and commas."""
+    CSV: values may hold spaces and commas. Text that a spreadsheet would run as a formula
+    gets a leading apostrophe (`safe.csv_cell`; `read_table` takes it off again)."""
     out = df.copy()
     for col, dtype in SCHEMAS[table].items():
         if dtype == "object":
             out[col] = out[col].map(lambda v: json.dumps(list(v)) if isinstance(v, list) else v)
+        elif dtype == "string":
+            out[col] = out[col].map(csv_cell, na_action="ignore")
     return out
 
 
@@ -320,8 +324,7 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         if keys is not None:
             rank = {k: i for i, k in enumerate(keys)}
             files.sort(key=lambda p: rank.get(p.stem, len(rank)))
-        chunks = [pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""])
-                  for f in files]
+        chunks = [_read_csv(f) for f in files]
         df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     elif (folder / f"{table}.parquet").is_file():  # the one-file layout of version 0.1
         df = pd.read_parquet(folder / f"{table}.parquet")
@@ -332,6 +335,12 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         return None
     typed = typed_frame(table, df)
     return typed[list(columns)] if columns else typed
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV part as text, with the apostrophes `csv_frame` put before formulas taken off."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return df.apply(lambda col: col.map(csv_uncell, na_action="ignore")) if len(df) else df
 
 
 def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import html
 import math
-import re
 
 import pandas as pd
+
+from .safe import visible
 
 _STYLE = (
     "<style>"
@@ -24,15 +25,12 @@ _STYLE = (
     ".tdp .note{font-style:italic;fill:#4b5563}"
     "</style>"
 )
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def esc(value: object, limit: int | None = None) -> str:
-    """Text for SVG/HTML: control characters made visible (``\\x00``: XML forbids them),
-    cut to ``limit`` characters with an ellipsis, then HTML-escaped."""
-    text = "" if missing(value) else str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
+    """Text for SVG/HTML: control characters made visible (``\\x00``, `safe.visible`: XML
+    forbids them), cut to ``limit`` characters with an ellipsis, then HTML-escaped."""
+    text = visible("" if missing(value) else str(value))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "\u2026"
     return html.escape(text, quote=True)

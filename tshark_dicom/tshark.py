@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections import deque
@@ -148,6 +149,9 @@ def check_capture(tshark: Tshark, path: Path) -> None:
         raise CaptureError(f"{path}: permission denied")
     if path.stat().st_size == 0:
         raise CaptureError(f"{path}: empty file, not a capture")
+    cut = cut_in_header(path)
+    if cut:
+        raise CaptureError(f"{path}: {cut}")
     captype = Path(tshark.path).with_name("captype")
     if not captype.exists():
         return
@@ -159,6 +163,39 @@ def check_capture(tshark: Tshark, path: Path) -> None:
         raise CaptureError(f"{path}: not a capture file in a format tshark understands")
     if kind in NOT_PACKET_CAPTURES:
         raise CaptureError(f"{path}: a {kind} file, not a packet capture")
+
+
+_PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                b"\xa1\xb2\x3c\x4d")
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_PCAP_HEADER = 24  # pcap's global header
+_PCAPNG_BYTE_ORDER = (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d")
+
+
+def cut_in_header(path: Path) -> str | None:
+    """Why a file that starts as a pcap or pcapng file cannot be read at all (cut short
+    before its file header ends), else None. Such a file is a capture cut short, not
+    the other formats tshark's wiretap would guess from its few bytes (a "mime" file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(28)
+    except OSError:
+        return None
+    size = len(head)
+    if head[:4] in _PCAP_MAGICS and size < _PCAP_HEADER:
+        return (f"a pcap file cut short in its first {size} bytes (its 24-byte file header "
+                "is incomplete): no packet can be read")
+    if head[:4] == _PCAPNG_MAGIC:
+        order = head[8:12]
+        if size < 12 or order not in _PCAPNG_BYTE_ORDER:
+            return (f"a pcapng file cut short in its first {size} bytes (its section header "
+                    "block is incomplete): no packet can be read")
+        length = int.from_bytes(head[4:8], "little" if order == _PCAPNG_BYTE_ORDER[0]
+                                else "big")
+        if path.stat().st_size < length:
+            return (f"a pcapng file cut short in its first {path.stat().st_size} bytes (its "
+                    f"{length}-byte section header block is incomplete): no packet can be read")
+    return None
 
 
 def _stderr_lines(text: str) -> list[str]:
@@ -257,6 +294,19 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
     result = TsharkRun(argv)
     try:
         yield proc.stdout, result
+    except Exception as exc:
+        # Reading failed. If tshark died first (killed, crashed), its output was cut short
+        # because of that: say so, not what the reader tripped over.
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = 0
+        if code == 0 or isinstance(exc, TsharkDicomError):
+            proc.kill()
+            proc.wait()
+            raise
+        collector.join(timeout=10)
+        raise _failure(capture, code, _stderr_lines("\n".join(collector.lines))) from exc
     except BaseException:
         proc.kill()
         proc.wait()
@@ -272,11 +322,29 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
     errors = [line for line in lines if line.startswith("tshark:") and line not in cut_short]
     result.warnings = [line for line in lines if line not in errors and line not in cut_short]
     if code != 0 and not (result.truncated and not errors):
-        detail = errors[-1].removeprefix("tshark: ") if errors else f"exit status {code}"
-        if "isn't a capture file" in detail or "unknown" in detail and "format" in detail:
-            raise CaptureError(f"{capture}: not a capture file in a format tshark understands")
-        if "doesn't exist" in detail:
-            raise CaptureError(f"{capture}: no such file")
-        if "ermission denied" in detail:
-            raise CaptureError(f"{capture}: permission denied")
-        raise TsharkError(f"{capture}: tshark failed: {detail}")
+        raise _failure(capture, code, errors)
+
+
+def _failure(capture: Path, code: int, lines: list[str]) -> TsharkDicomError:
+    """The error for a tshark run that exited with ``code`` (negative: killed by a
+    signal), from its last error line."""
+    errors = [line for line in lines if line.startswith("tshark:")]
+    if errors:
+        detail = errors[-1].removeprefix("tshark: ")
+    elif code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        detail = f"killed by {name}"
+    else:
+        detail = f"exit status {code}"
+    if "isn't a capture file" in detail or "unknown" in detail and "format" in detail:
+        return CaptureError(f"{capture}: not a capture file in a format tshark understands")
+    if "doesn't exist" in detail:
+        return CaptureError(f"{capture}: no such file")
+    if "cut short" in detail:
+        return CaptureError(f"{capture}: cut short before its first packet: nothing to read")
+    if "ermission denied" in detail:
+        return CaptureError(f"{capture}: permission denied")
+    return TsharkError(f"{capture}: tshark failed: {detail}")

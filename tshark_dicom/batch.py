@@ -402,7 +402,8 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
             except TsharkDicomError as exc:
                 yield cap, exc
         return
-    work.tshark.version  # noqa: B018 - probe once here, not in every worker
+    if work.engine == "ek" or work.cross_check:  # they need tshark's version: probe once
+        work.tshark.version  # noqa: B018 - here, not in every worker
     # spawn, not fork: this process runs threads (tshark's stderr readers, the object
     # writer), and a fork taken while one holds a lock deadlocks the child.
     context = multiprocessing.get_context("spawn")

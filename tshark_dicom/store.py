@@ -18,6 +18,7 @@ either has it (complete) or is analysed again by ``--resume``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -98,6 +99,7 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
     return written
 
 
+@functools.cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Parquet schema of a table, the same in every part and row group (list columns
     typed even when a part has no list value)."""

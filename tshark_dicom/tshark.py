@@ -77,17 +77,20 @@ NOT_PACKET_CAPTURES = frozenset(
 
 
 class Tshark:
-    """A tshark executable. Its version is probed on a thread while work starts (0.3 s
-    saved on every run); only the ek engine and the cross-check need it, and wait for it."""
+    """A tshark executable, and the editcap beside it (the same Wireshark build).
+
+    The raw engine has editcap convert captures (the same bytes as ``tshark -r FILE -w -
+    -F nsecpcap``, in a hundredth of the start-up time and memory); tshark itself is run
+    where dissection is needed. Its version is probed (``tshark --version``, 0.3-0.5 s)
+    only when asked for: the ek engine and the cross-check need it."""
 
     def __init__(self, path: str, version: tuple[int, int, int] | None = None) -> None:
         self.path = path
         self._version = version
         self._error: TsharkDicomError | None = None
-        self._probe: threading.Thread | None = None
-        if version is None:
-            self._probe = threading.Thread(target=self._run_probe, daemon=True)
-            self._probe.start()
+        self._suite: str | None = None
+        editcap = Path(path).with_name("editcap")
+        self.editcap = str(editcap) if os.access(editcap, os.X_OK) else None
 
     def _run_probe(self) -> None:
         try:
@@ -105,10 +108,9 @@ class Tshark:
 
     @property
     def version(self) -> tuple[int, int, int]:
-        """The version (waits for the probe); raises TsharkError if it is not a usable tshark."""
-        if self._probe is not None:
-            self._probe.join()
-            self._probe = None
+        """The version (probed once); raises TsharkError if it is not a usable tshark."""
+        if self._version is None and self._error is None:
+            self._run_probe()
         if self._error is not None:
             raise self._error
         assert self._version is not None
@@ -119,10 +121,24 @@ class Tshark:
 
     @property
     def version_text(self) -> str:
-        return ".".join(str(v) for v in self._version or ())
+        """The Wireshark version: tshark's if probed, else editcap's (the same build,
+        asked in milliseconds); "" if neither says."""
+        if self._version is not None:
+            return ".".join(str(v) for v in self._version)
+        if self._suite is None:
+            self._suite = ""
+            if self.editcap is not None:
+                try:
+                    out = subprocess.run([self.editcap, "--version"], capture_output=True,
+                                         text=True, timeout=30, check=False).stdout
+                except (OSError, subprocess.SubprocessError):
+                    out = ""
+                match = re.search(r"\(Wireshark\) (\d+\.\d+\.\d+)", out)
+                self._suite = match[1] if match else ""
+        return self._suite
 
-    def __getstate__(self) -> dict[str, object]:  # for worker processes: probe first
-        return {"path": self.path, "version": self.version}
+    def __getstate__(self) -> dict[str, object]:  # for worker processes
+        return {"path": self.path, "version": self._version}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(state["path"], state["version"])  # type: ignore[misc]
@@ -239,7 +255,10 @@ def stream_set_expression(streams: Iterable[int]) -> str:
 
 def raw_argv(tshark: Tshark, capture: Path) -> list[str]:
     """The raw engine: the capture, whatever its format or compression, as a nanosecond
-    pcap stream on stdout. No dissection, so no preferences or filters apply."""
+    pcap stream on stdout. No dissection, so no preferences or filters apply: editcap
+    (Wireshark's converter, the same reader) where it is installed, else tshark."""
+    if tshark.editcap is not None:
+        return [tshark.editcap, "-F", "nsecpcap", str(capture), "-"]
     return [tshark.path, "-n", "-r", str(capture), "-w", "-", "-F", "nsecpcap"]
 
 
@@ -281,6 +300,7 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
     caller records a finding. Any other non-zero exit is a TsharkError naming the capture.
     """
     log.debug("running %s", " ".join(argv))
+    tool = Path(argv[0]).name  # tshark, or editcap for the raw engine's conversion
     try:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -306,7 +326,8 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
             proc.wait()
             raise
         collector.join(timeout=10)
-        raise _failure(capture, code, _stderr_lines("\n".join(collector.lines))) from exc
+        raise _failure(capture, code, _stderr_lines("\n".join(collector.lines)),
+                       tool) from exc
     except BaseException:
         proc.kill()
         proc.wait()
@@ -319,18 +340,19 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
     cut_short = [line for line in lines if "cut short" in line]
     if cut_short:
         result.truncated = True
-    errors = [line for line in lines if line.startswith("tshark:") and line not in cut_short]
+    errors = [line for line in lines if line.startswith(f"{tool}:") and line not in cut_short]
     result.warnings = [line for line in lines if line not in errors and line not in cut_short]
     if code != 0 and not (result.truncated and not errors):
-        raise _failure(capture, code, errors)
+        raise _failure(capture, code, errors, tool)
 
 
-def _failure(capture: Path, code: int, lines: list[str]) -> TsharkDicomError:
-    """The error for a tshark run that exited with ``code`` (negative: killed by a
-    signal), from its last error line."""
-    errors = [line for line in lines if line.startswith("tshark:")]
+def _failure(capture: Path, code: int, lines: list[str], tool: str = "tshark"
+             ) -> TsharkDicomError:
+    """The error for a tshark (or editcap) run that exited with ``code`` (negative: killed
+    by a signal), from its last error line."""
+    errors = [line for line in lines if line.startswith(f"{tool}:")]
     if errors:
-        detail = errors[-1].removeprefix("tshark: ")
+        detail = errors[-1].removeprefix(f"{tool}: ")
     elif code < 0:
         try:
             name = signal.Signals(-code).name
@@ -347,4 +369,4 @@ def _failure(capture: Path, code: int, lines: list[str]) -> TsharkDicomError:
         return CaptureError(f"{capture}: cut short before its first packet: nothing to read")
     if "ermission denied" in detail:
         return CaptureError(f"{capture}: permission denied")
-    return TsharkError(f"{capture}: tshark failed: {detail}")
+    return TsharkError(f"{capture}: {tool} failed: {detail}")

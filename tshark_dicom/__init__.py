@@ -55,6 +55,8 @@ def analyze(
     cross_check: bool = False,
     engine: str = "auto",
     stitch: bool = True,
+    tls_keylogs: Sequence[str | os.PathLike[str]] = (),
+    tls_ports: Sequence[int] = (),
 ) -> Report:
     """Analyse one capture, a list of them, or a folder (recursively).
 
@@ -63,8 +65,12 @@ def analyze(
     capture; ``tshark``: the tshark executable (default: ``$TSHARK``, then PATH);
     ``cross_check``: also run Wireshark's DICOM dissector and report where it disagrees;
     ``engine``: ``auto`` (default), ``raw`` or ``ek`` (see README, "How it works");
-    ``stitch``: analyse the files of a ring-buffer or split set as one capture.
+    ``stitch``: analyse the files of a ring-buffer or split set as one capture;
+    ``tls_keylogs``: TLS key logs (NSS key log format, as SSLKEYLOGFILE writes them) that
+    decrypt DICOM over TLS (secrets embedded in a pcapng are used without them);
+    ``tls_ports``: DICOM TLS ports besides 2762 (shown without keys; README, "DICOM over TLS").
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
     return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
-               cross_check=cross_check, engine=engine, no_stitch=not stitch)
+               cross_check=cross_check, engine=engine, no_stitch=not stitch,
+               tls_keylogs=tls_keylogs, tls_ports=tls_ports)

@@ -41,6 +41,8 @@ from .queries import KeyRecord, QueryRecord, build_queries
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .timing import AssociationTiming, OperationRecord, association_timing, build_operations
+from .tls import TlsOptions, looks_like_tls
+from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
     Tshark,
     check_capture,
@@ -127,6 +129,8 @@ class _Run:
         self.attempts: list[ConnectionAttempt] = []
         self.snaplen_cut = 0
         self.first_cut_frame: int | None = None
+        #: streams that open with a TLS ClientHello: tcp.stream -> the server's endpoint
+        self.tls_seen: dict[int, tuple[str, int]] = {}
 
     def dataset_sink(self, *, stream: int, msg_index: int, command: str,
                      sop_class_uid: str | None, sop_instance_uid: str | None,
@@ -167,6 +171,8 @@ class _Run:
             payload_bytes += tcp_len
             conn.feed(pkt)
             if decide and not assoc.saw_rq and assoc.not_dicom:
+                if looks_like_tls(pkt.payload):
+                    self.tls_seen[stream] = (pkt.dst, pkt.dport)
                 self.done.add(stream)
                 del conns[stream], assocs[stream]
             elif pkt.flags & 0x05 and conn.closed:  # FIN or RST: perhaps both sides done
@@ -211,6 +217,7 @@ def analyze_capture(
     cross_check: bool = False,
     engine: str = "auto",
     progress: ProgressFn | None = None,
+    tls: TlsOptions | None = None,
 ) -> CaptureResult:
     """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files.
 
@@ -223,6 +230,9 @@ def analyze_capture(
     continuous capture with ``path`` (raw engine): associations and objects that cross
     file boundaries are whole, frame numbers count through the set, and each
     association's rows carry the label of the file its first packet is in.
+
+    ``tls``: key logs and DICOM TLS ports; TLS streams are decrypted by a tshark pass of
+    their own and analysed like clear ones (tlsassoc.py).
     """
     started = time.monotonic()
     check_capture(tshark, path)
@@ -271,6 +281,11 @@ def analyze_capture(
         if candidates:
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
+        run.tls_seen = tls_streams_ek(tshark, path, tls or TlsOptions())
+    with_tls(tshark, path, label, tls or TlsOptions(), run.tls_seen, set_of_files=bool(more),
+             ports=portset, dataset_sink=run.dataset_sink,
+             guess_transfer_syntax=infer_transfer_syntax, associations=run.assocs,
+             evidence=run.evidence, findings=result.findings)
     dicom = run.finish()
     if len(result.files) > 1:  # each association to the file its first packet is in
         starts = [f.first_ns if f.first_ns is not None else 0 for f in result.files]

@@ -65,6 +65,8 @@ def analyze_to(
     verify: bool = False,
     dask: str | None = None,
     no_stitch: bool = False,
+    tls_keylogs: Sequence[Source] = (),
+    tls_ports: Sequence[int] = (),
     title: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> ArchiveRun:
@@ -127,7 +129,8 @@ def analyze_to(
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
-                     dask=dask, no_stitch=no_stitch)
+                     dask=dask, no_stitch=no_stitch, tls_keylogs=tls_keylogs,
+                     tls_ports=tls_ports)
         keys = report.captures["key"].tolist()
         if in_place:
             for stale in part_keys(folder) - set(keys):

@@ -30,6 +30,7 @@ from .errors import CaptureError, OptionsError, TsharkDicomError
 from .report import Report
 from .store import safe_key
 from .tables import TABLES, build, frame
+from .tls import TlsOptions, check_tls_options
 from .tshark import Tshark, find_tshark
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
@@ -192,7 +193,8 @@ def content_hash(path: Path) -> str:
 
 def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
                 objects_dir: Path | None, cross_check: bool, engine: str,
-                progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
+                progress: Callable[[int], None] | None = None,
+                tls: TlsOptions | None = None) -> dict[str, pd.DataFrame]:
     """One capture's tables (the unit a worker process or a cluster node runs): objects go
     to ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent."""
     target = objects_dir / cap.key if objects_dir is not None else None
@@ -200,7 +202,7 @@ def analyze_one(cap: CaptureFile, tshark: Tshark, ports: Sequence[int],
     result = analyze_capture(cap.path, label=cap.label, tshark=tshark, ports=ports,
                              more=[(m.path, m.label) for m in cap.more],
                              objects_dir=target, cross_check=cross_check, engine=engine,
-                             progress=progress)
+                             progress=progress, tls=tls)
     tables = build([result])
     if objects_dir is not None:
         objs = tables["objects"]
@@ -270,6 +272,8 @@ def run(
     keep: bool = True,
     dask: str | None = None,
     no_stitch: bool = False,
+    tls_keylogs: Sequence[Source] = (),
+    tls_ports: Sequence[int] = (),
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -281,9 +285,11 @@ def run(
     ``dask``: the address of a Dask distributed scheduler that runs the captures.
     ``on_result`` is not called for the captures ``skip`` returned. The files of a
     ring-buffer or split set are one capture (`stitch`) unless ``no_stitch`` or the ek
-    engine was asked for.
+    engine was asked for. ``tls_keylogs``: TLS key logs (NSS format) that decrypt DICOM over
+    TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py).
     """
     check_options(ports, jobs, engine)
+    tls = check_tls_options(tls_keylogs, tls_ports)
     tsk = find_tshark(tshark)
     found = discover(sources)
     if not no_stitch and engine != "ek":
@@ -315,7 +321,7 @@ def run(
             todo.append(cap)
     for cap, outcome in _analyse_all(todo, tsk, ports, odir, cross_check, engine, jobs, dask,
                                      on_progress, found, lambda: (len(rows), done_bytes,
-                                                                  total_bytes)):
+                                                                  total_bytes), tls):
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
             outcome = {"captures": frame("captures", [capture_row(
@@ -335,11 +341,11 @@ def run(
 def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
                  odir: Path | None, cross_check: bool, engine: str, jobs: int,
                  dask: str | None, on_progress: ProgressFn | None, found: Discovery,
-                 state: Callable[[], tuple[int, int, int]]
+                 state: Callable[[], tuple[int, int, int]], tls: TlsOptions
                  ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
     """Each capture's tables (or the error that stopped it), in the order they finish."""
     if dask is not None:
-        yield from _on_dask(dask, todo, tsk, ports, odir, cross_check, engine)
+        yield from _on_dask(dask, todo, tsk, ports, odir, cross_check, engine, tls)
         return
     if jobs == 1 or len(todo) <= 1:
         for cap in todo:
@@ -351,7 +357,7 @@ def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
 
             tick(0)
             try:
-                yield cap, analyze_one(cap, tsk, ports, odir, cross_check, engine, tick)
+                yield cap, analyze_one(cap, tsk, ports, odir, cross_check, engine, tick, tls)
             except TsharkDicomError as exc:
                 yield cap, exc
         return
@@ -361,7 +367,7 @@ def _analyse_all(todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
-            pool.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine): cap
+            pool.submit(analyze_one, cap, tsk, ports, odir, cross_check, engine, None, tls): cap
             for cap in todo}
         for fut in as_completed(futures):
             cap = futures[fut]
@@ -380,7 +386,7 @@ DASK_WORKERS_S = 60.0
 
 
 def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence[int],
-             odir: Path | None, cross_check: bool, engine: str
+             odir: Path | None, cross_check: bool, engine: str, tls: TlsOptions
              ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
     """The same per-capture work on an existing Dask distributed cluster. The workers need
     tshark and this package, and must see the captures and the output folder at the same
@@ -401,7 +407,8 @@ def _on_dask(address: str, todo: list[CaptureFile], tsk: Tshark, ports: Sequence
         # absolute paths: a worker's working directory is not ours
         where = odir.absolute() if odir is not None else None
         futures = {client.submit(analyze_one, _absolute(cap), tsk,
-                                 ports, where, cross_check, engine, pure=False): cap
+                                 ports, where, cross_check, engine, None, tls,
+                                 pure=False): cap
                    for cap in todo}
         for fut in dask_completed(list(futures), loop=client.loop):
             cap = futures[fut]

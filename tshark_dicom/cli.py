@@ -84,6 +84,13 @@ def analyze(
         "--no-stitch", help="Analyse the files of a ring-buffer or split set (dumpcap "
         "NAME_NNNNN_YYYYMMDDhhmmss, tcpdump -C rotation) each on its own, not as one "
         "capture.")] = False,
+    tls_keylog: Annotated[list[Path] | None, typer.Option(
+        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
+        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
+        metavar="FILE")] = None,
+    tls_port: Annotated[list[int] | None, typer.Option(
+        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
+        "even without keys (repeatable).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -95,6 +102,7 @@ def analyze(
                               ports=port or (), jobs=jobs, tshark=tshark,
                               cross_check=cross_check, engine=engine, resume=resume,
                               verify=verify, dask=dask, no_stitch=no_stitch,
+                              tls_keylogs=tls_keylog or (), tls_ports=tls_port or (),
                               on_progress=on_progress)
     except TsharkDicomError as exc:
         _fail(exc)
@@ -130,6 +138,13 @@ def diagnose(
         "(repeatable).")] = None,
     tshark: Annotated[str | None, typer.Option(
         "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+    tls_keylog: Annotated[list[Path] | None, typer.Option(
+        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
+        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
+        metavar="FILE")] = None,
+    tls_port: Annotated[list[int] | None, typer.Option(
+        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
+        "even without keys (repeatable).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
@@ -146,7 +161,8 @@ def diagnose(
             reports = [load(p) for p in outs]
             report = Report.concat([{t: r.table(t) for t in TABLES} for r in reports])
         else:
-            report = run(sources, ports=port or (), tshark=tshark)
+            report = run(sources, ports=port or (), tshark=tshark,
+                         tls_keylogs=tls_keylog or (), tls_ports=tls_port or ())
     except TsharkDicomError as exc:
         _fail(exc)
     except Exception as exc:  # never a traceback for the user; --debug shows one

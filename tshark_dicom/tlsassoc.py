@@ -340,13 +340,15 @@ def _findings(assoc: TlsAssociation, conn: _Conn, client: tuple[str, int],
                       "ServerHello, so no association was requested",
                       facts.client_hello_frame or assoc.first_frame)
     elif not facts.decrypted and not assoc.saw_rq:
-        suite = ", ".join(x for x in (facts.version_text, facts.cipher_suite) if x)
-        cert = f", server certificate {facts.certificate_subject}" \
-            if facts.certificate_subject else ""
+        shown = [facts.version_text, facts.cipher_suite,
+                 f"server name {facts.server_name}" if facts.server_name else None,
+                 f"server certificate {facts.certificate_subject}"
+                 if facts.certificate_subject else None]
         given = ("the key logs given (and any secrets in the capture) hold none for this "
                  "session; ") if have_keys else ""
         assoc.finding("note", "tls-keys-needed",
-                      f"the TLS connection {where} ({suite}{cert}) on a DICOM TLS port is "
+                      f"the TLS connection {client[0]}:{client[1]} -> {server[0]}:{server[1]} "
+                      f"({', '.join(x for x in shown if x)}) on a DICOM TLS port is "
                       f"encrypted: {given}give its session keys with --tls-keylog (a key log "
                       "written by either peer, e.g. through SSLKEYLOGFILE) to see the "
                       "association inside", facts.client_hello_frame or assoc.first_frame)

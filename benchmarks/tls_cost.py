@@ -11,7 +11,7 @@ log against `analyze` of the same traffic in clear, in one process, alternating 
 The captures (in ``$TSHARK_DICOM_BENCH_DIR``, default ``/var/tmp/tshark-dicom-bench/``):
 ``tls_100mb.pcapng`` with ``tls_100mb.keys`` and ``tls_100mb_clear.pcapng``, each one
 association of pynetdicom BENCH-SCU -> pynetdicom BENCH-SCP on loopback (TLS 1.3 on port
-11790, clear on 11791) carrying the same 24 synthetic 4 MiB multi-frame objects (noise
+11790, clear on 11791) carrying the same 26 synthetic 4 MiB multi-frame objects (noise
 pixels built with numpy from a fixed seed; no patient data). The SCU writes the key log
 (``SSLContext.keylog_filename``); the certificates are made with openssl in a scratch folder.
 """
@@ -34,9 +34,9 @@ from pathlib import Path
 BENCH_DIR = Path(os.environ.get("TSHARK_DICOM_BENCH_DIR", "/var/tmp/tshark-dicom-bench"))
 ROOT = Path(__file__).resolve().parent.parent
 TLS_PORT, CLEAR_PORT = 11790, 11791
-OBJECTS, FRAMES, SIZE = 24, 8, 512  # 24 x 4 MiB
+OBJECTS, FRAMES, SIZE = 26, 8, 512  # 26 x 4 MiB: 110 MB
 NAME = "tls_100mb"
-VERSION = 1  # of the captures; bump when what they hold changes
+VERSION = 2  # of the captures; bump when what they hold changes
 
 
 def _paths() -> tuple[Path, Path, Path, Path]:
@@ -161,9 +161,11 @@ def _once(capture: Path, keys: Path | None) -> float:
 
 
 def child(capture: str, keys: str) -> None:
-    """Run once and print the peak RSS of this process (MiB)."""
+    """Run once and print the peak RSS (MiB) of this process and of its largest child
+    (a tshark)."""
     _once(Path(capture), Path(keys) if keys != "-" else None)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
 def extract(tls: Path, keys: Path, tshark: str = "tshark") -> None:
@@ -177,14 +179,14 @@ def extract(tls: Path, keys: Path, tshark: str = "tshark") -> None:
             tshark, "-r", str(tls), "-n", "-o", f"tls.keylog_file:{keys}", "--disable-protocol",
             "dicom", "-Y", "tls", "-T", "fields", "-e", "frame.number", "-e", "tcp.stream",
             "-e", "data.data"],
-        "tshark-dicom tls pass": None,
+        "tshark-dicom's pass (fields + follow,tls,yaml)": None,
     }
     for name, argv in ways.items():
         if argv is None:
             from tshark_dicom.tls import tls_argv
             from tshark_dicom.tshark import find_tshark
 
-            argv = tls_argv(find_tshark(tshark), tls, [keys], streams=None)
+            argv = tls_argv(find_tshark(tshark), tls, [keys], streams=[0])
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -225,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     for variant, cap, k in (("tls", tls, str(keys)), ("clear", clear, "-")):
         out = subprocess.run([sys.executable, __file__, "--child", str(cap), k],
                              capture_output=True, text=True, check=True, cwd=ROOT)
-        peaks[variant] = float(out.stdout.strip().splitlines()[-1])
+        own, kid = out.stdout.strip().splitlines()[-1].split()
+        peaks[variant] = (float(own), float(kid))
     print(f"analyze TLS with key log {statistics.median(dec):.2f} s, same traffic in clear "
           f"{statistics.median(plain):.2f} s (median of {args.pairs}); TLS/clear "
           f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"peak RSS {peaks['tls']:.0f} MiB TLS, {peaks['clear']:.0f} MiB clear")
+          f"peak RSS: Python {peaks['tls'][0]:.0f} MiB TLS, {peaks['clear'][0]:.0f} MiB clear; "
+          f"largest tshark {peaks['tls'][1]:.0f} MiB TLS, {peaks['clear'][1]:.0f} MiB clear")
     return 0
 
 

@@ -310,21 +310,20 @@ def read_tls_output(stdout: IO[bytes], facts: dict[int, TlsFacts]
                     ) -> Iterator[TlsPacket | FollowBlock]:
     """tshark's output of `tls_argv`: a TlsPacket per packet line (``facts`` updated as the
     handshake goes), then a FollowBlock per stream."""
-    line = b""
-    for line in stdout:
-        if line.startswith(b"peers:"):
+    src = _Buffered(stdout)
+    while True:
+        line = src.readline()
+        if not line or line.startswith(b"peers:"):
             break
         cols = line.rstrip(b"\r\n").split(b"\t")
         if len(cols) < len(TLS_FIELDS) or not cols[_STREAM]:
             continue
         yield TlsPacket(_packet(cols, facts))
-    else:
-        return
     while line.startswith(b"peers:"):
-        reader = _FollowReader(stdout)
+        reader = _FollowReader(src)
         yield FollowBlock(reader.peer0(), reader.chunks())
         reader.drain()
-        line = reader.next_line
+        line = src.readline()
 
 
 def _last(value: bytes) -> str:
@@ -378,6 +377,67 @@ def _handshake(cols: list[bytes], pkt: Packet, f: TlsFacts) -> None:
             f.alerts.append(Alert(pkt.frame, (pkt.src, pkt.sport), level, desc))
 
 
+class _Buffered:
+    """tshark's stdout, read in 1 MiB pieces: lines for the packet lines and block headers,
+    and whole base64 runs for the data (a block's data is most of the output: taken line by
+    line it cost more than tshark's whole pass)."""
+
+    _READ = 1 << 20
+
+    def __init__(self, stdout: IO[bytes]) -> None:
+        self.stdout = stdout
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        piece = self.stdout.read(self._READ)
+        if not piece:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + piece
+        self.pos = 0
+        return True
+
+    def readline(self) -> bytes:
+        while True:
+            nl = self.buf.find(b"\n", self.pos)
+            if nl >= 0:
+                line = self.buf[self.pos:nl + 1]
+                self.pos = nl + 1
+                return line
+            if not self._more():
+                line = self.buf[self.pos:]
+                self.pos = len(self.buf)
+                return line
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) - self.pos < n and self._more():
+            pass
+        return self.buf[self.pos:self.pos + n]
+
+    def base64_run(self) -> bytes:
+        """The data lines that start here (indented base64), as one string: up to the next
+        ``  - packet:`` or ``peers:`` line (neither can occur inside base64 text)."""
+        scanned = self.pos
+        while True:
+            nxt = self.buf.find(b"\n  - ", scanned)
+            block = self.buf.find(b"\npeers:", scanned, nxt if nxt >= 0 else len(self.buf))
+            stop = (block if block >= 0 else nxt) + 1
+            if stop:
+                run = self.buf[self.pos:stop]
+                self.pos = stop
+                return run
+            offset = max(len(self.buf) - self.pos - 8, 0)  # a marker may straddle the reads
+            if not self._more():
+                run = self.buf[self.pos:]
+                self.pos = len(self.buf)
+                return run
+            scanned = self.pos + offset
+
+
 class _FollowReader:
     """Reads one ``follow,tls,yaml`` block (tshark 4.0's layout)::
 
@@ -394,13 +454,15 @@ class _FollowReader:
               AQAAAADdAAEAAEJF...
     """
 
-    def __init__(self, stdout: IO[bytes]) -> None:
-        self.stdout = stdout
-        self.next_line = b""
+    def __init__(self, src: _Buffered) -> None:
+        self.src = src
         self._peers: list[tuple[str, int]] = []
-        host, line = "", b""
-        for line in stdout:
-            s = line.strip()
+        host = ""
+        while True:
+            s = src.readline()
+            if not s:
+                break
+            s = s.strip()
             if s.startswith(b"host:"):
                 host = s[5:].strip().decode()
             elif s.startswith(b"port:"):
@@ -415,31 +477,21 @@ class _FollowReader:
         return self._peers[0]
 
     def chunks(self) -> Iterator[Chunk]:
+        src = self.src
         frame = peer = time_ns = 0
-        parts: list[bytes] = []
-        for line in self.stdout:
-            if line.startswith(b"      "):
-                parts.append(line)
-                continue
-            if parts:
-                yield Chunk(frame, time_ns, peer, binascii.a2b_base64(b"".join(parts)))
-                parts = []
-            s = line.strip()
+        while src.peek(4) == b"  - ":
+            s = src.readline().strip()
             if s.startswith(b"- packet:"):
                 frame = int(s[9:])
-            elif s.startswith(b"peer:"):
-                peer = int(s[5:])
-            elif s.startswith(b"timestamp:"):
-                time_ns = epoch_ns(s[10:].strip().decode())
-            elif s.startswith(b"data:"):
-                continue
-            else:  # the next block, or what follows the blocks
-                self.next_line = line
-                break
-        else:
-            self.next_line = b""
-        if parts:
-            yield Chunk(frame, time_ns, peer, binascii.a2b_base64(b"".join(parts)))
+            while True:
+                s = src.readline().strip()
+                if s.startswith(b"peer:"):
+                    peer = int(s[5:])
+                elif s.startswith(b"timestamp:"):
+                    time_ns = epoch_ns(s[10:].strip().decode())
+                elif s.startswith(b"data:") or not s:
+                    break
+            yield Chunk(frame, time_ns, peer, binascii.a2b_base64(src.base64_run()))
         self._done = True
 
     def drain(self) -> None:

@@ -408,3 +408,13 @@ def test_a_split_set_says_tls_is_not_decrypted(tmp_path: Path) -> None:
     whole = tshark_dicom.analyze(merged, tls_keylogs=[CAPTURES / "tls_store_13.keys"])
     assert whole.objects["complete"].all()
     assert len(whole.objects) == _datasets("tls_store_13")
+
+
+def test_cross_check_leaves_tls_associations_alone() -> None:
+    """Wireshark's DICOM dissector does not see decrypted TLS: no mismatch is claimed."""
+    report = tshark_dicom.analyze(CAPTURES / "tls_store_13.pcapng", cross_check=True,
+                                  tls_keylogs=[CAPTURES / "tls_store_13.keys"])
+    codes = list(report.findings["code"])
+    assert "crosscheck-mismatch" not in codes
+    (summary,) = report.findings[report.findings["code"] == "crosscheck-summary"]["summary"]
+    assert "1 over TLS not compared" in summary

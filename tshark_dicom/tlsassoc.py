@@ -274,7 +274,10 @@ def _build(stream: int, conn: _Conn, facts: TlsFacts, chunks: Iterator[Chunk],
            have_keys: bool) -> None:
     """Feed one stream's decrypted chunks to a TlsAssociation and settle it."""
     tcp = conn.tcp
-    server = seen.get(stream) or tcp.server or (conn.first.dst, conn.first.dport)
+    ends = {*tcp.halves, (conn.first.src, conn.first.sport), (conn.first.dst, conn.first.dport)}
+    server = seen.get(stream)
+    if server not in ends:  # the raw pass numbered this stream otherwise: trust tshark's view
+        server = tcp.server or (conn.first.dst, conn.first.dport)
     client = next((ep for ep in tcp.halves if ep != server), None) or tcp.client or (
         conn.first.src, conn.first.sport)
     assoc = TlsAssociation(stream, ports=ports, dataset_sink=dataset_sink,

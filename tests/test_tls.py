@@ -180,7 +180,11 @@ def test_keys_of_another_session_say_so() -> None:
     assert len(both.messages) == len(_truth("tls_store_13")["associations"][0]["messages"])
 
 
-def test_embedded_secrets_need_no_option() -> None:
+def test_embedded_secrets_need_no_option(analysed: Any) -> None:
+    report, _ = _report(analysed, "tls_embedded")
+    assert report.associations["tls_decrypted"].tolist() == [True]
+    # tshark will not convert a pcapng with secrets to pcap: the auto engine falls back to ek
+    assert report.captures["engine"].tolist() == ["ek"]
     assert has_embedded_secrets(CAPTURES / "tls_embedded.pcapng")
     assert not has_embedded_secrets(CAPTURES / "tls_store_13.pcapng")
     assert not has_embedded_secrets(CAPTURES / "store_gzip.pcapng.gz")

@@ -311,6 +311,9 @@ def read_tls_output(stdout: IO[bytes], facts: dict[int, TlsFacts]
     """tshark's output of `tls_argv`: a TlsPacket per packet line (``facts`` updated as the
     handshake goes), then a FollowBlock per stream."""
     src = _Buffered(stdout)
+    #: the time of each frame that completed an application data record: the follow block
+    #: prints times as floating-point seconds, which lose the nanoseconds (about 0.2 us)
+    times: dict[int, int] = {}
     while True:
         line = src.readline()
         if not line or line.startswith(b"peers:"):
@@ -318,9 +321,12 @@ def read_tls_output(stdout: IO[bytes], facts: dict[int, TlsFacts]
         cols = line.rstrip(b"\r\n").split(b"\t")
         if len(cols) < len(TLS_FIELDS) or not cols[_STREAM]:
             continue
-        yield TlsPacket(_packet(cols, facts))
+        pkt = _packet(cols, facts)
+        if b"23" in cols[_CONTENT].split(b","):
+            times[pkt.frame] = pkt.time_ns
+        yield TlsPacket(pkt)
     while line.startswith(b"peers:"):
-        reader = _FollowReader(src)
+        reader = _FollowReader(src, times)
         yield FollowBlock(reader.peer0(), reader.chunks())
         reader.drain()
         line = src.readline()
@@ -454,8 +460,9 @@ class _FollowReader:
               AQAAAADdAAEAAEJF...
     """
 
-    def __init__(self, src: _Buffered) -> None:
+    def __init__(self, src: _Buffered, times: dict[int, int]) -> None:
         self.src = src
+        self.times = times
         self._peers: list[tuple[str, int]] = []
         host = ""
         while True:
@@ -491,7 +498,8 @@ class _FollowReader:
                     time_ns = epoch_ns(s[10:].strip().decode())
                 elif s.startswith(b"data:") or not s:
                     break
-            yield Chunk(frame, time_ns, peer, binascii.a2b_base64(src.base64_run()))
+            yield Chunk(frame, self.times.get(frame, time_ns), peer,
+                        binascii.a2b_base64(src.base64_run()))
         self._done = True
 
     def drain(self) -> None:

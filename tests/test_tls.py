@@ -66,7 +66,7 @@ def _v(value: Any) -> Any:
 def test_there_are_tls_fixtures() -> None:
     names = {p.name.removesuffix(".truth.json") for p in TLS_TRUTHS}
     assert {"tls_store_13", "tls_store_12", "tls_embedded", "tls_port", "tls_bad_ca",
-            "tls_dcmtk"} <= names
+            "tls_dcmtk", "tls_dcmtk_scp"} <= names
     versions = {_truth(n)["tls"]["version"] for n in names}
     assert {"TLSv1.2", "TLSv1.3"} <= versions
 

@@ -149,7 +149,12 @@ def make(force: bool = False) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+_HASHES: dict[bool, list[str]] = {}
+
+
 def _once(capture: Path, keys: Path | None) -> float:
+    """One analysis; checks that every object is complete and that the TLS and the clear
+    capture give the same objects (SHA-256 of the data sets, in order)."""
     import tshark_dicom
 
     started = time.perf_counter()
@@ -157,6 +162,9 @@ def _once(capture: Path, keys: Path | None) -> float:
     elapsed = time.perf_counter() - started
     objs = report.objects
     assert len(objs) == OBJECTS and bool(objs["complete"].all()), objs
+    _HASHES[keys is not None] = list(objs["sha256"])
+    if len(_HASHES) == 2:
+        assert _HASHES[True] == _HASHES[False], "TLS and clear objects differ"
     return elapsed
 
 

@@ -254,15 +254,12 @@ class TlsFacts:
 
     stream: int
     client_hello_frame: int | None = None
-    offered_versions: list[int] = field(default_factory=list)
     version: int | None = None  # the version the ServerHello chose
     cipher_suite_id: int | None = None
     cipher_suite: str | None = None
     server_name: str | None = None
     certificate_subject: str | None = None
     alerts: list[Alert] = field(default_factory=list)
-    #: records of type application_data (23) seen, encrypted or not
-    app_records: int = 0
     #: the decrypted bytes per sender endpoint (filled while the follow block is read)
     decrypted_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -355,11 +352,9 @@ def _packet(cols: list[bytes], facts: dict[int, TlsFacts]) -> Packet:
 
 
 def _handshake(cols: list[bytes], pkt: Packet, f: TlsFacts) -> None:
-    f.app_records += cols[_CONTENT].split(b",").count(b"23")
     types = [int(t) for t in cols[_HS_TYPE].split(b",") if t]
     if 1 in types and f.client_hello_frame is None:  # ClientHello
         f.client_hello_frame = pkt.frame
-        f.offered_versions = [_hex_int(v) for v in cols[_SUPPORTED].split(b",") if v]
         if cols[_SNI]:
             f.server_name = cols[_SNI].split(b",")[0].decode("utf-8", "replace")
     if 2 in types and f.version is None:  # ServerHello: its supported_versions, else version

@@ -32,19 +32,28 @@ def tshark_path() -> str:
     return path
 
 
-_CACHE: dict[tuple[str, tuple[int, ...]], tuple[tshark_dicom.Report, Path]] = {}
+_CACHE: dict[tuple[str, tuple[int, ...], tuple[Path, ...]],
+             tuple[tshark_dicom.Report, Path]] = {}
+
+
+def tls_keylogs(truth: dict[str, Any]) -> tuple[Path, ...]:
+    """The key log a TLS fixture's truth names (next to the capture), if any."""
+    tls = truth.get("tls") or {}
+    return (CAPTURES / tls["keylog"],) if tls.get("keylog") else ()
 
 
 @pytest.fixture(scope="session")
 def analysed(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """analysed(capture_path, ports) -> (Report, out_dir): each capture analysed once per
-    session, with objects written under out_dir/objects."""
+    """analysed(capture_path, ports, tls_keylogs) -> (Report, out_dir): each capture
+    analysed once per session, with objects written under out_dir/objects."""
 
-    def run(capture: Path, ports: tuple[int, ...] = ()) -> tuple[tshark_dicom.Report, Path]:
-        key = (str(capture), ports)
+    def run(capture: Path, ports: tuple[int, ...] = (), keylogs: tuple[Path, ...] = ()
+            ) -> tuple[tshark_dicom.Report, Path]:
+        key = (str(capture), ports, keylogs)
         if key not in _CACHE:
             out = tmp_path_factory.mktemp(capture.name.replace(".", "_"))
-            report = tshark_dicom.analyze(capture, objects_dir=out / "objects", ports=ports)
+            report = tshark_dicom.analyze(capture, objects_dir=out / "objects", ports=ports,
+                                          tls_keylogs=keylogs)
             _CACHE[key] = (report, out)
         return _CACHE[key]
 

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
-from .conftest import capture_for, truth_files
+from .conftest import capture_for, tls_keylogs, truth_files
 
 TRUTHS = truth_files()
 IDS = [t.name.removesuffix(".truth.json") for t in TRUTHS]
@@ -147,7 +147,7 @@ def check_objects(truth: dict[str, Any], report: Any, out: Path) -> None:
 def _analyse(truth_path: Path, analysed: Any) -> tuple[dict[str, Any], Any, Path]:
     truth = _load(truth_path)
     ports = (truth["port_hint"],) if truth.get("port_hint") else ()
-    report, out = analysed(capture_for(truth_path), ports)
+    report, out = analysed(capture_for(truth_path), ports, tls_keylogs(truth))
     return truth, report, out
 
 

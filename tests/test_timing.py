@@ -16,7 +16,7 @@ import tshark_dicom
 from tshark_dicom.findings import TIMING_CODES
 from tshark_dicom.packets import epoch_ns
 
-from .conftest import CAPTURES, capture_for, truth_files
+from .conftest import CAPTURES, capture_for, tls_keylogs, truth_files
 
 TIMING = [t for t in truth_files() if "timing" in json.loads(t.read_text())]
 TIMING_IDS = [t.name.removesuffix(".truth.json") for t in TIMING]
@@ -110,7 +110,8 @@ def _frame_times(capture: Path) -> dict[int, int]:
 def test_times_agree_with_the_capture_timestamps(truth_path: Path, analysed: Any) -> None:
     truth = _truth(truth_path)
     capture = capture_for(truth_path)
-    report, _ = analysed(capture, tuple(filter(None, [truth.get("port_hint")])))
+    report, _ = analysed(capture, tuple(filter(None, [truth.get("port_hint")])),
+                         tls_keylogs(truth))
     times = _frame_times(capture)
     msgs = report.messages.set_index(["assoc_id", "msg_index"])
     assocs = report.associations.set_index("assoc_id")

@@ -82,6 +82,8 @@ def analyze(
     stitch: bool = True,
     redact: bool | Redaction = False,
     shared: bool = False,
+    tls_keylogs: Sequence[str | os.PathLike[str]] = (),
+    tls_ports: Sequence[int] = (),
 ) -> Report:
     """Analyse one capture, a list of them, or a folder (recursively).
 
@@ -95,7 +97,10 @@ def analyze(
     ``Redaction.make()``, keyed by ``$TSHARK_DICOM_REDACT_KEY`` or a random key; or a
     `Redaction` for a given key, UIDs, AE titles and addresses); no objects are then
     written (README, "Patient data"); ``shared``: objects readable as the umask allows
-    (default: by their owner only, 0600 files in 0700 folders).
+    (default: by their owner only, 0600 files in 0700 folders);
+    ``tls_keylogs``: TLS key logs (NSS key log format, as SSLKEYLOGFILE writes them) that
+    decrypt DICOM over TLS (secrets embedded in a pcapng are used without them);
+    ``tls_ports``: DICOM TLS ports besides 2762 (shown without keys; README, "DICOM over TLS").
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
     from .batch import run
@@ -106,4 +111,4 @@ def analyze(
     with output_mode(shared=shared or objects_dir is None):
         return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                    cross_check=cross_check, engine=engine, no_stitch=not stitch,
-                   redact=redaction)
+                   redact=redaction, tls_keylogs=tls_keylogs, tls_ports=tls_ports)

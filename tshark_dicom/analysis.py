@@ -40,7 +40,10 @@ from .queries import KeyRecord, QueryRecord, build_queries
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .timing import AssociationTiming, OperationRecord, association_timing, build_operations
+from .tls import TlsOptions, looks_like_tls
+from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
+    CannotConvert,
     Tshark,
     check_capture,
     find_streams_argv,
@@ -158,6 +161,8 @@ class _Run:
         self._scanned: dict[int, int] = {}  # open stream -> messages scanned for those
         self.label: str | None = None  # the file being read (a set)
         self.labels: dict[int, str] = {}  # open stream -> file of its first packet (a set)
+        #: streams that open with a TLS ClientHello: tcp.stream -> the server's endpoint
+        self.tls_seen: dict[int, tuple[str, int]] = {}
 
     def dataset_sink(self, *, stream: int, msg_index: int, command: str,
                      sop_class_uid: str | None, sop_instance_uid: str | None,
@@ -200,6 +205,8 @@ class _Run:
             payload_bytes += tcp_len
             conn.feed(pkt)
             if decide and not assoc.saw_rq and assoc.not_dicom:
+                if looks_like_tls(pkt.payload):
+                    self.tls_seen[stream] = (pkt.dst, pkt.dport)
                 self.done.add(stream)
                 del conns[stream], assocs[stream]
                 self.labels.pop(stream, None)
@@ -229,7 +236,13 @@ class _Run:
             if attempt is not None:
                 self.attempts.append(attempt)
             return
-        self.streams.append(stream)
+        self.accept(assoc, evidence, label)
+
+    def accept(self, assoc: Association, evidence: ConnectionEvidence | None,
+               label: str | None) -> None:
+        """A finished DICOM association (here, or decrypted by tlsassoc.py) into the
+        capture: analysed on its own, then kept for correlation or handed on."""
+        self.streams.append(assoc.stream)
         self.hosts.update(ep[0] for ep in (assoc.requestor, assoc.acceptor) if ep)
         if label is not None:
             counts = self.result.label_counts
@@ -338,6 +351,7 @@ def analyze_capture(
     engine: str = "auto",
     progress: ProgressFn | None = None,
     on_association: AssociationFn | None = None,
+    tls: TlsOptions | None = None,
 ) -> CaptureResult:
     """Analyse one capture file; ``objects_dir`` (if given) receives its Part-10 files.
 
@@ -356,6 +370,9 @@ def analyze_capture(
     continuous capture with ``path`` (raw engine): associations and objects that cross
     file boundaries are whole, frame numbers count through the set, and each
     association carries the label of the file its first packet is in.
+
+    ``tls``: key logs and DICOM TLS ports; TLS streams are decrypted by a tshark pass of
+    their own and analysed like clear ones (tlsassoc.py).
     """
     started = time.monotonic()
     check_capture(tshark, path)
@@ -385,7 +402,7 @@ def analyze_capture(
                 first.first_ns
             result.last_ns = result.files[-1].last_ns
             result.link_type = LINK_TYPES.get(first.link_type or -1, str(first.link_type))
-        except UnsupportedLinkType as exc:
+        except (UnsupportedLinkType, CannotConvert) as exc:
             if more:
                 raise OptionsError(f"{path}: a set of captures whose link type the raw engine "
                                    f"cannot read ({exc}): use --no-stitch") from None
@@ -406,6 +423,17 @@ def analyze_capture(
         if candidates:
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
+        run.tls_seen = tls_streams_ek(tshark, path, tls or TlsOptions())
+    decrypted: dict[int, Association] = {}
+    decrypted_evidence: dict[int, ConnectionEvidence] = {}
+    tls_findings: list[FindingRecord] = []
+    with_tls(tshark, path, label, tls or TlsOptions(), run.tls_seen, set_of_files=bool(more),
+             ports=portset, dataset_sink=run.dataset_sink,
+             guess_transfer_syntax=infer_transfer_syntax, associations=decrypted,
+             evidence=decrypted_evidence, findings=tls_findings)
+    result.findings.extend((None, f) for f in tls_findings)
+    for stream in sorted(decrypted):
+        run.accept(decrypted[stream], decrypted_evidence.get(stream), None)
     if result.truncated:
         result.findings.append((None, FindingRecord(
             None, None, "warning", "capture-truncated",

@@ -70,6 +70,8 @@ def analyze_to(
     verify: bool = False,
     dask: str | None = None,
     no_stitch: bool = False,
+    tls_keylogs: Sequence[Source] = (),
+    tls_ports: Sequence[int] = (),
     title: str | None = None,
     on_progress: ProgressFn | None = None,
     redact: Redaction | None = None,
@@ -101,7 +103,7 @@ def analyze_to(
                            jobs=jobs, tshark=tshark, cross_check=cross_check, engine=engine,
                            resume=resume, verify=verify, dask=dask, no_stitch=no_stitch,
                            title=title, on_progress=on_progress, redact=redact,
-                           shared=shared)
+                           shared=shared, tls_keylogs=tls_keylogs, tls_ports=tls_ports)
 
 
 def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str,
@@ -109,7 +111,8 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                 cross_check: bool, engine: str, resume: bool, verify: bool,
                 dask: str | None, no_stitch: bool, title: str | None,
                 on_progress: ProgressFn | None, redact: Redaction | None,
-                shared: bool) -> ArchiveRun:
+                shared: bool, tls_keylogs: Sequence[Source],
+                tls_ports: Sequence[int]) -> ArchiveRun:
     created = not folder.exists()
     in_place = resume or created or not has_results(folder)
     try:
@@ -165,7 +168,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
                      dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format,
-                     redact=redact)
+                     redact=redact, tls_keylogs=tls_keylogs, tls_ports=tls_ports)
         shutil.rmtree(parts_dir, ignore_errors=True)
         keys = report.captures["key"].tolist()
         if in_place:

@@ -38,6 +38,7 @@ from .report import Report
 from .spool import FrameSink, Spool
 from .store import PartWriter, safe_key
 from .tables import TABLES, frame
+from .tls import TlsOptions, check_tls_options
 from .tshark import Tshark, find_tshark
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
@@ -213,6 +214,8 @@ class Work:
     format: str = "parquet"
     #: identifying values replaced in the tables written to ``parts_dir``
     redact: Redaction | None = None
+    #: key logs and DICOM TLS ports (tls.py)
+    tls: TlsOptions | None = None
 
 
 def analyze_one(cap: CaptureFile, work: Work,
@@ -229,7 +232,8 @@ def analyze_one(cap: CaptureFile, work: Work,
     result = analyze_capture(cap.path, label=cap.label, tshark=work.tshark, ports=work.ports,
                              more=[(m.path, m.label) for m in cap.more],
                              objects_dir=target, cross_check=work.cross_check,
-                             engine=work.engine, progress=progress, on_association=spool)
+                             engine=work.engine, progress=progress, on_association=spool,
+                             tls=work.tls)
     tables: dict[str, pd.DataFrame] = {}
     if work.parts_dir is not None:
         writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
@@ -309,6 +313,8 @@ def run(
     parts_dir: Path | None = None,
     format: str = "parquet",
     redact: Redaction | None = None,
+    tls_keylogs: Sequence[Source] = (),
+    tls_ports: Sequence[int] = (),
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -324,18 +330,20 @@ def run(
     they are made, in ``format`` (store.PartWriter), not returned (archive.py).
     ``redact``: every capture's tables have their identifying values replaced
     (redact.py) before anything else sees them (in the worker, for ``parts_dir``); no
-    objects are written.
+    objects are written. ``tls_keylogs``: TLS key logs (NSS format) that decrypt DICOM
+    over TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py).
     """
     check_options(ports, jobs, engine)
     if redact is not None and objects_dir is not None:
         raise OptionsError("objects are not written when patient data is redacted: give "
                            "no objects folder with redact")
+    tls = check_tls_options(tls_keylogs, tls_ports)
     tsk = find_tshark(tshark)
     found = discover(sources)
     if not no_stitch and engine != "ek":
         found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
-    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact)
+    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rows: dict[str, pd.DataFrame] = {}

@@ -117,6 +117,13 @@ def analyze(
     shared_output: Annotated[bool, typer.Option(
         "--shared-output", help="Create files and folders as the umask allows (default: "
         "readable by their owner only, 0600 files in 0700 folders).")] = False,
+    tls_keylog: Annotated[list[Path] | None, typer.Option(
+        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
+        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
+        metavar="FILE")] = None,
+    tls_port: Annotated[list[int] | None, typer.Option(
+        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
+        "even without keys (repeatable).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -130,7 +137,8 @@ def analyze(
                               cross_check=cross_check, engine=engine, resume=resume,
                               verify=verify, dask=dask, no_stitch=no_stitch,
                               on_progress=on_progress, redact=redaction,
-                              shared=shared_output)
+                              shared=shared_output, tls_keylogs=tls_keylog or (),
+                              tls_ports=tls_port or ())
     except TsharkDicomError as exc:
         _fail(exc)
     except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
@@ -181,6 +189,13 @@ def diagnose(
     redact_uids: RedactUidsOpt = False,
     redact_network: RedactNetworkOpt = False,
     redact_key: RedactKeyOpt = None,
+    tls_keylog: Annotated[list[Path] | None, typer.Option(
+        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
+        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
+        metavar="FILE")] = None,
+    tls_port: Annotated[list[int] | None, typer.Option(
+        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
+        "even without keys (repeatable).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
@@ -199,7 +214,8 @@ def diagnose(
             report = Report.concat([_stored_tables(p, r, redaction)
                                     for p, r in zip(outs, reports, strict=True)])
         else:
-            report = run(sources, ports=port or (), tshark=tshark, redact=redaction)
+            report = run(sources, ports=port or (), tshark=tshark, redact=redaction,
+                         tls_keylogs=tls_keylog or (), tls_ports=tls_port or ())
     except TsharkDicomError as exc:
         _fail(exc)
     except Exception as exc:  # never a traceback for the user; --debug shows one

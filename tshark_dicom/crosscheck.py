@@ -22,6 +22,7 @@ from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord
 from .errors import TsharkDicomError
 from .packets import ek_layers
 from .pdu import PDU_NAMES
+from .tlsassoc import TlsAssociation
 from .tshark import Tshark, run_tshark, stream_set_expression
 
 _UID_IN_PARENS = re.compile(r"\(([0-9.]+)\)\s*$")
@@ -170,7 +171,9 @@ def crosscheck(tshark: Tshark, capture: Path, label: str, associations: Sequence
     output is cut or not JSON) that is one ``crosscheck-failed`` finding, and the
     analysis, which never depended on it, stands."""
     try:
-        views = wireshark_views(tshark, capture, [a.stream for a in associations], ports)
+        # Wireshark's DICOM dissector never sees inside TLS: those are not compared
+        clear = [a for a in associations if not isinstance(a, TlsAssociation)]
+        views = wireshark_views(tshark, capture, [a.stream for a in clear], ports)
     except (TsharkDicomError, ValueError, KeyError, IndexError) as exc:
         failure = str(exc).removeprefix(f"{capture}: ")
         if not isinstance(exc, TsharkDicomError):
@@ -182,6 +185,8 @@ def crosscheck(tshark: Tshark, capture: Path, label: str, associations: Sequence
     out: list[tuple[int | None, FindingRecord]] = []
     agreed = 0
     for aid, assoc in enumerate(associations):
+        if isinstance(assoc, TlsAssociation):
+            continue
         diffs = compare(assoc, views.get(assoc.stream))
         if not diffs:
             agreed += 1
@@ -202,5 +207,7 @@ def crosscheck(tshark: Tshark, capture: Path, label: str, associations: Sequence
     out.append((None, FindingRecord(
         None, None, "note", "crosscheck-summary",
         f"cross-check with Wireshark's DICOM dissector on {label}: {agreed} of "
-        f"{len(associations)} associations agree on every PDU count and association field")))
+        f"{len(clear)} associations agree on every PDU count and association field"
+        + (f" ({len(associations) - len(clear)} over TLS not compared: Wireshark's DICOM "
+           "dissector does not see decrypted TLS)" if len(clear) < len(associations) else ""))))
     return out

@@ -34,7 +34,16 @@ def _assoc_line(a: dict[str, Any]) -> str:
         return f"{host}:{port}" if _v(port) is not None else host
     return (f"association #{a['assoc_id']}: {_v(a['calling_ae']) or '?'} -> "
             f"{_v(a['called_ae']) or '?'} ({ep(a['requestor_ip'], a['requestor_port'])} -> "
-            f"{ep(a['acceptor_ip'], a['acceptor_port'])}), {a['result']}, {a['ending']}")
+            f"{ep(a['acceptor_ip'], a['acceptor_port'])}), {a['result']}, {a['ending']}"
+            f"{_tls_text(a)}")
+
+
+def _tls_text(a: dict[str, Any]) -> str:
+    """``, TLS 1.3`` for an association over TLS (``, TLS 1.3, not decrypted``)."""
+    if _v(a.get("tls")) is not True:
+        return ""
+    text = f", {_v(a.get('tls_version')) or 'TLS'}"
+    return text if _v(a.get("tls_decrypted")) else text + ", not decrypted"
 
 
 def worst_severity(report: ReportLike) -> str | None:

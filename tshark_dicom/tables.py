@@ -28,6 +28,7 @@ from .association import (
 from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
+from .tlsassoc import TlsAssociation
 
 TS = "datetime64[ns, UTC]"
 LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
@@ -69,6 +70,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "idle_share": "Float64", "throughput_mbps": "Float64",
         "scu_ms": "Float64", "network_ms": "Float64", "scp_ms": "Float64",
         "bottleneck": "string", "bottleneck_detail": "string",
+        # DICOM over TLS (tlsassoc.py): what the handshake showed
+        "tls": "bool", "tls_version": "string", "tls_cipher_suite": "string",
+        "tls_cipher_suite_id": "Int64", "tls_server_name": "string",
+        "tls_certificate_subject": "string", "tls_decrypted": "boolean",
+        "tls_alert": "string", "tls_alert_sender": "string",
     },
     "presentation_contexts": {
         "capture": "string", "assoc_id": "Int64", "context_id": "Int64",
@@ -374,7 +380,20 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
         "duration_ms": ms_between(a.requested_ns or a.first_ns,
                                   ended if a.ending != "open" else None),
         "setup_ms": ms_between(a.requested_ns, a.responded_ns),
+        **_tls_columns(a),
     }
+
+
+def _tls_columns(a: Association) -> dict[str, Any]:
+    if not isinstance(a, TlsAssociation):
+        return {"tls": False}
+    f = a.tls
+    alert = a.tls_alert
+    return {"tls": True, "tls_version": f.version_text, "tls_cipher_suite": f.cipher_suite,
+            "tls_cipher_suite_id": f.cipher_suite_id, "tls_server_name": f.server_name,
+            "tls_certificate_subject": f.certificate_subject, "tls_decrypted": f.decrypted,
+            "tls_alert": alert[0] if alert else None,
+            "tls_alert_sender": alert[1] if alert else None}
 
 
 def association_rows(done: FinishedAssociation, capture: str,

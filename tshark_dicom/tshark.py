@@ -76,6 +76,12 @@ NOT_PACKET_CAPTURES = frozenset(
 )
 
 
+class CannotConvert(TsharkError):
+    """The capture cannot be written as a pcap stream (the raw engine's input): a pcapng
+    with embedded TLS secrets, or interfaces of several link types. The ek engine reads
+    it instead."""
+
+
 class Tshark:
     """A tshark executable, and the editcap beside it (the same Wireshark build).
 
@@ -369,4 +375,6 @@ def _failure(capture: Path, code: int, lines: list[str], tool: str = "tshark"
         return CaptureError(f"{capture}: cut short before its first packet: nothing to read")
     if "ermission denied" in detail:
         return CaptureError(f"{capture}: permission denied")
+    if "can't be written as" in detail:
+        return CannotConvert(f"{capture}: {tool} failed: {detail}")
     return TsharkError(f"{capture}: {tool} failed: {detail}")

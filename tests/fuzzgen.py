@@ -33,6 +33,7 @@ from pynetdicom.presentation import PresentationContext
 
 from tshark_dicom import analysis
 from tshark_dicom.packets import ACK, FIN, RST, SYN, Packet
+from tshark_dicom.spool import FrameSink, Spool
 
 PSH = 0x08
 
@@ -462,12 +463,16 @@ def analyse_packets(pkts: list[Packet], ports: frozenset[int] = frozenset()
                     ) -> analysis.CaptureResult:
     """Everything after tshark, in-process: streams, PDUs, DIMSE, associations, objects
     (hashed, not written), operations and timing, queries and correlation, findings."""
-    result = analysis.CaptureResult("fuzz", [])
-    run = analysis._Run(result, ports, None, {}, decide=True)
+    result = analysis.CaptureResult("fuzz")
+    run = analysis._Run(result, ports, None, {}, decide=True, on_association=None,
+                        keep_all=False)
     run.consume(iter(pkts), None)
-    result.associations = run.finish()
-    analysis._timing(result, run.evidence)
-    analysis._query_retrieve(result)
+    run.finish(None, Path("fuzz"), "fuzz", (), cross_check=False)  # type: ignore[arg-type]
+    spool = Spool("fuzz")  # and on to the rows of every table
+    for done in result.associations:
+        spool(done)
+    sink = FrameSink()
+    spool.drain(result, sink)
     return result
 
 

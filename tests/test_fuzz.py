@@ -138,7 +138,7 @@ def prop_whole_chain(conv: F.Conversation, plan: F.TcpPlan, port: bool) -> None:
     """Everything after tshark takes any damaged conversation in damaged TCP."""
     pkts = F.packets(conv, plan)
     result = _timed(F.analyse_packets, pkts, frozenset({104}) if port else frozenset())
-    for assoc in result.associations:
+    for assoc in (done.assoc for done in result.associations):
         assert assoc.result in ("accepted", "rejected", "no-response", "unknown")
         assert all(f.severity in ("error", "warning", "note") for f in assoc.findings)
         assert all(isinstance(f.summary, str) for f in assoc.findings)

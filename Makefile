@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python benchmarks/make_captures.py store_4gb
 	$(BIN)/python benchmarks/large_capture.py
 	$(BIN)/python benchmarks/tls_cost.py
+	$(BIN)/python benchmarks/speed.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

@@ -11,11 +11,12 @@ Files written by this tool are for analysis only, never for clinical use.
 
 from __future__ import annotations
 
+import importlib as _importlib
 import logging
 import os
+import typing as _typing
 from collections.abc import Sequence
 
-from .batch import run
 from .errors import (
     CaptureError,
     OptionsError,
@@ -23,10 +24,11 @@ from .errors import (
     TsharkError,
     TsharkNotFoundError,
 )
-from .redact import Redaction
-from .report import Report, load
-from .store import output_mode as _output_mode
-from .tables import SCHEMAS, TABLES
+
+if _typing.TYPE_CHECKING:
+    from .redact import Redaction
+    from .report import Report, load
+    from .tables import SCHEMAS, TABLES
 
 __version__ = "0.1.0"
 
@@ -46,6 +48,23 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public names imported on first use, so that ``import tshark_dicom`` (and ``tshark-dicom
+#: --version``) does not pay for pandas and pyarrow until they are needed (PEP 562).
+_LAZY = {"Redaction": "redact", "Report": "report", "load": "report", "SCHEMAS": "tables",
+         "TABLES": "tables"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def analyze(
@@ -76,8 +95,12 @@ def analyze(
     (default: by their owner only, 0600 files in 0700 folders).
     Raises a `TsharkDicomError` subclass when a capture cannot be analysed at all.
     """
+    from .batch import run
+    from .redact import Redaction
+    from .store import output_mode
+
     redaction = Redaction.make() if redact is True else redact or None
-    with _output_mode(shared=shared or objects_dir is None):
+    with output_mode(shared=shared or objects_dir is None):
         return run(captures, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                    cross_check=cross_check, engine=engine, no_stitch=not stitch,
                    redact=redaction)

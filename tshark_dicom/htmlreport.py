@@ -71,7 +71,8 @@ table.data{border-collapse:collapse;font-size:.8rem;margin:.4rem 0;width:100%;
  table-layout:auto}
 table.data th,table.data td{border:1px solid #e5e7eb;padding:2px 6px;text-align:left;
  vertical-align:top;overflow-wrap:anywhere;word-break:break-word}
-table.data th{background:#f3f4f6;position:sticky;top:0;cursor:pointer;user-select:none}
+table.data th{background:#f3f4f6;position:sticky;top:0;cursor:pointer;user-select:none;
+ overflow-wrap:normal;word-break:normal}
 table.data th[data-dir=asc]::after{content:" \\25B2"} table.data th[data-dir=desc]::after{
  content:" \\25BC"}
 td.num,th.num{text-align:right;white-space:nowrap}
@@ -102,7 +103,7 @@ _SCRIPT = """
   var body=t.tBodies[0];if(!body)return;
   var rows=Array.prototype.slice.call(body.rows);
   var box=document.createElement('input');box.type='search';box.className='filter';
-  box.placeholder='filter these '+rows.length+' rows';box.setAttribute('aria-label','filter');
+  box.placeholder='filter rows ('+rows.length+')';box.setAttribute('aria-label','filter');
   t.parentNode.parentNode.insertBefore(box,t.parentNode);
   box.addEventListener('input',function(){var q=box.value.toLowerCase();
    rows.forEach(function(r){r.hidden=q!==''&&r.textContent.toLowerCase().indexOf(q)<0;});});
@@ -303,7 +304,8 @@ def _captures_table(caps: pd.DataFrame) -> str:
         num_col("packets", "packets"), Col("first packet", lambda r: esc(when(
             r.get("first_packet_at")))), num_col("associations", "association_count"),
         text_col("status", "status"), text_col("error", "error")],
-        row_class=lambda r: "error" if r.get("status") == "failed" else "", what="captures")
+        row_class=lambda r: "error" if r.get("status") == "failed" else "", what="captures",
+        table_id="captures-table")
 
 
 def _choose(assocs: pd.DataFrame, findings: _Findings, ops: _Operations) -> list[tuple[Any, int]]:

@@ -157,7 +157,7 @@ def _what(r: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _operations(ops: list[dict[str, Any]], total: int) -> str:
+def _operations(ops: list[dict[str, Any]], total: int, table_id: str) -> str:
     return table(ops, [
         num_col("op", "op_index"), text_col("command", "command", cls="tight"),
         num_col("msg id", "message_id"), Col("what", _what),
@@ -171,7 +171,7 @@ def _operations(ops: list[dict[str, Any]], total: int) -> str:
             lambda r: None if missing(r.get("request_first_at")) else float(
                 pd.Timestamp(r["request_first_at"]).value), cls="tight"),
         num_col("total", "total_ms", ms), text_col("slow because", "bottleneck_detail")],
-        total=total, what="operations",
+        total=total, what="operations", table_id=table_id,
         row_class=lambda r: {"Failure": "error", "Warning": "warning"}.get(
             str(r.get("status_category")), ""), empty="no operations")
 
@@ -283,6 +283,7 @@ def association_section(report: ReportLike, ci: int, rows: list[dict[str, Any]],
             out.append("<div class='picture'>" + charts.throughput_svg(tp, labels=labels)
                        + "</div>")
         out.append(_retrieves(a, op_rows, ci, assoc_rows, attempts))
-        out.append("<h4>Operations</h4>" + _operations(op_rows, n_ops[aid]))
+        out.append("<h4>Operations</h4>" + _operations(op_rows, n_ops[aid],
+                                                       f"ops-{ci}-{aid}"))
         out.append("</section>")
     return out, ladders

@@ -288,8 +288,9 @@ def test_many_captures_in_chromium(browser: Cdp, tmp_path: Path) -> None:
     names = ["store_statuses.pcapng", "qr_move_refused.pcapng", "contexts_rejected.pcapng",
              "qr_move_ok.pcapng", "reject_called_ae.pcapng", "timing_assoc_per_object.pcapng"]
     out = tmp_path / "out"
-    from tshark_dicom.cli import app  # the command writes report.html from the stored run
     from typer.testing import CliRunner
+
+    from tshark_dicom.cli import app  # the command writes report.html from the stored run
 
     result = CliRunner().invoke(app, ["analyze", *[str(CAPTURES / n) for n in names],
                                       "-o", str(out), "-q"])

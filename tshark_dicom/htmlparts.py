@@ -127,16 +127,20 @@ def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
     return empty[columns] if columns else empty
 
 
-def rows_for(report: ReportLike, table_name: str, columns: list[str] | None, capture: object,
-             assoc_ids: Iterable[int], per_assoc: int) -> dict[int, list[dict[str, Any]]]:
-    """The rows of ``assoc_ids`` in one capture, at most ``per_assoc`` each, read a batch at
-    a time (never the whole table)."""
-    wanted = {int(a) for a in assoc_ids}
-    out: dict[int, list[dict[str, Any]]] = {a: [] for a in wanted}
-    for batch in report.batches(table_name, columns, [("capture", "==", capture)]):
-        hit = batch[batch["assoc_id"].isin(wanted).fillna(False).to_numpy(dtype=bool)]
+def rows_for(report: ReportLike, table_name: str, columns: list[str] | None,
+             keys: Iterable[tuple[Any, int]], per_assoc: int
+             ) -> dict[tuple[Any, int], list[dict[str, Any]]]:
+    """The rows of the associations ``keys`` ((capture, assoc_id) pairs), at most
+    ``per_assoc`` each, in one pass over the table a batch at a time (never the whole
+    table in memory)."""
+    out: dict[tuple[Any, int], list[dict[str, Any]]] = {k: [] for k in keys}
+    captures = {c for c, _ in out}
+    aids = {a for _, a in out}
+    for batch in report.batches(table_name, columns):
+        hit = batch[(batch["capture"].isin(captures) & batch["assoc_id"].isin(aids)).fillna(
+            False).to_numpy(dtype=bool)]
         for r in records(hit):
-            rows = out[int(r["assoc_id"])]
-            if len(rows) < per_assoc:
+            rows = out.get((r["capture"], int(r["assoc_id"])))
+            if rows is not None and len(rows) < per_assoc:
                 rows.append(r)
     return out

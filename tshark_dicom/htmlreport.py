@@ -34,7 +34,7 @@ from .htmlparts import (
     text_col,
     when,
 )
-from .htmlsections import MAX_LADDERS, association_section
+from .htmlsections import MAX_LADDERS, SectionRows, association_section
 from .svg import esc, missing
 from .tables import SEVERITIES, ReportLike
 
@@ -427,13 +427,14 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
         by_capture.setdefault(cap, []).append(aid)
     assoc_rows = {(r.get("capture"), int(r["assoc_id"])): r for r in records(assocs)}
     ladders = MAX_LADDERS
+    data = SectionRows(report, chosen, dict(ops.count))
     for ci, cap in enumerate(caps):
         if cap not in by_capture:
             continue
         if len(caps) > 1:
             parts.append(f"<h3 class='capture'>{esc(name(cap))}</h3>")
         sections, ladders = association_section(
-            report, ci, [assoc_rows[(cap, a)] for a in sorted(by_capture[cap])], assoc_rows,
+            data, ci, [assoc_rows[(cap, a)] for a in sorted(by_capture[cap])], assoc_rows,
             caps, ladders)
         parts.extend(sections)
     parts.append(_other_associations(assocs, detailed))

@@ -5,7 +5,7 @@ callback associations and failed connection attempts (query/retrieve correlation
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
@@ -226,31 +226,44 @@ def _retrieves(a: dict[str, Any], ops: list[dict[str, Any]], ci: int,
         "</ul>"
 
 
-def association_section(report: ReportLike, ci: int, rows: list[dict[str, Any]],
+class SectionRows:
+    """The rows the chosen associations' sections need, each large table read once, a
+    batch at a time, keeping only those associations' rows (capped)."""
+
+    def __init__(self, report: ReportLike, keys: list[tuple[Any, int]],
+                 n_ops: dict[tuple[Any, int], int]) -> None:
+        self.n_ops = n_ops
+        self.ops = rows_for(report, "operations", OP_COLUMNS, keys, MAX_OPERATIONS)
+        self.contexts = rows_for(report, "presentation_contexts", CONTEXT_COLUMNS, keys,
+                                 MAX_CONTEXTS)
+        self.findings = rows_for(report, "findings", [
+            "capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"],
+            keys, MAX_ASSOC_FINDINGS)
+        self.throughput = rows_for(report, "throughput", None, keys, 10**9)
+        captures = {c for c, _ in keys}
+        chunks = [b[b["capture"].isin(captures).fillna(False).to_numpy(dtype=bool)]
+                  for b in report.batches("connection_attempts")]
+        self.attempts = pd.concat([c for c in chunks if len(c)] or [
+            frame("connection_attempts", [])], ignore_index=True)
+
+
+def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
                         assoc_rows: dict[tuple[Any, int], dict[str, Any]],
                         caps: list[Any], ladders: int) -> tuple[list[str], int]:
-    """The sections of one capture's chosen associations (``rows``), reading only their
-    rows of the large tables; at most ``ladders`` ladders drawn. Returns the sections and
-    how many ladders are left to draw."""
+    """The sections of one capture's chosen associations (``rows``); at most ``ladders``
+    ladders drawn. Returns the sections and how many ladders are left to draw."""
     cap = rows[0]["capture"]
-    aids = [int(r["assoc_id"]) for r in rows]
-    ops = rows_for(report, "operations", OP_COLUMNS, cap, aids, MAX_OPERATIONS)
-    n_ops: dict[int, int] = dict.fromkeys(aids, 0)
-    for b in report.batches("operations", ["assoc_id"], [("capture", "==", cap)]):
-        for aid, n in b["assoc_id"].value_counts().to_dict().items():
-            if int(cast(int, aid)) in n_ops:
-                n_ops[int(cast(int, aid))] += int(n)
-    contexts = rows_for(report, "presentation_contexts", CONTEXT_COLUMNS, cap, aids,
-                        MAX_CONTEXTS)
-    found = rows_for(report, "findings", ["capture", "assoc_id", "msg_index", "frame",
-                                          "severity", "code", "summary"], cap, aids,
-                     MAX_ASSOC_FINDINGS)
-    through = rows_for(report, "throughput", None, cap, aids, 10**9)
-    attempts = pd.concat([b for b in report.batches("connection_attempts", None, [
-        ("capture", "==", cap)])] or [frame("connection_attempts", [])], ignore_index=True)
+    attempts = data.attempts[(data.attempts["capture"] == cap).fillna(False).to_numpy(
+        dtype=bool)]
     out = []
     for a in rows:
         aid = int(a["assoc_id"])
+        key = (cap, aid)
+        n_ops = {aid: data.n_ops.get(key, 0)}
+        ops = {aid: data.ops[key]}
+        contexts = {aid: data.contexts[key]}
+        found = {aid: data.findings[key]}
+        through = {aid: data.throughput[key]}
         where = f" <span class='muted'>{esc(name(cap))}</span>" if len(caps) > 1 else ""
         out.append(f"<section class='association' id='{anchor(ci, aid)}'>"
                    f"<h3>#{aid} {esc(a.get('calling_ae'))} \u2192 {esc(a.get('called_ae'))}"

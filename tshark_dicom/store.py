@@ -358,9 +358,21 @@ def _read_part(path: Path, table: str, columns: Sequence[str] | None,
 
 
 def _current(files: Sequence[Path], table: str) -> bool:
-    """Whether every part has this version's schema (names and types)."""
-    want = arrow_schema(table)
-    return all(pq.read_schema(f).equals(want, check_metadata=False) for f in files)
+    """Whether every part has this version's schema (names and types); remembered while
+    the parts are unchanged (the report scans a table several times)."""
+    stamp = (table, tuple((str(f), st.st_mtime_ns, st.st_size)
+                          for f in files for st in (f.stat(),)))
+    known = _CURRENT.get(stamp)
+    if known is None:
+        want = arrow_schema(table)
+        known = all(pq.read_schema(f).equals(want, check_metadata=False) for f in files)
+        if len(_CURRENT) > 256:
+            _CURRENT.clear()
+        _CURRENT[stamp] = known
+    return known
+
+
+_CURRENT: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
 
 
 def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,

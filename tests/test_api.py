@@ -22,7 +22,8 @@ SPEC_COLUMNS = {
         "result", "ending", "reject_result", "reject_source", "reject_reason", "abort_source",
         "abort_reason", "reject_text", "abort_text", "max_pdu_requestor", "max_pdu_acceptor",
         "impl_class_uid_requestor", "impl_version_requestor", "impl_class_uid_acceptor",
-        "impl_version_acceptor", "messages", "objects", "bytes_requestor", "bytes_acceptor"],
+        "impl_version_acceptor", "message_count", "object_count", "bytes_requestor",
+        "bytes_acceptor"],
     "presentation_contexts": [
         "capture", "assoc_id", "context_id", "abstract_syntax", "abstract_syntax_name",
         "proposed_transfer_syntaxes", "result", "result_text", "transfer_syntax",
@@ -39,7 +40,7 @@ SPEC_COLUMNS = {
     "findings": ["capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"],
     "operations": [
         "capture", "assoc_id", "op_index", "command", "scu", "scp", "message_id",
-        "request_index", "final_response_index", "responses", "pending_responses",
+        "request_index", "final_response_index", "response_count", "pending_response_count",
         "cancel_index", "sop_class_uid", "sop_instance_uid", "move_destination", "status",
         "status_hex", "status_category", "status_text", "remaining", "completed", "failed",
         "warning", "parent_assoc_id", "parent_op_index", "callback_assoc_ids",
@@ -50,7 +51,7 @@ SPEC_COLUMNS = {
         "bottleneck", "bottleneck_detail"],
     "queries": [
         "capture", "assoc_id", "op_index", "command", "information_model", "query_level",
-        "matching_keys", "return_keys", "matches", "status_hex", "refined_from_op",
+        "matching_keys", "return_keys", "match_count", "status_hex", "refined_from_op",
         "diagnosis"],
     "query_keys": [
         "capture", "assoc_id", "op_index", "source", "response_number", "tag", "keyword", "vr",
@@ -88,7 +89,7 @@ def test_empty_report_has_typed_zero_row_frames() -> None:
         assert list(df.columns) == list(schema)
         for col, dtype in schema.items():
             if dtype == TS:
-                assert str(df[col].dtype) == "datetime64[ns, UTC]"
+                assert str(df[col].dtype) == "datetime64[us, UTC]"
             elif dtype != "object":
                 assert str(df[col].dtype) == dtype, (table, col)
 
@@ -96,7 +97,7 @@ def test_empty_report_has_typed_zero_row_frames() -> None:
 def test_analyze_gives_explicit_dtypes() -> None:
     report = tshark_dicom.analyze(CAPTURES / "store_104.pcapng")
     a = report.associations
-    assert str(a["requested_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(a["requested_at"].dtype) == "datetime64[us, UTC]"
     assert str(a["acceptor_port"].dtype) == "Int64"
     assert str(a["calling_ae"].dtype) == "string"
     assert a["acceptor_port"].iloc[0] == 104
@@ -141,7 +142,7 @@ def test_several_captures_number_associations_per_capture() -> None:
     assert list(a["assoc_id"]) == [0, 0, 1]
     caps = report.captures
     assert list(caps["capture"]) == [str(CAPTURES / "echo.pcapng"), str(CAPTURES / "abort.pcapng")]
-    assert list(caps["status"]) == ["ok", "ok"] and list(caps["associations"]) == [1, 2]
+    assert list(caps["status"]) == ["ok", "ok"] and list(caps["association_count"]) == [1, 2]
     assert list(caps["key"]) == ["echo.pcapng", "abort.pcapng"]
 
 

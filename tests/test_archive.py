@@ -223,7 +223,7 @@ def test_a_split_capture_is_analysed_as_one(tmp_path: Path) -> None:
     assert stitched.objects["complete"].all() and len(stitched.messages) == len(whole.messages)
     first = sorted(parts.iterdir())[0]
     assert set(stitched.associations["capture"]) == {str(first)}
-    assert list(stitched.captures["associations"]) == [1, 0, 0, 0, 0]
+    assert list(stitched.captures["association_count"]) == [1, 0, 0, 0, 0]
     alone = tshark_dicom.analyze(parts, stitch=False)
     assert len(alone.messages) < len(whole.messages)  # without stitching the set breaks up
 

@@ -34,7 +34,7 @@ def test_analyze_writes_every_table_and_summary(tmp_path: Path) -> None:
     for table in TABLES:
         assert (out / "tables" / table / "store_104.pcapng.parquet").is_file()
         assert (out / "csv" / table / "store_104.pcapng.csv").is_file()
-    assert (out / "report.html").read_text().count("<table>") >= 4
+    assert (out / "report.html").read_text().count("<table class='data'") >= 4
     assert (out / "summary.txt").read_text().splitlines()[0] == stdout.splitlines()[0]
     assert len(list((out / "objects").rglob("*.dcm"))) == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -62,7 +62,7 @@ def check_associations(truth: dict[str, Any], report: Any) -> None:
             assert isinstance(row["reject_text"], str) and row["reject_text"]
         if want["ending"] == "aborted":
             assert isinstance(row["abort_text"], str) and row["abort_text"]
-        assert row["messages"] == len(want["messages"])
+        assert row["message_count"] == len(want["messages"])
 
 
 def check_contexts(truth: dict[str, Any], report: Any) -> None:

@@ -1,5 +1,8 @@
-"""The HTML page: pictures per capture and association, the operations table, caps that
-keep a big capture's page usable, and nothing fetched from anywhere."""
+"""The HTML page, from tables built with `tables.frame` (no tshark): the summary first,
+findings most severe first and linked to their association, hex statuses, the negotiation
+with rejected contexts first and long proposals collapsed, C-MOVE callbacks, caps that keep
+a big run's page usable, escaping, and nothing fetched from anywhere. The page in a real
+browser: test_report_browser.py."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import re
 
 import pandas as pd
 
-from tshark_dicom import htmlreport
+from tshark_dicom import htmlreport, htmlsections
 from tshark_dicom.report import Report
 from tshark_dicom.tables import frame
 
@@ -16,60 +19,125 @@ from .test_pictures import HOSTILE, assoc, at, op
 
 def report(n_assocs: int, ops_per_assoc: int = 2, **kw: object) -> Report:
     assocs = [assoc(i, requested_at=at(1000 * i), responded_at=at(1000 * i + 5),
-                    ended_at=at(1000 * i + 100 + i), duration_ms=100.0 + i, messages=2,
+                    ended_at=at(1000 * i + 100 + i), duration_ms=100.0 + i, message_count=2,
                     **kw) for i in range(n_assocs)]
     ops = [op(k, 1000 * i + 10 + 20 * k, aid=i) for i in range(n_assocs)
            for k in range(ops_per_assoc)]
-    rep = Report(associations=frame("associations", assocs))
-    rep.operations = frame("operations", ops)  # type: ignore[attr-defined]
-    return rep
+    return Report(associations=frame("associations", assocs), operations=frame("operations", ops))
 
 
-def test_page_has_timeline_ladders_and_operations_table() -> None:
-    page = report(3).to_html()
-    assert page.count("<svg") == 4  # one timeline, three ladders
-    assert page.count('class="tdp ladder"') == 3
-    assert len(re.findall(r'data-op="\d+"', page)) == 6
-    assert "id='operations'" in page and "<th>turnaround_ms</th>" in page
-    assert "<th>bottleneck_detail</th>" in page
-    assert 'href="#assoc-0-2"' in page and "id='assoc-0-2'" in page
+def finding(aid: int | None, severity: str, code: str, summary: str) -> dict[str, object]:
+    return {"capture": "c.pcapng", "assoc_id": aid, "severity": severity, "code": code,
+            "summary": summary, "frame": 7}
+
+
+def test_summary_comes_first_with_pairs_services_and_slowest() -> None:
+    rep = report(3)
+    rep.operations = frame("operations", [
+        op(0, 10, aid=0), op(1, 30, turnaround=900.0, aid=0, status=0xA700,
+                             status_hex="0xA700", status_category="Failure",
+                             status_text="Refused: Out of Resources"),
+        op(0, 1010, aid=1, command="C-ECHO")])
+    page = rep.to_html()
+    order = [page.index(f"id='{s}'") for s in ("summary", "ae-pairs", "services", "slowest",
+                                               "findings", "timeline", "associations")]
+    assert order == sorted(order)
+    services = page[page.index("id='services'"):page.index("id='slowest'")]
+    assert "C-STORE" in services and "C-ECHO" in services and "0xA700 \u00d71" in services
+    slowest = page[page.index("id='slowest'"):page.index("id='findings-by-severity'")]
+    assert "href='#assoc-0-0'" in slowest and "0xA700" in slowest and "900 ms" in slowest
+    pairs = page[page.index("id='ae-pairs'"):page.index("id='services'")]
+    assert "MODALITY" in pairs and "PACS" in pairs
+
+
+def test_findings_most_severe_first_and_linked() -> None:
+    rep = report(2)
+    rep.findings = frame("findings", [
+        finding(0, "note", "nagle-stall", "a note"),
+        finding(1, "warning", "context-rejected", "a warning"),
+        finding(1, "error", "dimse-failure", "status 0xA700 (Refused)"),
+        finding(None, "warning", "capture-gap", "capture-wide")])
+    page = rep.to_html()
+    table = page[page.index("id='findings-table'"):]
+    table = table[:table.index("</table>")]
+    assert table.index("dimse-failure") < table.index("context-rejected") < table.index(
+        "nagle-stall")
+    assert "href='#assoc-0-1'" in table and "href='#assoc-0-0'" in table
+    assert "id='assoc-0-1'" in page  # the link's target exists
+
+
+def test_operations_show_hex_status_meaning_counts_and_callbacks() -> None:
+    rep = report(2, ops_per_assoc=0)
+    rep.operations = frame("operations", [op(
+        0, 10, aid=0, command="C-MOVE", move_destination="DEST-AE", status=0xA702,
+        status_hex="0xA702", status_category="Failure", error_comment="no space left",
+        status_text="Refused: Out of resources", completed=1, failed=3, warning=0,
+        callback_assoc_ids=[1], callback_attempt_ids=[0], suboperations_seen=1,
+        suboperations_failed=0, link="ae-and-time")])
+    rep.connection_attempts = frame("connection_attempts", [{
+        "capture": "c.pcapng", "attempt_id": 0, "client_ip": "10.0.0.2",
+        "server_ip": "10.0.0.9", "server_port": 11112, "syn_count": 2,
+        "outcome": "refused", "move_assoc_id": 0, "move_op_index": 0}])
+    page = rep.to_html()
+    section = page[page.index("id='assoc-0-0'"):page.index("id='assoc-0-1'")]
+    assert "0xA702" in section and "Refused: Out of resources" in section
+    assert "no space left" in section and "DEST-AE" in section and "1 / 3 / 0 / -" in section
+    assert "callback association <a href='#assoc-0-1'>" in section
+    assert "10.0.0.2 \u2192 10.0.0.9:11112: refused (2 SYNs)" in section
+    assert "42754" not in page  # never the decimal status
+
+
+def test_rejected_contexts_first_and_long_proposals_collapsed() -> None:
+    rep = report(1)
+    contexts = [{"capture": "c.pcapng", "assoc_id": 0, "context_id": 2 * i + 1,
+                 "abstract_syntax": f"1.2.840.10008.5.1.4.1.1.{i}",
+                 "abstract_syntax_name": f"Storage {i}", "proposed_transfer_syntaxes":
+                 ["1.2.840.10008.1.2"], "result": 0 if i != 40 else 3,
+                 "result_text": "acceptance" if i != 40 else "abstract-syntax-not-supported"}
+                for i in range(64)]
+    rep.presentation_contexts = frame("presentation_contexts", contexts)
+    page = rep.to_html()
+    block = page[page.index("<details class='contexts'>"):page.index("</details>")]
+    assert "64 presentation contexts proposed: 63 accepted, 1 rejected" in block
+    assert block.index("Storage 40") < block.index("Storage 0 ")
+    few = report(1)
+    few.presentation_contexts = frame("presentation_contexts", contexts[:3])
+    assert "<details class='contexts'>" not in few.to_html()
 
 
 def test_page_is_self_contained() -> None:
     page = report(2).to_html()
-    assert "<script" not in page.lower()
+    assert page.lower().count("<script") == 1  # the inline sorting/filtering script
+    assert not re.search(r"<script[^>]+src", page, re.I)
     urls = set(re.findall(r"https?://[^\s\"'<>]+", page))
     assert urls <= {"http://www.w3.org/2000/svg"}
     assert not re.search(r"""(src|href)=["'](?!#)""", page)
 
 
-def test_page_caps_ladders_to_the_slowest() -> None:
-    page = report(htmlreport.MAX_LADDERS + 5).to_html()
-    assert page.count('class="tdp ladder"') == htmlreport.MAX_LADDERS
-    assert (f"Ladders for the {htmlreport.MAX_LADDERS} slowest of "
-            f"{htmlreport.MAX_LADDERS + 5} associations") in page
-    assert "id='assoc-0-24'" in page and "id='assoc-0-0'" not in page  # the fastest left out
+def test_page_caps_sections_and_lists_the_rest() -> None:
+    n = htmlreport.MAX_DETAILED + 5
+    page = report(n).to_html()
+    assert page.count("<section class='association'") == htmlreport.MAX_DETAILED
+    assert page.count('class="tdp ladder"') == htmlsections.MAX_LADDERS
+    assert f"Sections for {htmlreport.MAX_DETAILED} of {n} associations" in page
+    assert "id='other-associations'" in page
+    # the slowest get sections; the fastest are listed at the end only
+    assert f"id='assoc-0-{n - 1}'" in page and "id='assoc-0-0'" not in page
 
 
-def test_page_escapes_hostile_ae_titles() -> None:
-    page = report(1, calling_ae=HOSTILE).to_html()
-    assert "<script" not in page and "\x00" not in page
-
-
-def test_page_without_operations_attribute() -> None:
-    rep = Report(associations=frame("associations", [assoc()]))
-    if hasattr(rep, "operations"):
-        rep.operations = frame("operations", [])  # type: ignore[attr-defined]
+def test_page_escapes_values_from_the_traffic() -> None:
+    rep = report(1, calling_ae=HOSTILE)
+    rep.findings = frame("findings", [finding(0, "error", "x", HOSTILE)])
     page = rep.to_html()
-    assert 'class="tdp ladder"' in page and "data-op=" not in page
+    assert "<script>alert" not in page and "\x00" not in page and "\\x00" in page
 
 
 def test_large_transfer_gets_a_throughput_chart() -> None:
     rep = report(1)
     rows = [{"capture": "c.pcapng", "assoc_id": 0, "sender": "requestor",
              "bin_start": at(10 + k), "bin_ms": 1.0, "bytes": 200_000} for k in range(10)]
-    rep.throughput = frame("throughput", rows)  # type: ignore[attr-defined]
+    rep.throughput = frame("throughput", rows)
     assert 'class="tdp throughput"' in rep.to_html()
-    rep.throughput = frame("throughput", rows[:2])  # type: ignore[attr-defined]
+    rep.throughput = frame("throughput", rows[:2])
     assert 'class="tdp throughput"' not in rep.to_html()  # 400 kB: not worth a chart
-    assert isinstance(rep.throughput, pd.DataFrame)  # type: ignore[attr-defined]
+    assert isinstance(rep.throughput, pd.DataFrame)

@@ -36,7 +36,7 @@ def op(i: int, start_ms: float, turnaround: float = 5.0, aid: int = 0,
     """A C-STORE: 0.2 ms of request, ``turnaround`` ms of SCP, an instant response."""
     row = {"capture": "c.pcapng", "assoc_id": aid, "op_index": i, "command": "C-STORE",
            "scu": "requestor", "scp": "acceptor", "message_id": i + 1,
-           "request_index": 2 * i, "final_response_index": 2 * i + 1, "responses": 1,
+           "request_index": 2 * i, "final_response_index": 2 * i + 1, "response_count": 1,
            "status": 0, "status_hex": "0x0000", "status_category": "Success",
            "request_first_at": at(start_ms), "request_complete_at": at(start_ms + 0.2),
            "response_first_at": at(start_ms + 0.2 + turnaround),

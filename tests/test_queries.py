@@ -47,7 +47,7 @@ def test_operations_and_links_equal_the_truth(truth_path: Path, analysed: Any) -
         assert got["command"] == w["command"], where
         assert _none(got["status"]) == w["final_status"], where
         if "pending_responses" in w:
-            assert got["pending_responses"] == w["pending_responses"], where
+            assert got["pending_response_count"] == w["pending_responses"], where
         for key in ("completed", "failed", "warning", "remaining"):
             if key in w:
                 assert _none(got[key]) == w[key], (where, key)
@@ -75,7 +75,7 @@ def test_every_query_key_is_exactly_as_sent(truth_path: Path, analysed: Any) -> 
         got = q_table.loc[(q["assoc_index"], q["op_index"])]
         assert got["command"] == q["command"], where
         assert got["query_level"] == q["query_level"].strip(), where
-        assert got["matches"] == q["matches"], where
+        assert got["match_count"] == q["matches"], where
         assert _none(got["diagnosis"]) == q["diagnosis"], where
         refined = _none(got["refined_from_op"])
         if q["refined_from"] is not None or refined is None:

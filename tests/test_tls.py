@@ -105,14 +105,14 @@ def test_decrypted_tables_equal_the_clear_traffic(name: str, analysed: Any) -> N
           "sha256", "complete"]
     pd.testing.assert_frame_equal(tls.objects[oc], clear.objects[oc])
     ac = ["calling_ae", "called_ae", "result", "ending", "max_pdu_requestor",
-          "max_pdu_acceptor", "impl_class_uid_requestor", "impl_version_acceptor", "messages",
-          "objects", "bytes_requestor", "bytes_acceptor", "pdus_requestor", "pdus_acceptor"]
+          "max_pdu_acceptor", "impl_class_uid_requestor", "impl_version_acceptor", "message_count",
+          "object_count", "bytes_requestor", "bytes_acceptor", "pdus_requestor", "pdus_acceptor"]
     pd.testing.assert_frame_equal(tls.associations[ac], clear.associations[ac])
-    qc = ["op_index", "command", "query_level", "matching_keys", "return_keys", "matches"]
+    qc = ["op_index", "command", "query_level", "matching_keys", "return_keys", "match_count"]
     pd.testing.assert_frame_equal(tls.queries[qc], clear.queries[qc])
     kc = ["op_index", "source", "response_number", "tag", "value"]
     pd.testing.assert_frame_equal(tls.query_keys[kc], clear.query_keys[kc])
-    opc = ["op_index", "command", "scu", "message_id", "status_hex", "responses"]
+    opc = ["op_index", "command", "scu", "message_id", "status_hex", "response_count"]
     pd.testing.assert_frame_equal(tls.operations[opc], clear.operations[opc])
     # the Part-10 files: the same bytes, file for file
     tls_files = sorted(tls.objects["path"].dropna(), key=lambda p: Path(p).name)
@@ -139,7 +139,7 @@ def test_without_keys_a_dicom_tls_port_stream_is_one_row_and_a_note(analysed: An
     assert (row["tls_version"], row["tls_server_name"]) == ("TLS 1.3",
                                                             truth["tls"]["server_name"])
     assert _v(row["tls_certificate_subject"]) is None  # encrypted in TLS 1.3
-    assert (row["result"], row["ending"], row["messages"]) == ("unknown", "closed", 0)
+    assert (row["result"], row["ending"], row["message_count"]) == ("unknown", "closed", 0)
     assert _v(row["calling_ae"]) is None
     assert report.messages.empty and report.objects.empty
     notes = report.findings[report.findings["code"] == "tls-keys-needed"]
@@ -237,7 +237,7 @@ def test_tls_and_clear_in_one_capture(tmp_path: Path) -> None:
     a = report.associations.sort_values("first_frame")
     assert list(a["assoc_id"]) == list(range(3))
     by_port = {r.acceptor_port: r for r in a.itertuples()}
-    assert by_port[11112].tls is False and by_port[11112].messages == 2
+    assert by_port[11112].tls is False and by_port[11112].message_count == 2
     tls_rows = a[a["tls"]]
     assert sorted(tls_rows["tls_decrypted"].tolist()) == [False, True]
     assert list(report.findings["code"]).count("tls-handshake-failed") == 1

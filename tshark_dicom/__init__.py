@@ -11,10 +11,10 @@ Files written by this tool are for analysis only, never for clinical use.
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 import logging
 import os
-import typing
+import typing as _typing
 from collections.abc import Sequence
 
 from .errors import (
@@ -26,28 +26,10 @@ from .errors import (
     TsharkNotFoundError,
 )
 
-if typing.TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .redact import Redaction
     from .report import Report, load
     from .tables import SCHEMAS, TABLES
-
-#: Loaded on first use (PEP 562): ``import tshark_dicom`` and ``tshark-dicom --version``
-#: do not pay for pandas, pyarrow, pydicom and pynetdicom.
-_LAZY = {"Redaction": ".redact", "Report": ".report", "load": ".report",
-         "SCHEMAS": ".tables", "TABLES": ".tables"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
 
 __version__ = "0.1.0"
 
@@ -68,6 +50,23 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public names imported on first use, so that ``import tshark_dicom`` (and ``tshark-dicom
+#: --version``) does not pay for pandas and pyarrow until they are needed (PEP 562).
+_LAZY = {"Redaction": "redact", "Report": "report", "load": "report", "SCHEMAS": "tables",
+         "TABLES": "tables"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def analyze(

@@ -255,14 +255,14 @@ def analyze_one(cap: CaptureFile, work: Work,
             f, status="ok", error=None, elapsed_s=elapsed if f is cap else 0.0,
             packets=st.records, first_ns=st.first_ns, last_ns=st.last_ns,
             link_type=result.link_type, engine=result.engine, tshark_version=version,
-            associations=result.label_counts.get(f.label, 0))
+            association_count=result.label_counts.get(f.label, 0))
             for f, st in zip(cap.files, result.files, strict=True)]
     else:
         rows = [capture_row(
             cap, status="ok", error=None, elapsed_s=elapsed, packets=result.records,
             first_ns=result.first_ns, last_ns=result.last_ns, link_type=result.link_type,
             engine=result.engine, tshark_version=version,
-            associations=len(result.streams))]
+            association_count=len(result.streams))]
     tables["captures"] = frame("captures", rows)
     return tables
 
@@ -271,14 +271,14 @@ def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: 
                 packets: int | None = None, first_ns: int | None = None,
                 last_ns: int | None = None, link_type: str | None = None,
                 engine: str | None = None, tshark_version: str | None = None,
-                associations: int | None = None, sha256: str | None = None
+                association_count: int | None = None, sha256: str | None = None
                 ) -> dict[str, Any]:
     return {"capture": cap.label, "path": str(cap.path.resolve()), "key": cap.key,
             "size_bytes": cap.size, "mtime_ns": cap.mtime_ns, "sha256": sha256,
             "packets": packets, "first_packet_at": first_ns, "last_packet_at": last_ns,
             "link_type": link_type, "engine": engine, "tshark_version": tshark_version,
             "status": status, "error": error, "elapsed_s": elapsed_s,
-            "associations": associations}
+            "association_count": association_count}
 
 
 #: on_result(capture, tables): a capture is done (tables has only ``captures`` if it failed)

@@ -165,7 +165,7 @@ def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = N
         tip = [name, f"{result}, {ending}"]
         if dur is not None:
             tip.append(svg.fmt_ms(dur))
-        n_ops = svg.to_int(a.get("messages"))
+        n_ops = svg.to_int(a.get("message_count"))
         if n_ops is not None:
             tip.append(f"{n_ops} messages")
         if bottleneck:

@@ -12,27 +12,49 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
-from rich.console import Console
+from typer.core import TyperArgument, TyperCommand
 
 from . import __version__
-from .archive import analyze_to
-from .batch import ProgressFn, run
-from .diagnose import FAIL_ON, RANK, worst_severity
 from .errors import OptionsError, OutputError, TsharkDicomError, output_error
-from .redact import KEY_ENV, Redaction, redact_tables
-from .report import Report, load
 from .safe import visible
-from .store import has_results, manifest
-from .tables import TABLES
+
+if TYPE_CHECKING:  # the library is imported by the commands, so --version and -h are instant
+    import pandas as pd
+
+    from .batch import ProgressFn
+    from .redact import Redaction
+    from .report import Report
+
+KEY_ENV = "TSHARK_DICOM_REDACT_KEY"  # redact.KEY_ENV (a test checks they agree)
+
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as its metavar (``CAPTURE_OR_DIR...``), without braces or the
+    Python type (``<list[Path]>``) in the usage line and the help."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self.display_name_raw]
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.__class__ = _PlainArgument
+
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="See what happened in DICOM network traffic: captures -> tables, objects, findings.",
 )
 
@@ -61,7 +83,7 @@ RedactUidsOpt = Annotated[bool, typer.Option(
 RedactNetworkOpt = Annotated[bool, typer.Option(
     "--redact-network", help="Also replace AE titles and IP addresses (implies --redact).")]
 RedactKeyOpt = Annotated[str | None, typer.Option(
-    "--redact-key", envvar=KEY_ENV, show_envvar=True, show_default=False,
+    "--redact-key", envvar=KEY_ENV, show_envvar=True, show_default=False, metavar="KEY",
     help="Key of the hashes: the same key gives the same tokens in every run (default: a "
     "random key per run). Prefer the environment variable: a command line is visible to "
     "other users.")]
@@ -70,32 +92,39 @@ RedactKeyOpt = Annotated[str | None, typer.Option(
 def _redaction(redact: bool, uids: bool, network: bool, key: str | None) -> Redaction | None:
     if not (redact or uids or network):
         return None
+    from .redact import Redaction
+
     return Redaction.make(key, uids=uids, network=network)
 
 
-@app.command()
+@app.command(cls=_Command)
 def analyze(
     captures: Annotated[list[Path], typer.Argument(
         help="Capture files (pcap, pcapng, gzip: anything tshark reads) or folders.",
         show_default=False, metavar="CAPTURE_OR_DIR...")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.", show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.", show_default=False,
+                                      metavar="OUT")],
     format: Annotated[str, typer.Option(
-        "--format", help="Table format: parquet, csv or both.")] = "parquet",
+        "--format", help="Table format: parquet, csv or both.",
+        metavar="parquet|csv|both")] = "parquet",
     port: Annotated[list[int] | None, typer.Option(
         "--port", help="Also decode streams on this TCP port that start mid-association "
-        "(repeatable).")] = None,
+        "(repeatable).", metavar="N", show_default=False)] = None,
     no_objects: Annotated[bool, typer.Option(
         "--no-objects", help="Do not write reconstructed Part-10 files.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Captures analysed in parallel.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Captures analysed in parallel.",
+                                      metavar="N")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     tshark: Annotated[str | None, typer.Option(
-        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).",
+        metavar="PATH", show_default=False)] = None,
     cross_check: Annotated[bool, typer.Option(
         "--cross-check", help="Also run Wireshark's DICOM dissector and report every "
         "disagreement as a finding.")] = False,
     engine: Annotated[str, typer.Option(
         "--engine", help="auto (default): raw where the link type allows, else ek; raw: tshark "
-        "converts, we read IP/TCP; ek: tshark dissects and selects DICOM streams.")] = "auto",
+        "converts, we read IP/TCP; ek: tshark dissects and selects DICOM streams.",
+        metavar="auto|raw|ek")] = "auto",
     resume: Annotated[bool, typer.Option(
         "--resume", help="Skip captures whose complete results are in OUT and that are "
         "unchanged (path, size, modification time); go on after an interrupted run.")] = False,
@@ -127,7 +156,10 @@ def analyze(
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
-    objects, findings), Part-10 objects under OUT/objects, and a summary."""
+    objects, findings, operations, queries...), report.html, Part-10 objects under
+    OUT/objects, and a summary."""
+    from .archive import analyze_to
+
     _logging(debug)
     redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     try:
@@ -172,19 +204,21 @@ def analyze(
         typer.echo(f"results in {out}/")
 
 
-@app.command()
+@app.command(cls=_Command)
 def diagnose(
     sources: Annotated[list[Path], typer.Argument(
         help="Captures, folders of captures, or OUT folders written by analyze.",
         show_default=False, metavar="CAPTURE_OR_DIR_OR_OUT...")],
     fail_on: Annotated[str | None, typer.Option(
         "--fail-on", help="Exit 3 when a finding of this severity or worse is found: "
-        "warning or error (for monitoring).")] = None,
+        "warning or error (for monitoring).", metavar="warning|error",
+        show_default=False)] = None,
     port: Annotated[list[int] | None, typer.Option(
         "--port", help="Also decode streams on this TCP port that start mid-association "
-        "(repeatable).")] = None,
+        "(repeatable).", metavar="N", show_default=False)] = None,
     tshark: Annotated[str | None, typer.Option(
-        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).")] = None,
+        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).",
+        metavar="PATH", show_default=False)] = None,
     redact: RedactOpt = False,
     redact_uids: RedactUidsOpt = False,
     redact_network: RedactNetworkOpt = False,
@@ -200,6 +234,11 @@ def diagnose(
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
     a C-MOVE with its callback and sub-operations beneath it."""
+    from .batch import run
+    from .diagnose import FAIL_ON, RANK, worst_severity
+    from .report import Report, load
+    from .store import has_results
+
     _logging(debug)
     redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     if fail_on is not None and fail_on not in FAIL_ON:
@@ -232,6 +271,12 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
                    ) -> dict[str, pd.DataFrame]:
     """The tables of an OUT folder, redacted as asked; what the folder's run redacted
     already is not redone (a UID token would change again)."""
+    from dataclasses import replace
+
+    from .redact import redact_tables
+    from .store import manifest
+    from .tables import TABLES
+
     tables = {t: report.table(t) for t in TABLES}
     if redaction is None:
         return tables
@@ -248,6 +293,7 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         Progress,

@@ -152,8 +152,8 @@ def _retrieve_lines(op: dict[str, Any], assocs: pd.DataFrame, ops: pd.DataFrame,
             continue
         t0 = t.iloc[0]
         out.append(f"      callback attempt {t0['client_ip']} -> {t0['server_ip']}:"
-                   f"{t0['server_port']}: {t0['outcome']} ({t0['syns']} SYN"
-                   f"{'s' if t0['syns'] != 1 else ''})")
+                   f"{t0['server_port']}: {t0['outcome']} ({t0['syn_count']} SYN"
+                   f"{'s' if t0['syn_count'] != 1 else ''})")
     if not (isinstance(callbacks, list) and callbacks) and not (
             isinstance(tried, list) and tried):
         out.append("      no callback association or connection attempt in the capture")

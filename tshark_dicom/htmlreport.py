@@ -1,209 +1,443 @@
-"""A single self-contained HTML page for a Report: the summary, the findings first, the
-pictures (a timeline per capture, a ladder per association, throughput of large transfers),
-then one section per table. For people who open a file rather than a notebook.
+"""report.html: one self-contained page built for troubleshooting, the first thing a PACS
+engineer opens. From the top: a summary (captures, associations per AE pair, operations per
+service with their failures, the slowest operations, findings by severity), the findings
+most severe first (each linked to its association), a timeline per capture, then per
+capture and association a section with the negotiation, the ladder, the operations with
+hex status, and each C-MOVE with its callbacks.
 
-No script and nothing fetched: the pictures are inline SVG (`pictures`)."""
+Nothing is fetched: pictures are inline SVG (`pictures`, `charts`) and a small inline script
+makes the tables sortable and filterable (without it they are plain tables). Large runs are
+read a batch at a time (`ReportLike.batches`): the summary aggregates every row, the page
+details the associations that matter most and says so.
+"""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable
-from pathlib import Path
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
-from . import charts, pictures
-from .svg import esc, fmt_ms
-from .tables import ReportLike, frame
+from . import charts
+from .htmlparts import (
+    Col,
+    anchor,
+    gather,
+    ms,
+    name,
+    num_col,
+    records,
+    status,
+    table,
+    text_col,
+    when,
+)
+from .htmlsections import MAX_LADDERS, SectionRows, association_section
+from .svg import esc, missing
+from .tables import SEVERITIES, ReportLike
 
-MAX_ROWS = 2000  # per table; the Parquet/CSV files hold everything
-MAX_LADDERS = 20  # ladders drawn, for the slowest associations
+MAX_DETAILED = 60  # associations with a section of their own (most severe, then slowest)
 MAX_TIMELINES = 50  # captures with a timeline
+MAX_FINDINGS = 1000  # findings listed; counted all
+SLOWEST = 10  # slowest operations in the summary
+RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+ASSOC_COLUMNS = [
+    "capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip", "requestor_port",
+    "acceptor_ip", "acceptor_port", "requested_at", "responded_at", "ended_at", "result",
+    "ending", "reject_text", "abort_text", "setup_ms", "duration_ms", "message_count",
+    "object_count", "bytes_requestor", "bytes_acceptor", "gap_bytes", "max_pdu_requestor",
+    "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor", "rtt_ms",
+    "bottleneck", "bottleneck_detail"]
+OP_SUMMARY_COLUMNS = ["capture", "assoc_id", "op_index", "command", "status_category",
+                      "status_hex", "status_text", "total_ms", "scu_ae", "scp_ae",
+                      "bottleneck_detail"]
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem}
-pre.summary{background:#f6f8fa;padding:.8rem;border-radius:6px;white-space:pre-wrap}
-table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
-th,td{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
-th{background:#f0f0f0;position:sticky;top:0}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1rem 1.5rem;max-width:1400px;
+ color:#1f2937;line-height:1.35}
+h1{font-size:1.45rem;margin:.2rem 0} h2{font-size:1.2rem;margin:2rem 0 .5rem;
+ border-bottom:2px solid #e5e7eb;padding-bottom:.2rem}
+h3{font-size:1.05rem;margin:1.6rem 0 .3rem} h4{font-size:.95rem;margin:1rem 0 .3rem}
+nav a{margin-right:1rem} a{color:#1d4ed8}
+.cards{display:flex;flex-wrap:wrap;gap:.6rem;margin:.6rem 0}
+.card{border:1px solid #e5e7eb;border-radius:8px;padding:.5rem .8rem;min-width:10rem}
+.card b{font-size:1.3rem;display:block}
+.tablewrap{max-width:100%}
+table.data{border-collapse:collapse;font-size:.8rem;margin:.4rem 0;width:100%;
+ table-layout:auto}
+table.data th,table.data td{border:1px solid #e5e7eb;padding:2px 6px;text-align:left;
+ vertical-align:top;overflow-wrap:anywhere;word-break:break-word}
+table.data th{background:#f3f4f6;position:sticky;top:0;cursor:pointer;user-select:none;
+ overflow-wrap:normal;word-break:normal}
+table.data th[data-dir=asc]::after{content:" \\25B2"} table.data th[data-dir=desc]::after{
+ content:" \\25BC"}
+td.num,th.num{text-align:right;white-space:nowrap}
+td.tight{white-space:nowrap;overflow-wrap:normal;word-break:normal}
 tr.error td{background:#fde2e1} tr.warning td{background:#fff4ce} tr.note td{background:#eef6ff}
-.bad{color:#b00020;font-weight:600} .muted{color:#777}
-p.notice{font-size:.8rem;color:#555}
-h3{font-size:1rem;margin:1.6rem 0 .3rem} h3 .muted{font-weight:normal;font-size:.85rem}
-p.facts{font-size:.85rem;margin:.2rem 0}
+tr.rejected td{background:#fde2e1}
+.status{font-family:ui-monospace,monospace;white-space:nowrap} .bad{color:#b00020;
+ font-weight:600} .warn{color:#92400e;font-weight:600} .muted{color:#6b7280}
+.sev{font-weight:600;text-transform:uppercase;font-size:.72rem}
+.sev.error{color:#b00020} .sev.warning{color:#92400e} .sev.note{color:#1d4ed8}
+p.notice{font-size:.82rem;color:#4b5563;margin:.3rem 0}
+p.facts{font-size:.86rem;margin:.2rem 0}
+section.association{border-top:1px solid #e5e7eb;margin-top:1.2rem}
 div.picture{overflow-x:auto;margin:.4rem 0 1rem}
 div.picture svg{max-width:100%;height:auto;display:block}
+details{margin:.3rem 0} summary{cursor:pointer}
+input.filter{font-size:.8rem;padding:2px 6px;margin:.3rem 0 0;width:16rem;max-width:100%}
+ul.findings{margin:.2rem 0;padding-left:1.2rem;font-size:.85rem}
+code,.mono{font-family:ui-monospace,monospace;font-size:.85em}
 """
 
-_COLUMNS = {
-    "associations": ["capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip",
-                     "requestor_port", "acceptor_ip", "acceptor_port", "result", "ending",
-                     "reject_text", "abort_text", "requested_at", "setup_ms", "duration_ms",
-                     "messages", "objects", "bytes_requestor", "bytes_acceptor", "gap_bytes"],
-    "presentation_contexts": ["capture", "assoc_id", "context_id", "abstract_syntax_name",
-                              "abstract_syntax", "result_text", "transfer_syntax_name"],
-    "messages": ["capture", "assoc_id", "msg_index", "sender", "command", "message_id",
-                 "responds_to", "sop_class_name", "sop_instance_uid", "status", "status_text",
-                 "dataset_bytes", "duration_ms", "problem"],
-    "objects": ["capture", "assoc_id", "msg_index", "command", "sop_class_name",
-                "sop_instance_uid", "transfer_syntax_name", "dataset_bytes", "complete",
-                "problem", "path"],
-}
-
-OPERATION_COLUMNS = ["capture", "assoc_id", "op_index", "command", "scu_ae", "scp_ae",
-                     "status_hex", "total_ms", "gap_before_ms", "turnaround_ms", "bottleneck",
-                     "bottleneck_detail"]
-
-
-def _cell(value: object) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return '<span class="muted">-</span>'
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    if isinstance(value, list):
-        return esc(" ".join(map(str, value)))
-    return esc(value)  # control characters shown as \x00, as in the pictures
-
-
-def _first(batches: Iterable[pd.DataFrame], n: int) -> tuple[pd.DataFrame, int]:
-    """The first ``n`` rows of a table read a batch at a time, and how many there are."""
-    kept: list[pd.DataFrame] = []
-    total = have = 0
-    for df in batches:
-        total += len(df)
-        if have < n:
-            kept.append(df.head(n - have))
-            have += len(kept[-1])
-    return (pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()), total
+# Sorting by a column header, filtering by a text box above each table; without the script
+# the tables are plain. No console output, nothing fetched.
+_SCRIPT = """
+(function(){
+ function key(td){var v=td.getAttribute('data-v');return v===null?null:parseFloat(v);}
+ document.querySelectorAll('table.data').forEach(function(t){
+  var body=t.tBodies[0];if(!body)return;
+  var rows=Array.prototype.slice.call(body.rows);
+  var box=document.createElement('input');box.type='search';box.className='filter';
+  box.placeholder='filter rows ('+rows.length+')';box.setAttribute('aria-label','filter');
+  t.parentNode.parentNode.insertBefore(box,t.parentNode);
+  box.addEventListener('input',function(){var q=box.value.toLowerCase();
+   rows.forEach(function(r){r.hidden=q!==''&&r.textContent.toLowerCase().indexOf(q)<0;});});
+  var heads=t.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads,function(th,i){
+   th.title='sort';th.addEventListener('click',function(){
+    var dir=th.getAttribute('data-dir')==='asc'?'desc':'asc';
+    Array.prototype.forEach.call(heads,function(h){h.removeAttribute('data-dir');});
+    th.setAttribute('data-dir',dir);var s=dir==='asc'?1:-1;
+    rows.sort(function(a,b){var x=a.cells[i],y=b.cells[i];if(!x||!y)return 0;
+     var p=key(x),q=key(y);
+     if(p!==null||q!==null){if(p===null)return 1;if(q===null)return -1;return s*(p-q);}
+     return s*x.textContent.localeCompare(y.textContent,undefined,{numeric:true});});
+    rows.forEach(function(r){body.appendChild(r);});});});
+ });
+})();
+"""
 
 
-def _table(df: pd.DataFrame, columns: list[str] | None = None,
-           row_class: str | None = None, total: int | None = None) -> str:
-    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
-    if df.empty:
-        return '<p class="muted">none</p>'
-    total = len(df) if total is None else total
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+@dataclass
+class _Findings:
+    """The findings, read a batch at a time: counts, the most severe first (capped), and
+    the worst severity of each association."""
+
+    total: int = 0
+    by_severity: Counter[str] = field(default_factory=Counter)
+    by_code: Counter[tuple[str, str]] = field(default_factory=Counter)
+    kept: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    worst: dict[tuple[Any, int], int] = field(default_factory=dict)
+
+    def add(self, batch: pd.DataFrame) -> None:
+        for r in records(batch):
+            sev = str(r.get("severity"))
+            self.total += 1
+            self.by_severity[sev] += 1
+            self.by_code[(sev, str(r.get("code")))] += 1
+            kept = self.kept.setdefault(sev, [])
+            if len(kept) < MAX_FINDINGS:
+                kept.append(r)
+            if not missing(r.get("assoc_id")):
+                k = (r.get("capture"), int(r["assoc_id"]))
+                self.worst[k] = min(self.worst.get(k, 9), RANK.get(sev, 9))
+
+    def sorted_rows(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for sev in sorted(self.kept, key=lambda s: RANK.get(s, 9)):
+            out.extend(self.kept[sev])
+        return out[:MAX_FINDINGS]
+
+
+@dataclass
+class _Operations:
+    """Operations per service, failures per association and the slowest, a batch at a
+    time."""
+
+    total: int = 0
+    per_command: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: Counter[tuple[Any, int]] = field(default_factory=Counter)
+    count: Counter[tuple[Any, int]] = field(default_factory=Counter)
+    slowest: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, batch: pd.DataFrame) -> None:
+        for r in records(batch):
+            self.total += 1
+            cmd = str(r.get("command") or "?")
+            s = self.per_command.setdefault(cmd, {
+                "command": cmd, "operations": 0, "Success": 0, "Warning": 0, "Failure": 0,
+                "other": 0, "statuses": Counter(), "sum_ms": 0.0, "timed": 0, "max_ms": None})
+            s["operations"] += 1
+            cat = str(r.get("status_category"))
+            s[cat if cat in ("Success", "Warning", "Failure") else "other"] += 1
+            if cat in ("Warning", "Failure") and not missing(r.get("status_hex")):
+                s["statuses"][str(r["status_hex"])] += 1
+            key = (r.get("capture"), int(r["assoc_id"]))
+            self.count[key] += 1
+            if cat == "Failure":
+                self.failed[key] += 1
+            total: Any = r.get("total_ms")
+            if not missing(total):
+                t = float(total)
+                s["sum_ms"] += t
+                s["timed"] += 1
+                s["max_ms"] = t if s["max_ms"] is None else max(s["max_ms"], t)
+                item = (t, self.total, r)
+                if len(self.slowest) < SLOWEST:
+                    heapq.heappush(self.slowest, item)
+                elif t > self.slowest[0][0]:
+                    heapq.heapreplace(self.slowest, item)
+
+
+def _cards(assocs: pd.DataFrame, caps: pd.DataFrame, ops: _Operations, objects: tuple[int, int],
+           findings: _Findings, messages: int) -> str:
+    results = Counter(assocs["result"].fillna("unknown").tolist())
+    failed_caps = int((caps["status"] == "failed").sum()) if len(caps) else 0
+    n_caps = max(len(caps), assocs["capture"].nunique())
+    failed_ops = sum(s["Failure"] for s in ops.per_command.values())
+    cards = [
+        ("captures", f"{n_caps:,}", f"{failed_caps} could not be analysed" if failed_caps
+         else "all analysed"),
+        ("associations", f"{len(assocs):,}",
+         ", ".join(f"{n} {r}" for r, n in sorted(results.items())) or "none"),
+        ("operations", f"{ops.total:,}", f"{failed_ops} failed; {messages:,} DIMSE messages"),
+        ("data sets", f"{objects[0]:,}", f"{objects[0] - objects[1]} incomplete"),
+        ("findings", f"{findings.total:,}", ", ".join(
+            _plural(findings.by_severity.get(s, 0), s) for s in SEVERITIES)),
+    ]
+    return "<div class='cards'>" + "".join(
+        f"<div class='card'><span class='muted'>{esc(t)}</span><b>{esc(v)}</b>"
+        f"<span class='muted'>{esc(d)}</span></div>" for t, v, d in cards) + "</div>"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _ae_pairs(assocs: pd.DataFrame, ops: _Operations) -> str:
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records(assocs):
+        k = (str(r.get("calling_ae") or ""), str(r.get("called_ae") or ""))
+        p = pairs.setdefault(k, {"calling_ae": k[0], "called_ae": k[1], "associations": 0,
+                                 "accepted": 0, "rejected": 0, "aborted": 0,
+                                 "operations": 0, "failed": 0})
+        p["associations"] += 1
+        p["accepted"] += r.get("result") == "accepted"
+        p["rejected"] += r.get("result") in ("rejected", "no-response")
+        p["aborted"] += r.get("ending") == "aborted"
+        key = (r.get("capture"), int(r["assoc_id"]))
+        p["operations"] += ops.count.get(key, 0)
+        p["failed"] += ops.failed.get(key, 0)
+    rows = sorted(pairs.values(), key=lambda p: (-p["failed"], -p["rejected"],
+                                                  -p["associations"]))
+    return table(rows, [
+        text_col("calling AE", "calling_ae"), text_col("called AE", "called_ae"),
+        num_col("associations", "associations"), num_col("accepted", "accepted"),
+        num_col("rejected / no answer", "rejected"), num_col("aborted", "aborted"),
+        num_col("operations", "operations"), num_col("failed operations", "failed")],
+        row_class=lambda p: "rejected" if p["rejected"] or p["failed"] else "",
+        what="AE pairs")
+
+
+def _services(ops: _Operations) -> str:
     rows = []
-    for rec in df.head(MAX_ROWS).to_dict("records"):
-        cls = f' class="{html.escape(str(rec[row_class]))}"' if row_class else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{_cell(rec[c])}</td>" for c in cols) + "</tr>")
-    more = (f'<p class="muted">first {MAX_ROWS:,} of {total:,} rows; the table files hold '
-            'all</p>' if total > MAX_ROWS else "")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    for s in sorted(ops.per_command.values(), key=lambda s: -s["operations"]):
+        mean = s["sum_ms"] / s["timed"] if s["timed"] else None
+        rows.append({**s, "mean_ms": mean, "failing": ", ".join(
+            f"{h} \u00d7{n}" for h, n in sorted(s["statuses"].items()))})
+    return table(rows, [
+        text_col("service", "command"), num_col("operations", "operations"),
+        num_col("success", "Success"), num_col("warning", "Warning"),
+        num_col("failure", "Failure"), num_col("other / no answer", "other"),
+        Col("warning and failure statuses", lambda r: esc(r["failing"]), cls="status"),
+        num_col("mean", "mean_ms", ms), num_col("slowest", "max_ms", ms)],
+        row_class=lambda r: "error" if r["Failure"] else "warning" if r["Warning"] else "",
+        what="services")
 
 
-def _anchor(captures: list[object], row: dict[str, object]) -> str:
-    return f"assoc-{captures.index(row.get('capture'))}-{row.get('assoc_id')}"
+def _link(caps: list[Any], r: dict[str, Any], label: str | None = None) -> str:
+    cap = r.get("capture")
+    if cap not in caps or missing(r.get("assoc_id")):
+        return esc(label or name(cap))
+    text = label if label is not None else f"{name(cap)} #{r['assoc_id']}"
+    return f"<a href='#{anchor(caps.index(cap), r['assoc_id'])}'>{esc(text)}</a>"
 
 
-def _ladder_section(row: dict[str, object], anchor: str, report: ReportLike,
-                    findings: pd.DataFrame, throughput: pd.DataFrame, many: bool) -> str:
-    ops, n_ops = _first(report.batches("operations", None, [
-        ("capture", "==", row.get("capture")), ("assoc_id", "==", row.get("assoc_id"))]),
-        pictures.MAX_LADDER_OPERATIONS)
-    where = f" <span class='muted'>{esc(Path(str(row.get('capture'))).name)}</span>" if many \
-        else ""
-    parts = [f"<section class='association' id='{esc(anchor)}'>",
-             f"<h3>#{esc(row.get('assoc_id'))} {esc(row.get('calling_ae'))} \u2192 "
-             f"{esc(row.get('called_ae'))}{where}</h3>"]
-    facts = [f"{esc(row.get('result'))}, {esc(row.get('ending'))}"]
-    duration = row.get("duration_ms")
-    if isinstance(duration, float) and not pd.isna(duration):
-        facts.append(esc(fmt_ms(duration)))
-    facts.append(f"{n_ops:,} operation{'' if n_ops == 1 else 's'}")
-    detail = row.get("bottleneck_detail")
-    if isinstance(detail, str):
-        party, _, why = detail.partition(": ")  # the detail starts with its party
-        facts.append(f"<b>{esc(party)}</b>: {esc(why)}")
-    parts.append("<p class='facts'>" + " \u00b7 ".join(facts) + "</p>")
-    if n_ops > pictures.MAX_LADDER_OPERATIONS:
-        parts.append(f"<p class='notice'>The ladder shows the first "
-                     f"{pictures.MAX_LADDER_OPERATIONS:,} of {n_ops:,} operations; the "
-                     "operations table holds all.</p>")
-    parts.append("<div class='picture'>"
-                 + pictures.ladder_svg(row, ops if len(ops) else frame("operations", []),
-                                       findings)
-                 + "</div>")
-    tp = pictures.for_association(throughput, row)
-    if tp is not None and charts.transfer_bytes(tp) >= charts.LARGE_TRANSFER_BYTES:
-        labels = {"requestor": str(row.get("calling_ae") or ""),
-                  "acceptor": str(row.get("called_ae") or "")}
-        parts.append("<div class='picture'>" + charts.throughput_svg(tp, labels=labels)
-                     + "</div>")
-    parts.append("</section>")
-    return "\n".join(parts)
+def _slowest(ops: _Operations, caps: list[Any]) -> str:
+    rows = [r for _, _, r in sorted(ops.slowest, key=lambda x: -x[0])]
+    return table(rows, [
+        Col("association", lambda r: _link(caps, r)),
+        num_col("op", "op_index"), text_col("command", "command", cls="tight"),
+        Col("SCU \u2192 SCP", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
+                                          f"{r.get('scp_ae') or ''}")),
+        Col("status", lambda r: status(r.get("status_hex"), r.get("status_category"),
+                                       r.get("status_text"))),
+        num_col("total", "total_ms", ms), text_col("why", "bottleneck_detail")],
+        what="operations", empty="no timed operations")
 
 
-def _pictures(report: ReportLike, throughput: pd.DataFrame) -> list[str]:
-    """Timelines per capture and ladders for the slowest associations, each capped."""
-    assocs = report.associations
-    if assocs.empty:
-        return []
-    captures = list(dict.fromkeys(assocs["capture"].tolist()))
-    many = len(captures) > 1
-    ranked = assocs.assign(_d=assocs["duration_ms"].astype("Float64")).sort_values(
-        "_d", ascending=False, na_position="last", kind="stable").head(MAX_LADDERS)
-    chosen = sorted(ranked.drop(columns="_d").to_dict("records"),
-                    key=lambda r: (captures.index(r["capture"]), r["assoc_id"]))
-    rows = [{str(k): v for k, v in r.items()} for r in chosen]
+def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any, int], str]
+                    ) -> str:
+    rows = findings.sorted_rows()
+    return table(rows, [
+        Col("severity", lambda r: f"<span class='sev {esc(r.get('severity'))}'>"
+            f"{esc(r.get('severity'))}</span>", lambda r: float(RANK.get(
+                str(r.get("severity")), 9)), cls="tight"),
+        text_col("code", "code", cls="tight mono"),
+        Col("association", lambda r: _link(caps, r, None if missing(r.get("assoc_id")) else
+                                           f"{name(r.get('capture'))} #{r['assoc_id']} "
+                                           + pairs.get((r.get("capture"),
+                                                        int(r["assoc_id"])), ""))),
+        num_col("frame", "frame"), text_col("what happened", "summary")],
+        total=findings.total, row_class=lambda r: str(r.get("severity")),
+        table_id="findings-table", what="findings", empty="no findings")
+
+
+def _captures_table(caps: pd.DataFrame) -> str:
+    return table(records(caps), [
+        text_col("capture", "capture"), text_col("key", "key", cls="mono"),
+        num_col("packets", "packets"), Col("first packet", lambda r: esc(when(
+            r.get("first_packet_at")))), num_col("associations", "association_count"),
+        text_col("status", "status"), text_col("error", "error")],
+        row_class=lambda r: "error" if r.get("status") == "failed" else "", what="captures",
+        table_id="captures-table")
+
+
+def _choose(assocs: pd.DataFrame, findings: _Findings, ops: _Operations) -> list[tuple[Any, int]]:
+    """The associations with a section: the most severe findings first, then failures,
+    then the slowest; at most MAX_DETAILED."""
+    scored = []
+    for r in records(assocs):
+        key = (r.get("capture"), int(r["assoc_id"]))
+        duration: Any = r.get("duration_ms")
+        scored.append((findings.worst.get(key, 9), -ops.failed.get(key, 0),
+                       -(float(duration) if not missing(duration) else 0.0), key))
+    scored.sort(key=lambda s: s[:3])
+    return [s[3] for s in scored[:MAX_DETAILED]]
+
+
+def _timelines(report: ReportLike, assocs: pd.DataFrame, caps: list[Any],
+               detailed: set[tuple[Any, int]]) -> list[str]:
     aggregates = charts.operation_aggregates(
         report.batches("operations", charts.TIMELINE_OPERATION_COLUMNS))
     parts = ["<h2 id='timeline'>Timeline</h2>"]
-    if len(captures) > MAX_TIMELINES:
+    if len(caps) > MAX_TIMELINES:
         parts.append(f"<p class='notice'>Timelines for the first {MAX_TIMELINES} of "
-                     f"{len(captures):,} captures.</p>")
-    for cap in captures[:MAX_TIMELINES]:
-        sub = assocs[assocs["capture"] == cap]
-        anchors = {int(r["assoc_id"]): "#" + _anchor(captures, r) for r in rows
-                   if r["capture"] == cap}
-        if many:
-            parts.append(f"<h3>{esc(Path(str(cap)).name)}</h3>")
-        parts.append("<div class='picture'>"
-                     + charts.timeline_svg(sub, anchors=anchors, aggregates=aggregates)
-                     + "</div>")
+                     f"{len(caps):,} captures.</p>")
+    for ci, cap in enumerate(caps[:MAX_TIMELINES]):
+        sub = assocs[(assocs["capture"] == cap).fillna(False).to_numpy(dtype=bool)]
+        links = {int(a): "#" + anchor(ci, a) for c, a in detailed if c == cap}
+        if len(caps) > 1:
+            parts.append(f"<h3>{esc(name(cap))}</h3>")
+        parts.append("<div class='picture'>" + charts.timeline_svg(
+            sub, anchors=links, aggregates=aggregates) + "</div>")
         if len(sub) > charts.MAX_TIMELINE_ASSOCIATIONS:
             parts.append(f"<p class='notice'>The timeline draws the first "
                          f"{charts.MAX_TIMELINE_ASSOCIATIONS} of {len(sub):,} associations "
-                         "as bars and counts all of them in the strip below them.</p>")
-    parts.append("<h2 id='ladders'>Associations</h2>")
-    if len(assocs) > len(rows):
-        parts.append(f"<p class='notice'>Ladders for the {len(rows)} slowest of "
-                     f"{len(assocs):,} associations (by duration); the tables below hold "
-                     "all of them.</p>")
-    parts.append("<p class='notice'>Time runs downwards on a compressed scale: every gap "
-                 "between two events gets room for its label, long waits are drawn shorter "
-                 "(// marks a broken axis) and the numbers say how long each took. Hover "
-                 "an operation for its details.</p>")
-    for r in rows:
-        parts.append(_ladder_section(r, _anchor(captures, r), report, report.findings,
-                                     throughput, many))
+                         "as bars and counts all of them in the strip above them.</p>")
     return parts
+
+
+def _other_associations(assocs: pd.DataFrame, detailed: set[tuple[Any, int]]) -> str:
+    rest = [r for r in records(assocs) if (r.get("capture"), int(r["assoc_id"]))
+            not in detailed]
+    if not rest:
+        return ""
+    return ("<h3 id='other-associations'>The other associations</h3>"
+            "<p class='notice'>Without findings and quicker than those above: one row "
+            "each.</p>" + table(rest, [
+                Col("capture", lambda r: esc(name(r.get("capture")))),
+                num_col("#", "assoc_id"), text_col("calling AE", "calling_ae"),
+                text_col("called AE", "called_ae"), text_col("result", "result"),
+                text_col("ending", "ending"), num_col("messages", "message_count"),
+                num_col("duration", "duration_ms", ms)], what="associations"))
 
 
 def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     """The page as a string."""
-    throughput = report.throughput
+    assocs = gather(report, "associations", ASSOC_COLUMNS)
+    caps_table = gather(report, "captures", ["capture", "key", "packets", "first_packet_at",
+                                             "association_count", "status", "error"])
+    caps = list(dict.fromkeys(caps_table["capture"].tolist() + assocs["capture"].tolist()))
+    findings = _Findings()
+    for batch in report.batches("findings", ["capture", "assoc_id", "msg_index", "frame",
+                                             "severity", "code", "summary"]):
+        findings.add(batch)
+    ops = _Operations()
+    for batch in report.batches("operations", OP_SUMMARY_COLUMNS):
+        ops.add(batch)
+    messages = sum(len(b) for b in report.batches("messages", ["command"]))
+    n_objects = n_complete = 0
+    for b in report.batches("objects", ["complete"]):
+        n_objects += len(b)
+        n_complete += int(b["complete"].sum())
+    pairs = {(r.get("capture"), int(r["assoc_id"])): f"{r.get('calling_ae') or ''} \u2192 "
+             f"{r.get('called_ae') or ''}" for r in records(assocs)}
+    chosen = _choose(assocs, findings, ops)
+    detailed = set(chosen)
+
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        "<pre class='summary'>" + "\n".join(esc(line) for line in report.summary().split("\n"))
-        + "</pre>",
-        "<p class='notice'>For analysis only: files and tables made by tshark-dicom are not "
-        "for clinical use.</p>",
-        "<h2>Findings</h2>",
-        _table(report.findings, None, row_class="severity"),
+        "<nav><a href='#summary'>Summary</a><a href='#findings'>Findings</a>"
+        "<a href='#timeline'>Timeline</a><a href='#associations'>Associations</a></nav>",
+        "<p class='notice'>For analysis only: files and tables made by tshark-dicom are "
+        "never for clinical use.</p>",
+        "<h2 id='summary'>Summary</h2>",
+        _cards(assocs, caps_table, ops, (n_objects, n_complete), findings, messages),
     ]
-    parts.extend(_pictures(report, throughput))
-    parts.append("<h2 id='operations'>Operations</h2>")
-    ops, total = _first(report.batches("operations", OPERATION_COLUMNS), MAX_ROWS)
-    parts.append(f"<section id='operations-table'>{_table(ops, OPERATION_COLUMNS, total=total)}"
-                 "</section>")
-    for name, cols in _COLUMNS.items():
-        parts.append(f"<h2>{name.replace('_', ' ').capitalize()}</h2>")
-        head, total = _first(report.batches(name, cols), MAX_ROWS)
-        parts.append(_table(head, cols, total=total))
-    parts.append("</body></html>")
+    if len(assocs) > MAX_DETAILED or ops.total > 5000:
+        parts.append(f"<p class='notice'>A large run: {len(assocs):,} associations and "
+                     f"{ops.total:,} operations. The summary and the counts cover every "
+                     "row; sections are drawn for the "
+                     f"{min(len(assocs), MAX_DETAILED)} associations with the most severe "
+                     "findings, then the slowest; the table files in OUT hold every row."
+                     "</p>")
+    if len(caps_table) > 1 or (len(caps_table) and (caps_table["status"] == "failed").any()):
+        parts += ["<h3 id='captures'>Captures</h3>", _captures_table(caps_table)]
+    parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
+              "<h3 id='services'>Operations per service</h3>", _services(ops),
+              "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
+              "<h3 id='findings-by-severity'>Findings by severity</h3>",
+              table([{"severity": s, "code": c, "n": n} for (s, c), n in sorted(
+                  findings.by_code.items(), key=lambda kv: (RANK.get(kv[0][0], 9),
+                                                            -kv[1]))], [
+                  Col("severity", lambda r: f"<span class='sev {esc(r['severity'])}'>"
+                      f"{esc(r['severity'])}</span>", cls="tight"),
+                  text_col("code", "code", cls="tight mono"), num_col("findings", "n")],
+                  row_class=lambda r: str(r["severity"]), what="codes",
+                  empty="no findings"),
+              "<h2 id='findings'>Findings, most severe first</h2>",
+              _findings_table(findings, caps, pairs)]
+    parts.extend(_timelines(report, assocs, caps, detailed))
+    parts.append("<h2 id='associations'>Associations</h2>")
+    if len(assocs) > len(chosen):
+        parts.append(f"<p class='notice'>Sections for {len(chosen)} of {len(assocs):,} "
+                     "associations: those with the most severe findings, then the "
+                     "slowest. The others are listed at the end.</p>")
+    by_capture: dict[Any, list[int]] = {}
+    for cap, aid in chosen:
+        by_capture.setdefault(cap, []).append(aid)
+    assoc_rows = {(r.get("capture"), int(r["assoc_id"])): r for r in records(assocs)}
+    ladders = MAX_LADDERS
+    data = SectionRows(report, chosen, dict(ops.count))
+    for ci, cap in enumerate(caps):
+        if cap not in by_capture:
+            continue
+        if len(caps) > 1:
+            parts.append(f"<h3 class='capture'>{esc(name(cap))}</h3>")
+        sections, ladders = association_section(
+            data, ci, [assoc_rows[(cap, a)] for a in sorted(by_capture[cap])], assoc_rows,
+            caps, ladders)
+        parts.extend(sections)
+    parts.append(_other_associations(assocs, detailed))
+    parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+

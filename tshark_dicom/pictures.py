@@ -461,8 +461,8 @@ def _ladder_op(op: Mapping[str, Any], y: _Scale, floor: float,
         width = 2.6 if bottleneck == "network" else 1.6
         parts.append(svg.arrow(x_scp, y2, x_scu, y3, rsp_colour, width,
                             ' data-arrow="response"'))
-        responses = svg.to_int(op.get("responses")) or 1
-        pending = svg.to_int(op.get("pending_responses")) or 0
+        responses = svg.to_int(op.get("response_count")) or 1
+        pending = svg.to_int(op.get("pending_response_count")) or 0
         text = f"{command}-RSP" + (f" \u00d7{responses}" if responses > 1 else "")
         if status_hex:
             text += f" {status_hex}"

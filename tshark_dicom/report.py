@@ -134,7 +134,7 @@ class Report:
         messages, commands = 0, Counter[str]()
         for m in self.batches("messages", ["command"]):
             messages += len(m)
-            commands.update(m["command"].dropna().tolist())
+            commands.update(m["command"].fillna("").tolist())
         objects = complete = written = 0
         for o in self.batches("objects", ["complete", "path"]):
             objects += len(o)
@@ -148,9 +148,7 @@ class Report:
             f"{max(len(caps), len(set(a['capture'])))} capture(s): {len(a)} associations"
             + (f" ({', '.join(parts)})" if parts else "")
             + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
-            f"{messages} DIMSE messages"
-            + (" (" + ", ".join(f"{n} {c}" for c, n in commands.most_common(6)) + ")"
-               if commands else ""),
+            _messages_line(messages, commands),
             f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
             _operations_line(self.batches("operations", [
                 "command", "total_ms", "bottleneck", "bottleneck_detail"])),
@@ -179,6 +177,17 @@ class Report:
         if len(self.skipped) > 8:
             lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
         return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
+
+
+def _messages_line(total: int, commands: Counter[str]) -> str:
+    """Every command seen, by service (C-STORE-RQ next to C-STORE-RSP), and the messages
+    whose command set could not be read (cut by the capture) counted as such."""
+    unread = commands.pop("", 0)
+    parts = [f"{n} {c}" for c, n in sorted(
+        commands.items(), key=lambda cn: (cn[0].rsplit("-", 1)[0], cn[0].endswith("-RSP")))]
+    if unread:
+        parts.append(f"{unread} whose command could not be read")
+    return f"{_plural(total, 'DIMSE message')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _operations_line(batches: Iterable[pd.DataFrame]) -> str:

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from .columns import DESCRIPTIONS, RENAMED
 from .safe import csv_cell, csv_uncell
 from .tables import SCHEMAS, TABLES, frame
 
@@ -102,12 +103,23 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
 @functools.cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Parquet schema of a table, the same in every part and row group (list columns
-    typed even when a part has no list value)."""
+    typed even when a part has no list value), each field carrying its column's sentence
+    (columns.py) as ``description`` metadata."""
+    cached = _SCHEMAS.get(table)
+    if cached is not None:
+        return cached
     schema = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
     for name, element in LIST_TYPES.items():
         if name in schema.names:
             schema = schema.set(schema.get_field_index(name), pa.field(name, pa.list_(element)))
+    for i, name in enumerate(schema.names):
+        text = DESCRIPTIONS[table][name]
+        schema = schema.set(i, schema.field(i).with_metadata({"description": text}))
+    _SCHEMAS[table] = schema
     return schema
+
+
+_SCHEMAS: dict[str, pa.Schema] = {}
 
 
 #: The element type of each list column (SCHEMAS: "object").
@@ -318,8 +330,7 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         if keys is not None:
             rank = {k: i for i, k in enumerate(keys)}
             files.sort(key=lambda p: rank.get(p.stem, len(rank)))
-        chunks = [pq.read_table(f, columns=list(columns) if columns else None,
-                                filters=filters).to_pandas() for f in files]
+        chunks = [_read_part(f, table, columns, filters) for f in files]
         df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     elif (folder / "csv" / table).is_dir():
         files = sorted((folder / "csv" / table).glob("*.csv"))
@@ -343,6 +354,34 @@ def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV part as text, with the apostrophes `csv_frame` put before formulas taken off."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     return df.apply(lambda col: col.map(csv_uncell, na_action="ignore")) if len(df) else df
+def _read_part(path: Path, table: str, columns: Sequence[str] | None,
+               filters: Any) -> pd.DataFrame:
+    """One Parquet part; a part written before a column was renamed (columns.RENAMED) is
+    read under its old names and renamed."""
+    old = {new: o for o, new in RENAMED.get(table, {}).items()}
+    names = set(pq.read_schema(path).names) if old else set()
+    legacy = {new: o for new, o in old.items() if o in names and new not in names}
+    cols = [legacy.get(c, c) for c in columns] if columns else None
+    df: pd.DataFrame = pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    return df.rename(columns={o: new for new, o in legacy.items()}) if legacy else df
+
+
+def _current(files: Sequence[Path], table: str) -> bool:
+    """Whether every part has this version's schema (names and types); remembered while
+    the parts are unchanged (the report scans a table several times)."""
+    stamp = (table, tuple((str(f), st.st_mtime_ns, st.st_size)
+                          for f in files for st in (f.stat(),)))
+    known = _CURRENT.get(stamp)
+    if known is None:
+        want = arrow_schema(table)
+        known = all(pq.read_schema(f).equals(want, check_metadata=False) for f in files)
+        if len(_CURRENT) > 256:
+            _CURRENT.clear()
+        _CURRENT[stamp] = known
+    return known
+
+
+_CURRENT: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
 
 
 def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
@@ -367,6 +406,14 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
     if keys is not None:
         rank = {k: i for i, k in enumerate(keys)}
         files.sort(key=lambda p: rank.get(p.stem, len(rank)))
+    if not _current(files, table):  # parts of an earlier version: one whole part at a time
+        for f in files:
+            df = typed_frame(table, _read_part(f, table, None, None))
+            for col, _, value in filters:
+                df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+            if len(df):
+                yield df[cols].reset_index(drop=True)
+        return
     expr = None
     for col, _, value in filters:
         term = pc.field(col) == value
@@ -382,6 +429,10 @@ def typed_frame(table: str, df: pd.DataFrame,
                 columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A table as read from disk, with the schema's columns and dtypes."""
     out: dict[str, Any] = {}
+    renamed = {o: new for o, new in RENAMED.get(table, {}).items()
+               if o in df.columns and new not in df.columns}
+    if renamed:  # written before the rename (CSV, the one-file layout)
+        df = df.rename(columns=renamed)
     wanted = set(columns) if columns is not None else None
     for col, dtype in SCHEMAS[table].items():
         if wanted is not None and col not in wanted:

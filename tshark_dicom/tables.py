@@ -1,7 +1,9 @@
 """Records -> DataFrames. Every table's columns and dtypes live here, in one place (SPEC.md).
 
-Nullable integers (``Int64``), ``string``, ``boolean``/``bool``, UTC ``datetime64[ns, UTC]``;
-an empty result is a zero-row frame with the same columns.
+Nullable integers (``Int64``), ``string``, ``boolean``/``bool``, UTC ``datetime64[us, UTC]``
+(microseconds: Parquet ``timestamp[us, tz=UTC]``, on which pandas, pyarrow and DuckDB all
+compute without casts); an empty result is a zero-row frame with the same columns. What
+each column means is in columns.py.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
 from .tlsassoc import TlsAssociation
 
-TS = "datetime64[ns, UTC]"
+TS = "datetime64[us, UTC]"
 LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
 
 SCHEMAS: dict[str, dict[str, str]] = {
@@ -47,7 +49,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "max_pdu_requestor": "Int64", "max_pdu_acceptor": "Int64",
         "impl_class_uid_requestor": "string", "impl_version_requestor": "string",
         "impl_class_uid_acceptor": "string", "impl_version_acceptor": "string",
-        "messages": "Int64", "objects": "Int64",
+        "message_count": "Int64", "object_count": "Int64",
         "bytes_requestor": "Int64", "bytes_acceptor": "Int64",
         "application_context": "string",
         "async_ops_invoked_requestor": "Int64", "async_ops_performed_requestor": "Int64",
@@ -93,8 +95,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
         "priority": "Int64", "move_destination": "string", "move_originator_ae": "string",
         "move_originator_message_id": "Int64",
-        "status": "Int64", "status_category": "string", "status_text": "string",
-        "error_comment": "string",
+        "status": "Int64", "status_hex": "string", "status_category": "string",
+        "status_text": "string", "error_comment": "string",
         "remaining": "Int64", "completed": "Int64", "failed": "Int64", "warning": "Int64",
         "has_dataset": "bool", "dataset_bytes": "Int64",
         "first_frame": "Int64", "last_frame": "Int64", "started_at": TS, "ended_at": TS,
@@ -118,7 +120,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "capture": "string", "assoc_id": "Int64", "op_index": "Int64", "command": "string",
         "scu": "string", "scp": "string", "scu_ae": "string", "scp_ae": "string",
         "message_id": "Int64", "request_index": "Int64", "final_response_index": "Int64",
-        "responses": "Int64", "pending_responses": "Int64", "cancel_index": "Int64",
+        "response_count": "Int64", "pending_response_count": "Int64",
+        "cancel_index": "Int64",
         "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
         "move_destination": "string", "status": "Int64", "status_hex": "string",
         "status_category": "string", "status_text": "string", "error_comment": "string",
@@ -143,7 +146,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "queries": {
         "capture": "string", "assoc_id": "Int64", "op_index": "Int64", "command": "string",
         "information_model": "string", "query_level": "string", "move_destination": "string",
-        "matching_keys": LIST, "return_keys": LIST, "matches": "Int64", "status_hex": "string",
+        "matching_keys": LIST, "return_keys": LIST, "match_count": "Int64",
+        "status_hex": "string",
         "status_category": "string", "refined_from_op": "Int64", "diagnosis": "string",
         "diagnosis_detail": "string", "failed_sop_instances": LIST,
         "identifier_problem": "string",
@@ -157,7 +161,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "capture": "string", "attempt_id": "Int64", "tcp_stream": "Int64",
         "client_ip": "string", "client_port": "Int64", "server_ip": "string",
         "server_port": "Int64", "first_at": TS, "last_at": TS, "frame": "Int64",
-        "syns": "Int64", "outcome": "string", "move_assoc_id": "Int64",
+        "syn_count": "Int64", "outcome": "string", "move_assoc_id": "Int64",
         "move_op_index": "Int64",
     },
     "captures": {
@@ -165,7 +169,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "mtime_ns": "Int64", "sha256": "string", "packets": "Int64",
         "first_packet_at": TS, "last_packet_at": TS, "link_type": "string",
         "engine": "string", "tshark_version": "string", "status": "string",
-        "error": "string", "elapsed_s": "Float64", "associations": "Int64",
+        "error": "string", "elapsed_s": "Float64", "association_count": "Int64",
     },
     "throughput": {
         "capture": "string", "assoc_id": "Int64", "sender": "string", "bin_start": TS,
@@ -203,7 +207,8 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for name, dtype in schema.items():
         values = [row.get(name) for row in data]
         if dtype == TS:
-            columns[name] = pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns", utc=True)
+            columns[name] = pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns",
+                                           utc=True).astype(TS)
         elif dtype == LIST:
             columns[name] = pd.Series(values, dtype="object")
         else:
@@ -243,8 +248,8 @@ def _op_row(capture: str, aid: int, a: Association, op: OperationRecord) -> dict
         "capture": capture, "assoc_id": aid, "op_index": op.op_index, "command": op.command,
         "scu": op.scu, "scp": op.scp, "scu_ae": ae[op.scu], "scp_ae": ae[op.scp],
         "message_id": op.message_id, "request_index": op.request_index,
-        "final_response_index": op.final_response_index, "responses": op.responses,
-        "pending_responses": op.pending_responses, "cancel_index": op.cancel_index,
+        "final_response_index": op.final_response_index, "response_count": op.responses,
+        "pending_response_count": op.pending_responses, "cancel_index": op.cancel_index,
         "sop_class_uid": op.sop_class_uid, "sop_class_name": uid_name(op.sop_class_uid),
         "sop_instance_uid": op.sop_instance_uid, "move_destination": op.move_destination,
         "status": op.status, "status_hex": op.status_hex,
@@ -294,7 +299,7 @@ def _query_row(capture: str, aid: int, q: QueryRecord) -> dict[str, Any]:
         "capture": capture, "assoc_id": aid, "op_index": q.op_index, "command": q.command,
         "information_model": q.information_model, "query_level": q.query_level,
         "move_destination": q.move_destination, "matching_keys": q.matching_keys,
-        "return_keys": q.return_keys, "matches": q.matches, "status_hex": q.status_hex,
+        "return_keys": q.return_keys, "match_count": q.matches, "status_hex": q.status_hex,
         "status_category": q.status_category, "refined_from_op": q.refined_from_op,
         "diagnosis": q.diagnosis, "diagnosis_detail": q.diagnosis_detail,
         "failed_sop_instances": q.failed_sop_instances,
@@ -309,7 +314,7 @@ def attempt_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[dict[
         "capture": res.capture, "attempt_id": i, "tcp_stream": t.tcp_stream,
         "client_ip": t.client[0], "client_port": t.client[1], "server_ip": t.server[0],
         "server_port": t.server[1], "first_at": t.first_ns, "last_at": t.last_ns,
-        "frame": t.frame, "syns": t.syns, "outcome": t.outcome,
+        "frame": t.frame, "syn_count": t.syns, "outcome": t.outcome,
         "move_assoc_id": aid_of(owner[i][0]) if i in owner else None,
         "move_op_index": owner[i][1] if i in owner else None,
     } for i, t in enumerate(res.attempts)]
@@ -358,7 +363,7 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
         "impl_version_requestor": a.impl_version["requestor"],
         "impl_class_uid_acceptor": a.impl_uid["acceptor"],
         "impl_version_acceptor": a.impl_version["acceptor"],
-        "messages": len(a.messages), "objects": len(a.objects),
+        "message_count": len(a.messages), "object_count": len(a.objects),
         "bytes_requestor": req_dir.parser.nbytes if req_dir else 0,
         "bytes_acceptor": acc_dir.parser.nbytes if acc_dir else 0,
         "application_context": a.application_context,
@@ -452,7 +457,9 @@ def association_rows(done: FinishedAssociation, capture: str,
             "msg_index", "sender", "context_id", "request_index", "status_category",
             "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
             "fragments", "problem")})
+        status = mrow["status"]
         mrow.update(capture=capture, assoc_id=aid, started_at=m.started_ns,
+                    status_hex=f"0x{status:04X}" if status is not None else None,
                     ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
                     sop_class_name=uid_name(mrow["sop_class_uid"]))
         messages.append(mrow)

@@ -1,0 +1,146 @@
+"""Building blocks of report.html: cells, tables that fit the width (sortable and filterable
+by the page's little script, plain tables without it), and rows of a stored run read a batch
+at a time. Every value from the traffic goes through `svg.esc`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .svg import esc, fmt_ms, missing
+from .tables import ReportLike
+
+#: Rows of one table on the page; the table files hold every row.
+MAX_ROWS = 1000
+
+STATUS_CLASSES = {"Failure": "bad", "Warning": "warn", "Cancel": "muted"}
+
+
+def name(capture: object) -> str:
+    """A capture's file name (the column holds the path as given)."""
+    return Path(str(capture)).name
+
+
+def anchor(capture_index: int, assoc_id: object) -> str:
+    return f"assoc-{capture_index}-{assoc_id}"
+
+
+def when(value: object) -> str:
+    """A capture timestamp as people read it: 2026-01-05 10:00:00.123456 (UTC)."""
+    if missing(value):
+        return ""
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S.%f")  # type: ignore[arg-type]
+
+
+def ms(value: object) -> str:
+    return "" if missing(value) else fmt_ms(float(value))  # type: ignore[arg-type]
+
+
+def count(value: object) -> str:
+    return "" if missing(value) else f"{int(value):,}"  # type: ignore[call-overload]
+
+
+def status(hex_text: object, category: object, text: object = None) -> str:
+    """A status as DICOM engineers read it (0xA700), coloured by category, its meaning as
+    the tooltip."""
+    if missing(hex_text):
+        return ""
+    cls = STATUS_CLASSES.get(str(category), "")
+    title = f' title="{esc(text)}"' if not missing(text) else ""
+    return f"<span class='status {cls}'{title}>{esc(hex_text)}</span>"
+
+
+class Col:
+    """One column of a page table: its heading, how a row renders (HTML, already escaped)
+    and the value it sorts by (a number, or None to sort by the text)."""
+
+    def __init__(self, heading: str, render: Callable[[dict[str, Any]], str],
+                 sort: Callable[[dict[str, Any]], float | None] | None = None,
+                 cls: str = "") -> None:
+        self.heading, self.render, self.sort, self.cls = heading, render, sort, cls
+
+
+def text_col(heading: str, key: str, cls: str = "") -> Col:
+    """A column of text from the traffic (``cls`` "tight": kept on one line)."""
+    return Col(heading, lambda r: esc(r.get(key)), cls=cls)
+
+
+def num_col(heading: str, key: str, fmt: Callable[[object], str] = count) -> Col:
+    return Col(heading, lambda r: fmt(r.get(key)), lambda r: _num(r.get(key)), cls="num")
+
+
+def _num(value: object) -> float | None:
+    if missing(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return float(value.value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def table(rows: Sequence[dict[str, Any]], cols: Sequence[Col], *, total: int | None = None,
+          row_class: Callable[[dict[str, Any]], str] | None = None, table_id: str = "",
+          what: str = "rows", empty: str = "none") -> str:
+    """A ``table.data`` (the script makes it sortable and filterable), at most MAX_ROWS
+    rows, with a line saying how many there are in all when that is more."""
+    if not rows:
+        return f"<p class='muted'>{esc(empty)}</p>"
+    total = len(rows) if total is None else total
+    head = "".join(f"<th class='{c.cls}'>{esc(c.heading)}</th>" if c.cls else
+                   f"<th>{esc(c.heading)}</th>" for c in cols)
+    body = []
+    for r in rows[:MAX_ROWS]:
+        cls = f" class='{esc(row_class(r))}'" if row_class else ""
+        cells = []
+        for c in cols:
+            key = c.sort(r) if c.sort else None
+            data = f" data-v='{key!r}'" if key is not None else ""
+            kind = f" class='{c.cls}'" if c.cls else ""
+            cells.append(f"<td{kind}{data}>{c.render(r)}</td>")
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    ident = f" id='{esc(table_id)}'" if table_id else ""
+    more = (f"<p class='notice'>The first {min(len(rows), MAX_ROWS):,} of {total:,} {what} "
+            "are shown; the table files hold all of them.</p>"
+            if total > min(len(rows), MAX_ROWS) else "")
+    return (f"<div class='tablewrap'><table class='data'{ident}><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
+           filters: Sequence[tuple[str, str, Any]] = ()) -> pd.DataFrame:
+    """A (small) table, or a selection of one, read a batch at a time."""
+    chunks = [b for b in report.batches(name_, columns, filters) if len(b)]
+    if chunks:
+        return pd.concat(chunks, ignore_index=True)
+    from .tables import frame
+
+    empty = frame(name_, [])
+    return empty[columns] if columns else empty
+
+
+def rows_for(report: ReportLike, table_name: str, columns: list[str] | None,
+             keys: Iterable[tuple[Any, int]], per_assoc: int
+             ) -> dict[tuple[Any, int], list[dict[str, Any]]]:
+    """The rows of the associations ``keys`` ((capture, assoc_id) pairs), at most
+    ``per_assoc`` each, in one pass over the table a batch at a time (never the whole
+    table in memory)."""
+    out: dict[tuple[Any, int], list[dict[str, Any]]] = {k: [] for k in keys}
+    captures = {c for c, _ in out}
+    aids = {a for _, a in out}
+    for batch in report.batches(table_name, columns):
+        hit = batch[(batch["capture"].isin(captures) & batch["assoc_id"].isin(aids)).fillna(
+            False).to_numpy(dtype=bool)]
+        for r in records(hit):
+            rows = out.get((r["capture"], int(r["assoc_id"])))
+            if rows is not None and len(rows) < per_assoc:
+                rows.append(r)
+    return out

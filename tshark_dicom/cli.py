@@ -152,7 +152,7 @@ def analyze(
         metavar="FILE")] = None,
     tls_port: Annotated[list[int] | None, typer.Option(
         "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
-        "even without keys (repeatable).")] = None,
+        "even without keys (repeatable).", metavar="N")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -229,7 +229,7 @@ def diagnose(
         metavar="FILE")] = None,
     tls_port: Annotated[list[int] | None, typer.Option(
         "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
-        "even without keys (repeatable).")] = None,
+        "even without keys (repeatable).", metavar="N")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;

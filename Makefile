@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python benchmarks/timing_cost.py
 	$(BIN)/python benchmarks/make_captures.py store_4gb
 	$(BIN)/python benchmarks/large_capture.py
+	$(BIN)/python benchmarks/many_messages.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

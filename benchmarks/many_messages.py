@@ -708,7 +708,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {describe(key)}")
     if args.make_only:
         return 0
-    log(f"measuring {checkout} ({VENV_PYTHON})")
+    where = subprocess.run([VENV_PYTHON, "-c", "import tshark_dicom; print(tshark_dicom.__file__)"],
+                           cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
+                           capture_output=True, text=True)
+    log(f"measuring {where.stdout.strip() or where.stderr.strip()[-300:]} ({VENV_PYTHON})")
     rows = [measure(key, checkout, args.keep_output) for key in keys]
     good = report(rows)
     return 0 if good in (True, None) else 1

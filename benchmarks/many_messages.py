@@ -369,6 +369,9 @@ def start_dumpcap(path: Path, port: int) -> tuple[subprocess.Popen, Path]:
     raise RuntimeError(f"dumpcap did not start: {errpath.read_text()}")
 
 
+RUNNING: set[subprocess.Popen] = set()  # dcmtk SCUs of the lanes, stopped if we stop early
+
+
 def run_task(task: dict, port: int, pyn: PynSCU | None) -> int:
     """Run one association; the messages it exchanged (checked against the plan)."""
     if task["kind"] == "pyn":
@@ -377,11 +380,16 @@ def run_task(task: dict, port: int, pyn: PynSCU | None) -> int:
         if res["error"]:
             raise RuntimeError(f"pynetdicom {task['ae']}: {res['error']}")
         return int(res["messages"])
-    r = subprocess.run(dcmtk_cmd(task, port), capture_output=True, text=True, env=dcmtk_env(),
-                       timeout=3600)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(dcmtk_cmd(task, port))}: exit {r.returncode}: "
-                           f"{r.stderr[-500:]}")
+    proc = subprocess.Popen(dcmtk_cmd(task, port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=dcmtk_env())
+    RUNNING.add(proc)
+    try:
+        _, err = proc.communicate(timeout=3600)
+    finally:
+        RUNNING.discard(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(dcmtk_cmd(task, port))}: exit {proc.returncode}: "
+                           f"{err[-500:]}")
     return int(task["messages"])
 
 
@@ -446,6 +454,8 @@ def generate(key: str, tmp: Path, work: Path) -> dict:
             dumpcap.send_signal(signal.SIGINT)
             dumpcap.wait(timeout=60)
         errpath.unlink(missing_ok=True)
+        for scu in list(RUNNING):
+            scu.terminate()
         for p in pyns:
             p.close()
         archive.stop()

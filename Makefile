@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python benchmarks/large_capture.py
 	$(BIN)/python benchmarks/tls_cost.py
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/many_messages.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

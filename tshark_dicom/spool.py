@@ -64,17 +64,22 @@ class Spool:
         self.offsets = array("q")
         self.numbers = array("q")  # provisional object number, -1 for none
         self.label_index = array("l")
+        self.pieces = array("l")  # (table, rows) pieces pickled for it
 
     def __call__(self, done: FinishedAssociation) -> None:
         label = done.label or self.label
         if label not in self.labels:
             self.labels.append(label)
-        rows = association_rows(done, label, self.objects_prefix)
         self.streams.append(done.assoc.stream)
         self.offsets.append(self.file.tell())
         self.numbers.append(done.number if done.number is not None else -1)
         self.label_index.append(self.labels.index(label))
-        pickle.dump(rows, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        pieces = 0
+        for piece in association_rows(done, label, self.objects_prefix):
+            if piece[1]:
+                pickle.dump(piece, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+                pieces += 1
+        self.pieces.append(pieces)
 
     def drain(self, result: CaptureResult, sink: RowSink) -> None:
         """Every table's rows of the capture into ``sink``, associations in first-packet
@@ -96,25 +101,32 @@ class Spool:
         sink.add("findings", result.capture, early)
         order = sorted(range(len(self.streams)), key=self.streams.__getitem__)
         try:
-            for i, rows in zip(order, self._read(order), strict=True):
+            for i in order:
                 stream = self.streams[i]
                 aid = aid_of(stream)
                 label = self.labels[self.label_index[i]]
-                rows["findings"].extend(finding_row(label, None, f)
-                                        for f in late.pop(stream, ()))
-                if self.numbers[i] not in (-1, aid):
-                    self._rename(rows["objects"], aid)
-                for table, trows in rows.items():
+                extra = [finding_row(label, None, f) for f in late.pop(stream, ())]
+                for table, trows in self._read(i, extra):
+                    if table == "objects" and self.numbers[i] not in (-1, aid):
+                        self._rename(trows, aid)
                     renumber(table, trows, aid, aid_of, offsets.get(label, 0))
-                    if trows:
-                        sink.add(table, label, trows)
+                    sink.add(table, label, trows)
         finally:
             self.file.close()
 
-    def _read(self, order: list[int]) -> Iterator[dict[str, list[dict[str, Any]]]]:
-        for i in order:
-            self.file.seek(self.offsets[i])
-            yield pickle.load(self.file)  # noqa: S301 - our own spool, written above
+    def _read(self, i: int, findings: list[dict[str, Any]]
+              ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Association ``i``'s pieces, in the order written; ``findings`` (found only at
+        the end of the capture) with its own findings."""
+        self.file.seek(self.offsets[i])
+        for _ in range(self.pieces[i]):
+            table, rows = pickle.load(self.file)  # noqa: S301 - our own spool, written above
+            if table == "findings":
+                rows.extend(findings)
+                findings = []
+            yield table, rows
+        if findings:
+            yield "findings", findings
 
     def _rename(self, objects: list[dict[str, Any]], aid: int) -> None:
         """Object files were named with a provisional association number (analysis.py

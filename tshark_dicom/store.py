@@ -155,7 +155,7 @@ class PartWriter:
     def add(self, table: str, label: str, rows: list[dict[str, Any]]) -> None:
         buffer = self.buffers.setdefault((table, label), [])
         buffer.extend(rows)
-        if len(buffer) >= self.ROW_GROUP:
+        if len(buffer) >= self.ROW_GROUP:  # rows come in pieces of at most 8,192
             if self.redact is None:
                 self._flush(table, label)
             else:

@@ -401,69 +401,85 @@ def _tls_columns(a: Association) -> dict[str, Any]:
             "tls_alert_sender": alert[1] if alert else None}
 
 
-def association_rows(done: FinishedAssociation, capture: str,
-                     objects_prefix: str = "") -> dict[str, list[dict[str, Any]]]:
-    """Every row one association gives, per table. Its ``assoc_id`` (and the ids in its
-    correlation columns) are still TCP stream numbers: spool.py numbers them."""
+#: Rows of one table of one association come in pieces of at most this many (a long
+#: association's messages never stand in memory as rows all at once).
+PIECE_ROWS = 8192
+
+
+def association_rows(done: FinishedAssociation, capture: str, objects_prefix: str = ""
+                     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Every row one association gives, as (table, rows) pieces of at most PIECE_ROWS
+    rows. Its ``assoc_id`` (and the ids in its correlation columns) are still TCP stream
+    numbers: spool.py numbers them."""
     a, aid = done.assoc, done.assoc.stream
     row = _assoc_row(capture, aid, a)
     row.update(_timing_row(a, done.timing, done.evidence))
-    rows: dict[str, list[dict[str, Any]]] = {
-        "associations": [row],
-        "operations": [_op_row(capture, aid, a, op) for op in done.ops],
-        "throughput": _throughput_rows(capture, aid, a, done.evidence),
-        "queries": [_query_row(capture, aid, q) for q in done.queries],
-        "query_keys": [
-            {"capture": capture, "assoc_id": aid, "op_index": op_index,
-             "source": k.source, "response_number": k.response_number, "tag": k.tag,
-             "keyword": k.keyword, "vr": k.vr, "value": k.value, "empty": k.empty}
-            for op_index, k in done.query_keys],
-        "presentation_contexts": [{
-            "capture": capture, "assoc_id": aid, "context_id": c.context_id,
-            "abstract_syntax": c.abstract_syntax,
-            "abstract_syntax_name": uid_name(c.abstract_syntax),
-            "proposed_transfer_syntaxes": list(c.proposed_transfer_syntaxes),
-            "result": c.result,
-            "result_text": CONTEXT_RESULTS.get(c.result) if c.result is not None else None,
-            "transfer_syntax": c.transfer_syntax,
-            "transfer_syntax_name": uid_name(c.transfer_syntax),
-            "scu_role_proposed": c.scu_role_proposed,
-            "scp_role_proposed": c.scp_role_proposed,
-            "scu_role_accepted": c.scu_role_accepted,
-            "scp_role_accepted": c.scp_role_accepted,
-            "ext_neg_requested": c.ext_neg_requested,
-            "ext_neg_accepted": c.ext_neg_accepted,
-        } for c in a.context_rows()],
-        "messages": [],
-        "objects": [{
-            "capture": capture, "assoc_id": aid, "msg_index": o.msg_index,
-            "command": o.command, "sender": o.sender,
-            "sop_class_uid": o.sop_class_uid, "sop_class_name": uid_name(o.sop_class_uid),
-            "sop_instance_uid": o.sop_instance_uid,
-            "transfer_syntax": o.transfer_syntax,
-            "transfer_syntax_name": uid_name(o.transfer_syntax),
-            "transfer_syntax_inferred": o.transfer_syntax_inferred,
-            "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
-            "complete": o.complete, "problem": o.problem,
-            "path": objects_prefix + o.path if o.path else None,
-            "meta_notes": o.meta_notes,
-        } for o in a.objects],
-        "findings": [finding_row(capture, aid, f) for f in a.findings],
-    }
-    messages = rows["messages"]
-    for m in a.messages:
-        mrow = {k: m.command_value(k) for k in MessageRecord.COMMAND_COLUMNS}
-        mrow.update({k: getattr(m, k) for k in (
-            "msg_index", "sender", "context_id", "request_index", "status_category",
-            "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
-            "fragments", "problem")})
-        status = mrow["status"]
-        mrow.update(capture=capture, assoc_id=aid, started_at=m.started_ns,
-                    status_hex=f"0x{status:04X}" if status is not None else None,
-                    ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
-                    sop_class_name=uid_name(mrow["sop_class_uid"]))
-        messages.append(mrow)
-    return rows
+    yield "associations", [row]
+    yield from _pieces("operations", (_op_row(capture, aid, a, op) for op in done.ops))
+    yield "throughput", _throughput_rows(capture, aid, a, done.evidence)
+    yield from _pieces("queries", (_query_row(capture, aid, q) for q in done.queries))
+    yield from _pieces("query_keys", (
+        {"capture": capture, "assoc_id": aid, "op_index": op_index,
+         "source": k.source, "response_number": k.response_number, "tag": k.tag,
+         "keyword": k.keyword, "vr": k.vr, "value": k.value, "empty": k.empty}
+        for op_index, k in done.query_keys))
+    yield "presentation_contexts", [{
+        "capture": capture, "assoc_id": aid, "context_id": c.context_id,
+        "abstract_syntax": c.abstract_syntax,
+        "abstract_syntax_name": uid_name(c.abstract_syntax),
+        "proposed_transfer_syntaxes": list(c.proposed_transfer_syntaxes),
+        "result": c.result,
+        "result_text": CONTEXT_RESULTS.get(c.result) if c.result is not None else None,
+        "transfer_syntax": c.transfer_syntax,
+        "transfer_syntax_name": uid_name(c.transfer_syntax),
+        "scu_role_proposed": c.scu_role_proposed,
+        "scp_role_proposed": c.scp_role_proposed,
+        "scu_role_accepted": c.scu_role_accepted,
+        "scp_role_accepted": c.scp_role_accepted,
+        "ext_neg_requested": c.ext_neg_requested,
+        "ext_neg_accepted": c.ext_neg_accepted,
+    } for c in a.context_rows()]
+    yield from _pieces("messages", (_message_row(capture, aid, m) for m in a.messages))
+    yield from _pieces("objects", ({
+        "capture": capture, "assoc_id": aid, "msg_index": o.msg_index,
+        "command": o.command, "sender": o.sender,
+        "sop_class_uid": o.sop_class_uid, "sop_class_name": uid_name(o.sop_class_uid),
+        "sop_instance_uid": o.sop_instance_uid,
+        "transfer_syntax": o.transfer_syntax,
+        "transfer_syntax_name": uid_name(o.transfer_syntax),
+        "transfer_syntax_inferred": o.transfer_syntax_inferred,
+        "dataset_bytes": o.dataset_bytes, "sha256": o.sha256 or None,
+        "complete": o.complete, "problem": o.problem,
+        "path": objects_prefix + o.path if o.path else None,
+        "meta_notes": o.meta_notes,
+    } for o in a.objects))
+    yield "findings", [finding_row(capture, aid, f) for f in a.findings]
+
+
+def _pieces(table: str, rows: Iterable[dict[str, Any]]
+            ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    piece: list[dict[str, Any]] = []
+    for row in rows:
+        piece.append(row)
+        if len(piece) >= PIECE_ROWS:
+            yield table, piece
+            piece = []
+    if piece:
+        yield table, piece
+
+
+def _message_row(capture: str, aid: int, m: MessageRecord) -> dict[str, Any]:
+    mrow = {k: m.command_value(k) for k in MessageRecord.COMMAND_COLUMNS}
+    mrow.update({k: getattr(m, k) for k in (
+        "msg_index", "sender", "context_id", "request_index", "status_category",
+        "status_text", "has_dataset", "dataset_bytes", "first_frame", "last_frame",
+        "fragments", "problem")})
+    status = mrow["status"]
+    mrow.update(capture=capture, assoc_id=aid, started_at=m.started_ns,
+                status_hex=f"0x{status:04X}" if status is not None else None,
+                ended_at=m.ended_ns, duration_ms=ms_between(m.started_ns, m.ended_ns),
+                sop_class_name=uid_name(mrow["sop_class_uid"]))
+    return mrow
 
 
 #: Per table: the columns that hold association ids, and those that hold frame numbers.

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from .errors import OptionsError, TsharkDicomError
 from .safe import visible_lines
 from .store import (
     FORMATS,
+    TABLES_DIR,
     has_results,
     output_mode,
     read_table,
@@ -246,6 +248,12 @@ def load(out: str | os.PathLike[str]) -> Report:
     return StoredReport(folder)
 
 
+#: A stored table of at most this many rows is loaded whole on first use by `batches`
+#: (the report reads some tables once per association); larger ones are scanned a batch
+#: at a time, so memory stays flat.
+IN_MEMORY_ROWS = 100_000
+
+
 class StoredReport(Report):
     """A Report whose tables stay on disk until asked for (`load`)."""
 
@@ -272,10 +280,21 @@ class StoredReport(Report):
                 filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]:
         if table not in SCHEMAS:
             raise KeyError(table)
-        if table in self.__dict__:  # already loaded
+        if table in self.__dict__ or self._rows(table) <= IN_MEMORY_ROWS:
+            # loaded, or small enough to load once: the report asks many times
             yield from super().batches(table, columns, filters)
             return
         yield from scan_table(self.folder, table, columns, filters)
+
+    def _rows(self, table: str) -> int:
+        """How many rows a table has, from the Parquet footers (no data read)."""
+        counts: dict[str, int] = self.__dict__.setdefault("_counts", {})
+        if table not in counts:
+            parts = self.folder / TABLES_DIR / table
+            files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+            counts[table] = (sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+                             if files else IN_MEMORY_ROWS + 1)  # CSV or old layout: scan
+        return counts[table]
 
     def read(self, table: str, columns: list[str] | None = None,
              filters: Any = None) -> pd.DataFrame:

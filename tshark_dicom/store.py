@@ -330,8 +330,14 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         if keys is not None:
             rank = {k: i for i, k in enumerate(keys)}
             files.sort(key=lambda p: rank.get(p.stem, len(rank)))
-        chunks = [_read_part(f, table, columns, filters) for f in files]
-        df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+        if _current(files, table):  # one dataset read of every part (this version's)
+            df = ds.dataset([str(f) for f in files], schema=arrow_schema(table),
+                            format="parquet").to_table(
+                columns=list(columns) if columns else None,
+                filter=_expression(filters)).to_pandas()
+        else:
+            chunks = [_read_part(f, table, columns, filters) for f in files]
+            df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     elif (folder / "csv" / table).is_dir():
         files = sorted((folder / "csv" / table).glob("*.csv"))
         if keys is not None:
@@ -348,6 +354,14 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         return None
     typed = typed_frame(table, df)
     return typed[list(columns)] if columns else typed
+
+
+def _expression(filters: Any) -> Any:
+    """pyarrow's filters for pq.read_table (a list of (column, op, value) tuples, or an
+    Expression) as a dataset Expression."""
+    if filters is None or isinstance(filters, pc.Expression):
+        return filters
+    return pq.filters_to_expression(filters)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

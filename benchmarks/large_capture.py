@@ -74,7 +74,7 @@ def main() -> int:
             st = _status(pid)
             rss, name = st.get("VmRSS", 0), _name(pid)
             total += rss
-            kind = "tshark" if "tshark" in name else "python"
+            kind = "tshark" if ("tshark" in name or "editcap" in name) else "python"
             peak[kind] = max(peak[kind], rss)
             if "VmHWM" in st:
                 hwm[pid] = (kind, st["VmHWM"])
@@ -86,7 +86,7 @@ def main() -> int:
     size = capture.stat().st_size
     print(f"{args.capture} ({size / 2**30:.2f} GiB), exit {proc.returncode}, wall {wall:.1f} s"
           f"{' with objects' if args.objects else ', tables only'}: peak python "
-          f"{peak['python'] / 1024:.0f} MiB, tshark {peak['tshark'] / 1024:.0f} MiB, "
+          f"{peak['python'] / 1024:.0f} MiB, tshark/editcap {peak['tshark'] / 1024:.0f} MiB, "
           f"both at once {peak['sum'] / 1024:.0f} MiB (sampled)")
     shutil.rmtree(out.parent, ignore_errors=True)
     return proc.returncode

@@ -177,7 +177,7 @@ class TreeMonitor(threading.Thread):
 
 
 def is_tshark(name: str | None) -> bool:
-    return bool(name) and name.startswith(("tshark", "dumpcap"))
+    return bool(name) and name.startswith(("tshark", "dumpcap", "editcap"))
 
 
 def measure(cmd: list[str], *, stdout=None, cwd=None, env=None) -> dict:

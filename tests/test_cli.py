@@ -29,7 +29,7 @@ def test_analyze_writes_every_table_and_summary(tmp_path: Path) -> None:
     code, stdout, stderr = invoke("analyze", str(CAPTURES / "store_104.pcapng"), "-o", str(out),
                                   "--format", "both")
     assert code == 0, stderr
-    assert stdout.splitlines()[0] == "1 capture(s): 1 associations (1 accepted)"
+    assert stdout.splitlines()[0] == "1 capture(s): 1 association (1 accepted)"
     assert "2 data sets: 2 complete, 2 written as Part-10 files" in stdout
     for table in TABLES:
         assert (out / "tables" / table / "store_104.pcapng.parquet").is_file()

@@ -147,7 +147,8 @@ class Report:
         caps = self.captures
         failed = caps[caps["status"] == "failed"] if len(caps) else caps
         lines = [
-            f"{max(len(caps), len(set(a['capture'])))} capture(s): {len(a)} associations"
+            f"{max(len(caps), len(set(a['capture'])))} capture(s): "
+            f"{_plural(len(a), 'association')}"
             + (f" ({', '.join(parts)})" if parts else "")
             + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
             _messages_line(messages, commands),

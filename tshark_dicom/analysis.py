@@ -316,7 +316,7 @@ class _Run:
         links = correlate(assocs, ops, result.attempts)
         by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
         context = QrContext(assocs, links, result.attempts, by_op)
-        for index, finding in qr_findings(context, ops, queries=False):  # those: _settle
+        for index, finding in qr_findings(context):
             assocs[index].findings.append(finding)
         if cross_check and assocs:
             for which, finding in crosscheck(tshark, path, label, assocs, ports):

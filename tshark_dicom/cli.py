@@ -73,6 +73,13 @@ def main_options(
     """tshark-dicom: DICOM network traffic analysis on top of tshark."""
 
 
+TlsKeylogOpt = Annotated[list[Path] | None, typer.Option(
+    "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
+    "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
+    metavar="FILE")]
+TlsPortOpt = Annotated[list[int] | None, typer.Option(
+    "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
+    "even without keys (repeatable).", metavar="N")]
 RedactOpt = Annotated[bool, typer.Option(
     "--redact", help="Replace patient-identifying values (names, IDs, birth dates, accession "
     "numbers and the other attributes of PS3.15 Annex E; user names; error comments) by "
@@ -146,13 +153,8 @@ def analyze(
     shared_output: Annotated[bool, typer.Option(
         "--shared-output", help="Create files and folders as the umask allows (default: "
         "readable by their owner only, 0600 files in 0700 folders).")] = False,
-    tls_keylog: Annotated[list[Path] | None, typer.Option(
-        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
-        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
-        metavar="FILE")] = None,
-    tls_port: Annotated[list[int] | None, typer.Option(
-        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
-        "even without keys (repeatable).", metavar="N")] = None,
+    tls_keylog: TlsKeylogOpt = None,
+    tls_port: TlsPortOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
@@ -223,13 +225,8 @@ def diagnose(
     redact_uids: RedactUidsOpt = False,
     redact_network: RedactNetworkOpt = False,
     redact_key: RedactKeyOpt = None,
-    tls_keylog: Annotated[list[Path] | None, typer.Option(
-        "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
-        "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
-        metavar="FILE")] = None,
-    tls_port: Annotated[list[int] | None, typer.Option(
-        "--tls-port", help="A DICOM TLS port besides 2762: its TLS connections are shown "
-        "even without keys (repeatable).", metavar="N")] = None,
+    tls_keylog: TlsKeylogOpt = None,
+    tls_port: TlsPortOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;

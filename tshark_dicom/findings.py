@@ -313,14 +313,6 @@ class PerObjectTally:
         return out
 
 
-def association_per_object(contexts: Sequence[TimingContext]) -> list[tuple[int, FindingRecord]]:
-    """PerObjectTally over a capture's associations; (index in ``contexts``, finding)."""
-    tally = PerObjectTally()
-    for i, c in enumerate(contexts):
-        tally.add(i, c)
-    return tally.findings()
-
-
 # ---------------------------------------------------------------------------------------
 # Query/retrieve (correlate.py, queries.py): one finding per C-MOVE, C-GET or C-FIND
 # that went wrong, naming the AE titles, addresses, UIDs and values, and what to check.
@@ -537,9 +529,10 @@ MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] =
 )
 
 
-def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]],
-                queries: bool = True) -> list[tuple[int, FindingRecord]]:
-    """Every query/retrieve rule (the C-FIND ones with ``queries``); (assoc_id, finding)."""
+def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
+    """Every C-MOVE and C-GET rule, across the capture's associations; (assoc_id,
+    finding). The C-FIND rule (`query_findings`) needs one association only: analysis.py
+    runs it as each association ends."""
     out: list[tuple[int, FindingRecord]] = []
     for ml in c.links:
         if ml.op.command == "C-MOVE":
@@ -552,8 +545,4 @@ def qr_findings(c: QrContext, operations: Sequence[list[OperationRecord]],
                 f = get_rule(c, ml)
                 if f is not None:
                     out.append((ml.assoc_id, f))
-    for (aid, op_index), q in c.queries.items() if queries else ():
-        f = query_findings(c, aid, q, operations[aid][op_index])
-        if f is not None:
-            out.append((aid, f))
     return out

@@ -169,10 +169,9 @@ class PartWriter:
             self._write(t, label, df)
 
     def _tmp(self, kind: str, table: str, label: str) -> Path:
+        """Where a part is written until `close` renames it (made on first use)."""
         ext = "parquet" if kind == TABLES_DIR else "csv"
-        path = self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
 
     def _flush(self, table: str, label: str) -> None:
         self._write(table, label, frame(table, self.buffers.pop((table, label), [])))
@@ -181,15 +180,19 @@ class PartWriter:
         if self.format in ("parquet", "both"):
             writer = self.parquet.get((table, label))
             if writer is None:
-                writer = self.parquet[(table, label)] = pq.ParquetWriter(
-                    self._tmp(TABLES_DIR, table, label), arrow_schema(table))
+                path = self._tmp(TABLES_DIR, table, label)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = self.parquet[(table, label)] = pq.ParquetWriter(path,
+                                                                         arrow_schema(table))
             writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema(table),
                                                     preserve_index=False))
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started
             self.csv_started.add((table, label))
-            csv_frame(table, df).to_csv(self._tmp("csv", table, label), index=False,
-                                        mode="w" if first else "a", header=first)
+            path = self._tmp("csv", table, label)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            csv_frame(table, df).to_csv(path, index=False, mode="w" if first else "a",
+                                        header=first)
 
     def close(self) -> list[Path]:
         """Everything buffered written, every part renamed into place; the paths."""
@@ -208,11 +211,10 @@ class PartWriter:
             writer.close()
         written = []
         for (table, label) in sorted(set(self.parquet) | self.csv_started):
-            key = self.keys[label]
-            for kind, ext in ((TABLES_DIR, "parquet"), ("csv", "csv")):
-                tmp = self.folder / kind / table / f".{key}.{ext}.tmp"
+            for kind in (TABLES_DIR, "csv"):
+                tmp = self._tmp(kind, table, label)
                 if tmp.exists():
-                    written.append(tmp.with_name(f"{key}.{ext}"))
+                    written.append(tmp.with_name(tmp.name[1:].removesuffix(".tmp")))
                     os.replace(tmp, written[-1])
         return written
 

@@ -482,8 +482,9 @@ def _message_row(capture: str, aid: int, m: MessageRecord) -> dict[str, Any]:
     return mrow
 
 
-#: Per table: the columns that hold association ids, and those that hold frame numbers.
+#: Per table: the columns that hold an association id, a list of them, and frame numbers.
 ASSOC_ID_COLUMNS = {"operations": ("parent_assoc_id",)}
+ASSOC_ID_LIST_COLUMNS = {"operations": ("callback_assoc_ids",)}
 FRAME_COLUMNS = {
     "associations": ("first_frame", "last_frame"), "messages": ("first_frame", "last_frame"),
     "operations": ("first_frame", "last_frame"), "findings": ("frame",),
@@ -495,14 +496,16 @@ def renumber(table: str, rows: list[dict[str, Any]], aid: int,
     """Stream numbers in ``rows`` (one association's) become association ids; frame
     numbers count from ``frame_offset`` (a set: the start of the row's own file)."""
     id_cols = ASSOC_ID_COLUMNS.get(table, ())
+    list_cols = ASSOC_ID_LIST_COLUMNS.get(table, ())
     frame_cols = FRAME_COLUMNS.get(table, ()) if frame_offset else ()
     for row in rows:
         row["assoc_id"] = aid
         for col in id_cols:
             if row[col] is not None:
                 row[col] = aid_of(row[col])
-        if table == "operations" and row["callback_assoc_ids"]:
-            row["callback_assoc_ids"] = [aid_of(s) for s in row["callback_assoc_ids"]]
+        for col in list_cols:
+            if row[col]:
+                row[col] = [aid_of(s) for s in row[col]]
         for col in frame_cols:
             if row[col] is not None:
                 row[col] -= frame_offset

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,21 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return _CACHE[key]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def checkout_reachable() -> Iterator[None]:
+    """Tests that run the CLI as another user (nobody) need to reach this checkout and the
+    venv inside it. A checkout in a private folder (``mktemp -d`` makes it 0700) is opened
+    for traversal only (o+x, no listing) for the session, and closed again after."""
+    opened = []
+    for folder in [ROOT, *ROOT.parents]:
+        mode = folder.stat().st_mode
+        if not mode & 0o001 and folder.stat().st_uid == os.getuid():
+            folder.chmod(mode | 0o001)
+            opened.append((folder, mode))
+    try:
+        yield
+    finally:
+        for folder, mode in reversed(opened):
+            folder.chmod(mode)

@@ -408,8 +408,8 @@ def _as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def nobody_dir() -> Iterator[Path]:
-    """A folder nobody owns (pytest's own are root's, 0700)."""
+def nobody_dir(checkout_reachable: None) -> Iterator[Path]:
+    """A folder nobody owns (pytest's own are root's, 0700); nobody can reach the code."""
     import tempfile
 
     path = Path(tempfile.mkdtemp(prefix="tdc-nobody-"))

@@ -185,6 +185,7 @@ def test_disk_full_is_one_line_exit_4(tmp_path: Path) -> None:
     assert "internal error" not in line
 
 
+@pytest.mark.usefixtures("checkout_reachable")
 def test_output_folder_not_writable_as_another_user_exit_4(tmp_path: Path) -> None:
     capture = tmp_path / "in.pcapng"
     shutil.copy(CAPTURES / "echo.pcapng", capture)
@@ -198,6 +199,7 @@ def test_output_folder_not_writable_as_another_user_exit_4(tmp_path: Path) -> No
     assert line.startswith(f"Error: {locked / 'out'}: ") and line.endswith("Permission denied")
 
 
+@pytest.mark.usefixtures("checkout_reachable")
 def test_earlier_results_not_writable_as_another_user_exit_4(tmp_path: Path) -> None:
     """OUT is nobody's, but the earlier run's objects folder in it is root's."""
     capture = tmp_path / "in.pcapng"

@@ -9,22 +9,13 @@ files to an archive renames nothing.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
-import multiprocessing
 import os
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +31,7 @@ from .store import PartWriter, safe_key
 from .tables import TABLES, frame
 from .tls import TlsOptions, check_tls_options
 from .tshark import Tshark, find_tshark
+from .workers import context as worker_context
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
@@ -412,15 +404,22 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
         return
     if work.engine == "ek" or work.cross_check:  # they need tshark's version: probe once
         work.tshark.version  # noqa: B018 - here, not in every worker
-    # spawn, not fork: this process runs threads (tshark's stderr readers, the object
-    # writer), and a fork taken while one holds a lock deadlocks the child.
-    context = multiprocessing.get_context("spawn")
+    work.tshark.version_text  # noqa: B018 - the same: once, not in every worker
+    # forked from a server that imported the analysis once (workers.py), never from this
+    # process: it runs threads (tshark's stderr readers, the progress display), and a
+    # fork taken while one holds a lock deadlocks the child.
+    context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)
+    mask = os.umask(0o077)  # read it (never looser meanwhile): the server's may be older
+    os.umask(mask)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(slots, claimed)) as pool:
+                             initargs=(slots, claimed, mask)) as pool:
+        # the largest first, so that no long capture starts last while the other
+        # workers have nothing left to do
         futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
-            pool.submit(_analyze_in_worker, cap, work): cap for cap in todo}
+            pool.submit(_analyze_in_worker, cap, work): cap
+            for cap in sorted(todo, key=lambda c: -c.total_size)}
         pending: set[Future[dict[str, pd.DataFrame]]] = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)
@@ -451,7 +450,8 @@ PROGRESS_S = 0.5
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(slots: Any, claimed: Any) -> None:
+def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
+    os.umask(umask)  # the run's (store.output_mode), not the fork server's
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value
         claimed.value += 1
@@ -554,6 +554,10 @@ def _dask_client(address: str, client_class: Callable[..., Any]) -> Any:
     after the Client's retries), then the scheduler's ``identity`` over Dask's own protocol
     (a server that is not a Dask scheduler, or a TLS address without a TLS configuration,
     is said plainly, and no half-made Client is left to time out at exit)."""
+    import asyncio
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
     from distributed.comm.addressing import parse_address, parse_host_port
 
     where = f"--dask {address}"
@@ -593,6 +597,8 @@ def _dask_client(address: str, client_class: Callable[..., Any]) -> Any:
 
 async def _dask_identity(address: str) -> str | None:
     """What the Dask server at ``address`` says it is (``Scheduler``, ``Worker``...)."""
+    import asyncio
+
     from distributed.core import rpc
     from distributed.security import Security
 

@@ -90,11 +90,12 @@ class Tshark:
     where dissection is needed. Its version is probed (``tshark --version``, 0.3-0.5 s)
     only when asked for: the ek engine and the cross-check need it."""
 
-    def __init__(self, path: str, version: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, path: str, version: tuple[int, int, int] | None = None,
+                 suite: str | None = None) -> None:
         self.path = path
-        self._version = version
+        self._version = version or _VERSIONS.get(path)
         self._error: TsharkDicomError | None = None
-        self._suite: str | None = None
+        self._suite = suite if suite is not None else _SUITES.get(path)
         editcap = Path(path).with_name("editcap")
         self.editcap = str(editcap) if os.access(editcap, os.X_OK) else None
 
@@ -110,7 +111,7 @@ class Tshark:
             self._error = TsharkError(
                 f"{self.path} does not look like tshark (unknown --version output)")
             return
-        self._version = (int(match[1]), int(match[2]), int(match[3]))
+        self._version = _VERSIONS[self.path] = (int(match[1]), int(match[2]), int(match[3]))
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -140,14 +141,21 @@ class Tshark:
                 except (OSError, subprocess.SubprocessError):
                     out = ""
                 match = re.search(r"\(Wireshark\) (\d+\.\d+\.\d+)", out)
-                self._suite = match[1] if match else ""
+                self._suite = _SUITES[self.path] = match[1] if match else ""
         return self._suite
 
     def __getstate__(self) -> dict[str, object]:  # for worker processes
-        return {"path": self.path, "version": self._version}
+        return {"path": self.path, "version": self._version, "suite": self._suite}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(state["path"], state["version"])  # type: ignore[misc]
+        self.__init__(state["path"], state["version"], state.get("suite"))  # type: ignore[misc]
+
+
+#: What the probes found, by executable path, for the life of the process: a worker
+#: process gets a new Tshark with every capture (unpickled) and must not run
+#: ``editcap --version`` or ``tshark --version`` again for each.
+_VERSIONS: dict[str, tuple[int, int, int]] = {}
+_SUITES: dict[str, str] = {}
 
 
 def find_tshark(explicit: str | os.PathLike[str] | None = None) -> Tshark:
@@ -174,6 +182,9 @@ def check_capture(tshark: Tshark, path: Path) -> None:
     cut = cut_in_header(path)
     if cut:
         raise CaptureError(f"{path}: {cut}")
+    with open(path, "rb") as f:
+        if f.read(4) in (*_PCAP_MAGICS, _PCAPNG_MAGIC):
+            return  # what captype would say (wiretap tries the magic numbers first)
     captype = Path(tshark.path).with_name("captype")
     if not captype.exists():
         return

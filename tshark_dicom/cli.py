@@ -383,7 +383,10 @@ def main() -> None:
 
 
 def _exit(code: int) -> None:
-    """Flush what is buffered, then end the process at once (os._exit)."""
+    """Flush what is buffered, then end the process at once (os._exit); under a profiler,
+    debugger or coverage (they write their results at exit) the usual way."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -397,6 +397,25 @@ def test_output_is_owner_only_unless_shared(two_runs: dict[str, Path], tmp_path:
     assert any(p.suffix == ".dcm" for p in files) and any(p.suffix == ".csv" for p in files)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_jobs_workers_write_with_the_runs_umask(tmp_path: Path, shared: bool) -> None:
+    """--jobs workers are forked from a server started before the run set its umask
+    (batch.py, workers.py): what they write is owner-only all the same, or as the umask
+    allows with --shared-output."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
+                           *(str(CAPTURES / c) for c in NEW_SET), "-o", str(out), "--jobs",
+                           "2", "-q", *(["--shared-output"] if shared else [])],
+                          capture_output=True, text=True, cwd=ROOT,
+                          preexec_fn=lambda: os.umask(0o022))
+    assert proc.returncode == 0, proc.stderr
+    written = list(out.rglob("*"))
+    assert any(p.suffix == ".dcm" for p in written)  # written by a worker
+    files = {p.stat().st_mode & 0o777 for p in written if p.is_file()}
+    folders = {p.stat().st_mode & 0o777 for p in written if p.is_dir()}
+    assert (files, folders) == (({0o644}, {0o755}) if shared else ({0o600}, {0o700}))
+
+
 # -- as a user without root's powers ---------------------------------------------------------
 def _as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI run as nobody:nogroup (setpriv), with this worktree's package."""

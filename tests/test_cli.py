@@ -199,6 +199,17 @@ def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "Traceback" not in proc.stderr
+    # the process ends without the interpreter's teardown: exit codes and output still whole
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
+                           str(CAPTURES / "echo.pcapng"), "-o", str(tmp_path / "o"),
+                           "--jobs", "0"], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr) == (2, "Error: --jobs 0: must be 1 or more\n")
+    proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
+                           str(CAPTURES / "echo.pcapng"), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "1 capture(s): 1 association (1 accepted)"
+    assert proc.stdout.endswith(f"results in {tmp_path / 'o'}/\n")
 
 
 # -- diagnose -------------------------------------------------------------------------------

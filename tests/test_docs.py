@@ -96,8 +96,9 @@ def test_help_in_plain_words(argv: list[str]) -> None:
 
 def test_version_is_instant() -> None:
     """`--version` does not load the analysis (pandas, pyarrow, pydicom)."""
-    code = ("import sys; from tshark_dicom.cli import main; sys.argv = ['tshark-dicom', "
-            "'--version']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+    # the app, not main(): main() ends the process at once (no teardown)
+    code = ("import sys; from tshark_dicom.cli import app; sys.argv = ['tshark-dicom', "
+            "'--version']\ntry:\n    app()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('pandas', 'pyarrow', 'pydicom', 'pynetdicom') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

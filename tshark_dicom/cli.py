@@ -8,6 +8,7 @@ into place only when complete, replacing the previous run's results.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -342,6 +343,10 @@ def _fail(exc: TsharkDicomError) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # Arrow's own allocator (mimalloc) keeps the memory of every batch read for the report
+    # and the tables; the system's hands it back, so a long run stays flat (issue 8). Set
+    # before pyarrow loads; --jobs workers inherit it.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     try:
         app()
     except BrokenPipeError:  # e.g. piped into head

@@ -16,11 +16,10 @@ ARCHIVE = ("10.0.0.9", 104)
 
 
 def _assoc(calling: str, called: str, requestor: tuple[str, int], acceptor: tuple[str, int],
-           start_ms: float, messages: list[Any] | None = None) -> Any:
+           start_ms: float) -> Any:
     return SimpleNamespace(calling_ae=calling, called_ae=called, requestor=requestor,
                            acceptor=acceptor, requested_ns=int(start_ms * MS),
-                           first_ns=int(start_ms * MS), last_ns=int((start_ms + 1000) * MS),
-                           messages=messages or [])
+                           first_ns=int(start_ms * MS), last_ns=int((start_ms + 1000) * MS))
 
 
 def _op(index: int, command: str, start_ms: float, end_ms: float | None, *,
@@ -34,9 +33,12 @@ def _op(index: int, command: str, start_ms: float, end_ms: float | None, *,
     return op
 
 
-def _store_msg(index: int, originator: str | None, originator_id: int | None) -> Any:
-    return SimpleNamespace(msg_index=index, cmd=SimpleNamespace(
-        move_originator_ae=originator, move_originator_message_id=originator_id))
+def _store(start_ms: float, end_ms: float, originator: str | None, originator_id: int | None
+           ) -> OperationRecord:
+    """A C-STORE sub-operation with its Move Originator AE and Message ID."""
+    op = _op(0, "C-STORE", start_ms, end_ms)
+    op.move_originator_ae, op.move_originator_message_id = originator, originator_id
+    return op
 
 
 def _two_moves(originators: list[tuple[str | None, int | None]]) -> tuple[list[Any], list[Any]]:
@@ -44,16 +46,14 @@ def _two_moves(originators: list[tuple[str | None, int | None]]) -> tuple[list[A
     assocs = [
         _assoc("SCU-A", "ARCHIVE", ("10.0.0.1", 40000), ARCHIVE, 0),
         _assoc("SCU-B", "ARCHIVE", ("10.0.0.2", 40000), ARCHIVE, 5),
-        _assoc("ARCHIVE", "DEST", (ARCHIVE[0], 50000), ("10.0.0.3", 11112), 20,
-               [_store_msg(0, *originators[0])]),
-        _assoc("ARCHIVE", "DEST", (ARCHIVE[0], 50001), ("10.0.0.3", 11112), 25,
-               [_store_msg(0, *originators[1])]),
+        _assoc("ARCHIVE", "DEST", (ARCHIVE[0], 50000), ("10.0.0.3", 11112), 20),
+        _assoc("ARCHIVE", "DEST", (ARCHIVE[0], 50001), ("10.0.0.3", 11112), 25),
     ]
     ops = [
         [_op(0, "C-MOVE", 10, 500, dest="DEST", message_id=7)],
         [_op(0, "C-MOVE", 15, 600, dest="DEST", message_id=9)],
-        [_op(0, "C-STORE", 30, 40)],
-        [_op(0, "C-STORE", 35, 45)],
+        [_store(30, 40, *originators[0])],
+        [_store(35, 45, *originators[1])],
     ]
     return assocs, ops
 

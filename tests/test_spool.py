@@ -84,6 +84,7 @@ def test_tables_are_written_in_row_groups_with_one_schema(tmp_path: Path,
     from tshark_dicom import store
 
     monkeypatch.setattr(store.PartWriter, "ROW_GROUP", 4)
+    monkeypatch.setattr(store.PartWriter, "CONVERT_ROWS", 2)
     out = tmp_path / "out"
     analyze_to([CAPTURES / "timing_assoc_per_object.pcapng", CAPTURES / "qr_move_ok.pcapng"],
                             out)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .association import Association, FindingRecord
+from .association import Association, FindingRecord, MessageRecord, ObjectRecord
 from .correlate import correlate
 from .crosscheck import crosscheck
 from .errors import OptionsError
@@ -26,6 +26,7 @@ from .findings import (
     query_findings,
     timing_findings,
 )
+from .ledger import IDENTIFIER_COMMANDS, Ledger
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import (
     CaptureStats,
@@ -36,10 +37,11 @@ from .packets import (
     read_packets,
     read_raw_packets,
 )
-from .queries import KeyRecord, QueryRecord, build_queries
+from .queries import KeyRecord, QueryRecord
+from .spill import Spill
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
-from .timing import AssociationTiming, OperationRecord, association_timing, build_operations
+from .timing import AssociationTiming, OperationRecord, association_timing
 from .tls import TlsOptions, looks_like_tls
 from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
@@ -56,10 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Which data sets become Part-10 files (SPEC: C-STORE, including C-GET/C-MOVE sub-operations).
 FILE_COMMANDS = frozenset({"C-STORE-RQ"})
-#: Whose data sets (query/retrieve identifiers) are kept for queries.py to decode, up to
-#: IDENTIFIER_MAX bytes each.
-IDENTIFIER_COMMANDS = frozenset({"C-FIND-RQ", "C-FIND-RSP", "C-MOVE-RQ", "C-MOVE-RSP",
-                                 "C-GET-RQ", "C-GET-RSP"})
+#: Query/retrieve identifiers (ledger.IDENTIFIER_COMMANDS) are kept for queries.py to
+#: decode, up to IDENTIFIER_MAX bytes each.
 IDENTIFIER_MAX = 1 << 20
 
 
@@ -82,11 +82,13 @@ class FinishedAssociation:
     tables.py numbers the associations of a capture."""
 
     assoc: Association
-    ops: list[OperationRecord]
+    messages: Spill[MessageRecord]
+    objects: Spill[ObjectRecord]
+    ops: Spill[OperationRecord]
     timing: AssociationTiming
     evidence: ConnectionEvidence | None
-    queries: list[QueryRecord]
-    query_keys: list[tuple[int, KeyRecord]]  # (op_index, key)
+    queries: Spill[QueryRecord]
+    query_keys: Spill[tuple[int, KeyRecord]]  # (op_index, key)
     #: the file its first packet is in (a ring-buffer set), else None
     label: str | None = None
     #: the provisional number its object files were named with (see _settle_object_names)
@@ -158,7 +160,8 @@ class _Run:
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
         self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
-        self._scanned: dict[int, int] = {}  # open stream -> messages scanned for those
+        #: open stream -> its records so far (long associations: see ledger.py)
+        self.ledgers: dict[int, Ledger] = {}
         self.label: str | None = None  # the file being read (a set)
         self.labels: dict[int, str] = {}  # open stream -> file of its first packet (a set)
         #: streams that open with a TLS ClientHello: tcp.stream -> the server's endpoint
@@ -191,6 +194,7 @@ class _Run:
                 assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
                                     guess_transfer_syntax=infer_transfer_syntax)
                 assocs[stream] = assoc
+                assoc.on_settle = self._settled
                 conn = conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
                 assoc.note_packet(pkt)
                 if self.label is not None:
@@ -209,6 +213,7 @@ class _Run:
                     self.tls_seen[stream] = (pkt.dst, pkt.dport)
                 self.done.add(stream)
                 del conns[stream], assocs[stream]
+                self.ledgers.pop(stream, None)
                 self.labels.pop(stream, None)
             elif pkt.flags & 0x05 and conn.closed:  # FIN or RST: perhaps both sides done
                 self._finish(stream)
@@ -216,11 +221,17 @@ class _Run:
                 progress(count)
         result.packets, result.payload_bytes = count, payload_bytes
 
+    def _settled(self, assoc: Association) -> None:
+        """A long association's finished messages move on (flat memory)."""
+        ledger = self.ledgers.get(assoc.stream)
+        if ledger is None:
+            ledger = self.ledgers[assoc.stream] = Ledger()
+        ledger.take(*assoc.drain())
+
     def _finish(self, stream: int) -> None:
         conn = self.conns.pop(stream)
         assoc = self.assocs.pop(stream)
         label = self.labels.pop(stream, None)
-        self._scanned.pop(stream, None)
         self.done.add(stream)
         conn.finish()
         evidence = None
@@ -232,6 +243,7 @@ class _Run:
             assoc.tcp_out_of_order[role] += half.stats.out_of_order
         assoc.finish()
         if not assoc.is_dicom:
+            self.ledgers.pop(stream, None)
             attempt = failed_attempt(conn)
             if attempt is not None:
                 self.attempts.append(attempt)
@@ -257,18 +269,24 @@ class _Run:
                 label: str | None) -> FinishedAssociation:
         """Everything one association gives on its own: operations, timing, queries and
         their findings."""
-        ops = build_operations(assoc)
+        ledger = self.ledgers.pop(assoc.stream, None) or Ledger()
+        ledger.take(*assoc.drain())
+        ledger.finish()
+        ops = ledger.ops
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
         assoc.findings.extend(timing_findings(context))
         self.tally.add(assoc.stream, context)
-        queries, keys = build_queries(assoc, ops)
-        alone = QrContext([assoc], [], [], {})
-        for q in queries:
-            finding = query_findings(alone, 0, q, ops[q.op_index])
-            if finding is not None:
-                assoc.findings.append(finding)
-        return FinishedAssociation(assoc, ops, timing, evidence, queries, keys, label,
+        if ledger.queries:
+            alone = QrContext([assoc], [], [], {})
+            in_order = iter(ops)
+            for q in ledger.queries:
+                op = next(o for o in in_order if o.op_index == q.op_index)
+                finding = query_findings(alone, 0, q, op)
+                if finding is not None:
+                    assoc.findings.append(finding)
+        return FinishedAssociation(assoc, ledger.messages, ledger.objects, ops, timing,
+                                   evidence, ledger.queries, ledger.query_keys, label,
                                    self.provisional.get(assoc.stream))
 
     def _for_correlation(self, done: FinishedAssociation) -> bool:
@@ -284,14 +302,8 @@ class _Run:
         if not called:
             return False
         if called not in self.destinations:
-            for stream, assoc in self.assocs.items():  # C-MOVEs still in progress
-                messages = assoc.messages
-                start = self._scanned.get(stream, 0)
-                self.destinations.update(
-                    m.cmd.move_destination for m in messages[start:]
-                    if m.cmd is not None and m.cmd.command == "C-MOVE-RQ"
-                    and m.cmd.move_destination)
-                self._scanned[stream] = len(messages)
+            for assoc in self.assocs.values():  # C-MOVEs still in progress
+                self.destinations.update(assoc.move_destinations)
         return called in self.destinations
 
     def _hand_on(self, done: FinishedAssociation) -> None:
@@ -312,7 +324,7 @@ class _Run:
                            if t.client[0] in self.hosts or t.server[0] in self.hosts]
         kept = sorted(self.kept, key=lambda d: d.assoc.stream)
         assocs = [d.assoc for d in kept]
-        ops = [d.ops for d in kept]
+        ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them
         links = correlate(assocs, ops, result.attempts)
         by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
         context = QrContext(assocs, links, result.attempts, by_op)

@@ -10,6 +10,8 @@ looks ahead to how objects are stored.
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +78,10 @@ USER_IDENTITY_TYPES = {
     1: "username", 2: "username and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT",
 }
 MAX_GAP_FINDINGS = 20
+#: Finished messages an association holds before it asks to be drained (`on_settle`).
+SETTLE_AT = 1024
+#: Answered requests remembered for a late C-CANCEL-RQ or a repeated response (PS3.7 9.3.2.3).
+ANSWERED_KEPT = 1024
 _VALID_UID = re.compile(RE_VALID_UID)
 
 
@@ -350,8 +356,21 @@ class Association:
         self.objects: list[ObjectRecord] = []
         self.findings: list[FindingRecord] = []
         self._msg_counter = 0
-        self._requests: dict[tuple[str, int], int] = {}  # (sender, message id) -> msg_index
-        self._answered: set[int] = set()
+        #: (sender, message id) -> [msg_index, command, first frame, answered]: requests
+        #: unanswered, and the latest `ANSWERED_KEPT` answered ones (a late C-CANCEL or a
+        #: repeated response still finds them; older ones go, so a day of operations on one
+        #: association keeps a bounded table)
+        self._requests: dict[tuple[str, int], list[Any]] = {}
+        self._answered: deque[tuple[tuple[str, int], int]] = deque()
+        #: what the tables and rules need of messages and objects that have moved on
+        self.message_count = 0
+        self.object_count = 0
+        self.dataset_totals: dict[str, list[int]] = {REQUESTOR: [0, 0], ACCEPTOR: [0, 0]}
+        self.move_destinations: set[str] = set()
+        #: called with the association when `SETTLE_AT` finished messages wait in
+        #: ``messages``: the caller takes them with `drain` (flat memory on long associations)
+        self.on_settle: Callable[[Association], None] | None = None
+        self._settle_at = SETTLE_AT
         self._gap_findings = 0
         self.gap_bytes = 0
         self._sinks: dict[int, DatasetSinkLike] = {}
@@ -443,16 +462,23 @@ class Association:
         status_cat = status_txt = None
         if cmd is not None:
             if cmd.is_request and cmd.message_id is not None:
-                self._requests[(m.sender, cmd.message_id)] = m.msg_index
+                self._requests[(m.sender, cmd.message_id)] = [
+                    m.msg_index, cmd.command, m.first_frame, False]
             if cmd.responds_to is not None:
                 # a response answers the peer's request; a C-CANCEL-RQ names the sender's own
                 # request (PS3.7 9.3.2.3: Message ID Being Responded To)
                 side = m.sender if cmd.is_request else (
                     ACCEPTOR if m.sender == REQUESTOR else REQUESTOR)
-                request_index = self._requests.get((side, cmd.responds_to))
-                if request_index is not None and not cmd.is_request:
-                    if cmd.status is None or status_category(cmd.status) != "Pending":
-                        self._answered.add(request_index)
+                key = (side, cmd.responds_to)
+                entry = self._requests.get(key)
+                if entry is not None:
+                    request_index = entry[0]
+                    if not cmd.is_request and not entry[3] and (
+                            cmd.status is None or status_category(cmd.status) != "Pending"):
+                        entry[3] = True
+                        self._forget_answered(key, request_index)
+            if cmd.command == "C-MOVE-RQ" and cmd.move_destination:
+                self.move_destinations.add(cmd.move_destination)
             if cmd.status is not None:
                 status_cat = status_category(cmd.status)
                 status_txt = status_text(cmd.command_field, cmd.status, cmd.sop_class_uid)
@@ -462,6 +488,11 @@ class Association:
             sink.nbytes if sink else None, m.first_frame, m.last_frame, m.started_ns,
             m.ended_ns, m.fragments, problem, m.command_bytes,
         ))
+        self.message_count += 1
+        if sink is not None and sink.nbytes:
+            totals = self.dataset_totals[m.sender]
+            totals[0] += 1
+            totals[1] += sink.nbytes
         if cmd is not None:
             for what, uid in (("SOP Class", cmd.sop_class_uid),
                               ("SOP Instance", cmd.sop_instance_uid)):
@@ -483,6 +514,39 @@ class Association:
             self.finding(sev, code, text, m.first_frame, m.msg_index)
         if cmd is not None and cmd.has_dataset:
             self._object_done(m, cmd.command, sink, problem)
+        if len(self.messages) >= self._settle_at and self.on_settle is not None:
+            self.on_settle(self)
+
+    def _forget_answered(self, key: tuple[str, int], msg_index: int) -> None:
+        answered = self._answered
+        answered.append((key, msg_index))
+        if len(answered) > ANSWERED_KEPT:
+            old_key, old_index = answered.popleft()
+            entry = self._requests.get(old_key)
+            if entry is not None and entry[0] == old_index:
+                del self._requests[old_key]
+
+    def drain(self) -> tuple[list[MessageRecord], list[ObjectRecord]]:
+        """The finished messages and objects that nothing before them still waits on
+        (no message with a lower index is in progress), in message order; they leave the
+        association. After `finish`, all of them."""
+        busy = [d.assembler.current.msg_index for d in self.directions.values()
+                if d.assembler is not None and d.assembler.current is not None]
+        bound = min(busy) if busy else None
+        if bound is None:
+            settled, self.messages = self.messages, []
+            objects, self.objects = self.objects, []
+        else:
+            settled = [m for m in self.messages if m.msg_index < bound]
+            self.messages = [m for m in self.messages if m.msg_index >= bound]
+            objects = [o for o in self.objects if o.msg_index < bound]
+            self.objects = [o for o in self.objects if o.msg_index >= bound]
+        # a message stuck in progress holds the rest back: ask again only when twice as
+        # many wait (no quadratic rescans)
+        self._settle_at = max(SETTLE_AT, 2 * len(self.messages))
+        settled.sort(key=lambda r: r.msg_index)
+        objects.sort(key=lambda r: r.msg_index)
+        return settled, objects
 
     def _object_done(self, m: Message, command: str, sink: DatasetSinkLike | None,
                      problem: str | None) -> None:
@@ -497,6 +561,7 @@ class Association:
             self.objects.append(ObjectRecord(
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, False, 0,
                 "", False, problem, None, m.sender))
+            self.object_count += 1
         else:
             if ts is None:
                 ts = self._guess_ts(sink.head)
@@ -514,6 +579,7 @@ class Association:
                 sink.nbytes, sink.sha256, complete, problem, path, m.sender,
                 "; ".join(notes) if path and notes else None,
                 sink.kept if complete else None))
+            self.object_count += 1
         if not complete:
             self.finding(
                 "warning", "object-incomplete",
@@ -722,17 +788,13 @@ class Association:
                 "warning", "association-not-released",
                 f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
                 "A-RELEASE", self.last_frame)
-        by_index = {m.msg_index: m for m in self.messages}
-        for (sender, mid), idx in self._requests.items():
-            rec = by_index.get(idx)
-            if idx in self._answered or rec is None:
-                continue
-            if rec.command in ("C-CANCEL-RQ",) or rec.command_field is None:
+        for (sender, mid), (idx, command, first_frame, answered) in self._requests.items():
+            if answered or command == "C-CANCEL-RQ":
                 continue
             self.finding(
                 "warning", "request-unanswered",
-                f"{rec.command} {mid} from {self._sender_ae(sender) or sender} got no final "
-                f"response before {why}", rec.first_frame, idx)
+                f"{command} {mid} from {self._sender_ae(sender) or sender} got no final "
+                f"response before {why}", first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
 

@@ -367,6 +367,10 @@ def main() -> None:
     The process ends without the interpreter's teardown: every file is closed and every
     worker gone by then, and freeing pandas', pyarrow's and pydicom's modules one object at
     a time takes about 0.1 s of a run that may have taken half a second."""
+    # Arrow's own allocator (mimalloc) keeps the memory of every batch read for the report
+    # and the tables; the system's hands it back, so a long run stays flat (issue 8). Set
+    # before pyarrow loads; --jobs workers (and their fork server) inherit it.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     try:
         app()
         code = 0

@@ -8,6 +8,7 @@ and in timing.py (what "stands out").
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import median
@@ -23,6 +24,7 @@ from .association import (
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
 from .queries import QueryRecord
+from .spill import Spill
 from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
 from .timing import STANDOUT_MIN_MS, AssociationTiming, OperationRecord, standout_limit_ms
@@ -58,7 +60,7 @@ class TimingContext:
     """What a timing rule reads about one association."""
 
     assoc: Association
-    ops: list[OperationRecord]
+    ops: Spill[OperationRecord]  # read again by each rule, a chunk at a time
     timing: AssociationTiming
     evidence: ConnectionEvidence | None
 
@@ -91,14 +93,34 @@ def _rtt(ms: float | None) -> str:
     return f"{ms:,.1f} ms" if ms >= 1 else f"{ms * 1000:,.0f} µs"
 
 
-def _commands(ops: Sequence[OperationRecord]) -> str:
-    names = sorted({op.command for op in ops})
-    return "/".join(names)
+class _Picked:
+    """The operations a rule picked, one at a time: the first, and a value of each."""
 
+    def __init__(self) -> None:
+        self.first: OperationRecord | None = None
+        self.values: array[float] = array("d")
+        self.commands: set[str] = set()
 
-def _first(ops: Sequence[OperationRecord]) -> tuple[int | None, int | None]:
-    op = ops[0]
-    return op.first_frame, op.request_index
+    def add(self, op: OperationRecord, value: float) -> None:
+        if self.first is None:
+            self.first = op
+        self.values.append(value)
+        self.commands.add(op.command)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def op(self) -> OperationRecord:
+        assert self.first is not None
+        return self.first
+
+    def where(self) -> tuple[int | None, int | None]:
+        """The frame and message of the first one."""
+        return self.op.first_frame, self.op.request_index
+
+    def command_names(self) -> str:
+        return "/".join(sorted(self.commands))
 
 
 #: Retrieves answer after (C-GET: between) their sub-operations: their time is the
@@ -107,47 +129,59 @@ RETRIEVES = frozenset({"C-MOVE", "C-GET"})
 
 
 def slow_scp_response(c: TimingContext) -> list[FindingRecord]:
-    slow = [op for op in c.ops if op.bottleneck == "scp" and op.command not in RETRIEVES
-            and op.scp_turnaround_ms
-            >= standout_limit_ms("scp", op.rtt_ms, op.request_bytes + op.response_bytes)]
+    slow = _Picked()
+    for op in c.ops:
+        if op.bottleneck == "scp" and op.command not in RETRIEVES and op.scp_turnaround_ms \
+                >= standout_limit_ms("scp", op.rtt_ms, op.request_bytes + op.response_bytes):
+            slow.add(op, op.scp_turnaround_ms)
     if not slow:
         return []
-    waits = [op.scp_turnaround_ms for op in slow]
-    same = [op for op in c.ops if op.command in {o.command for o in slow}]
-    frame, msg = _first(slow)
+    waits = slow.values
+    same = sum(1 for op in c.ops if op.command in slow.commands)
+    frame, msg = slow.where()
     return [FindingRecord(msg, frame, "warning", "slow-scp-response", (
-        f"{c.ae_of(slow[0], 'scp')} took a median {_n(median(waits))} (max {_n(max(waits))}) "
-        f"from the last request byte to its response on {len(slow)} of {len(same)} "
-        f"{_commands(slow)} operations from {c.ae_of(slow[0], 'scu')} ({_n(sum(waits))} in "
-        "all, round trip already taken off): the SCP is slow to answer; check what it does "
+        f"{c.ae_of(slow.op, 'scp')} took a median {_n(median(waits))} (max {_n(max(waits))}) "
+        f"from the last request byte to its response on {len(slow)} of {same} "
+        f"{slow.command_names()} operations from {c.ae_of(slow.op, 'scu')} ({_n(sum(waits))} "
+        "in all, round trip already taken off): the SCP is slow to answer; check what it does "
         "before responding (storage, database, forwarding, logs)"))]
 
 
 def scu_idle(c: TimingContext) -> list[FindingRecord]:
-    slow = [op for op in c.ops if op.bottleneck == "scu" and op.scu_gap_ms
-            >= standout_limit_ms("scu", op.rtt_ms, op.request_bytes + op.response_bytes)]
     share = c.timing.idle_share
-    if not slow or share is None or share < SCU_IDLE_MIN_SHARE:
+    if share is None or share < SCU_IDLE_MIN_SHARE:
         return []
-    gaps = [op.scu_gap_ms for op in slow]
-    frame, msg = _first(slow)
+    slow = _Picked()
+    for op in c.ops:
+        if op.bottleneck == "scu" and op.scu_gap_ms >= standout_limit_ms(
+                "scu", op.rtt_ms, op.request_bytes + op.response_bytes):
+            slow.add(op, op.scu_gap_ms)
+    if not slow:
+        return []
+    gaps = slow.values
+    frame, msg = slow.where()
     return [FindingRecord(msg, frame, "warning", "scu-idle", (
-        f"{c.ae_of(slow[0], 'scu')} waited a median {_n(median(gaps))} (max {_n(max(gaps))}) "
-        f"before {len(slow)} of {len(c.ops)} requests to {c.ae_of(slow[0], 'scp')}, "
+        f"{c.ae_of(slow.op, 'scu')} waited a median {_n(median(gaps))} (max {_n(max(gaps))}) "
+        f"before {len(slow)} of {len(c.ops)} requests to {c.ae_of(slow.op, 'scp')}, "
         f"{_n(sum(gaps))} in all; the association was idle {share:.0%} of its time: the "
         "SCU is slow to send its next request (think time, reading files, one "
         "request at a time); send requests back to back or check the SCU"))]
 
 
 def network_latency(c: TimingContext) -> list[FindingRecord]:
-    slow = [op for op in c.ops if op.bottleneck == "network"]
     rtt = c.timing.rtt_ms
-    if not slow or rtt is None or rtt < STANDOUT_MIN_MS:
+    if rtt is None or rtt < STANDOUT_MIN_MS:
         return []
-    ms = sum(op.parts["network"] for op in slow)
+    slow = _Picked()
+    for op in c.ops:
+        if op.bottleneck == "network":
+            slow.add(op, op.parts["network"])
+    if not slow:
+        return []
+    ms = sum(slow.values)
     point = {REQUESTOR: "near the requestor", ACCEPTOR: "near the acceptor",
              "between": "between the peers"}.get(c.timing.capture_point or "", "unknown")
-    frame, msg = _first(slow)
+    frame, msg = slow.where()
     return [FindingRecord(msg, frame, "warning", "network-latency", (
         f"the round trip between {c.ae(REQUESTOR)} and {c.ae(ACCEPTOR)} is {_rtt(rtt)} "
         f"(capture point {point}); {len(slow)} of {len(c.ops)} operations waited mostly on "
@@ -158,22 +192,26 @@ def network_latency(c: TimingContext) -> list[FindingRecord]:
 def receiver_window(c: TimingContext) -> list[FindingRecord]:
     out: list[FindingRecord] = []
     for receiver_party in ("scp", "scu"):
-        slow = [op for op in c.ops if op.bottleneck == receiver_party
-                and op.zero_window_ms + op.window_full_ms >= standout_limit_ms(
-                    receiver_party, op.rtt_ms, op.request_bytes + op.response_bytes)]
+        slow = _Picked()
+        full = 0.0
+        for op in c.ops:
+            if op.bottleneck == receiver_party and op.zero_window_ms + op.window_full_ms \
+                    >= standout_limit_ms(receiver_party, op.rtt_ms,
+                                         op.request_bytes + op.response_bytes):
+                slow.add(op, op.zero_window_ms)
+                full += op.window_full_ms
         if not slow:
             continue
-        zero = sum(op.zero_window_ms for op in slow)
-        full = sum(op.window_full_ms for op in slow)
-        rcv = slow[0].scp if receiver_party == "scp" else slow[0].scu
-        snd = slow[0].scu if receiver_party == "scp" else slow[0].scp
+        zero = sum(slow.values)
+        rcv = slow.op.scp if receiver_party == "scp" else slow.op.scu
+        snd = slow.op.scu if receiver_party == "scp" else slow.op.scp
         ev = c.evidence
         largest = None
         if ev is not None:
             ep = c.assoc.requestor if rcv == REQUESTOR else c.assoc.acceptor
             d = ev.directions.get(ep) if ep else None
             largest = d.max_window if d else None
-        frame, msg = _first(slow)
+        frame, msg = slow.where()
         out.append(FindingRecord(msg, frame, "warning", "receiver-window", (
             f"{c.ae(rcv)}'s receive window was zero for {_n(zero)} and full for {_n(full)} "
             f"while {c.ae(snd)} sent, on {len(slow)} of {len(c.ops)} operations"
@@ -211,13 +249,12 @@ def small_pdu(c: TimingContext) -> list[FindingRecord]:
         limit = a.max_pdu[receiver]
         if not limit or limit >= SMALL_PDU_BYTES:
             continue
-        sets = [m for m in a.messages if m.sender == sender and m.dataset_bytes]
-        data = sum(m.dataset_bytes or 0 for m in sets)
-        if data < SMALL_PDU_MIN_DATA or data / len(sets) < SMALL_PDU_RATIO * limit:
+        sets, data = a.dataset_totals[sender]
+        if data < SMALL_PDU_MIN_DATA or data / sets < SMALL_PDU_RATIO * limit:
             continue
         pdus = a.pdus[sender].get(PDU_NAMES[P_DATA_TF], 0)
-        ops = [op for op in c.ops if op.scu == sender and op.request_bytes]
-        busy = sum(op.request_transfer_ms for op in ops)
+        busy = sum(op.request_transfer_ms for op in c.ops
+                   if op.scu == sender and op.request_bytes)
         rate = f"; data went at {data * 8 / (busy * 1000):,.1f} Mbit/s" if busy >= 1 else ""
         out.append(FindingRecord(None, a.first_frame, "warning", "small-pdu", (
             f"{c.ae(sender)} sent {data / 1e6:,.1f} MB of data sets in {pdus:,} P-DATA-TF "
@@ -282,7 +319,10 @@ class PerObjectTally:
 
     def add(self, key: int, c: TimingContext) -> None:
         a = c.assoc
-        if a.result != "accepted" or len(c.ops) != 1 or c.ops[0].command != "C-STORE":
+        if a.result != "accepted" or len(c.ops) != 1:
+            return
+        op = c.ops.first()
+        if op.command != "C-STORE":
             return
         group = (a.calling_ae or "", a.called_ae or "",
                  a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
@@ -291,7 +331,7 @@ class PerObjectTally:
         tally = self.groups.setdefault(group, [0, 0.0, 0.0, key, a.first_frame])
         tally[0] += 1
         tally[1] += span
-        tally[2] += span - (c.ops[0].total_ms or 0.0)
+        tally[2] += span - (op.total_ms or 0.0)
         if key < tally[3]:
             tally[3], tally[4] = key, a.first_frame
 

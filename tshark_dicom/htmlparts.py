@@ -139,6 +139,9 @@ def rows_for(report: ReportLike, table_name: str, columns: list[str] | None,
     for batch in report.batches(table_name, columns):
         hit = batch[(batch["capture"].isin(captures) & batch["assoc_id"].isin(aids)).fillna(
             False).to_numpy(dtype=bool)]
+        # no more than the first per_assoc of each become Python rows (a long association
+        # has hundreds of thousands)
+        hit = hit.groupby(["capture", "assoc_id"], sort=False, dropna=False).head(per_assoc)
         for r in records(hit):
             rows = out.get((r["capture"], int(r["assoc_id"])))
             if rows is not None and len(rows) < per_assoc:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from .association import Association, ObjectRecord, uid_name
+from .association import ObjectRecord, uid_name
 from .timing import OperationRecord
 
 QUERY_COMMANDS = frozenset({"C-FIND", "C-MOVE", "C-GET"})
@@ -156,22 +157,34 @@ def _binary_text(ds: object, tag: int, raw: bytes) -> str:
         return raw.hex()
 
 
-def build_queries(assoc: Association, ops: list[OperationRecord]
-                  ) -> tuple[list[QueryRecord], list[tuple[int, KeyRecord]]]:
-    """Queries and their keys (op_index, key) for one association, in request order."""
-    objects = {o.msg_index: o for o in assoc.objects}
-    pending = {m.msg_index for m in assoc.messages if m.status_category == "Pending"}
-    queries: list[QueryRecord] = []
-    keys: list[tuple[int, KeyRecord]] = []
-    answered: dict[tuple[str, str], int] = {}  # (keyword, value) -> op whose answer had it
-    sent: set[tuple[str, str]] = set()  # (keyword, value) the SCU sent in earlier requests
-    for op in ops:
+#: identifier(msg_index): the data set a message carried, if any, and whether the message
+#: is a Pending response (an answer that counts as a match)
+IdentifierFn = Callable[[int], tuple["ObjectRecord | None", bool]]
+
+
+class QueryBuilder:
+    """One association's queries and their keys, an operation at a time in request order
+    (an operation comes when its final response has arrived)."""
+
+    def __init__(self) -> None:
+        self.answered: dict[tuple[str, str], int] = {}  # (keyword, value) -> op that taught it
+        self.sent: set[tuple[str, str]] = set()  # (keyword, value) sent in earlier requests
+        #: per (level, information model, matching keys): the first query that matched
+        #: something, all that `diagnose_no_match` compares with (a few, not every query)
+        self.matched: dict[tuple[Any, ...], QueryRecord] = {}
+        self._others: list[QueryRecord] | None = None
+
+    def add(self, op: OperationRecord, identifier: IdentifierFn
+            ) -> tuple[QueryRecord, list[tuple[int, KeyRecord]]] | None:
+        """The query of ``op`` and its keys as (op_index, key); None if it is no query."""
         if op.command not in QUERY_COMMANDS:
-            continue
+            return None
+        answered, sent = self.answered, self.sent
         q = QueryRecord(op.op_index, op.command, uid_name(op.sop_class_uid), None,
                         op.move_destination, [], [], 0, op.status_hex, op.status_category)
+        keys: list[tuple[int, KeyRecord]] = []
         try:
-            q.keys = _keys(objects.get(op.request_index), "request", 0)
+            q.keys = _keys(identifier(op.request_index)[0], "request", 0)
         except ValueError as exc:
             q.identifier_problem = str(exc)
         keys.extend((op.op_index, k) for k in q.keys)
@@ -188,11 +201,12 @@ def build_queries(assoc: Association, ops: list[OperationRecord]
         q.refined_from_op = _refined_from(q, answered)
         sent.update((k.keyword, k.text) for k in q.keys if k.keyword and k.text)
         for number, msg_index in enumerate(op.response_indices, start=1):
+            obj, pending = identifier(msg_index)
             try:
-                found = _keys(objects.get(msg_index), "response", number)
+                found = _keys(obj, "response", number)
             except ValueError:
                 found = []
-            if found and msg_index in pending:
+            if found and pending:
                 q.matches += 1
             keys.extend((op.op_index, k) for k in found)
             for k in found:
@@ -201,11 +215,19 @@ def build_queries(assoc: Association, ops: list[OperationRecord]
                     answered.setdefault((k.keyword, k.text), op.op_index)
                 if k.keyword == "FailedSOPInstanceUIDList" and k.text:
                     q.failed_sop_instances = [u.strip(" \x00") for u in k.text.split("\\")]
-        queries.append(q)
-    for q in queries:
+        if q.matches:
+            group = (q.query_level, q.information_model,
+                     frozenset((k.keyword, k.text) for k in _matching(q)))
+            self.matched.setdefault(group, q)
+        return q, keys
+
+    def diagnose(self, q: QueryRecord) -> QueryRecord:
+        """Once every query of the association is in: why a C-FIND matched nothing."""
         if q.command == "C-FIND" and q.matches == 0 and q.status_category == "Success":
-            q.diagnosis, q.diagnosis_detail = diagnose_no_match(q, queries)
-    return queries, keys
+            if self._others is None:
+                self._others = sorted(self.matched.values(), key=lambda o: o.op_index)
+            q.diagnosis, q.diagnosis_detail = diagnose_no_match(q, self._others)
+        return q
 
 
 def _keys(obj: ObjectRecord | None, source: str, number: int) -> list[KeyRecord]:

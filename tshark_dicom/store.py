@@ -137,6 +137,12 @@ class PartWriter:
     last, when the capture is complete)."""
 
     ROW_GROUP = 16_384
+    #: ... and at most about this many values (rows x columns): a reader holds a row group
+    #: of every column it reads at once, so a wide table has shorter ones
+    ROW_GROUP_CELLS = 262_144
+    #: Rows buffered as Python dicts before they become Arrow columns (a tenth of the
+    #: memory) to wait for the rest of their row group.
+    CONVERT_ROWS = 2_048
 
     def __init__(self, folder: Path, keys: dict[str, str], format: str,
                  redact: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]] | None
@@ -149,17 +155,19 @@ class PartWriter:
         #: flushed together, those it learns from first
         self.redact = redact
         self.buffers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: converted rows of the row group in progress, and how many
+        self.columns: dict[tuple[str, str], tuple[list[pa.Table], int]] = {}
         self.parquet: dict[tuple[str, str], pq.ParquetWriter] = {}
         self.csv_started: set[tuple[str, str]] = set()
 
     def add(self, table: str, label: str, rows: list[dict[str, Any]]) -> None:
         buffer = self.buffers.setdefault((table, label), [])
         buffer.extend(rows)
-        if len(buffer) >= self.ROW_GROUP:  # rows come in pieces of at most 8,192
-            if self.redact is None:
-                self._flush(table, label)
-            else:
-                self._flush_all(label)
+        if self.redact is None:
+            if len(buffer) >= self.CONVERT_ROWS:
+                self._flush(table, label, whole=False)
+        elif len(buffer) >= self.ROW_GROUP:
+            self._flush_all(label)
 
     def _flush_all(self, label: str) -> None:
         frames = {t: frame(t, self.buffers.pop((t, label), [])) for t in TABLES
@@ -168,24 +176,34 @@ class PartWriter:
         for t, df in self.redact(frames).items():
             self._write(t, label, df)
 
+    def _group_rows(self, table: str) -> int:
+        return min(self.ROW_GROUP, max(1_024, self.ROW_GROUP_CELLS // len(SCHEMAS[table])))
+
     def _tmp(self, kind: str, table: str, label: str) -> Path:
         """Where a part is written until `close` renames it (made on first use)."""
         ext = "parquet" if kind == TABLES_DIR else "csv"
         return self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
 
-    def _flush(self, table: str, label: str) -> None:
-        self._write(table, label, frame(table, self.buffers.pop((table, label), [])))
+    def _flush(self, table: str, label: str, whole: bool = True) -> None:
+        """The buffered rows on their way; ``whole``: the row group ends here."""
+        self._write(table, label, frame(table, self.buffers.pop((table, label), [])), whole)
 
-    def _write(self, table: str, label: str, df: pd.DataFrame) -> None:
+    def _write(self, table: str, label: str, df: pd.DataFrame, whole: bool = True) -> None:
         if self.format in ("parquet", "both"):
-            writer = self.parquet.get((table, label))
-            if writer is None:
-                path = self._tmp(TABLES_DIR, table, label)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                writer = self.parquet[(table, label)] = pq.ParquetWriter(path,
-                                                                         arrow_schema(table))
-            writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema(table),
-                                                    preserve_index=False))
+            key = (table, label)
+            parts, n = self.columns.pop(key, ([], 0))
+            parts.append(pa.Table.from_pandas(df, schema=arrow_schema(table),
+                                              preserve_index=False))
+            n += len(df)
+            if not whole and n < self._group_rows(table):
+                self.columns[key] = (parts, n)
+            else:
+                writer = self.parquet.get(key)
+                if writer is None:
+                    path = self._tmp(TABLES_DIR, table, label)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    writer = self.parquet[key] = pq.ParquetWriter(path, arrow_schema(table))
+                writer.write_table(pa.concat_tables(parts).combine_chunks())
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started
             self.csv_started.add((table, label))
@@ -203,7 +221,7 @@ class PartWriter:
             if table == "captures":
                 continue
             for label in self.keys:
-                if (table, label) in self.buffers or (
+                if (table, label) in self.buffers or (table, label) in self.columns or (
                         (table, label) not in self.parquet
                         and (table, label) not in self.csv_started):
                     self._flush(table, label)
@@ -400,16 +418,23 @@ def _current(files: Sequence[Path], table: str) -> bool:
 _CURRENT: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
 
 
+#: A scanned batch holds about this many values (rows x columns): a narrow one has many rows.
+BATCH_CELLS = 131_072
+
+
 def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
                filters: Sequence[tuple[str, str, Any]] = (),
-               batch_rows: int = 65_536) -> Iterator[pd.DataFrame]:
+               batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """A table of an output folder a batch at a time (typed as the schema says, only
     ``columns``), rows matching every ``(column, "==", value)`` filter: memory holds one
-    batch, however large the table. Parquet parts are read with pyarrow.dataset, in the
-    order of the run; a CSV-only folder is read whole."""
+    batch, however large the table (``batch_rows``, by default about `BATCH_CELLS` values).
+    Parquet parts are read with pyarrow.dataset, in the order of the run; a CSV-only folder
+    is read whole."""
     parts = folder / TABLES_DIR / table
     files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
     cols = list(columns) if columns else list(SCHEMAS[table])
+    if batch_rows is None:
+        batch_rows = max(1_024, min(16_384, BATCH_CELLS // len(cols)))
     if not files:
         df = read_table(folder, table)
         if df is None:
@@ -435,8 +460,10 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         term = pc.field(col) == value
         expr = term if expr is None else expr & term
     dataset = ds.dataset([str(f) for f in files], schema=arrow_schema(table), format="parquet")
+    # no read-ahead: the scanner would otherwise hold 16 batches of every column in memory
     for batch in dataset.to_batches(columns=cols, filter=expr, batch_size=batch_rows,
-                                    use_threads=False):
+                                    use_threads=False, batch_readahead=0,
+                                    fragment_readahead=0):
         if batch.num_rows:
             yield typed_frame(table, batch.to_pandas(), cols)
 

@@ -363,7 +363,7 @@ def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
         "impl_version_requestor": a.impl_version["requestor"],
         "impl_class_uid_acceptor": a.impl_uid["acceptor"],
         "impl_version_acceptor": a.impl_version["acceptor"],
-        "message_count": len(a.messages), "object_count": len(a.objects),
+        "message_count": a.message_count, "object_count": a.object_count,
         "bytes_requestor": req_dir.parser.nbytes if req_dir else 0,
         "bytes_acceptor": acc_dir.parser.nbytes if acc_dir else 0,
         "application_context": a.application_context,
@@ -403,7 +403,7 @@ def _tls_columns(a: Association) -> dict[str, Any]:
 
 #: Rows of one table of one association come in pieces of at most this many (a long
 #: association's messages never stand in memory as rows all at once).
-PIECE_ROWS = 8192
+PIECE_ROWS = 2048
 
 
 def association_rows(done: FinishedAssociation, capture: str, objects_prefix: str = ""
@@ -439,7 +439,7 @@ def association_rows(done: FinishedAssociation, capture: str, objects_prefix: st
         "ext_neg_requested": c.ext_neg_requested,
         "ext_neg_accepted": c.ext_neg_accepted,
     } for c in a.context_rows()]
-    yield from _pieces("messages", (_message_row(capture, aid, m) for m in a.messages))
+    yield from _pieces("messages", (_message_row(capture, aid, m) for m in done.messages))
     yield from _pieces("objects", ({
         "capture": capture, "assoc_id": aid, "msg_index": o.msg_index,
         "command": o.command, "sender": o.sender,
@@ -452,7 +452,7 @@ def association_rows(done: FinishedAssociation, capture: str, objects_prefix: st
         "complete": o.complete, "problem": o.problem,
         "path": objects_prefix + o.path if o.path else None,
         "meta_notes": o.meta_notes,
-    } for o in a.objects))
+    } for o in done.objects))
     yield "findings", [finding_row(capture, aid, f) for f in a.findings]
 
 

@@ -22,11 +22,17 @@ most time; null when none does. Every threshold lives here, and the README repea
 from __future__ import annotations
 
 import bisect
+from array import array
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
-from .association import ACCEPTOR, REQUESTOR, Association, MessageRecord
+import numpy as np
+import numpy.typing as npt
+
+from .association import ACCEPTOR, ANSWERED_KEPT, REQUESTOR, Association, MessageRecord
+from .spill import Spill
 from .tcpevidence import STALL_PARTY, ConnectionEvidence, DirectionEvidence
 
 #: Nothing shorter than this is ever called slow (ms).
@@ -74,6 +80,9 @@ class OperationRecord:
     failed: int | None = None
     warning: int | None = None
     response_indices: list[int] = field(default_factory=list)  # msg_index, in order
+    #: a C-STORE sub-operation's Move Originator (PS3.7 9.3.1.1), for correlate.py
+    move_originator_ae: str | None = None
+    move_originator_message_id: int | None = None
     # correlation (query/retrieve): correlate.py
     parent_assoc_id: int | None = None
     parent_op_index: int | None = None
@@ -163,48 +172,106 @@ def _other(role: str) -> str:
     return ACCEPTOR if role == REQUESTOR else REQUESTOR
 
 
-def build_operations(assoc: Association) -> list[OperationRecord]:
-    """Requests with their responses and cancels, in request order (identity and raw
-    times only; `attribute` adds the rest)."""
-    ops: list[OperationRecord] = []
-    by_request: dict[int, OperationRecord] = {}
-    for m in assoc.messages:
-        cmd = m.cmd
-        if cmd is None or not cmd.is_request or cmd.command == "C-CANCEL-RQ":
-            continue
-        op = OperationRecord(
-            op_index=len(ops), command=cmd.command.removesuffix("-RQ"), scu=m.sender,
-            scp=_other(m.sender), message_id=cmd.message_id, request_index=m.msg_index,
-            sop_class_uid=cmd.sop_class_uid, sop_instance_uid=cmd.sop_instance_uid,
-            move_destination=cmd.move_destination, first_frame=m.first_frame,
-            last_frame=m.last_frame, request_first_ns=m.started_ns,
-            request_complete_ns=m.ended_ns, request_bytes=_bytes(m))
-        ops.append(op)
-        by_request[m.msg_index] = op
-    for m in assoc.messages:
-        found = by_request.get(m.request_index) if m.request_index is not None else None
-        if found is None or m.cmd is None:
-            continue
-        op = found
-        if m.cmd.is_request:  # C-CANCEL-RQ
-            op.cancel_index = m.msg_index if op.cancel_index is None else op.cancel_index
-            op.last_frame = max(op.last_frame, m.last_frame)
-            continue
+class OperationBuilder:
+    """Requests with their responses and cancels (PS3.7 9.1), built as messages settle.
+
+    ``add`` takes each batch of settled messages, in message order, and returns the new
+    operations in request order (identity and raw times; `attribute` adds the rest). The
+    caller may hand an operation on (`handed_on`) before its final response: its later
+    messages then wait as patches, applied by `patched` when it is read back. Answered ones
+    handed on still take a late C-CANCEL-RQ for `ANSWERED_KEPT` operations."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.live: dict[int, OperationRecord] = {}  # request msg_index -> op, not handed on
+        self.gone: dict[int, int] = {}  # request msg_index -> op_index, handed on
+        self._gone_answered: deque[int] = deque()
+        self.patches: dict[int, list[MessageRecord]] = {}
+        self._deferred: list[MessageRecord] = []
+
+    def add(self, messages: Sequence[MessageRecord]) -> list[OperationRecord]:
+        new: list[OperationRecord] = []
+        for m in messages:
+            cmd = m.cmd
+            if cmd is None or not cmd.is_request or cmd.command == "C-CANCEL-RQ":
+                continue
+            op = OperationRecord(
+                op_index=self.count, command=cmd.command.removesuffix("-RQ"), scu=m.sender,
+                scp=_other(m.sender), message_id=cmd.message_id, request_index=m.msg_index,
+                sop_class_uid=cmd.sop_class_uid, sop_instance_uid=cmd.sop_instance_uid,
+                move_destination=cmd.move_destination, first_frame=m.first_frame,
+                last_frame=m.last_frame, request_first_ns=m.started_ns,
+                request_complete_ns=m.ended_ns, request_bytes=_bytes(m),
+                move_originator_ae=(cmd.move_originator_ae or "").strip() or None,
+                move_originator_message_id=cmd.move_originator_message_id)
+            self.count += 1
+            new.append(op)
+            self.live[m.msg_index] = op
+        todo = self._deferred
+        self._deferred = []
+        todo.extend(m for m in messages if m.request_index is not None and m.cmd is not None)
+        for m in todo:
+            index = m.request_index
+            assert index is not None
+            found = self.live.get(index)
+            if found is not None:
+                _attach(found, m)
+            elif index in self.gone:
+                self.patches.setdefault(self.gone[index], []).append(m)
+            elif index > m.msg_index:  # it answers a request that settles in a later batch
+                self._deferred.append(m)
+        return new
+
+    @property
+    def deferred_from(self) -> int | None:
+        """The lowest message index still waiting for its request to settle."""
+        return min((m.msg_index for m in self._deferred), default=None)
+
+    def handed_on(self, op: OperationRecord) -> None:
+        """``op`` has left the caller's memory: what still comes for it is a patch."""
+        del self.live[op.request_index]
+        self.gone[op.request_index] = op.op_index
         if op.final_response_index is not None:
-            continue  # after the final response nothing more belongs to it
-        op.responses += 1
-        op.response_indices.append(m.msg_index)
-        op.response_bytes += _bytes(m)
+            answered = self._gone_answered
+            answered.append(op.request_index)
+            if len(answered) > ANSWERED_KEPT:
+                self.gone.pop(answered.popleft(), None)
+
+    def patched(self, op: OperationRecord) -> OperationRecord:
+        """``op`` with the messages that came for it after it was handed on."""
+        for m in self.patches.pop(op.op_index, ()):
+            _attach(op, m)
+        return op
+
+
+def build_operations(messages: Iterable[MessageRecord]) -> list[OperationRecord]:
+    """Every operation of these messages (all of one association, in message order)."""
+    builder = OperationBuilder()
+    return builder.add(list(messages))
+
+
+def _attach(op: OperationRecord, m: MessageRecord) -> None:
+    """A response or C-CANCEL-RQ to ``op``'s request, in message order."""
+    cmd = m.cmd
+    assert cmd is not None
+    if cmd.is_request:  # C-CANCEL-RQ
+        op.cancel_index = m.msg_index if op.cancel_index is None else op.cancel_index
         op.last_frame = max(op.last_frame, m.last_frame)
-        if op.response_first_ns is None:
-            op.response_first_ns = m.started_ns
-        if m.status_category == "Pending":
-            op.pending_responses += 1
-            continue
-        op.final_response_index = m.msg_index
-        op.response_complete_ns = m.ended_ns
-        _final_status(op, m)
-    return ops
+        return
+    if op.final_response_index is not None:
+        return  # after the final response nothing more belongs to it
+    op.responses += 1
+    op.response_indices.append(m.msg_index)
+    op.response_bytes += _bytes(m)
+    op.last_frame = max(op.last_frame, m.last_frame)
+    if op.response_first_ns is None:
+        op.response_first_ns = m.started_ns
+    if m.status_category == "Pending":
+        op.pending_responses += 1
+        return
+    op.final_response_index = m.msg_index
+    op.response_complete_ns = m.ended_ns
+    _final_status(op, m)
 
 
 def _bytes(m: MessageRecord) -> int:
@@ -268,36 +335,44 @@ def association_rtt(assoc: Association, ev: ConnectionEvidence | None,
         timing.capture_point = "between"
 
 
-def attribute(assoc: Association, ops: list[OperationRecord], ev: ConnectionEvidence | None,
-              timing: AssociationTiming) -> None:
-    """Fill each operation's gap, TCP evidence, parts and bottleneck."""
-    halves = {REQUESTOR: (timing.rtt_requestor_ms or 0.0), ACCEPTOR: (timing.rtt_acceptor_ms
-                                                                      or 0.0)}
-    dirs: dict[str, DirectionEvidence | None] = {REQUESTOR: None, ACCEPTOR: None}
-    if ev is not None:
-        for ep, d in ev.directions.items():
-            dirs[assoc.role_of(ep)] = d
-    stalls = {role: _Stalls(d) for role, d in dirs.items()}
-    zero = [z for d in dirs.values() if d is not None for z in d.zero_windows]
-    retrans = sorted(r for d in dirs.values() if d is not None for r in d.retransmissions)
-    retrans_t = [r[0] for r in retrans]
-    # idle before each request: since the AC or the latest final response before it
-    finals = sorted((op.response_complete_ns, op.op_index) for op in ops
-                    if op.response_complete_ns is not None)
-    final_t = [f[0] for f in finals]
-    for op in ops:
-        i = bisect.bisect_right(final_t, op.request_first_ns)
-        since = final_t[i - 1] if i else assoc.responded_ns
+class _Attribute:
+    """Fills one operation's gap, TCP evidence, parts and bottleneck (called on each in
+    request order; ``finals``: every final response's time, sorted)."""
+
+    def __init__(self, assoc: Association, ev: ConnectionEvidence | None,
+                 timing: AssociationTiming, finals: npt.NDArray[np.int64]) -> None:
+        self.responded_ns = assoc.responded_ns
+        self.rtt_ms = timing.rtt_ms
+        self.halves = {REQUESTOR: (timing.rtt_requestor_ms or 0.0),
+                       ACCEPTOR: (timing.rtt_acceptor_ms or 0.0)}
+        dirs: dict[str, DirectionEvidence | None] = {REQUESTOR: None, ACCEPTOR: None}
+        if ev is not None:
+            for ep, d in ev.directions.items():
+                dirs[assoc.role_of(ep)] = d
+        self.stalls = {role: _Stalls(d) for role, d in dirs.items()}
+        self.zero = [z for d in dirs.values() if d is not None for z in d.zero_windows]
+        self.retrans = sorted(r for d in dirs.values() if d is not None
+                              for r in d.retransmissions)
+        self.retrans_t = [r[0] for r in self.retrans]
+        self.finals = finals
+
+    def __call__(self, op: OperationRecord) -> OperationRecord:
+        # idle before each request: since the AC or the latest final response before it
+        finals = self.finals
+        i = int(np.searchsorted(finals, op.request_first_ns, side="right"))
+        since = int(finals[i - 1]) if i else self.responded_ns
         if since is not None and since <= op.request_first_ns:
             op.gap_before_ms = (op.request_first_ns - since) / 1e6
         end = op.response_complete_ns or op.response_first_ns or op.request_complete_ns
-        lo = bisect.bisect_left(retrans_t, op.request_first_ns)
-        hi = bisect.bisect_right(retrans_t, end)
-        op.retransmitted_bytes = sum(b for _, b in retrans[lo:hi])
-        op.zero_window_ms = _overlap_ms(zero, op.request_first_ns, end)
-        op.rtt_ms = timing.rtt_ms
-        _parts(op, stalls, halves)
+        if self.retrans:
+            lo = bisect.bisect_left(self.retrans_t, op.request_first_ns)
+            hi = bisect.bisect_right(self.retrans_t, end)
+            op.retransmitted_bytes = sum(b for _, b in self.retrans[lo:hi])
+        op.zero_window_ms = _overlap_ms(self.zero, op.request_first_ns, end)
+        op.rtt_ms = self.rtt_ms
+        _parts(op, self.stalls, self.halves)
         _decide(op)
+        return op
 
 
 def _add(op: OperationRecord, party: str, ms: float, why: str) -> None:
@@ -378,12 +453,42 @@ def _decide(op: OperationRecord) -> None:
         f"; {ms:,.0f} of {total:,.0f} ms in all" if abs(ms - op._why[party][0]) >= 1 else "")
 
 
-def association_timing(assoc: Association, ops: list[OperationRecord],
+class _Totals:
+    """What the association's timing needs of its operations, gathered one at a time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle_ms = 0.0
+        self.last_ns: int | None = None  # the latest end of an operation
+        self.parts = dict.fromkeys(PARTIES, 0.0)
+        #: per bottleneck party, in order of first appearance: its operations' share
+        self.by_party: dict[str, array[float]] = {}
+
+    def __call__(self, op: OperationRecord) -> OperationRecord:
+        self.count += 1
+        self.idle_ms += op.gap_before_ms or 0.0
+        end = op.response_complete_ns or op.request_complete_ns
+        if self.last_ns is None or end > self.last_ns:
+            self.last_ns = end
+        if op.bottleneck:
+            for party in PARTIES:
+                self.parts[party] += op.parts[party]
+            self.by_party.setdefault(op.bottleneck, array("d")).append(
+                op.parts[op.bottleneck])
+        return op
+
+
+def association_timing(assoc: Association, ops: Spill[OperationRecord],
                        ev: ConnectionEvidence | None) -> AssociationTiming:
-    """Attribute every operation and sum up the association."""
+    """Attribute every operation (rewriting ``ops``) and sum up the association."""
     t = AssociationTiming()
     association_rtt(assoc, ev, t)
-    attribute(assoc, ops, ev, t)
+    finals = np.fromiter((op.response_complete_ns for op in ops
+                          if op.response_complete_ns is not None), dtype=np.int64)
+    finals.sort()
+    attribute = _Attribute(assoc, ev, t, finals)
+    totals = _Totals()
+    ops.rewrite(lambda op: totals(attribute(op)))
     t.setup_ms = ms_between(assoc.requested_ns, assoc.responded_ns)
     if assoc.release_rq_ns is not None and assoc.release_rp:
         t.release_ms = ms_between(assoc.release_rq_ns, assoc.ended_ns)
@@ -393,10 +498,9 @@ def association_timing(assoc: Association, ops: list[OperationRecord],
     if assoc.responded_ns is not None and assoc.result == "accepted":
         stop = assoc.release_rq_ns or end
         t.active_ms = ms_between(assoc.responded_ns, stop)
-        idle = sum(op.gap_before_ms or 0.0 for op in ops)
-        last = max((op.response_complete_ns or op.request_complete_ns for op in ops),
-                   default=assoc.responded_ns)
-        if stop is not None and stop > last:
+        idle = totals.idle_ms
+        last = totals.last_ns if totals.count else assoc.responded_ns
+        if stop is not None and last is not None and stop > last:
             idle += (stop - last) / 1e6
         t.idle_ms = idle
         t.idle_share = idle / duration if duration else None
@@ -410,21 +514,13 @@ def association_timing(assoc: Association, ops: list[OperationRecord],
                 t.stalls[kind] = t.stalls.get(kind, 0.0) + (e - s) / 1e6
                 if kind == "nagle":
                     t.nagle_stalls.setdefault(assoc.role_of(ep), []).append((e - s) / 1e6)
-    slow = [op for op in ops if op.bottleneck]
-    for op in slow:
-        for party in PARTIES:
-            t.parts[party] += op.parts[party]
-    if slow:
-        by_party: dict[str, list[OperationRecord]] = {}
-        for op in slow:
-            assert op.bottleneck is not None
-            by_party.setdefault(op.bottleneck, []).append(op)
-        party, group = max(by_party.items(), key=lambda kv: sum(o.parts[kv[0]] for o in kv[1]))
-        ms = sum(o.parts[party] for o in group)
+    t.parts = totals.parts
+    if totals.by_party:
+        party, group = max(totals.by_party.items(), key=lambda kv: sum(kv[1]))
+        ms = sum(group)
         t.bottleneck = party
         t.bottleneck_detail = (
-            f"{party}: {len(group)} of {len(ops)} operations waited mostly on the "
+            f"{party}: {len(group)} of {totals.count} operations waited mostly on the "
             f"{party.upper() if party != 'network' else 'network'}, {ms:,.0f} ms in all"
-            + (f" (median {median(o.parts[party] for o in group):,.0f} ms)"
-               if len(group) > 1 else ""))
+            + (f" (median {median(group):,.0f} ms)" if len(group) > 1 else ""))
     return t

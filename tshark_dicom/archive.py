@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import memory
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, OutputError, TsharkDicomError
 from .redact import Redaction
@@ -175,6 +176,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
             for stale in part_keys(folder) - set(keys):
                 remove_parts(folder, stale)
         write_manifest(work, keys, format, redact.settings() if redact is not None else None)
+        memory.release()  # before the report reads the tables back
         stored = load(work)
         stored.skipped = report.skipped
         summary = stored.summary()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import memory
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
 from .redact import Redaction, redact_tables, redactor
@@ -227,6 +228,7 @@ def analyze_one(cap: CaptureFile, work: Work,
                              engine=work.engine, progress=progress, on_association=spool,
                              tls=work.tls)
     tables: dict[str, pd.DataFrame] = {}
+    memory.release()  # what the analysis freed, before the tables are written
     if work.parts_dir is not None:
         writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
                             work.format, redactor(work.redact) if work.redact else None)
@@ -236,6 +238,7 @@ def analyze_one(cap: CaptureFile, work: Work,
         except BaseException:
             writer.abandon()
             raise
+        memory.release()
     else:
         sink = FrameSink()
         spool.drain(result, sink)
@@ -389,6 +392,9 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
         yield from _on_dask(dask, todo, work)
         return
     if jobs == 1 or len(todo) <= 1:
+        # the suite's version (captures table) probed now, while this process is small: a
+        # child started later is forked from however large it has grown
+        work.tshark.version_text  # noqa: B018
         for cap in todo:
             def tick(packets: int, cap: CaptureFile = cap) -> None:
                 if on_progress:

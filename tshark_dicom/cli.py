@@ -371,6 +371,9 @@ def main() -> None:
     # and the tables; the system's hands it back, so a long run stays flat (issue 8). Set
     # before pyarrow loads; --jobs workers (and their fork server) inherit it.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    from .memory import one_arena
+
+    one_arena()
     try:
         app()
         code = 0

@@ -128,15 +128,21 @@ def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
 
 
 def rows_for(report: ReportLike, table_name: str, columns: list[str] | None,
-             keys: Iterable[tuple[Any, int]], per_assoc: int
+             keys: Iterable[tuple[Any, int]], per_assoc: int, index: str | None = None
              ) -> dict[tuple[Any, int], list[dict[str, Any]]]:
     """The rows of the associations ``keys`` ((capture, assoc_id) pairs), at most
     ``per_assoc`` each, in one pass over the table a batch at a time (never the whole
-    table in memory)."""
+    table in memory). ``index``: a column that numbers each association's rows from 0
+    (op_index): only the first ``per_assoc`` are read at all."""
     out: dict[tuple[Any, int], list[dict[str, Any]]] = {k: [] for k in keys}
     captures = {c for c, _ in out}
     aids = {a for _, a in out}
-    for batch in report.batches(table_name, columns):
+    if not out:
+        return out
+    filters: list[tuple[str, str, Any]] = [("assoc_id", "in", sorted(aids))]
+    if index is not None:
+        filters.append((index, "<", per_assoc))
+    for batch in report.batches(table_name, columns, filters):
         hit = batch[(batch["capture"].isin(captures) & batch["assoc_id"].isin(aids)).fillna(
             False).to_numpy(dtype=bool)]
         # no more than the first per_assoc of each become Python rows (a long association

@@ -233,7 +233,8 @@ class SectionRows:
     def __init__(self, report: ReportLike, keys: list[tuple[Any, int]],
                  n_ops: dict[tuple[Any, int], int]) -> None:
         self.n_ops = n_ops
-        self.ops = rows_for(report, "operations", OP_COLUMNS, keys, MAX_OPERATIONS)
+        self.ops = rows_for(report, "operations", OP_COLUMNS, keys, MAX_OPERATIONS,
+                            index="op_index")
         self.contexts = rows_for(report, "presentation_contexts", CONTEXT_COLUMNS, keys,
                                  MAX_CONTEXTS)
         self.findings = rows_for(report, "findings", [

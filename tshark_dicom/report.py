@@ -18,6 +18,7 @@ from .safe import visible_lines
 from .store import (
     FORMATS,
     TABLES_DIR,
+    filter_frame,
     has_results,
     output_mode,
     read_table,
@@ -118,10 +119,9 @@ class Report:
     def batches(self, table: str, columns: list[str] | None = None,
                 filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]:
         """A table a batch at a time (only ``columns``; rows where every
-        ``(column, "==", value)`` holds): for aggregates over tables too large to load."""
-        df = self.table(table)
-        for col, _, value in filters:
-            df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+        ``(column, op, value)`` holds, ops as pyarrow's filters: ``==``, ``<``, ``in``...):
+        for aggregates over tables too large to load."""
+        df = filter_frame(self.table(table), filters)
         yield df[columns] if columns else df
 
     def _gather(self, table: str, columns: list[str]) -> pd.DataFrame:

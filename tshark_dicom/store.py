@@ -139,10 +139,10 @@ class PartWriter:
     ROW_GROUP = 16_384
     #: ... and at most about this many values (rows x columns): a reader holds a row group
     #: of every column it reads at once, so a wide table has shorter ones
-    ROW_GROUP_CELLS = 262_144
+    ROW_GROUP_CELLS = 131_072
     #: Rows buffered as Python dicts before they become Arrow columns (a tenth of the
     #: memory) to wait for the rest of their row group.
-    CONVERT_ROWS = 2_048
+    CONVERT_ROWS = 1_024
 
     def __init__(self, folder: Path, keys: dict[str, str], format: str,
                  redact: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]] | None
@@ -193,7 +193,7 @@ class PartWriter:
             key = (table, label)
             parts, n = self.columns.pop(key, ([], 0))
             parts.append(pa.Table.from_pandas(df, schema=arrow_schema(table),
-                                              preserve_index=False))
+                                              preserve_index=False, nthreads=1))
             n += len(df)
             if not whole and n < self._group_rows(table):
                 self.columns[key] = (parts, n)
@@ -419,7 +419,22 @@ _CURRENT: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
 
 
 #: A scanned batch holds about this many values (rows x columns): a narrow one has many rows.
-BATCH_CELLS = 131_072
+BATCH_CELLS = 65_536
+
+
+#: The comparisons `scan_table` and `filter_frame` take, as pyarrow's filters do.
+_COMPARE: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
+    "==": lambda s, v: s == v, "!=": lambda s, v: s != v, "<": lambda s, v: s < v,
+    "<=": lambda s, v: s <= v, ">": lambda s, v: s > v, ">=": lambda s, v: s >= v,
+    "in": lambda s, v: s.isin(list(v)), "not in": lambda s, v: ~s.isin(list(v)),
+}
+
+
+def filter_frame(df: pd.DataFrame, filters: Sequence[tuple[str, str, Any]]) -> pd.DataFrame:
+    """The rows of ``df`` where every ``(column, op, value)`` holds (a null never does)."""
+    for col, op, value in filters:
+        df = df[_COMPARE[op](df[col], value).fillna(False).to_numpy(dtype=bool)]
+    return df
 
 
 def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
@@ -439,8 +454,7 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         df = read_table(folder, table)
         if df is None:
             return
-        for col, _, value in filters:
-            df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+        df = filter_frame(df, filters)
         yield df[cols].reset_index(drop=True)
         return
     keys = _order(folder)
@@ -449,23 +463,18 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         files.sort(key=lambda p: rank.get(p.stem, len(rank)))
     if not _current(files, table):  # parts of an earlier version: one whole part at a time
         for f in files:
-            df = typed_frame(table, _read_part(f, table, None, None))
-            for col, _, value in filters:
-                df = df[(df[col] == value).fillna(False).to_numpy(dtype=bool)]
+            df = filter_frame(typed_frame(table, _read_part(f, table, None, None)), filters)
             if len(df):
                 yield df[cols].reset_index(drop=True)
         return
-    expr = None
-    for col, _, value in filters:
-        term = pc.field(col) == value
-        expr = term if expr is None else expr & term
+    expr = pq.filters_to_expression(list(filters)) if filters else None
     dataset = ds.dataset([str(f) for f in files], schema=arrow_schema(table), format="parquet")
     # no read-ahead: the scanner would otherwise hold 16 batches of every column in memory
     for batch in dataset.to_batches(columns=cols, filter=expr, batch_size=batch_rows,
                                     use_threads=False, batch_readahead=0,
                                     fragment_readahead=0):
         if batch.num_rows:
-            yield typed_frame(table, batch.to_pandas(), cols)
+            yield typed_frame(table, batch.to_pandas(use_threads=False), cols)
 
 
 def typed_frame(table: str, df: pd.DataFrame,

@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from .association import ACCEPTOR, ANSWERED_KEPT, REQUESTOR, Association, MessageRecord
 from .spill import Spill
-from .tcpevidence import STALL_PARTY, ConnectionEvidence, DirectionEvidence
+from .tcpevidence import STALL_PARTY, ConnectionEvidence, DirectionEvidence, StallLog
 
 #: Nothing shorter than this is ever called slow (ms).
 STANDOUT_MIN_MS = 20.0
@@ -292,8 +292,8 @@ class _Stalls:
     """One direction's stalls, searchable by time."""
 
     def __init__(self, ev: DirectionEvidence | None) -> None:
-        self.items = sorted(ev.stalls) if ev is not None else []
-        self.starts = [s[0] for s in self.items]
+        self.items = ev.stalls.sorted() if ev is not None else StallLog()
+        self.starts = self.items.starts
 
     def within(self, a: int, b: int) -> Iterable[tuple[str, float]]:
         """(kind, ms) of every stall's overlap with [a, b)."""

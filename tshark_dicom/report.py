@@ -13,6 +13,7 @@ from typing import Any, cast
 import pandas as pd
 import pyarrow.parquet as pq
 
+from . import memory
 from .errors import OptionsError, TsharkDicomError
 from .safe import visible_lines
 from .store import (
@@ -252,7 +253,7 @@ def load(out: str | os.PathLike[str]) -> Report:
 #: A stored table of at most this many rows is loaded whole on first use by `batches`
 #: (the report reads some tables once per association); larger ones are scanned a batch
 #: at a time, so memory stays flat.
-IN_MEMORY_ROWS = 100_000
+IN_MEMORY_ROWS = 2_000
 
 
 class StoredReport(Report):
@@ -286,6 +287,7 @@ class StoredReport(Report):
             yield from super().batches(table, columns, filters)
             return
         yield from scan_table(self.folder, table, columns, filters)
+        memory.release()  # what the scan freed, before the next one
 
     def _rows(self, table: str) -> int:
         """How many rows a table has, from the Parquet footers (no data read)."""

@@ -17,7 +17,7 @@ from typing import IO, Generic, TypeVar
 T = TypeVar("T")
 
 #: Records held in memory before a chunk goes to disk.
-CHUNK = 1024
+CHUNK = 256
 
 
 class Spill(Generic[T]):

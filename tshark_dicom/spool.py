@@ -21,12 +21,13 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from . import memory
 from .analysis import CaptureResult, FinishedAssociation
 from .objects import safe_object_name
 from .tables import TABLES, association_rows, attempt_rows, finding_row, frame, renumber
 
 #: The spool stays in memory up to this size, then moves to a temporary file.
-IN_MEMORY_MAX = 32 << 20
+IN_MEMORY_MAX = 8 << 20
 
 
 class RowSink(Protocol):
@@ -101,11 +102,13 @@ class Spool:
         sink.add("findings", result.capture, early)
         order = sorted(range(len(self.streams)), key=self.streams.__getitem__)
         try:
-            for i in order:
+            for n, i in enumerate(order):
                 stream = self.streams[i]
                 aid = aid_of(stream)
                 label = self.labels[self.label_index[i]]
                 extra = [finding_row(label, None, f) for f in late.pop(stream, ())]
+                if n % 256 == 255:
+                    memory.release()  # what the rows written so far freed
                 for table, trows in self._read(i, extra):
                     if table == "objects" and self.numbers[i] not in (-1, aid):
                         self._rename(trows, aid)

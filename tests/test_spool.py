@@ -116,3 +116,28 @@ def test_jobs_share_real_packet_counts_with_the_progress_display(tmp_path: Path)
     assert total > 500 and seen[-1] == total  # read by the workers, shared with us
     live = [p for p in seen if p]
     assert live == sorted(live)  # a running count of all the workers' packets
+
+
+@pytest.mark.parametrize("name", ["qr_move_ok.pcapng", "hostile_values.pcapng", "lossy.pcapng",
+                                  "timing_slow_scp.pcapng", "qr_refine.pcapng",
+                                  "transfer_syntaxes.pcapng"])
+def test_rows_go_to_arrow_columns_as_they_would_through_pandas(name: str) -> None:
+    """store.arrow_rows (the Parquet writer's way, no DataFrame) gives the table that
+    tables.frame and pandas give."""
+    import pyarrow as pa
+
+    from tshark_dicom.spool import FrameSink, Spool
+    from tshark_dicom.store import arrow_rows, arrow_schema, direct_arrow_rows
+    from tshark_dicom.tables import frame
+
+    rolled = Spool(name)
+    result = analyze_capture(CAPTURES / name, label=name, tshark=find_tshark(None),
+                             on_association=rolled)
+    sink = FrameSink()
+    rolled.drain(result, sink)
+    assert sink.rows["messages"]
+    for table, rows in sink.rows.items():
+        via_pandas = pa.Table.from_pandas(frame(table, rows), schema=arrow_schema(table),
+                                          preserve_index=False)
+        assert arrow_rows(table, rows).equals(via_pandas), table
+        assert direct_arrow_rows(table, rows) is not None, table  # not the pandas way

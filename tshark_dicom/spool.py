@@ -101,19 +101,21 @@ class Spool:
                 late.setdefault(stream, []).append(finding)
         sink.add("findings", result.capture, early)
         order = sorted(range(len(self.streams)), key=self.streams.__getitem__)
+        pieces = 0
         try:
-            for n, i in enumerate(order):
+            for i in order:
                 stream = self.streams[i]
                 aid = aid_of(stream)
                 label = self.labels[self.label_index[i]]
                 extra = [finding_row(label, None, f) for f in late.pop(stream, ())]
-                if n % 256 == 255:
-                    memory.release()  # what the rows written so far freed
                 for table, trows in self._read(i, extra):
                     if table == "objects" and self.numbers[i] not in (-1, aid):
                         self._rename(trows, aid)
                     renumber(table, trows, aid, aid_of, offsets.get(label, 0))
                     sink.add(table, label, trows)
+                    pieces += 1
+                    if not pieces % 64:
+                        memory.release()  # what the rows written so far freed
         finally:
             self.file.close()
 

@@ -128,6 +128,40 @@ LIST_TYPES = {"proposed_transfer_syntaxes": pa.string(), "callback_assoc_ids": p
               "return_keys": pa.string(), "failed_sop_instances": pa.string()}
 
 
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def arrow_rows(table: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows straight into Arrow columns of the table's schema: the same as through
+    `tables.frame` and pandas, with a fraction of the memory. Rows with a value Arrow does
+    not take as it is (or a float NaN, which pandas makes null) go the pandas way."""
+    data = direct_arrow_rows(table, rows)
+    if data is not None:
+        return data
+    return pa.Table.from_pandas(frame(table, rows), schema=arrow_schema(table),
+                                preserve_index=False, nthreads=1)
+
+
+def direct_arrow_rows(table: str, rows: list[dict[str, Any]]) -> pa.Table | None:
+    """`arrow_rows` without pandas, or None where only pandas' conversions would do."""
+    schema = arrow_schema(table)
+    try:
+        arrays = []
+        for field in schema:
+            values = [row.get(field.name) for row in rows]
+            if pa.types.is_timestamp(field.type):  # our times are ns since the epoch
+                per = _NS_PER[field.type.unit]
+                values = [None if v is None else v // per for v in values]
+            arrays.append(pa.array(values, type=field.type))
+        data = pa.Table.from_arrays(arrays, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
+    for field in schema:
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(data[field.name])).as_py():
+            return None
+    return data
+
+
 class PartWriter:
     """One capture's tables written as they come (a store of spool.RowSink): rows are
     buffered per table and file label and written a row group at a time, so memory holds
@@ -186,24 +220,32 @@ class PartWriter:
 
     def _flush(self, table: str, label: str, whole: bool = True) -> None:
         """The buffered rows on their way; ``whole``: the row group ends here."""
-        self._write(table, label, frame(table, self.buffers.pop((table, label), [])), whole)
+        rows = self.buffers.pop((table, label), [])
+        if self.format == "parquet":  # no DataFrame needed
+            self._parquet(table, label, arrow_rows(table, rows), whole)
+        else:
+            self._write(table, label, frame(table, rows), whole)
+
+    def _parquet(self, table: str, label: str, data: pa.Table, whole: bool) -> None:
+        key = (table, label)
+        parts, n = self.columns.pop(key, ([], 0))
+        parts.append(data)
+        n += data.num_rows
+        if not whole and n < self._group_rows(table):
+            self.columns[key] = (parts, n)
+            return
+        writer = self.parquet.get(key)
+        if writer is None:
+            path = self._tmp(TABLES_DIR, table, label)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = self.parquet[key] = pq.ParquetWriter(path, arrow_schema(table))
+        # one row group from the pieces as they are (no combined copy)
+        writer.write_table(pa.concat_tables(parts), row_group_size=max(n, 1))
 
     def _write(self, table: str, label: str, df: pd.DataFrame, whole: bool = True) -> None:
         if self.format in ("parquet", "both"):
-            key = (table, label)
-            parts, n = self.columns.pop(key, ([], 0))
-            parts.append(pa.Table.from_pandas(df, schema=arrow_schema(table),
-                                              preserve_index=False, nthreads=1))
-            n += len(df)
-            if not whole and n < self._group_rows(table):
-                self.columns[key] = (parts, n)
-            else:
-                writer = self.parquet.get(key)
-                if writer is None:
-                    path = self._tmp(TABLES_DIR, table, label)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    writer = self.parquet[key] = pq.ParquetWriter(path, arrow_schema(table))
-                writer.write_table(pa.concat_tables(parts).combine_chunks())
+            self._parquet(table, label, pa.Table.from_pandas(
+                df, schema=arrow_schema(table), preserve_index=False, nthreads=1), whole)
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started
             self.csv_started.add((table, label))

@@ -121,8 +121,8 @@ def _link_callback(aid: int, assoc: Association, ops: list[OperationRecord],
     chosen: MoveLinks | None = None
     how = "ae-and-time"
     by_originator = [ml for ml in fits if stores and all(
-        _originator(s) == (_scu_ae(associations[ml.assoc_id], ml.op), ml.op.message_id)
-        for s in stores)]
+        (s.move_originator_ae, s.move_originator_message_id)
+        == (_scu_ae(associations[ml.assoc_id], ml.op), ml.op.message_id) for s in stores)]
     if len(by_originator) == 1:
         chosen, how = by_originator[0], "move-originator"
     elif len(fits) == 1:
@@ -141,10 +141,6 @@ def _link_callback(aid: int, assoc: Association, ops: list[OperationRecord],
 
 def _scu_ae(assoc: Association, op: OperationRecord) -> str | None:
     return assoc.calling_ae if op.scu == REQUESTOR else assoc.called_ae
-
-
-def _originator(store: OperationRecord) -> tuple[str | None, int | None]:
-    return store.move_originator_ae, store.move_originator_message_id
 
 
 def _link_attempts(ml: MoveLinks, associations: Sequence[Association],

@@ -14,16 +14,13 @@ free pages no other thread reuses.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
-
-_TRIM: Callable[[int], int] | None = None
-_LOADED = False
-
+import functools
 
 #: mallopt's M_ARENA_MAX (malloc.h)
 _M_ARENA_MAX = -8
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """glibc, if this is a glibc system (no ldconfig search: a run must start fast)."""
     try:
@@ -34,8 +31,7 @@ def _libc() -> ctypes.CDLL | None:
 
 def one_arena() -> None:
     """Every thread's allocations from one malloc arena (glibc only)."""
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is not None:
         mallopt(_M_ARENA_MAX, 1)
 
@@ -43,9 +39,6 @@ def one_arena() -> None:
 def release() -> None:
     """Give free heap pages back to the system (glibc only; a millisecond on a small
     heap)."""
-    global _TRIM, _LOADED
-    if not _LOADED:
-        _LOADED = True
-        _TRIM = getattr(_libc(), "malloc_trim", None)
-    if _TRIM is not None:
-        _TRIM(0)
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -96,9 +96,6 @@ class StallLog:
         for i in range(len(self.starts)):
             yield self[i]
 
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, (StallLog, list)) else NotImplemented
-
     def sorted(self) -> StallLog:
         """The stalls in tuple order (this log itself when appended in that order)."""
         if self.ordered:

@@ -23,6 +23,7 @@ import pandas as pd
 from . import charts
 from .htmlparts import (
     Col,
+    RowsByKey,
     anchor,
     gather,
     ms,
@@ -377,7 +378,8 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
         n_objects += len(b)
         n_complete += int(b["complete"].sum())
     pairs = {(r.get("capture"), int(r["assoc_id"])): f"{r.get('calling_ae') or ''} \u2192 "
-             f"{r.get('called_ae') or ''}" for r in records(assocs)}
+             f"{r.get('called_ae') or ''}"
+             for r in records(assocs[["capture", "assoc_id", "calling_ae", "called_ae"]])}
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
@@ -425,7 +427,7 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     by_capture: dict[Any, list[int]] = {}
     for cap, aid in chosen:
         by_capture.setdefault(cap, []).append(aid)
-    assoc_rows = {(r.get("capture"), int(r["assoc_id"])): r for r in records(assocs)}
+    assoc_rows = RowsByKey(assocs)
     ladders = MAX_LADDERS
     data = SectionRows(report, chosen, dict(ops.count))
     for ci, cap in enumerate(caps):

@@ -5,6 +5,7 @@ callback associations and failed connection attempts (query/retrieve correlation
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -177,7 +178,7 @@ def _operations(ops: list[dict[str, Any]], total: int, table_id: str) -> str:
 
 
 def _retrieves(a: dict[str, Any], ops: list[dict[str, Any]], ci: int,
-               assoc_rows: dict[tuple[Any, int], dict[str, Any]],
+               assoc_rows: Mapping[tuple[Any, int], dict[str, Any]],
                attempts: pd.DataFrame) -> str:
     out = []
     cap = a.get("capture")
@@ -249,7 +250,7 @@ class SectionRows:
 
 
 def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
-                        assoc_rows: dict[tuple[Any, int], dict[str, Any]],
+                        assoc_rows: Mapping[tuple[Any, int], dict[str, Any]],
                         caps: list[Any], ladders: int) -> tuple[list[str], int]:
     """The sections of one capture's chosen associations (``rows``); at most ``ladders``
     ladders drawn. Returns the sections and how many ladders are left to draw."""

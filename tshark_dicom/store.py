@@ -510,13 +510,18 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
                 yield df[cols].reset_index(drop=True)
         return
     expr = pq.filters_to_expression(list(filters)) if filters else None
-    dataset = ds.dataset([str(f) for f in files], schema=arrow_schema(table), format="parquet")
-    # no read-ahead: the scanner would otherwise hold 16 batches of every column in memory
-    for batch in dataset.to_batches(columns=cols, filter=expr, batch_size=batch_rows,
-                                    use_threads=False, batch_readahead=0,
-                                    fragment_readahead=0):
-        if batch.num_rows:
-            yield typed_frame(table, batch.to_pandas(use_threads=False), cols)
+    wanted = cols + [c for c, _, _ in filters if c not in cols]
+    # One part, one batch at a time, filtered in pyarrow before pandas sees it. Not
+    # pyarrow.dataset: its scanner (even without read-ahead) keeps several decoded row
+    # groups in flight, which on a table of a million rows was the run's peak of memory.
+    for f in files:
+        # no pre-buffering either: it reads every row group's columns ahead
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
+                batch_size=batch_rows, columns=wanted, use_threads=False):
+            if expr is not None:
+                batch = batch.filter(expr)
+            if batch.num_rows:
+                yield typed_frame(table, batch.select(cols).to_pandas(use_threads=False), cols)
 
 
 def typed_frame(table: str, df: pd.DataFrame,

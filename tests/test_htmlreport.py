@@ -7,6 +7,7 @@ browser: test_report_browser.py."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -103,6 +104,12 @@ def test_rejected_contexts_first_and_long_proposals_collapsed() -> None:
     few = report(1)
     few.presentation_contexts = frame("presentation_contexts", contexts[:3])
     assert "<details class='contexts'>" not in few.to_html()
+
+
+def test_page_written_a_part_at_a_time_is_the_page(tmp_path: Path) -> None:
+    rep = report(70, ops_per_assoc=3)  # more than the sections drawn: the "others" list too
+    rep.write_html(tmp_path / "r.html", "a title")
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == rep.to_html("a title")
 
 
 def test_page_is_self_contained() -> None:

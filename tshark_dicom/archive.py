@@ -181,8 +181,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         stored.skipped = report.skipped
         summary = stored.summary()
         (work / "summary.txt").write_text(summary + "\n")
-        (work / "report.html").write_text(stored.to_html(title or f"tshark-dicom: "
-                                                         f"{folder.name}"))
+        stored.write_html(work / "report.html", title or f"tshark-dicom: {folder.name}")
         checkpoint("staged")
         if not in_place:
             replace(workdir, folder)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -361,6 +362,19 @@ def _other_associations(assocs: pd.DataFrame, detailed: set[tuple[Any, int]]) ->
 
 def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
     """The page as a string."""
+    return "\n".join(render_parts(report, title))
+
+
+def write(report: ReportLike, path: Path, title: str = "tshark-dicom report") -> None:
+    """The page written to ``path`` a part at a time (a page of several MB is not copied
+    whole into one string and then into its bytes)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i, part in enumerate(render_parts(report, title)):
+            f.write(f"\n{part}" if i else part)
+
+
+def render_parts(report: ReportLike, title: str) -> list[str]:
+    """The page, in the parts it is made of."""
     assocs = gather(report, "associations", ASSOC_COLUMNS)
     caps_table = gather(report, "captures", ["capture", "key", "packets", "first_packet_at",
                                              "association_count", "status", "error"])
@@ -441,5 +455,5 @@ def render(report: ReportLike, title: str = "tshark-dicom report") -> str:
         parts.extend(sections)
     parts.append(_other_associations(assocs, detailed))
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
-    return "\n".join(parts)
+    return parts
 

@@ -117,6 +117,12 @@ class Report:
 
         return render(self, title)
 
+    def write_html(self, path: str | Path, title: str = "tshark-dicom report") -> None:
+        """`to_html` written to ``path`` (UTF-8) without the whole page in one string."""
+        from .htmlreport import write
+
+        write(self, Path(path), title)
+
     def batches(self, table: str, columns: list[str] | None = None,
                 filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]:
         """A table a batch at a time (only ``columns``; rows where every

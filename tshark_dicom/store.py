@@ -193,6 +193,7 @@ class PartWriter:
         self.columns: dict[tuple[str, str], tuple[list[pa.Table], int]] = {}
         self.parquet: dict[tuple[str, str], pq.ParquetWriter] = {}
         self.csv_started: set[tuple[str, str]] = set()
+        self.empty: set[tuple[str, str]] = set()  # Parquet parts without rows, written
 
     def add(self, table: str, label: str, rows: list[dict[str, Any]]) -> None:
         buffer = self.buffers.setdefault((table, label), [])
@@ -235,6 +236,12 @@ class PartWriter:
             self.columns[key] = (parts, n)
             return
         writer = self.parquet.get(key)
+        if writer is None and n == 0:  # a table with no rows: its bytes are made once
+            path = self._tmp(TABLES_DIR, table, label)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_empty_part(table))
+            self.empty.add(key)
+            return
         if writer is None:
             path = self._tmp(TABLES_DIR, table, label)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,13 +271,13 @@ class PartWriter:
                 continue
             for label in self.keys:
                 if (table, label) in self.buffers or (table, label) in self.columns or (
-                        (table, label) not in self.parquet
+                        (table, label) not in self.parquet and (table, label) not in self.empty
                         and (table, label) not in self.csv_started):
                     self._flush(table, label)
         for writer in self.parquet.values():
             writer.close()
         written = []
-        for (table, label) in sorted(set(self.parquet) | self.csv_started):
+        for (table, label) in sorted(set(self.parquet) | self.empty | self.csv_started):
             for kind in (TABLES_DIR, "csv"):
                 tmp = self._tmp(kind, table, label)
                 if tmp.exists():
@@ -282,6 +289,16 @@ class PartWriter:
         for writer in self.parquet.values():
             writer.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@functools.cache
+def _empty_part(table: str) -> bytes:
+    """A Parquet part of ``table`` without rows, as `PartWriter` writes one (the schema and
+    an empty row group: always the same bytes)."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, arrow_schema(table)) as writer:
+        writer.write_table(arrow_rows(table, []), row_group_size=1)
+    return bytes(sink.getvalue())
 
 
 def _parquet_writer(df: pd.DataFrame, table: str) -> Callable[[Path], object]:

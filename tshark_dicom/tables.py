@@ -201,8 +201,20 @@ SEVERITIES = ("error", "warning", "note")
 
 def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Build ``table`` from row dicts with exactly its schema's columns and dtypes."""
-    schema = SCHEMAS[table]
     data = list(rows)
+    if not data:  # asked for often (every empty table of every capture): built once
+        empty = _EMPTY.get(table)
+        if empty is None:
+            empty = _EMPTY[table] = _frame(table, data)
+        return empty.copy()
+    return _frame(table, data)
+
+
+_EMPTY: dict[str, pd.DataFrame] = {}
+
+
+def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:
+    schema = SCHEMAS[table]
     columns: dict[str, Any] = {}
     for name, dtype in schema.items():
         values = [row.get(name) for row in data]

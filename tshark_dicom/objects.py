@@ -233,22 +233,31 @@ class ObjectSink:
         """Add the next bytes of the data set.
 
         Chunks (one TCP segment's worth, ~1.4 KB) are gathered into 256 KiB batches before
-        they are hashed and written: one call per batch instead of two per segment.
+        they are hashed and written: one call per batch instead of two per segment. A bytes
+        chunk of a batch's size or more (messages.py gathers them) goes on without a copy.
         """
         if self._state != "open":
             raise RuntimeError(f"ObjectSink {self.name} is {self._state}")
         batch = self._batch
+        whole: bytes | None = None
+        data: bytes | bytearray = batch
         before = len(batch)
-        batch += chunk
-        self._nbytes += len(batch) - before
+        if not batch and isinstance(chunk, bytes) and len(chunk) >= _BATCH:
+            whole = data = chunk
+            self._nbytes += len(chunk)
+        else:
+            batch += chunk
+            self._nbytes += len(batch) - before
         if len(self._head) < HEAD_SIZE:
-            self._head += batch[before:before + HEAD_SIZE - len(self._head)]
+            self._head += data[before:before + HEAD_SIZE - len(self._head)]
         if self._kept is not None:
             if self._nbytes > self._keep:
                 self._kept = None
             else:
                 self._kept += chunk
-        if len(batch) >= _BATCH:
+        if whole is not None:
+            self._submit(whole)
+        elif len(batch) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
@@ -257,10 +266,13 @@ class ObjectSink:
         batch = self._batch
         if not batch:
             return
+        self._submit(bytes(batch))
+        batch.clear()
+
+    def _submit(self, data: bytes) -> None:
         if self.out_dir is not None and self._file is None:
             self._open()
-        _WRITER.submit(self, bytes(batch))
-        batch.clear()
+        _WRITER.submit(self, data)
 
     def _consume(self, data: bytes) -> None:
         """On the writer thread: one batch, in order."""

@@ -67,7 +67,15 @@ def compiler_problem() -> str | None:
     return None
 
 
+#: Commands that only describe the project: nothing to compile (pip runs these first).
+METADATA_ONLY = {"egg_info", "dist_info", "sdist", "check", "clean", "--name", "--version"}
+
+
 def ext_modules() -> list[object]:
+    commands = [arg for arg in sys.argv[1:] if not arg.startswith("-") or arg.startswith("--")
+                and arg in METADATA_ONLY]
+    if commands and set(commands) <= METADATA_ONLY:
+        return []
     if os.environ.get("TSHARK_DICOM_PURE", "") not in ("", "0"):
         write_manifest({}, "TSHARK_DICOM_PURE set at build time")
         return []

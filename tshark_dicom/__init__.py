@@ -88,7 +88,13 @@ class _CompiledGuard:
         except (ImportError, AttributeError):
             modules = {}
         import hashlib
+        import warnings
 
+        if not modules:
+            warnings.warn("tshark_dicom: compiled modules without the record of their build "
+                          "(_compiled.py): using the pure-Python modules (rebuild with "
+                          "`pip install -e .`)", RuntimeWarning, stacklevel=2)
+            return True
         changed = []
         digest: str | None
         for name in sorted(self.built):
@@ -102,8 +108,6 @@ class _CompiledGuard:
                 changed.append(name + ".py")
         if not changed:
             return False
-        import warnings
-
         warnings.warn(f"tshark_dicom: {', '.join(changed)} changed since the compiled modules "
                       "were built: using the pure-Python modules (rebuild with "
                       "`pip install -e .`, or set TSHARK_DICOM_PURE=1)", RuntimeWarning,

@@ -50,6 +50,12 @@ class Packet:
         self.win = win
         self.wscale = wscale
 
+    def __reduce__(self) -> tuple[type[Packet], tuple[int | str | bytes, ...]]:
+        # the same pickle compiled (setup.py) or not: a compiled class has no default one
+        return Packet, (self.frame, self.time_ns, self.stream, self.src, self.sport, self.dst,
+                        self.dport, self.seq, self.ack, self.tcp_len, self.flags, self.payload,
+                        self.win, self.wscale)
+
     def __repr__(self) -> str:
         return (
             f"Packet(frame={self.frame}, stream={self.stream}, {self.src}:{self.sport}->"

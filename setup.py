@@ -11,6 +11,7 @@ whose source has changed since the build is never used (see README, "Compiled mo
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import json
 import os
 import shlex
@@ -50,6 +51,16 @@ def write_manifest(hashes: dict[str, str], reason: str) -> None:
         MANIFEST.write_text(text)
 
 
+def pure(reason: str) -> list[object]:
+    """A pure-Python build: no extension modules, and none left from an earlier build in
+    the source tree (an editable install imports from there)."""
+    for name in (*COMPILED, "_native__mypyc"):
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            (HERE / PACKAGE / f"{name}{suffix}").unlink(missing_ok=True)
+    write_manifest({}, reason)
+    return []
+
+
 def compiler_problem() -> str | None:
     """Why C extensions cannot be built here (None: a compiler builds against Python.h)."""
     cc = sysconfig.get_config_var("CC") or os.environ.get("CC") or "cc"
@@ -67,27 +78,24 @@ def compiler_problem() -> str | None:
     return None
 
 
-#: Commands that only describe the project: nothing to compile (pip runs these first).
-METADATA_ONLY = {"egg_info", "dist_info", "sdist", "check", "clean", "--name", "--version"}
+#: Commands that build extension modules; the others (egg_info, dist_info, sdist: pip runs
+#: them first, to learn what to install) only describe the project: nothing to compile.
+BUILDING = {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop",
+            "bdist", "bdist_egg"}
 
 
 def ext_modules() -> list[object]:
-    commands = [arg for arg in sys.argv[1:] if not arg.startswith("-") or arg.startswith("--")
-                and arg in METADATA_ONLY]
-    if commands and set(commands) <= METADATA_ONLY:
+    if not BUILDING.intersection(sys.argv[1:]):
         return []
     if os.environ.get("TSHARK_DICOM_PURE", "") not in ("", "0"):
-        write_manifest({}, "TSHARK_DICOM_PURE set at build time")
-        return []
+        return pure("TSHARK_DICOM_PURE set at build time")
     try:
         from mypyc.build import mypycify
     except ImportError:
-        write_manifest({}, "mypy (mypyc) not importable at build time")
-        return []
+        return pure("mypy (mypyc) not importable at build time")
     problem = compiler_problem()
     if problem is not None:
-        write_manifest({}, problem)
-        return []
+        return pure(problem)
     paths = [f"{PACKAGE}/{name}.py" for name in COMPILED]
     hashes = {name: source_hash(HERE / PACKAGE / f"{name}.py") for name in COMPILED}
     write_manifest(hashes, "")
@@ -99,8 +107,6 @@ def ext_modules() -> list[object]:
     except BaseException:  # mypyc exits on errors; a pure build still works
         traceback.print_exc()
         print("tshark-dicom: mypyc failed, building pure Python", file=sys.stderr)
-        write_manifest({}, "mypyc failed at build time")
-        return []
-
+        return pure("mypyc failed at build time")
 
 setup(ext_modules=ext_modules())

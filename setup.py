@@ -63,7 +63,7 @@ def pure(reason: str) -> list[object]:
 
 def compiler_problem() -> str | None:
     """Why C extensions cannot be built here (None: a compiler builds against Python.h)."""
-    cc = sysconfig.get_config_var("CC") or os.environ.get("CC") or "cc"
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     include = sysconfig.get_paths()["include"]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "probe.c")

@@ -76,7 +76,7 @@ ORIGINS = ("import importlib, json; print(json.dumps({n: importlib.import_module
 
 def test_compiled_modules_in_use_are_the_build_s() -> None:
     """This install's compiled modules are in use exactly when the build compiled them, no
-    source changed since and TSHARK_DICOM_PURE is not set (the pytest header says which)."""
+    source changed since and TSHARK_DICOM_PURE is not set (pytest's summary says which)."""
     modules, reason = build_manifest()
     assert "failed" not in reason, f"the build fell back to pure Python: {reason}"
     in_use = compiled_in_use()

@@ -26,7 +26,11 @@ sysdeps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The modules setup.py compiles with mypyc (its COMPILED): an edit to one rebuilds them, so
+# that the tests run what the sources say (an old build is never used: README).
+COMPILED := packets streams tcpevidence pdu messages
+
+$(VENV)/.installed: pyproject.toml setup.py $(COMPILED:%=tshark_dicom/%.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -63,4 +67,5 @@ fixtures: setup
 	$(BIN)/python fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info build \
+	  tshark_dicom/*.so tshark_dicom/_compiled.py

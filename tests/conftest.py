@@ -26,6 +26,22 @@ def capture_for(truth: Path) -> Path:
     return CAPTURES / data["capture"]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say (also with -q) whether this run used the modules compiled by setup.py (mypyc)
+    or the pure ones."""
+    from .test_compiled import build_manifest, compiled_in_use
+
+    in_use = sorted(compiled_in_use())
+    if in_use:
+        line = f"compiled modules in use (mypyc): {', '.join(in_use)}"
+    else:
+        modules, reason = build_manifest()
+        why = ("TSHARK_DICOM_PURE set" if os.environ.get("TSHARK_DICOM_PURE", "") not in
+               ("", "0") else "sources changed since the build" if modules else reason)
+        line = f"pure-Python modules ({why})"
+    terminalreporter.write_line(f"tshark_dicom: {line}")
+
+
 @pytest.fixture(scope="session")
 def tshark_path() -> str:
     path = shutil.which("tshark")

@@ -51,6 +51,89 @@ __all__ = [
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+
+class _CompiledGuard:
+    """Decides, on the first import of a module compiled by setup.py (mypyc), whether the
+    compiled modules may be used: only if each was built from the source beside it (the
+    SHA-256 in the generated ``_compiled.py``) and ``TSHARK_DICOM_PURE`` is not set.
+    Otherwise every compiled module is imported from its ``.py`` instead, all together
+    (compiled modules call each other natively: a compiled one cannot take a class of a
+    pure one), with one warning when sources changed since the build. Cheap until then:
+    ``import tshark_dicom`` and ``--version`` import no compiled module (a meta path finder,
+    PEP 451)."""
+
+    def __init__(self, directory: str, built: frozenset[str]) -> None:
+        self.directory = directory
+        self.built = built  # module names with an extension module beside their source
+        self.pure: bool | None = None  # undecided until the first of them is imported
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> _typing.Any:
+        package, _, name = fullname.rpartition(".")
+        if package != __name__ or name not in self.built:
+            return None
+        if self.pure is None:
+            self.pure = self._decide()
+        source = os.path.join(self.directory, name + ".py")
+        if not self.pure or not os.path.exists(source):
+            return None  # the normal finders load the extension module
+        from importlib.util import spec_from_file_location
+
+        return spec_from_file_location(fullname, source)
+
+    def _decide(self) -> bool:
+        if os.environ.get("TSHARK_DICOM_PURE", "") not in ("", "0"):
+            return True
+        try:
+            modules: dict[str, str] = _importlib.import_module("._compiled", __name__).MODULES
+        except (ImportError, AttributeError):
+            modules = {}
+        import hashlib
+        import warnings
+
+        if not modules:
+            warnings.warn("tshark_dicom: compiled modules without the record of their build "
+                          "(_compiled.py): using the pure-Python modules (rebuild with "
+                          "`pip install -e .`)", RuntimeWarning, stacklevel=2)
+            return True
+        changed = []
+        digest: str | None
+        for name in sorted(self.built):
+            source = os.path.join(self.directory, name + ".py")
+            try:
+                with open(source, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                digest = modules.get(name)  # no source to fall back on: keep the build's
+            if digest != modules.get(name):
+                changed.append(name + ".py")
+        if not changed:
+            return False
+        warnings.warn(f"tshark_dicom: {', '.join(changed)} changed since the compiled modules "
+                      "were built: using the pure-Python modules (rebuild with "
+                      "`pip install -e .`, or set TSHARK_DICOM_PURE=1)", RuntimeWarning,
+                      stacklevel=2)
+        return True
+
+
+def _install_guard() -> None:
+    import _imp
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    suffixes = tuple(_imp.extension_suffixes())
+    try:
+        names = os.listdir(here)
+    except OSError:
+        return
+    built = frozenset(n.partition(".")[0] for n in names
+                      if n.endswith(suffixes) and not n.partition(".")[0].endswith("__mypyc"))
+    if built:
+        import sys
+
+        sys.meta_path.insert(0, _CompiledGuard(here, built))
+
+
+_install_guard()
+
 #: Public names imported on first use, so that ``import tshark_dicom`` (and ``tshark-dicom
 #: --version``) does not pay for pandas and pyarrow until they are needed (PEP 562).
 _LAZY = {"Redaction": "redact", "Report": "report", "load": "report", "SCHEMAS": "tables",

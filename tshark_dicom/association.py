@@ -207,7 +207,7 @@ class DatasetSinkLike(Protocol):
 
     transfer_syntax: str | None
 
-    def write(self, chunk: bytes | memoryview) -> None: ...
+    def write(self, chunk: bytes | bytearray | memoryview) -> None: ...
 
     def finish(self) -> str | None: ...
 
@@ -264,6 +264,7 @@ class _Direction:
     def _asm(self) -> MessageAssembler:
         if self.assembler is None:
             self.assembler = MessageAssembler(self.assoc, self.role)
+            self.parser.data_sink = self.assembler  # PDV bytes go to it directly (hot path)
         return self.assembler
 
     def pdu_start(self, pdu_type: int, length: int, frame: int, time_ns: int) -> None:

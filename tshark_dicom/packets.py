@@ -9,15 +9,15 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import ijson
 
 # TCP flag bits (RFC 9293 3.1).
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-ACK = 0x10
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
 
 
 class Packet:
@@ -49,6 +49,12 @@ class Packet:
         #: window-scale option's shift count (-1: no option), RFC 7323 2.2-2.3
         self.win = win
         self.wscale = wscale
+
+    def __reduce__(self) -> tuple[type[Packet], tuple[int | str | bytes, ...]]:
+        # the same pickle compiled (setup.py) or not: a compiled class has no default one
+        return Packet, (self.frame, self.time_ns, self.stream, self.src, self.sport, self.dst,
+                        self.dport, self.seq, self.ack, self.tcp_len, self.flags, self.payload,
+                        self.win, self.wscale)
 
     def __repr__(self) -> str:
         return (
@@ -110,18 +116,22 @@ def read_packets(stdout: IO[bytes]) -> Iterator[Packet]:
 # headers ourselves. Only the few link types below are read here; any other makes the
 # caller use the ek engine, where tshark dissects everything.
 # ---------------------------------------------------------------------------------------
-_PCAP_NSEC = 0xA1B23C4D
-_PCAP_USEC = 0xA1B2C3D4
+_PCAP_NSEC: Final = 0xA1B23C4D
+_PCAP_USEC: Final = 0xA1B2C3D4
 #: link type -> how to find the network layer (RFC/tcpdump LINKTYPE_* values)
-ETHERNET, LINUX_SLL, LINUX_SLL2, NULL, LOOP = 1, 113, 276, 0, 108
+ETHERNET: Final = 1
+LINUX_SLL: Final = 113
+LINUX_SLL2: Final = 276
+NULL: Final = 0
+LOOP: Final = 108
 RAW_IP = frozenset({101, 12, 14, 228, 229})
 RAW_LINK_TYPES = frozenset({ETHERNET, LINUX_SLL, LINUX_SLL2, NULL, LOOP, *RAW_IP})
-_VLAN = (0x8100, 0x88A8, 0x9100)
-_SEQ_ACK = struct.Struct("!II")
-_CHUNK = 1 << 20
+_VLAN: Final = (0x8100, 0x88A8, 0x9100)
+_SEQ_ACK: Final = struct.Struct("!II")
+_CHUNK: Final = 1 << 20
 #: Ethernet II, IPv4 with a 20-byte header, TCP: ethertype, version/IHL, total length,
 #: flags/fragment offset, protocol, addresses, ports, seq, ack, data offset, flags, window.
-_ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBBH")
+_ETH_IP4_TCP: Final = struct.Struct("!12xHBxH2xHxB2xIIHHIIBBH")
 
 
 class CaptureStats:
@@ -205,7 +215,35 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
     read = stdout.read
     buf, pos, frame = b"", 0, frame_offset
-    sec = frac = 0
+    # Typed once here: struct's values are Any, and the compiled module (setup.py, mypyc)
+    # then does native arithmetic on these.
+    sec: int = 0
+    frac: int = 0
+    incl: int = 0
+    orig: int = 0
+    etype: int
+    verihl: int
+    total: int
+    frag: int
+    proto: int
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    hoff: int
+    flags: int
+    win: int
+    src4: int
+    dst4: int
+    src: bytes
+    dst: bytes
+    # The last two conversations seen (IPv4 fast path): their addresses as text and stream
+    # number, so that the data and the ACKs of one connection need no table lookup. Valid
+    # until a SYN, FIN or RST passes (those may renumber a conversation).
+    a_src = a_dst = b_src = b_dst = -1
+    a_ports = b_ports = -1
+    a_sip = a_dip = b_sip = b_dip = ""
+    a_stream = b_stream = 0
     waiting_first = True
     while True:
         # Records are parsed in place from 1 MiB reads: no per-packet read call or copy.
@@ -228,41 +266,74 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         frame += 1
         if waiting_first:
             stats.first_ns, waiting_first = sec * 1_000_000_000 + frac * frac_ns, False
-        parsed = False
         if fast and incl >= 54:
             # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
-            (etype, verihl, total, frag, proto, src, dst, sport, dport, seq, ack, hoff,
+            (etype, verihl, total, frag, proto, src4, dst4, sport, dport, seq, ack, hoff,
              flags, win) = _ETH_IP4_TCP.unpack_from(buf, base)
             if etype == 0x0800 and verihl == 0x45 and proto == 6 and not frag & 0x3FFF:
                 start = base + 34 + (hoff >> 4) * 4
                 ip_end = base + 14 + total if total else base + orig
-                wscale = _wscale(buf, base + 54, min(start, limit)) if flags & SYN else -1
-                parsed = True
-        if not parsed:
-            found = _parse_headers(buf, base, limit, orig, linktype)
-            if found is None:
+                ports = sport << 16 | dport
+                if flags & 0x07:  # SYN, FIN or RST
+                    a_src = b_src = -1
+                    wscale = _wscale(buf, base + 54, min(start, limit)) if flags & SYN else -1
+                else:
+                    wscale = -1
+                    if src4 == a_src and dst4 == a_dst and ports == a_ports:
+                        stream, s_ip, d_ip = a_stream, a_sip, a_dip
+                    elif src4 == b_src and dst4 == b_dst and ports == b_ports:
+                        stream, s_ip, d_ip = b_stream, b_sip, b_dip
+                    else:
+                        stream = -1
+                    if stream >= 0:
+                        if skip is not None and skip(stream):
+                            continue
+                        yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip,
+                                     sport, d_ip, dport, seq, ack,
+                                     ip_end - start if ip_end > start else 0, flags,
+                                     buf[start:min(ip_end, limit)], win, -1)
+                        continue
+                s_ip = names.get(src := buf[base + 26:base + 30]) or _name(names, src)
+                d_ip = names.get(dst := buf[base + 30:base + 34]) or _name(names, dst)
+                stream = numbers.number(s_ip, sport, d_ip, dport, flags)
+                if not flags & 0x07:
+                    b_src, b_dst, b_ports, b_stream, b_sip, b_dip = \
+                        a_src, a_dst, a_ports, a_stream, a_sip, a_dip
+                    a_src, a_dst, a_ports, a_stream, a_sip, a_dip = \
+                        src4, dst4, ports, stream, s_ip, d_ip
+                if skip is not None and skip(stream):
+                    continue
+                yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
+                             d_ip, dport, seq, ack, ip_end - start if ip_end > start else 0,
+                             flags, buf[start:min(ip_end, limit)], win, wscale)
                 continue
-            if found[0] == -1:  # an IP fragment
-                if fragments is not None:
-                    fragments(frame)
-                continue
-            _, src, dst, sport, dport, seq, ack, flags, start, ip_end, win, wscale = found
-        s_ip = names.get(src)
-        if s_ip is None:
-            s_ip = names[src] = _ip_text(src)
-        d_ip = names.get(dst)
-        if d_ip is None:
-            d_ip = names[dst] = _ip_text(dst)
+        found = _parse_headers(buf, base, limit, orig, linktype)
+        if found is None:
+            continue
+        if found[0] == -1:  # an IP fragment
+            if fragments is not None:
+                fragments(frame)
+            continue
+        _, src, dst, sport, dport, seq, ack, flags, start, ip_end, win, wscale = found
+        if flags & 0x07:
+            a_src = b_src = -1
+        s_ip = names.get(src) or _name(names, src)
+        d_ip = names.get(dst) or _name(names, dst)
         stream = numbers.number(s_ip, sport, d_ip, dport, flags)
         if skip is not None and skip(stream):
             continue
-        tcp_len = ip_end - start if ip_end > start else 0
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
-                     dport, seq, ack, tcp_len, flags, buf[start:min(ip_end, limit)], win,
-                     wscale)
+                     dport, seq, ack, ip_end - start if ip_end > start else 0, flags,
+                     buf[start:min(ip_end, limit)], win, wscale)
     stats.records = frame - frame_offset
     if stats.records:
         stats.last_ns = sec * 1_000_000_000 + frac * frac_ns
+
+
+def _name(names: dict[bytes, str], raw: bytes) -> str:
+    """An address as text, remembered."""
+    text = names[raw] = _ip_text(raw)
+    return text
 
 
 def _wscale(buf: bytes, pos: int, end: int) -> int:

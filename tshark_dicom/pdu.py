@@ -19,22 +19,22 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_items as pn_items
 
 log = logging.getLogger(__name__)
 
-A_ASSOCIATE_RQ = 0x01
-A_ASSOCIATE_AC = 0x02
-A_ASSOCIATE_RJ = 0x03
-P_DATA_TF = 0x04
-A_RELEASE_RQ = 0x05
-A_RELEASE_RP = 0x06
-A_ABORT = 0x07
+A_ASSOCIATE_RQ: Final = 0x01
+A_ASSOCIATE_AC: Final = 0x02
+A_ASSOCIATE_RJ: Final = 0x03
+P_DATA_TF: Final = 0x04
+A_RELEASE_RQ: Final = 0x05
+A_RELEASE_RP: Final = 0x06
+A_ABORT: Final = 0x07
 
-PDU_NAMES = {
+PDU_NAMES: Final = {
     A_ASSOCIATE_RQ: "A-ASSOCIATE-RQ",
     A_ASSOCIATE_AC: "A-ASSOCIATE-AC",
     A_ASSOCIATE_RJ: "A-ASSOCIATE-RJ",
@@ -55,20 +55,20 @@ _DECODERS: dict[int, Any] = {
 
 #: Fixed lengths (PS3.8 9.3.6-9.3.8) and the largest association PDU we will buffer: an
 #: A-ASSOCIATE-RQ with 128 contexts is about 10 KB; 1 MiB leaves room for user identity etc.
-_FIXED_LENGTH = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}
-MAX_CONTROL_PDU = 1 << 20
+_FIXED_LENGTH: Final = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}
+MAX_CONTROL_PDU: Final = 1 << 20
 #: Smallest A-ASSOCIATE-RQ/AC body: version, reserved, AE titles, reserved (PS3.8 9.3.2).
-_MIN_ASSOCIATE = 68
+_MIN_ASSOCIATE: Final = 68
 
 
-_CAUSE_TEXT = {
+_CAUSE_TEXT: Final = {
     "lost": "missing from the capture",
     "snaplen": "cut by the capture's snapshot length",
     "end": "missing: the stream ends inside it",
 }
 
 #: Where a PDU header may start during resynchronisation: P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
-_CANDIDATE = re.compile(rb"[\x04-\x07]\x00")
+_CANDIDATE: Final = re.compile(rb"[\x04-\x07]\x00")
 
 
 @dataclass(frozen=True)
@@ -117,14 +117,14 @@ class AssociatePdu:
 
 
 #: Items of an A-ASSOCIATE-RQ/AC (PS3.8 9.3.2.1-9.3.2.3, 9.3.3.1-9.3.3.3).
-_ITEM_NAMES = {0x10: "application context", 0x20: "presentation context",
+_ITEM_NAMES: Final = {0x10: "application context", 0x20: "presentation context",
                0x21: "presentation context", 0x50: "user information"}
 #: Where the variable items start: after type, reserved, length, version, reserved, the
 #: two AE titles and 32 reserved bytes (PS3.8 Table 9-11).
-_ITEMS_AT = 74
+_ITEMS_AT: Final = 74
 
 
-_AE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+_AE_FORBIDDEN: Final = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def ae_title_problem(title: str | None) -> str | None:
@@ -236,8 +236,20 @@ class UpperLayerSink(Protocol):
     def end(self, how: str, frame: int, time_ns: int) -> None: ...
 
 
+class PdvDataSink(Protocol):
+    """Where a `PduParser` sends PDV value bytes (the `UpperLayerSink` unless it names
+    another: the one event of every data segment goes there without a hop)."""
+
+    def pdv_data(self, chunk: memoryview, frame: int, time_ns: int) -> None: ...
+
+
 # Parser states
-_HEADER, _CONTROL, _PDV_HEADER, _PDV_VALUE, _SKIP, _RESYNC = range(6)
+_HEADER: Final = 0
+_CONTROL: Final = 1
+_PDV_HEADER: Final = 2
+_PDV_VALUE: Final = 3
+_SKIP: Final = 4
+_RESYNC: Final = 5
 
 
 class PduParser:
@@ -246,11 +258,13 @@ class PduParser:
     __slots__ = (
         "sink", "state", "_buf", "_pdu_type", "_pdu_left", "_pdv_left", "_skip_left",
         "_first_frame", "_first_time", "_pdv_damaged", "pdus", "synced", "nbytes", "_cause",
-        "_skipped", "_holes",
+        "_skipped", "_holes", "data_sink",
     )
 
     def __init__(self, sink: UpperLayerSink) -> None:
         self.sink = sink
+        #: receives the PDV value bytes (``sink`` unless set otherwise)
+        self.data_sink: PdvDataSink = sink
         self.state = _HEADER
         self._buf = bytearray()
         self._pdu_type = 0
@@ -275,13 +289,12 @@ class PduParser:
     def _feed(self, data: bytes, frame: int, time_ns: int) -> None:
         view = memoryview(data)
         pos, n = 0, len(data)
-        sink = self.sink
         while pos < n:
             state = self.state
             if state == _PDV_VALUE:
                 take = min(self._pdv_left, n - pos)
                 if not self._pdv_damaged:
-                    sink.pdv_data(view[pos:pos + take], frame, time_ns)
+                    self.data_sink.pdv_data(view[pos:pos + take], frame, time_ns)
                 pos += take
                 self._pdv_left -= take
                 self._pdu_left -= take

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from .packets import ACK, FIN, RST, SYN, Packet
 
-_MOD = 1 << 32
-_HALF = 1 << 31
+_MOD: Final = 1 << 32
+_HALF: Final = 1 << 31
 #: Out-of-order bytes we hold while waiting for a missing segment. Beyond this the missing
 #: bytes are declared a gap; the peer's ACK usually proves it long before (see `ack`).
 MAX_PENDING_BYTES = 16 << 20
@@ -270,7 +270,8 @@ class TcpConnection:
     sink through ``sink_for(src, sport, dst, dport, first_packet)`` when it first appears."""
 
     __slots__ = ("stream", "halves", "_sink_for", "first_frame", "first_time_ns", "last_frame",
-                 "last_time_ns", "client", "server", "observer")
+                 "last_time_ns", "client", "server", "observer", "_src0", "_port0", "_half0",
+                 "_peer0", "_src1", "_port1", "_half1", "_peer1")
 
     def __init__(self, stream: int, sink_for: SinkFactory,
                  observer: PacketObserver | None = None) -> None:
@@ -285,28 +286,53 @@ class TcpConnection:
         self.last_time_ns = 0
         self.client: tuple[str, int] | None = None  # who sent the SYN, if seen
         self.server: tuple[str, int] | None = None  # ... and to whom
+        # The last two senders (address, port) seen, with their half and its peer's: every
+        # packet looks its direction up here first, without a key tuple and a dict lookup.
+        self._src0 = self._src1 = ""
+        self._port0 = self._port1 = -1
+        self._half0: HalfStream | None = None
+        self._half1: HalfStream | None = None
+        self._peer0: HalfStream | None = None
+        self._peer1: HalfStream | None = None
 
     def feed(self, pkt: Packet) -> None:
+        frame, time_ns, flags = pkt.frame, pkt.time_ns, pkt.flags
         if self.first_frame is None:
-            self.first_frame, self.first_time_ns = pkt.frame, pkt.time_ns
-        self.last_frame, self.last_time_ns = pkt.frame, pkt.time_ns
+            self.first_frame, self.first_time_ns = frame, time_ns
+        self.last_frame, self.last_time_ns = frame, time_ns
+        sport = pkt.sport
+        if sport == self._port0 and pkt.src == self._src0:
+            half, peer = self._half0, self._peer0
+        elif sport == self._port1 and pkt.src == self._src1:
+            half, peer = self._half1, self._peer1
+        else:
+            half, peer = self._lookup(pkt)
+        assert half is not None
+        if flags & SYN and not flags & ACK and self.client is None:
+            self.client, self.server = (pkt.src, sport), (pkt.dst, pkt.dport)
+        half.segment(pkt)
+        if flags & ACK and peer is not None and pkt.ack != peer.acked_raw:
+            peer.ack(pkt.ack, frame, time_ns)
+        if flags & RST:
+            for other in self.halves.values():
+                other.finish("rst", frame, time_ns)
+        if self.observer is not None:
+            self.observer.on_packet(pkt, (pkt.src, sport))
+
+    def _lookup(self, pkt: Packet) -> tuple[HalfStream, HalfStream | None]:
+        """The sender's half (made on its first packet) and its peer's, remembered in the
+        older of the two slots."""
         key = (pkt.src, pkt.sport)
         half = self.halves.get(key)
         if half is None:
             half = HalfStream(self._sink_for(pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt))
             self.halves[key] = half
-        if pkt.flags & SYN and not pkt.flags & ACK and self.client is None:
-            self.client, self.server = key, (pkt.dst, pkt.dport)
-        half.segment(pkt)
-        if pkt.flags & ACK:
-            peer = self.halves.get((pkt.dst, pkt.dport))
-            if peer is not None and pkt.ack != peer.acked_raw:
-                peer.ack(pkt.ack, pkt.frame, pkt.time_ns)
-        if pkt.flags & RST:
-            for other in self.halves.values():
-                other.finish("rst", pkt.frame, pkt.time_ns)
-        if self.observer is not None:
-            self.observer.on_packet(pkt, key)
+            self._port0 = self._port1 = -1  # a new half: a remembered peer may have been None
+        peer = self.halves.get((pkt.dst, pkt.dport))
+        self._src1, self._port1, self._half1, self._peer1 = \
+            self._src0, self._port0, self._half0, self._peer0
+        self._src0, self._port0, self._half0, self._peer0 = pkt.src, pkt.sport, half, peer
+        return half, peer
 
     @property
     def closed(self) -> bool:

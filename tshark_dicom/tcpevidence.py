@@ -30,22 +30,23 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from .packets import ACK, FIN, RST, SYN, Packet
 
-_MASK = 0xFFFFFFFF
-_HALF = 1 << 31
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 1 << 31
 #: A pause in a sender's new data shorter than this is not a stall (1 ms).
-STALL_NS = 1_000_000
+STALL_NS: Final = 1_000_000
 #: Delayed-ACK timers seen in practice: Linux about 40 ms, Windows and BSD about 200 ms.
-NAGLE_DELAYS_NS = ((30_000_000, 60_000_000), (150_000_000, 250_000_000))
+NAGLE_DELAYS_NS: Final = ((30_000_000, 60_000_000), (150_000_000, 250_000_000))
 #: After the ACK that ends a Nagle stall the held data leaves at once (within this).
-NAGLE_RESUME_NS = 2_000_000
+NAGLE_RESUME_NS: Final = 2_000_000
 #: A segment this short or shorter can be the small unacknowledged one Nagle waits on
 #: (576 bytes: the smallest datagram every IPv4 host accepts, RFC 1122).
-SHORT_SEGMENT = 576
-FIRST_BIN_NS = 10_000_000
-MAX_BINS = 1024
+SHORT_SEGMENT: Final = 576
+FIRST_BIN_NS: Final = 10_000_000
+MAX_BINS: Final = 1024
 
 #: Stall kinds, and who is waiting on whom (sender, receiver or the network).
 STALL_PARTY = {
@@ -58,8 +59,8 @@ STALL_PARTY = {
 }
 
 Stall = tuple[int, int, str, int]  # start ns, end ns, kind, bytes in flight at the start
-_KINDS = tuple(STALL_PARTY)
-_KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
+_KINDS: Final = tuple(STALL_PARTY)
+_KIND_CODE: Final = {k: i for i, k in enumerate(_KINDS)}
 
 
 class StallLog:
@@ -187,7 +188,7 @@ class TcpObserver:
     evidence as plain records. It never looks at the payload."""
 
     __slots__ = ("_dirs", "_client", "_syn_ns", "_synack_ns", "_hs", "_hs_pending",
-                 "_scale_known", "_base_ns", "_bin_ns")
+                 "_scale_known", "_base_ns", "_bin_ns", "_first", "_first_src", "_first_port")
 
     def __init__(self) -> None:
         self._dirs: dict[tuple[str, int], _Dir] = {}
@@ -199,12 +200,18 @@ class TcpObserver:
         self._scale_known = False
         self._base_ns: int | None = None
         self._bin_ns = FIRST_BIN_NS
+        # the direction of the first packet, and its sender: every packet is of it or of
+        # its peer, told apart without a dict lookup
+        self._first: _Dir | None = None
+        self._first_src = ""
+        self._first_port = -1
 
     def _pair(self, pkt: Packet) -> _Dir:
         a, b = _Dir((pkt.src, pkt.sport)), _Dir((pkt.dst, pkt.dport))
         a.peer, b.peer = b, a
         self._dirs[a.ev.endpoint], self._dirs[b.ev.endpoint] = a, b
         self._base_ns = pkt.time_ns
+        self._first, self._first_src, self._first_port = a, pkt.src, pkt.sport
         return a
 
     def on_packet(self, pkt: Packet, sender: tuple[str, int]) -> None:
@@ -212,9 +219,13 @@ class TcpObserver:
         of every DICOM connection passes here, so the common cases come first and cheap,
         and the rarer ones (a new window, a new ACK, a pause) go to methods of their own."""
         t = pkt.time_ns
-        d = self._dirs.get(sender)
+        d = self._first
         if d is None:
             d = self._pair(pkt)
+        elif pkt.sport != self._first_port or pkt.src != self._first_src:
+            d = d.peer
+            if sender != d.ev.endpoint:  # never within one connection: as before the cache
+                d = self._dirs.get(sender) or self._pair(pkt)
         flags = pkt.flags
         if flags & SYN:
             self._syn(d, pkt, t)

@@ -62,9 +62,9 @@ class _CompiledGuard:
     ``import tshark_dicom`` and ``--version`` import no compiled module (a meta path finder,
     PEP 451)."""
 
-    def __init__(self, directory: str, built: frozenset[str]) -> None:
+    def __init__(self, directory: str, built: dict[str, str]) -> None:
         self.directory = directory
-        self.built = built  # module names with an extension module beside their source
+        self.built = built  # module name -> its extension module's file, beside the source
         self.pure: bool | None = None  # undecided until the first of them is imported
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> _typing.Any:
@@ -74,19 +74,39 @@ class _CompiledGuard:
         if self.pure is None:
             self.pure = self._decide()
         source = os.path.join(self.directory, name + ".py")
-        if not self.pure or not os.path.exists(source):
-            return None  # the normal finders load the extension module
         from importlib.util import spec_from_file_location
 
+        if not self.pure or not os.path.exists(source):  # the extension module beside it
+            return spec_from_file_location(fullname, os.path.join(self.directory,
+                                                                  self.built[name]))
         return spec_from_file_location(fullname, source)
+
+    def _record(self) -> dict[str, str]:
+        """MODULES of the ``_compiled.py`` in this directory, read as a file: the record
+        beside these sources, never one another finder (an editable install's) would
+        import under the same name."""
+        import ast
+
+        try:
+            with open(os.path.join(self.directory, "_compiled.py"), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (OSError, SyntaxError, ValueError):
+            return {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    return {}
+                return {str(k): str(v) for k, v in value.items()} if isinstance(
+                    value, dict) else {}
+        return {}
 
     def _decide(self) -> bool:
         if os.environ.get("TSHARK_DICOM_PURE", "") not in ("", "0"):
             return True
-        try:
-            modules: dict[str, str] = _importlib.import_module("._compiled", __name__).MODULES
-        except (ImportError, AttributeError):
-            modules = {}
+        modules = self._record()
         import hashlib
         import warnings
 
@@ -124,8 +144,12 @@ def _install_guard() -> None:
         names = os.listdir(here)
     except OSError:
         return
-    built = frozenset(n.partition(".")[0] for n in names
-                      if n.endswith(suffixes) and not n.partition(".")[0].endswith("__mypyc"))
+    built: dict[str, str] = {}
+    for suffix in suffixes:  # in the order the import system tries them
+        for n in names:
+            stem = n[:-len(suffix)]
+            if n.endswith(suffix) and "." not in stem and not stem.endswith("__mypyc"):
+                built.setdefault(stem, n)
     if built:
         import sys
 

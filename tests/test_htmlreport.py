@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tshark_dicom import htmlreport, htmlsections
+from tshark_dicom import htmlparts, htmlreport, htmlsections
 from tshark_dicom.report import Report
 from tshark_dicom.tables import frame
 
@@ -110,6 +110,37 @@ def test_page_written_a_part_at_a_time_is_the_page(tmp_path: Path) -> None:
     rep = report(70, ops_per_assoc=3)  # more than the sections drawn: the "others" list too
     rep.write_html(tmp_path / "r.html", "a title")
     assert (tmp_path / "r.html").read_text(encoding="utf-8") == rep.to_html("a title")
+
+
+def test_records_are_the_rows_as_pandas_gives_them() -> None:
+    """htmlparts.records reads a column at a time; the values are to_dict's (a null: None)
+    for every dtype of the schemas."""
+    ops = frame("operations", [op(k, 10 + 20 * k, aid=k % 3) for k in range(7)]
+                + [{"capture": None, "assoc_id": None}])
+    assocs = frame("associations", [assoc(i, requested_at=at(1000 * i)) for i in range(3)])
+    for df in (ops, assocs, ops.iloc[[2, 5]], ops.head(0)):
+        want = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+        got = htmlparts.records(df)
+        assert [list(r) for r in got] == [list(r) for r in want]
+        for g, w in zip(got, want, strict=True):
+            for name in w:
+                assert type(g[name]) is type(w[name]), name
+                assert g[name] == w[name] or (g[name] is w[name]) or (
+                    w[name] != w[name] and g[name] != g[name]), name
+
+
+def test_rows_by_association_are_each_handed_out_whole() -> None:
+    rows = htmlparts.KeyedRows([("c", 1), ("c", 2), ("d", 1)])
+    ops = frame("operations", [op(k, 10 * k, aid=1) for k in range(3)])
+    rows.pieces[("c", 1)] += [ops.iloc[:2], ops.iloc[2:]]
+    rows.pieces[("d", 1)].append(ops.iloc[:1])
+    assert [r["op_index"] for r in rows[("d", 1)]] == [0]
+    assert [r["op_index"] for r in rows[("c", 1)]] == [0, 1, 2]
+    assert rows[("c", 2)] == []
+    assocs = htmlparts.RowsByKey(frame("associations", [assoc(i) for i in range(20)]),
+                                 [("c.pcapng", i) for i in range(19, -1, -1)])
+    assert assocs[("c.pcapng", 3)]["assoc_id"] == 3
+    assert assocs.get(("c.pcapng", 99)) is None
 
 
 def test_page_is_self_contained() -> None:

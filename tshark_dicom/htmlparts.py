@@ -112,7 +112,15 @@ def table(rows: Sequence[dict[str, Any]], cols: Sequence[Col], *, total: int | N
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+    """The rows as dicts, values as ``DataFrame.to_dict("records")`` gives them (a null is
+    None), a column at a time: to_dict reads every column of the frame anew for each call,
+    which the report's many small frames (one association's rows) paid again and again."""
+    names = [str(c) for c in df.columns]
+    if not names:
+        return [{} for _ in range(len(df))]
+    columns = [col.tolist() if col.dtype == object else
+               [None if v is pd.NA else v for v in col.tolist()] for _, col in df.items()]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
@@ -127,17 +135,33 @@ def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
     return empty[columns] if columns else empty
 
 
-class RowsByKey(Mapping[tuple[Any, int], dict[str, Any]]):
-    """The rows of a table with one row per association (capture, assoc_id), each made a
-    dict only when asked for: thousands of associations held as dicts cost tens of MB."""
+#: How many associations' rows become dicts together (`records` costs about a millisecond a
+#: call whatever the rows: one call per association was most of a large report's time).
+CONVERT_KEYS = 8
 
-    def __init__(self, df: pd.DataFrame) -> None:
+
+class RowsByKey(Mapping[tuple[Any, int], dict[str, Any]]):
+    """The rows of a table with one row per association (capture, assoc_id), made dicts
+    only when asked for, `CONVERT_KEYS` at a time in the order of ``first`` (the keys a
+    page will ask for): thousands of associations held as dicts cost tens of MB."""
+
+    def __init__(self, df: pd.DataFrame, first: Iterable[tuple[Any, int]] = ()) -> None:
         self.df = df.reset_index(drop=True)
         self.at = {(c, int(a)): i for i, (c, a) in enumerate(zip(
             self.df["capture"].tolist(), self.df["assoc_id"].tolist(), strict=True))}
+        self.first = [k for k in first if k in self.at]
+        self.made: dict[tuple[Any, int], dict[str, Any]] = {}
 
     def __getitem__(self, key: tuple[Any, int]) -> dict[str, Any]:
-        return records(self.df.iloc[[self.at[key]]])[0]
+        row = self.made.get(key)
+        if row is None:
+            at = self.at[key]  # KeyError: not a row of the table
+            keys = [key] + [k for k in self.first if k not in self.made and k != key][
+                :CONVERT_KEYS - 1]
+            rows = records(self.df.iloc[[at] + [self.at[k] for k in keys[1:]]])
+            self.made.update(zip(keys, rows, strict=True))
+            row = self.made[key]
+        return row
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         return iter(self.at)
@@ -149,15 +173,30 @@ class RowsByKey(Mapping[tuple[Any, int], dict[str, Any]]):
 class KeyedRows(Mapping[tuple[Any, int], list[dict[str, Any]]]):
     """Rows of some associations, kept as the DataFrame pieces they were read in (a
     fraction of the memory of Python dicts: 60 associations of 200 operations were 40 MB
-    as dicts) and made dict rows only for the association asked for."""
+    as dicts) and made dict rows `CONVERT_KEYS` associations at a time, in the order of
+    the keys (the order the page asks for them), each association's handed out once."""
 
     def __init__(self, keys: Iterable[tuple[Any, int]]) -> None:
         self.pieces: dict[tuple[Any, int], list[pd.DataFrame]] = {k: [] for k in keys}
         self.counts: dict[tuple[Any, int], int] = dict.fromkeys(self.pieces, 0)
+        self.made: dict[tuple[Any, int], list[dict[str, Any]]] = {}
+        self.done: set[tuple[Any, int]] = set()  # converted (and perhaps handed out)
 
     def __getitem__(self, key: tuple[Any, int]) -> list[dict[str, Any]]:
-        pieces = self.pieces[key]
-        return records(pd.concat(pieces, ignore_index=True)) if pieces else []
+        if key not in self.pieces:
+            raise KeyError(key)
+        if key not in self.done:
+            keys = [key] + [k for k in self.pieces if k not in self.done and k != key][
+                :CONVERT_KEYS - 1]
+            frames = [f for k in keys for f in self.pieces[k]]
+            rows = records(pd.concat(frames, ignore_index=True)) if frames else []
+            at = 0
+            for k in keys:
+                n = sum(len(f) for f in self.pieces[k])
+                self.made[k], at = rows[at:at + n], at + n
+                self.pieces[k] = []
+                self.done.add(k)
+        return self.made.pop(key, [])
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         return iter(self.pieces)

@@ -441,9 +441,11 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     by_capture: dict[Any, list[int]] = {}
     for cap, aid in chosen:
         by_capture.setdefault(cap, []).append(aid)
-    assoc_rows = RowsByKey(assocs)
+    # the sections in the order they are drawn: each table's rows are made dicts in it
+    order = [(cap, a) for cap in caps if cap in by_capture for a in sorted(by_capture[cap])]
+    assoc_rows = RowsByKey(assocs, order)
     ladders = MAX_LADDERS
-    data = SectionRows(report, chosen, dict(ops.count))
+    data = SectionRows(report, order, dict(ops.count))
     for ci, cap in enumerate(caps):
         if cap not in by_capture:
             continue

@@ -531,14 +531,28 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
     # One part, one batch at a time, filtered in pyarrow before pandas sees it. Not
     # pyarrow.dataset: its scanner (even without read-ahead) keeps several decoded row
     # groups in flight, which on a table of a million rows was the run's peak of memory.
+    # Batches of small parts (an archive of many captures) are gathered up to batch_rows
+    # before they become one DataFrame: the conversion costs milliseconds a call whatever
+    # the rows, and a report scans a table of a thousand parts several times.
+    pending: list[pa.Table] = []
+    held = 0
     for f in files:
         # no pre-buffering either: it reads every row group's columns ahead
         for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
                 batch_size=batch_rows, columns=wanted, use_threads=False):
             if expr is not None:
                 batch = batch.filter(expr)
-            if batch.num_rows:
-                yield typed_frame(table, batch.select(cols).to_pandas(use_threads=False), cols)
+            if not batch.num_rows:
+                continue
+            # without the parts' metadata (older parts' column descriptions may differ)
+            pending.append(pa.Table.from_arrays(batch.select(cols).columns, names=cols))
+            held += batch.num_rows
+            if held >= batch_rows:
+                yield typed_frame(table, pa.concat_tables(pending).to_pandas(use_threads=False),
+                                  cols)
+                pending, held = [], 0
+    if pending:
+        yield typed_frame(table, pa.concat_tables(pending).to_pandas(use_threads=False), cols)
 
 
 def typed_frame(table: str, df: pd.DataFrame,

@@ -23,6 +23,16 @@ sysdeps:
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q python3-venv; }
+	@# a C compiler and Python's headers: the per-packet modules are compiled (setup.py,
+	@# README "Compiled modules"); without them the package is built pure Python, slower
+	@if command -v cc >/dev/null && $(PYTHON) -c "import os, sys, sysconfig; \
+	    sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; \
+	  then :; else \
+	  echo "installing gcc and python3-dev with apt-get (compiled modules)"; \
+	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	    -y -q --no-install-recommends gcc libc6-dev python3-dev; } || \
+	    echo "no C compiler: the package is built pure Python"; \
+	fi
 
 venv: $(VENV)/.installed
 

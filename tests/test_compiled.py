@@ -150,7 +150,7 @@ def test_records_of_the_compiled_modules_pickle_as_the_pure_ones() -> None:
                Packet(3, 30, 0, "a", 1, "b", 2, 101, 901, 5, 0x18, b"hello", 500),
                Packet(4, 9_000_000, 0, "a", 1, "b", 2, 106, 901, 5, 0x18, b"again", 500)]
     for pkt in packets:
-        observer.on_packet(pkt, (pkt.src, pkt.sport))
+        observer.on_packet(pkt)
     evidence = observer.finish(10_000_000)
     back = pickle.loads(pickle.dumps(evidence))
     for endpoint, direction in evidence.directions.items():

@@ -25,7 +25,7 @@ class Wire:
         start = self.seq[who] if seq is None else seq
         self.obs.on_packet(Packet(
             self.frame, int(at_ms * MS), 0, who[0], who[1], peer[0], peer[1], start,
-            self.seq[peer], n, flags, b"x" * n, win, wscale), who)
+            self.seq[peer], n, flags, b"x" * n, win, wscale))
         self.last = int(at_ms * MS)
         if seq is None:
             self.seq[who] += n + (1 if flags & (SYN | FIN) else 0)

@@ -4,7 +4,7 @@ at a time. Every value from the traffic goes through `svg.esc`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -140,6 +140,12 @@ def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
 CONVERT_KEYS = 8
 
 
+def _together(key: tuple[Any, int], order: Iterable[tuple[Any, int]],
+              done: Container[tuple[Any, int]]) -> list[tuple[Any, int]]:
+    """``key`` and the next keys of ``order`` not yet ``done``: `CONVERT_KEYS` in all."""
+    return [key] + [k for k in order if k not in done and k != key][:CONVERT_KEYS - 1]
+
+
 class RowsByKey(Mapping[tuple[Any, int], dict[str, Any]]):
     """The rows of a table with one row per association (capture, assoc_id), made dicts
     only when asked for, `CONVERT_KEYS` at a time in the order of ``first`` (the keys a
@@ -156,8 +162,7 @@ class RowsByKey(Mapping[tuple[Any, int], dict[str, Any]]):
         row = self.made.get(key)
         if row is None:
             at = self.at[key]  # KeyError: not a row of the table
-            keys = [key] + [k for k in self.first if k not in self.made and k != key][
-                :CONVERT_KEYS - 1]
+            keys = _together(key, self.first, self.made)
             rows = records(self.df.iloc[[at] + [self.at[k] for k in keys[1:]]])
             self.made.update(zip(keys, rows, strict=True))
             row = self.made[key]
@@ -186,8 +191,7 @@ class KeyedRows(Mapping[tuple[Any, int], list[dict[str, Any]]]):
         if key not in self.pieces:
             raise KeyError(key)
         if key not in self.done:
-            keys = [key] + [k for k in self.pieces if k not in self.done and k != key][
-                :CONVERT_KEYS - 1]
+            keys = _together(key, self.pieces, self.done)
             frames = [f for k in keys for f in self.pieces[k]]
             rows = records(pd.concat(frames, ignore_index=True)) if frames else []
             at = 0

@@ -215,9 +215,15 @@ class PartWriter:
         return min(self.ROW_GROUP, max(1_024, self.ROW_GROUP_CELLS // len(SCHEMAS[table])))
 
     def _tmp(self, kind: str, table: str, label: str) -> Path:
-        """Where a part is written until `close` renames it (made on first use)."""
+        """Where a part is written until `close` renames it."""
         ext = "parquet" if kind == TABLES_DIR else "csv"
         return self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
+
+    def _new(self, kind: str, table: str, label: str) -> Path:
+        """`_tmp`, its folder made: the part is about to be written."""
+        path = self._tmp(kind, table, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def _flush(self, table: str, label: str, whole: bool = True) -> None:
         """The buffered rows on their way; ``whole``: the row group ends here."""
@@ -236,15 +242,12 @@ class PartWriter:
             self.columns[key] = (parts, n)
             return
         writer = self.parquet.get(key)
-        if writer is None and n == 0:  # a table with no rows: its bytes are made once
-            path = self._tmp(TABLES_DIR, table, label)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_empty_part(table))
-            self.empty.add(key)
-            return
         if writer is None:
-            path = self._tmp(TABLES_DIR, table, label)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self._new(TABLES_DIR, table, label)
+            if n == 0:  # a table with no rows: its bytes are made once
+                path.write_bytes(_empty_part(table))
+                self.empty.add(key)
+                return
             writer = self.parquet[key] = pq.ParquetWriter(path, arrow_schema(table))
         # one row group from the pieces as they are (no combined copy)
         writer.write_table(pa.concat_tables(parts), row_group_size=max(n, 1))
@@ -256,8 +259,7 @@ class PartWriter:
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started
             self.csv_started.add((table, label))
-            path = self._tmp("csv", table, label)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self._new("csv", table, label)
             csv_frame(table, df).to_csv(path, index=False, mode="w" if first else "a",
                                         header=first)
 
@@ -500,10 +502,10 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
                filters: Sequence[tuple[str, str, Any]] = (),
                batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """A table of an output folder a batch at a time (typed as the schema says, only
-    ``columns``), rows matching every ``(column, "==", value)`` filter: memory holds one
-    batch, however large the table (``batch_rows``, by default about `BATCH_CELLS` values).
-    Parquet parts are read with pyarrow.dataset, in the order of the run; a CSV-only folder
-    is read whole."""
+    ``columns``), rows matching every ``(column, op, value)`` filter (`filter_frame`'s
+    ops): memory holds one batch, however large the table (``batch_rows``, by default
+    about `BATCH_CELLS` values). Parquet parts are read one at a time, in the order of the
+    run; a CSV-only folder is read whole."""
     parts = folder / TABLES_DIR / table
     files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
     cols = list(columns) if columns else list(SCHEMAS[table])

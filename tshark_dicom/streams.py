@@ -317,7 +317,7 @@ class TcpConnection:
             for other in self.halves.values():
                 other.finish("rst", frame, time_ns)
         if self.observer is not None:
-            self.observer.on_packet(pkt, (pkt.src, sport))
+            self.observer.on_packet(pkt)
 
     def _lookup(self, pkt: Packet) -> tuple[HalfStream, HalfStream | None]:
         """The sender's half (made on its first packet) and its peer's, remembered in the
@@ -348,7 +348,7 @@ class TcpConnection:
 class PacketObserver(Protocol):
     """Gathers evidence from a connection's packets (it only reads them)."""
 
-    def on_packet(self, pkt: Packet, sender: tuple[str, int]) -> None: ...
+    def on_packet(self, pkt: Packet) -> None: ...
 
 
 class SinkFactory(Protocol):

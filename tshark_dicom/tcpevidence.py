@@ -188,7 +188,8 @@ class TcpObserver:
     evidence as plain records. It never looks at the payload."""
 
     __slots__ = ("_dirs", "_client", "_syn_ns", "_synack_ns", "_hs", "_hs_pending",
-                 "_scale_known", "_base_ns", "_bin_ns", "_first", "_first_src", "_first_port")
+                 "_scale_known", "_base_ns", "_bin_ns", "_first", "_first_src", "_first_port",
+                 "_peer_src", "_peer_port")
 
     def __init__(self) -> None:
         self._dirs: dict[tuple[str, int], _Dir] = {}
@@ -200,22 +201,24 @@ class TcpObserver:
         self._scale_known = False
         self._base_ns: int | None = None
         self._bin_ns = FIRST_BIN_NS
-        # the direction of the first packet, and its sender: every packet is of it or of
-        # its peer, told apart without a dict lookup
+        # the direction of the first packet, its sender and its peer: every packet is of
+        # one of the two, told apart without a key tuple or a dict lookup
         self._first: _Dir | None = None
-        self._first_src = ""
-        self._first_port = -1
+        self._first_src = self._peer_src = ""
+        self._first_port = self._peer_port = -1
 
     def _pair(self, pkt: Packet) -> _Dir:
         a, b = _Dir((pkt.src, pkt.sport)), _Dir((pkt.dst, pkt.dport))
         a.peer, b.peer = b, a
         self._dirs[a.ev.endpoint], self._dirs[b.ev.endpoint] = a, b
         self._base_ns = pkt.time_ns
-        self._first, self._first_src, self._first_port = a, pkt.src, pkt.sport
+        if self._first is None:
+            self._first, self._first_src, self._first_port = a, pkt.src, pkt.sport
+            self._peer_src, self._peer_port = pkt.dst, pkt.dport
         return a
 
-    def on_packet(self, pkt: Packet, sender: tuple[str, int]) -> None:
-        """One packet from ``sender`` (its address and port). The hot path: every packet
+    def on_packet(self, pkt: Packet) -> None:
+        """One packet of the connection. The hot path: every packet
         of every DICOM connection passes here, so the common cases come first and cheap,
         and the rarer ones (a new window, a new ACK, a pause) go to methods of their own."""
         t = pkt.time_ns
@@ -224,8 +227,9 @@ class TcpObserver:
             d = self._pair(pkt)
         elif pkt.sport != self._first_port or pkt.src != self._first_src:
             d = d.peer
-            if sender != d.ev.endpoint:  # never within one connection: as before the cache
-                d = self._dirs.get(sender) or self._pair(pkt)
+            if pkt.sport != self._peer_port or pkt.src != self._peer_src:
+                # never within one connection (a stream has two endpoints)
+                d = self._dirs.get((pkt.src, pkt.sport)) or self._pair(pkt)
         flags = pkt.flags
         if flags & SYN:
             self._syn(d, pkt, t)

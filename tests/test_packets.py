@@ -100,6 +100,48 @@ def test_unsupported_link_type_is_signalled(tmp_path: Path) -> None:
         list(read_raw_packets(io.BytesIO(header)))
 
 
+class _Pieces(io.RawIOBase):
+    """A pipe that hands out its bytes in pieces of the given sizes (then what is left):
+    records cut anywhere, headers included, as reads from tshark or editcap can be."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self._data, self._pos, self._sizes = data, 0, list(sizes)
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        size = self._sizes.pop(0) if self._sizes else len(self._data)
+        size = min(size, n) if n >= 0 else size
+        out = self._data[self._pos:self._pos + size]
+        self._pos += len(out)
+        return out
+
+
+def test_records_cut_by_reads_are_read_whole() -> None:
+    """Records that straddle two reads (their 16-byte header too), reads shorter than one
+    record, and a record spread over three reads all give the packets of one whole read."""
+    tshark = find_tshark()
+    cap = CAPTURES / "store_11112.pcapng"
+    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+        pcap = out.read()
+    want = [_fields(p) for p in read_raw_packets(io.BytesIO(pcap))]
+    assert len(want) > 20
+    # record boundaries, to cut right before, inside and right after headers
+    starts, pos = [], 24
+    while pos + 16 <= len(pcap):
+        starts.append(pos)
+        pos += 16 + struct.unpack_from("<I", pcap, pos + 8)[0]
+    cuts = [[24 + 5, 1, 2, 3],  # the file header itself in pieces
+            [starts[3] + 7 - 24, 9, 100],  # inside a record header, then short reads
+            [starts[5] + 16 - 24, 1 << 20],  # right after a header, then the rest
+            [starts[8] - 24 - 1, 2, 1, 1, 1 << 20],
+            [starts[2] + 200, 3, 1 << 20]]
+    for sizes in cuts:
+        got = [_fields(p) for p in read_raw_packets(_Pieces(pcap, [24, *sizes]))]
+        assert got == want, sizes
+    # every read one byte short of a whole number of records, and reads of 37 bytes
+    got = [_fields(p) for p in read_raw_packets(_Pieces(pcap, [24] + [37] * len(pcap)))]
+    assert got == want
+
+
 def test_epoch_ns_is_exact() -> None:
     assert epoch_ns("1796072273.591710344") == 1796072273591710344
     assert epoch_ns("5.1") == 5_100_000_000

@@ -38,7 +38,7 @@ venv: $(VENV)/.installed
 
 # The modules setup.py compiles with mypyc (its COMPILED): an edit to one rebuilds them, so
 # that the tests run what the sources say (an old build is never used: README).
-COMPILED := packets streams tcpevidence pdu messages
+COMPILED := packets streams tcpevidence pdu messages demux
 
 $(VENV)/.installed: pyproject.toml setup.py $(COMPILED:%=tshark_dicom/%.py)
 	$(PYTHON) -m venv $(VENV)

@@ -27,7 +27,7 @@ from setuptools import setup
 HERE = Path(__file__).resolve().parent
 PACKAGE = "tshark_dicom"
 #: The modules every packet passes through, compiled when a compiler is present.
-COMPILED = ("packets", "streams", "tcpevidence", "pdu", "messages")
+COMPILED = ("packets", "streams", "tcpevidence", "pdu", "messages", "demux")
 MANIFEST = HERE / PACKAGE / "_compiled.py"
 
 

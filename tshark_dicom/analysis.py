@@ -17,6 +17,7 @@ from pathlib import Path
 from .association import Association, FindingRecord, MessageRecord, ObjectRecord
 from .correlate import correlate
 from .crosscheck import crosscheck
+from .demux import Totals, consume
 from .errors import OptionsError
 from .findings import (
     PerObjectTally,
@@ -180,46 +181,47 @@ class _Run:
             keep=IDENTIFIER_MAX if command in IDENTIFIER_COMMANDS else 0)
 
     def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
-        """The hot loop: every packet of the capture (raw) or of its DICOM streams (ek)."""
-        result, conns, assocs, decide = self.result, self.conns, self.assocs, self.decide
-        count = result.packets
-        payload_bytes = result.payload_bytes
-        for pkt in packets:
-            count += 1
-            stream = pkt.stream
-            conn = conns.get(stream)
-            if conn is None:
-                if stream in self.done:
-                    continue
-                assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
-                                    guess_transfer_syntax=infer_transfer_syntax)
-                assocs[stream] = assoc
-                assoc.on_settle = self._settled
-                conn = conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
-                assoc.note_packet(pkt)
-                if self.label is not None:
-                    self.labels[stream] = self.label
-            else:
-                assoc = assocs[stream]
-                assoc.last_frame, assoc.last_ns = pkt.frame, pkt.time_ns
-            tcp_len = pkt.tcp_len
-            if tcp_len > len(pkt.payload):
-                self.snaplen_cut += 1
-                self.first_cut_frame = self.first_cut_frame or pkt.frame
-            payload_bytes += tcp_len
-            conn.feed(pkt)
-            if decide and not assoc.saw_rq and assoc.not_dicom:
-                if looks_like_tls(pkt.payload):
-                    self.tls_seen[stream] = (pkt.dst, pkt.dport)
-                self.done.add(stream)
-                del conns[stream], assocs[stream]
-                self.ledgers.pop(stream, None)
-                self.labels.pop(stream, None)
-            elif pkt.flags & 0x05 and conn.closed:  # FIN or RST: perhaps both sides done
-                self._finish(stream)
-            if progress is not None and not count & 0xFFF:
-                progress(count)
-        result.packets, result.payload_bytes = count, payload_bytes
+        """The hot loop (demux.py, compiled): every packet of the capture (raw) or of its
+        DICOM streams (ek)."""
+        result = self.result
+        totals = Totals(result.packets, result.payload_bytes)
+        try:
+            consume(packets, self, self.conns, self.done, self.decide, totals, progress)
+        finally:
+            result.packets, result.payload_bytes = totals.packets, totals.payload_bytes
+            self.snaplen_cut += totals.snaplen_cut
+            self.first_cut_frame = self.first_cut_frame or totals.first_cut_frame or None
+
+    # -- StreamOwner (demux.py) ------------------------------------------------------
+    def open(self, pkt: Packet) -> TcpConnection:
+        stream = pkt.stream
+        assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
+                            guess_transfer_syntax=infer_transfer_syntax)
+        self.assocs[stream] = assoc
+        assoc.on_settle = self._settled
+        conn = self.conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
+        assoc.note_packet(pkt)
+        if self.label is not None:
+            self.labels[stream] = self.label
+        return conn
+
+    def undecided(self, stream: int) -> bool:
+        assoc = self.assocs[stream]
+        return not (assoc.saw_rq or assoc.port_hinted)
+
+    def drop(self, stream: int, pkt: Packet) -> bool:
+        if not self.assocs[stream].not_dicom:
+            return False
+        if looks_like_tls(pkt.payload):
+            self.tls_seen[stream] = (pkt.dst, pkt.dport)
+        self.done.add(stream)
+        del self.conns[stream], self.assocs[stream]
+        self.ledgers.pop(stream, None)
+        self.labels.pop(stream, None)
+        return True
+
+    def ended(self, stream: int) -> None:
+        self._finish(stream)
 
     def _settled(self, assoc: Association) -> None:
         """A long association's finished messages move on (flat memory)."""
@@ -231,6 +233,7 @@ class _Run:
     def _finish(self, stream: int) -> None:
         conn = self.conns.pop(stream)
         assoc = self.assocs.pop(stream)
+        assoc.last_frame, assoc.last_ns = conn.last_frame, conn.last_time_ns
         label = self.labels.pop(stream, None)
         self.done.add(stream)
         conn.finish()

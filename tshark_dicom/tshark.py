@@ -309,6 +309,24 @@ class _StderrCollector(threading.Thread):
             self.lines.append(raw.decode("utf-8", "replace").rstrip())
 
 
+#: fcntl's F_SETPIPE_SZ (Linux), and the pipe size asked: 1 MiB, the most an unprivileged
+#: process may ask by default (/proc/sys/fs/pipe-max-size)
+_F_SETPIPE_SZ = 1031
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(stream: IO[bytes]) -> None:
+    """Give the pipe from tshark or editcap 1 MiB instead of 64 KiB. They write it 4 KiB at
+    a time; with room for one whole read of ours they and we wake each other far less
+    often (the 1 GB capture read 1.16 -> 0.92 s, side by side)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, OSError, ValueError):
+        pass  # another system, or a lower limit: the pipe works as it is, more slowly
+
+
 @contextmanager
 def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], TsharkRun]]:
     """Run tshark, yield its stdout (binary, streamed) and a TsharkRun filled in at exit.
@@ -326,6 +344,7 @@ def run_tshark(argv: list[str], capture: Path) -> Iterator[tuple[IO[bytes], Tsha
     except OSError as exc:
         raise TsharkNotFoundError(f"cannot run {argv[0]}: {exc.strerror}: {INSTALL_HINT}") from exc
     assert proc.stdout is not None and proc.stderr is not None
+    _widen(proc.stdout)
     collector = _StderrCollector(proc.stderr)
     collector.start()
     result = TsharkRun(argv)

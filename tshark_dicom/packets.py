@@ -129,9 +129,6 @@ RAW_LINK_TYPES = frozenset({ETHERNET, LINUX_SLL, LINUX_SLL2, NULL, LOOP, *RAW_IP
 _VLAN: Final = (0x8100, 0x88A8, 0x9100)
 _SEQ_ACK: Final = struct.Struct("!II")
 _CHUNK: Final = 1 << 20
-#: Ethernet II, IPv4 with a 20-byte header, TCP: ethertype, version/IHL, total length,
-#: flags/fragment offset, protocol, addresses, ports, seq, ack, data offset, flags, window.
-_ETH_IP4_TCP: Final = struct.Struct("!12xHBxH2xHxB2xIIHHIIBBH")
 
 
 class CaptureStats:
@@ -210,6 +207,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     stats = stats or CaptureStats()
     stats.link_type = linktype
     record = struct.Struct(endian + "IIII")
+    little = endian == "<"
     fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()
     names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
@@ -221,11 +219,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     frac: int = 0
     incl: int = 0
     orig: int = 0
-    etype: int
-    verihl: int
     total: int
-    frag: int
-    proto: int
     sport: int
     dport: int
     seq: int
@@ -255,7 +249,16 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         # Records are parsed in place from 1 MiB reads: no per-packet read call or copy.
         avail = len(buf) - pos
         if avail >= 16:
-            sec, frac, incl, orig = record.unpack_from(buf, pos)
+            if little:  # byte by byte: native in the compiled module, no tuple per record
+                sec = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
+                frac = (buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
+                        | buf[pos + 7] << 24)
+                incl = (buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16
+                        | buf[pos + 11] << 24)
+                orig = (buf[pos + 12] | buf[pos + 13] << 8 | buf[pos + 14] << 16
+                        | buf[pos + 15] << 24)
+            else:
+                sec, frac, incl, orig = record.unpack_from(buf, pos)
             whole = avail - 16 >= incl
         else:
             whole = False
@@ -282,47 +285,62 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         frame += 1
         if waiting_first:
             stats.first_ns, waiting_first = sec * 1_000_000_000 + frac * frac_ns, False
-        if fast and incl >= 54:
-            # Ethernet + IPv4 without options + TCP, by far the most common: one unpack
-            (etype, verihl, total, frag, proto, src4, dst4, sport, dport, seq, ack, hoff,
-             flags, win) = _ETH_IP4_TCP.unpack_from(buf, base)
-            if etype == 0x0800 and verihl == 0x45 and proto == 6 and not frag & 0x3FFF:
-                start = base + 34 + (hoff >> 4) * 4
-                ip_end = base + 14 + total if total else base + orig
-                ports = sport << 16 | dport
-                if flags & 0x07:  # SYN, FIN or RST
-                    a_src = b_src = -1
-                    wscale = _wscale(buf, base + 54, min(start, limit)) if flags & SYN else -1
+        if fast and incl >= 54 and buf[base + 12] == 0x08 and buf[base + 13] == 0 \
+                and buf[base + 14] == 0x45 and buf[base + 23] == 6 \
+                and not (buf[base + 20] & 0x3F or buf[base + 21]):
+            # Ethernet + IPv4 without options + TCP (not a fragment), by far the most common:
+            # the fields read byte by byte (native when compiled; struct.unpack_from made a
+            # tuple of 14 ints per packet)
+            total = buf[base + 16] << 8 | buf[base + 17]
+            src4 = (buf[base + 26] << 24 | buf[base + 27] << 16 | buf[base + 28] << 8
+                    | buf[base + 29])
+            dst4 = (buf[base + 30] << 24 | buf[base + 31] << 16 | buf[base + 32] << 8
+                    | buf[base + 33])
+            sport = buf[base + 34] << 8 | buf[base + 35]
+            dport = buf[base + 36] << 8 | buf[base + 37]
+            seq = (buf[base + 38] << 24 | buf[base + 39] << 16 | buf[base + 40] << 8
+                   | buf[base + 41])
+            ack = (buf[base + 42] << 24 | buf[base + 43] << 16 | buf[base + 44] << 8
+                   | buf[base + 45])
+            hoff = buf[base + 46]
+            flags = buf[base + 47]
+            win = buf[base + 48] << 8 | buf[base + 49]
+            start = base + 34 + (hoff >> 4) * 4
+            ip_end = base + 14 + total if total else base + orig
+            ports = sport << 16 | dport
+            if flags & 0x07:  # SYN, FIN or RST
+                a_src = b_src = -1
+                wscale = _wscale(buf, base + 54, min(start, limit)) if flags & SYN else -1
+            else:
+                wscale = -1
+                if src4 == a_src and dst4 == a_dst and ports == a_ports:
+                    stream, s_ip, d_ip = a_stream, a_sip, a_dip
+                elif src4 == b_src and dst4 == b_dst and ports == b_ports:
+                    stream, s_ip, d_ip = b_stream, b_sip, b_dip
                 else:
-                    wscale = -1
-                    if src4 == a_src and dst4 == a_dst and ports == a_ports:
-                        stream, s_ip, d_ip = a_stream, a_sip, a_dip
-                    elif src4 == b_src and dst4 == b_dst and ports == b_ports:
-                        stream, s_ip, d_ip = b_stream, b_sip, b_dip
-                    else:
-                        stream = -1
-                    if stream >= 0:
-                        if skip is not None and skip(stream):
-                            continue
-                        yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip,
-                                     sport, d_ip, dport, seq, ack,
-                                     ip_end - start if ip_end > start else 0, flags,
-                                     buf[start:min(ip_end, limit)], win, -1)
+                    stream = -1
+                if stream >= 0:
+                    if skip is not None and skip(stream):
                         continue
-                s_ip = names.get(src := buf[base + 26:base + 30]) or _name(names, src)
-                d_ip = names.get(dst := buf[base + 30:base + 34]) or _name(names, dst)
-                stream = numbers.number(s_ip, sport, d_ip, dport, flags)
-                if not flags & 0x07:
-                    b_src, b_dst, b_ports, b_stream, b_sip, b_dip = \
-                        a_src, a_dst, a_ports, a_stream, a_sip, a_dip
-                    a_src, a_dst, a_ports, a_stream, a_sip, a_dip = \
-                        src4, dst4, ports, stream, s_ip, d_ip
-                if skip is not None and skip(stream):
+                    yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip,
+                                 sport, d_ip, dport, seq, ack,
+                                 ip_end - start if ip_end > start else 0, flags,
+                                 buf[start:min(ip_end, limit)], win, -1)
                     continue
-                yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
-                             d_ip, dport, seq, ack, ip_end - start if ip_end > start else 0,
-                             flags, buf[start:min(ip_end, limit)], win, wscale)
+            s_ip = names.get(src := buf[base + 26:base + 30]) or _name(names, src)
+            d_ip = names.get(dst := buf[base + 30:base + 34]) or _name(names, dst)
+            stream = numbers.number(s_ip, sport, d_ip, dport, flags)
+            if not flags & 0x07:
+                b_src, b_dst, b_ports, b_stream, b_sip, b_dip = \
+                    a_src, a_dst, a_ports, a_stream, a_sip, a_dip
+                a_src, a_dst, a_ports, a_stream, a_sip, a_dip = \
+                    src4, dst4, ports, stream, s_ip, d_ip
+            if skip is not None and skip(stream):
                 continue
+            yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
+                         d_ip, dport, seq, ack, ip_end - start if ip_end > start else 0,
+                         flags, buf[start:min(ip_end, limit)], win, wscale)
+            continue
         found = _parse_headers(buf, base, limit, orig, linktype)
         if found is None:
             continue

@@ -13,7 +13,7 @@ import pytest
 
 from tshark_dicom import streams
 from tshark_dicom.packets import ACK, FIN, RST, SYN, Packet
-from tshark_dicom.streams import HalfStream, TcpConnection
+from tshark_dicom.streams import HalfStream, StreamSink, TcpConnection
 
 CLIENT = ("10.0.0.1", 40000)
 SERVER = ("10.0.0.2", 104)
@@ -23,7 +23,7 @@ SERVER_ISN = 7_000_000
 Event = tuple[Any, ...]
 
 
-class RecordingSink:
+class RecordingSink(StreamSink):
     """A StreamSink that records every call, with its frame."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from .dimse import CommandSet, CommandSetError, decode_command_set
-from .pdu import PdvHeader
+from .pdu import PdvDataSink, PdvHeader
 
 #: Command sets are a few hundred bytes; one larger than this is not a command set.
 MAX_COMMAND_BYTES: Final = 1 << 16
@@ -65,7 +65,7 @@ class MessageObserver(Protocol):
                 msg_index: int | None = None) -> None: ...
 
 
-class MessageAssembler:
+class MessageAssembler(PdvDataSink):
     """Joins one direction's PDV fragments into messages."""
 
     __slots__ = ("observer", "sender", "current", "_cmd", "_pdv", "_orphan_reported", "_data",

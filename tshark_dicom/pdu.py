@@ -21,8 +21,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from mypy_extensions import mypyc_attr
 from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_items as pn_items
+
+from .streams import StreamSink
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +239,16 @@ class UpperLayerSink(Protocol):
     def end(self, how: str, frame: int, time_ns: int) -> None: ...
 
 
-class PdvDataSink(Protocol):
-    """Where a `PduParser` sends PDV value bytes (the `UpperLayerSink` unless it names
-    another: the one event of every data segment goes there without a hop)."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class PdvDataSink:
+    """Where a `PduParser` may send PDV value bytes instead of its `UpperLayerSink`
+    (`PduParser.data_sink`): the one event of every data segment then goes there without a
+    hop, and, this being a base class and not a Protocol, by a native call when compiled."""
 
-    def pdv_data(self, chunk: memoryview, frame: int, time_ns: int) -> None: ...
+    __slots__ = ()
+
+    def pdv_data(self, chunk: memoryview, frame: int, time_ns: int) -> None:
+        raise NotImplementedError
 
 
 # Parser states
@@ -252,7 +260,7 @@ _SKIP: Final = 4
 _RESYNC: Final = 5
 
 
-class PduParser:
+class PduParser(StreamSink):
     """One direction's PDU decoder; a `streams.StreamSink`."""
 
     __slots__ = (
@@ -263,8 +271,8 @@ class PduParser:
 
     def __init__(self, sink: UpperLayerSink) -> None:
         self.sink = sink
-        #: receives the PDV value bytes (``sink`` unless set otherwise)
-        self.data_sink: PdvDataSink = sink
+        #: receives the PDV value bytes when set, else ``sink`` does
+        self.data_sink: PdvDataSink | None = None
         self.state = _HEADER
         self._buf = bytearray()
         self._pdu_type = 0
@@ -294,7 +302,11 @@ class PduParser:
             if state == _PDV_VALUE:
                 take = min(self._pdv_left, n - pos)
                 if not self._pdv_damaged:
-                    self.data_sink.pdv_data(view[pos:pos + take], frame, time_ns)
+                    fast = self.data_sink
+                    if fast is not None:
+                        fast.pdv_data(view[pos:pos + take], frame, time_ns)
+                    else:
+                        self.sink.pdv_data(view[pos:pos + take], frame, time_ns)
                 pos += take
                 self._pdv_left -= take
                 self._pdu_left -= take

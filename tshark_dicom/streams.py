@@ -16,6 +16,8 @@ import heapq
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from .packets import ACK, FIN, RST, SYN, Packet
 
 _MOD: Final = 1 << 32
@@ -25,19 +27,25 @@ _HALF: Final = 1 << 31
 MAX_PENDING_BYTES = 16 << 20
 
 
-class StreamSink(Protocol):
-    """Receives one direction of a TCP connection, in order."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class StreamSink:
+    """Receives one direction of a TCP connection, in order. A base class, not a Protocol:
+    from the compiled modules a call to a subclass's method is then native, where a
+    Protocol's is a Python call with its numbers boxed (every data segment makes one)."""
 
-    def data(self, data: bytes, frame: int, time_ns: int) -> None: ...
+    __slots__ = ()
+
+    def data(self, data: bytes, frame: int, time_ns: int) -> None:
+        raise NotImplementedError
 
     def gap(self, nbytes: int, frame: int, time_ns: int, cause: str) -> None:
         """``cause`` is ``snaplen`` (the capture cut the packet short) or ``lost`` (segments
         the capture never saw)."""
-        ...
+        raise NotImplementedError
 
     def end(self, how: str, frame: int, time_ns: int) -> None:
         """``how`` is ``fin``, ``rst`` or ``eof`` (the capture ended first)."""
-        ...
+        raise NotImplementedError
 
 
 @dataclass
@@ -345,10 +353,15 @@ class TcpConnection:
             half.finish("eof", self.last_frame, self.last_time_ns)
 
 
-class PacketObserver(Protocol):
-    """Gathers evidence from a connection's packets (it only reads them)."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class PacketObserver:
+    """Gathers evidence from a connection's packets (it only reads them). A base class for
+    the reason `StreamSink` is one."""
 
-    def on_packet(self, pkt: Packet) -> None: ...
+    __slots__ = ()
+
+    def on_packet(self, pkt: Packet) -> None:
+        raise NotImplementedError
 
 
 class SinkFactory(Protocol):

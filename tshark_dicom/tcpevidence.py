@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .packets import ACK, FIN, RST, SYN, Packet
+from .streams import PacketObserver
 
 _MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
@@ -183,7 +184,7 @@ class _Dir:
         self.max_window = -1
 
 
-class TcpObserver:
+class TcpObserver(PacketObserver):
     """Fed every packet of one TCP connection (`on_packet`); `finish` hands back the
     evidence as plain records. It never looks at the payload."""
 

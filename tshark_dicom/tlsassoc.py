@@ -30,7 +30,7 @@ from .association import (
     TransferSyntaxGuesser,
 )
 from .packets import Packet
-from .streams import TcpConnection
+from .streams import StreamSink, TcpConnection
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .tls import (
     Chunk,
@@ -102,7 +102,7 @@ class TlsOutcome:
     findings: list[FindingRecord] = field(default_factory=list)
 
 
-class _Ends:
+class _Ends(StreamSink):
     """The StreamSink of a payload-less TLS connection's direction: how it ended, and the
     bytes the capture lost (those tshark cannot decrypt past)."""
 

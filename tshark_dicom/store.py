@@ -570,7 +570,9 @@ def typed_frame(table: str, df: pd.DataFrame,
         if wanted is not None and col not in wanted:
             continue
         values = df[col] if col in df.columns else pd.Series([None] * len(df), dtype=object)
-        if dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
+        if dtype != "object" and values.dtype == _pandas_dtype(dtype):
+            out[col] = values  # as Parquet's pandas metadata gave it back: nothing to do
+        elif dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
             out[col] = values.map(_list_value)
         elif dtype.startswith("datetime64"):
             out[col] = pd.to_datetime(values, utc=True).astype(cast(Any, dtype))
@@ -594,6 +596,12 @@ def typed_frame(table: str, df: pd.DataFrame,
         return typed[list(columns)] if columns is not None else typed
     empty = frame(table, [])
     return empty[list(columns)] if columns is not None else empty
+
+
+@functools.cache
+def _pandas_dtype(dtype: str) -> Any:
+    """SCHEMAS' dtype name as the dtype pandas compares with (``string`` with its storage)."""
+    return pd.api.types.pandas_dtype(dtype)
 
 
 def _list_value(v: object) -> list[Any] | None:

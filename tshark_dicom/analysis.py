@@ -406,7 +406,7 @@ def analyze_capture(
             else:  # one file: no generator in between (every packet passes here)
                 stats = CaptureStats()
                 with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
-                    run.consume(read_raw_packets(out, skip=run.done.__contains__,
+                    run.consume(read_raw_packets(out, skip=run.done,
                                                  stats=stats), progress)
                 result.truncated = tsk.truncated
                 result.files.append(FileStats(label, stats.records, stats.first_ns,
@@ -484,7 +484,7 @@ def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
         run.label = label
         stats = CaptureStats()
         with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
-            yield from read_raw_packets(out, numbers=numbers, skip=run.done.__contains__,
+            yield from read_raw_packets(out, numbers=numbers, skip=run.done,
                                         stats=stats, frame_offset=offset)
         offset += stats.records
         result.truncated = result.truncated or tsk.truncated

@@ -202,6 +202,15 @@ class KeyedRows(Mapping[tuple[Any, int], list[dict[str, Any]]]):
                 self.done.add(k)
         return self.made.pop(key, [])
 
+    def add(self, key: tuple[Any, int], rows: pd.DataFrame, limit: int) -> None:
+        """``rows`` of ``key``, as many as keep its rows within ``limit`` (a long
+        association has hundreds of thousands: the first are kept); keys not asked for
+        are ignored."""
+        room = limit - self.counts.get(key, limit)
+        if room > 0:
+            self.pieces[key].append(rows.head(room))
+            self.counts[key] += min(room, len(rows))
+
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         return iter(self.pieces)
 
@@ -228,9 +237,5 @@ def rows_for(report: ReportLike, table_name: str, columns: list[str] | None,
         hit = batch[(batch["capture"].isin(captures) & batch["assoc_id"].isin(aids)).fillna(
             False).to_numpy(dtype=bool)]
         for group, rows in hit.groupby(["capture", "assoc_id"], sort=False, dropna=False):
-            key = (group[0], int(cast(Any, group[1])))
-            room = per_assoc - out.counts.get(key, per_assoc)
-            if room > 0:  # a long association has hundreds of thousands: keep the first
-                out.pieces[key].append(rows.head(room))
-                out.counts[key] += min(room, len(rows))
+            out.add((group[0], int(cast(Any, group[1]))), rows, per_assoc)
     return out

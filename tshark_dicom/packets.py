@@ -179,13 +179,14 @@ def _ip_text(raw: bytes) -> str:
 
 
 def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
-                     skip: Callable[[int], bool] | None = None,
+                     skip: set[int] | None = None,
                      fragments: Callable[[int], None] | None = None,
                      stats: CaptureStats | None = None,
                      frame_offset: int = 0) -> Iterator[Packet]:
     """Yield a Packet for every TCP segment of a pcap stream (frame number = record index).
 
-    ``skip(stream)`` says a stream is of no interest: its payload is not copied out.
+    ``skip``: streams of no interest (it may grow while packets are read): their packets
+    are not yielded, their payload not copied out.
     ``fragments(frame)`` hears of IP fragments, which this engine does not reassemble.
     Raises UnsupportedLinkType before yielding anything if the link type is not ours.
     """
@@ -320,7 +321,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                 else:
                     stream = -1
                 if stream >= 0:
-                    if skip is not None and skip(stream):
+                    if skip is not None and stream in skip:
                         continue
                     yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip,
                                  sport, d_ip, dport, seq, ack,
@@ -335,7 +336,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                     a_src, a_dst, a_ports, a_stream, a_sip, a_dip
                 a_src, a_dst, a_ports, a_stream, a_sip, a_dip = \
                     src4, dst4, ports, stream, s_ip, d_ip
-            if skip is not None and skip(stream):
+            if skip is not None and stream in skip:
                 continue
             yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
                          d_ip, dport, seq, ack, ip_end - start if ip_end > start else 0,
@@ -354,7 +355,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         s_ip = names.get(src) or _name(names, src)
         d_ip = names.get(dst) or _name(names, dst)
         stream = numbers.number(s_ip, sport, d_ip, dport, flags)
-        if skip is not None and skip(stream):
+        if skip is not None and stream in skip:
             continue
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
                      dport, seq, ack, ip_end - start if ip_end > start else 0, flags,

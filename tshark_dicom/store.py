@@ -105,9 +105,6 @@ def arrow_schema(table: str) -> pa.Schema:
     """The Parquet schema of a table, the same in every part and row group (list columns
     typed even when a part has no list value), each field carrying its column's sentence
     (columns.py) as ``description`` metadata."""
-    cached = _SCHEMAS.get(table)
-    if cached is not None:
-        return cached
     schema = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
     for name, element in LIST_TYPES.items():
         if name in schema.names:
@@ -115,11 +112,7 @@ def arrow_schema(table: str) -> pa.Schema:
     for i, name in enumerate(schema.names):
         text = DESCRIPTIONS[table][name]
         schema = schema.set(i, schema.field(i).with_metadata({"description": text}))
-    _SCHEMAS[table] = schema
     return schema
-
-
-_SCHEMAS: dict[str, pa.Schema] = {}
 
 
 #: The element type of each list column (SCHEMAS: "object").

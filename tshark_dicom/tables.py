@@ -8,6 +8,7 @@ each column means is in columns.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -203,14 +204,13 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Build ``table`` from row dicts with exactly its schema's columns and dtypes."""
     data = list(rows)
     if not data:  # asked for often (every empty table of every capture): built once
-        empty = _EMPTY.get(table)
-        if empty is None:
-            empty = _EMPTY[table] = _frame(table, data)
-        return empty.copy()
+        return _empty(table).copy()
     return _frame(table, data)
 
 
-_EMPTY: dict[str, pd.DataFrame] = {}
+@functools.cache
+def _empty(table: str) -> pd.DataFrame:
+    return _frame(table, [])
 
 
 def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:

@@ -309,9 +309,8 @@ class _StderrCollector(threading.Thread):
             self.lines.append(raw.decode("utf-8", "replace").rstrip())
 
 
-#: fcntl's F_SETPIPE_SZ (Linux), and the pipe size asked: 1 MiB, the most an unprivileged
-#: process may ask by default (/proc/sys/fs/pipe-max-size)
-_F_SETPIPE_SZ = 1031
+#: The pipe size asked: 1 MiB, the most an unprivileged process may ask by default
+#: (/proc/sys/fs/pipe-max-size)
 _PIPE_BYTES = 1 << 20
 
 
@@ -322,8 +321,8 @@ def _widen(stream: IO[bytes]) -> None:
     try:
         import fcntl
 
-        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-    except (ImportError, OSError, ValueError):
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, AttributeError, OSError, ValueError):
         pass  # another system, or a lower limit: the pipe works as it is, more slowly
 
 

@@ -7,18 +7,20 @@ into place only when complete, replacing the previous run's results.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from . import __version__
 from .errors import OptionsError, OutputError, TsharkDicomError, output_error
@@ -35,9 +37,95 @@ KEY_ENV = "TSHARK_DICOM_REDACT_KEY"  # redact.KEY_ENV (a test checks they agree)
 
 
 
+def _to_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a valid integer.") from None
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if text in ("", "0", "false", "f", "no", "n", "off"):
+        return False
+    raise typer.BadParameter(f"{value!r} is not a valid boolean.")
+
+
+#: How our parameters' values are made from the command line's strings.
+_CONVERT: dict[object, Callable[[Any], Any]] = {
+    str: str, int: _to_int, bool: _to_bool, Path: Path}
+
+
+@functools.cache
+def _plain_class() -> type | None:
+    """A typer RuntimeParam that converts str, int, bool and Path values (and lists of
+    them) directly. typer 0.29 builds a pydantic TypeAdapter for every parameter of the
+    command, on every run: importing pydantic and building them was about 35 ms of each
+    run (8% of a small capture's whole run), for conversions as simple as int("4"). None
+    where typer has no such hook (another version): typer converts as it always did."""
+    try:
+        from typer._coercion import RuntimeParam
+    except ImportError:
+        return None
+
+    @dataclass(frozen=True)
+    class Plain(RuntimeParam):
+        convert: Callable[[Any], Any] = str
+        many: bool = False
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if self.many:
+                return [self.convert(v) for v in value]
+            return self.convert(value)
+
+    return Plain
+
+
+def _plain_runtime_param(descriptor: Any) -> Any | None:
+    """The Plain converter of a parameter whose type is one of `_CONVERT`'s (or a list
+    of one) and that asks typer for nothing more (a parser, a range, a file to open);
+    else None."""
+    plain = _plain_class()
+    annotation = descriptor.annotation
+    many = get_origin(annotation) is list
+    element = get_args(annotation)[0] if many else annotation
+    info = descriptor.parameter_info
+    if (plain is None or element not in _CONVERT or descriptor.file_annotation is not None
+            or any(getattr(info, name, None) is not None
+                   for name in ("parser", "click_type", "min", "max"))):
+        return None
+    return plain(parameter_info=info, annotation=annotation, convert=_CONVERT[element],
+                 many=many)
+
+
+def _runtime_param(param: Any, typers: Callable[[], Any]) -> Any:
+    """A parameter's converter: `_plain_runtime_param`'s where it can, else typer's."""
+    runtime = getattr(param, "_runtime_param", None)
+    if runtime is None:
+        runtime = _plain_runtime_param(param.type_descriptor)
+        if runtime is None:
+            return typers()
+        param._runtime_param = runtime
+    return runtime
+
+
+class _PlainOption(TyperOption):
+    def get_runtime_param(self) -> Any:
+        return _runtime_param(self, super().get_runtime_param)
+
+
 class _PlainArgument(TyperArgument):
     """An argument shown as its metavar (``CAPTURE_OR_DIR...``), without braces or the
     Python type (``<list[Path]>``) in the usage line and the help."""
+
+    def get_runtime_param(self) -> Any:
+        return _runtime_param(self, super().get_runtime_param)
 
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
@@ -46,16 +134,37 @@ class _PlainArgument(TyperArgument):
         return [self.display_name_raw]
 
 
+def _plain(param: Any) -> Any:
+    """``param`` converted by `_runtime_param` (arguments also shown plainly)."""
+    if isinstance(param, TyperArgument):
+        param.__class__ = _PlainArgument
+    elif isinstance(param, TyperOption):
+        param.__class__ = _PlainOption
+    return param
+
+
 class _Command(TyperCommand):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         for param in self.params:
-            if isinstance(param, TyperArgument):
-                param.__class__ = _PlainArgument
+            _plain(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for param in self.params:
+            _plain(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain(super().get_help_option(ctx))
 
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="See what happened in DICOM network traffic: captures -> tables, objects, findings.",
 )

@@ -71,6 +71,7 @@ bench: setup
 	$(BIN)/python benchmarks/large_capture.py
 	$(BIN)/python benchmarks/tls_cost.py
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/limits.py
 	$(BIN)/python benchmarks/many_messages.py
 
 fixtures: setup

@@ -143,24 +143,26 @@ def _plain(param: Any) -> Any:
     return param
 
 
-class _Command(TyperCommand):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class _PlainParams:
+    """A command or group whose parameters, its help option too, are `_plain`."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         for param in self.params:
             _plain(param)
 
     def get_help_option(self, ctx: Any) -> Any:
-        return _plain(super().get_help_option(ctx))
+        return _plain(super().get_help_option(ctx))  # type: ignore[misc]
 
 
-class _Group(TyperGroup):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        for param in self.params:
-            _plain(param)
+class _Command(_PlainParams, TyperCommand):
+    pass
 
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain(super().get_help_option(ctx))
+
+class _Group(_PlainParams, TyperGroup):
+    pass
 
 
 app = typer.Typer(

@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             worker = jobs[2]["children_peak_mb"]
             lines.append(f"{verdict(worker < 300)} --jobs 2: peak per worker process "
                          f"{worker:.0f} MB (target < 300 MB)")
+            lines.append(f"info --jobs 1: peak of the main process {jobs[1]['self_peak_mb']:.0f}"
+                         f" MB (it also reads every part back for the summary and the page)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))

@@ -12,10 +12,12 @@ starts, from run.py's /proc monitor):
   tiny         analyze fixtures/captures/echo.pcapng -o OUT -q      target < 0.5 s
   version      tshark-dicom --version                               target < 0.2 s
   jobs         analyze ARCHIVE (40 fixture captures) --jobs 1 and 2 target >= 1.7x, and
-               peak per worker process < 300 MB
+               peak per worker process < 300 MB; then once over 500 copies (info only:
+               the same ratio at archive scale, --large-archive N, 0 for none)
 
   python3 benchmarks/speed.py [--repeat N] [--captures store_200mb store_1gb] [--json PATH]
                               [--no-1gb-wireshark] [--only large 22mb tiny version jobs]
+                              [--large-archive N]
 
 Our package is byte-compiled first (``compileall``), as ``pip install`` leaves it: with
 PYTHONDONTWRITEBYTECODE set and no ``__pycache__``, every run would compile its ~40 modules
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-1gb-wireshark", action="store_true",
                     help="skip Wireshark's export of the 1 GB capture (about 35 s, 5 GB)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--large-archive", type=int, default=500, metavar="N",
+                    help="also time --jobs 1 and 2 once over N fixture copies (0: not)")
     ap.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS),
                     help="only these rows (default: all)")
     args = ap.parse_args(argv)
@@ -184,6 +188,19 @@ def main(argv: list[str] | None = None) -> int:
                          f"{worker:.0f} MB (target < 300 MB)")
             lines.append(f"info --jobs 1: peak of the main process {jobs[1]['self_peak_mb']:.0f}"
                          f" MB (it also reads every part back for the summary and the page)")
+            if args.large_archive:  # the same at archive scale, once each (about a minute)
+                big = archive_of_fixtures(work / "large", args.large_archive)
+                many = {}
+                for j in (1, 2):
+                    out = work / f"large{j}"
+                    many[j] = timed([*OURS, "analyze", str(big), "-o", str(out), "-q",
+                                     "--jobs", str(j)], 1, before=clean(out))
+                results["jobs_large"] = {str(k): v for k, v in many.items()}
+                lines.append(
+                    f"info {args.large_archive} captures: --jobs 2 {many[2]['wall_s']:.2f} s vs "
+                    f"--jobs 1 {many[1]['wall_s']:.2f} s = "
+                    f"{many[1]['wall_s'] / many[2]['wall_s']:.2f}x; main process peak "
+                    f"{many[1]['self_peak_mb']:.0f} MB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))

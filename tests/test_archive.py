@@ -148,6 +148,27 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
     assert len(seen) > 2 and seen == sorted(seen)  # the run's order, across groups
 
 
+def test_the_report_keeps_the_columns_it_reads_and_says_what_scans_say(
+        archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table treated as large (IN_MEMORY_ROWS 0): the columns the summary and the
+    page ask for are kept within KEPT_CELLS (none, some, all), and the text is the same."""
+    from tshark_dicom import report as report_module
+
+    monkeypatch.setattr(report_module, "IN_MEMORY_ROWS", 0)
+    pages = {}
+    for cells in (0, 2_000, 10**7):
+        monkeypatch.setattr(report_module, "KEPT_CELLS", cells)
+        report = tshark_dicom.load(archive_out)
+        echoes = pd.concat(list(report.batches("messages", ["capture", "msg_index"], [
+            ("command", "in", ["C-ECHO-RQ", "C-ECHO-RSP"])])), ignore_index=True)
+        pages[cells] = (report.summary(), report.to_html(), echoes.astype(str).to_csv())
+        kept = report.__dict__.get("_kept_columns", {})
+        held = sum(df.size for df in kept.values())
+        assert held <= cells and (held > 0) == (cells > 0), cells
+    assert pages[0] == pages[2_000] == pages[10**7]
+    assert "associations" in pages[0][0] and pages[0][2].count("\n") > 4
+
+
 def test_object_folders_keep_their_names_when_files_are_added(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()

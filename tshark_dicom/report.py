@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from . import memory
 from .errors import OptionsError, TsharkDicomError
@@ -22,6 +21,7 @@ from .store import (
     filter_frame,
     has_results,
     output_mode,
+    part_rows,
     read_table,
     rows_of,
     safe_key,
@@ -260,6 +260,11 @@ def load(out: str | os.PathLike[str]) -> Report:
 #: (the report reads some tables once per association); larger ones are scanned a batch
 #: at a time, so memory stays flat.
 IN_MEMORY_ROWS = 2_000
+#: Of larger tables, the columns `batches` is asked for are kept (each read once, 32 parts
+#: at a time) while all kept columns of all tables hold at most this many values (rows x
+#: columns; tens of MB): the report asks for the same columns of a table up to four times,
+#: and each scan opens every part again (an archive of 2,000 captures: 2,000 parts a scan).
+KEPT_CELLS = 1_000_000
 
 
 class StoredReport(Report):
@@ -292,8 +297,37 @@ class StoredReport(Report):
             # loaded, or small enough to load once: the report asks many times
             yield from super().batches(table, columns, filters)
             return
+        kept = self._kept(table, [*(columns or SCHEMAS[table]),
+                                  *(c for c, _, _ in filters if c not in (columns or ()))])
+        if kept is not None:
+            df = filter_frame(kept, filters)
+            yield df[columns] if columns else df
+            return
         yield from scan_table(self.folder, table, columns, filters)
         memory.release()  # what the scan freed, before the next one
+
+    def _kept(self, table: str, names: list[str]) -> pd.DataFrame | None:
+        """The columns ``names`` of a table of Parquet parts, read once and kept while
+        `KEPT_CELLS` allows; None if they would not fit (then the table is scanned)."""
+        kept: dict[str, pd.DataFrame] = self.__dict__.setdefault("_kept_columns", {})
+        have = kept.get(table)
+        missing = [c for c in dict.fromkeys(names) if have is None or c not in have.columns]
+        if missing:
+            rows = self._rows(table)
+            held = sum(df.shape[0] * df.shape[1] for df in kept.values())
+            if not self._parquet(table) or held + rows * len(missing) > KEPT_CELLS:
+                return None
+            df = read_table(self.folder, table, missing)
+            if df is None or len(df) != rows or (have is not None and len(have) != rows):
+                return None  # the parts changed meanwhile: scanned instead
+            have = kept[table] = df if have is None else pd.concat(
+                [have, df.set_axis(have.index)], axis=1)
+        assert have is not None
+        return have[list(dict.fromkeys(names))]
+
+    def _parquet(self, table: str) -> bool:
+        parts = self.folder / TABLES_DIR / table
+        return parts.is_dir() and any(parts.glob("*.parquet"))
 
     def _rows(self, table: str) -> int:
         """How many rows a table has, from the Parquet footers (no data read)."""
@@ -301,7 +335,7 @@ class StoredReport(Report):
         if table not in counts:
             parts = self.folder / TABLES_DIR / table
             files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
-            counts[table] = (sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            counts[table] = (part_rows(files, table)
                              if files else IN_MEMORY_ROWS + 1)  # CSV or old layout: scan
         return counts[table]
 

@@ -411,13 +411,8 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             rank = {k: i for i, k in enumerate(keys)}
             files.sort(key=lambda p: rank.get(p.stem, len(rank)))
         if _current(files, table):  # this version's parts: read READ_GROUP at a time
-            expression = _expression(filters)
-            df = pa.concat_tables([
-                ds.dataset([str(f) for f in files[i:i + READ_GROUP]], schema=arrow_schema(table),
-                           format="parquet").to_table(
-                    columns=list(columns) if columns else None, filter=expression,
-                    use_threads=False).combine_chunks()
-                for i in range(0, len(files), READ_GROUP)]).to_pandas()
+            df = pa.concat_tables([_read_group(files[i:i + READ_GROUP], table, columns, filters)
+                                   for i in range(0, len(files), READ_GROUP)]).to_pandas()
         else:
             chunks = [_read_part(f, table, columns, filters) for f in files]
             df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
@@ -437,6 +432,28 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         return None
     typed = typed_frame(table, df)
     return typed[list(columns)] if columns else typed
+
+
+def _read_group(files: Sequence[Path], table: str, columns: Sequence[str] | None,
+                filters: Any) -> pa.Table:
+    """Some parts of this version as one Arrow table (a chunk per column). Without
+    filters a part at a time: twice as fast as a pyarrow dataset over the same parts
+    (2,000 parts, 4 columns: 0.5 s against 1.0-1.2 s), whose per-fragment machinery costs
+    more than these small parts' data."""
+    if filters is not None:
+        return ds.dataset([str(f) for f in files], schema=arrow_schema(table),
+                          format="parquet").to_table(
+            columns=list(columns) if columns else None, filter=_expression(filters),
+            use_threads=False).combine_chunks()
+    schema = arrow_schema(table)
+    names = list(columns) if columns else schema.names
+    wanted = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+    pieces = []
+    for f in files:
+        with pq.ParquetFile(f, pre_buffer=False) as part:
+            pieces.append(pa.Table.from_arrays(
+                part.read(columns=names, use_threads=False).columns, schema=wanted))
+    return pa.concat_tables(pieces).combine_chunks()
 
 
 def _expression(filters: Any) -> Any:
@@ -464,21 +481,36 @@ def _read_part(path: Path, table: str, columns: Sequence[str] | None,
 
 
 def _current(files: Sequence[Path], table: str) -> bool:
-    """Whether every part has this version's schema (names and types); remembered while
-    the parts are unchanged (the report scans a table several times)."""
-    stamp = (table, tuple((str(f), st.st_mtime_ns, st.st_size)
-                          for f in files for st in (f.stat(),)))
-    known = _CURRENT.get(stamp)
-    if known is None:
-        want = arrow_schema(table)
-        known = all(pq.read_schema(f).equals(want, check_metadata=False) for f in files)
-        if len(_CURRENT) > 256:
-            _CURRENT.clear()
-        _CURRENT[stamp] = known
-    return known
+    """Whether every part has this version's schema (names and types)."""
+    return all(part_footer(f, table)[1] for f in files)
 
 
-_CURRENT: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
+def part_rows(files: Sequence[Path], table: str) -> int:
+    """How many rows the parts hold, from their footers (no data read)."""
+    return sum(part_footer(f, table)[0] for f in files)
+
+
+def part_footer(path: Path, table: str) -> tuple[int, bool]:
+    """A Parquet part's row count and whether it has this version's schema of ``table``,
+    from its footer, read once while the file is unchanged: the report asks both of every
+    part of several tables, and an archive has a part per capture (2,000 captures: two
+    footer reads of every part were 3 s of the report's 13 s)."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, table)
+    facts = _FOOTERS.get(key)
+    if facts is None:
+        meta = pq.read_metadata(path)
+        facts = (meta.num_rows, meta.schema.to_arrow_schema().equals(
+            arrow_schema(table), check_metadata=False))
+        if len(_FOOTERS) >= FOOTERS_KEPT:
+            _FOOTERS.clear()
+        _FOOTERS[key] = facts
+    return facts
+
+
+#: How many parts' footer facts `part_footer` remembers (about 300 bytes each).
+FOOTERS_KEPT = 65_536
+_FOOTERS: dict[tuple[str, int, int, str], tuple[int, bool]] = {}
 
 
 #: A scanned batch holds about this many values (rows x columns): a narrow one has many rows.

@@ -9,6 +9,7 @@ files to an archive renames nothing.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import os
@@ -457,6 +458,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
+    # what the fork server imported lives as long as the worker: out of the collector's
+    # way, so that its passes neither walk it nor copy its pages (the CLI's _imports does
+    # the same; 50 captures --jobs 2: 0.1 s less CPU)
+    gc.freeze()
     os.umask(umask)  # the run's (store.output_mode), not the fork server's
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value

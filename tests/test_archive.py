@@ -150,11 +150,13 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
 
 def test_the_report_keeps_the_columns_it_reads_and_says_what_scans_say(
         archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every table treated as large (IN_MEMORY_ROWS 0): the columns the summary and the
-    page ask for are kept within KEPT_CELLS (none, some, all), and the text is the same."""
+    """Every table treated as large (IN_MEMORY_ROWS 0) and of many parts: the columns the
+    summary and the page ask for are kept within KEPT_CELLS (none, some, all), and the
+    text is the same; of few parts (KEPT_MIN_PARTS), nothing is kept."""
     from tshark_dicom import report as report_module
 
     monkeypatch.setattr(report_module, "IN_MEMORY_ROWS", 0)
+    monkeypatch.setattr(report_module, "KEPT_MIN_PARTS", 2)
     pages = {}
     for cells in (0, 2_000, 10**7):
         monkeypatch.setattr(report_module, "KEPT_CELLS", cells)
@@ -166,6 +168,9 @@ def test_the_report_keeps_the_columns_it_reads_and_says_what_scans_say(
         held = sum(df.size for df in kept.values())
         assert held <= cells and (held > 0) == (cells > 0), cells
     assert pages[0] == pages[2_000] == pages[10**7]
+    monkeypatch.setattr(report_module, "KEPT_MIN_PARTS", 10**6)
+    report = tshark_dicom.load(archive_out)
+    assert report.summary() == pages[0][0] and not report.__dict__.get("_kept_columns")
     assert "associations" in pages[0][0] and pages[0][2].count("\n") > 4
 
 

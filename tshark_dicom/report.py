@@ -260,11 +260,14 @@ def load(out: str | os.PathLike[str]) -> Report:
 #: (the report reads some tables once per association); larger ones are scanned a batch
 #: at a time, so memory stays flat.
 IN_MEMORY_ROWS = 2_000
-#: Of larger tables, the columns `batches` is asked for are kept (each read once, 32 parts
-#: at a time) while all kept columns of all tables hold at most this many values (rows x
-#: columns; tens of MB): the report asks for the same columns of a table up to four times,
-#: and each scan opens every part again (an archive of 2,000 captures: 2,000 parts a scan).
-KEPT_CELLS = 1_000_000
+#: Of larger tables of many parts (an archive: a part per capture), the columns `batches`
+#: is asked for are kept (each read once) while all kept columns of all tables hold at
+#: most this many values (rows x columns; about 30 MB): the report asks for the same
+#: columns of a table up to four times, and each scan opens every part again (2,000
+#: captures: 2,000 parts a scan). A table of few parts is scanned as before: its scans
+#: are cheap, and memory stays flat however many rows one capture has.
+KEPT_CELLS = 500_000
+KEPT_MIN_PARTS = 32
 
 
 class StoredReport(Report):
@@ -315,7 +318,7 @@ class StoredReport(Report):
         if missing:
             rows = self._rows(table)
             held = sum(df.shape[0] * df.shape[1] for df in kept.values())
-            if not self._parquet(table) or held + rows * len(missing) > KEPT_CELLS:
+            if self._parts(table) < KEPT_MIN_PARTS or held + rows * len(missing) > KEPT_CELLS:
                 return None
             df = read_table(self.folder, table, missing)
             if df is None or len(df) != rows or (have is not None and len(have) != rows):
@@ -325,18 +328,21 @@ class StoredReport(Report):
         assert have is not None
         return have[list(dict.fromkeys(names))]
 
-    def _parquet(self, table: str) -> bool:
-        parts = self.folder / TABLES_DIR / table
-        return parts.is_dir() and any(parts.glob("*.parquet"))
-
     def _rows(self, table: str) -> int:
         """How many rows a table has, from the Parquet footers (no data read)."""
-        counts: dict[str, int] = self.__dict__.setdefault("_counts", {})
+        return self._counts(table)[0]
+
+    def _parts(self, table: str) -> int:
+        """How many Parquet parts a table has (0: CSV or the old one-file layout)."""
+        return self._counts(table)[1]
+
+    def _counts(self, table: str) -> tuple[int, int]:
+        counts: dict[str, tuple[int, int]] = self.__dict__.setdefault("_part_counts", {})
         if table not in counts:
             parts = self.folder / TABLES_DIR / table
             files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
-            counts[table] = (part_rows(files, table)
-                             if files else IN_MEMORY_ROWS + 1)  # CSV or old layout: scan
+            counts[table] = ((part_rows(files, table), len(files)) if files
+                             else (IN_MEMORY_ROWS + 1, 0))  # CSV or old layout: scan
         return counts[table]
 
     def read(self, table: str, columns: list[str] | None = None,

@@ -601,7 +601,10 @@ class TreeSampler(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             total = 0
+            mine = bench_run.cmdline(self.pid)
             for pid in (self.pid, *bench_run._descendants(self.pid)):
+                if pid != self.pid and bench_run.pre_exec_copy(pid, mine):
+                    continue  # the parent's memory, seen through a fork not yet exec'd
                 st = bench_run._status(pid)
                 if st and "VmRSS" in st:
                     total += st["VmRSS"]

@@ -135,6 +135,17 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def pre_exec_copy(pid: int, parent_cmdline: bytes | None) -> bool:
+    """Whether ``pid`` is a fork of the parent that has not exec'd yet (subprocess forks,
+    then runs editcap): until it does, /proc shows the parent's memory as its own, and a
+    sample taken in that instant counted the parent twice (a "135 MB editcap")."""
+    return parent_cmdline is not None and _read(f"/proc/{pid}/cmdline") == parent_cmdline
+
+
+def cmdline(pid: int) -> bytes | None:
+    return _read(f"/proc/{pid}/cmdline")
+
+
 class TreeMonitor(threading.Thread):
     """Polls VmHWM/VmRSS of a process and all its descendants every POLL_S seconds."""
 
@@ -159,12 +170,13 @@ class TreeMonitor(threading.Thread):
             self.main["rss"] = max(self.main["rss"], st["VmRSS"])
             self.main["name"] = st["Name"]
         rss_sum = 0
+        mine = cmdline(self.pid)
         for kid in _descendants(self.pid):
             kst = _status(kid)
-            if not kst or "VmHWM" not in kst:
+            if not kst or "VmHWM" not in kst or pre_exec_copy(kid, mine):
                 continue
             rec = self.kids.setdefault(kid, {"pid": kid, "name": kst["Name"], "hwm": 0, "rss": 0})
-            rec["name"] = kst["Name"]  # latest: a forked child is "python3" until it execs
+            rec["name"] = kst["Name"]
             rec["hwm"] = max(rec["hwm"], kst["VmHWM"])
             rec["rss"] = max(rec["rss"], kst["VmRSS"])
             rss_sum += kst["VmRSS"]

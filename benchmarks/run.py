@@ -135,15 +135,15 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def cmdline(pid: int) -> bytes | None:
+    return _read(f"/proc/{pid}/cmdline")
+
+
 def pre_exec_copy(pid: int, parent_cmdline: bytes | None) -> bool:
     """Whether ``pid`` is a fork of the parent that has not exec'd yet (subprocess forks,
     then runs editcap): until it does, /proc shows the parent's memory as its own, and a
     sample taken in that instant counted the parent twice (a "135 MB editcap")."""
-    return parent_cmdline is not None and _read(f"/proc/{pid}/cmdline") == parent_cmdline
-
-
-def cmdline(pid: int) -> bytes | None:
-    return _read(f"/proc/{pid}/cmdline")
+    return parent_cmdline is not None and cmdline(pid) == parent_cmdline
 
 
 class TreeMonitor(threading.Thread):

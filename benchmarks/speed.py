@@ -87,6 +87,13 @@ def archive_of_fixtures(root: Path, count: int = 40) -> Path:
     return folder
 
 
+def jobs_1_and_2(archive: Path, out: Path, repeat: int) -> dict[str, dict]:
+    """``analyze ARCHIVE -q`` with ``--jobs 1`` and ``--jobs 2``, by the jobs as text."""
+    return {str(j): timed([*OURS, "analyze", str(archive), "-o", f"{out}{j}", "-q", "--jobs",
+                           str(j)], repeat, before=clean(Path(f"{out}{j}")))
+            for j in (1, 2)}
+
+
 #: The rows --only chooses from.
 ROWS = ("large", "22mb", "tiny", "version", "jobs")
 
@@ -173,34 +180,24 @@ def main(argv: list[str] | None = None) -> int:
         if "jobs" in only:
             archive = archive_of_fixtures(work)
             n = len(list(archive.iterdir()))
-            jobs = {}
-            for j in (1, 2):
-                out = work / f"jobs{j}"
-                jobs[j] = timed([*OURS, "analyze", str(archive), "-o", str(out), "-q", "--jobs",
-                                 str(j)], args.repeat, before=clean(out))
-            results["jobs"] = {str(k): v for k, v in jobs.items()}
-            speedup = jobs[1]["wall_s"] / jobs[2]["wall_s"]
+            jobs = results["jobs"] = jobs_1_and_2(archive, work / "jobs", args.repeat)
+            speedup = jobs["1"]["wall_s"] / jobs["2"]["wall_s"]
             lines.append(f"{verdict(speedup >= 1.7)} {n} captures: --jobs 2 "
-                         f"{jobs[2]['wall_s']:.2f} s vs --jobs 1 {jobs[1]['wall_s']:.2f} s = "
+                         f"{jobs['2']['wall_s']:.2f} s vs --jobs 1 {jobs['1']['wall_s']:.2f} s = "
                          f"{speedup:.2f}x (target >= 1.7x)")
-            worker = jobs[2]["children_peak_mb"]
+            worker = jobs["2"]["children_peak_mb"]
             lines.append(f"{verdict(worker < 300)} --jobs 2: peak per worker process "
                          f"{worker:.0f} MB (target < 300 MB)")
-            lines.append(f"info --jobs 1: peak of the main process {jobs[1]['self_peak_mb']:.0f}"
+            lines.append(f"info --jobs 1: peak of the main process {jobs['1']['self_peak_mb']:.0f}"
                          f" MB (it also reads every part back for the summary and the page)")
             if args.large_archive:  # the same at archive scale, once each (about a minute)
                 big = archive_of_fixtures(work / "large", args.large_archive)
-                many = {}
-                for j in (1, 2):
-                    out = work / f"large{j}"
-                    many[j] = timed([*OURS, "analyze", str(big), "-o", str(out), "-q",
-                                     "--jobs", str(j)], 1, before=clean(out))
-                results["jobs_large"] = {str(k): v for k, v in many.items()}
+                many = results["jobs_large"] = jobs_1_and_2(big, work / "large", 1)
                 lines.append(
-                    f"info {args.large_archive} captures: --jobs 2 {many[2]['wall_s']:.2f} s vs "
-                    f"--jobs 1 {many[1]['wall_s']:.2f} s = "
-                    f"{many[1]['wall_s'] / many[2]['wall_s']:.2f}x; main process peak "
-                    f"{many[1]['self_peak_mb']:.0f} MB")
+                    f"info {args.large_archive} captures: --jobs 2 {many['2']['wall_s']:.2f} s vs "
+                    f"--jobs 1 {many['1']['wall_s']:.2f} s = "
+                    f"{many['1']['wall_s'] / many['2']['wall_s']:.2f}x; main process peak "
+                    f"{many['1']['self_peak_mb']:.0f} MB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))

@@ -321,7 +321,7 @@ class StoredReport(Report):
             if self._parts(table) < KEPT_MIN_PARTS or held + rows * len(missing) > KEPT_CELLS:
                 return None
             df = read_table(self.folder, table, missing)
-            if df is None or len(df) != rows or (have is not None and len(have) != rows):
+            if df is None or len(df) != rows:
                 return None  # the parts changed meanwhile: scanned instead
             have = kept[table] = df if have is None else pd.concat(
                 [have, df.set_axis(have.index)], axis=1)

@@ -174,6 +174,64 @@ def test_the_report_keeps_the_columns_it_reads_and_says_what_scans_say(
     assert "associations" in pages[0][0] and pages[0][2].count("\n") > 4
 
 
+def test_summary_and_page_read_each_table_once_when_told_what_they_read(
+        archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table treated as large and of many parts, its columns kept: told the columns
+    the summary and the page read (Report.expect, as analyze does), each table is read
+    once; not told, operations is read once per ask. The text is the same either way. A
+    column the summary or the page starts reading without declaring it fails this."""
+    from tshark_dicom import report as report_module
+    from tshark_dicom.htmlreport import page_reads
+
+    monkeypatch.setattr(report_module, "IN_MEMORY_ROWS", 0)
+    monkeypatch.setattr(report_module, "KEPT_MIN_PARTS", 2)
+    monkeypatch.setattr(report_module, "KEPT_CELLS", 10**8)
+    reads: list[str] = []
+    read_table = report_module.read_table
+    monkeypatch.setattr(report_module, "read_table", lambda folder, table, *a, **k: (
+        reads.append(table), read_table(folder, table, *a, **k))[1])
+    pages = []
+    for told in (False, True):
+        reads.clear()
+        report = tshark_dicom.load(archive_out)
+        if told:
+            report.expect(report_module.SUMMARY_READS)
+            report.expect(page_reads())
+        pages.append((report.summary(), report.to_html()))
+        counts = pd.Series(reads).value_counts()
+        if told:
+            assert counts.max() == 1, counts[counts > 1].to_dict()
+        else:
+            assert counts["operations"] > 2
+    assert pages[0] == pages[1]
+
+
+def test_a_run_knows_the_footers_of_the_parts_it_wrote(tmp_path: Path) -> None:
+    """The parts a run writes (workers' through `FOOTERS_FILE`, its own captures parts) are
+    known to part_footer with the row count and schema their footers hold: the report
+    that follows reads no footer again."""
+    import pyarrow.parquet as pq
+
+    from tshark_dicom import store
+    from tshark_dicom.archive import analyze_to
+
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("echo.pcapng", "store_104.pcapng", "find_move.pcapng"):
+        shutil.copy(CAPTURES / name, folder / name)
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        store._FOOTERS.clear()
+        analyze_to(folder, out, jobs=jobs)
+        parts = sorted((out / "tables").glob("*/*.parquet"))
+        assert len(parts) == 3 * len(SCHEMAS)
+        for part in parts:
+            st = part.stat()
+            key = (str(part), st.st_mtime_ns, st.st_size, part.parent.name)
+            assert store._FOOTERS.get(key) == (pq.read_metadata(part).num_rows, True), key
+        assert any(store._FOOTERS[k][0] > 0 for k in store._FOOTERS)
+
+
 def test_object_folders_keep_their_names_when_files_are_added(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()

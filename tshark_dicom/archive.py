@@ -24,8 +24,9 @@ import pandas as pd
 from . import memory
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, OutputError, TsharkDicomError
+from .htmlreport import page_reads
 from .redact import Redaction
-from .report import Report, load
+from .report import SUMMARY_READS, Report, load
 from .store import (
     FORMATS,
     TABLES_DIR,
@@ -179,6 +180,8 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         memory.release()  # before the report reads the tables back
         stored = load(work)
         stored.skipped = report.skipped
+        stored.expect(SUMMARY_READS)
+        stored.expect(page_reads())
         summary = stored.summary()
         (work / "summary.txt").write_text(summary + "\n")
         stored.write_html(work / "report.html", title or f"tshark-dicom: {folder.name}")

@@ -36,9 +36,16 @@ from .htmlparts import (
     text_col,
     when,
 )
-from .htmlsections import MAX_LADDERS, SectionRows, association_section
+from .htmlsections import (
+    CONTEXT_COLUMNS,
+    FINDING_COLUMNS,
+    MAX_LADDERS,
+    OP_COLUMNS,
+    SectionRows,
+    association_section,
+)
 from .svg import esc, missing
-from .tables import SEVERITIES, ReportLike
+from .tables import SCHEMAS, SEVERITIES, ReportLike
 
 MAX_DETAILED = 60  # associations with a section of their own (most severe, then slowest)
 MAX_TIMELINES = 50  # captures with a timeline
@@ -56,6 +63,25 @@ ASSOC_COLUMNS = [
 OP_SUMMARY_COLUMNS = ["capture", "assoc_id", "op_index", "command", "status_category",
                       "status_hex", "status_text", "total_ms", "scu_ae", "scp_ae",
                       "bottleneck_detail"]
+CAPTURE_COLUMNS = ["capture", "key", "packets", "first_packet_at", "association_count",
+                   "status", "error"]
+
+
+def page_reads() -> dict[str, list[str]]:
+    """The columns the page reads of each table, those its filters test included: told to
+    a stored report before it renders (`Report.expect`), each table is read once."""
+    return {
+        "associations": ASSOC_COLUMNS, "captures": CAPTURE_COLUMNS,
+        "findings": FINDING_COLUMNS,
+        "operations": list(dict.fromkeys([*OP_SUMMARY_COLUMNS,
+                                           *charts.TIMELINE_OPERATION_COLUMNS,
+                                           *OP_COLUMNS])),
+        "messages": ["command"], "objects": ["complete"],
+        "presentation_contexts": CONTEXT_COLUMNS,
+        "throughput": list(SCHEMAS["throughput"]),
+        "connection_attempts": list(SCHEMAS["connection_attempts"]),
+    }
+
 
 _CSS = """
 *{box-sizing:border-box}
@@ -376,12 +402,10 @@ def write(report: ReportLike, path: Path, title: str = "tshark-dicom report") ->
 def render_parts(report: ReportLike, title: str) -> list[str]:
     """The page, in the parts it is made of."""
     assocs = gather(report, "associations", ASSOC_COLUMNS)
-    caps_table = gather(report, "captures", ["capture", "key", "packets", "first_packet_at",
-                                             "association_count", "status", "error"])
+    caps_table = gather(report, "captures", CAPTURE_COLUMNS)
     caps = list(dict.fromkeys(caps_table["capture"].tolist() + assocs["capture"].tolist()))
     findings = _Findings()
-    for batch in report.batches("findings", ["capture", "assoc_id", "msg_index", "frame",
-                                             "severity", "code", "summary"]):
+    for batch in report.batches("findings", FINDING_COLUMNS):
         findings.add(batch)
     ops = _Operations()
     for batch in report.batches("operations", OP_SUMMARY_COLUMNS):

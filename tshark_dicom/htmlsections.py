@@ -43,6 +43,7 @@ OP_COLUMNS = [
     "request_complete_at", "response_first_at", "response_complete_at", "gap_before_ms",
     "request_transfer_ms", "turnaround_ms", "response_transfer_ms", "total_ms",
     "request_bytes", "bottleneck", "bottleneck_detail", "first_frame", "last_frame"]
+FINDING_COLUMNS = ["capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"]
 CONTEXT_COLUMNS = ["capture", "assoc_id", "context_id", "abstract_syntax",
                    "abstract_syntax_name", "proposed_transfer_syntaxes", "result",
                    "result_text", "transfer_syntax", "transfer_syntax_name",
@@ -238,9 +239,8 @@ class SectionRows:
                             index="op_index")
         self.contexts = rows_for(report, "presentation_contexts", CONTEXT_COLUMNS, keys,
                                  MAX_CONTEXTS)
-        self.findings = rows_for(report, "findings", [
-            "capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"],
-            keys, MAX_ASSOC_FINDINGS)
+        self.findings = rows_for(report, "findings", FINDING_COLUMNS, keys,
+                                 MAX_ASSOC_FINDINGS)
         self.throughput = rows_for(report, "throughput", None, keys, 10**9)
         captures = {c for c, _ in keys}
         chunks = [b[b["capture"].isin(captures).fillna(False).to_numpy(dtype=bool)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -131,6 +131,10 @@ class Report:
         df = filter_frame(self.table(table), filters)
         yield df[columns] if columns else df
 
+    def expect(self, reads: Mapping[str, Sequence[str]]) -> None:
+        """Columns of these tables that will be asked for: nothing to plan for tables in
+        memory (`StoredReport.expect`)."""
+
     def _gather(self, table: str, columns: list[str]) -> pd.DataFrame:
         chunks = list(self.batches(table, columns))
         return pd.concat(chunks, ignore_index=True) if chunks else frame(table, [])[columns]
@@ -138,14 +142,14 @@ class Report:
     def summary(self) -> str:
         """A few lines a person reads first: what happened, and what to look at. Reads
         the large tables a batch at a time."""
-        a = self._gather("associations", ["capture", "result"])
-        f = self._gather("findings", ["capture", "severity", "code", "summary", "frame"])
+        a = self._gather("associations", SUMMARY_READS["associations"])
+        f = self._gather("findings", SUMMARY_READS["findings"])
         messages, commands = 0, Counter[str]()
-        for m in self.batches("messages", ["command"]):
+        for m in self.batches("messages", SUMMARY_READS["messages"]):
             messages += len(m)
             commands.update(m["command"].fillna("").tolist())
         objects = complete = written = 0
-        for o in self.batches("objects", ["complete", "path"]):
+        for o in self.batches("objects", SUMMARY_READS["objects"]):
             objects += len(o)
             complete += int(o["complete"].sum())
             written += int(o["path"].notna().sum())
@@ -160,8 +164,7 @@ class Report:
             + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
             _messages_line(messages, commands),
             f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
-            _operations_line(self.batches("operations", [
-                "command", "total_ms", "bottleneck", "bottleneck_detail"])),
+            _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
                                      for s in SEVERITIES),
         ]
@@ -309,9 +312,19 @@ class StoredReport(Report):
         yield from scan_table(self.folder, table, columns, filters)
         memory.release()  # what the scan freed, before the next one
 
+    def expect(self, reads: Mapping[str, Sequence[str]]) -> None:
+        """Columns of these tables that will be asked for (`SUMMARY_READS`, the page's
+        `htmlreport.page_reads`): a table whose columns are kept is read with all of them
+        at the first ask that reads it, while they fit, instead of once more for each
+        later ask (each read opens every part: 2,000 captures, operations read 4 times)."""
+        expected: dict[str, list[str]] = self.__dict__.setdefault("_expected", {})
+        for table, columns in reads.items():
+            expected[table] = list(dict.fromkeys([*expected.get(table, []), *columns]))
+
     def _kept(self, table: str, names: list[str]) -> pd.DataFrame | None:
         """The columns ``names`` of a table of Parquet parts, read once and kept while
-        `KEPT_CELLS` allows; None if they would not fit (then the table is scanned)."""
+        `KEPT_CELLS` allows; None if they would not fit (then the table is scanned). The
+        columns `expect` was told of come along, when they fit too."""
         kept: dict[str, pd.DataFrame] = self.__dict__.setdefault("_kept_columns", {})
         have = kept.get(table)
         missing = [c for c in dict.fromkeys(names) if have is None or c not in have.columns]
@@ -320,6 +333,10 @@ class StoredReport(Report):
             held = sum(df.shape[0] * df.shape[1] for df in kept.values())
             if self._parts(table) < KEPT_MIN_PARTS or held + rows * len(missing) > KEPT_CELLS:
                 return None
+            more = [c for c in self.__dict__.get("_expected", {}).get(table, [])
+                    if c not in missing and (have is None or c not in have.columns)]
+            if more and held + rows * (len(missing) + len(more)) <= KEPT_CELLS:
+                missing += more
             df = read_table(self.folder, table, missing)
             if df is None or len(df) != rows:
                 return None  # the parts changed meanwhile: scanned instead
@@ -354,6 +371,16 @@ class StoredReport(Report):
         df = read_table(self.folder, table, columns, filters)
         return df if df is not None else frame(table, [])[list(columns) if columns else
                                                            slice(None)]
+
+
+#: The columns `Report.summary` reads of each table (`StoredReport.expect`).
+SUMMARY_READS: dict[str, list[str]] = {
+    "associations": ["capture", "result"],
+    "findings": ["capture", "severity", "code", "summary", "frame"],
+    "messages": ["command"],
+    "objects": ["complete", "path"],
+    "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
+}
 
 
 def _plural(n: int, word: str) -> str:

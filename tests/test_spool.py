@@ -18,7 +18,7 @@ import tshark_dicom
 from tshark_dicom import batch, spool
 from tshark_dicom.analysis import FinishedAssociation, analyze_capture
 from tshark_dicom.archive import analyze_to
-from tshark_dicom.tables import TABLES
+from tshark_dicom.tables import SCHEMAS, TABLES, frame
 from tshark_dicom.tshark import find_tshark
 
 from .conftest import CAPTURES
@@ -116,6 +116,42 @@ def test_jobs_share_real_packet_counts_with_the_progress_display(tmp_path: Path)
     assert total > 500 and seen[-1] == total  # read by the workers, shared with us
     live = [p for p in seen if p]
     assert live == sorted(live)  # a running count of all the workers' packets
+
+
+def test_the_captures_rows_are_gathered_as_they_finish_in_the_order_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run keeps the captures rows gathered a few captures at a time (not a one-row frame
+    each: 24 KB a capture), and gives them in the order the captures were found whatever
+    order the workers finish them in, with the schema's dtypes, a failed capture's too."""
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    names = ["large_multiframe.pcapng", "echo.pcapng", "multi_store.pcapng",
+             "qr_move_ok.pcapng", "store_104.pcapng"]
+    for name in names:
+        shutil.copy(CAPTURES / name, folder / name)
+    (folder / "bad.pcapng").write_bytes(b"\xff" * 100)
+    gathers: list[int] = []
+
+    class Pandas:  # batch.py's pandas, its concat counted
+        def __getattr__(self, name: str) -> object:
+            return getattr(pd, name)
+
+        @staticmethod
+        def concat(frames: list[pd.DataFrame], *a: object, **k: object) -> pd.DataFrame:
+            gathers.append(len(frames))
+            return pd.concat(frames, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(batch, "pd", Pandas())
+    monkeypatch.setattr(batch, "GATHER_CAPTURES", 2)
+    caps = batch.run(folder, jobs=2).captures
+    monkeypatch.undo()
+    assert gathers == [2, 2, 2, 3]  # three gathers of two, then those three at the end
+    found = sorted([*names, "bad.pcapng"])
+    assert [Path(c).name for c in caps["capture"]] == found
+    assert caps["status"].tolist() == ["failed" if n == "bad.pcapng" else "ok" for n in found]
+    assert list(caps.columns) == list(SCHEMAS["captures"])
+    assert caps.dtypes.equals(frame("captures", []).dtypes)
+    assert caps.index.tolist() == list(range(len(found)))
 
 
 @pytest.mark.parametrize("name", ["qr_move_ok.pcapng", "hostile_values.pcapng", "lossy.pcapng",

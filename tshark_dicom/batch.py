@@ -342,22 +342,30 @@ def run(
     work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
-    rows: dict[str, pd.DataFrame] = {}
+    rank = {c.key: i for i, c in enumerate(found.captures)}
+    # each capture's captures rows, in the order they finish, ranked as the captures were
+    # found; gathered into one frame GATHER_CAPTURES at a time
+    gathered: list[pd.DataFrame] = []
+    pending: list[pd.DataFrame] = []
     errors: list[TsharkDicomError] = []
-    done_bytes = 0
+    done = done_bytes = 0
 
     def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], fresh: bool = True) -> None:
-        nonlocal done_bytes
+        nonlocal done, done_bytes
         if redact is not None and fresh:  # tables made in memory (parts_dir: PartWriter)
             tables = redact_tables(tables, redact)
-        rows[cap.key] = tables["captures"]
+        pending.append(tables["captures"].assign(_rank=rank[cap.key]))
+        if len(pending) >= GATHER_CAPTURES:
+            gathered.append(pd.concat(pending, ignore_index=True))
+            pending.clear()
         if on_result is not None and fresh:
             on_result(cap, tables)
         if keep:
             parts.append(tables)
+        done += 1
         done_bytes += cap.total_size
         if on_progress:
-            on_progress(cap.label, len(rows), len(found.captures), 0, done_bytes, total_bytes)
+            on_progress(cap.label, done, len(found.captures), 0, done_bytes, total_bytes)
 
     todo: list[CaptureFile] = []
     for cap in found.captures:
@@ -367,15 +375,15 @@ def run(
         else:
             todo.append(cap)
     for cap, outcome in _analyse_all(todo, work, jobs, dask, on_progress, found,
-                                     lambda: (len(rows), done_bytes, total_bytes)):
+                                     lambda: (done, done_bytes, total_bytes)):
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
             outcome = {"captures": frame("captures", [capture_row(
                 f, status="failed", error=str(outcome), elapsed_s=0.0) for f in cap.files])}
         finished(cap, outcome)
-    order = [c.key for c in found.captures]
-    captures = pd.concat([rows[k] for k in order], ignore_index=True) if order else frame(
-        "captures", [])
+    captures = pd.concat([*gathered, *pending], ignore_index=True).sort_values(
+        "_rank", kind="stable").drop(columns="_rank").reset_index(drop=True) if done else \
+        frame("captures", [])
     if errors and len(errors) == len(found.captures):
         raise errors[0]
     report = Report.concat(parts) if keep else Report()
@@ -438,7 +446,7 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                 on_progress(label, done, len(found.captures), sum(slots), done_bytes,
                             total_bytes)
             for fut in finished:
-                cap = futures[fut]
+                cap = futures.pop(fut)  # its result (24 KB or more) is not kept to the end
                 problem = fut.exception()
                 if isinstance(problem, TsharkDicomError):
                     yield cap, problem
@@ -451,6 +459,10 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
             on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
 
 
+#: `run` gathers the captures rows of this many captures into one frame as they finish: a
+#: one-row frame kept per capture took 24 KB in the run's process (2,000 captures: 49 MB;
+#: 20,000: 490 MB); gathered, 2,000 rows take 0.2 MB.
+GATHER_CAPTURES = 256
 #: How often the progress display hears from the worker processes (s).
 PROGRESS_S = 0.5
 #: In a worker process: the shared packet counters and this worker's slot in them.

@@ -284,6 +284,27 @@ def test_diagnose_reads_an_out_folder_like_the_captures(tmp_path: Path) -> None:
         assert stdout == GOLDEN.read_text(), fmt
 
 
+def test_diagnose_needs_only_the_columns_it_declares() -> None:
+    """The diagnosis of tables cut to diagnose.READS (what the command line reads of an OUT
+    folder) is the diagnosis of the whole tables, over captures with every kind of line:
+    C-MOVE callbacks and attempts, C-GET sub-operations, findings with and without an
+    association. A column the diagnosis starts using without declaring it fails this."""
+    import tshark_dicom
+    from tshark_dicom.diagnose import READS
+    from tshark_dicom.report import Report
+
+    names = [*GOLDEN_CAPTURES, "qr_move_unanswered.pcapng", "qr_move_partial.pcapng",
+             "c_get_cancel.pcapng", "qr_get_no_role.pcapng", "find_move.pcapng",
+             "hostile_values.pcapng", "abort.pcapng"]
+    whole = tshark_dicom.analyze([CAPTURES / n for n in names])
+    cut = Report.concat([{t: whole.table(t)[cols] for t, cols in READS.items()}])
+    text = whole.diagnose()
+    assert cut.diagnose() == text
+    for needle in ("callback association", "callback attempt", "C-STORE sub-operation",
+                   "more like these", "C-GET (operation"):
+        assert needle in text, needle
+
+
 @pytest.mark.parametrize(("capture", "fail_on", "code"), [
     ("qr_move_refused.pcapng", "error", 3),
     ("qr_move_refused.pcapng", "warning", 3),

@@ -386,16 +386,19 @@ def diagnose(
 def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
                    ) -> dict[str, pd.DataFrame]:
     """The tables of an OUT folder, redacted as asked; what the folder's run redacted
-    already is not redone (a UID token would change again)."""
+    already is not redone (a UID token would change again). Unredacted, only the columns
+    the diagnosis reads (an archive's whole tables are most of the time it takes)."""
     from dataclasses import replace
 
+    from .diagnose import READS
     from .redact import redact_tables
-    from .store import manifest
-    from .tables import TABLES
+    from .store import manifest, read_table
+    from .tables import TABLES, frame
 
-    tables = {t: report.table(t) for t in TABLES}
     if redaction is None:
-        return tables
+        read = {t: read_table(folder, t, columns) for t, columns in READS.items()}
+        return {t: frame(t, [])[READS[t]] if df is None else df for t, df in read.items()}
+    tables = {t: report.table(t) for t in TABLES}
     done = manifest(folder).get("redaction") or {}
     if done.get("uids"):
         redaction = replace(redaction, uids=False)

@@ -164,3 +164,20 @@ def test_load_reads_back_every_table(tmp_path: Path, fmt: str) -> None:
         assert a.astype(str).equals(b.astype(str)), table
     with pytest.raises(tshark_dicom.OptionsError):
         tshark_dicom.load(tmp_path / "nothing-here")
+
+
+def test_the_summary_lists_a_few_captures_without_dicom_and_counts_the_rest() -> None:
+    """An archive where most captures hold no DICOM: the summary stays a few lines (eight
+    notes, then how many more), as it does for failed and skipped files."""
+    rows = [{"capture": f"c{i:02}.pcapng", "assoc_id": None, "msg_index": None, "frame": None,
+             "severity": "note", "code": "no-dicom",
+             "summary": f"no DICOM association found in c{i:02}.pcapng on any port"}
+            for i in range(11)]
+    report = tshark_dicom.Report(findings=frame("findings", rows))
+    lines = report.summary().splitlines()
+    notes = [line for line in lines if line.startswith("  note: ")]
+    assert [n.split(" in ")[1].split()[0] for n in notes] == [f"c{i:02}.pcapng"
+                                                              for i in range(8)]
+    assert lines[-1] == ("  ... and 3 more captures without a DICOM association (see "
+                         "findings, code no-dicom)")
+    assert len(lines) == 5 + 8 + 1

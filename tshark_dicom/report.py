@@ -179,8 +179,11 @@ class Report:
         if len(serious) > len(worst):
             lines.append("  ... (see findings table)")
         notes = f[f["code"] == "no-dicom"]
-        for row in notes.itertuples():
+        for row in notes.head(8).itertuples():
             lines.append(f"  note: {row.summary}")
+        if len(notes) > 8:
+            lines.append(f"  ... and {len(notes) - 8} more captures without a DICOM "
+                         "association (see findings, code no-dicom)")
         for row in failed.head(8).itertuples():
             lines.append(f"  failed: {row.error}")
         if len(failed) > 8:

@@ -232,6 +232,59 @@ def test_a_run_knows_the_footers_of_the_parts_it_wrote(tmp_path: Path) -> None:
         assert any(store._FOOTERS[k][0] > 0 for k in store._FOOTERS)
 
 
+def test_a_later_reader_takes_the_row_counts_from_the_part_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run leaves each part's row count, size and time in tables/.parts.json: a later
+    process reads the summary and the page without opening a footer, except of a part
+    changed since; an index of another schema is not believed."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from tshark_dicom import store
+    from tshark_dicom.archive import analyze_to
+
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("echo.pcapng", "store_104.pcapng", "find_move.pcapng"):
+        shutil.copy(CAPTURES / name, folder / name)
+    out = tmp_path / "out"
+    analyze_to(folder, out, jobs=1)
+    index = json.loads((out / "tables" / ".parts.json").read_text())
+    parts = sorted((out / "tables").glob("*/*.parquet"))
+    assert len(index["parts"]) == len(parts) == 3 * len(SCHEMAS)
+    for part in parts:
+        rows, size, mtime = index["parts"][f"{part.parent.name}/{part.name}"]
+        assert (rows, size, mtime) == (pq.read_metadata(part).num_rows, part.stat().st_size,
+                                       part.stat().st_mtime_ns)
+    opened: list[str] = []
+    read_metadata = pq.read_metadata
+    monkeypatch.setattr(store.pq, "read_metadata", lambda path, *a, **k: (
+        opened.append(str(path)), read_metadata(path, *a, **k))[1])
+
+    def fresh_report() -> str:
+        store._FOOTERS.clear()
+        store._INDEXES.clear()
+        opened.clear()
+        report = tshark_dicom.load(out)
+        return report.summary() + report.to_html()
+
+    first = fresh_report()
+    assert opened == []
+    changed = out / "tables" / "messages" / "store_104.pcapng.parquet"
+    os.utime(changed, ns=(time.time_ns(), time.time_ns()))
+    assert fresh_report() == first and opened == [str(changed)]
+    index_path = out / "tables" / ".parts.json"
+    kept = index_path.read_bytes()
+    index_path.unlink()
+    assert fresh_report() == first
+    without = sorted(opened)
+    assert len(without) > 2 * len(SCHEMAS)  # the report asks for most tables' footers
+    index_path.write_bytes(kept)
+    monkeypatch.setattr(store, "_fingerprint", lambda table: "another schema")
+    assert fresh_report() == first and sorted(opened) == without
+
+
 def test_object_folders_keep_their_names_when_files_are_added(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()

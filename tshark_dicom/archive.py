@@ -40,6 +40,7 @@ from .store import (
     remove_parts,
     rows_of,
     write_manifest,
+    write_part_index,
     write_parts,
 )
 from .swap import WorkDir, checkpoint, recover, replace
@@ -185,6 +186,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         summary = stored.summary()
         (work / "summary.txt").write_text(summary + "\n")
         stored.write_html(work / "report.html", title or f"tshark-dicom: {folder.name}")
+        write_part_index(work)  # what the report read of every part, for later readers
         checkpoint("staged")
         if not in_place:
             replace(workdir, folder)

@@ -19,6 +19,7 @@ either has it (complete) or is analysed again by ``--resume``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -518,9 +519,11 @@ def part_footer(path: Path, table: str) -> tuple[int, bool]:
     key = (str(path), st.st_mtime_ns, st.st_size, table)
     facts = _FOOTERS.get(key)
     if facts is None:
-        meta = pq.read_metadata(path)
-        facts = (meta.num_rows, meta.schema.to_arrow_schema().equals(
-            arrow_schema(table), check_metadata=False))
+        facts = _indexed(path, table, st.st_size, st.st_mtime_ns)
+        if facts is None:
+            meta = pq.read_metadata(path)
+            facts = (meta.num_rows, meta.schema.to_arrow_schema().equals(
+                arrow_schema(table), check_metadata=False))
         if len(_FOOTERS) >= FOOTERS_KEPT:
             _FOOTERS.clear()
         _FOOTERS[key] = facts
@@ -535,6 +538,70 @@ def seed_footer(path: Path, table: str, rows: int) -> None:
     if len(_FOOTERS) >= FOOTERS_KEPT:
         _FOOTERS.clear()
     _FOOTERS[(str(path), st.st_mtime_ns, st.st_size, table)] = (rows, True)
+
+
+#: Beside an OUT folder's datasets (``tables/.parts.json``), written as a run ends: each
+#: Parquet part's row count, size and time, and the schema they were checked against, so
+#: that a later process (load, diagnose, --resume) need not read their footers again
+#: (2,000 captures: 22,000 parts).
+PART_INDEX = ".parts.json"
+
+
+@functools.cache
+def _fingerprint(table: str) -> str:
+    """This version's schema of ``table``, in a few characters."""
+    return hashlib.sha256(arrow_schema(table).serialize().to_pybytes()).hexdigest()[:16]
+
+
+def write_part_index(folder: Path) -> None:
+    """`PART_INDEX` of ``folder``'s Parquet parts whose footers this process knows to have
+    this version's schema (the run's report has asked for every one); the others are left
+    out and a reader reads their footers."""
+    base = folder / TABLES_DIR
+    parts: dict[str, list[int]] = {}
+    for table in TABLES:
+        for path in sorted((base / table).glob("*.parquet")):
+            st = path.stat()
+            facts = _FOOTERS.get((str(path), st.st_mtime_ns, st.st_size, table))
+            if facts is not None and facts[1]:
+                parts[f"{table}/{path.name}"] = [facts[0], st.st_size, st.st_mtime_ns]
+    if parts:
+        index = {"schemas": {t: _fingerprint(t) for t in TABLES}, "parts": parts}
+        _atomic(base / PART_INDEX, lambda tmp: tmp.write_text(json.dumps(index)))
+
+
+def _indexed(path: Path, table: str, size: int, mtime_ns: int) -> tuple[int, bool] | None:
+    """A part's row count as its folder's `PART_INDEX` has it, if the part is unchanged
+    since (size and time) and the index's schema of the table is this version's."""
+    index_path = path.parent.parent / PART_INDEX
+    try:
+        st = index_path.stat()
+    except OSError:
+        return None
+    stamp = (st.st_size, st.st_mtime_ns)
+    cached = _INDEXES.get(index_path)
+    if cached is None or cached[0] != stamp:
+        try:
+            index = json.loads(index_path.read_text())
+            if not isinstance(index, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError):
+            index = {}
+        cached = _INDEXES[index_path] = (stamp, index)
+    index = cached[1]
+    schemas, parts = index.get("schemas"), index.get("parts")
+    if not isinstance(schemas, dict) or not isinstance(parts, dict) \
+            or schemas.get(table) != _fingerprint(table):
+        return None
+    entry = parts.get(f"{table}/{path.name}")
+    if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry) \
+            and entry[1] == size and entry[2] == mtime_ns:
+        return entry[0], True
+    return None
+
+
+#: Part indexes read by this process: the index file's size and time when read, its content.
+_INDEXES: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 
 
 #: PartWriter's row count of each Parquet part it wrote (``{"table/part": rows}``), beside

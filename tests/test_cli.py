@@ -305,6 +305,29 @@ def test_diagnose_needs_only_the_columns_it_declares() -> None:
         assert needle in text, needle
 
 
+def test_diagnose_reads_an_out_folder_written_before_a_column_existed(tmp_path: Path) -> None:
+    """Parts written by an earlier version lack the columns added since (TLS): diagnose
+    reads the columns it needs of such a folder as it reads the tables whole, those
+    missing empty."""
+    import pyarrow.parquet as pq
+
+    from tshark_dicom.store import read_table
+
+    out = tmp_path / "out"
+    captures = [str(CAPTURES / c) for c in GOLDEN_CAPTURES]
+    assert invoke("analyze", *captures, "-o", str(out), "--no-objects")[0] == 0
+    (out / "tables" / ".parts.json").unlink()
+    added = ["tls", "tls_version", "tls_decrypted"]
+    for part in (out / "tables" / "associations").glob("*.parquet"):
+        pq.write_table(pq.read_table(part).drop_columns(added), part)
+    code, stdout, stderr = invoke("diagnose", str(out))
+    assert code == 0, stderr
+    assert stdout == GOLDEN.read_text()
+    old = read_table(out, "associations", ["capture", *added])
+    assert old is not None and len(old) > 3 and not old["tls"].any()  # bool: False
+    assert old[["tls_version", "tls_decrypted"]].isna().all().all()
+
+
 @pytest.mark.parametrize(("capture", "fail_on", "code"), [
     ("qr_move_refused.pcapng", "error", 3),
     ("qr_move_refused.pcapng", "warning", 3),

@@ -491,11 +491,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def _read_part(path: Path, table: str, columns: Sequence[str] | None,
                filters: Any) -> pd.DataFrame:
     """One Parquet part; a part written before a column was renamed (columns.RENAMED) is
-    read under its old names and renamed."""
+    read under its old names and renamed, and of ``columns`` those a part written before
+    they existed lacks are not asked of it (typed_frame adds them, empty)."""
     old = {new: o for o, new in RENAMED.get(table, {}).items()}
-    names = set(pq.read_schema(path).names) if old else set()
+    names = set(pq.read_schema(path).names) if old or columns else set()
     legacy = {new: o for new, o in old.items() if o in names and new not in names}
-    cols = [legacy.get(c, c) for c in columns] if columns else None
+    cols = [c for c in (legacy.get(c, c) for c in columns) if c in names] if columns else None
     df: pd.DataFrame = pq.read_table(path, columns=cols, filters=filters).to_pandas()
     return df.rename(columns={o: new for new, o in legacy.items()}) if legacy else df
 

@@ -284,6 +284,12 @@ def test_a_later_reader_takes_the_row_counts_from_the_part_index(
     monkeypatch.setattr(store, "_fingerprint", lambda table: "another schema")
     assert fresh_report() == first and sorted(opened) == without
 
+    def full(path: Path, write: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_atomic", full)  # the index is a shortcut, not a result
+    store.write_part_index(out)
+
 
 def test_object_folders_keep_their_names_when_files_are_added(tmp_path: Path) -> None:
     folder = tmp_path / "caps"

@@ -568,7 +568,10 @@ def write_part_index(folder: Path) -> None:
                 parts[f"{table}/{path.name}"] = [facts[0], st.st_size, st.st_mtime_ns]
     if parts:
         index = {"schemas": {t: _fingerprint(t) for t in TABLES}, "parts": parts}
-        _atomic(base / PART_INDEX, lambda tmp: tmp.write_text(json.dumps(index)))
+        try:
+            _atomic(base / PART_INDEX, lambda tmp: tmp.write_text(json.dumps(index)))
+        except OSError:  # disk full and the like: only a shortcut for later readers, who
+            pass  # read the footers (an older index is right about the parts it matches)
 
 
 def _indexed(path: Path, table: str, size: int, mtime_ns: int) -> tuple[int, bool] | None:

@@ -113,14 +113,16 @@ class Report:
 
     def to_html(self, title: str = "tshark-dicom report") -> str:
         """The whole report as one self-contained HTML page."""
-        from .htmlreport import render
+        from .htmlreport import page_reads, render
 
+        self.expect(page_reads())
         return render(self, title)
 
     def write_html(self, path: str | Path, title: str = "tshark-dicom report") -> None:
         """`to_html` written to ``path`` (UTF-8) without the whole page in one string."""
-        from .htmlreport import write
+        from .htmlreport import page_reads, write
 
+        self.expect(page_reads())
         write(self, Path(path), title)
 
     def batches(self, table: str, columns: list[str] | None = None,

@@ -211,9 +211,9 @@ def test_summary_and_page_read_each_table_once_when_told_what_they_read(
 
 
 def test_a_run_knows_the_footers_of_the_parts_it_wrote(tmp_path: Path) -> None:
-    """The parts a run writes (workers' through `FOOTERS_FILE`, its own captures parts) are
-    known to part_footer with the row count and schema their footers hold: the report
-    that follows reads no footer again."""
+    """The parts a run writes (the workers' through their staged `PART_INDEX`, its own
+    captures parts) are known to part_footer with the row count and schema their footers
+    hold: the report that follows reads no footer again."""
     import pyarrow.parquet as pq
 
     from tshark_dicom import store

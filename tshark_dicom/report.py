@@ -269,11 +269,11 @@ def load(out: str | os.PathLike[str]) -> Report:
 #: at a time, so memory stays flat.
 IN_MEMORY_ROWS = 2_000
 #: Of larger tables of many parts (an archive: a part per capture), the columns `batches`
-#: is asked for are kept (each read once) while all kept columns of all tables hold at
-#: most this many values (rows x columns; about 30 MB): the report asks for the same
-#: columns of a table up to four times, and each scan opens every part again (2,000
-#: captures: 2,000 parts a scan). A table of few parts is scanned as before: its scans
-#: are cheap, and memory stays flat however many rows one capture has.
+#: is asked for are kept (each read once) while all kept columns of all tables hold at most
+#: this many values (rows x columns; 12-27 bytes a value measured, so 6-13 MB): the report
+#: asks for the same columns of a table up to four times, and each scan opens every part
+#: again (2,000 captures: 2,000 parts a scan). A table of few parts is scanned as before:
+#: its scans are cheap, and memory stays flat however many rows one capture has.
 KEPT_CELLS = 500_000
 KEPT_MIN_PARTS = 32
 

@@ -189,7 +189,7 @@ class PartWriter:
         self.parquet: dict[tuple[str, str], pq.ParquetWriter] = {}
         self.csv_started: set[tuple[str, str]] = set()
         self.empty: set[tuple[str, str]] = set()  # Parquet parts without rows, written
-        #: rows of each Parquet part (for `FOOTERS_FILE`)
+        #: rows of each Parquet part (for its `PART_INDEX`)
         self.rows: dict[tuple[str, str], int] = {}
 
     def add(self, table: str, label: str, rows: list[dict[str, Any]]) -> None:
@@ -277,7 +277,7 @@ class PartWriter:
         for writer in self.parquet.values():
             writer.close()
         written = []
-        footers: dict[str, int] = {}
+        facts: dict[str, list[int]] = {}
         for (table, label) in sorted(set(self.parquet) | self.empty | self.csv_started):
             for kind in (TABLES_DIR, "csv"):
                 tmp = self._tmp(kind, table, label)
@@ -285,9 +285,10 @@ class PartWriter:
                     written.append(tmp.with_name(tmp.name[1:].removesuffix(".tmp")))
                     os.replace(tmp, written[-1])
                     if kind == TABLES_DIR:
-                        footers[f"{table}/{written[-1].name}"] = self.rows.get((table, label), 0)
-        if footers:
-            (self.folder / FOOTERS_FILE).write_text(json.dumps(footers))
+                        st = written[-1].stat()
+                        facts[f"{table}/{written[-1].name}"] = [
+                            self.rows.get((table, label), 0), st.st_size, st.st_mtime_ns]
+        _write_index(self.folder / TABLES_DIR, facts)  # for move_parts
         return written
 
     def abandon(self) -> None:
@@ -316,26 +317,26 @@ def _csv_writer(df: pd.DataFrame) -> Callable[[Path], object]:
 
 def move_parts(staged: Path, folder: Path) -> None:
     """A capture's parts written by PartWriter under ``staged``, moved into ``folder``'s
-    datasets (each by one rename); ``staged`` is gone afterwards. The row counts PartWriter
-    left beside them (`FOOTERS_FILE`) become what `part_footer` knows of the moved parts."""
-    try:
-        footers = json.loads((staged / FOOTERS_FILE).read_text())
-    except (OSError, ValueError):
-        footers = {}  # none (CSV only): nothing to know
+    datasets (each by one rename); ``staged`` is gone afterwards. What PartWriter's
+    `PART_INDEX` says of the parts becomes what `part_footer` knows of the moved ones."""
+    index = _load_index(staged / TABLES_DIR / PART_INDEX)
     for kind in (TABLES_DIR, "csv"):
         base = staged / kind
         if not base.is_dir():
             continue
         for table in sorted(base.iterdir()):
+            if table.name.startswith("."):
+                continue  # the staged PART_INDEX
             (folder / kind / table.name).mkdir(parents=True, exist_ok=True)
             for part in table.iterdir():
                 if not part.name.startswith("."):
                     moved = folder / kind / table.name / part.name
                     os.replace(part, moved)
-                    rows = footers.get(f"{table.name}/{part.name}") if kind == TABLES_DIR \
-                        else None
-                    if isinstance(rows, int) and table.name in SCHEMAS:
-                        seed_footer(moved, table.name, rows)
+                    if kind == TABLES_DIR and table.name in SCHEMAS:
+                        st = moved.stat()
+                        facts = _index_facts(index, table.name, part.name, st)
+                        if facts is not None:
+                            _remember(_footer_key(moved, table.name, st), facts)
     shutil.rmtree(staged, ignore_errors=True)
 
 
@@ -517,34 +518,41 @@ def part_footer(path: Path, table: str) -> tuple[int, bool]:
     part of several tables, and an archive has a part per capture (2,000 captures: two
     footer reads of every part were 3 s of the report's 13 s)."""
     st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size, table)
+    key = _footer_key(path, table, st)
     facts = _FOOTERS.get(key)
     if facts is None:
-        facts = _indexed(path, table, st.st_size, st.st_mtime_ns)
+        index_path = path.parent.parent / PART_INDEX
+        facts = _index_facts(_indexes(index_path), table, path.name, st)
         if facts is None:
             meta = pq.read_metadata(path)
             facts = (meta.num_rows, meta.schema.to_arrow_schema().equals(
                 arrow_schema(table), check_metadata=False))
-        if len(_FOOTERS) >= FOOTERS_KEPT:
-            _FOOTERS.clear()
-        _FOOTERS[key] = facts
+        _remember(key, facts)
     return facts
 
 
 def seed_footer(path: Path, table: str, rows: int) -> None:
     """What `part_footer` would read of a part just written with this version's schema of
-    ``table`` and ``rows`` rows (PartWriter, write_parts): the report that follows the run
-    then reads none of their footers again (2,000 captures: 18,000 footers)."""
-    st = path.stat()
+    ``table`` and ``rows`` rows (write_parts): the report that follows the run then reads
+    none of their footers again (2,000 captures: 18,000 footers)."""
+    _remember(_footer_key(path, table, path.stat()), (rows, True))
+
+
+def _footer_key(path: Path, table: str, st: os.stat_result) -> tuple[str, int, int, str]:
+    return str(path), st.st_mtime_ns, st.st_size, table
+
+
+def _remember(key: tuple[str, int, int, str], facts: tuple[int, bool]) -> None:
     if len(_FOOTERS) >= FOOTERS_KEPT:
         _FOOTERS.clear()
-    _FOOTERS[(str(path), st.st_mtime_ns, st.st_size, table)] = (rows, True)
+    _FOOTERS[key] = facts
 
 
-#: Beside an OUT folder's datasets (``tables/.parts.json``), written as a run ends: each
-#: Parquet part's row count, size and time, and the schema they were checked against, so
-#: that a later process (load, diagnose, --resume) need not read their footers again
-#: (2,000 captures: 22,000 parts).
+#: Beside a folder's datasets (``tables/.parts.json``): each Parquet part's row count, size
+#: and time, and the schema they were checked against. PartWriter leaves one beside a
+#: capture's staged parts (for `move_parts`: a worker writes them, the run's process moves
+#: them), and a run leaves one in OUT as it ends, so that a later process (load, diagnose,
+#: --resume) need not read the footers again (2,000 captures: 22,000 parts).
 PART_INDEX = ".parts.json"
 
 
@@ -559,58 +567,68 @@ def write_part_index(folder: Path) -> None:
     this version's schema (the run's report has asked for every one); the others are left
     out and a reader reads their footers."""
     base = folder / TABLES_DIR
-    parts: dict[str, list[int]] = {}
+    facts: dict[str, list[int]] = {}
     for table in TABLES:
         for path in sorted((base / table).glob("*.parquet")):
             st = path.stat()
-            facts = _FOOTERS.get((str(path), st.st_mtime_ns, st.st_size, table))
-            if facts is not None and facts[1]:
-                parts[f"{table}/{path.name}"] = [facts[0], st.st_size, st.st_mtime_ns]
-    if parts:
-        index = {"schemas": {t: _fingerprint(t) for t in TABLES}, "parts": parts}
-        try:
-            _atomic(base / PART_INDEX, lambda tmp: tmp.write_text(json.dumps(index)))
-        except OSError:  # disk full and the like: only a shortcut for later readers, who
-            pass  # read the footers (an older index is right about the parts it matches)
+            known = _FOOTERS.get(_footer_key(path, table, st))
+            if known is not None and known[1]:
+                facts[f"{table}/{path.name}"] = [known[0], st.st_size, st.st_mtime_ns]
+    _write_index(base, facts)
 
 
-def _indexed(path: Path, table: str, size: int, mtime_ns: int) -> tuple[int, bool] | None:
-    """A part's row count as its folder's `PART_INDEX` has it, if the part is unchanged
-    since (size and time) and the index's schema of the table is this version's."""
-    index_path = path.parent.parent / PART_INDEX
+def _write_index(base: Path, facts: dict[str, list[int]]) -> None:
+    """`PART_INDEX` in ``base`` (a tables folder) of ``facts``: ``{"table/part": [rows,
+    size, mtime_ns]}``, the parts having this version's schema; nothing when empty."""
+    if not facts:
+        return
+    index = {"schemas": {t: _fingerprint(t) for t in TABLES}, "parts": facts}
     try:
-        st = index_path.stat()
+        _atomic(base / PART_INDEX, lambda tmp: tmp.write_text(json.dumps(index)))
+    except OSError:  # disk full and the like: only a shortcut for later readers, who
+        pass  # read the footers (an older index is right about the parts it matches)
+
+
+def _load_index(path: Path) -> dict[str, Any]:
+    """A `PART_INDEX` file's content; empty if it is missing or unreadable."""
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def _indexes(path: Path) -> dict[str, Any]:
+    """`_load_index`, read once while the file is unchanged (its size and time)."""
+    try:
+        st = path.stat()
     except OSError:
-        return None
+        return {}
     stamp = (st.st_size, st.st_mtime_ns)
-    cached = _INDEXES.get(index_path)
+    cached = _INDEXES.get(path)
     if cached is None or cached[0] != stamp:
-        try:
-            index = json.loads(index_path.read_text())
-            if not isinstance(index, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError):
-            index = {}
-        cached = _INDEXES[index_path] = (stamp, index)
-    index = cached[1]
+        cached = _INDEXES[path] = (stamp, _load_index(path))
+    return cached[1]
+
+
+def _index_facts(index: dict[str, Any], table: str, name: str, st: os.stat_result
+                 ) -> tuple[int, bool] | None:
+    """What ``index`` says of the part ``table/name``: its row count, if the part is
+    unchanged since (size and time) and the index's schema of the table is this
+    version's; else None (its footer is read)."""
     schemas, parts = index.get("schemas"), index.get("parts")
     if not isinstance(schemas, dict) or not isinstance(parts, dict) \
             or schemas.get(table) != _fingerprint(table):
         return None
-    entry = parts.get(f"{table}/{path.name}")
+    entry = parts.get(f"{table}/{name}")
     if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry) \
-            and entry[1] == size and entry[2] == mtime_ns:
+            and entry[1] == st.st_size and entry[2] == st.st_mtime_ns:
         return entry[0], True
     return None
 
 
 #: Part indexes read by this process: the index file's size and time when read, its content.
 _INDEXES: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
-
-
-#: PartWriter's row count of each Parquet part it wrote (``{"table/part": rows}``), beside
-#: them for `move_parts` (a worker process writes the parts, the run's process moves them).
-FOOTERS_FILE = ".footers.json"
 
 
 #: How many parts' footer facts `part_footer` remembers (about 300 bytes each).

@@ -181,3 +181,35 @@ def test_the_summary_lists_a_few_captures_without_dicom_and_counts_the_rest() ->
     assert lines[-1] == ("  ... and 3 more captures without a DICOM association (see "
                          "findings, code no-dicom)")
     assert len(lines) == 5 + 8 + 1
+
+
+@pytest.mark.parametrize("how", ["stdin", "file"])
+def test_jobs_from_a_script_read_on_standard_input(tmp_path: Path, how: str) -> None:
+    """``analyze(..., jobs=2)`` from ``python - <<EOF`` and from a script file without the
+    ``if __name__ == "__main__"`` guard: multiprocessing had each worker run the main
+    script again, from the file ``<stdin>`` (no such file) or from the script, whose
+    top-level analyze then started workers of its own: either way every worker failed at
+    start (BrokenProcessPool)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import tshark_dicom\n"
+        f"r = tshark_dicom.analyze([{str(CAPTURES / 'echo.pcapng')!r}, "
+        f"{str(CAPTURES / 'multi_store.pcapng')!r}, {str(CAPTURES / 'abort.pcapng')!r}], "
+        "jobs=2)\n"
+        "print(r.captures['status'].tolist(), len(r.associations), "
+        "sorted(set(r.associations['capture'].str.rsplit('/', n=1).str[-1])))\n")
+    if how == "stdin":
+        args, text = [sys.executable, "-"], script
+    else:
+        (tmp_path / "run.py").write_text(script)
+        args, text = [sys.executable, str(tmp_path / "run.py")], ""
+    done = subprocess.run(args, input=text, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = tshark_dicom.analyze([CAPTURES / "echo.pcapng", CAPTURES / "multi_store.pcapng",
+                                CAPTURES / "abort.pcapng"])
+    assert done.stdout.split("\n")[0] == (
+        f"['ok', 'ok', 'ok'] {len(one.associations)} "
+        "['abort.pcapng', 'echo.pcapng', 'multi_store.pcapng']")

@@ -34,6 +34,7 @@ from .tables import TABLES, frame
 from .tls import TlsOptions, check_tls_options
 from .tshark import Tshark, find_tshark
 from .workers import context as worker_context
+from .workers import main_left_alone
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
@@ -432,9 +433,10 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                              initargs=(slots, claimed, mask)) as pool:
         # the largest first, so that no long capture starts last while the other
         # workers have nothing left to do
-        futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
-            pool.submit(_analyze_in_worker, cap, work): cap
-            for cap in sorted(todo, key=lambda c: -c.total_size)}
+        with main_left_alone():  # the workers start as work is submitted
+            futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
+                pool.submit(_analyze_in_worker, cap, work): cap
+                for cap in sorted(todo, key=lambda c: -c.total_size)}
         pending: set[Future[dict[str, pd.DataFrame]]] = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)

@@ -16,7 +16,10 @@ data) is handed to it when the pool starts (batch.py).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
+from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 
 #: What the fork server imports before it forks the first worker.
@@ -36,3 +39,34 @@ def start_early() -> None:
 
     context()
     forkserver.ensure_running()
+
+
+
+@contextlib.contextmanager
+def main_left_alone() -> Iterator[None]:
+    """While worker processes start: keep them from running the parent's main module.
+
+    multiprocessing has each worker import the parent's ``__main__`` again (from its
+    ``__spec__`` name or its ``__file__``), so that functions defined there can be
+    unpickled. Ours need nothing from it: they run `batch._analyze_in_worker` on our own
+    types. Left to it, a script read from standard input (``python - <<EOF``, file
+    ``<stdin>``) broke every worker at start (BrokenProcessPool), a script without the
+    ``if __name__ == "__main__"`` guard started its analysis again in each worker
+    (RuntimeError, the same), and any script's top-level work was repeated in each. With
+    neither attribute set a worker leaves its main alone, as it does under ``python -c``."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__")
+             if name in main.__dict__}
+    main.__dict__["__spec__"] = None  # multiprocessing reads it: None, not absent
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        for name in ("__spec__", "__file__"):
+            if name in saved:
+                main.__dict__[name] = saved[name]
+            else:
+                main.__dict__.pop(name, None)

@@ -346,3 +346,79 @@ def test_diagnose_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and stderr.strip() == "Error: --fail-on 'note': choose warning or error"
     code, _, stderr = invoke("diagnose", str(tmp_path / "missing.pcapng"))
     assert code == 1 and stderr.strip().startswith("Error: ") and "missing.pcapng" in stderr
+
+
+def _folder_with_a_bad_capture(tmp_path: Path) -> Path:
+    """Captures in a folder, in the order found: DICOM, one that is not a capture, one
+    without DICOM (no association, a note), DICOM again."""
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name, source in (("1_echo.pcapng", "echo.pcapng"),
+                         ("3_mid.pcapng", "mid_association.pcapng"),
+                         ("4_abort.pcapng", "abort.pcapng")):
+        (folder / name).write_bytes((CAPTURES / source).read_bytes())
+    (folder / "2_bad.pcapng").write_bytes(b"not a capture at all, but named like one")
+    return folder
+
+
+def test_diagnose_names_a_capture_it_could_not_analyse_in_the_order_found(
+        tmp_path: Path) -> None:
+    """Not silently left out: a capture that could not be read has its line, in the order
+    the captures were found (as does one without DICOM, which came last before), the
+    same from the captures and from the OUT folder analyze wrote of them; --fail-on
+    counts it as an error."""
+    folder = _folder_with_a_bad_capture(tmp_path)
+    code, stdout, stderr = invoke("diagnose", str(folder))
+    assert code == 0, stderr
+    heads = [line.split(":")[0] for line in stdout.splitlines() if not line.startswith(" ")]
+    assert heads == ["1_echo.pcapng", "2_bad.pcapng", "3_mid.pcapng", "4_abort.pcapng"]
+    assert "2_bad.pcapng: could not be analysed: not a capture file in a format tshark " \
+        "understands\n3_mid.pcapng: 0 associations" in stdout  # the path not said twice
+    assert invoke("analyze", str(folder), "-o", str(tmp_path / "out"), "--no-objects",
+                  "-q")[0] == 0
+    assert invoke("diagnose", str(tmp_path / "out"))[1] == stdout
+    assert invoke("diagnose", str(folder), "--fail-on", "error")[0] == 3
+    code, stdout, stderr = invoke("diagnose", str(folder / "1_echo.pcapng"), "--fail-on", "error")
+    assert code == 0 and stdout.startswith("1_echo.pcapng: 1 association, 0 errors")
+
+
+def test_diagnose_of_nothing_readable_prints_the_error_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("a.pcapng", "b.pcapng"):
+        (folder / name).write_bytes(b"not a capture at all, but named like one")
+    code, stdout, stderr = invoke("diagnose", str(folder))
+    assert code == 1 and stdout == ""
+    assert stderr.startswith("Error: ") and "a.pcapng" in stderr
+
+
+def test_diagnose_prints_each_capture_before_the_next_is_analysed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Captures stream through diagnose: each one's text is out before the next capture is
+    read (its memory, flat over an archive, is measured in benchmarks/README)."""
+    import click
+
+    from tshark_dicom import batch
+
+    folder = _folder_with_a_bad_capture(tmp_path)
+    printed: list[str] = []
+    seen_at_start: list[list[str]] = []
+    echo = click.echo
+    analyze_one = batch.analyze_one
+
+    def record(message: object = None, *a: object, **k: object) -> None:
+        printed.append(str(message))
+        echo(message, *a, **k)  # type: ignore[arg-type]
+
+    def watched(cap: batch.CaptureFile, *a: object, **k: object) -> dict[str, pd.DataFrame]:
+        seen_at_start.append([p.split(":")[0] for p in printed])
+        return analyze_one(cap, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("typer.echo", record)
+    monkeypatch.setattr(batch, "analyze_one", watched)
+    code, stdout, stderr = invoke("diagnose", str(folder))
+    assert code == 0, stderr
+    # the bad capture's line waits for a capture that could be read (if none can, the
+    # error alone is shown): it comes out with 3_mid's
+    assert seen_at_start == [[], ["1_echo.pcapng"], ["1_echo.pcapng"],
+                             ["1_echo.pcapng", "2_bad.pcapng", "3_mid.pcapng"]]

@@ -48,7 +48,12 @@ def _tls_text(a: dict[str, Any]) -> str:
 
 
 def worst_severity(report: ReportLike) -> str | None:
-    """The most severe finding's severity, or None without findings."""
+    """The most severe finding's severity, or None without findings. A capture that could
+    not be analysed counts as an error: a monitoring run (``--fail-on``) must not pass
+    over a capture it could not read."""
+    caps = report.table("captures")
+    if "status" in caps and (caps["status"] == "failed").any():
+        return SEVERITIES[0]
     found = [s for s in SEVERITIES if (report.findings["severity"] == s).any()]
     return found[0] if found else None
 
@@ -56,6 +61,7 @@ def worst_severity(report: ReportLike) -> str | None:
 #: The columns `render` reads of each table (the command line reads no others of an OUT
 #: folder): a test renders from these alone.
 READS: dict[str, list[str]] = {
+    "captures": ["capture", "status", "error"],
     "findings": ["capture", "assoc_id", "severity", "code", "summary", "frame"],
     "associations": ["capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip",
                      "requestor_port", "acceptor_ip", "acceptor_port", "result", "ending",
@@ -84,9 +90,15 @@ def _records(df: pd.DataFrame, table: str, plain: bool = False
 
 
 def render(report: ReportLike) -> str:
-    """The whole diagnosis as text: captures in the order given, and in each, the findings
-    that belong to no association first, then associations by their worst finding."""
+    """The whole diagnosis as text: captures in the order given (that of the captures
+    table, then any other the tables name), a capture that could not be analysed with
+    why, and in each capture the findings that belong to no association first, then
+    associations by their worst finding."""
     f, a = report.findings, report.associations
+    caps = report.table("captures")
+    failed = {c: e for c, st, e in zip(caps["capture"], caps["status"], caps["error"],
+                                       strict=True) if st == "failed"} \
+        if "status" in caps and len(caps) else {}
     findings, assocs = _records(f, "findings"), _records(a, "associations")
     ops = report.operations
     # of the operations, the retrieves and the sub-operations they caused
@@ -95,9 +107,17 @@ def render(report: ReportLike) -> str:
     operations = _records(ops, "operations", plain=True)
     attempts = _records(report.connection_attempts, "connection_attempts")
     lines: list[str] = []
-    captures = list(dict.fromkeys([*a["capture"].tolist(), *f["capture"].tolist()]))
+    captures = list(dict.fromkeys([*caps["capture"].tolist(), *a["capture"].tolist(),
+                                   *f["capture"].tolist()]))
     for cap in captures:
+        if cap in failed:
+            why = str(_v(failed[cap]) or "unknown error")
+            why = why.removeprefix(f"{cap}: ")  # the error names the file already
+            lines.append(f"{_name(cap)}: could not be analysed: {why}")
+            continue
         cf, ca = findings.get(cap, []), assocs.get(cap, [])
+        if not cf and not ca:
+            continue  # analysed, with nothing to say (a capture without DICOM has a finding)
         n = Counter(r["severity"] for r in cf)
         counts = ", ".join(f"{n[s]} {s}{'' if n[s] == 1 else 's'}" for s in SEVERITIES)
         lines.append(f"{_name(cap)}: {len(ca)} association{'' if len(ca) == 1 else 's'}, "

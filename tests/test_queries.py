@@ -141,6 +141,30 @@ def test_findings_name_what_was_planted(analysed: Any) -> None:
     assert "2 x 0xA700" in failed
 
 
+def test_a_c_get_that_sent_nothing_says_why_from_the_negotiation(analysed: Any) -> None:
+    """Failed C-GET sub-operations that never came as C-STOREs: without a storage context in
+    the SCP role the role finding is named; with them, the SOP classes accepted and, when the
+    SCU offered only uncompressed transfer syntaxes, that an object stored compressed comes
+    back only if the archive decompresses it (dcmqrscp held the MR as RLE Lossless)."""
+    from .conftest import CAPTURES
+
+    def summary(name: str) -> str:
+        report, _ = analysed(CAPTURES / name)
+        rows = report.findings[report.findings.code == "suboperations-failed"]
+        assert len(rows) == 1
+        return str(rows.summary.iloc[0])
+
+    text = summary("qr_get_unconvertible.pcapng")
+    assert "1 sub-operation of the C-GET from GET-SCU failed" in text
+    assert ("QR-ARCHIVE sent no C-STORE for it, though MR Image Storage and CT Image Storage "
+            "are accepted with the SCP role for GET-SCU") in text
+    assert ("GET-SCU proposed only uncompressed transfer syntaxes: Explicit VR Little Endian, "
+            "Implicit VR Little Endian") in text
+    text = summary("qr_get_no_role.pcapng")
+    assert text.endswith("they were never sent: no storage SOP class is accepted with the SCP "
+                         "role for GET-SCU on this association (see get-role-not-negotiated)")
+
+
 # -- the diagnosis, on hand-made identifiers ---------------------------------------------
 def _identifier(**keys: str) -> bytes:
     ds = Dataset()

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from pydicom.uid import UID
+
 from .association import (
     ACCEPTOR,
     REQUESTOR,
     Association,
     FindingRecord,
     reject_reason_text,
+    uid_name,
 )
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
@@ -490,9 +493,11 @@ def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     where = (f" to {op.move_destination}" if op.command == "C-MOVE" else "")
     if statuses:
         advice = "check the destination's log for why it refused those objects"
-    elif not ml.stores and (ml.callbacks or ml.attempts or op.command == "C-GET"):
+    elif op.command == "C-GET":
+        advice = _get_unsent(c, ml)
+    elif not ml.stores and (ml.callbacks or ml.attempts):
         advice = ("they were never sent: the objects could not reach the destination (see "
-                  "the callback and role findings)")
+                  "the callback findings)")
     else:
         advice = "check the archive's and the destination's logs"
     return FindingRecord(op.final_response_index, op.first_frame, "error",
@@ -529,10 +534,47 @@ def suboperation_counts_mismatch(c: QrContext, ml: MoveLinks) -> FindingRecord |
         "the SCP counts wrongly"))
 
 
+def _get_unsent(c: QrContext, ml: MoveLinks) -> str:
+    """Why a C-GET's failed sub-operations never came as C-STOREs, from what the
+    association negotiated: no storage context with the SCP role for the SCU (its own
+    finding), else an object of another SOP class or held in a transfer syntax the SCU did
+    not propose and the SCP could not convert (the SCP's log says which)."""
+    op = ml.op
+    scu, scp = c.scu(ml.assoc_id, op), c.scp(ml.assoc_id, op)
+    one = op.failed == 1
+    storage = [ctx for ctx in _storage_contexts(c.associations[ml.assoc_id])
+               if ctx.scp_role_accepted]
+    if not storage:
+        return (f"{'it was' if one else 'they were'} never sent: no storage SOP class is "
+                f"accepted with the SCP role for {scu} on this association (see "
+                "get-role-not-negotiated)")
+    classes = list(dict.fromkeys(str(uid_name(ctx.abstract_syntax) or ctx.abstract_syntax)
+                                 for ctx in storage))
+    named = " and ".join(classes) if len(classes) <= 2 else f"{len(classes)} storage SOP classes"
+    proposed = list(dict.fromkeys(ts for ctx in storage for ts in ctx.proposed_transfer_syntaxes))
+    it, its = ("it", "its") if one else ("them", "their")
+    text = (f"{scp} sent no C-STORE for {it}, though {named} "
+            f"{'is' if len(classes) == 1 else 'are'} accepted with the SCP role for {scu}: "
+            f"either {its} SOP class is not among {'it' if len(classes) == 1 else 'those'}, or "
+            f"{scp} holds {it} in a transfer syntax {scu} did not propose and could not "
+            f"convert {it}")
+    if proposed and not any(UID(ts).is_compressed for ts in proposed):
+        names = ", ".join(str(uid_name(ts) or ts) for ts in proposed)
+        text += (f" ({scu} proposed only uncompressed transfer syntaxes: {names}; an object "
+                 "stored compressed, as JPEG, JPEG 2000 or RLE, comes back only if the archive "
+                 "decompresses it)")
+    return text + f"; {scp}'s log names which"
+
+
+def _storage_contexts(a: Association) -> list[Any]:
+    """The accepted presentation contexts of storage SOP classes."""
+    return [ctx for ctx in a.contexts.values() if ctx.result == 0 and ctx.abstract_syntax
+            and ctx.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")]
+
+
 def get_role_not_negotiated(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     a = c.associations[ml.assoc_id]
-    storage = [ctx for ctx in a.contexts.values() if ctx.result == 0 and ctx.abstract_syntax
-               and ctx.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")]
+    storage = _storage_contexts(a)
     if any(ctx.scp_role_accepted for ctx in storage):
         return None
     op = ml.op

@@ -187,3 +187,27 @@ def test_lossy_decodes_like_clean(analysed: Any) -> None:
     pc = ["context_id", "abstract_syntax", "result", "transfer_syntax"]
     assert lossy.presentation_contexts[pc].equals(clean.presentation_contexts[pc])
     assert not (lossy.findings["code"] == "capture-gap").any()
+
+
+def test_an_abort_after_rejected_contexts_points_at_them(analysed: Any) -> None:
+    """dcmsend aborts when a file has no accepted context (its RLE Lossless refused): the
+    abort finding says the requestor had nothing outstanding and which contexts were
+    rejected; an abort with nothing rejected (abort.pcapng) says no more than before."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "abort_after_rejection.pcapng")
+    f = report.findings
+    assert sorted(f["code"]) == ["association-aborted", "context-rejected"]
+    text = f[f["code"] == "association-aborted"]["summary"].iloc[0]
+    assert text == (
+        "the requestor (DCMSEND) aborted the association (A-ABORT source DICOM UL "
+        "service-user, reason not specified), with no request of its own outstanding, after "
+        "UNCOMP-SCP rejected 1 of its 2 presentation contexts (1 offering only RLE Lossless: "
+        "transfer syntaxes not supported): a requestor left with objects it can send on no "
+        "accepted context (of a rejected SOP class, or in a transfer syntax the acceptor "
+        "refused that it cannot convert) gives up this way; see the context-rejected finding")
+    assert len(report.messages) == 2 and len(report.objects) == 1
+    report, _ = analysed(CAPTURES / "abort.pcapng")
+    aborts = report.findings[report.findings["code"] == "association-aborted"]["summary"]
+    assert [s.endswith("(A-ABORT source DICOM UL service-user, reason not specified)")
+            for s in aborts] == [True, True]

@@ -10,7 +10,7 @@ looks ahead to how objects are stored.
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -817,7 +817,36 @@ class Association:
             self.finding(
                 "error", "association-aborted",
                 f"the {role} ({self._sender_ae(role) or 'AE unknown'}) aborted the association "
-                f"({detail})", self.abort_frame)
+                f"({detail}){self._abort_after_rejections(role)}", self.abort_frame)
+
+    def _abort_after_rejections(self, role: str) -> str:
+        """What the negotiation says of a requestor's A-ABORT with no request of its own
+        outstanding while some of its presentation contexts were rejected: a sender whose
+        remaining objects it can send on no accepted context (their SOP class rejected, or
+        held in a transfer syntax the acceptor refused that the sender cannot convert) gives
+        up this way (dcmtk's storescu and dcmsend do), so the rejections are the lead."""
+        if role != REQUESTOR or self.result != "accepted":
+            return ""
+        if any(not entry[3] for key, entry in self._requests.items() if key[0] == REQUESTOR):
+            return ""
+        rejected = [self.contexts[c] for c in self._context_order
+                    if self.contexts[c].result not in (None, 0)]
+        if not rejected:
+            return ""
+        offered = Counter(", ".join(uid_name(t) or t for t in ctx.proposed_transfer_syntaxes)
+                          for ctx in rejected if ctx.result == 4)
+        why = "; ".join(f"{n} offering only {ts}" for ts, n in offered.most_common(2)) \
+            if offered else ""
+        sent = ("before sending any message" if self.message_count == 0 else
+                "with no request of its own outstanding")
+        n = len(rejected)
+        return (f", {sent}, after {self.called_ae or 'the acceptor'} rejected {n} of its "
+                f"{len(self.contexts)} presentation contexts"
+                + (f" ({why}: transfer syntaxes not supported)" if why else "")
+                + ": a requestor left with objects it can send on no accepted context (of a "
+                "rejected SOP class, or in a transfer syntax the acceptor refused that it cannot "
+                "convert) gives up this way; see the context-rejected finding"
+                + ("s" if n > 1 else ""))
 
     def context_rows(self) -> list[ContextRecord]:
         return [self.contexts[c] for c in self._context_order]

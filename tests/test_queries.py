@@ -240,3 +240,25 @@ def test_c_cancel_points_at_the_request_it_cancels(analysed: Any) -> None:
     ops = report.operations
     find = ops[ops.command == "C-FIND"].iloc[0]
     assert find.cancel_index == cancel.msg_index and find.status_hex == "0xFE00"
+
+
+def test_a_late_callback_to_the_c_moves_own_scu_is_explained_as_such(analysed: Any) -> None:
+    """dcmtk movescu as its own destination answers the callback about a second late (it
+    looks for it between waits for the C-MOVE-RSP): the slow-association-setup finding says
+    that, not the generic advice about the SCP's DNS lookups and load."""
+    from tshark_dicom.findings import SLOW_SETUP_ADVICE
+
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "qr_move_to_self.pcapng")
+    slow = report.findings[report.findings.code == "slow-association-setup"]
+    assert len(slow) == 1
+    text = str(slow.summary.iloc[0])
+    assert text.startswith("SELF-MOVER (127.0.0.1:11179) took ")
+    assert SLOW_SETUP_ADVICE not in text
+    assert text.endswith(
+        "SELF-MOVER is the C-MOVE's own SCU (it asked QR-SCP to move to itself) and was "
+        "waiting for the C-MOVE-RSP: an SCU that takes its callback association only between "
+        "those waits answers it late (dcmtk's movescu looks about once a second), on every "
+        "C-MOVE; a destination that listens all the time (a storage SCP of its own, or the SCU "
+        "on a thread of its own) does not")

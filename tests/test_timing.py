@@ -32,6 +32,8 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "concurrent": {"scu-idle", "nagle-stall"},  # planted: gap=0.25 s between A's stores
     "n_services": {"scu-idle", "nagle-stall"},  # planted: the SCP waits before N-EVENT-REPORT
     "qr_move_concurrent": {"scu-idle"},  # planted: the Q/R SCP waits 120 ms per sub-operation
+    # the peer: movescu, its own C-MOVE destination, answers the callback about 1 s late
+    "qr_move_to_self": {"slow-association-setup"},
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall

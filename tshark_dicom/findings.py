@@ -294,8 +294,13 @@ def slow_association_setup(c: TimingContext) -> list[FindingRecord]:
     answer = "rejected" if a.result == "rejected" else "accepted"
     return [FindingRecord(None, a.requested_frame, "warning", "slow-association-setup", (
         f"{c.ae(ACCEPTOR)} took {_n(setup)} to answer ({answer}) the A-ASSOCIATE-RQ from "
-        f"{c.ae(REQUESTOR)} (round trip {_rtt(c.timing.rtt_ms)}): check the SCP's reverse DNS "
-        "lookups, AE title and certificate checks, and its load"))]
+        f"{c.ae(REQUESTOR)} (round trip {_rtt(c.timing.rtt_ms)}): {SLOW_SETUP_ADVICE}"))]
+
+
+#: What slow-association-setup advises in general; `late_own_callback` says more of a
+#: C-MOVE's callback to the C-MOVE's own SCU.
+SLOW_SETUP_ADVICE = ("check the SCP's reverse DNS lookups, AE title and certificate checks, "
+                     "and its load")
 
 
 ASSOCIATION_RULES: tuple[Callable[[TimingContext], list[FindingRecord]], ...] = (
@@ -611,6 +616,31 @@ MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] =
 )
 
 
+def late_own_callback(c: QrContext, ml: MoveLinks) -> None:
+    """A C-MOVE whose destination is its own SCU (the callback association goes back to the
+    SCU's host, to the SCU's own AE title) and whose callback was answered late: the SCU
+    was waiting for the C-MOVE-RSP and took the callback only between those waits (dcmtk's
+    movescu looks about once a second), not a slow SCP as slow-association-setup supposes
+    of any association. Its advice on the callback is made to say so."""
+    mover = c.associations[ml.assoc_id]
+    if mover.requestor is None or not mover.calling_ae:
+        return
+    for aid in ml.callbacks:
+        cb = c.associations[aid]
+        if cb.acceptor is None or cb.acceptor[0] != mover.requestor[0] or \
+                cb.called_ae != mover.calling_ae:
+            continue
+        for f in cb.findings:
+            if f.code == "slow-association-setup" and f.summary.endswith(SLOW_SETUP_ADVICE):
+                f.summary = f.summary.removesuffix(SLOW_SETUP_ADVICE) + (
+                    f"{cb.called_ae} is the C-MOVE's own SCU (it asked "
+                    f"{c.scp(ml.assoc_id, ml.op)} to move to itself) and was waiting for the "
+                    "C-MOVE-RSP: an SCU that takes its callback association only between those "
+                    "waits answers it late (dcmtk's movescu looks about once a second), on "
+                    "every C-MOVE; a destination that listens all the time (a storage SCP of its "
+                    "own, or the SCU on a thread of its own) does not")
+
+
 def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
     """Every C-MOVE and C-GET rule, across the capture's associations; (assoc_id,
     finding). The C-FIND rule (`query_findings`) needs one association only: analysis.py
@@ -618,6 +648,7 @@ def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
     out: list[tuple[int, FindingRecord]] = []
     for ml in c.links:
         if ml.op.command == "C-MOVE":
+            late_own_callback(c, ml)
             out.extend((ml.assoc_id, f) for rule in MOVE_RULES
                        if (f := rule(c, ml)) is not None)
             out.extend(callback_rejected(c, ml))

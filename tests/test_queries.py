@@ -74,7 +74,7 @@ def test_every_query_key_is_exactly_as_sent(truth_path: Path, analysed: Any) -> 
         where = (truth_path.name, q["assoc_index"], q["op_index"])
         got = q_table.loc[(q["assoc_index"], q["op_index"])]
         assert got["command"] == q["command"], where
-        assert got["query_level"] == q["query_level"].strip(), where
+        assert _none(got["query_level"]) == ((q["query_level"] or "").strip() or None), where
         assert got["match_count"] == q["matches"], where
         assert _none(got["diagnosis"]) == q["diagnosis"], where
         refined = _none(got["refined_from_op"])
@@ -223,7 +223,7 @@ def test_readme_documents_every_finding_code() -> None:
     for code in (*QR_CODES, *TIMING_CODES):
         assert f"`{code}`" in readme, code
     for diagnosis in ("trailing-space", "pn-without-caret", "wildcard-not-allowed",
-                      "date-format", "over-defined", "unknown"):
+                      "date-format", "over-defined", "one-value-differs", "unknown"):
         assert f"| `{diagnosis}` |" in readme, diagnosis
 
 
@@ -262,3 +262,29 @@ def test_a_late_callback_to_the_c_moves_own_scu_is_explained_as_such(analysed: A
         "those waits answers it late (dcmtk's movescu looks about once a second), on every "
         "C-MOVE; a destination that listens all the time (a storage SCP of its own, or the SCU "
         "on a thread of its own) does not")
+
+
+def test_a_worklist_query_is_read_by_the_keys_inside_its_sequence(analysed: Any) -> None:
+    """Modality Worklist C-FINDs (dcmtk wlmscpfs): the Scheduled Procedure Step Sequence's
+    own keys are the matching and return keys (not "(sequence)"), the finding names the
+    information model for the level a worklist query has not, and a query that differs from
+    one that matched in one value says so (three keys are a worklist's usual, not over-defined)."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "qr_worklist_wrong_station.pcapng")
+    q = report.queries.sort_values("op_index")
+    sps = "ScheduledProcedureStepSequence>"
+    assert [list(k) for k in q["matching_keys"]] == [
+        [f"{sps}Modality={m}", f"{sps}ScheduledStationAETitle=CT01",
+         f"{sps}ScheduledProcedureStepStartDate=20261205"] for m in ("CT", "MR")]
+    assert [list(k) for k in q["return_keys"]] == [
+        ["AccessionNumber", "PatientName", "PatientID", f"{sps}ScheduledProcedureStepID"]] * 2
+    assert q["match_count"].tolist() == [1, 0]
+    assert q["diagnosis"].tolist()[1] == "one-value-differs"
+    f = report.findings
+    text = f[f.code == "query-no-match"].summary.iloc[0]
+    assert text.startswith("the C-FIND from CT01 to WORKLIST (Modality Worklist Information "
+                           f"Model - FIND, {sps}Modality=MR, ")
+    assert text.endswith(f"likely reason: one-value-differs (operation 0 with {sps}Modality=CT "
+                         f"matched 1; this one sends {sps}Modality=MR with the same other "
+                         "keys: no record has that value with them)")

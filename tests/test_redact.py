@@ -260,3 +260,21 @@ def test_text_keeps_words_that_merely_contain_a_value() -> None:
     assert out["value"].tolist() == [r.token("PAT1") + " ",
                                      f"{r.token('Doe^John')}\\{r.token('Roe^Jane')}"]
     assert qk["value"].iloc[0] == "PAT1 "  # the frame given is not changed
+
+
+def test_a_key_inside_a_sequence_is_redacted_by_its_own_kind() -> None:
+    """Sequence>Keyword items of matching_keys: the key's own attribute decides (a worklist
+    query's Modality and station AE title stay, a date or a name inside the sequence is
+    replaced), not the unknown name as a whole (which replaced every one of them)."""
+    report = tshark_dicom.analyze(CAPTURES / "qr_worklist_wrong_station.pcapng",
+                                  redact=Redaction.make("test-key"))
+    keys = [list(k) for k in report.queries.sort_values("op_index")["matching_keys"]]
+    sps = "ScheduledProcedureStepSequence>"
+    assert [k[:2] for k in keys] == [[f"{sps}Modality=CT", f"{sps}ScheduledStationAETitle=CT01"],
+                                     [f"{sps}Modality=MR", f"{sps}ScheduledStationAETitle=CT01"]]
+    redacted = {"name": [f"{sps}ScheduledPerformingPhysicianName=Synth^Tech"]}
+    out = redact_tables({"queries": report.queries.assign(matching_keys=[
+        redacted["name"]] * len(report.queries))}, Redaction.make("test-key"))["queries"]
+    assert "Synth" not in str(list(out["matching_keys"].iloc[0]))
+    assert list(out["matching_keys"].iloc[0])[0].startswith(
+        f"{sps}ScheduledPerformingPhysicianName=")

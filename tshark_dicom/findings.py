@@ -596,17 +596,19 @@ def get_role_not_negotiated(c: QrContext, ml: MoveLinks) -> FindingRecord | None
 
 def query_findings(c: QrContext, aid: int, q: QueryRecord,
                    op: OperationRecord) -> FindingRecord | None:
+    # a worklist query has no Query/Retrieve Level: its information model says what it is
+    what = (f"{q.query_level} level" if q.query_level else
+            q.information_model or "no level")
+    keys = ", ".join(q.matching_keys) or "no matching key"
     if q.command == "C-FIND" and q.status_category == "Failure":
         return FindingRecord(op.final_response_index, op.first_frame, "error", "query-failed", (
-            f"{c.scp(aid, op)} answered the C-FIND from {c.scu(aid, op)} "
-            f"({q.query_level or 'no'} level, {', '.join(q.matching_keys) or 'no matching key'})"
+            f"{c.scp(aid, op)} answered the C-FIND from {c.scu(aid, op)} ({what}, {keys})"
             f" with {q.status_hex} ({op.status_text or 'failure'})"
             + (f": {op.error_comment}" if op.error_comment else "")))
     if q.diagnosis is None:
         return None
     return FindingRecord(op.request_index, op.first_frame, "warning", "query-no-match", (
-        f"the C-FIND from {c.scu(aid, op)} to {c.scp(aid, op)} "
-        f"({q.query_level or 'no'} level, {', '.join(q.matching_keys) or 'no matching key'}) "
+        f"the C-FIND from {c.scu(aid, op)} to {c.scp(aid, op)} ({what}, {keys}) "
         f"matched nothing; likely reason: {q.diagnosis} ({q.diagnosis_detail})"))
 
 

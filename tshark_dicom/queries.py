@@ -18,6 +18,7 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
@@ -59,6 +60,9 @@ class KeyRecord:
     vr: str
     value: str | None  # as sent, padding kept; None for a sequence
     empty: bool
+    #: a sequence's keys: those of its first item (a query's sequence has one, PS3.4
+    #: C.2.2.2.6), one level deep (a sequence in it is listed, not opened)
+    nested: list[KeyRecord] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -85,6 +89,8 @@ class QueryRecord:
     diagnosis_detail: str | None = None
     identifier_problem: str | None = None
     keys: list[KeyRecord] = field(default_factory=list)  # the request's
+    #: the keys with a value inside the request's sequences, named Sequence>Keyword
+    sequence_keys: list[KeyRecord] = field(default_factory=list)
     #: Failed SOP Instance UID List (0008,0058) of the final response, if it has one
     failed_sop_instances: list[str] = field(default_factory=list)
 
@@ -104,14 +110,24 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
                          f"{exc}") from exc
     charset = ds.get_item(Tag(0x0008, 0x0005))
     utf8 = charset is not None and b"192" in bytes(charset.value or b"")
+    return _elements(ds, utf8, source, number, nest=True)
+
+
+def _elements(ds: Dataset, utf8: bool, source: str, number: int, nest: bool
+              ) -> list[KeyRecord]:
     keys = []
     for tag in ds.keys():
         elem = ds.get_item(tag)
         raw = elem.value
         vr = elem.VR or _dictionary_vr(tag)
+        nested: list[KeyRecord] = []
         if vr == "SQ":
             value: str | None = None
             empty = not raw
+            if nest and not empty:
+                items = ds[tag].value  # pydicom reads the items now
+                if items:
+                    nested = _elements(items[0], utf8, source, number, nest=False)
         elif isinstance(raw, bytes | bytearray):
             empty = not raw
             if vr in TEXT_VRS:
@@ -122,7 +138,7 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
             empty = raw in (None, "", b"")
             value = "" if empty else str(raw)
         keys.append(KeyRecord(source, number, f"({tag.group:04X},{tag.element:04X})",
-                              keyword_for_tag(tag) or None, vr, value, empty))
+                              keyword_for_tag(tag) or None, vr, value, empty, nested))
     return keys
 
 
@@ -192,12 +208,7 @@ class QueryBuilder:
             if k.keyword == "QueryRetrieveLevel":
                 q.query_level = k.text or None
             elif k.keyword not in NOT_MATCHING:
-                if k.empty:
-                    q.return_keys.append(k.keyword or k.tag)
-                else:  # a sequence with items is sequence matching (PS3.4 C.2.2.2.6)
-                    # as sent, but without a UID's NUL padding: this list is for reading
-                    value = "(sequence)" if k.value is None else k.value.rstrip("\x00")
-                    q.matching_keys.append(f"{k.keyword or k.tag}={value}")
+                _list_key(q, k, k.keyword or k.tag)
         q.refined_from_op = _refined_from(q, answered)
         sent.update((k.keyword, k.text) for k in q.keys if k.keyword and k.text)
         for number, msg_index in enumerate(op.response_indices, start=1):
@@ -230,6 +241,30 @@ class QueryBuilder:
         return q
 
 
+def _list_key(q: QueryRecord, k: KeyRecord, name: str) -> None:
+    """``k`` into the query's matching or return keys. A sequence's own keys are listed as
+    ``Sequence>Keyword``: the Scheduled Procedure Step Sequence of a worklist query holds
+    what it matches on (modality, station AE title, start date), where "(sequence)" told
+    nothing (PS3.4 C.2.2.2.6, K.6.1.2)."""
+    if k.empty:
+        q.return_keys.append(name)
+    elif k.nested:
+        for n in k.nested:
+            inner = f"{name}>{n.keyword or n.tag}"
+            if n.empty:
+                q.return_keys.append(inner)
+            elif n.value is None:  # a sequence in the sequence: listed, not opened
+                q.matching_keys.append(f"{inner}=(sequence)")
+            else:
+                q.matching_keys.append(f"{inner}={n.value.rstrip(chr(0))}")
+                q.sequence_keys.append(KeyRecord(n.source, n.response_number, n.tag, inner,
+                                                 n.vr, n.value, n.empty))
+    elif k.value is None:  # a sequence with an item of no keys
+        q.return_keys.append(name)
+    else:  # as sent, but without a UID's NUL padding: this list is for reading
+        q.matching_keys.append(f"{name}={k.value.rstrip(chr(0))}")
+
+
 def _keys(obj: ObjectRecord | None, source: str, number: int) -> list[KeyRecord]:
     if obj is None:
         return []
@@ -254,8 +289,9 @@ def _refined_from(q: QueryRecord, answered: dict[tuple[str, str], int]) -> int |
 
 
 def _matching(q: QueryRecord) -> list[KeyRecord]:
+    """The query's keys with a value, a sequence's own ones too (named Sequence>Keyword)."""
     return [k for k in q.keys if not k.empty and k.value is not None
-            and k.keyword not in NOT_MATCHING]
+            and k.keyword not in NOT_MATCHING] + q.sequence_keys
 
 
 def diagnose_no_match(q: QueryRecord, others: Iterable[QueryRecord]) -> tuple[str, str]:
@@ -296,9 +332,27 @@ def diagnose_no_match(q: QueryRecord, others: Iterable[QueryRecord]) -> tuple[st
             extra = ", ".join(sorted(f"{kw}={v}" for kw, v in mine - theirs))
             return "over-defined", (f"operation {other.op_index} with fewer keys matched "
                                     f"{other.matches}; this one adds {extra}")
+    names = {kw for kw, _ in mine}
+    for other in others:
+        theirs = {(k.keyword, k.text) for k in _matching(other)}
+        if other is q or not other.matches or other.query_level != q.query_level \
+                or other.information_model != q.information_model \
+                or {kw for kw, _ in theirs} != names or len(mine - theirs) != 1:
+            continue
+        ((kw, value),) = mine - theirs
+        was = next(t for k2, t in theirs if k2 == kw)
+        return "one-value-differs", (f"operation {other.op_index} with {kw}={was} matched "
+                                     f"{other.matches}; this one sends {kw}={value} with the "
+                                     "same other keys: no record has that value with them")
+    worklist = bool(q.information_model and "Worklist" in q.information_model)
     selective = [k for k in keys if k.keyword not in UNIQUE_KEYS]
-    if len(selective) >= OVER_DEFINED_KEYS:
+    # a worklist query's usual keys (modality, station AE title, start date) are three
+    if len(selective) >= OVER_DEFINED_KEYS and not worklist:
         return "over-defined", (f"{len(selective)} matching keys at once ("
                                 + ", ".join(k.keyword or k.tag for k in selective)
                                 + "): every one must match the same record")
+    if worklist:
+        return "unknown", ("no key looks wrong: the worklist may simply hold no such scheduled "
+                           "procedure step (compare the keys with the step's modality, "
+                           "station AE title and start date on the worklist server)")
     return "unknown", "no key looks wrong: the archive may simply hold no such record"

@@ -313,7 +313,7 @@ def _matching(value: object, r: Redaction, known: _Known) -> object:
     out = []
     for item in items:
         name, sep, text = str(item).partition("=")
-        tag = _keyword_tag(name)
+        tag = _keyword_tag(name.rpartition(">")[2])  # Sequence>Keyword: the key's own kind
         replace = _replacer(attribute_kind(tag, _vr(tag)), r) if sep and \
             text != "(sequence)" else None
         if replace is not None:

@@ -5,6 +5,7 @@ problem found (and nothing else); plus the no-match diagnosis on hand-made ident
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,19 @@ def test_a_worklist_query_is_read_by_the_keys_inside_its_sequence(analysed: Any)
     assert text.endswith(f"likely reason: one-value-differs (operation 0 with {sps}Modality=CT "
                          f"matched 1; this one sends {sps}Modality=MR with the same other "
                          "keys: no record has that value with them)")
+
+
+def test_a_c_moves_time_says_how_much_was_its_callback_being_answered(analysed: Any) -> None:
+    """The slowest C-MOVE of qr_move_to_self waited on its SCP, which waited about a second
+    for the destination (the SCU itself) to answer the callback: its bottleneck_detail says
+    how much, and whom; a C-MOVE whose callback was answered at once says nothing more."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "qr_move_to_self.pcapng")
+    move = report.operations[report.operations.command == "C-MOVE"].iloc[0]
+    assert move.bottleneck == "scp"
+    assert re.search(r"; (9\d\d|1,0\d\d) ms of the wait was SELF-MOVER \(the C-MOVE's own "
+                     r"SCU\) answering the callback's A-ASSOCIATE-RQ$", move.bottleneck_detail)
+    report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
+    moves = report.operations[report.operations.command == "C-MOVE"]
+    assert not moves.bottleneck_detail.fillna("").str.contains("callback").any()

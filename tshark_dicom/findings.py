@@ -643,6 +643,31 @@ def late_own_callback(c: QrContext, ml: MoveLinks) -> None:
                     "own, or the SCU on a thread of its own) does not")
 
 
+def callback_wait_in_detail(c: QrContext, ml: MoveLinks) -> None:
+    """A C-MOVE held up by its destination accepting the callback late: the operation's
+    bottleneck_detail (the SCP's time, which includes it) says how much of it that was, and
+    whom it waited for, so that the summary's slowest C-MOVE does not read as a slow
+    archive alone."""
+    op = ml.op
+    if op.bottleneck != "scp" or not op.bottleneck_detail:
+        return
+    waits = []
+    for aid in ml.callbacks:
+        cb = c.associations[aid]
+        if cb.requested_ns is not None and cb.responded_ns is not None:
+            ms = (cb.responded_ns - cb.requested_ns) / 1e6
+            if ms >= SLOW_SETUP_MS:
+                waits.append((ms, aid))
+    if not waits:
+        return
+    ms, aid = max(waits)
+    cb, mover = c.associations[aid], c.associations[ml.assoc_id]
+    own = " (the C-MOVE's own SCU)" if cb.called_ae and cb.called_ae == mover.calling_ae \
+        and cb.acceptor and mover.requestor and cb.acceptor[0] == mover.requestor[0] else ""
+    op.bottleneck_detail += (f"; {_n(ms)} of the wait was {cb.called_ae or 'the destination'}"
+                             f"{own} answering the callback's A-ASSOCIATE-RQ")
+
+
 def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
     """Every C-MOVE and C-GET rule, across the capture's associations; (assoc_id,
     finding). The C-FIND rule (`query_findings`) needs one association only: analysis.py
@@ -651,6 +676,7 @@ def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
     for ml in c.links:
         if ml.op.command == "C-MOVE":
             late_own_callback(c, ml)
+            callback_wait_in_detail(c, ml)
             out.extend((ml.assoc_id, f) for rule in MOVE_RULES
                        if (f := rule(c, ml)) is not None)
             out.extend(callback_rejected(c, ml))

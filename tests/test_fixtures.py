@@ -211,3 +211,24 @@ def test_an_abort_after_rejected_contexts_points_at_them(analysed: Any) -> None:
     aborts = report.findings[report.findings["code"] == "association-aborted"]["summary"]
     assert [s.endswith("(A-ABORT source DICOM UL service-user, reason not specified)")
             for s in aborts] == [True, True]
+
+
+def test_an_scp_that_went_down_is_named_by_the_refused_connections(analysed: Any) -> None:
+    """Connections refused at an address and port that accepted an association earlier in
+    the capture: one connection-refused error naming the SCP and how often; failed
+    connections to other ports (qr_move_refused's callback has its own finding) are not."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "scp_down.pcapng")
+    f = report.findings
+    assert f["code"].tolist() == ["connection-refused"]
+    assert f["summary"].iloc[0] == (
+        "127.0.0.1 tried to connect to DOWN-SCP at 127.0.0.1:11138, where DICOM associations "
+        "were accepted in this capture, and the connection was refused (TCP RST) 2 times: "
+        "nothing listened there then; check that the SCP is running and listens on that port")
+    attempts = report.connection_attempts
+    assert attempts["outcome"].tolist() == ["refused", "refused"]
+    assert attempts["server_port"].tolist() == [11138, 11138]
+    report, _ = analysed(CAPTURES / "qr_move_refused.pcapng")
+    assert "connection-refused" not in set(report.findings["code"])
+    assert "callback-refused" in set(report.findings["code"])

@@ -51,8 +51,9 @@ def test_raw_reader_equals_tshark_dissection(cap: Path) -> None:
 
 
 #: Failed connection attempts come from the raw engine only (the ek engine selects streams
-#: that carry an A-ASSOCIATE-RQ): where a capture has them, the callback findings differ.
-ATTEMPTS_ONLY_RAW = {"qr_move_refused.pcapng", "qr_move_unanswered.pcapng"}
+#: that carry an A-ASSOCIATE-RQ): where a capture has them, the callback and connection
+#: findings differ.
+ATTEMPTS_ONLY_RAW = {"qr_move_refused.pcapng", "qr_move_unanswered.pcapng", "scp_down.pcapng"}
 
 
 @pytest.mark.parametrize("cap", RAW_CAPS, ids=[c.name for c in RAW_CAPS])
@@ -74,7 +75,8 @@ def test_engines_give_the_same_tables(cap: Path, tmp_path: Path) -> None:
         if cap.name in ATTEMPTS_ONLY_RAW and table == "operations":
             a, b = a.drop(columns="callback_attempt_ids"), b.drop(columns="callback_attempt_ids")
         assert a.astype(str).equals(b.astype(str)), table
-    codes = {"callback-refused", "callback-unanswered", "callback-missing"}
+    codes = {"callback-refused", "callback-unanswered", "callback-missing",
+             "connection-refused", "connection-unanswered"}
     if cap.name in ATTEMPTS_ONLY_RAW:
         assert sorted(set(raw.findings["code"]) - codes) == sorted(
             set(ek.findings["code"]) - codes)

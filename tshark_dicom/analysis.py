@@ -20,12 +20,14 @@ from .crosscheck import crosscheck
 from .demux import Totals, consume
 from .errors import OptionsError
 from .findings import (
+    DICOM_PORTS,
     PerObjectTally,
     QrContext,
     TimingContext,
     qr_findings,
     query_findings,
     timing_findings,
+    unreachable_scps,
 )
 from .ledger import IDENTIFIER_COMMANDS, Ledger
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
@@ -158,6 +160,8 @@ class _Run:
         self.first_cut_frame: int | None = None
         self.streams: list[int] = []  # every DICOM association's stream
         self.hosts: set[str] = set()  # every DICOM association's addresses
+        #: every acceptor's address and port, with its called AE title (the last seen)
+        self.services: dict[tuple[str, int], str | None] = {}
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
         self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
@@ -259,6 +263,8 @@ class _Run:
         capture: analysed on its own, then kept for correlation or handed on."""
         self.streams.append(assoc.stream)
         self.hosts.update(ep[0] for ep in (assoc.requestor, assoc.acceptor) if ep)
+        if assoc.acceptor is not None:
+            self.services[assoc.acceptor] = assoc.called_ae or self.services.get(assoc.acceptor)
         if label is not None:
             counts = self.result.label_counts
             counts[label] = counts.get(label, 0) + 1
@@ -324,7 +330,8 @@ class _Run:
         result = self.result
         result.streams = sorted(self.streams)
         result.attempts = [t for t in self.attempts
-                           if t.client[0] in self.hosts or t.server[0] in self.hosts]
+                           if t.client[0] in self.hosts or t.server[0] in self.hosts
+                           or t.server[1] in DICOM_PORTS or t.server[1] in ports]
         kept = sorted(self.kept, key=lambda d: d.assoc.stream)
         assocs = [d.assoc for d in kept]
         ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them
@@ -348,6 +355,9 @@ class _Run:
                     op.callback_assoc_ids = [ids[i] for i in op.callback_assoc_ids]
         result.attempt_owners = {i: (ids[ml.assoc_id], ml.op.op_index)
                                  for ml in links for i in ml.attempts}
+        unowned = [t for i, t in enumerate(result.attempts) if i not in result.attempt_owners]
+        result.findings.extend((None, f) for f in unreachable_scps(unowned, self.services,
+                                                                   ports))
         result.findings.extend(self.tally.findings())
         for done in kept:
             self._hand_on(done)

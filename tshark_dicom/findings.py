@@ -420,6 +420,48 @@ def move_destination_unknown(c: QrContext, ml: MoveLinks) -> FindingRecord | Non
         "asks for"))
 
 
+#: Ports registered for DICOM (IANA: dicom 104 and 11112, dicom-iscl 2761, dicom-tls
+#: 2762): a failed connection to one of them is taken for a DICOM one.
+DICOM_PORTS = frozenset({104, 11112, 2761, 2762})
+
+
+def unreachable_scps(attempts: Sequence[ConnectionAttempt],
+                     services: dict[tuple[str, int], str | None],
+                     ports: Sequence[int] = ()) -> list[FindingRecord]:
+    """connection-refused / connection-unanswered: connections that never opened (no
+    C-MOVE's callback: those have their own finding) to an address and port that served
+    DICOM associations in the capture, or to a DICOM port (registered, or given with
+    --port). One finding per server, with every client that tried."""
+    by_server: dict[tuple[str, int], list[ConnectionAttempt]] = {}
+    for t in attempts:
+        if t.server in services or t.server[1] in DICOM_PORTS or t.server[1] in ports:
+            by_server.setdefault(t.server, []).append(t)
+    out = []
+    for server, tries in by_server.items():
+        refused = [t for t in tries if t.outcome == "refused"]
+        group = refused or tries
+        clients = sorted({t.client[0] for t in group})
+        ae = services.get(server)
+        known = (f"{ae} at {_where(server)}" if ae else _where(server)) + (
+            ", where DICOM associations were accepted in this capture" if server in services
+            else ", a DICOM port")
+        n = len(group)
+        times = f"{n} times" if n > 1 else "once"
+        if refused:
+            code, what = "connection-refused", (
+                f"the connection was refused (TCP RST) {times}: nothing listened there then; "
+                "check that the SCP is running and listens on that port")
+        else:
+            syns = sum(t.syns for t in tries)
+            code, what = "connection-unanswered", (
+                f"{times} the connection was never answered ({syns} SYN"
+                f"{'s' if syns > 1 else ''} without a reply): the host is down, unreachable, "
+                "or a firewall drops the connection")
+        out.append(FindingRecord(None, group[0].frame, "error", code, (
+            f"{', '.join(clients)} tried to connect to {known}, and {what}")))
+    return out
+
+
 def callback_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     """callback-refused / callback-unanswered: the archive's connection attempts."""
     if not ml.attempts:

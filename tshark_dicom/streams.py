@@ -371,8 +371,9 @@ class SinkFactory(Protocol):
 @dataclass
 class ConnectionAttempt:
     """A TCP connection that never carried a byte: the SYN refused (answered by RST) or
-    never answered. Kept for hosts that speak DICOM in the capture: a C-MOVE's callback
-    that could not connect shows up as one."""
+    never answered. Kept for hosts that speak DICOM in the capture, and for DICOM ports: a
+    C-MOVE's callback that could not connect shows up as one, and so does an SCU that found
+    no SCP listening."""
 
     tcp_stream: int
     client: tuple[str, int]

@@ -34,6 +34,8 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "qr_move_concurrent": {"scu-idle"},  # planted: the Q/R SCP waits 120 ms per sub-operation
     # the peer: movescu, its own C-MOVE destination, answers the callback about 1 s late
     "qr_move_to_self": {"slow-association-setup"},
+    # planted: the destination waits 250 ms before answering each of 7 callbacks
+    "qr_move_image_by_image": {"slow-association-setup", "association-per-object"},
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall
@@ -218,3 +220,22 @@ def test_readme_states_the_thresholds_the_code_uses() -> None:
     assert f"{findings.PER_OBJECT_MIN_SHARE:.0%} of their time" in readme
     assert "under 16 KiB" in readme and findings.SMALL_PDU_BYTES == 16 * 1024
     assert "idle at least half its time" in readme and findings.SCU_IDLE_MIN_SHARE == 0.5
+
+
+def test_per_object_callbacks_of_one_scus_c_moves_point_at_the_retrieval(analysed: Any) -> None:
+    """association-per-object on the callbacks of one SCU's image-by-image C-MOVEs advises a
+    C-MOVE per series or study (the archive can only open one association per C-MOVE), not
+    "send the objects over one association" as for a storage SCU; the storage SCU's advice
+    stays."""
+    report, _ = analysed(CAPTURES / "qr_move_image_by_image.pcapng")
+    f = report.findings
+    text = f[f.code == "association-per-object"].summary.iloc[0]
+    assert text.startswith("QR-ARCHIVE opened 7 associations to SLOW-DEST, one per object")
+    assert text.endswith(
+        "7 of them are the callbacks of C-MOVEs from IMG-MOVER that moved one object each, and "
+        "every C-MOVE gets an association of its own: retrieving a series or study with one "
+        "C-MOVE, not image by image, lets QR-ARCHIVE send its objects over one")
+    report, _ = analysed(CAPTURES / "timing_assoc_per_object.pcapng")
+    f = report.findings
+    assert f[f.code == "association-per-object"].summary.iloc[0].endswith(
+        "send the objects over one association (for dcmtk storescu: all files in one call)")

@@ -322,7 +322,8 @@ class PerObjectTally:
 
     def __init__(self) -> None:
         #: (calling, called, requestor ip, acceptor ip) ->
-        #: [members, total ms, overhead ms, first key, first frame]
+        #: [members, total ms, overhead ms, first key, first frame, C-MOVE sub-operations,
+        #: their Move Originator AE titles (a few)]
         self.groups: dict[tuple[str, str, str, str], list[Any]] = {}
 
     def add(self, key: int, c: TimingContext) -> None:
@@ -336,28 +337,43 @@ class PerObjectTally:
                  a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
         end = a.ended_ns if a.ended_ns is not None else a.last_ns
         span = (end - a.first_ns) / 1e6
-        tally = self.groups.setdefault(group, [0, 0.0, 0.0, key, a.first_frame])
+        tally = self.groups.setdefault(group, [0, 0.0, 0.0, key, a.first_frame, 0, set()])
         tally[0] += 1
         tally[1] += span
         tally[2] += span - (op.total_ms or 0.0)
         if key < tally[3]:
             tally[3], tally[4] = key, a.first_frame
+        if op.move_originator_ae is not None or op.move_originator_message_id is not None:
+            tally[5] += 1  # a C-MOVE's sub-operation (PS3.7 9.1.1.1: only those carry it)
+            if op.move_originator_ae and len(tally[6]) <= MAX_UIDS_NAMED:
+                tally[6].add(op.move_originator_ae)
 
     def findings(self) -> list[tuple[int, FindingRecord]]:
         """(key of the group's first association, finding)."""
         out: list[tuple[int, FindingRecord]] = []
-        for (calling, called, _, _), (members, total, overhead, key, frame) in \
-                self.groups.items():
+        for (calling, called, _, _), (members, total, overhead, key, frame, moves,
+                                      originators) in self.groups.items():
             if members < PER_OBJECT_MIN_ASSOCIATIONS:
                 continue
             share = overhead / total if total else 0.0
             if share < PER_OBJECT_MIN_SHARE:
                 continue
+            if moves * 2 > members:  # mostly the callbacks of C-MOVEs of one object each
+                if len(originators) > 1:
+                    continue  # several SCUs' retrievals of one object: nothing to change
+                who = f" from {next(iter(originators))}" if originators else ""
+                advice = (f"{moves} of them are the callbacks of C-MOVEs{who} that moved one "
+                          "object each, and every C-MOVE gets an association of its own: "
+                          "retrieving a series or study with one C-MOVE, not image by image, "
+                          f"lets {calling or 'the archive'} send its objects over one")
+            else:
+                advice = ("send the objects over one association (for dcmtk storescu: all "
+                          "files in one call)")
             out.append((key, FindingRecord(None, frame, "warning", "association-per-object", (
                 f"{calling or 'the requestor'} opened {members} associations to "
                 f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
-                f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); send the "
-                "objects over one association (for dcmtk storescu: all files in one call)"))))
+                f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); "
+                f"{advice}"))))
         return out
 
 

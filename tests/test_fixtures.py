@@ -232,3 +232,31 @@ def test_an_scp_that_went_down_is_named_by_the_refused_connections(analysed: Any
     report, _ = analysed(CAPTURES / "qr_move_refused.pcapng")
     assert "connection-refused" not in set(report.findings["code"])
     assert "callback-refused" in set(report.findings["code"])
+
+
+def test_a_capture_of_connections_that_never_opened_says_so(tmp_path: Path) -> None:
+    """scp_down cut (editcap) to the refused retries alone: no association, so the port is a
+    DICOM one only when given with --port; then the refusals are the finding and the
+    no-dicom note points at them instead of at --port and tunnels."""
+    import subprocess
+
+    import tshark_dicom
+
+    from .conftest import CAPTURES
+
+    whole = tshark_dicom.analyze(CAPTURES / "scp_down.pcapng")
+    first = int(whole.connection_attempts["frame"].min())
+    cut = tmp_path / "refused_only.pcapng"
+    subprocess.run(["editcap", "-r", str(CAPTURES / "scp_down.pcapng"), str(cut),
+                    f"{first}-{first + 1000}"], check=True)  # editcap 4.0 wants both ends
+    plain = tshark_dicom.analyze(cut)
+    assert plain.findings["code"].tolist() == ["no-dicom"]
+    assert "use --port" in plain.findings["summary"].iloc[0]
+    told = tshark_dicom.analyze(cut, ports=[11138])
+    f = told.findings
+    assert f["code"].tolist() == ["connection-refused", "no-dicom"]
+    assert f["summary"].iloc[0].startswith("127.0.0.1 tried to connect to 127.0.0.1:11138, a "
+                                           "DICOM port, and the connection was refused")
+    assert f["summary"].iloc[1].endswith(
+        "the connections to DICOM ports never opened (see connection-refused or "
+        "connection-unanswered)")

@@ -471,7 +471,9 @@ def analyze_capture(
             "length; their missing bytes are treated as capture gaps")))
     run.finish(tshark, path, label, ports, cross_check)
     if not result.streams:
-        result.findings.append((None, _no_dicom(label, ports)))
+        unopened = any(f.code in ("connection-refused", "connection-unanswered")
+                       for _, f in result.findings)
+        result.findings.append((None, _no_dicom(label, ports, unopened)))
     result.elapsed_s = time.monotonic() - started
     log.debug("%s: %s engine, %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
               result.engine, result.packets, len(result.streams), result.elapsed_s,
@@ -525,8 +527,13 @@ def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
 
 
 
-def _no_dicom(label: str, ports: Sequence[int]) -> FindingRecord:
+def _no_dicom(label: str, ports: Sequence[int], unopened: bool = False) -> FindingRecord:
     where = "on any port" + (f" (also tried port {', '.join(map(str, ports))})" if ports else "")
+    if unopened:  # the connections to DICOM ports never opened: that is the story
+        return FindingRecord(
+            None, None, "note", "no-dicom",
+            f"no DICOM association found in {label} {where}: the connections to DICOM ports "
+            "never opened (see connection-refused or connection-unanswered)")
     return FindingRecord(
         None, None, "note", "no-dicom",
         f"no DICOM association found in {label} {where}: no TCP stream opens with an "

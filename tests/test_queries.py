@@ -305,3 +305,25 @@ def test_a_c_moves_time_says_how_much_was_its_callback_being_answered(analysed: 
     report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
     moves = report.operations[report.operations.command == "C-MOVE"]
     assert not moves.bottleneck_detail.fillna("").str.contains("callback").any()
+
+
+def test_rejected_contexts_a_completed_c_move_never_needed_are_one_note(analysed: Any) -> None:
+    """dcmqrscp proposes some 14 retired storage SOP classes on every callback, and the
+    destination rejects them: when the C-MOVE completed every sub-operation they were not
+    needed, and its callback gets one note naming them instead of a warning each; when a
+    sub-operation failed (qr_move_partial) each stays a warning. The presentation_contexts
+    table keeps every rejection either way."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
+    f = report.findings[report.findings.code == "context-rejected"]
+    assert f.severity.tolist() == ["note"]
+    assert f.summary.iloc[0] == (
+        "STORE-DEST rejected 14 of the 120 presentation contexts QR-ARCHIVE proposed on the "
+        "callback of the C-MOVE from MOVE-SCU (Hardcopy Color Image Storage SOP Class, Hardcopy "
+        "Grayscale Image Storage SOP Class, Nuclear Medicine Image Storage and 11 more); none was "
+        "needed: the C-MOVE's 4 sub-operations all completed")
+    assert (report.presentation_contexts.result == 3).sum() == 14
+    report, _ = analysed(CAPTURES / "qr_move_partial.pcapng")
+    f = report.findings[report.findings.code == "context-rejected"]
+    assert f.severity.tolist() == ["warning"] * 14

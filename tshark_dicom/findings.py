@@ -676,6 +676,43 @@ MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] =
 )
 
 
+#: How many rejected SOP classes a callback's summary names.
+REJECTED_NAMED = 3
+
+
+def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
+    """A C-MOVE that completed every sub-operation: the contexts its destination rejected
+    on the callback were not needed (an archive proposes every storage SOP class it might
+    send, dcmqrscp some 14 retired ones a storage SCP seldom takes). Their warnings, one a
+    context, become one note on the callback that says so; where a sub-operation failed,
+    or on any other association, each rejection stays a warning (a storage SCU may skip a
+    file it has no context for and still release normally)."""
+    op = ml.op
+    if op.status_category != "Success" or op.failed != 0 or not op.completed:
+        return
+    for aid in ml.callbacks:
+        if aid in ml.uncertain:
+            continue
+        cb = c.associations[aid]
+        rejected = [f for f in cb.findings if f.code == "context-rejected"]
+        if not rejected:
+            continue
+        cb.findings[:] = [f for f in cb.findings if f.code != "context-rejected"]
+        names = list(dict.fromkeys(
+            str(uid_name(ctx.abstract_syntax) or ctx.abstract_syntax)
+            for ctx in (cb.contexts[i] for i in sorted(cb.contexts))
+            if ctx.result not in (None, 0)))
+        named = ", ".join(names[:REJECTED_NAMED]) + (
+            f" and {len(names) - REJECTED_NAMED} more" if len(names) > REJECTED_NAMED else "")
+        n = len(rejected)
+        cb.findings.append(FindingRecord(None, rejected[0].frame, "note", "context-rejected", (
+            f"{cb.called_ae or 'the destination'} rejected {n} of the {len(cb.contexts)} "
+            f"presentation contexts {cb.calling_ae or 'the archive'} proposed on the callback "
+            f"of the C-MOVE from {c.scu(ml.assoc_id, op)} ({named}); none was needed: the "
+            f"C-MOVE's {op.completed} sub-operation{'s' if op.completed != 1 else ''} all "
+            "completed")))
+
+
 def late_own_callback(c: QrContext, ml: MoveLinks) -> None:
     """A C-MOVE whose destination is its own SCU (the callback association goes back to the
     SCU's host, to the SCU's own AE title) and whose callback was answered late: the SCU
@@ -735,6 +772,7 @@ def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
         if ml.op.command == "C-MOVE":
             late_own_callback(c, ml)
             callback_wait_in_detail(c, ml)
+            unneeded_callback_rejections(c, ml)
             out.extend((ml.assoc_id, f) for rule in MOVE_RULES
                        if (f := rule(c, ml)) is not None)
             out.extend(callback_rejected(c, ml))

@@ -272,9 +272,9 @@ def test_a_key_inside_a_sequence_is_redacted_by_its_own_kind() -> None:
     sps = "ScheduledProcedureStepSequence>"
     assert [k[:2] for k in keys] == [[f"{sps}Modality=CT", f"{sps}ScheduledStationAETitle=CT01"],
                                      [f"{sps}Modality=MR", f"{sps}ScheduledStationAETitle=CT01"]]
-    redacted = {"name": [f"{sps}ScheduledPerformingPhysicianName=Synth^Tech"]}
-    out = redact_tables({"queries": report.queries.assign(matching_keys=[
-        redacted["name"]] * len(report.queries))}, Redaction.make("test-key"))["queries"]
+    named = [f"{sps}ScheduledPerformingPhysicianName=Synth^Tech"]
+    out = redact_tables({"queries": report.queries.assign(
+        matching_keys=[named] * len(report.queries))}, Redaction.make("test-key"))["queries"]
     assert "Synth" not in str(list(out["matching_keys"].iloc[0]))
     assert list(out["matching_keys"].iloc[0])[0].startswith(
         f"{sps}ScheduledPerformingPhysicianName=")

@@ -20,10 +20,10 @@ from .crosscheck import crosscheck
 from .demux import Totals, consume
 from .errors import OptionsError
 from .findings import (
-    DICOM_PORTS,
     PerObjectTally,
     QrContext,
     TimingContext,
+    dicom_port,
     qr_findings,
     query_findings,
     timing_findings,
@@ -331,7 +331,7 @@ class _Run:
         result.streams = sorted(self.streams)
         result.attempts = [t for t in self.attempts
                            if t.client[0] in self.hosts or t.server[0] in self.hosts
-                           or t.server[1] in DICOM_PORTS or t.server[1] in ports]
+                           or dicom_port(t.server[1], ports)]
         kept = sorted(self.kept, key=lambda d: d.assoc.stream)
         assocs = [d.assoc for d in kept]
         ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them

@@ -361,17 +361,18 @@ def diagnose(
     if fail_on is not None and fail_on not in FAIL_ON:
         _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
     outs = [p for p in sources if p.is_dir() and has_results(p)]
-    worst: list[int] = []  # the rank of each part's worst severity
+    worst = len(RANK)  # the rank of the worst severity so far (none: past the last)
     held: list[str] = []  # the text of captures that all failed, until one did not
 
     def show(part: Report, hold: bool = False) -> None:
         """One OUT folder's or one capture's diagnosis, printed as soon as it is made:
         nothing of a part is kept but its worst severity (an archive's tables together
         grew the process by 0.55 MB a capture)."""
+        nonlocal worst
         text = render(part)
         severity = worst_severity(part)
         if severity is not None:
-            worst.append(RANK[severity])
+            worst = min(worst, RANK[severity])
         if hold:
             held.append(text)
             return
@@ -404,7 +405,7 @@ def diagnose(
         if debug:
             raise
         _internal(exc)
-    if fail_on is not None and worst and min(worst) <= RANK[fail_on]:
+    if fail_on is not None and worst <= RANK[fail_on]:
         raise typer.Exit(3)
 
 

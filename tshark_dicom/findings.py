@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
 
 from pydicom.uid import UID
 
@@ -20,6 +19,7 @@ from .association import (
     ACCEPTOR,
     REQUESTOR,
     Association,
+    ContextRecord,
     FindingRecord,
     reject_reason_text,
     uid_name,
@@ -314,6 +314,19 @@ def timing_findings(c: TimingContext) -> list[FindingRecord]:
     return [f for rule in ASSOCIATION_RULES for f in rule(c)]
 
 
+@dataclass(slots=True)
+class _PerObjectGroup:
+    """One AE pair's one-object associations (PerObjectTally)."""
+
+    key: int  # the first association's (first-packet order)
+    frame: int | None  # its first frame
+    members: int = 0
+    total_ms: float = 0.0
+    overhead_ms: float = 0.0  # what connecting, negotiating and releasing took
+    moves: int = 0  # of them, C-MOVE sub-operations
+    originators: set[str] = field(default_factory=set)  # their Move Originators (two at most)
+
+
 class PerObjectTally:
     """association-per-object, fed one association at a time (memory: one entry per AE
     pair and addresses): many associations between one AE pair with one object each,
@@ -321,10 +334,8 @@ class PerObjectTally:
     group's first association (the smallest ``key``: first-packet order)."""
 
     def __init__(self) -> None:
-        #: (calling, called, requestor ip, acceptor ip) ->
-        #: [members, total ms, overhead ms, first key, first frame, C-MOVE sub-operations,
-        #: their Move Originator AE titles (a few)]
-        self.groups: dict[tuple[str, str, str, str], list[Any]] = {}
+        #: (calling, called, requestor ip, acceptor ip) -> the group
+        self.groups: dict[tuple[str, str, str, str], _PerObjectGroup] = {}
 
     def add(self, key: int, c: TimingContext) -> None:
         a = c.assoc
@@ -337,42 +348,41 @@ class PerObjectTally:
                  a.requestor[0] if a.requestor else "", a.acceptor[0] if a.acceptor else "")
         end = a.ended_ns if a.ended_ns is not None else a.last_ns
         span = (end - a.first_ns) / 1e6
-        tally = self.groups.setdefault(group, [0, 0.0, 0.0, key, a.first_frame, 0, set()])
-        tally[0] += 1
-        tally[1] += span
-        tally[2] += span - (op.total_ms or 0.0)
-        if key < tally[3]:
-            tally[3], tally[4] = key, a.first_frame
+        g = self.groups.setdefault(group, _PerObjectGroup(key, a.first_frame))
+        g.members += 1
+        g.total_ms += span
+        g.overhead_ms += span - (op.total_ms or 0.0)
+        if key < g.key:
+            g.key, g.frame = key, a.first_frame
         if op.move_originator_ae is not None or op.move_originator_message_id is not None:
-            tally[5] += 1  # a C-MOVE's sub-operation (PS3.7 9.1.1.1: only those carry it)
-            if op.move_originator_ae and len(tally[6]) <= MAX_UIDS_NAMED:
-                tally[6].add(op.move_originator_ae)
+            g.moves += 1  # a C-MOVE's sub-operation (PS3.7 9.1.1.1: only those carry it)
+            if op.move_originator_ae and len(g.originators) < 2:
+                g.originators.add(op.move_originator_ae)
 
     def findings(self) -> list[tuple[int, FindingRecord]]:
         """(key of the group's first association, finding)."""
         out: list[tuple[int, FindingRecord]] = []
-        for (calling, called, _, _), (members, total, overhead, key, frame, moves,
-                                      originators) in self.groups.items():
-            if members < PER_OBJECT_MIN_ASSOCIATIONS:
+        for (calling, called, _, _), g in self.groups.items():
+            if g.members < PER_OBJECT_MIN_ASSOCIATIONS:
                 continue
-            share = overhead / total if total else 0.0
+            share = g.overhead_ms / g.total_ms if g.total_ms else 0.0
             if share < PER_OBJECT_MIN_SHARE:
                 continue
-            if moves * 2 > members:  # mostly the callbacks of C-MOVEs of one object each
-                if len(originators) > 1:
+            if g.moves * 2 > g.members:  # mostly the callbacks of C-MOVEs of one object each
+                if len(g.originators) > 1:
                     continue  # several SCUs' retrievals of one object: nothing to change
-                who = f" from {next(iter(originators))}" if originators else ""
-                advice = (f"{moves} of them are the callbacks of C-MOVEs{who} that moved one "
+                who = f" from {next(iter(g.originators))}" if g.originators else ""
+                advice = (f"{g.moves} of them are the callbacks of C-MOVEs{who} that moved one "
                           "object each, and every C-MOVE gets an association of its own: "
                           "retrieving a series or study with one C-MOVE, not image by image, "
                           f"lets {calling or 'the archive'} send its objects over one")
             else:
                 advice = ("send the objects over one association (for dcmtk storescu: all "
                           "files in one call)")
-            out.append((key, FindingRecord(None, frame, "warning", "association-per-object", (
-                f"{calling or 'the requestor'} opened {members} associations to "
+            out.append((g.key, FindingRecord(None, g.frame, "warning", "association-per-object", (
+                f"{calling or 'the requestor'} opened {g.members} associations to "
                 f"{called or 'the acceptor'}, one per object: connecting, negotiating and "
-                f"releasing took {_n(overhead)} of their {_n(total)} ({share:.0%}); "
+                f"releasing took {_n(g.overhead_ms)} of their {_n(g.total_ms)} ({share:.0%}); "
                 f"{advice}"))))
         return out
 
@@ -441,6 +451,11 @@ def move_destination_unknown(c: QrContext, ml: MoveLinks) -> FindingRecord | Non
 DICOM_PORTS = frozenset({104, 11112, 2761, 2762})
 
 
+def dicom_port(port: int, ports: Sequence[int] = ()) -> bool:
+    """A registered DICOM port, or one the user gave (--port)."""
+    return port in DICOM_PORTS or port in ports
+
+
 def unreachable_scps(attempts: Sequence[ConnectionAttempt],
                      services: dict[tuple[str, int], str | None],
                      ports: Sequence[int] = ()) -> list[FindingRecord]:
@@ -450,7 +465,7 @@ def unreachable_scps(attempts: Sequence[ConnectionAttempt],
     --port). One finding per server, with every client that tried."""
     by_server: dict[tuple[str, int], list[ConnectionAttempt]] = {}
     for t in attempts:
-        if t.server in services or t.server[1] in DICOM_PORTS or t.server[1] in ports:
+        if t.server in services or dicom_port(t.server[1], ports):
             by_server.setdefault(t.server, []).append(t)
     out = []
     for server, tries in by_server.items():
@@ -629,7 +644,7 @@ def _get_unsent(c: QrContext, ml: MoveLinks) -> str:
     return text + f"; {scp}'s log names which"
 
 
-def _storage_contexts(a: Association) -> list[Any]:
+def _storage_contexts(a: Association) -> list[ContextRecord]:
     """The accepted presentation contexts of storage SOP classes."""
     return [ctx for ctx in a.contexts.values() if ctx.result == 0 and ctx.abstract_syntax
             and ctx.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")]
@@ -713,6 +728,13 @@ def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
             "completed")))
 
 
+def _to_own_scu(callback: Association, mover: Association) -> bool:
+    """The callback goes back to the C-MOVE's own SCU: to its host, and to its AE title."""
+    return bool(mover.calling_ae) and callback.called_ae == mover.calling_ae \
+        and callback.acceptor is not None and mover.requestor is not None \
+        and callback.acceptor[0] == mover.requestor[0]
+
+
 def late_own_callback(c: QrContext, ml: MoveLinks) -> None:
     """A C-MOVE whose destination is its own SCU (the callback association goes back to the
     SCU's host, to the SCU's own AE title) and whose callback was answered late: the SCU
@@ -720,12 +742,9 @@ def late_own_callback(c: QrContext, ml: MoveLinks) -> None:
     movescu looks about once a second), not a slow SCP as slow-association-setup supposes
     of any association. Its advice on the callback is made to say so."""
     mover = c.associations[ml.assoc_id]
-    if mover.requestor is None or not mover.calling_ae:
-        return
     for aid in ml.callbacks:
         cb = c.associations[aid]
-        if cb.acceptor is None or cb.acceptor[0] != mover.requestor[0] or \
-                cb.called_ae != mover.calling_ae:
+        if not _to_own_scu(cb, mover):
             continue
         for f in cb.findings:
             if f.code == "slow-association-setup" and f.summary.endswith(SLOW_SETUP_ADVICE):
@@ -756,9 +775,8 @@ def callback_wait_in_detail(c: QrContext, ml: MoveLinks) -> None:
     if not waits:
         return
     ms, aid = max(waits)
-    cb, mover = c.associations[aid], c.associations[ml.assoc_id]
-    own = " (the C-MOVE's own SCU)" if cb.called_ae and cb.called_ae == mover.calling_ae \
-        and cb.acceptor and mover.requestor and cb.acceptor[0] == mover.requestor[0] else ""
+    cb = c.associations[aid]
+    own = " (the C-MOVE's own SCU)" if _to_own_scu(cb, c.associations[ml.assoc_id]) else ""
     op.bottleneck_detail += (f"; {_n(ms)} of the wait was {cb.called_ae or 'the destination'}"
                              f"{own} answering the callback's A-ASSOCIATE-RQ")
 

@@ -89,8 +89,6 @@ class QueryRecord:
     diagnosis_detail: str | None = None
     identifier_problem: str | None = None
     keys: list[KeyRecord] = field(default_factory=list)  # the request's
-    #: the keys with a value inside the request's sequences, named Sequence>Keyword
-    sequence_keys: list[KeyRecord] = field(default_factory=list)
     #: Failed SOP Instance UID List (0008,0058) of the final response, if it has one
     failed_sop_instances: list[str] = field(default_factory=list)
 
@@ -249,20 +247,28 @@ def _list_key(q: QueryRecord, k: KeyRecord, name: str) -> None:
     if k.empty:
         q.return_keys.append(name)
     elif k.nested:
-        for n in k.nested:
-            inner = f"{name}>{n.keyword or n.tag}"
+        for n in _inside(k, name):
             if n.empty:
-                q.return_keys.append(inner)
+                q.return_keys.append(str(n.keyword))
             elif n.value is None:  # a sequence in the sequence: listed, not opened
-                q.matching_keys.append(f"{inner}=(sequence)")
+                q.matching_keys.append(f"{n.keyword}=(sequence)")
             else:
-                q.matching_keys.append(f"{inner}={n.value.rstrip(chr(0))}")
-                q.sequence_keys.append(KeyRecord(n.source, n.response_number, n.tag, inner,
-                                                 n.vr, n.value, n.empty))
+                q.matching_keys.append(f"{n.keyword}={n.value.rstrip(chr(0))}")
     elif k.value is None:  # a sequence with an item of no keys
         q.return_keys.append(name)
     else:  # as sent, but without a UID's NUL padding: this list is for reading
         q.matching_keys.append(f"{name}={k.value.rstrip(chr(0))}")
+
+
+#: Between a sequence's keyword and that of a key inside it (``Sequence>Keyword``).
+INSIDE = ">"
+
+
+def _inside(k: KeyRecord, name: str) -> list[KeyRecord]:
+    """A sequence's own keys, each named ``name>Keyword`` (`INSIDE`)."""
+    return [KeyRecord(n.source, n.response_number, n.tag,
+                      f"{name}{INSIDE}{n.keyword or n.tag}", n.vr, n.value, n.empty)
+            for n in k.nested]
 
 
 def _keys(obj: ObjectRecord | None, source: str, number: int) -> list[KeyRecord]:
@@ -290,8 +296,10 @@ def _refined_from(q: QueryRecord, answered: dict[tuple[str, str], int]) -> int |
 
 def _matching(q: QueryRecord) -> list[KeyRecord]:
     """The query's keys with a value, a sequence's own ones too (named Sequence>Keyword)."""
-    return [k for k in q.keys if not k.empty and k.value is not None
-            and k.keyword not in NOT_MATCHING] + q.sequence_keys
+    keys = [k for k in q.keys if k.keyword not in NOT_MATCHING and not k.empty]
+    return [k for k in keys if k.value is not None] + [
+        n for k in keys if k.nested for n in _inside(k, k.keyword or k.tag)
+        if not n.empty and n.value is not None]
 
 
 def diagnose_no_match(q: QueryRecord, others: Iterable[QueryRecord]) -> tuple[str, str]:
@@ -325,19 +333,17 @@ def diagnose_no_match(q: QueryRecord, others: Iterable[QueryRecord]) -> tuple[st
             return "date-format", (f"{name} is {text!r}: times are HHMMSS.FFFFFF, or ranges "
                                    "of them (PS3.5 6.2)")
     mine = {(k.keyword, k.text) for k in keys}
-    for other in others:
-        theirs = {(k.keyword, k.text) for k in _matching(other)}
-        if other is not q and other.matches and other.query_level == q.query_level \
-                and other.information_model == q.information_model and theirs < mine:
+    comparable = [(other, {(k.keyword, k.text) for k in _matching(other)}) for other in others
+                  if other is not q and other.matches and other.query_level == q.query_level
+                  and other.information_model == q.information_model]
+    for other, theirs in comparable:
+        if theirs < mine:
             extra = ", ".join(sorted(f"{kw}={v}" for kw, v in mine - theirs))
             return "over-defined", (f"operation {other.op_index} with fewer keys matched "
                                     f"{other.matches}; this one adds {extra}")
     names = {kw for kw, _ in mine}
-    for other in others:
-        theirs = {(k.keyword, k.text) for k in _matching(other)}
-        if other is q or not other.matches or other.query_level != q.query_level \
-                or other.information_model != q.information_model \
-                or {kw for kw, _ in theirs} != names or len(mine - theirs) != 1:
+    for other, theirs in comparable:
+        if {kw for kw, _ in theirs} != names or len(mine - theirs) != 1:
             continue
         ((kw, value),) = mine - theirs
         was = next(t for k2, t in theirs if k2 == kw)

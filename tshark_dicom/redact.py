@@ -38,6 +38,7 @@ import pandas as pd
 from pydicom.datadict import keyword_for_tag
 
 from .annex_e import BASIC_PROFILE, REPEATING
+from .queries import INSIDE
 
 #: The environment variable ``--redact-key`` falls back on.
 KEY_ENV = "TSHARK_DICOM_REDACT_KEY"
@@ -313,7 +314,7 @@ def _matching(value: object, r: Redaction, known: _Known) -> object:
     out = []
     for item in items:
         name, sep, text = str(item).partition("=")
-        tag = _keyword_tag(name.rpartition(">")[2])  # Sequence>Keyword: the key's own kind
+        tag = _keyword_tag(name.rpartition(INSIDE)[2])  # Sequence>Keyword: the key's own kind
         replace = _replacer(attribute_kind(tag, _vr(tag)), r) if sep and \
             text != "(sequence)" else None
         if replace is not None:

@@ -30,7 +30,8 @@ def test_there_are_recipes_for_each_scenario() -> None:
     for capture in ("reject_called_ae", "contexts_rejected", "qr_find_nomatch",
                     "qr_move_unanswered", "timing_slow_scp", "mid_association",
                     "fixtures/captures -o", "abort_after_rejection", "scp_down",
-                    "qr_worklist_wrong_station", "qr_get_unconvertible"):
+                    "qr_worklist_wrong_station", "qr_get_unconvertible",
+                    "commit_new_association", "commit_unanswered"):
         assert capture in text
 
 

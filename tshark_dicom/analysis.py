@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord, MessageRecord, ObjectRecord
+from .commitment import CommitmentLog, Transaction, commitment_message
 from .correlate import correlate
 from .crosscheck import crosscheck
 from .demux import Totals, consume
@@ -29,7 +30,7 @@ from .findings import (
     timing_findings,
     unreachable_scps,
 )
-from .ledger import IDENTIFIER_COMMANDS, Ledger
+from .ledger import Ledger, kept_dataset
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import (
     CaptureStats,
@@ -61,8 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Which data sets become Part-10 files (SPEC: C-STORE, including C-GET/C-MOVE sub-operations).
 FILE_COMMANDS = frozenset({"C-STORE-RQ"})
-#: Query/retrieve identifiers (ledger.IDENTIFIER_COMMANDS) are kept for queries.py to
-#: decode, up to IDENTIFIER_MAX bytes each.
+#: Query/retrieve identifiers and Storage Commitment data sets (ledger.kept_dataset) are
+#: kept for queries.py and commitment.py to decode, up to IDENTIFIER_MAX bytes each.
 IDENTIFIER_MAX = 1 << 20
 
 
@@ -132,6 +133,8 @@ class CaptureResult:
     attempt_owners: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: association counts per file label (sets)
     label_counts: dict[str, int] = field(default_factory=dict)
+    #: Storage Commitment requests and results, matched (commitment.py)
+    commitments: list[Transaction] = field(default_factory=list)
 
 
 ProgressFn = Callable[[int], None]
@@ -164,6 +167,7 @@ class _Run:
         self.services: dict[tuple[str, int], str | None] = {}
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
+        self.commitments = CommitmentLog()  # Storage Commitment, across associations
         self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
         #: open stream -> its records so far (long associations: see ledger.py)
         self.ledgers: dict[int, Ledger] = {}
@@ -182,7 +186,7 @@ class _Run:
             safe_object_name(sop_instance_uid, number, msg_index),
             sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax, source_ae=source_ae,
-            keep=IDENTIFIER_MAX if command in IDENTIFIER_COMMANDS else 0)
+            keep=IDENTIFIER_MAX if kept_dataset(command, sop_class_uid) else 0)
 
     def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
         """The hot loop (demux.py, compiled): every packet of the capture (raw) or of its
@@ -282,6 +286,7 @@ class _Run:
         ledger.take(*assoc.drain())
         ledger.finish()
         ops = ledger.ops
+        self._commitments(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
         assoc.findings.extend(timing_findings(context))
@@ -297,6 +302,30 @@ class _Run:
         return FinishedAssociation(assoc, ledger.messages, ledger.objects, ops, timing,
                                    evidence, ledger.queries, ledger.query_keys, label,
                                    self.provisional.get(assoc.stream))
+
+    def _commitments(self, assoc: Association, ledger: Ledger) -> None:
+        """Storage Commitment: the association's stores remembered, its requests and
+        results logged, and each result linked to its request (operations' parent)."""
+        log = self.commitments
+        log.add_stores(assoc.stream, ledger.ops)
+        parents: dict[int, tuple[int, int]] = {}
+        for op, obj in ledger.commitments:
+            def data(_index: int, o: ObjectRecord | None = obj) -> tuple[ObjectRecord | None,
+                                                                          bool]:
+                return o, False
+
+            msg = commitment_message(assoc.stream, assoc, op, data)
+            parent = log.add(msg) if msg is not None else None
+            if parent is not None:
+                parents[op.op_index] = parent
+        if parents:
+            def link(op: OperationRecord) -> OperationRecord:
+                if op.op_index in parents:
+                    op.parent_assoc_id, op.parent_op_index = parents[op.op_index]
+                    op.link = "transaction-uid"
+                return op
+
+            ledger.ops.rewrite(link)
 
     def _for_correlation(self, done: FinishedAssociation) -> bool:
         """Kept to the end: a C-MOVE or C-GET association, or one that may be a C-MOVE's
@@ -349,7 +378,7 @@ class _Run:
         ids = [a.stream for a in assocs]  # from here on an association is its stream
         for op_list in ops:
             for op in op_list:
-                if op.parent_assoc_id is not None:
+                if op.parent_assoc_id is not None and op.link != "transaction-uid":
                     op.parent_assoc_id = ids[op.parent_assoc_id]
                 if op.callback_assoc_ids:
                     op.callback_assoc_ids = [ids[i] for i in op.callback_assoc_ids]
@@ -359,6 +388,10 @@ class _Run:
         result.findings.extend((None, f) for f in unreachable_scps(unowned, self.services,
                                                                    ports))
         result.findings.extend(self.tally.findings())
+        owned = set(result.attempt_owners)
+        result.findings.extend(self.commitments.findings(result.attempts, owned,
+                                                         result.last_ns))
+        result.commitments = self.commitments.transactions
         for done in kept:
             self._hand_on(done)
         result.associations.sort(key=lambda d: d.assoc.stream)

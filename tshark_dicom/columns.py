@@ -26,6 +26,9 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "query_keys": "One row per element of a query or response identifier (long format).",
     "connection_attempts": "TCP connections that never carried a byte, to or from a host that "
                            "speaks DICOM in the capture (a C-MOVE callback that failed).",
+    "commitments": "One row per Storage Commitment transaction: the request (N-ACTION) "
+                   "and the result that answers it (N-EVENT-REPORT), matched by Transaction "
+                   "UID.",
     "captures": "One row per capture file given (per file of a ring-buffer set).",
     "throughput": "Bytes per time bin and sender, for associations that moved 1 MiB or more.",
 }
@@ -326,6 +329,35 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "outcome": "`refused` (answered by RST) or `unanswered`.",
         "move_assoc_id": "The association of the C-MOVE it was for.",
         "move_op_index": "That C-MOVE's op_index.",
+    },
+    "commitments": {
+        "capture": _CAPTURE,
+        "transaction_uid": "Transaction UID (0008,1195) of the request and its result.",
+        "assoc_id": "The association of the request (N-ACTION); null if the capture has "
+                    "only the result.",
+        "op_index": "The request's operation (operations.op_index).",
+        "scu_ae": "The AE title that asked for the commitment (a modality).",
+        "scp_ae": "The AE title asked to commit (an archive).",
+        "requested_at": "When the N-ACTION-RQ was complete (UTC).",
+        "requested_count": "Instances the request listed (Referenced SOP Sequence).",
+        "request_status_hex": "Status of the N-ACTION-RSP, e.g. `0x0000`.",
+        "result_assoc_id": "The association of the result (N-EVENT-REPORT); null if none "
+                           "came in the capture.",
+        "result_op_index": "The result's operation (operations.op_index).",
+        "result_on": "`same-association` or `new-association` (the SCP opened one to the "
+                     "SCU); null without a request in the capture.",
+        "result_at": "When the N-EVENT-REPORT-RQ was complete (UTC).",
+        "wait_ms": "From the N-ACTION-RSP to the result.",
+        "committed_count": "Instances the result lists as committed (Referenced SOP "
+                           "Sequence).",
+        "failed_count": "Instances the result lists as failed (Failed SOP Sequence).",
+        "failure_reasons": "Each Failure Reason given with its count, e.g. `No such object "
+                           "instance (0x0112): 1` (a list).",
+        "failed_sop_instances": "The failed instances' SOP Instance UIDs (the first 100; a "
+                                "list).",
+        "outcome": "`committed`, `failures`, `unanswered` (accepted, no result in the "
+                   "capture) or `refused` (the N-ACTION failed).",
+        "problem": "Why a request's or result's data set could not be read, else null.",
     },
     "captures": {
         "capture": _CAPTURE,

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from .association import MessageRecord, ObjectRecord
+from .commitment import COMMITMENT_COMMANDS, STORAGE_COMMITMENT
 from .queries import KeyRecord, QueryBuilder, QueryRecord
 from .spill import Spill
 from .timing import OperationBuilder, OperationRecord
@@ -22,6 +23,13 @@ from .timing import OperationBuilder, OperationRecord
 #: Whose data sets (query/retrieve identifiers) queries.py decodes.
 IDENTIFIER_COMMANDS = frozenset({"C-FIND-RQ", "C-FIND-RSP", "C-MOVE-RQ", "C-MOVE-RSP",
                                  "C-GET-RQ", "C-GET-RSP"})
+
+
+def kept_dataset(command: str | None, sop_class_uid: str | None) -> bool:
+    """Whose data sets are kept in memory for a later stage to read: query/retrieve
+    identifiers (queries.py), Storage Commitment requests and results (commitment.py)."""
+    return command in IDENTIFIER_COMMANDS or (command in COMMITMENT_COMMANDS
+                                              and sop_class_uid == STORAGE_COMMITMENT)
 #: Operations kept waiting for their final response before the oldest is logged anyway;
 #: what still comes for it is applied when the association ends (its query is decoded
 #: from the answers that had come by then).
@@ -45,6 +53,9 @@ class Ledger:
         #: operation is logged
         self._identifiers: dict[int, tuple[ObjectRecord, bool]] = {}
         self._identifier_order: deque[int] = deque()
+        #: Storage Commitment operations and their request's data set (commitment.py
+        #: decodes them once the association is known: its AE titles and addresses)
+        self.commitments: list[tuple[OperationRecord, ObjectRecord | None]] = []
 
     def take(self, messages: Sequence[MessageRecord], objects: Sequence[ObjectRecord]) -> None:
         """A batch of settled messages and their objects, in message order."""
@@ -53,7 +64,7 @@ class Ledger:
         if objects:
             pending = {m.msg_index for m in messages if m.status_category == "Pending"}
             for o in objects:
-                if o.command in IDENTIFIER_COMMANDS:
+                if kept_dataset(o.command, o.sop_class_uid):
                     self._identifiers[o.msg_index] = (o, o.msg_index in pending)
                     self._identifier_order.append(o.msg_index)
         self._waiting.extend(self._builder.add(messages))
@@ -84,6 +95,8 @@ class Ledger:
             if found is not None:
                 self.queries.append(found[0])
                 self.query_keys.extend(found[1])
+            elif op.sop_class_uid == STORAGE_COMMITMENT:
+                self.commitments.append((op, self._identifier(op.request_index)[0]))
             self._identifiers.pop(op.request_index, None)
             for index in op.response_indices:
                 self._identifiers.pop(index, None)

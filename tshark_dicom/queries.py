@@ -97,18 +97,25 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
                       number: int) -> list[KeyRecord]:
     """Every element of an identifier, in the order encoded. Raises ValueError when the
     bytes are not a data set in that transfer syntax."""
+    ds = read_identifier(data, transfer_syntax)
+    charset = ds.get_item(Tag(0x0008, 0x0005))
+    utf8 = charset is not None and b"192" in bytes(charset.value or b"")
+    return _elements(ds, utf8, source, number, nest=True)
+
+
+def read_identifier(data: bytes, transfer_syntax: str | None) -> Dataset:
+    """A small data set sent with a DIMSE message (an identifier, an action or event
+    information), read lazily by pydicom. Raises ValueError when the bytes are not a data
+    set in that transfer syntax."""
     implicit = transfer_syntax in (None, ImplicitVRLittleEndian)
     little = transfer_syntax != ExplicitVRBigEndian
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         data = _inflate(data)
     try:
-        ds = read_dataset(BytesIO(data), implicit, little)
+        return read_dataset(BytesIO(data), implicit, little)
     except Exception as exc:  # pydicom raises many kinds on bad bytes
         raise ValueError(f"not a data set in {uid_name(transfer_syntax) or 'its syntax'}: "
                          f"{exc}") from exc
-    charset = ds.get_item(Tag(0x0008, 0x0005))
-    utf8 = charset is not None and b"192" in bytes(charset.value or b"")
-    return _elements(ds, utf8, source, number, nest=True)
 
 
 def _elements(ds: Dataset, utf8: bool, source: str, number: int, nest: bool

@@ -51,12 +51,13 @@ STANDARD_UID_ROOT = "1.2.840.10008."
 USER_COLUMNS = {"associations": ("user_identity_username",)}
 COMMENT_COLUMNS = {"messages": ("error_comment",), "operations": ("error_comment",)}
 UID_COLUMNS = {"messages": ("sop_instance_uid",), "operations": ("sop_instance_uid",),
-               "objects": ("sop_instance_uid",)}
-UID_LIST_COLUMNS = {"queries": ("failed_sop_instances",)}
+               "objects": ("sop_instance_uid",), "commitments": ("transaction_uid",)}
+UID_LIST_COLUMNS = {"queries": ("failed_sop_instances",),
+                    "commitments": ("failed_sop_instances",)}
 AE_COLUMNS = {"associations": ("calling_ae", "called_ae"),
               "operations": ("scu_ae", "scp_ae", "move_destination"),
               "messages": ("move_destination", "move_originator_ae"),
-              "queries": ("move_destination",)}
+              "queries": ("move_destination",), "commitments": ("scu_ae", "scp_ae")}
 IP_COLUMNS = {"associations": ("requestor_ip", "acceptor_ip"),
               "connection_attempts": ("client_ip", "server_ip")}
 #: The capture as the user named it: not from the traffic, and the key names files.

@@ -50,6 +50,7 @@ class Report:
     query_keys: pd.DataFrame = field(default_factory=lambda: frame("query_keys", []))
     connection_attempts: pd.DataFrame = field(
         default_factory=lambda: frame("connection_attempts", []))
+    commitments: pd.DataFrame = field(default_factory=lambda: frame("commitments", []))
     throughput: pd.DataFrame = field(default_factory=lambda: frame("throughput", []))
     captures: pd.DataFrame = field(default_factory=lambda: frame("captures", []))
     #: files in the folders given that were not captures, and why (not a table)
@@ -167,6 +168,7 @@ class Report:
             _messages_line(messages, commands),
             f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
+            *self._commitments_line(),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
                                      for s in SEVERITIES),
         ]
@@ -195,6 +197,26 @@ class Report:
         if len(self.skipped) > 8:
             lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
         return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
+
+
+    def _commitments_line(self) -> list[str]:
+        """Storage Commitment transactions by outcome, when the captures have any."""
+        if not self.row_count("commitments"):
+            return []
+        outcomes: Counter[str] = Counter()
+        failed = 0
+        for c in self.batches("commitments", SUMMARY_READS["commitments"]):
+            outcomes.update(c["outcome"].fillna("").tolist())
+            failed += int(c["failed_count"].fillna(0).sum())
+        words = {"failures": "with failures", "refused": "refused (N-ACTION failed)"}
+        parts = [f"{n} {words.get(o, o)}" for o, n in outcomes.most_common()]
+        return [f"storage commitment: {_plural(sum(outcomes.values()), 'transaction')} "
+                f"({', '.join(parts)})"
+                + (f"; {_plural(failed, 'instance')} not committed" if failed else "")]
+
+    def row_count(self, table: str) -> int:
+        """How many rows a table has."""
+        return len(self.table(table))
 
 
 def _messages_line(total: int, commands: Counter[str]) -> str:
@@ -354,6 +376,10 @@ class StoredReport(Report):
         """How many rows a table has, from the Parquet footers (no data read)."""
         return self._counts(table)[0]
 
+    def row_count(self, table: str) -> int:
+        rows, parts = self._counts(table)
+        return rows if parts else len(self.table(table))  # CSV: read
+
     def _parts(self, table: str) -> int:
         """How many Parquet parts a table has (0: CSV or the old one-file layout)."""
         return self._counts(table)[1]
@@ -385,6 +411,7 @@ SUMMARY_READS: dict[str, list[str]] = {
     "messages": ["command"],
     "objects": ["complete", "path"],
     "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
+    "commitments": ["outcome", "failed_count"],
 }
 
 

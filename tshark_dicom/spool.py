@@ -24,7 +24,15 @@ import pandas as pd
 from . import memory
 from .analysis import CaptureResult, FinishedAssociation
 from .objects import safe_object_name
-from .tables import TABLES, association_rows, attempt_rows, finding_row, frame, renumber
+from .tables import (
+    TABLES,
+    association_rows,
+    attempt_rows,
+    commitment_rows,
+    finding_row,
+    frame,
+    renumber,
+)
 
 #: The spool stays in memory up to this size, then moves to a temporary file.
 IN_MEMORY_MAX = 8 << 20
@@ -92,6 +100,7 @@ class Spool:
 
         offsets = _file_offsets(result)
         sink.add("connection_attempts", result.capture, attempt_rows(result, aid_of))
+        sink.add("commitments", result.capture, commitment_rows(result, aid_of))
         late: dict[int, list[Any]] = {}
         early = []
         for stream, finding in result.findings:

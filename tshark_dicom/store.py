@@ -120,7 +120,8 @@ def arrow_schema(table: str) -> pa.Schema:
 #: The element type of each list column (SCHEMAS: "object").
 LIST_TYPES = {"proposed_transfer_syntaxes": pa.string(), "callback_assoc_ids": pa.int64(),
               "callback_attempt_ids": pa.int64(), "matching_keys": pa.string(),
-              "return_keys": pa.string(), "failed_sop_instances": pa.string()}
+              "return_keys": pa.string(), "failed_sop_instances": pa.string(),
+              "failure_reasons": pa.string()}
 
 
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -730,7 +731,7 @@ def typed_frame(table: str, df: pd.DataFrame,
         if dtype != "object" and values.dtype == _pandas_dtype(dtype):
             out[col] = values  # as Parquet's pandas metadata gave it back: nothing to do
         elif dtype == "object":  # lists: arrays from Parquet, JSON arrays in CSV
-            out[col] = values.map(_list_value)
+            out[col] = values.map(_list_value).astype(object)  # no rows: map keeps str
         elif dtype.startswith("datetime64"):
             out[col] = pd.to_datetime(values, utc=True).astype(cast(Any, dtype))
         elif dtype == "bool":

@@ -28,6 +28,7 @@ from .association import (
     MessageRecord,
     uid_name,
 )
+from .commitment import reason_text, wait_ms
 from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
@@ -164,6 +165,15 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "server_port": "Int64", "first_at": TS, "last_at": TS, "frame": "Int64",
         "syn_count": "Int64", "outcome": "string", "move_assoc_id": "Int64",
         "move_op_index": "Int64",
+    },
+    "commitments": {
+        "capture": "string", "transaction_uid": "string", "assoc_id": "Int64",
+        "op_index": "Int64", "scu_ae": "string", "scp_ae": "string", "requested_at": TS,
+        "requested_count": "Int64", "request_status_hex": "string",
+        "result_assoc_id": "Int64", "result_op_index": "Int64", "result_on": "string",
+        "result_at": TS, "wait_ms": "Float64", "committed_count": "Int64",
+        "failed_count": "Int64", "failure_reasons": LIST, "failed_sop_instances": LIST,
+        "outcome": "string", "problem": "string",
     },
     "captures": {
         "capture": "string", "path": "string", "key": "string", "size_bytes": "Int64",
@@ -330,6 +340,42 @@ def attempt_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[dict[
         "move_assoc_id": aid_of(owner[i][0]) if i in owner else None,
         "move_op_index": owner[i][1] if i in owner else None,
     } for i, t in enumerate(res.attempts)]
+
+
+def commitment_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[dict[str, Any]]:
+    """The commitments rows, one per Storage Commitment transaction, in request order (a
+    result whose request is not in the capture: where it came)."""
+    rows = []
+    for t in res.commitments:
+        req, out = t.request, t.result
+        first = req or out
+        assert first is not None
+        row: dict[str, Any] = {
+            "capture": res.capture, "transaction_uid": first.transaction_uid,
+            "scu_ae": first.sender_ae if req is not None else first.receiver_ae,
+            "scp_ae": first.receiver_ae if req is not None else first.sender_ae,
+            "outcome": t.outcome,
+            "problem": "; ".join(f"{m.kind}: {m.problem}" for m in (req, out)
+                                 if m is not None and m.problem) or None,
+        }
+        if req is not None:
+            row.update({"assoc_id": aid_of(req.stream), "op_index": req.op.op_index,
+                        "requested_at": req.op.request_complete_ns,
+                        "requested_count": req.referenced,
+                        "request_status_hex": req.op.status_hex})
+        if out is not None:
+            row.update({
+                "result_assoc_id": aid_of(out.stream), "result_op_index": out.op.op_index,
+                "result_on": None if req is None else "same-association"
+                if req.stream == out.stream else "new-association",
+                "result_at": out.op.request_complete_ns, "wait_ms": wait_ms(t),
+                "committed_count": out.referenced, "failed_count": out.failed,
+                "failure_reasons": [f"{reason_text(code)}: {n}" for code, n in
+                                    sorted(out.reasons.items(), key=lambda kv: -kv[1])],
+                "failed_sop_instances": [inst for _, inst, _ in out.failed_items],
+            })
+        rows.append(row)
+    return rows
 
 
 def finding_row(capture: str, aid: int | None, f: FindingRecord) -> dict[str, Any]:

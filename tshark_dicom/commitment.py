@@ -1,0 +1,262 @@
+"""Storage Commitment (PS3.4 Annex J, Push Model): each request to keep instances safe to the
+result that answers it, and what that result says of each instance. Pure functions and small
+records; analysis.py feeds them as associations settle.
+
+A storage SCU (a modality) asks with an N-ACTION (action type 1) whose Action Information
+lists the instances (Referenced SOP Sequence) under a Transaction UID. The SCP answers the
+N-ACTION at once, and sends the result later with an N-EVENT-REPORT carrying the same
+Transaction UID (event type 1: all committed; 2: failures exist, each in the Failed SOP
+Sequence with its Failure Reason), on the same association if it is still open, else on an
+association the SCP opens to the SCU (J.3.3). The result is linked by Transaction UID only:
+no other field ties the two, and an SCU may have several transactions open at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .association import REQUESTOR, Association, FindingRecord, ObjectRecord, uid_name
+from .queries import read_identifier
+from .streams import ConnectionAttempt
+from .timing import OperationRecord, ms_between
+
+#: Storage Commitment Push Model SOP Class (PS3.4 J.3).
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
+#: The messages whose data sets this module reads (the sink keeps their bytes).
+COMMITMENT_COMMANDS = frozenset({"N-ACTION-RQ", "N-EVENT-REPORT-RQ"})
+#: Failure Reason (0008,1197) values a Storage Commitment result may give (PS3.3 C.14.1.1).
+FAILURE_REASONS = {
+    0x0110: "Processing failure",
+    0x0112: "No such object instance",
+    0x0119: "Class / Instance conflict",
+    0x0122: "Referenced SOP Class not supported",
+    0x0131: "Duplicate transaction UID",
+    0x0213: "Resource limitation",
+}
+#: Failed instances named in a finding, and kept per result for the table.
+FAILED_KEPT = 100
+#: C-STOREs remembered per capture (instance UID -> outcome) to say whether an instance the
+#: result calls failed was sent in the capture; past this many the check says nothing, so
+#: memory stays bounded on a day of stores.
+STORES_KEPT = 50_000
+
+
+@dataclass(slots=True)
+class CommitmentMessage:
+    """One Storage Commitment request (N-ACTION) or result (N-EVENT-REPORT) as decoded."""
+
+    kind: str  # request | result
+    stream: int
+    op: OperationRecord
+    #: the AE titles of the side that sent the message and of the other side
+    sender_ae: str | None
+    receiver_ae: str | None
+    sender: tuple[str, int] | None  # (address, port)
+    receiver: tuple[str, int] | None
+    transaction_uid: str | None = None
+    referenced: int = 0  # request: instances asked for; result: committed
+    failed: int = 0
+    #: (SOP Class UID, SOP Instance UID, Failure Reason), the first FAILED_KEPT
+    failed_items: list[tuple[str, str, int | None]] = field(default_factory=list)
+    reasons: dict[int | None, int] = field(default_factory=dict)  # reason -> count
+    problem: str | None = None
+
+
+IdentifierFn = Callable[[int], tuple["ObjectRecord | None", bool]]
+
+
+def commitment_message(stream: int, assoc: Association, op: OperationRecord,
+                       identifier: IdentifierFn) -> CommitmentMessage | None:
+    """The Storage Commitment request or result of ``op``; None for any other operation."""
+    if op.sop_class_uid != STORAGE_COMMITMENT or op.command not in ("N-ACTION",
+                                                                     "N-EVENT-REPORT"):
+        return None
+    # the request's sender invoked the operation: the SCU for an N-ACTION, the
+    # commitment SCP for an N-EVENT-REPORT (which is why its scu side is the SCP)
+    mine = op.scu == REQUESTOR
+    ends = (assoc.requestor, assoc.acceptor) if mine else (assoc.acceptor, assoc.requestor)
+    aes = (assoc.calling_ae, assoc.called_ae) if mine else (assoc.called_ae, assoc.calling_ae)
+    msg = CommitmentMessage("request" if op.command == "N-ACTION" else "result", stream, op,
+                            aes[0], aes[1], ends[0], ends[1])
+    obj = identifier(op.request_index)[0]
+    if obj is None:
+        msg.problem = "no data set"
+        return msg
+    if obj.identifier is None:
+        msg.problem = ("data set longer than the tool keeps" if obj.complete else
+                       f"data set incomplete: {obj.problem}")
+        return msg
+    try:
+        _read(msg, obj)
+    except Exception as exc:  # pydicom converts values lazily: any of them may be bad
+        msg.problem = f"data set not readable: {exc}"
+    return msg
+
+
+def _read(msg: CommitmentMessage, obj: ObjectRecord) -> None:
+    assert obj.identifier is not None
+    ds = read_identifier(obj.identifier, obj.transfer_syntax)
+    uid = ds.get("TransactionUID")
+    msg.transaction_uid = str(uid).strip(" \x00") if uid else None
+    msg.referenced = len(ds.get("ReferencedSOPSequence") or [])
+    for item in ds.get("FailedSOPSequence") or []:
+        reason = item.get("FailureReason")
+        code = int(reason) if reason is not None else None
+        msg.failed += 1
+        msg.reasons[code] = msg.reasons.get(code, 0) + 1
+        if len(msg.failed_items) < FAILED_KEPT:
+            msg.failed_items.append((str(item.get("ReferencedSOPClassUID", "")),
+                                     str(item.get("ReferencedSOPInstanceUID", "")), code))
+
+
+def reason_text(code: int | None) -> str:
+    if code is None:
+        return "no reason given"
+    return f"{FAILURE_REASONS.get(code, 'reason')} (0x{code:04X})"
+
+
+@dataclass
+class Transaction:
+    """A request and the result that answers it (either may be missing from the capture)."""
+
+    request: CommitmentMessage | None = None
+    result: CommitmentMessage | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.result is not None:
+            return "failures" if self.result.failed else "committed"
+        if self.request is not None and self.request.op.status_category not in (
+                None, "Success", "Warning"):
+            return "refused"
+        return "unanswered"
+
+
+class CommitmentLog:
+    """A capture's Storage Commitment messages, matched by Transaction UID, and the C-STOREs
+    the failed instances are looked up in."""
+
+    def __init__(self) -> None:
+        self.transactions: list[Transaction] = []
+        self._open: dict[str, Transaction] = {}  # transaction UID -> waiting for a result
+        #: SOP Instance UID -> (stream, C-STORE status category), the first STORES_KEPT
+        self.stored: dict[str, tuple[int, str | None]] = {}
+
+    def add_stores(self, stream: int, ops: Iterable[OperationRecord]) -> None:
+        stored = self.stored
+        for op in ops:
+            if op.command == "C-STORE" and op.sop_instance_uid and len(stored) < STORES_KEPT:
+                before = stored.get(op.sop_instance_uid)
+                if before is None or before[1] != "Success":
+                    stored[op.sop_instance_uid] = (stream, op.status_category)
+
+    def add(self, msg: CommitmentMessage) -> tuple[int, int] | None:
+        """A request or result, in the order the capture settles them. For a result
+        whose request came first: the request's (stream, op_index), its operation's
+        parent (link ``transaction-uid``)."""
+        uid = msg.transaction_uid
+        if msg.kind == "request":
+            asked = Transaction(request=msg)
+            self.transactions.append(asked)
+            if uid:
+                self._open[uid] = asked
+            return None
+        t = self._open.pop(uid) if uid in self._open else None
+        if t is None or t.request is None:
+            self.transactions.append(Transaction(result=msg))
+            return None
+        t.result = msg
+        return t.request.stream, t.request.op.op_index
+
+    def findings(self, attempts: list[ConnectionAttempt], owned: set[int],
+                 end_ns: int | None) -> list[tuple[int | None, FindingRecord]]:
+        """Per transaction (stream of the association it belongs to, finding): results
+        with failures, requests accepted with no result in the capture."""
+        out: list[tuple[int | None, FindingRecord]] = []
+        for t in self.transactions:
+            if t.result is not None and t.result.failed:
+                out.append((t.result.stream, self._failed(t)))
+            elif t.result is None and t.request is not None and t.outcome == "unanswered":
+                tried = [a for i, a in enumerate(attempts) if i not in owned
+                         and _calls_back(t.request, a)]
+                out.append((t.request.stream, _unanswered(t.request, tried, end_ns)))
+        return out
+
+    def _failed(self, t: Transaction) -> FindingRecord:
+        res, req = t.result, t.request
+        assert res is not None
+        asked = req.referenced if req is not None else res.referenced + res.failed
+        scp, scu = res.sender_ae or "the commitment SCP", res.receiver_ae or "the SCU"
+        reasons = ", ".join(f"{n} {reason_text(code)}" for code, n in
+                            sorted(res.reasons.items(), key=lambda kv: -kv[1]))
+        cls, inst, _ = res.failed_items[0] if res.failed_items else ("", "", None)
+        seen = self.stored.get(inst)
+        if not inst:
+            sent = ""
+        elif seen is None:
+            sent = (" no C-STORE of it is in this capture" if len(self.stored) < STORES_KEPT
+                    else "")
+        elif seen[1] == "Success":
+            sent = f" it was stored successfully in association {seen[0]}"
+        else:
+            sent = f" its C-STORE in association {seen[0]} ended {seen[1] or 'unanswered'}"
+        example = (f"; e.g. {inst} ({uid_name(cls) or cls or 'class not given'}):{sent}"
+                   if inst else "")
+        return FindingRecord(
+            res.op.request_index, res.op.first_frame, "error", "commitment-failed",
+            f"{scp} did not commit {res.failed} of the {asked} instance(s) {scu} asked it to "
+            f"keep (Storage Commitment transaction {res.transaction_uid}): {reasons}{example}; "
+            f"{scu} will not treat them as safely archived: send them again, or check why "
+            f"{scp} does not hold them")
+
+
+def _calls_back(req: CommitmentMessage, a: ConnectionAttempt) -> bool:
+    """A failed connection from the commitment SCP's host to the SCU's host once it had the
+    request: the SCP trying to deliver the result on a new association (Orthanc tries
+    before its N-ACTION-RSP is on the wire)."""
+    after = req.op.request_complete_ns
+    return (req.receiver is not None and req.sender is not None and a.first_ns >= after
+            and a.client[0] == req.receiver[0] and a.server[0] == req.sender[0])
+
+
+def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: int | None
+                ) -> FindingRecord:
+    scp, scu = req.receiver_ae or "the commitment SCP", req.sender_ae or "the SCU"
+    since = req.op.response_complete_ns or req.op.request_complete_ns
+    waited = ms_between(since, end_ns)
+    during = (f"before the capture ended, {_duration(waited)} after the N-ACTION-RSP"
+              if waited is not None else "in the capture")
+    head = (f"{scu} asked {scp} to commit {req.referenced} instance(s) (Storage Commitment "
+            f"transaction {req.transaction_uid}) and {scp} accepted the request, but no result "
+            f"(N-EVENT-REPORT) came {during}")
+    if tried:
+        targets = sorted({f"{a.server[0]}:{a.server[1]}" for a in tried})
+        outcomes = sorted({a.outcome for a in tried})
+        why = (f"; {scp}'s host tried {len(tried)} time(s) to connect to {scu}'s host at "
+               f"{', '.join(targets)} and the connection was {' or '.join(outcomes)}: it "
+               f"sends the result on a new association, so check that {scu} accepts "
+               f"associations there and that {scp} has its address and port right")
+    else:
+        why = (f"; the result may still come later, on this association or on one {scp} "
+               f"opens to {scu}: if it never does, check that {scp} knows {scu}'s AE title, "
+               "address and port, and its log for the transaction")
+    return FindingRecord(req.op.request_index, req.op.first_frame, "warning",
+                         "commitment-unanswered", head + why)
+
+
+def _duration(ms: float) -> str:
+    ms = max(ms, 0.0)
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def wait_ms(t: Transaction) -> float | None:
+    """From the request's N-ACTION-RSP to the result's N-EVENT-REPORT-RQ."""
+    if t.request is None or t.result is None:
+        return None
+    since = t.request.op.response_complete_ns or t.request.op.request_complete_ns
+    return ms_between(since, t.result.op.request_complete_ns)
+
+
+__all__ = ["COMMITMENT_COMMANDS", "FAILURE_REASONS", "STORAGE_COMMITMENT", "CommitmentLog",
+           "CommitmentMessage", "Transaction", "commitment_message", "reason_text", "wait_ms"]

@@ -21,12 +21,8 @@ from pydicom.uid import (
 
 import tshark_dicom
 from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
-from tshark_dicom.commitment import (
-    STORAGE_COMMITMENT,
-    STORES_KEPT,
-    CommitmentLog,
-    commitment_message,
-)
+from tshark_dicom.commitment import STORAGE_COMMITMENT, CommitmentLog, commitment_message
+from tshark_dicom.instances import STORES_KEPT, StoredInstances
 from tshark_dicom.streams import ConnectionAttempt
 from tshark_dicom.timing import OperationRecord
 
@@ -232,7 +228,7 @@ def test_a_bad_data_set_is_a_problem_not_an_error() -> None:
 
 
 def test_results_are_matched_by_transaction_uid_only() -> None:
-    log = CommitmentLog()
+    log = CommitmentLog(StoredInstances())
     a = _message("N-ACTION", _info("1.9.1", ["1.1"]), op_index=0)
     b = _message("N-ACTION", _info("1.9.2", ["1.2", "1.3"]), op_index=1)
     assert log.add(a) is None and log.add(b) is None
@@ -251,14 +247,14 @@ def test_results_are_matched_by_transaction_uid_only() -> None:
 
 
 def test_a_refused_request_is_not_unanswered() -> None:
-    log = CommitmentLog()
+    log = CommitmentLog(StoredInstances())
     log.add(_message("N-ACTION", _info("1.9.1", ["1.1"]), status="Failure"))
     assert log.transactions[0].outcome == "refused"
     assert log.findings([], set(), 5_000_000_000) == []
 
 
 def test_unanswered_without_callback_attempts_says_it_may_come_later() -> None:
-    log = CommitmentLog()
+    log = CommitmentLog(StoredInstances())
     log.add(_message("N-ACTION", _info("1.9.1", ["1.1", "1.2"])))
     # an attempt before the request was answered, one owned by a C-MOVE, one elsewhere:
     # none is the archive calling back
@@ -285,10 +281,10 @@ def test_unanswered_without_callback_attempts_says_it_may_come_later() -> None:
 
 
 def test_a_failed_instance_that_was_stored_says_so() -> None:
-    log = CommitmentLog()
+    log = CommitmentLog(StoredInstances())
     store = _op("C-STORE", 0)
     store.sop_instance_uid = "1.2"
-    log.add_stores(3, [store])
+    log.stored.add(3, [store])
     log.add(_message("N-ACTION", _info("1.9.1", ["1.2"])))
     log.add(_message("N-EVENT-REPORT", _info("1.9.1", [], [("1.2", 0x0110)]), op_index=1,
                      scu="acceptor"))
@@ -299,14 +295,17 @@ def test_a_failed_instance_that_was_stored_says_so() -> None:
 
 
 def test_stores_remembered_are_bounded() -> None:
-    log = CommitmentLog()
+    stored = StoredInstances()
     ops = []
     for i in range(STORES_KEPT + 10):
         op = _op("C-STORE", i)
         op.sop_instance_uid = f"1.{i}"
         ops.append(op)
-    log.add_stores(1, ops)
-    assert len(log.stored) == STORES_KEPT
+    stored.add(1, ops)
+    assert len(stored.seen) == STORES_KEPT and stored.full
+    # past the bound an instance not found is unknown, not "not sent"
+    assert stored.sent_text("9.9") == ""
+    assert stored.sent_text("1.3") == "it was stored successfully in association 1"
 
 
 def test_the_summary_counts_transactions_by_outcome(tmp_path: Path) -> None:
@@ -321,3 +320,29 @@ def test_the_summary_counts_transactions_by_outcome(tmp_path: Path) -> None:
     # no line where there is no commitment
     echo = tshark_dicom.analyze(CAPTURES / "echo.pcapng")
     assert "storage commitment" not in echo.summary()
+
+
+def test_a_result_whose_association_ended_first_still_meets_its_request() -> None:
+    """The archive opens its own association for the result and closes it while the
+    modality's association with the request is still open: the result settles first."""
+    log = CommitmentLog(StoredInstances())
+    result = _message("N-EVENT-REPORT", _info("1.9.1", ["1.1"], [("1.2", 0x0112)]),
+                      op_index=0, scu="acceptor")
+    assert log.add(result) is None
+    assert log.add(_message("N-ACTION", _info("1.9.1", ["1.1", "1.2"]), op_index=4)) is None
+    [t] = log.transactions
+    assert t.request is not None and t.result is result and t.outcome == "failures"
+    [(_, f)] = log.findings([], set(), None)
+    assert f.code == "commitment-failed" and "1 of the 2 instance(s)" in f.summary
+
+
+def test_the_page_lists_the_transactions_only_where_there_are_some() -> None:
+    report = tshark_dicom.analyze([CAPTURES / "commit_new_association.pcapng",
+                                   CAPTURES / "commit_unanswered.pcapng"])
+    page = report.to_html()
+    section = page[page.index("id='commitments'"):page.index("id='findings-by-severity'")]
+    assert section.count("<tr class='error'>") == 1  # the result with failures
+    assert section.count("<tr class='warning'>") == 1  # the request without a result
+    assert "No such object instance (0x0112): 1" in section
+    assert "new-association" in section and "MODALITY \u2192 COMMIT-PACS" in section
+    assert "id='commitments'" not in tshark_dicom.analyze(CAPTURES / "echo.pcapng").to_html()

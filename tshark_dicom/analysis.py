@@ -30,7 +30,9 @@ from .findings import (
     timing_findings,
     unreachable_scps,
 )
+from .instances import StoredInstances
 from .ledger import Ledger, kept_dataset
+from .mpps import StepLog, step_message
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import (
     CaptureStats,
@@ -135,6 +137,8 @@ class CaptureResult:
     label_counts: dict[str, int] = field(default_factory=dict)
     #: Storage Commitment requests and results, matched (commitment.py)
     commitments: list[Transaction] = field(default_factory=list)
+    #: MPPS procedure steps (mpps.py)
+    steps: StepLog | None = None
 
 
 ProgressFn = Callable[[int], None]
@@ -167,7 +171,9 @@ class _Run:
         self.services: dict[tuple[str, int], str | None] = {}
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
-        self.commitments = CommitmentLog()  # Storage Commitment, across associations
+        self.stored = StoredInstances()  # what the C-STOREs carried (bounded)
+        self.commitments = CommitmentLog(self.stored)  # Storage Commitment, across associations
+        self.steps = StepLog(self.stored)  # MPPS procedure steps, across associations
         self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
         #: open stream -> its records so far (long associations: see ledger.py)
         self.ledgers: dict[int, Ledger] = {}
@@ -286,7 +292,8 @@ class _Run:
         ledger.take(*assoc.drain())
         ledger.finish()
         ops = ledger.ops
-        self._commitments(assoc, ledger)
+        self.stored.add(assoc.stream, ops)
+        self._n_services(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
         assoc.findings.extend(timing_findings(context))
@@ -303,21 +310,23 @@ class _Run:
                                    evidence, ledger.queries, ledger.query_keys, label,
                                    self.provisional.get(assoc.stream))
 
-    def _commitments(self, assoc: Association, ledger: Ledger) -> None:
-        """Storage Commitment: the association's stores remembered, its requests and
-        results logged, and each result linked to its request (operations' parent)."""
-        log = self.commitments
-        log.add_stores(assoc.stream, ledger.ops)
+    def _n_services(self, assoc: Association, ledger: Ledger) -> None:
+        """Storage Commitment and MPPS: the association's requests and results logged, and
+        each commitment result linked to its request (operations' parent)."""
         parents: dict[int, tuple[int, int]] = {}
-        for op, obj in ledger.commitments:
+        for op, obj in ledger.n_operations:
             def data(_index: int, o: ObjectRecord | None = obj) -> tuple[ObjectRecord | None,
                                                                           bool]:
                 return o, False
 
             msg = commitment_message(assoc.stream, assoc, op, data)
-            parent = log.add(msg) if msg is not None else None
-            if parent is not None:
-                parents[op.op_index] = parent
+            if msg is not None:
+                parent = self.commitments.add(msg)
+                if parent is not None:
+                    parents[op.op_index] = parent
+            step = step_message(assoc.stream, assoc, op, data)
+            if step is not None:
+                self.steps.add(step)
         if parents:
             def link(op: OperationRecord) -> OperationRecord:
                 if op.op_index in parents:
@@ -392,6 +401,8 @@ class _Run:
         result.findings.extend(self.commitments.findings(result.attempts, owned,
                                                          result.last_ns))
         result.commitments = self.commitments.transactions
+        result.findings.extend(self.steps.findings(result.last_ns))
+        result.steps = self.steps
         for done in kept:
             self._hand_on(done)
         result.associations.sort(key=lambda d: d.assoc.stream)

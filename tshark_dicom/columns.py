@@ -29,6 +29,8 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "commitments": "One row per Storage Commitment transaction: the request (N-ACTION) "
                    "and the result that answers it (N-EVENT-REPORT), matched by Transaction "
                    "UID.",
+    "procedure_steps": "One row per Modality Performed Procedure Step: its N-CREATE and the "
+                       "N-SETs that end it, matched by SOP Instance UID.",
     "captures": "One row per capture file given (per file of a ring-buffer set).",
     "throughput": "Bytes per time bin and sender, for associations that moved 1 MiB or more.",
 }
@@ -358,6 +360,37 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "outcome": "`committed`, `failures`, `unanswered` (accepted, no result in the "
                    "capture) or `refused` (the N-ACTION failed).",
         "problem": "Why a request's or result's data set could not be read, else null.",
+    },
+    "procedure_steps": {
+        "capture": _CAPTURE,
+        "sop_instance_uid": "The step's SOP Instance UID (the N-CREATE's Affected, each "
+                            "N-SET's Requested).",
+        "assoc_id": "The association of the N-CREATE; null if the capture has only N-SETs.",
+        "op_index": "The N-CREATE's operation (operations.op_index).",
+        "scu_ae": "The AE title that reported the step (a modality).",
+        "scp_ae": "The AE title it reported to (a RIS or MPPS manager).",
+        "station_ae": "Performed Station AE Title, as the modality sent it.",
+        "pps_id": "Performed Procedure Step ID.",
+        "accession_number": "Accession Number of the scheduled step it performed.",
+        "study_instance_uid": "Study Instance UID of the scheduled step it performed.",
+        "created_at": "When the N-CREATE-RQ was complete (UTC).",
+        "create_status_hex": "Status of the N-CREATE-RSP, e.g. `0x0000`.",
+        "set_count": "N-SETs of the step in the capture.",
+        "final_assoc_id": "The association of the accepted N-SET that ended the step "
+                          "(`COMPLETED` or `DISCONTINUED`), else null.",
+        "final_op_index": "That N-SET's operation (operations.op_index).",
+        "status": "The step's status as last accepted: `IN PROGRESS`, `COMPLETED` or "
+                  "`DISCONTINUED`.",
+        "ended_at": "When that N-SET-RQ was complete (UTC).",
+        "duration_ms": "From the N-CREATE to the N-SET that ended the step.",
+        "image_count": "Images the step lists (Performed Series Sequence > Referenced Image "
+                       "Sequence), in its last accepted N-SET that lists any.",
+        "stored_count": "How many of them a C-STORE in this capture stored successfully.",
+        "discontinuation_reason": "The reason a discontinued step gave (code meaning and "
+                                  "value).",
+        "outcome": "`completed`, `discontinued`, `in-progress` (no accepted N-SET ended it "
+                   "in the capture) or `refused` (the N-CREATE failed).",
+        "problem": "Why an N-CREATE's or N-SET's data set could not be read, else null.",
     },
     "captures": {
         "capture": _CAPTURE,

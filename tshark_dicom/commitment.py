@@ -13,13 +13,14 @@ no other field ties the two, and an SCU may have several transactions open at on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .association import REQUESTOR, Association, FindingRecord, ObjectRecord, uid_name
+from .instances import StoredInstances
 from .queries import read_identifier
 from .streams import ConnectionAttempt
-from .timing import OperationRecord, ms_between
+from .timing import OperationRecord, ms_between, wait_text
 
 #: Storage Commitment Push Model SOP Class (PS3.4 J.3).
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
@@ -36,12 +37,6 @@ FAILURE_REASONS = {
 }
 #: Failed instances named in a finding, and kept per result for the table.
 FAILED_KEPT = 100
-#: C-STOREs remembered per capture (instance UID -> outcome) to say whether an instance the
-#: result calls failed was sent in the capture; past this many the check says nothing, so
-#: memory stays bounded on a day of stores.
-STORES_KEPT = 50_000
-
-
 @dataclass(slots=True)
 class CommitmentMessage:
     """One Storage Commitment request (N-ACTION) or result (N-EVENT-REPORT) as decoded."""
@@ -137,19 +132,13 @@ class CommitmentLog:
     """A capture's Storage Commitment messages, matched by Transaction UID, and the C-STOREs
     the failed instances are looked up in."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: StoredInstances) -> None:
+        self.stored = stored
         self.transactions: list[Transaction] = []
-        self._open: dict[str, Transaction] = {}  # transaction UID -> waiting for a result
-        #: SOP Instance UID -> (stream, C-STORE status category), the first STORES_KEPT
-        self.stored: dict[str, tuple[int, str | None]] = {}
-
-    def add_stores(self, stream: int, ops: Iterable[OperationRecord]) -> None:
-        stored = self.stored
-        for op in ops:
-            if op.command == "C-STORE" and op.sop_instance_uid and len(stored) < STORES_KEPT:
-                before = stored.get(op.sop_instance_uid)
-                if before is None or before[1] != "Success":
-                    stored[op.sop_instance_uid] = (stream, op.status_category)
+        self._open: dict[str | None, Transaction] = {}  # transaction UID -> waiting for a result
+        #: transaction UID -> a result whose request's association is still open (it
+        #: settles later), or is not in the capture
+        self._early: dict[str | None, Transaction] = {}
 
     def add(self, msg: CommitmentMessage) -> tuple[int, int] | None:
         """A request or result, in the order the capture settles them. For a result
@@ -157,6 +146,10 @@ class CommitmentLog:
         parent (link ``transaction-uid``)."""
         uid = msg.transaction_uid
         if msg.kind == "request":
+            early = self._early.pop(uid) if uid in self._early else None
+            if early is not None:  # its result's association ended before this one
+                early.request = msg
+                return None
             asked = Transaction(request=msg)
             self.transactions.append(asked)
             if uid:
@@ -164,7 +157,10 @@ class CommitmentLog:
             return None
         t = self._open.pop(uid) if uid in self._open else None
         if t is None or t.request is None:
-            self.transactions.append(Transaction(result=msg))
+            alone = Transaction(result=msg)
+            self.transactions.append(alone)
+            if uid:
+                self._early[uid] = alone
             return None
         t.result = msg
         return t.request.stream, t.request.op.op_index
@@ -191,18 +187,9 @@ class CommitmentLog:
         reasons = ", ".join(f"{n} {reason_text(code)}" for code, n in
                             sorted(res.reasons.items(), key=lambda kv: -kv[1]))
         cls, inst, _ = res.failed_items[0] if res.failed_items else ("", "", None)
-        seen = self.stored.get(inst)
-        if not inst:
-            sent = ""
-        elif seen is None:
-            sent = (" no C-STORE of it is in this capture" if len(self.stored) < STORES_KEPT
-                    else "")
-        elif seen[1] == "Success":
-            sent = f" it was stored successfully in association {seen[0]}"
-        else:
-            sent = f" its C-STORE in association {seen[0]} ended {seen[1] or 'unanswered'}"
-        example = (f"; e.g. {inst} ({uid_name(cls) or cls or 'class not given'}):{sent}"
-                   if inst else "")
+        sent = self.stored.sent_text(inst) if inst else ""
+        example = (f"; e.g. {inst} ({uid_name(cls) or cls or 'class not given'})"
+                   + (f": {sent}" if sent else "") if inst else "")
         return FindingRecord(
             res.op.request_index, res.op.first_frame, "error", "commitment-failed",
             f"{scp} did not commit {res.failed} of the {asked} instance(s) {scu} asked it to "
@@ -225,7 +212,7 @@ def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: 
     scp, scu = req.receiver_ae or "the commitment SCP", req.sender_ae or "the SCU"
     since = req.op.response_complete_ns or req.op.request_complete_ns
     waited = ms_between(since, end_ns)
-    during = (f"before the capture ended, {_duration(waited)} after the N-ACTION-RSP"
+    during = (f"before the capture ended, {wait_text(waited)} after the N-ACTION-RSP"
               if waited is not None else "in the capture")
     head = (f"{scu} asked {scp} to commit {req.referenced} instance(s) (Storage Commitment "
             f"transaction {req.transaction_uid}) and {scp} accepted the request, but no result "
@@ -243,11 +230,6 @@ def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: 
                "address and port, and its log for the transaction")
     return FindingRecord(req.op.request_index, req.op.first_frame, "warning",
                          "commitment-unanswered", head + why)
-
-
-def _duration(ms: float) -> str:
-    ms = max(ms, 0.0)
-    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def wait_ms(t: Transaction) -> float | None:

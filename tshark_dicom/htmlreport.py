@@ -26,6 +26,7 @@ from .htmlparts import (
     Col,
     RowsByKey,
     anchor,
+    count,
     gather,
     ms,
     name,
@@ -80,7 +81,18 @@ def page_reads() -> dict[str, list[str]]:
         "presentation_contexts": CONTEXT_COLUMNS,
         "throughput": list(SCHEMAS["throughput"]),
         "connection_attempts": list(SCHEMAS["connection_attempts"]),
+        "commitments": COMMITMENT_COLUMNS, "procedure_steps": STEP_COLUMNS,
     }
+
+
+#: The columns of the MPPS table on the page.
+STEP_COLUMNS = ["capture", "assoc_id", "final_assoc_id", "scu_ae", "scp_ae", "pps_id",
+                "accession_number", "created_at", "status", "duration_ms", "image_count",
+                "stored_count", "discontinuation_reason", "outcome"]
+#: The columns of the Storage Commitment table on the page.
+COMMITMENT_COLUMNS = ["capture", "assoc_id", "result_assoc_id", "scu_ae", "scp_ae",
+                      "requested_at", "requested_count", "result_on", "wait_ms",
+                      "committed_count", "failed_count", "failure_reasons", "outcome"]
 
 
 _CSS = """
@@ -309,6 +321,62 @@ def _slowest(ops: _Operations, caps: list[Any]) -> str:
         what="operations", empty="no timed operations")
 
 
+def _commitments(report: ReportLike, caps: list[Any]) -> list[str]:
+    """Storage Commitment transactions, where the run has any: each request, its result and
+    what the result says (commitment.py)."""
+    if not report.row_count("commitments"):
+        return []
+    rows = records(gather(report, "commitments", COMMITMENT_COLUMNS))
+    return ["<h3 id='commitments'>Storage Commitment</h3>", table(rows, [
+        Col("request", lambda r: "" if missing(r.get("assoc_id")) else _link(caps, r)),
+        Col("result", lambda r: "" if missing(r.get("result_assoc_id")) else _link(
+            caps, {"capture": r.get("capture"), "assoc_id": r.get("result_assoc_id")})),
+        Col("SCU \u2192 SCP", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
+                                          f"{r.get('scp_ae') or ''}")),
+        Col("requested", lambda r: esc(when(r.get("requested_at")))),
+        num_col("instances", "requested_count"), text_col("result on", "result_on"),
+        num_col("wait", "wait_ms", ms), num_col("committed", "committed_count"),
+        num_col("failed", "failed_count"),
+        Col("reasons", lambda r: esc("; ".join(r.get("failure_reasons") or []))),
+        text_col("outcome", "outcome", cls="tight")],
+        row_class=lambda r: {"failures": "error", "refused": "error",
+                             "unanswered": "warning"}.get(str(r.get("outcome")), ""),
+        what="transactions")]
+
+
+def _procedure_steps(report: ReportLike, caps: list[Any]) -> list[str]:
+    """MPPS procedure steps, where the run has any: each N-CREATE, the N-SET that ended it,
+    and the images it lists against those stored (mpps.py)."""
+    if not report.row_count("procedure_steps"):
+        return []
+    rows = records(gather(report, "procedure_steps", STEP_COLUMNS))
+
+    def stored(r: dict[str, Any]) -> str:
+        if missing(r.get("image_count")):
+            return ""
+        return f"{count(r.get('stored_count'))} of {count(r.get('image_count'))}"
+
+    def flag(r: dict[str, Any]) -> str:
+        if r.get("outcome") == "in-progress":
+            return "warning"
+        partial = not missing(r.get("stored_count")) and 0 < int(r["stored_count"]) < int(
+            r["image_count"])
+        return "warning" if partial else "note" if r.get("outcome") == "discontinued" else ""
+
+    return ["<h3 id='procedure-steps'>Procedure steps (MPPS)</h3>", table(rows, [
+        Col("N-CREATE", lambda r: "" if missing(r.get("assoc_id")) else _link(caps, r)),
+        Col("ended by", lambda r: "" if missing(r.get("final_assoc_id")) else _link(
+            caps, {"capture": r.get("capture"), "assoc_id": r.get("final_assoc_id")})),
+        Col("modality \u2192 RIS", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
+                                               f"{r.get('scp_ae') or ''}")),
+        text_col("step", "pps_id"), text_col("accession", "accession_number"),
+        Col("created", lambda r: esc(when(r.get("created_at")))),
+        text_col("status", "status", cls="tight"), num_col("took", "duration_ms", ms),
+        Col("images stored", stored), text_col("reason", "discontinuation_reason"),
+        text_col("outcome", "outcome", cls="tight")],
+        row_class=flag, what="procedure steps")]
+
+
 def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any, int], str]
                     ) -> str:
     rows = findings.sorted_rows()
@@ -445,6 +513,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
               "<h3 id='services'>Operations per service</h3>", _services(ops),
               "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
+              *_commitments(report, caps), *_procedure_steps(report, caps),
               "<h3 id='findings-by-severity'>Findings by severity</h3>",
               table([{"severity": s, "code": c, "n": n} for (s, c), n in sorted(
                   findings.by_code.items(), key=lambda kv: (RANK.get(kv[0][0], 9),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .association import MessageRecord, ObjectRecord
 from .commitment import COMMITMENT_COMMANDS, STORAGE_COMMITMENT
+from .mpps import MPPS, MPPS_COMMANDS
 from .queries import KeyRecord, QueryBuilder, QueryRecord
 from .spill import Spill
 from .timing import OperationBuilder, OperationRecord
@@ -25,11 +26,17 @@ IDENTIFIER_COMMANDS = frozenset({"C-FIND-RQ", "C-FIND-RSP", "C-MOVE-RQ", "C-MOVE
                                  "C-GET-RQ", "C-GET-RSP"})
 
 
+#: DIMSE-N services whose operations (and their request's data set) are handed on whole
+#: for a later stage: SOP class -> the requests whose data sets it reads.
+N_SERVICES = {STORAGE_COMMITMENT: COMMITMENT_COMMANDS, MPPS: MPPS_COMMANDS}
+
+
 def kept_dataset(command: str | None, sop_class_uid: str | None) -> bool:
     """Whose data sets are kept in memory for a later stage to read: query/retrieve
-    identifiers (queries.py), Storage Commitment requests and results (commitment.py)."""
-    return command in IDENTIFIER_COMMANDS or (command in COMMITMENT_COMMANDS
-                                              and sop_class_uid == STORAGE_COMMITMENT)
+    identifiers (queries.py), Storage Commitment requests and results (commitment.py),
+    MPPS N-CREATEs and N-SETs (mpps.py)."""
+    return command in IDENTIFIER_COMMANDS or (
+        sop_class_uid in N_SERVICES and command in N_SERVICES[sop_class_uid])
 #: Operations kept waiting for their final response before the oldest is logged anyway;
 #: what still comes for it is applied when the association ends (its query is decoded
 #: from the answers that had come by then).
@@ -53,9 +60,10 @@ class Ledger:
         #: operation is logged
         self._identifiers: dict[int, tuple[ObjectRecord, bool]] = {}
         self._identifier_order: deque[int] = deque()
-        #: Storage Commitment operations and their request's data set (commitment.py
-        #: decodes them once the association is known: its AE titles and addresses)
-        self.commitments: list[tuple[OperationRecord, ObjectRecord | None]] = []
+        #: Storage Commitment and MPPS operations and their request's data set
+        #: (commitment.py and mpps.py decode them once the association is known: its AE
+        #: titles and addresses)
+        self.n_operations: list[tuple[OperationRecord, ObjectRecord | None]] = []
 
     def take(self, messages: Sequence[MessageRecord], objects: Sequence[ObjectRecord]) -> None:
         """A batch of settled messages and their objects, in message order."""
@@ -95,8 +103,8 @@ class Ledger:
             if found is not None:
                 self.queries.append(found[0])
                 self.query_keys.extend(found[1])
-            elif op.sop_class_uid == STORAGE_COMMITMENT:
-                self.commitments.append((op, self._identifier(op.request_index)[0]))
+            elif op.sop_class_uid in N_SERVICES:
+                self.n_operations.append((op, self._identifier(op.request_index)[0]))
             self._identifiers.pop(op.request_index, None)
             for index in op.response_indices:
                 self._identifiers.pop(index, None)

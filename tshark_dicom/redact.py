@@ -50,14 +50,18 @@ STANDARD_UID_ROOT = "1.2.840.10008."
 #: Columns that hold one kind of value, per table.
 USER_COLUMNS = {"associations": ("user_identity_username",)}
 COMMENT_COLUMNS = {"messages": ("error_comment",), "operations": ("error_comment",)}
+#: The exam's own identifiers, from an MPPS (PS3.15 E.1: Accession Number is removed).
+EXAM_COLUMNS = {"procedure_steps": ("accession_number", "pps_id")}
 UID_COLUMNS = {"messages": ("sop_instance_uid",), "operations": ("sop_instance_uid",),
-               "objects": ("sop_instance_uid",), "commitments": ("transaction_uid",)}
+               "objects": ("sop_instance_uid",), "commitments": ("transaction_uid",),
+               "procedure_steps": ("sop_instance_uid", "study_instance_uid")}
 UID_LIST_COLUMNS = {"queries": ("failed_sop_instances",),
                     "commitments": ("failed_sop_instances",)}
 AE_COLUMNS = {"associations": ("calling_ae", "called_ae"),
               "operations": ("scu_ae", "scp_ae", "move_destination"),
               "messages": ("move_destination", "move_originator_ae"),
-              "queries": ("move_destination",), "commitments": ("scu_ae", "scp_ae")}
+              "queries": ("move_destination",), "commitments": ("scu_ae", "scp_ae"),
+              "procedure_steps": ("scu_ae", "scp_ae", "station_ae")}
 IP_COLUMNS = {"associations": ("requestor_ip", "acceptor_ip"),
               "connection_attempts": ("client_ip", "server_ip")}
 #: The capture as the user named it: not from the traffic, and the key names files.
@@ -249,6 +253,7 @@ def _structured(out: dict[str, pd.DataFrame], r: Redaction, known: _Known
     for spec, replace, shortest in ((AE_COLUMNS if r.network else {}, r.ae, 1),
                                     (IP_COLUMNS if r.network else {}, r.ip, 1),
                                     (USER_COLUMNS, r.token, 1), (COMMENT_COLUMNS, r.token, 1),
+                                    (EXAM_COLUMNS, r.token, 1),
                                     (UID_COLUMNS if r.uids else {}, r.uid, MIN_TEXT)):
         for table, cols in spec.items():
             for col in cols:

@@ -51,6 +51,8 @@ class Report:
     connection_attempts: pd.DataFrame = field(
         default_factory=lambda: frame("connection_attempts", []))
     commitments: pd.DataFrame = field(default_factory=lambda: frame("commitments", []))
+    procedure_steps: pd.DataFrame = field(
+        default_factory=lambda: frame("procedure_steps", []))
     throughput: pd.DataFrame = field(default_factory=lambda: frame("throughput", []))
     captures: pd.DataFrame = field(default_factory=lambda: frame("captures", []))
     #: files in the folders given that were not captures, and why (not a table)
@@ -169,6 +171,7 @@ class Report:
             f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
             *self._commitments_line(),
+            *self._steps_line(),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
                                      for s in SEVERITIES),
         ]
@@ -213,6 +216,21 @@ class Report:
         return [f"storage commitment: {_plural(sum(outcomes.values()), 'transaction')} "
                 f"({', '.join(parts)})"
                 + (f"; {_plural(failed, 'instance')} not committed" if failed else "")]
+
+    def _steps_line(self) -> list[str]:
+        """MPPS procedure steps by outcome, when the captures have any."""
+        if not self.row_count("procedure_steps"):
+            return []
+        outcomes: Counter[str] = Counter()
+        missing = 0
+        for p in self.batches("procedure_steps", SUMMARY_READS["procedure_steps"]):
+            outcomes.update(p["outcome"].fillna("").tolist())
+            gap = (p["image_count"] - p["stored_count"]).where(p["stored_count"] > 0)
+            missing += int(gap.fillna(0).sum())
+        words = {"in-progress": "still in progress", "refused": "refused (N-CREATE failed)"}
+        parts = [f"{n} {words.get(o, o)}" for o, n in outcomes.most_common()]
+        return [f"procedure steps (MPPS): {sum(outcomes.values())} ({', '.join(parts)})"
+                + (f"; {_plural(missing, 'listed image')} not stored" if missing else "")]
 
     def row_count(self, table: str) -> int:
         """How many rows a table has."""
@@ -412,6 +430,7 @@ SUMMARY_READS: dict[str, list[str]] = {
     "objects": ["complete", "path"],
     "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
     "commitments": ["outcome", "failed_count"],
+    "procedure_steps": ["outcome", "image_count", "stored_count"],
 }
 
 

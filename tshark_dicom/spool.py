@@ -32,6 +32,7 @@ from .tables import (
     finding_row,
     frame,
     renumber,
+    step_rows,
 )
 
 #: The spool stays in memory up to this size, then moves to a temporary file.
@@ -101,6 +102,7 @@ class Spool:
         offsets = _file_offsets(result)
         sink.add("connection_attempts", result.capture, attempt_rows(result, aid_of))
         sink.add("commitments", result.capture, commitment_rows(result, aid_of))
+        sink.add("procedure_steps", result.capture, step_rows(result, aid_of))
         late: dict[int, list[Any]] = {}
         early = []
         for stream, finding in result.findings:

@@ -29,6 +29,7 @@ from .association import (
     uid_name,
 )
 from .commitment import reason_text, wait_ms
+from .mpps import StepMessage
 from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
@@ -175,6 +176,16 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "failed_count": "Int64", "failure_reasons": LIST, "failed_sop_instances": LIST,
         "outcome": "string", "problem": "string",
     },
+    "procedure_steps": {
+        "capture": "string", "sop_instance_uid": "string", "assoc_id": "Int64",
+        "op_index": "Int64", "scu_ae": "string", "scp_ae": "string", "station_ae": "string",
+        "pps_id": "string", "accession_number": "string", "study_instance_uid": "string",
+        "created_at": TS, "create_status_hex": "string", "set_count": "Int64",
+        "final_assoc_id": "Int64", "final_op_index": "Int64", "status": "string",
+        "ended_at": TS, "duration_ms": "Float64", "image_count": "Int64",
+        "stored_count": "Int64", "discontinuation_reason": "string", "outcome": "string",
+        "problem": "string",
+    },
     "captures": {
         "capture": "string", "path": "string", "key": "string", "size_bytes": "Int64",
         "mtime_ns": "Int64", "sha256": "string", "packets": "Int64",
@@ -207,6 +218,8 @@ class ReportLike(Protocol):
                 filters: Sequence[tuple[str, str, Any]] = ()) -> Iterator[pd.DataFrame]: ...
 
     def summary(self) -> str: ...
+
+    def row_count(self, table: str) -> int: ...
 SEVERITIES = ("error", "warning", "note")
 
 
@@ -375,6 +388,46 @@ def commitment_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[di
                 "failed_sop_instances": [inst for _, inst, _ in out.failed_items],
             })
         rows.append(row)
+    return rows
+
+
+def step_rows(res: CaptureResult, aid_of: Callable[[int], int]) -> list[dict[str, Any]]:
+    """The procedure_steps rows, one per MPPS instance, in the order first seen."""
+    log = res.steps
+    rows: list[dict[str, Any]] = []
+    for step in log.steps if log is not None else ():
+        msgs = [*([step.create] if step.create else []), *step.sets]
+        first, create, final = step.first, step.create, step.final
+
+        def seen(attr: str, msgs: list[StepMessage] = msgs) -> Any:
+            return next((getattr(m, attr) for m in msgs if getattr(m, attr)), None)
+
+        listing = step.images
+        rows.append({
+            "capture": res.capture, "sop_instance_uid": step.uid,
+            "assoc_id": aid_of(create.stream) if create else None,
+            "op_index": create.op.op_index if create else None,
+            "scu_ae": first.sender_ae, "scp_ae": first.receiver_ae,
+            "station_ae": seen("station_ae"), "pps_id": seen("pps_id"),
+            "accession_number": seen("accession_number"),
+            "study_instance_uid": seen("study_instance_uid"),
+            "created_at": create.op.request_complete_ns if create else None,
+            "create_status_hex": create.op.status_hex if create else None,
+            "set_count": len(step.sets),
+            "final_assoc_id": aid_of(final.stream) if final else None,
+            "final_op_index": final.op.op_index if final else None,
+            "status": step.status,
+            "ended_at": final.op.request_complete_ns if final else None,
+            "duration_ms": ms_between(create.op.request_complete_ns,
+                                      final.op.request_complete_ns)
+            if create and final else None,
+            "image_count": listing.image_count if listing else None,
+            "stored_count": log.stored_count(step) if log is not None else None,
+            "discontinuation_reason": final.discontinuation if final else None,
+            "outcome": step.outcome,
+            "problem": "; ".join(f"N-{m.kind.upper()}: {m.problem}" for m in msgs
+                                 if m.problem) or None,
+        })
     return rows
 
 

@@ -168,6 +168,12 @@ def ms_between(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / 1e6
 
 
+def wait_text(ms: float) -> str:
+    """A wait in a finding's sentence: ``4 ms`` under a second, else ``1.1 s``."""
+    ms = max(ms, 0.0)
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def _other(role: str) -> str:
     return ACCEPTOR if role == REQUESTOR else REQUESTOR
 

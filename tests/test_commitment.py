@@ -21,8 +21,8 @@ from pydicom.uid import (
 
 import tshark_dicom
 from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
-from tshark_dicom.commitment import STORAGE_COMMITMENT, CommitmentLog, commitment_message
-from tshark_dicom.instances import STORES_KEPT, StoredInstances
+from tshark_dicom.commitment import STORAGE_COMMITMENT, CommitmentLog, commitment_message, wait_ms
+from tshark_dicom.instances import StoredInstances
 from tshark_dicom.streams import ConnectionAttempt
 from tshark_dicom.timing import OperationRecord
 
@@ -284,28 +284,14 @@ def test_a_failed_instance_that_was_stored_says_so() -> None:
     log = CommitmentLog(StoredInstances())
     store = _op("C-STORE", 0)
     store.sop_instance_uid = "1.2"
-    log.stored.add(3, [store])
+    log.stored.add([store])
     log.add(_message("N-ACTION", _info("1.9.1", ["1.2"])))
     log.add(_message("N-EVENT-REPORT", _info("1.9.1", [], [("1.2", 0x0110)]), op_index=1,
                      scu="acceptor"))
     [(_, f)] = log.findings([], set(), None)
     assert "1 Processing failure (0x0110)" in f.summary
-    assert "it was stored successfully in association 3" in f.summary
+    assert "it was stored successfully (C-STORE-RQ at frame 1)" in f.summary
     assert "did not commit 1 of the 1 instance(s)" in f.summary
-
-
-def test_stores_remembered_are_bounded() -> None:
-    stored = StoredInstances()
-    ops = []
-    for i in range(STORES_KEPT + 10):
-        op = _op("C-STORE", i)
-        op.sop_instance_uid = f"1.{i}"
-        ops.append(op)
-    stored.add(1, ops)
-    assert len(stored.seen) == STORES_KEPT and stored.full
-    # past the bound an instance not found is unknown, not "not sent"
-    assert stored.sent_text("9.9") == ""
-    assert stored.sent_text("1.3") == "it was stored successfully in association 1"
 
 
 def test_the_summary_counts_transactions_by_outcome(tmp_path: Path) -> None:
@@ -346,3 +332,14 @@ def test_the_page_lists_the_transactions_only_where_there_are_some() -> None:
     assert "No such object instance (0x0112): 1" in section
     assert "new-association" in section and "MODALITY \u2192 COMMIT-PACS" in section
     assert "id='commitments'" not in tshark_dicom.analyze(CAPTURES / "echo.pcapng").to_html()
+
+
+def test_the_wait_counts_from_the_request_not_its_response() -> None:
+    """Orthanc sends the result on its own association while it answers the N-ACTION: the
+    N-EVENT-REPORT-RQ can be complete before the N-ACTION-RSP is."""
+    log = CommitmentLog(StoredInstances())
+    log.add(_message("N-ACTION", _info("1.9.1", ["1.1"]), at_ns=1_000_000_000))
+    # _op puts the N-ACTION-RSP 1 ms after the request; the result comes 0.5 ms after it
+    log.add(_message("N-EVENT-REPORT", _info("1.9.1", ["1.1"]), op_index=1, scu="acceptor",
+                     at_ns=1_000_500_000))
+    assert wait_ms(log.transactions[0]) == 0.5

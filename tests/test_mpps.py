@@ -181,7 +181,7 @@ def _stored(*uids: str) -> StoredInstances:
                              0, 0, 10)
         op.status_category = "Success"
         ops.append(op)
-    stored.add(5, ops)
+    stored.add(ops)
     return stored
 
 

@@ -292,7 +292,8 @@ class _Run:
         ledger.take(*assoc.drain())
         ledger.finish()
         ops = ledger.ops
-        self.stored.add(assoc.stream, ops)
+        self.stored.add(ops)
+        self.stored.add_objects(assoc.stream, assoc, ledger.objects, ops)
         self._n_services(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
@@ -402,6 +403,7 @@ class _Run:
                                                          result.last_ns))
         result.commitments = self.commitments.transactions
         result.findings.extend(self.steps.findings(result.last_ns))
+        result.findings.extend(self.stored.findings())
         result.steps = self.steps
         for done in kept:
             self._hand_on(done)

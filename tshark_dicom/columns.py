@@ -349,7 +349,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "result_on": "`same-association` or `new-association` (the SCP opened one to the "
                      "SCU); null without a request in the capture.",
         "result_at": "When the N-EVENT-REPORT-RQ was complete (UTC).",
-        "wait_ms": "From the N-ACTION-RSP to the result.",
+        "wait_ms": "From the N-ACTION-RQ to the result's N-EVENT-REPORT-RQ.",
         "committed_count": "Instances the result lists as committed (Referenced SOP "
                            "Sequence).",
         "failed_count": "Instances the result lists as failed (Failed SOP Sequence).",

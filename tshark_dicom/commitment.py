@@ -233,11 +233,11 @@ def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: 
 
 
 def wait_ms(t: Transaction) -> float | None:
-    """From the request's N-ACTION-RSP to the result's N-EVENT-REPORT-RQ."""
+    """From the request's N-ACTION-RQ to the result's N-EVENT-REPORT-RQ (from the request,
+    not its response: Orthanc sends the result as it answers)."""
     if t.request is None or t.result is None:
         return None
-    since = t.request.op.response_complete_ns or t.request.op.request_complete_ns
-    return ms_between(since, t.result.op.request_complete_ns)
+    return ms_between(t.request.op.request_complete_ns, t.result.op.request_complete_ns)
 
 
 __all__ = ["COMMITMENT_COMMANDS", "FAILURE_REASONS", "STORAGE_COMMITMENT", "CommitmentLog",

@@ -1,33 +1,58 @@
 """The instances a capture's C-STOREs carried, remembered for the analyses that ask whether an
-instance named elsewhere was sent (a Storage Commitment failure, the images an MPPS lists).
+instance named elsewhere was sent (a Storage Commitment failure, the images an MPPS lists), and
+the objects sent more than once: a SOP Instance UID reused for other content (an archive keeps
+one of the two), or the same object sent again.
 
 Bounded: past `STORES_KEPT` instances per capture nothing more is remembered, and the
 answer for an instance not found is then "unknown" rather than "not sent", so memory stays
-flat on a day of stores.
+flat on a day of stores. Copies are told apart by the SHA-256 of their data set (objects
+table), the first 16 hex digits of it kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from .association import Association, FindingRecord, ObjectRecord
 from .timing import OperationRecord
 
-#: C-STOREs remembered per capture (instance UID -> outcome).
+#: C-STOREs remembered per capture (instance UID -> outcome, and the content's digest).
 STORES_KEPT = 50_000
+#: UIDs reused for other content reported per capture (each a finding); the rest counted.
+REUSED_NAMED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One complete copy of an object: where it went and what it held."""
+
+    stream: int
+    frame: int | None
+    digest: str
+    sender_ae: str | None
+    receiver_ae: str | None
+    msg_index: int
 
 
 class StoredInstances:
-    """SOP Instance UID -> (stream of the association, status category of its C-STORE),
-    a successful store winning over an earlier failed one."""
+    """SOP Instance UID -> (frame of its C-STORE-RQ, status category of its C-STORE), a
+    successful store winning over an earlier failed one; and the copies of each object."""
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[int, str | None]] = {}
+        self.copies: dict[str, Copy] = {}  # the first complete copy of each instance
+        self.reused: list[tuple[str, Copy, Copy]] = []  # UID, first copy, other content
+        self.reused_count = 0
+        self.resent = 0  # copies identical to an earlier one
+        self.resent_bytes = 0
+        self.resent_example: tuple[str, Copy, Copy] | None = None
 
     @property
     def full(self) -> bool:
         return len(self.seen) >= STORES_KEPT
 
-    def add(self, stream: int, ops: Iterable[OperationRecord]) -> None:
+    def add(self, ops: Iterable[OperationRecord]) -> None:
         seen = self.seen
         for op in ops:
             if op.command == "C-STORE" and op.sop_instance_uid:
@@ -35,7 +60,40 @@ class StoredInstances:
                 if before is None and len(seen) >= STORES_KEPT:
                     continue
                 if before is None or before[1] != "Success":
-                    seen[op.sop_instance_uid] = (stream, op.status_category)
+                    seen[op.sop_instance_uid] = (op.first_frame, op.status_category)
+
+    def add_objects(self, stream: int, assoc: Association, objects: Iterable[ObjectRecord],
+                    ops: Iterable[OperationRecord]) -> None:
+        """The association's complete C-STORE data sets, each compared with an earlier copy
+        of its instance. ``ops`` (in request order, as ``objects`` are in message order)
+        give each its C-STORE-RQ's frame: walked beside the objects, nothing is gathered."""
+        copies = self.copies
+        stores = (op for op in ops if op.command == "C-STORE")
+        op = next(stores, None)
+        for obj in objects:
+            uid = obj.sop_instance_uid
+            if obj.command != "C-STORE-RQ" or not obj.complete or not uid:
+                continue
+            while op is not None and op.request_index < obj.msg_index:
+                op = next(stores, None)
+            frame = op.first_frame if op is not None and op.request_index == obj.msg_index \
+                else None
+            mine = obj.sender == "requestor"
+            copy = Copy(stream, frame, obj.sha256[:16],
+                        assoc.calling_ae if mine else assoc.called_ae,
+                        assoc.called_ae if mine else assoc.calling_ae, obj.msg_index)
+            first = copies.get(uid)
+            if first is None:
+                if len(copies) < STORES_KEPT:
+                    copies[uid] = copy
+            elif first.digest == copy.digest:
+                self.resent += 1
+                self.resent_bytes += obj.dataset_bytes
+                self.resent_example = self.resent_example or (uid, first, copy)
+            else:
+                self.reused_count += 1
+                if len(self.reused) < REUSED_NAMED:
+                    self.reused.append((uid, first, copy))
 
     def get(self, uid: str) -> tuple[int, str | None] | None:
         return self.seen.get(uid)
@@ -50,8 +108,45 @@ class StoredInstances:
         if found is None:
             return "" if self.full else "no C-STORE of it is in this capture"
         if found[1] == "Success":
-            return f"it was stored successfully in association {found[0]}"
-        return f"its C-STORE in association {found[0]} ended {found[1] or 'unanswered'}"
+            return f"it was stored successfully (C-STORE-RQ at frame {found[0]})"
+        return f"its C-STORE (frame {found[0]}) ended {found[1] or 'unanswered'}"
+
+    def findings(self) -> list[tuple[int | None, FindingRecord]]:
+        """A SOP Instance UID sent with other content (one finding each, on the association
+        of the later copy); objects sent again (one note for the capture)."""
+        out: list[tuple[int | None, FindingRecord]] = []
+        for uid, first, other in self.reused:
+            route = _route(first, other)
+            out.append((other.stream, FindingRecord(
+                other.msg_index, other.frame, "warning", "instance-uid-reused",
+                f"SOP Instance UID {uid} was sent with other content (data sets differ) at "
+                f"frames {first.frame} and {other.frame} ({route}): two different objects "
+                "share it, and an archive keeps only one (it rejects or overwrites the other): "
+                "the sender must give each object its own UID (check its UID generator, or "
+                "whether an edited object was sent again under the old UID)")))
+        if self.reused_count > len(self.reused):
+            out.append((None, FindingRecord(
+                None, None, "warning", "instance-uid-reused",
+                f"{self.reused_count - len(self.reused)} more SOP Instance UIDs were sent with "
+                "other content (see the objects table: the same sop_instance_uid with "
+                "another sha256)")))
+        if self.resent_example is not None:
+            uid, first, again = self.resent_example
+            size = (f"{self.resent_bytes / 1e6:.1f} MB" if self.resent_bytes >= 1e6 else
+                    f"{self.resent_bytes / 1e3:.0f} KB")
+            out.append((None, FindingRecord(
+                None, again.frame, "note", "instance-resent",
+                f"{self.resent} object(s) were sent again with the same content ({size} "
+                f"once more), e.g. {uid} at frames {first.frame} and {again.frame} "
+                f"({_route(first, again)}): a retry after a failure or timeout, or a "
+                "retrieval of what the destination already had")))
+        return out
 
 
-__all__ = ["STORES_KEPT", "StoredInstances"]
+def _route(a: Copy, b: Copy) -> str:
+    one = f"{a.sender_ae or '?'} to {a.receiver_ae or '?'}"
+    two = f"{b.sender_ae or '?'} to {b.receiver_ae or '?'}"
+    return f"{one} both times" if one == two else f"{one}, then {two}"
+
+
+__all__ = ["REUSED_NAMED", "STORES_KEPT", "Copy", "StoredInstances"]

@@ -1,0 +1,125 @@
+"""Objects sent more than once (instances.py): a SOP Instance UID reused for other content and
+the same object sent again, against what real peers sent (fixtures' ``duplicates`` truth), and
+the bounded memory of the stores on records built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
+from tshark_dicom.instances import REUSED_NAMED, STORES_KEPT, StoredInstances
+from tshark_dicom.timing import OperationRecord
+
+from .conftest import capture_for, truth_files
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+TRUTHS = [t for t in truth_files() if "duplicates" in json.loads(t.read_text())]
+
+
+def test_there_is_a_fixture() -> None:
+    assert [t.name for t in TRUTHS] == ["store_uid_reused.truth.json"]
+
+
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=[t.name.split(".")[0] for t in TRUTHS])
+def test_copies_are_told_apart_by_content(truth_path: Path, analysed: Any) -> None:
+    truth = json.loads(truth_path.read_text())
+    report, _ = analysed(capture_for(truth_path), (), ())
+    objects, findings = report.objects, report.findings
+    for dup in truth["duplicates"]:
+        uid = dup["sop_instance_uid"]
+        rows = objects[objects["sop_instance_uid"] == uid]
+        # the objects table has every copy, with the hash the peer sent
+        assert sorted(rows["sha256"]) == sorted(c["dataset_sha256"] for c in dup["copies"])
+        assert list(rows["assoc_id"]) == [c["assoc_index"] for c in dup["copies"]]
+        about = findings[findings["summary"].str.contains(uid, regex=False)]
+        assert list(about["code"]) == [dup["expected_finding"]]
+        f = about.iloc[0]
+        if dup["same_content"]:
+            assert (f["severity"], f["assoc_id"]) == ("note", pd_na())
+            assert "1 object(s) were sent again with the same content" in f["summary"]
+        else:
+            assert (f["severity"], f["assoc_id"]) == ("warning", dup["copies"][-1]["assoc_index"])
+            assert "was sent with other content (data sets differ)" in f["summary"]
+            assert "REUSE-CT to REUSE-PACS both times" in f["summary"]
+
+
+def pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
+def _assoc(calling: str = "CT01", called: str = "PACS") -> Association:
+    return cast(Association, SimpleNamespace(calling_ae=calling, called_ae=called))
+
+
+def _store(msg_index: int, uid: str, frame: int, status: str = "Success") -> OperationRecord:
+    op = OperationRecord(msg_index // 2, "C-STORE", REQUESTOR, "acceptor", 1, msg_index, CT,
+                         uid, None, frame, frame + 1, 0, 0, 100)
+    op.status_category = status
+    return op
+
+
+def _obj(msg_index: int, uid: str, sha: str, complete: bool = True) -> ObjectRecord:
+    return ObjectRecord(msg_index, "C-STORE-RQ", CT, uid, None, False, 1000, sha, complete,
+                        None, None, "requestor")
+
+
+def test_each_copy_gets_its_own_frame_and_route() -> None:
+    stored = StoredInstances()
+    first = [_store(0, "1.1", 10), _store(2, "1.2", 20)]
+    stored.add(first)
+    stored.add_objects(1, _assoc(), [_obj(0, "1.1", "a" * 64), _obj(2, "1.2", "b" * 64)],
+                       first)
+    # a later association: 1.1 again with other content, 1.2 again unchanged, to another
+    # destination; an incomplete copy is never compared
+    again = [_store(0, "1.1", 50), _store(2, "1.2", 60), _store(4, "1.3", 70)]
+    stored.add(again)
+    stored.add_objects(4, _assoc(called="PACS2"), [
+        _obj(0, "1.1", "c" * 64), _obj(2, "1.2", "b" * 64), _obj(4, "1.1", "d" * 64, False)],
+        again)
+    [(stream, reused), (nobody, resent)] = stored.findings()
+    assert (stream, reused.code, reused.frame, reused.msg_index) == (4, "instance-uid-reused",
+                                                                      50, 0)
+    assert "at frames 10 and 50 (CT01 to PACS, then CT01 to PACS2)" in reused.summary
+    assert (nobody, resent.code, resent.severity) == (None, "instance-resent", "note")
+    assert "1 object(s) were sent again with the same content (1 KB once more)" in \
+        resent.summary
+    assert "at frames 20 and 60" in resent.summary
+
+
+def test_reused_uids_are_named_up_to_a_bound_then_counted() -> None:
+    stored = StoredInstances()
+    n = REUSED_NAMED + 5
+    for digest in ("a", "b"):
+        ops = [_store(2 * i, f"1.{i}", i) for i in range(n)]
+        stored.add_objects(1, _assoc(), [_obj(2 * i, f"1.{i}", digest * 64)
+                                         for i in range(n)], ops)
+    found = stored.findings()
+    assert len(found) == REUSED_NAMED + 1
+    assert found[-1][0] is None and found[-1][1].summary.startswith(
+        "5 more SOP Instance UIDs were sent with other content")
+
+
+def test_stores_remembered_are_bounded() -> None:
+    stored = StoredInstances()
+    ops = [_store(2 * i, f"1.{i}", i) for i in range(STORES_KEPT + 10)]
+    stored.add(ops)
+    stored.add_objects(1, _assoc(), [_obj(2 * i, f"1.{i}", "a" * 64)
+                                     for i in range(STORES_KEPT + 10)], ops)
+    assert len(stored.seen) == STORES_KEPT == len(stored.copies) and stored.full
+    # past the bound an instance not found is unknown, not "not sent"
+    assert stored.sent_text("9.9") == ""
+    assert stored.sent_text("1.3") == "it was stored successfully (C-STORE-RQ at frame 3)"
+    # a failed store is said so, and a later success wins over it
+    other = StoredInstances()
+    other.add([_store(0, "2.1", 5, "Failure")])
+    assert other.sent_text("2.1") == "its C-STORE (frame 5) ended Failure"
+    assert other.sent_text("2.2") == "no C-STORE of it is in this capture"
+    other.add([_store(0, "2.1", 9)])
+    assert other.stored("2.1")

@@ -308,13 +308,23 @@ def _link(caps: list[Any], r: dict[str, Any], label: str | None = None) -> str:
     return f"<a href='#{anchor(caps.index(cap), r['assoc_id'])}'>{esc(text)}</a>"
 
 
+def _assoc_col(heading: str, caps: list[Any], key: str = "assoc_id") -> Col:
+    """A link to the association whose id is in ``key`` (nothing where it is null)."""
+    return Col(heading, lambda r: "" if missing(r.get(key)) else _link(
+        caps, {"capture": r.get("capture"), "assoc_id": r.get(key)}))
+
+
+def _pair_col(heading: str) -> Col:
+    """The row's ``scu_ae`` \u2192 ``scp_ae``."""
+    return Col(heading, lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 {r.get('scp_ae') or ''}"))
+
+
 def _slowest(ops: _Operations, caps: list[Any]) -> str:
     rows = [r for _, _, r in sorted(ops.slowest, key=lambda x: -x[0])]
     return table(rows, [
         Col("association", lambda r: _link(caps, r)),
         num_col("op", "op_index"), text_col("command", "command", cls="tight"),
-        Col("SCU \u2192 SCP", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
-                                          f"{r.get('scp_ae') or ''}")),
+        _pair_col("SCU \u2192 SCP"),
         Col("status", lambda r: status(r.get("status_hex"), r.get("status_category"),
                                        r.get("status_text"))),
         num_col("total", "total_ms", ms), text_col("why", "bottleneck_detail")],
@@ -328,11 +338,8 @@ def _commitments(report: ReportLike, caps: list[Any]) -> list[str]:
         return []
     rows = records(gather(report, "commitments", COMMITMENT_COLUMNS))
     return ["<h3 id='commitments'>Storage Commitment</h3>", table(rows, [
-        Col("request", lambda r: "" if missing(r.get("assoc_id")) else _link(caps, r)),
-        Col("result", lambda r: "" if missing(r.get("result_assoc_id")) else _link(
-            caps, {"capture": r.get("capture"), "assoc_id": r.get("result_assoc_id")})),
-        Col("SCU \u2192 SCP", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
-                                          f"{r.get('scp_ae') or ''}")),
+        _assoc_col("request", caps), _assoc_col("result", caps, "result_assoc_id"),
+        _pair_col("SCU \u2192 SCP"),
         Col("requested", lambda r: esc(when(r.get("requested_at")))),
         num_col("instances", "requested_count"), text_col("result on", "result_on"),
         num_col("wait", "wait_ms", ms), num_col("committed", "committed_count"),
@@ -364,11 +371,8 @@ def _procedure_steps(report: ReportLike, caps: list[Any]) -> list[str]:
         return "warning" if partial else "note" if r.get("outcome") == "discontinued" else ""
 
     return ["<h3 id='procedure-steps'>Procedure steps (MPPS)</h3>", table(rows, [
-        Col("N-CREATE", lambda r: "" if missing(r.get("assoc_id")) else _link(caps, r)),
-        Col("ended by", lambda r: "" if missing(r.get("final_assoc_id")) else _link(
-            caps, {"capture": r.get("capture"), "assoc_id": r.get("final_assoc_id")})),
-        Col("modality \u2192 RIS", lambda r: esc(f"{r.get('scu_ae') or ''} \u2192 "
-                                               f"{r.get('scp_ae') or ''}")),
+        _assoc_col("N-CREATE", caps), _assoc_col("ended by", caps, "final_assoc_id"),
+        _pair_col("modality \u2192 RIS"),
         text_col("step", "pps_id"), text_col("accession", "accession_number"),
         Col("created", lambda r: esc(when(r.get("created_at")))),
         text_col("status", "status", cls="tight"), num_col("took", "duration_ms", ms),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -204,37 +204,48 @@ class Report:
 
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""
-        if not self.row_count("commitments"):
+        found = self._outcomes("commitments", lambda c: c["failed_count"])
+        if found is None:
             return []
-        outcomes: Counter[str] = Counter()
-        failed = 0
-        for c in self.batches("commitments", SUMMARY_READS["commitments"]):
-            outcomes.update(c["outcome"].fillna("").tolist())
-            failed += int(c["failed_count"].fillna(0).sum())
+        outcomes, failed = found
         words = {"failures": "with failures", "refused": "refused (N-ACTION failed)"}
-        parts = [f"{n} {words.get(o, o)}" for o, n in outcomes.most_common()]
         return [f"storage commitment: {_plural(sum(outcomes.values()), 'transaction')} "
-                f"({', '.join(parts)})"
+                f"({_counted(outcomes, words)})"
                 + (f"; {_plural(failed, 'instance')} not committed" if failed else "")]
 
     def _steps_line(self) -> list[str]:
         """MPPS procedure steps by outcome, when the captures have any."""
-        if not self.row_count("procedure_steps"):
+        found = self._outcomes("procedure_steps", lambda p: (
+            p["image_count"] - p["stored_count"]).where(p["stored_count"] > 0))
+        if found is None:
             return []
-        outcomes: Counter[str] = Counter()
-        missing = 0
-        for p in self.batches("procedure_steps", SUMMARY_READS["procedure_steps"]):
-            outcomes.update(p["outcome"].fillna("").tolist())
-            gap = (p["image_count"] - p["stored_count"]).where(p["stored_count"] > 0)
-            missing += int(gap.fillna(0).sum())
+        outcomes, missing = found
         words = {"in-progress": "still in progress", "refused": "refused (N-CREATE failed)"}
-        parts = [f"{n} {words.get(o, o)}" for o, n in outcomes.most_common()]
-        return [f"procedure steps (MPPS): {sum(outcomes.values())} ({', '.join(parts)})"
+        return [f"procedure steps (MPPS): {sum(outcomes.values())} "
+                f"({_counted(outcomes, words)})"
                 + (f"; {_plural(missing, 'listed image')} not stored" if missing else "")]
+
+    def _outcomes(self, table: str, amount: Callable[[pd.DataFrame], pd.Series]
+                  ) -> tuple[Counter[str], int] | None:
+        """A table's rows by ``outcome`` and the sum of ``amount`` over them; None when the
+        table has no row."""
+        if not self.row_count(table):
+            return None
+        outcomes: Counter[str] = Counter()
+        total = 0
+        for batch in self.batches(table, SUMMARY_READS[table]):
+            outcomes.update(batch["outcome"].fillna("").tolist())
+            total += int(amount(batch).fillna(0).sum())
+        return outcomes, total
 
     def row_count(self, table: str) -> int:
         """How many rows a table has."""
         return len(self.table(table))
+
+
+def _counted(outcomes: Counter[str], words: Mapping[str, str]) -> str:
+    """``2 committed, 1 with failures``: most first, each in ``words`` where it has one."""
+    return ", ".join(f"{n} {words.get(o, o)}" for o, n in outcomes.most_common())
 
 
 def _messages_line(total: int, commands: Counter[str]) -> str:

@@ -31,7 +31,8 @@ def test_there_are_recipes_for_each_scenario() -> None:
                     "qr_move_unanswered", "timing_slow_scp", "mid_association",
                     "fixtures/captures -o", "abort_after_rejection", "scp_down",
                     "qr_worklist_wrong_station", "qr_get_unconvertible",
-                    "commit_new_association", "commit_unanswered"):
+                    "commit_new_association", "commit_unanswered",
+                    "mpps_open_and_discontinued", "mpps_images_missing"):
         assert capture in text
 
 

@@ -27,8 +27,13 @@ def test_there_is_a_fixture() -> None:
 
 @pytest.mark.parametrize("truth_path", TRUTHS, ids=[t.name.split(".")[0] for t in TRUTHS])
 def test_copies_are_told_apart_by_content(truth_path: Path, analysed: Any) -> None:
-    truth = json.loads(truth_path.read_text())
     report, _ = analysed(capture_for(truth_path), (), ())
+    check_duplicates(json.loads(truth_path.read_text()), report)
+
+
+def check_duplicates(truth: dict[str, Any], report: Any) -> None:
+    """Each copy in the objects table and the findings against the truth's ``duplicates``
+    key (also run on fresh traffic: test_live_peers)."""
     objects, findings = report.objects, report.findings
     for dup in truth["duplicates"]:
         uid = dup["sop_instance_uid"]

@@ -14,10 +14,14 @@ import pytest
 import tshark_dicom
 
 from .conftest import ROOT
+from .test_commitment import check_commitments
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
+from .test_instances import check_duplicates
+from .test_mpps import check_steps
 
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
-             "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid"]
+             "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
+             "commit_new_association", "mpps_images_missing", "store_uid_reused"]
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +44,9 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) 
     check_contexts(truth, report)
     check_messages(truth, report)
     check_objects(truth, report, tmp_path)
+    if "commitment" in truth:
+        check_commitments(truth, report)
+    if "mpps" in truth:
+        check_steps(truth, report)
+    if "duplicates" in truth:
+        check_duplicates(truth, report)

@@ -34,8 +34,13 @@ def test_there_are_mpps_fixtures() -> None:
 
 @pytest.mark.parametrize("truth_path", TRUTHS, ids=[t.name.split(".")[0] for t in TRUTHS])
 def test_procedure_steps_match_what_the_peers_did(truth_path: Path, analysed: Any) -> None:
-    truth = json.loads(truth_path.read_text())
     report, _ = analysed(capture_for(truth_path), (), ())
+    check_steps(json.loads(truth_path.read_text()), report)
+
+
+def check_steps(truth: dict[str, Any], report: Any) -> None:
+    """The procedure_steps table and the findings against the truth's ``mpps`` key (also
+    run on fresh traffic: test_live_peers)."""
     rows, ops = report.procedure_steps, report.operations
     findings = report.findings
     assert len(rows) == len(truth["mpps"])

@@ -36,6 +36,8 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "qr_move_to_self": {"slow-association-setup"},
     # planted: the destination waits 250 ms before answering each of 7 callbacks
     "qr_move_image_by_image": {"slow-association-setup", "association-per-object"},
+    # pynetdicom takes about half a second to encode, and to decode, 12,000 instances
+    "commit_large": {"scu-idle", "slow-scp-response"},
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall

@@ -31,7 +31,7 @@ from .findings import (
     unreachable_scps,
 )
 from .instances import StoredInstances
-from .ledger import Ledger, kept_dataset
+from .ledger import N_SERVICES, Ledger, kept_dataset
 from .mpps import StepLog, step_message
 from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
 from .packets import (
@@ -64,9 +64,11 @@ log = logging.getLogger(__name__)
 
 #: Which data sets become Part-10 files (SPEC: C-STORE, including C-GET/C-MOVE sub-operations).
 FILE_COMMANDS = frozenset({"C-STORE-RQ"})
-#: Query/retrieve identifiers and Storage Commitment data sets (ledger.kept_dataset) are
-#: kept for queries.py and commitment.py to decode, up to IDENTIFIER_MAX bytes each.
+#: Query/retrieve identifiers (ledger.kept_dataset) are kept for queries.py to decode, up
+#: to IDENTIFIER_MAX bytes each; Storage Commitment and MPPS data sets, which list every
+#: instance of a study (about 90 bytes each), up to N_SERVICE_MAX (some 90,000 instances).
 IDENTIFIER_MAX = 1 << 20
+N_SERVICE_MAX = 8 << 20
 
 
 @dataclass
@@ -192,7 +194,8 @@ class _Run:
             safe_object_name(sop_instance_uid, number, msg_index),
             sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax, source_ae=source_ae,
-            keep=IDENTIFIER_MAX if kept_dataset(command, sop_class_uid) else 0)
+            keep=0 if not kept_dataset(command, sop_class_uid) else
+            N_SERVICE_MAX if sop_class_uid in N_SERVICES else IDENTIFIER_MAX)
 
     def consume(self, packets: Iterator[Packet], progress: ProgressFn | None) -> None:
         """The hot loop (demux.py, compiled): every packet of the capture (raw) or of its

@@ -173,7 +173,8 @@ class CommitmentLog:
         for t in self.transactions:
             if t.result is not None and t.result.failed:
                 out.append((t.result.stream, self._failed(t)))
-            elif t.result is None and t.request is not None and t.outcome == "unanswered":
+            elif t.result is None and t.request is not None and t.outcome == "unanswered" \
+                    and t.request.transaction_uid:  # else no result could be matched to it
                 tried = [a for i, a in enumerate(attempts) if i not in owned
                          and _calls_back(t.request, a)]
                 out.append((t.request.stream, _unanswered(t.request, tried, end_ns)))

@@ -26,6 +26,7 @@ from tshark_dicom.commitment import (
     STORAGE_COMMITMENT,
     CommitmentLog,
     commitment_message,
+    failed_delivery,
     wait_ms,
 )
 from tshark_dicom.instances import StoredInstances
@@ -371,3 +372,52 @@ def test_a_request_whose_data_set_was_not_read_is_not_called_unanswered() -> Non
     log.add(unread)
     assert log.transactions[0].outcome == "unanswered"
     assert log.findings([], set(), 5_000_000_000) == []
+
+
+def test_an_unanswered_request_names_the_rejected_deliveries(analysed: Any) -> None:
+    report, _ = analysed(CAPTURES / "commit_rejected.pcapng", (), ())
+    truth = json.loads((CAPTURES / "commit_rejected.truth.json").read_text())
+    want = truth["commitment"][0]["deliveries"]
+    f = report.findings[report.findings["code"] == "commitment-unanswered"].iloc[0]
+    assert (f"COMMIT-PACS's host opened {want['count']} association(s) to MODALITY's host that "
+            f"did not deliver it (to 127.0.0.1:{want['target_port']}: {want['result']}") in \
+        f["summary"]
+    assert want["reason"] in f["summary"]
+    assert "check that MODALITY accepts COMMIT-PACS's AE title" in f["summary"]
+    assert (report.findings["code"] == "association-rejected").sum() == want["count"]
+
+
+def _delivery(result: str, contexts: dict[int, Any], abort: Any = None) -> Any:
+    return cast(Association, SimpleNamespace(
+        requestor=("10.0.0.9", 5000), acceptor=("10.0.0.5", 11112), first_ns=2_000_000_000,
+        result=result, reject=(1, 1, 3), abort=abort, contexts=contexts))
+
+
+def test_what_counts_as_a_failed_delivery() -> None:
+    sc_ok = {1: SimpleNamespace(abstract_syntax=STORAGE_COMMITMENT, result=0)}
+    sc_no = {1: SimpleNamespace(abstract_syntax=STORAGE_COMMITMENT, result=3)}
+    ct = {1: SimpleNamespace(abstract_syntax=CT, result=0)}
+    cases = [
+        (_delivery("rejected", sc_ok), False, "rejected (rejected-permanent"),
+        (_delivery("no-response", sc_ok), False, "never answered"),
+        (_delivery("accepted", sc_no), False, "its Storage Commitment context was rejected"),
+        (_delivery("accepted", sc_ok, abort=(0, 0)), False, "aborted before any result"),
+        (_delivery("accepted", sc_ok), False, "no N-EVENT-REPORT was sent on it"),
+        (_delivery("accepted", sc_ok), True, None),  # it carried a result
+        (_delivery("rejected", ct), False, None),  # not for Storage Commitment
+    ]
+    for assoc, carried, what in cases:
+        found = failed_delivery(assoc, carried)
+        if what is None:
+            assert found is None, found
+        else:
+            assert found is not None and what in found.what, (what, found)
+    # only those from the SCP's host to the SCU's host since the request are named
+    log = CommitmentLog(StoredInstances())
+    log.add(_message("N-ACTION", _info("1.9.1", ["1.1"])))
+    log.add_association(_delivery("rejected", sc_ok), False)
+    elsewhere = _delivery("rejected", sc_ok)
+    elsewhere.requestor = ("10.0.0.7", 5000)
+    log.add_association(elsewhere, False)
+    [(_, f)] = log.findings([], set(), 9_000_000_000)
+    assert "opened 1 association(s) to CT01's host" in f.summary

@@ -119,6 +119,10 @@ def test_the_summary_and_the_page(tmp_path: Path) -> None:
     section = page[page.index("id='procedure-steps'"):page.index("id='findings-by-severity'")]
     assert section.count("<tr class='warning'>") == 2  # in progress; 3 of 4 stored
     assert "3 of 4" in section and "Incorrect worklist entry selected" in section
+    nav = page[page.index("<nav>"):page.index("</nav>")]
+    assert "href='#procedure-steps'" in nav and "href='#commitments'" in nav  # n_services'
+    assert "href='#procedure-steps'" not in tshark_dicom.analyze(
+        CAPTURES / "echo.pcapng").to_html()
     echo = tshark_dicom.analyze(CAPTURES / "echo.pcapng")
     assert "procedure steps" not in echo.summary()
     assert "id='procedure-steps'" not in echo.to_html()

@@ -318,6 +318,7 @@ class _Run:
         """Storage Commitment and MPPS: the association's requests and results logged, and
         each commitment result linked to its request (operations' parent)."""
         parents: dict[int, tuple[int, int]] = {}
+        results = 0
         for op, obj in ledger.n_operations:
             def data(_index: int, o: ObjectRecord | None = obj) -> tuple[ObjectRecord | None,
                                                                           bool]:
@@ -325,12 +326,14 @@ class _Run:
 
             msg = commitment_message(assoc.stream, assoc, op, data)
             if msg is not None:
+                results += msg.kind == "result"
                 parent = self.commitments.add(msg)
                 if parent is not None:
                     parents[op.op_index] = parent
             step = step_message(assoc.stream, assoc, op, data)
             if step is not None:
                 self.steps.add(step)
+        self.commitments.add_association(assoc, results > 0)
         if parents:
             def link(op: OperationRecord) -> OperationRecord:
                 if op.op_index in parents:

@@ -13,12 +13,18 @@ no other field ties the two, and an SCU may have several transactions open at on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .association import REQUESTOR, Association, FindingRecord, ObjectRecord, uid_name
+from .association import (
+    REQUESTOR,
+    Association,
+    FindingRecord,
+    ObjectRecord,
+    reject_reason_text,
+    uid_name,
+)
 from .instances import StoredInstances
-from .queries import read_identifier
+from .queries import IdentifierFn, read_identifier
 from .streams import ConnectionAttempt
 from .timing import OperationRecord, ms_between, wait_text
 
@@ -37,6 +43,8 @@ FAILURE_REASONS = {
 }
 #: Failed instances named in a finding, and kept per result for the table.
 FAILED_KEPT = 100
+
+
 @dataclass(slots=True)
 class CommitmentMessage:
     """One Storage Commitment request (N-ACTION) or result (N-EVENT-REPORT) as decoded."""
@@ -56,9 +64,6 @@ class CommitmentMessage:
     failed_items: list[tuple[str, str, int | None]] = field(default_factory=list)
     reasons: dict[int | None, int] = field(default_factory=dict)  # reason -> count
     problem: str | None = None
-
-
-IdentifierFn = Callable[[int], tuple["ObjectRecord | None", bool]]
 
 
 def commitment_message(stream: int, assoc: Association, op: OperationRecord,
@@ -111,6 +116,45 @@ def reason_text(code: int | None) -> str:
     return f"{FAILURE_REASONS.get(code, 'reason')} (0x{code:04X})"
 
 
+#: Associations remembered per capture that may have been a result's failed delivery.
+DELIVERIES_KEPT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """An association that could have carried a Storage Commitment result and did not: from
+    ``requestor`` to ``acceptor``, opened at ``first_ns``; ``what`` says how it failed."""
+
+    requestor: str
+    acceptor: tuple[str, int]
+    first_ns: int
+    what: str
+
+
+def failed_delivery(assoc: Association, carried_result: bool) -> FailedDelivery | None:
+    """``assoc`` as a failed delivery of a Storage Commitment result: rejected, never
+    answered, aborted, or accepted while its Storage Commitment context was rejected or
+    while it carried no N-EVENT-REPORT of it; None for any other association."""
+    if assoc.requestor is None or assoc.acceptor is None or carried_result:
+        return None
+    proposed = [c for c in assoc.contexts.values() if c.abstract_syntax == STORAGE_COMMITMENT]
+    if not proposed:
+        return None  # not one a commitment SCP opened for its result
+    if assoc.result == "rejected":
+        what = f"rejected ({reject_reason_text(assoc.reject)})"
+    elif assoc.result == "no-response":
+        what = "never answered"
+    elif assoc.result != "accepted":
+        return None
+    elif not any(c.result == 0 for c in proposed):
+        what = "accepted, but its Storage Commitment context was rejected"
+    elif assoc.abort is not None:
+        what = "aborted before any result was sent"
+    else:
+        what = "accepted, but no N-EVENT-REPORT was sent on it"
+    return FailedDelivery(assoc.requestor[0], assoc.acceptor, assoc.first_ns, what)
+
+
 @dataclass
 class Transaction:
     """A request and the result that answers it (either may be missing from the capture)."""
@@ -139,6 +183,15 @@ class CommitmentLog:
         #: transaction UID -> a result whose request's association is still open (it
         #: settles later), or is not in the capture
         self._early: dict[str | None, Transaction] = {}
+        #: associations that could have carried a result and did not (the first
+        #: DELIVERIES_KEPT)
+        self.deliveries: list[FailedDelivery] = []
+
+    def add_association(self, assoc: Association, carried_result: bool) -> None:
+        """Every settled association, for the results it failed to deliver."""
+        found = failed_delivery(assoc, carried_result)
+        if found is not None and len(self.deliveries) < DELIVERIES_KEPT:
+            self.deliveries.append(found)
 
     def add(self, msg: CommitmentMessage) -> tuple[int, int] | None:
         """A request or result, in the order the capture settles them. For a result
@@ -177,7 +230,8 @@ class CommitmentLog:
                     and t.request.transaction_uid:  # else no result could be matched to it
                 tried = [a for i, a in enumerate(attempts) if i not in owned
                          and _calls_back(t.request, a)]
-                out.append((t.request.stream, _unanswered(t.request, tried, end_ns)))
+                opened = [d for d in self.deliveries if _delivers(t.request, d)]
+                out.append((t.request.stream, _unanswered(t.request, tried, opened, end_ns)))
         return out
 
     def _failed(self, t: Transaction) -> FindingRecord:
@@ -208,8 +262,16 @@ def _calls_back(req: CommitmentMessage, a: ConnectionAttempt) -> bool:
             and a.client[0] == req.receiver[0] and a.server[0] == req.sender[0])
 
 
-def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: int | None
-                ) -> FindingRecord:
+def _delivers(req: CommitmentMessage, d: FailedDelivery) -> bool:
+    """An association from the commitment SCP's host to the SCU's host once it had the
+    request (the port need not be the SCU's own: it listens on another)."""
+    return (req.receiver is not None and req.sender is not None
+            and d.first_ns >= req.op.request_complete_ns
+            and d.requestor == req.receiver[0] and d.acceptor[0] == req.sender[0])
+
+
+def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt],
+                opened: list[FailedDelivery], end_ns: int | None) -> FindingRecord:
     scp, scu = req.receiver_ae or "the commitment SCP", req.sender_ae or "the SCU"
     since = req.op.response_complete_ns or req.op.request_complete_ns
     waited = ms_between(since, end_ns)
@@ -218,7 +280,13 @@ def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt], end_ns: 
     head = (f"{scu} asked {scp} to commit {req.referenced} instance(s) (Storage Commitment "
             f"transaction {req.transaction_uid}) and {scp} accepted the request, but no result "
             f"(N-EVENT-REPORT) came {during}")
-    if tried:
+    if opened:
+        ways = "; ".join(sorted({f"to {d.acceptor[0]}:{d.acceptor[1]}: {d.what}"
+                                  for d in opened}))
+        why = (f"; {scp}'s host opened {len(opened)} association(s) to {scu}'s host that "
+               f"did not deliver it ({ways}): check that {scu} accepts {scp}'s AE title "
+               f"and the Storage Commitment SOP class with the SCP role for {scp}")
+    elif tried:
         targets = sorted({f"{a.server[0]}:{a.server[1]}" for a in tried})
         outcomes = sorted({a.outcome for a in tried})
         why = (f"; {scp}'s host tried {len(tried)} time(s) to connect to {scu}'s host at "

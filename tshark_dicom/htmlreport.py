@@ -493,13 +493,18 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
+    services = [*_commitments(report, caps), *_procedure_steps(report, caps)]
+    extra_nav = "".join(f"<a href='#{anchor_id}'>{label}</a>" for anchor_id, label in (
+        ("commitments", "Storage Commitment"), ("procedure-steps", "MPPS"))
+        if any(f"id='{anchor_id}'" in part for part in services))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         "<nav><a href='#summary'>Summary</a><a href='#findings'>Findings</a>"
-        "<a href='#timeline'>Timeline</a><a href='#associations'>Associations</a></nav>",
+        f"{extra_nav}<a href='#timeline'>Timeline</a><a href='#associations'>Associations</a>"
+        "</nav>",
         "<p class='notice'>For analysis only: files and tables made by tshark-dicom are "
         "never for clinical use.</p>",
         "<h2 id='summary'>Summary</h2>",
@@ -517,7 +522,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
               "<h3 id='services'>Operations per service</h3>", _services(ops),
               "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
-              *_commitments(report, caps), *_procedure_steps(report, caps),
+              *services,
               "<h3 id='findings-by-severity'>Findings by severity</h3>",
               table([{"severity": s, "code": c, "n": n} for (s, c), n in sorted(
                   findings.by_code.items(), key=lambda kv: (RANK.get(kv[0][0], 9),

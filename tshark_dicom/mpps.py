@@ -11,13 +11,12 @@ Instance UID. A RIS shows a step whose N-SET never came as still in progress.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .association import REQUESTOR, Association, FindingRecord, ObjectRecord
 from .instances import StoredInstances
-from .queries import read_identifier
+from .queries import IdentifierFn, read_identifier
 from .timing import OperationRecord, ms_between, wait_text
 
 #: Modality Performed Procedure Step SOP Class (PS3.4 F.7).
@@ -29,9 +28,6 @@ IMAGES_KEPT = 10_000
 #: Missing images named in a finding.
 NAMED = 3
 IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
-
-IdentifierFn = Callable[[int], tuple["ObjectRecord | None", bool]]
-
 
 @dataclass(slots=True)
 class StepMessage:

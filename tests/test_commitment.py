@@ -426,3 +426,9 @@ def test_what_counts_as_a_failed_delivery() -> None:
     log.add_association(elsewhere, False)
     [(_, f)] = log.findings([], set(), 9_000_000_000)
     assert "opened 1 association(s) to CT01's host" in f.summary
+
+
+def test_large_counts_in_the_summary_are_grouped(analysed: Any) -> None:
+    report, _ = analysed(CAPTURES / "commit_large.pcapng", (), ())
+    assert ("storage commitment: 1 transaction (1 with failures); 12,000 instances not "
+            "committed") in report.summary().splitlines()

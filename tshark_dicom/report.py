@@ -159,16 +159,16 @@ class Report:
             complete += int(o["complete"].sum())
             written += int(o["path"].notna().sum())
         results = a["result"].value_counts().to_dict() if len(a) else {}
-        parts = [f"{n} {r}" for r, n in sorted(results.items())]
+        parts = [f"{n:,} {r}" for r, n in sorted(results.items())]
         caps = self.captures
         failed = caps[caps["status"] == "failed"] if len(caps) else caps
         lines = [
-            f"{max(len(caps), len(set(a['capture'])))} capture(s): "
+            f"{max(len(caps), len(set(a['capture']))):,} capture(s): "
             f"{_plural(len(a), 'association')}"
             + (f" ({', '.join(parts)})" if parts else "")
-            + (f"; {len(failed)} could not be analysed" if len(failed) else ""),
+            + (f"; {len(failed):,} could not be analysed" if len(failed) else ""),
             _messages_line(messages, commands),
-            f"{objects} data sets: {complete} complete, {written} written as Part-10 files",
+            f"{objects:,} data sets: {complete:,} complete, {written:,} written as Part-10 files",
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
             *self._commitments_line(),
             *self._steps_line(),
@@ -221,7 +221,7 @@ class Report:
             return []
         outcomes, missing = found
         words = {"in-progress": "still in progress", "refused": "refused (N-CREATE failed)"}
-        return [f"procedure steps (MPPS): {sum(outcomes.values())} "
+        return [f"procedure steps (MPPS): {sum(outcomes.values()):,} "
                 f"({_counted(outcomes, words)})"
                 + (f"; {_plural(missing, 'listed image')} not stored" if missing else "")]
 
@@ -245,17 +245,17 @@ class Report:
 
 def _counted(outcomes: Counter[str], words: Mapping[str, str]) -> str:
     """``2 committed, 1 with failures``: most first, each in ``words`` where it has one."""
-    return ", ".join(f"{n} {words.get(o, o)}" for o, n in outcomes.most_common())
+    return ", ".join(f"{n:,} {words.get(o, o)}" for o, n in outcomes.most_common())
 
 
 def _messages_line(total: int, commands: Counter[str]) -> str:
     """Every command seen, by service (C-STORE-RQ next to C-STORE-RSP), and the messages
     whose command set could not be read (cut by the capture) counted as such."""
     unread = commands.pop("", 0)
-    parts = [f"{n} {c}" for c, n in sorted(
+    parts = [f"{n:,} {c}" for c, n in sorted(
         commands.items(), key=lambda cn: (cn[0].rsplit("-", 1)[0], cn[0].endswith("-RSP")))]
     if unread:
-        parts.append(f"{unread} whose command could not be read")
+        parts.append(f"{unread:,} whose command could not be read")
     return f"{_plural(total, 'DIMSE message')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -446,7 +446,7 @@ SUMMARY_READS: dict[str, list[str]] = {
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 

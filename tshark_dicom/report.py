@@ -201,7 +201,6 @@ class Report:
             lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
         return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
 
-
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""
         found = self._outcomes("commitments", lambda c: c["failed_count"])

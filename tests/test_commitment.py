@@ -72,7 +72,7 @@ def check_commitments(truth: dict[str, Any], report: Any) -> None:
         res = want["result"]
         if res is None:
             assert row["outcome"] == "unanswered"
-            assert row["result_assoc_id"] is pd_na()
+            assert row["result_assoc_id"] is pd.NA
         else:
             assert row["result_assoc_id"] == res["assoc_index"]
             assert row["result_on"] == ("same-association" if res["assoc_index"]
@@ -88,14 +88,11 @@ def check_commitments(truth: dict[str, Any], report: Any) -> None:
                             & (ops["op_index"] == row["result_op_index"])].iloc[0]
             assert result_op["command"] == "N-EVENT-REPORT"
             assert result_op["message_id"] == res["message_id"]
-            # the result's operation points at the request it answers, unless the result's
-            # association ended first (its rows were written before the request was seen)
-            link = (result_op["parent_assoc_id"], result_op["parent_op_index"],
-                    result_op["link"])
-            if want.get("result_linked", True):
-                assert link == (req["assoc_index"], row["op_index"], "transaction-uid")
-            else:
-                assert pd.isna(link[0]) and pd.isna(link[2]), link
+            # the result's operation points at the request it answers, also where the
+            # result's association ended first (commit_orthanc)
+            assert (result_op["parent_assoc_id"], result_op["parent_op_index"],
+                    result_op["link"]) == (req["assoc_index"], row["op_index"],
+                                           "transaction-uid")
         assert set(want["expected_findings"]) <= codes
 
 
@@ -153,12 +150,6 @@ def test_uids_in_commitments_are_redacted() -> None:
 
 
 # -- records built here ---------------------------------------------------------------------
-
-def pd_na() -> Any:
-    import pandas as pd
-
-    return pd.NA
-
 
 def _bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
     fp = DicomBytesIO()
@@ -338,6 +329,8 @@ def test_a_result_whose_association_ended_first_still_meets_its_request() -> Non
     assert log.add(_message("N-ACTION", _info("1.9.1", ["1.1", "1.2"]), op_index=4)) is None
     [t] = log.transactions
     assert t.request is not None and t.result is result and t.outcome == "failures"
+    # the result's association was kept to the end, and its operation gets the link then
+    assert log.waiting(7) and log.late_links == {(7, 0): (7, 4)}
     [(_, f)] = log.findings([], set(), None)
     assert f.code == "commitment-failed" and "1 of the 2 instance(s)" in f.summary
 

@@ -282,7 +282,7 @@ class _Run:
             counts = self.result.label_counts
             counts[label] = counts.get(label, 0) + 1
         done = self._settle(assoc, evidence, label)
-        if self.keep_all or self._for_correlation(done):
+        if self.keep_all or self._for_correlation(done) or self.commitments.waiting(assoc.stream):
             self.kept.append(done)
         else:
             self._hand_on(done)
@@ -380,6 +380,13 @@ class _Run:
         kept = sorted(self.kept, key=lambda d: d.assoc.stream)
         assocs = [d.assoc for d in kept]
         ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them
+        late = self.commitments.late_links  # results settled before their requests
+        for d, op_list in zip(kept, ops, strict=True):
+            for op in op_list:
+                parent = late.get((d.assoc.stream, op.op_index))
+                if parent is not None:
+                    op.parent_assoc_id, op.parent_op_index = parent
+                    op.link = "transaction-uid"
         links = correlate(assocs, ops, result.attempts)
         by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
         context = QrContext(assocs, links, result.attempts, by_op)

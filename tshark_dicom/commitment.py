@@ -118,6 +118,9 @@ def reason_text(code: int | None) -> str:
 
 #: Associations remembered per capture that may have been a result's failed delivery.
 DELIVERIES_KEPT = 1000
+#: Associations with a result whose request was not seen yet, kept to the capture's end so
+#: that the result's operation can point at its request once that is seen.
+WAITING_KEPT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,18 @@ class CommitmentLog:
         #: associations that could have carried a result and did not (the first
         #: DELIVERIES_KEPT)
         self.deliveries: list[FailedDelivery] = []
+        #: (stream, op_index) of a result that came before its request was settled -> the
+        #: request's: the result's association is kept to the end for this link
+        self.late_links: dict[tuple[int, int], tuple[int, int]] = {}
+
+        #: streams of results waiting for their request (at most WAITING_KEPT)
+        self._waiting: set[int] = set()
+
+    def waiting(self, stream: int) -> bool:
+        """Whether a result on ``stream`` waits for its request (whose association is still
+        open, or not in the capture): then that association is kept to the end, the first
+        WAITING_KEPT of them (a capture that starts after the requests keeps no more)."""
+        return stream in self._waiting
 
     def add_association(self, assoc: Association, carried_result: bool) -> None:
         """Every settled association, for the results it failed to deliver."""
@@ -202,6 +217,9 @@ class CommitmentLog:
             early = self._early.pop(uid) if uid in self._early else None
             if early is not None:  # its result's association ended before this one
                 early.request = msg
+                assert early.result is not None
+                self.late_links[(early.result.stream, early.result.op.op_index)] = (
+                    msg.stream, msg.op.op_index)
                 return None
             asked = Transaction(request=msg)
             self.transactions.append(asked)
@@ -214,6 +232,8 @@ class CommitmentLog:
             self.transactions.append(alone)
             if uid:
                 self._early[uid] = alone
+                if len(self._waiting) < WAITING_KEPT:
+                    self._waiting.add(msg.stream)
             return None
         t.result = msg
         return t.request.stream, t.request.op.op_index

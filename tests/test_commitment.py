@@ -295,7 +295,7 @@ def test_a_failed_instance_that_was_stored_says_so() -> None:
     log = CommitmentLog(StoredInstances())
     store = _op("C-STORE", 0)
     store.sop_instance_uid = "1.2"
-    log.stored.add([store])
+    log.stored.add(3, _assoc(), [store])
     log.add(_message("N-ACTION", _info("1.9.1", ["1.2"])))
     log.add(_message("N-EVENT-REPORT", _info("1.9.1", [], [("1.2", 0x0110)]), op_index=1,
                      scu="acceptor"))

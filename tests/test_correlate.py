@@ -22,6 +22,14 @@ def _assoc(calling: str, called: str, requestor: tuple[str, int], acceptor: tupl
                            first_ns=int(start_ms * MS), last_ns=int((start_ms + 1000) * MS))
 
 
+def _correlate(assocs: list[Any], ops: list[Any], attempts: list[Any]) -> Any:
+    """correlate(), each association's stream its place in the list (as in a capture with
+    only DICOM streams): the ids it writes are streams."""
+    for i, a in enumerate(assocs):
+        a.stream = i
+    return correlate(assocs, ops, attempts)
+
+
 def _op(index: int, command: str, start_ms: float, end_ms: float | None, *,
         request_index: int = 0, scu: str = "requestor", dest: str | None = None,
         message_id: int = 1, status: str = "Success") -> OperationRecord:
@@ -60,7 +68,7 @@ def _two_moves(originators: list[tuple[str | None, int | None]]) -> tuple[list[A
 
 def test_two_moves_to_one_destination_with_originators_are_exact() -> None:
     assocs, ops = _two_moves([("SCU-B", 9), ("SCU-A", 7)])
-    correlate(assocs, ops, [])
+    _correlate(assocs, ops, [])
     assert ops[0][0].callback_assoc_ids == [3] and ops[1][0].callback_assoc_ids == [2]
     assert (ops[2][0].parent_assoc_id, ops[2][0].link) == (1, "move-originator")
     assert (ops[3][0].parent_assoc_id, ops[3][0].link) == (0, "move-originator")
@@ -68,7 +76,7 @@ def test_two_moves_to_one_destination_with_originators_are_exact() -> None:
 
 def test_two_moves_to_one_destination_without_originators_stay_uncertain() -> None:
     assocs, ops = _two_moves([("ARCHIVE", 1), ("ARCHIVE", 2)])  # the archive's own AE
-    correlate(assocs, ops, [])
+    _correlate(assocs, ops, [])
     for store in (ops[2][0], ops[3][0]):
         assert store.parent_assoc_id is None and store.link == "uncertain"
     for move in (ops[0][0], ops[1][0]):
@@ -79,7 +87,7 @@ def test_a_callback_outside_the_move_is_not_its_own() -> None:
     assocs = [_assoc("SCU", "ARCHIVE", ("10.0.0.1", 40000), ARCHIVE, 0),
               _assoc("ARCHIVE", "DEST", (ARCHIVE[0], 50000), ("10.0.0.3", 11112), 900)]
     ops = [[_op(0, "C-MOVE", 10, 500, dest="DEST")], [_op(0, "C-STORE", 901, 902)]]
-    correlate(assocs, ops, [])
+    _correlate(assocs, ops, [])
     assert ops[0][0].callback_assoc_ids == [] and ops[1][0].parent_assoc_id is None
 
 
@@ -94,7 +102,7 @@ def test_refused_attempts_belong_to_the_move_in_progress() -> None:
         ConnectionAttempt(5, (ARCHIVE[0], 50001), ("10.0.0.3", 11112), 800 * MS, 801 * MS, 19,
                           1, "refused"),  # after the C-MOVE ended
     ]
-    correlate(assocs, ops, attempts)
+    _correlate(assocs, ops, attempts)
     assert ops[0][0].callback_attempt_ids == [0]
 
 
@@ -103,7 +111,7 @@ def test_c_get_sub_operations_on_its_own_association() -> None:
     ops = [[_op(0, "C-GET", 10, 500), _op(1, "C-STORE", 20, 30, scu="acceptor",
                                           status="Failure"),
             _op(2, "C-STORE", 40, 50, scu="acceptor"), _op(3, "C-STORE", 700, 710)]]
-    correlate(assocs, ops, [])
+    _correlate(assocs, ops, [])
     get = ops[0][0]
     assert (get.suboperations_seen, get.suboperations_failed, get.link) == (2, 1,
                                                                            "same-association")

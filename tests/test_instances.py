@@ -78,16 +78,12 @@ def _obj(msg_index: int, uid: str, sha: str, complete: bool = True) -> ObjectRec
 def test_each_copy_gets_its_own_frame_and_route() -> None:
     stored = StoredInstances()
     first = [_store(0, "1.1", 10), _store(2, "1.2", 20)]
-    stored.add(first)
-    stored.add_objects(1, _assoc(), [_obj(0, "1.1", "a" * 64), _obj(2, "1.2", "b" * 64)],
-                       first)
+    stored.add(1, _assoc(), first, [_obj(0, "1.1", "a" * 64), _obj(2, "1.2", "b" * 64)])
     # a later association: 1.1 again with other content, 1.2 again unchanged, to another
     # destination; an incomplete copy is never compared
     again = [_store(0, "1.1", 50), _store(2, "1.2", 60), _store(4, "1.3", 70)]
-    stored.add(again)
-    stored.add_objects(4, _assoc(called="PACS2"), [
-        _obj(0, "1.1", "c" * 64), _obj(2, "1.2", "b" * 64), _obj(4, "1.1", "d" * 64, False)],
-        again)
+    stored.add(4, _assoc(called="PACS2"), again, [
+        _obj(0, "1.1", "c" * 64), _obj(2, "1.2", "b" * 64), _obj(4, "1.1", "d" * 64, False)])
     [(stream, reused), (nobody, resent)] = stored.findings()
     assert (stream, reused.code, reused.frame, reused.msg_index) == (4, "instance-uid-reused",
                                                                       50, 0)
@@ -103,8 +99,7 @@ def test_reused_uids_are_named_up_to_a_bound_then_counted() -> None:
     n = REUSED_NAMED + 5
     for digest in ("a", "b"):
         ops = [_store(2 * i, f"1.{i}", i) for i in range(n)]
-        stored.add_objects(1, _assoc(), [_obj(2 * i, f"1.{i}", digest * 64)
-                                         for i in range(n)], ops)
+        stored.add(1, _assoc(), ops, [_obj(2 * i, f"1.{i}", digest * 64) for i in range(n)])
     found = stored.findings()
     assert len(found) == REUSED_NAMED + 1
     assert found[-1][0] is None and found[-1][1].summary.startswith(
@@ -114,17 +109,16 @@ def test_reused_uids_are_named_up_to_a_bound_then_counted() -> None:
 def test_stores_remembered_are_bounded() -> None:
     stored = StoredInstances()
     ops = [_store(2 * i, f"1.{i}", i) for i in range(STORES_KEPT + 10)]
-    stored.add(ops)
-    stored.add_objects(1, _assoc(), [_obj(2 * i, f"1.{i}", "a" * 64)
-                                     for i in range(STORES_KEPT + 10)], ops)
+    stored.add(1, _assoc(), ops, [_obj(2 * i, f"1.{i}", "a" * 64)
+                                  for i in range(STORES_KEPT + 10)])
     assert len(stored.seen) == STORES_KEPT == len(stored.copies) and stored.full
     # past the bound an instance not found is unknown, not "not sent"
     assert stored.sent_text("9.9") == ""
     assert stored.sent_text("1.3") == "it was stored successfully (C-STORE-RQ at frame 3)"
     # a failed store is said so, and a later success wins over it
     other = StoredInstances()
-    other.add([_store(0, "2.1", 5, "Failure")])
+    other.add(1, _assoc(), [_store(0, "2.1", 5, "Failure")])
     assert other.sent_text("2.1") == "its C-STORE (frame 5) ended Failure"
     assert other.sent_text("2.2") == "no C-STORE of it is in this capture"
-    other.add([_store(0, "2.1", 9)])
+    other.add(2, _assoc(), [_store(0, "2.1", 9)])
     assert other.stored("2.1")

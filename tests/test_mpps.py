@@ -190,7 +190,7 @@ def _stored(*uids: str) -> StoredInstances:
                              0, 0, 10)
         op.status_category = "Success"
         ops.append(op)
-    stored.add(ops)
+    stored.add(5, _assoc(), ops)
     return stored
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .association import Association, FindingRecord, MessageRecord, ObjectRecord
-from .commitment import CommitmentLog, Transaction, commitment_message
+from .commitment import CommitmentLog, Transaction, commitment_message, link_result
 from .correlate import correlate
 from .crosscheck import crosscheck
 from .demux import Totals, consume
@@ -295,8 +295,7 @@ class _Run:
         ledger.take(*assoc.drain())
         ledger.finish()
         ops = ledger.ops
-        self.stored.add(ops)
-        self.stored.add_objects(assoc.stream, assoc, ledger.objects, ops)
+        self.stored.add(assoc.stream, assoc, ops, ledger.objects)
         self._n_services(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
@@ -335,13 +334,7 @@ class _Run:
                 self.steps.add(step)
         self.commitments.add_association(assoc, results > 0)
         if parents:
-            def link(op: OperationRecord) -> OperationRecord:
-                if op.op_index in parents:
-                    op.parent_assoc_id, op.parent_op_index = parents[op.op_index]
-                    op.link = "transaction-uid"
-                return op
-
-            ledger.ops.rewrite(link)
+            ledger.ops.rewrite(lambda op: link_result(op, parents.get(op.op_index)))
 
     def _for_correlation(self, done: FinishedAssociation) -> bool:
         """Kept to the end: a C-MOVE or C-GET association, or one that may be a C-MOVE's
@@ -383,10 +376,7 @@ class _Run:
         late = self.commitments.late_links  # results settled before their requests
         for d, op_list in zip(kept, ops, strict=True):
             for op in op_list:
-                parent = late.get((d.assoc.stream, op.op_index))
-                if parent is not None:
-                    op.parent_assoc_id, op.parent_op_index = parent
-                    op.link = "transaction-uid"
+                link_result(op, late.get((d.assoc.stream, op.op_index)))
         links = correlate(assocs, ops, result.attempts)
         by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
         context = QrContext(assocs, links, result.attempts, by_op)
@@ -399,12 +389,6 @@ class _Run:
                 else:
                     assocs[which].findings.append(finding)
         ids = [a.stream for a in assocs]  # from here on an association is its stream
-        for op_list in ops:
-            for op in op_list:
-                if op.parent_assoc_id is not None and op.link != "transaction-uid":
-                    op.parent_assoc_id = ids[op.parent_assoc_id]
-                if op.callback_assoc_ids:
-                    op.callback_assoc_ids = [ids[i] for i in op.callback_assoc_ids]
         result.attempt_owners = {i: (ids[ml.assoc_id], ml.op.op_index)
                                  for ml in links for i in ml.attempts}
         unowned = [t for i, t in enumerate(result.attempts) if i not in result.attempt_owners]

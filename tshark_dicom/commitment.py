@@ -26,7 +26,7 @@ from .association import (
 from .instances import StoredInstances
 from .queries import IdentifierFn, read_identifier
 from .streams import ConnectionAttempt
-from .timing import OperationRecord, ms_between, wait_text
+from .timing import OperationRecord, ms_between, until_end_text
 
 #: Storage Commitment Push Model SOP Class (PS3.4 J.3).
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
@@ -293,10 +293,7 @@ def _delivers(req: CommitmentMessage, d: FailedDelivery) -> bool:
 def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt],
                 opened: list[FailedDelivery], end_ns: int | None) -> FindingRecord:
     scp, scu = req.receiver_ae or "the commitment SCP", req.sender_ae or "the SCU"
-    since = req.op.response_complete_ns or req.op.request_complete_ns
-    waited = ms_between(since, end_ns)
-    during = (f"before the capture ended, {wait_text(waited)} after the N-ACTION-RSP"
-              if waited is not None else "in the capture")
+    during = until_end_text(req.op, end_ns, "N-ACTION-RSP")
     head = (f"{scu} asked {scp} to commit {req.referenced} instance(s) (Storage Commitment "
             f"transaction {req.transaction_uid}) and {scp} accepted the request, but no result "
             f"(N-EVENT-REPORT) came {during}")
@@ -321,6 +318,14 @@ def _unanswered(req: CommitmentMessage, tried: list[ConnectionAttempt],
                          "commitment-unanswered", head + why)
 
 
+def link_result(op: OperationRecord, parent: tuple[int, int] | None) -> OperationRecord:
+    """A result's operation pointed at its request's (stream, op_index), if given."""
+    if parent is not None:
+        op.parent_assoc_id, op.parent_op_index = parent
+        op.link = "transaction-uid"
+    return op
+
+
 def wait_ms(t: Transaction) -> float | None:
     """From the request's N-ACTION-RQ to the result's N-EVENT-REPORT-RQ (from the request,
     not its response: Orthanc sends the result as it answers)."""
@@ -330,4 +335,5 @@ def wait_ms(t: Transaction) -> float | None:
 
 
 __all__ = ["COMMITMENT_COMMANDS", "FAILURE_REASONS", "STORAGE_COMMITMENT", "CommitmentLog",
-           "CommitmentMessage", "Transaction", "commitment_message", "reason_text", "wait_ms"]
+           "CommitmentMessage", "Transaction", "commitment_message", "link_result",
+           "reason_text", "wait_ms"]

@@ -50,11 +50,13 @@ def _span(op: OperationRecord, end_ns: int) -> tuple[int, int]:
 def correlate(associations: Sequence[Association], operations: Sequence[list[OperationRecord]],
               attempts: Sequence[ConnectionAttempt]) -> list[MoveLinks]:
     """Fill the correlation fields of ``operations`` (per association, same order as
-    ``associations``) and return one MoveLinks per C-MOVE and C-GET."""
+    ``associations``; the ids written there are the associations' streams, as everywhere
+    after analysis) and return one MoveLinks per C-MOVE and C-GET (whose ``assoc_id`` and
+    lists are indexes into ``associations``)."""
     end_ns = max((a.last_ns for a in associations), default=0)
     links: list[MoveLinks] = []
     for aid, ops in enumerate(operations):
-        links.extend(_c_gets(aid, ops, end_ns))
+        links.extend(_c_gets(aid, associations[aid].stream, ops, end_ns))
     moves = [MoveLinks(aid, op) for aid, ops in enumerate(operations) for op in ops
              if op.command == "C-MOVE"]
     for aid, assoc in enumerate(associations):
@@ -62,7 +64,7 @@ def correlate(associations: Sequence[Association], operations: Sequence[list[Ope
     for ml in moves:
         _link_attempts(ml, associations, attempts, end_ns)
         op = ml.op
-        op.callback_assoc_ids = ml.callbacks
+        op.callback_assoc_ids = [associations[i].stream for i in ml.callbacks]
         op.callback_attempt_ids = ml.attempts
         op.suboperations_seen = len(ml.stores)
         op.suboperations_failed = sum(s.status_category == "Failure" for _, s in ml.stores)
@@ -74,7 +76,8 @@ def correlate(associations: Sequence[Association], operations: Sequence[list[Ope
     return links + moves
 
 
-def _c_gets(aid: int, ops: list[OperationRecord], end_ns: int) -> list[MoveLinks]:
+def _c_gets(aid: int, stream: int, ops: list[OperationRecord], end_ns: int
+            ) -> list[MoveLinks]:
     gets = [MoveLinks(aid, op) for op in ops if op.command == "C-GET"]
     if not gets:
         return []
@@ -85,7 +88,7 @@ def _c_gets(aid: int, ops: list[OperationRecord], end_ns: int) -> list[MoveLinks
                 and _span(g.op, end_ns)[0] <= store.request_first_ns <= _span(g.op, end_ns)[1]]
         if len(fits) == 1:
             g = fits[0]
-            store.parent_assoc_id, store.parent_op_index = aid, g.op.op_index
+            store.parent_assoc_id, store.parent_op_index = stream, g.op.op_index
             store.link = "same-association"
             g.stores.append((aid, store))
         elif len(fits) > 1:
@@ -135,7 +138,8 @@ def _link_callback(aid: int, assoc: Association, ops: list[OperationRecord],
         return
     chosen.callbacks.append(aid)
     for s in stores:
-        s.parent_assoc_id, s.parent_op_index, s.link = chosen.assoc_id, chosen.op.op_index, how
+        s.parent_assoc_id, s.parent_op_index, s.link = (
+            associations[chosen.assoc_id].stream, chosen.op.op_index, how)
         chosen.stores.append((aid, s))
 
 

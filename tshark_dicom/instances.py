@@ -52,48 +52,46 @@ class StoredInstances:
     def full(self) -> bool:
         return len(self.seen) >= STORES_KEPT
 
-    def add(self, ops: Iterable[OperationRecord]) -> None:
+    def add(self, stream: int, assoc: Association, ops: Iterable[OperationRecord],
+            objects: Iterable[ObjectRecord] = ()) -> None:
+        """An association's C-STOREs, in one walk of its operations (request order) beside
+        its objects (message order): each store's outcome, and each complete data set
+        compared with an earlier copy of its instance. Nothing is gathered."""
         seen = self.seen
+        stored = (o for o in objects
+                  if o.command == "C-STORE-RQ" and o.complete and o.sop_instance_uid)
+        obj = next(stored, None)
         for op in ops:
-            if op.command == "C-STORE" and op.sop_instance_uid:
-                before = seen.get(op.sop_instance_uid)
-                if before is None and len(seen) >= STORES_KEPT:
-                    continue
-                if before is None or before[1] != "Success":
-                    seen[op.sop_instance_uid] = (op.first_frame, op.status_category)
-
-    def add_objects(self, stream: int, assoc: Association, objects: Iterable[ObjectRecord],
-                    ops: Iterable[OperationRecord]) -> None:
-        """The association's complete C-STORE data sets, each compared with an earlier copy
-        of its instance. ``ops`` (in request order, as ``objects`` are in message order)
-        give each its C-STORE-RQ's frame: walked beside the objects, nothing is gathered."""
-        copies = self.copies
-        stores = (op for op in ops if op.command == "C-STORE")
-        op = next(stores, None)
-        for obj in objects:
-            uid = obj.sop_instance_uid
-            if obj.command != "C-STORE-RQ" or not obj.complete or not uid:
+            if op.command != "C-STORE":
                 continue
-            while op is not None and op.request_index < obj.msg_index:
-                op = next(stores, None)
-            frame = op.first_frame if op is not None and op.request_index == obj.msg_index \
-                else None
-            mine = obj.sender == "requestor"
-            copy = Copy(stream, frame, obj.sha256[:16],
-                        assoc.calling_ae if mine else assoc.called_ae,
-                        assoc.called_ae if mine else assoc.calling_ae, obj.msg_index)
-            first = copies.get(uid)
-            if first is None:
-                if len(copies) < STORES_KEPT:
-                    copies[uid] = copy
-            elif first.digest == copy.digest:
-                self.resent += 1
-                self.resent_bytes += obj.dataset_bytes
-                self.resent_example = self.resent_example or (uid, first, copy)
-            else:
-                self.reused_count += 1
-                if len(self.reused) < REUSED_NAMED:
-                    self.reused.append((uid, first, copy))
+            uid = op.sop_instance_uid
+            if uid:
+                before = seen.get(uid)
+                if (before is None and len(seen) < STORES_KEPT) or (
+                        before is not None and before[1] != "Success"):
+                    seen[uid] = (op.first_frame, op.status_category)
+            while obj is not None and obj.msg_index < op.request_index:
+                obj = next(stored, None)
+            if obj is None or obj.msg_index != op.request_index:
+                continue
+            self._copy(str(obj.sop_instance_uid), obj, Copy(
+                stream, op.first_frame, obj.sha256[:16],
+                *((assoc.calling_ae, assoc.called_ae) if obj.sender == "requestor"
+                  else (assoc.called_ae, assoc.calling_ae)), obj.msg_index))
+
+    def _copy(self, uid: str, obj: ObjectRecord, copy: Copy) -> None:
+        first = self.copies.get(uid)
+        if first is None:
+            if len(self.copies) < STORES_KEPT:
+                self.copies[uid] = copy
+        elif first.digest == copy.digest:
+            self.resent += 1
+            self.resent_bytes += obj.dataset_bytes
+            self.resent_example = self.resent_example or (uid, first, copy)
+        else:
+            self.reused_count += 1
+            if len(self.reused) < REUSED_NAMED:
+                self.reused.append((uid, first, copy))
 
     def get(self, uid: str) -> tuple[int, str | None] | None:
         return self.seen.get(uid)

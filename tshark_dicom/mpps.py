@@ -17,7 +17,7 @@ from typing import Any
 from .association import REQUESTOR, Association, FindingRecord, ObjectRecord
 from .instances import StoredInstances
 from .queries import IdentifierFn, read_identifier
-from .timing import OperationRecord, ms_between, wait_text
+from .timing import OperationRecord, until_end_text
 
 #: Modality Performed Procedure Step SOP Class (PS3.4 F.7).
 MPPS = "1.2.840.10008.3.1.2.3.3"
@@ -249,10 +249,7 @@ def _not_completed(step: Step, later: Step | None, end_ns: int | None) -> Findin
     ended before the exam did (exams take minutes)."""
     create = step.create
     assert create is not None
-    since = create.op.response_complete_ns or create.op.request_complete_ns
-    waited = ms_between(since, end_ns)
-    when = (f"before the capture ended, {wait_text(waited)} after the N-CREATE"
-            if waited is not None else "in the capture")
+    when = until_end_text(create.op, end_ns, "N-CREATE")
     refused = [s for s in step.sets if not s.accepted]
     if refused:
         last = refused[-1]

@@ -168,10 +168,16 @@ def ms_between(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / 1e6
 
 
-def wait_text(ms: float) -> str:
-    """A wait in a finding's sentence: ``4 ms`` under a second, else ``1.1 s``."""
-    ms = max(ms, 0.0)
-    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+def until_end_text(op: OperationRecord, end_ns: int | None, answer: str) -> str:
+    """How long a capture went on after ``op`` was answered, for a finding about what never
+    came: "before the capture ended, 4 ms after the N-ACTION-RSP" (``answer`` names the
+    response; ``1.1 s`` from a second on), or "in the capture" when the end is unknown."""
+    waited = ms_between(op.response_complete_ns or op.request_complete_ns, end_ns)
+    if waited is None:
+        return "in the capture"
+    ms = max(waited, 0.0)
+    return (f"before the capture ended, "
+            f"{f'{ms:.0f} ms' if ms < 1000 else f'{ms / 1000:.1f} s'} after the {answer}")
 
 
 def _other(role: str) -> str:

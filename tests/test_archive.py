@@ -578,9 +578,9 @@ def test_output_is_owner_only_unless_shared(two_runs: dict[str, Path], tmp_path:
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_jobs_workers_write_with_the_runs_umask(tmp_path: Path, shared: bool) -> None:
-    """--jobs workers are forked from a server started before the run set its umask
-    (batch.py, workers.py): what they write is owner-only all the same, or as the umask
-    allows with --shared-output."""
+    """--jobs workers (forks of the run's process, or of a fork server started earlier:
+    batch.py, workers.py) write what is owner-only all the same, or as the umask allows
+    with --shared-output."""
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "tshark_dicom", "analyze",
                            *(str(CAPTURES / c) for c in NEW_SET), "-o", str(out), "--jobs",

@@ -421,9 +421,8 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     if work.engine == "ek" or work.cross_check:  # they need tshark's version: probe once
         work.tshark.version  # noqa: B018 - here, not in every worker
     work.tshark.version_text  # noqa: B018 - the same: once, not in every worker
-    # forked from a server that imported the analysis once (workers.py), never from this
-    # process: it runs threads (tshark's stderr readers, the progress display), and a
-    # fork taken while one holds a lock deadlocks the child.
+    # forks of this process when it runs no other thread, else of a fork server that
+    # imported the analysis once (workers.py): decided here, just before they start
     context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)
@@ -472,11 +471,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
-    # what the fork server imported lives as long as the worker: out of the collector's
+    # what the worker started with (imports) lives as long as it: out of the collector's
     # way, so that its passes neither walk it nor copy its pages (the CLI's _imports does
     # the same; 50 captures --jobs 2: 0.1 s less CPU)
     gc.freeze()
-    os.umask(umask)  # the run's (store.output_mode), not the fork server's
+    os.umask(umask)  # the run's (store.output_mode): a fork server's may be older
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value
         claimed.value += 1

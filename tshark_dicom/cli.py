@@ -273,10 +273,6 @@ def analyze(
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
     objects, findings, operations, queries...), report.html, Part-10 objects under
     OUT/objects, and a summary."""
-    if jobs > 1 and dask is None:  # the workers' fork server imports while we do
-        from .workers import start_early
-
-        start_early()
     with _imports():
         from .archive import analyze_to
 
@@ -447,10 +443,15 @@ def _imports() -> Iterator[None]:
 @contextmanager
 def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
     """A one-line progress display on stderr, only for a person at a terminal: captures and
-    bytes done of all, the rate and the time left (from the captures' sizes)."""
+    bytes done of all, the rate and the time left (from the captures' sizes).
+
+    Drawn as the run reports progress (at most REFRESH_S apart), not by rich's own refresh
+    thread: a process without threads of its own forks its --jobs workers (workers.py)."""
     if not enabled:
         yield None
         return
+    import time
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -463,17 +464,27 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                  console=Console(stderr=True)) as bar:
+                  auto_refresh=False, console=Console(stderr=True)) as bar:
         task = bar.add_task("starting tshark", total=None)
+        bar.refresh()
+        drawn = [time.monotonic()]
 
         def update(label: str, done: int, total: int, packets: int, done_bytes: int,
                    total_bytes: int) -> None:
             name = Path(label).name
             what = f"{packets:,} packets read, {name}" if packets else name
+            now = time.monotonic()
             bar.update(task, completed=done_bytes, total=total_bytes or None,
-                       description=f"capture {min(done + 1, total)}/{total}: {what}")
+                       description=f"capture {min(done + 1, total)}/{total}: {what}",
+                       refresh=now - drawn[0] >= REFRESH_S)
+            if now - drawn[0] >= REFRESH_S:
+                drawn[0] = now
 
         yield update
+
+
+#: How often the progress display is drawn at most (s).
+REFRESH_S = 0.1
 
 
 def _logging(debug: bool) -> None:

@@ -433,8 +433,12 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             rank = {k: i for i, k in enumerate(keys)}
             files.sort(key=lambda p: rank.get(p.stem, len(rank)))
         if _current(files, table):  # this version's parts: read READ_GROUP at a time
+            # without Arrow's thread pool, as every read here: its threads, once started,
+            # live on, and a process with threads forks no --jobs workers (workers.py;
+            # --resume reads the captures table first)
             df = pa.concat_tables([_read_group(files[i:i + READ_GROUP], table, columns, filters)
-                                   for i in range(0, len(files), READ_GROUP)]).to_pandas()
+                                   for i in range(0, len(files), READ_GROUP)]).to_pandas(
+                                       use_threads=False)
         else:
             chunks = [_read_part(f, table, columns, filters) for f in files]
             df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
@@ -499,7 +503,8 @@ def _read_part(path: Path, table: str, columns: Sequence[str] | None,
     names = set(pq.read_schema(path).names) if old or columns else set()
     legacy = {new: o for new, o in old.items() if o in names and new not in names}
     cols = [c for c in (legacy.get(c, c) for c in columns) if c in names] if columns else None
-    df: pd.DataFrame = pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    df: pd.DataFrame = pq.read_table(path, columns=cols, filters=filters,
+                                     use_threads=False).to_pandas(use_threads=False)
     return df.rename(columns={o: new for new, o in legacy.items()}) if legacy else df
 
 

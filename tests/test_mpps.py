@@ -29,7 +29,7 @@ TRUTHS = [t for t in truth_files() if "mpps" in json.loads(t.read_text())]
 
 def test_there_are_mpps_fixtures() -> None:
     assert {t.name.removesuffix(".truth.json") for t in TRUTHS} >= {
-        "mpps_images_missing", "mpps_open_and_discontinued"}
+        "mpps_images_missing", "mpps_open_and_discontinued", "mpps_uid_assigned"}
 
 
 @pytest.mark.parametrize("truth_path", TRUTHS, ids=[t.name.split(".")[0] for t in TRUTHS])

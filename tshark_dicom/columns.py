@@ -237,7 +237,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "cancel_index": "`msg_index` of a C-CANCEL-RQ sent for it.",
         "sop_class_uid": "SOP Class UID of the request.",
         "sop_class_name": "The SOP class's name.",
-        "sop_instance_uid": "SOP Instance UID of the request.",
+        "sop_instance_uid": "SOP Instance UID of the request; for an N-CREATE whose request "
+                            "gave none, the one the SCP assigned in its response.",
         "move_destination": "A C-MOVE's Move Destination AE title.",
         "status": "Final status as an integer; see `status_hex`.",
         "status_hex": "Final status as DICOM engineers read it, e.g. `0xA700`.",
@@ -363,8 +364,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "procedure_steps": {
         "capture": _CAPTURE,
-        "sop_instance_uid": "The step's SOP Instance UID (the N-CREATE's Affected, each "
-                            "N-SET's Requested).",
+        "sop_instance_uid": "The step's SOP Instance UID (the N-CREATE's Affected, or the "
+                            "one the RIS assigned in its response; each N-SET's Requested).",
         "assoc_id": "The association of the N-CREATE; null if the capture has only N-SETs.",
         "op_index": "The N-CREATE's operation (operations.op_index).",
         "scu_ae": "The AE title that reported the step (a modality).",

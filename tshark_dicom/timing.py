@@ -283,6 +283,10 @@ def _attach(op: OperationRecord, m: MessageRecord) -> None:
         return
     op.final_response_index = m.msg_index
     op.response_complete_ns = m.ended_ns
+    if op.sop_instance_uid is None and op.command == "N-CREATE":
+        # the SCU left the instance's UID to the SCP, which gives it in its response
+        # (PS3.7 10.1.5.1.4; an MPPS a RIS numbers, PS3.4 F.7.2.1.1)
+        op.sop_instance_uid = cmd.sop_instance_uid
     _final_status(op, m)
 
 

@@ -8,11 +8,13 @@ syntax; files written are read back with ``pydicom.dcmread``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tracemalloc
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -31,9 +33,12 @@ from tshark_dicom.objects import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     ObjectSink,
     dataset_uids,
+    encoding_mismatch,
     infer_transfer_syntax,
     safe_object_name,
 )
+
+from .conftest import capture_for, truth_files
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -390,6 +395,67 @@ def test_infer_transfer_syntax_gives_up(head: bytes) -> None:
     assert infer_transfer_syntax(head) is None
 
 
+ENCODINGS = [(True, True, IMPLICIT_VR_LITTLE_ENDIAN), (False, True, EXPLICIT_VR_LITTLE_ENDIAN),
+             (False, False, EXPLICIT_VR_BIG_ENDIAN)]
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"  # explicit VR little endian, pixel data aside
+
+
+@pytest.mark.parametrize("source", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "small"])
+@pytest.mark.parametrize(("implicit", "little", "sent_as"), ENCODINGS)
+def test_encoding_mismatch_says_the_encoding_a_data_set_is_really_in(
+        source: str, implicit: bool, little: bool, sent_as: str) -> None:
+    ds = small_dataset() if source == "small" else pydicom.dcmread(get_testdata_file(source))
+    data = encoded(ds, implicit, little)
+    for _, _, context in ENCODINGS:
+        assert encoding_mismatch(context, data) == (None if context == sent_as else sent_as)
+    # a compressed transfer syntax is explicit VR little endian around its pixel data
+    assert encoding_mismatch(JPEG_BASELINE, data) == (
+        None if sent_as == EXPLICIT_VR_LITTLE_ENDIAN else sent_as)
+
+
+@pytest.mark.parametrize("context", [DEFLATED, "1.2.3.4.5", "not a uid", None])
+def test_encoding_mismatch_says_nothing_where_it_cannot_tell(context: str | None) -> None:
+    """Deflated data, a transfer syntax pydicom does not know (a private one), no context."""
+    data = encoded(small_dataset(), True, True)
+    assert encoding_mismatch(context, data) is None
+
+
+def test_encoding_mismatch_needs_several_elements_that_fit_another_encoding() -> None:
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    one = encoded(ident, False, True)  # one element: nothing to go on
+    assert encoding_mismatch(IMPLICIT_VR_LITTLE_ENDIAN, one) is None
+    for head in (b"", b"\x00" * 64, b"\xff" * 64, bytes(range(256))):
+        assert encoding_mismatch(IMPLICIT_VR_LITTLE_ENDIAN, head) is None
+        assert encoding_mismatch(EXPLICIT_VR_LITTLE_ENDIAN, head) is None
+
+
+def test_a_misencoded_data_set_is_written_with_the_encoding_it_is_in(tmp_path: Path) -> None:
+    """The file says the encoding the bytes are in, so that it opens; the bytes stay as they
+    travelled, and meta_notes says why the header differs from the context."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    data = encoded(ds, False, True)
+    sink = ObjectSink(tmp_path, "x.dcm", sop_class_uid=CT_IMAGE_STORAGE,
+                      sop_instance_uid=str(ds.SOPInstanceUID),
+                      transfer_syntax=IMPLICIT_VR_LITTLE_ENDIAN, source_ae="A")
+    sink.write(data)
+    assert sink.check_encoding() == EXPLICIT_VR_LITTLE_ENDIAN
+    assert sink.finish() == "x.dcm"
+    back = pydicom.dcmread(tmp_path / "x.dcm")
+    assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
+    assert back.PatientName == ds.PatientName and back.Rows == ds.Rows
+    assert (tmp_path / "x.dcm").read_bytes().endswith(data)
+    assert sink.meta_notes == (
+        "TransferSyntaxUID: the data set is encoded as Explicit VR Little Endian, not in the "
+        f"context's Implicit VR Little Endian ({IMPLICIT_VR_LITTLE_ENDIAN}); "
+        f"{EXPLICIT_VR_LITTLE_ENDIAN} written",)
+    good = ObjectSink(tmp_path, "y.dcm", sop_class_uid=CT_IMAGE_STORAGE,
+                      sop_instance_uid=str(ds.SOPInstanceUID),
+                      transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae="A")
+    good.write(data)
+    assert good.check_encoding() is None and good.meta_notes == ()
+
+
 @pytest.mark.parametrize(
     ("implicit", "little", "ts"),
     [(True, True, IMPLICIT_VR_LITTLE_ENDIAN), (False, True, EXPLICIT_VR_LITTLE_ENDIAN),
@@ -423,3 +489,53 @@ def test_dataset_uids_test_files() -> None:
 def test_dataset_uids_never_raises(head: bytes, ts: str | None) -> None:
     uids = dataset_uids(head, ts)
     assert isinstance(uids, tuple) and len(uids) == 2
+
+
+# -- a data set not in its context's encoding, against what real peers did --------------------
+ENCODING_TRUTHS = [t for t in truth_files()
+                   if "encoding_mismatch" in json.loads(t.read_text())]
+
+
+def test_there_is_an_encoding_mismatch_fixture() -> None:
+    assert [t.name for t in ENCODING_TRUTHS] == ["store_encoding_mismatch.truth.json"]
+
+
+@pytest.mark.parametrize("truth_path", ENCODING_TRUTHS, ids=[t.name.split(".")[0]
+                                                            for t in ENCODING_TRUTHS])
+def test_data_sets_not_in_their_contexts_encoding(truth_path: Path, analysed: Any) -> None:
+    """Each misencoded data set is an error finding naming both encodings; the receiver's
+    A-ABORT points at it; its objects row and Part-10 file say the encoding the bytes are in
+    (the file opens), meta_notes the context's; a correctly encoded data set says nothing."""
+    truth = json.loads(truth_path.read_text())
+    report, out = analysed(capture_for(truth_path), (), ())
+    msgs, objs, findings = report.messages, report.objects, report.findings
+    hits = findings[findings["code"] == "dataset-encoding-mismatch"]
+    want = truth["encoding_mismatch"]
+    assert len(hits) == len(want)
+    wrong: set[tuple[int, int]] = set()
+    for w in want:
+        rq = msgs[(msgs["assoc_id"] == w["assoc_index"]) & (msgs["command"] == "C-STORE-RQ")
+                  & (msgs["message_id"] == w["message_id"])].iloc[0]
+        wrong.add((w["assoc_index"], int(rq["msg_index"])))
+        f = hits[(hits["assoc_id"] == w["assoc_index"])
+                 & (hits["msg_index"] == rq["msg_index"])].iloc[0]
+        assert f["severity"] == "error"
+        assert (f"C-STORE-RQ {w['message_id']} " in f["summary"]
+                and f"encoded as {UID(w['sent_as']).name}, but presentation context "
+                f"{rq['context_id']} was accepted with {UID(w['context_transfer_syntax']).name}"
+                in f["summary"]), f["summary"]
+        obj = objs[(objs["assoc_id"] == w["assoc_index"])
+                   & (objs["msg_index"] == rq["msg_index"])].iloc[0]
+        assert obj["transfer_syntax"] == w["sent_as"]  # as the file says
+        assert f"the data set is encoded as {UID(w['sent_as']).name}" in obj["meta_notes"]
+        back = pydicom.dcmread(out / obj["path"])
+        assert back.file_meta.TransferSyntaxUID == w["sent_as"]
+        assert back.SOPInstanceUID == w["sop_instance_uid"]
+    others = objs[[(int(a), int(i)) not in wrong
+                   for a, i in zip(objs["assoc_id"], objs["msg_index"], strict=True)]]
+    assert len(others) > 0 and others["meta_notes"].isna().all()
+    for i, a in enumerate(truth["associations"]):
+        aborted = findings[(findings["assoc_id"] == i)
+                           & (findings["code"] == "association-aborted")]
+        if a["abort_sender"] == "acceptor" and any(w["assoc_index"] == i for w in want):
+            assert "see the dataset-encoding-mismatch finding" in aborted.iloc[0]["summary"]

@@ -228,6 +228,8 @@ class DatasetSinkLike(Protocol):
     @property
     def kept(self) -> bytes | None: ...
 
+    def check_encoding(self) -> str | None: ...
+
 
 class DatasetSinkFactory(Protocol):
     def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
@@ -362,6 +364,8 @@ class Association:
         #: repeated response still finds them; older ones go, so a day of operations on one
         #: association keeps a bounded table)
         self._requests: dict[tuple[str, int], list[Any]] = {}
+        #: data sets in the wrong encoding: (the role that received it, which message)
+        self._misencoded: list[tuple[str, str]] = []
         self._answered: deque[tuple[tuple[str, int], int]] = deque()
         #: what the tables and rules need of messages and objects that have moved on
         self.message_count = 0
@@ -568,6 +572,11 @@ class Association:
                 ts = self._guess_ts(sink.head)
                 inferred = ts is not None
                 sink.transfer_syntax = ts
+            else:
+                actual = sink.check_encoding()
+                if actual is not None:  # the object (and its file) is in the one it is in
+                    self._encoding_mismatch(m, command, ts, actual)
+                    ts = actual
             path = None
             if complete:
                 path = sink.finish()
@@ -588,6 +597,27 @@ class Association:
                 f"from {self._sender_ae(m.sender) or m.sender} is incomplete: {problem}",
                 m.last_frame, m.msg_index,
             )
+
+    def _encoding_mismatch(self, m: Message, command: str, ts: str, actual: str) -> None:
+        """A data set not in its presentation context's encoding (objects.encoding_mismatch):
+        the receiver misreads it, and answers with a failure or aborts."""
+        cmd = m.command
+        assert cmd is not None
+        receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
+        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
+        self._misencoded.append((receiver, f"{command} {cmd.message_id}"))
+        self.finding(
+            "error", "dataset-encoding-mismatch",
+            f"{self._sender_ae(m.sender) or m.sender} sent the data set of {command} "
+            f"{cmd.message_id} ({what}, {cmd.sop_instance_uid or 'no UID'}) encoded as "
+            f"{uid_name(actual) or actual}, but presentation context {m.context_id} was "
+            f"accepted with {uid_name(ts) or ts}: a data set must be in its context's "
+            f"transfer syntax (PS3.5 10.1), and {self._sender_ae(receiver) or receiver} "
+            "expects it in that one: a strict reader fails (an error status, an A-ABORT, or no "
+            "answer at all), a lenient one guesses and may store it as received; the sender "
+            "must encode it in the accepted transfer syntax, or propose the one it sends in",
+            m.first_frame, m.msg_index,
+        )
 
     # -- PDU events ------------------------------------------------------------------------
     def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,
@@ -817,7 +847,17 @@ class Association:
             self.finding(
                 "error", "association-aborted",
                 f"the {role} ({self._sender_ae(role) or 'AE unknown'}) aborted the association "
-                f"({detail}){self._abort_after_rejections(role)}", self.abort_frame)
+                f"({detail}){self._abort_after_rejections(role)}"
+                f"{self._abort_after_misencoding(role)}", self.abort_frame)
+
+    def _abort_after_misencoding(self, role: str) -> str:
+        """An A-ABORT from the receiver of a data set in the wrong encoding: what it could
+        not read is the lead (dcmtk's storescp aborts when its parser fails)."""
+        got = [what for receiver, what in self._misencoded if receiver == role]
+        if not got:
+            return ""
+        return (f", after receiving the data set of {got[-1]} in an encoding its presentation "
+                "context was not accepted with (see the dataset-encoding-mismatch finding)")
 
     def _abort_after_rejections(self, role: str) -> str:
         """What the negotiation says of a requestor's A-ABORT with no request of its own

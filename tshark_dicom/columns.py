@@ -203,7 +203,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "sop_class_uid": "SOP Class UID from the command.",
         "sop_class_name": "The SOP class's name.",
         "sop_instance_uid": "SOP Instance UID from the command.",
-        "transfer_syntax": "Transfer syntax of the data set (the context's).",
+        "transfer_syntax": "Transfer syntax of the data set: the context's, or the encoding "
+                           "its bytes are in when they plainly are not in the context's "
+                           "(finding dataset-encoding-mismatch).",
         "transfer_syntax_name": "The transfer syntax's name.",
         "transfer_syntax_inferred": "True when the negotiation is not in the capture and the "
                                     "transfer syntax was read from the data set's first bytes.",

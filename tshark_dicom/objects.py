@@ -14,6 +14,7 @@ for captures that start after the association was negotiated, and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "IMPLICIT_VR_LITTLE_ENDIAN",
     "ObjectSink",
     "dataset_uids",
+    "encoding_mismatch",
     "infer_transfer_syntax",
     "safe_object_name",
 ]
@@ -222,6 +224,20 @@ class ObjectSink:
     def meta_notes(self) -> tuple[str, ...]:
         """What the meta header left out or took from elsewhere, and why."""
         return tuple(self._notes)
+
+    def check_encoding(self) -> str | None:
+        """The encoding the data set is in when its first bytes plainly are not in
+        ``transfer_syntax``'s (`encoding_mismatch`). The Part-10 file then says that one, so
+        that it opens (the data set's bytes stay as they travelled), and ``meta_notes`` why.
+        Before `finish`."""
+        stated = self.transfer_syntax
+        actual = encoding_mismatch(stated, self.head)
+        if actual is not None and stated is not None:
+            self._notes.append(
+                f"TransferSyntaxUID: the data set is encoded as {UID(actual).name}, not in "
+                f"the context's {UID(stated).name} ({stated}); {actual} written")
+            self.transfer_syntax = actual
+        return actual
 
     @property
     def partial_path(self) -> Path | None:
@@ -535,15 +551,60 @@ def infer_transfer_syntax(head: bytes) -> str | None:
     if len(head) < 8:
         return None
     best: tuple[int, str | None] = (0, None)
-    for uid, implicit, little in (
-        (EXPLICIT_VR_LITTLE_ENDIAN, False, True),
-        (IMPLICIT_VR_LITTLE_ENDIAN, True, True),
-        (EXPLICIT_VR_BIG_ENDIAN, False, False),
-    ):
+    for uid, implicit, little in _ENCODINGS:
         score = _walk_score(head, implicit, little)
         if score > best[0]:
             best = (score, uid)
     return best[1]
+
+
+#: The three encodings a data set's bytes can be in (deflate and pixel data compression
+#: aside): transfer syntax, implicit VR, little endian (PS3.5 7.1, A.1-A.3).
+_ENCODINGS: Final = (
+    (EXPLICIT_VR_LITTLE_ENDIAN, False, True),
+    (IMPLICIT_VR_LITTLE_ENDIAN, True, True),
+    (EXPLICIT_VR_BIG_ENDIAN, False, False),
+)
+#: Element headers that must parse in a row in another encoding before a data set is said
+#: not to be in its transfer syntax's.
+MISMATCH_ELEMENTS: Final = 3
+
+
+@functools.lru_cache(maxsize=64)
+def _encoding(transfer_syntax: str) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of a transfer syntax pydicom knows and that is not
+    deflated; None otherwise (a few transfer syntaxes, asked for every data set)."""
+    ts = _valid_uid(transfer_syntax)
+    if ts is None:
+        return None
+    try:
+        uid = UID(ts)
+        if not uid.is_transfer_syntax or uid.is_deflated:
+            return None
+        return uid.is_implicit_VR, uid.is_little_endian
+    except ValueError:  # a private transfer syntax: its encoding is not known
+        return None
+
+
+def encoding_mismatch(transfer_syntax: str | None, head: bytes) -> str | None:
+    """The encoding (as the transfer syntax UID of that name: Explicit or Implicit VR Little
+    Endian, Explicit VR Big Endian) a data set's first bytes are in, when they plainly are
+    not in ``transfer_syntax``'s: at most one element header parses in its encoding, and at
+    least MISMATCH_ELEMENTS in a row in the other's. A data set is encoded in its
+    presentation context's transfer syntax (PS3.5 10.1; PS3.7 9.3.1); a receiver reading
+    it in another misreads every element. None when they agree or it cannot be told
+    (deflated data, a transfer syntax pydicom does not know, a short head)."""
+    mine = _encoding(transfer_syntax) if transfer_syntax is not None else None
+    if mine is None:
+        return None
+    head = bytes(head[:HEAD_SIZE])
+    if _walk_score(head, *mine) >= 2:
+        return None
+    for other, implicit, little in _ENCODINGS:
+        if (implicit, little) != mine and _walk_score(head, implicit, little) >= \
+                MISMATCH_ELEMENTS:
+            return other
+    return None
 
 
 def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, str | None]:

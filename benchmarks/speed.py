@@ -16,6 +16,7 @@ starts, from run.py's /proc monitor):
                the same ratio at archive scale, --large-archive N, 0 for none)
 
   python3 benchmarks/speed.py [--repeat N] [--captures store_200mb store_1gb] [--json PATH]
+                              [--work DIR]
                               [--no-1gb-wireshark] [--only large 22mb tiny version jobs]
                               [--large-archive N]
 
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-1gb-wireshark", action="store_true",
                     help="skip Wireshark's export of the 1 GB capture (about 35 s, 5 GB)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--work", type=Path, default=None, metavar="DIR",
+                    help="where outputs and the archive copies go (default: a folder in the "
+                    "system's temporary folder); a tmpfs such as /dev/shm takes the file "
+                    "system's own cost out of the --jobs ratio (benchmarks/README.md)")
     ap.add_argument("--large-archive", type=int, default=500, metavar="N",
                     help="also time --jobs 1 and 2 once over N fixture copies (0: not)")
     ap.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS),
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     only = set(args.only)
     compileall.compile_dir(str(REPO / "tshark_dicom"), quiet=1)
-    work = Path(tempfile.mkdtemp(prefix="tdc-speed-"))
+    work = Path(tempfile.mkdtemp(prefix="tdc-speed-", dir=args.work))
     results: dict[str, dict] = {}
     lines: list[str] = []
 

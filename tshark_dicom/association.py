@@ -364,8 +364,8 @@ class Association:
         #: repeated response still finds them; older ones go, so a day of operations on one
         #: association keeps a bounded table)
         self._requests: dict[tuple[str, int], list[Any]] = {}
-        #: data sets in the wrong encoding: (the role that received it, which message)
-        self._misencoded: list[tuple[str, str]] = []
+        #: the last data set in the wrong encoding each role received (which message)
+        self._misencoded: dict[str, str] = {}
         self._answered: deque[tuple[tuple[str, int], int]] = deque()
         #: what the tables and rules need of messages and objects that have moved on
         self.message_count = 0
@@ -600,12 +600,12 @@ class Association:
 
     def _encoding_mismatch(self, m: Message, command: str, ts: str, actual: str) -> None:
         """A data set not in its presentation context's encoding (objects.encoding_mismatch):
-        the receiver misreads it, and answers with a failure or aborts."""
+        a strict receiver fails on it, a lenient one guesses."""
         cmd = m.command
         assert cmd is not None
         receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
         what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        self._misencoded.append((receiver, f"{command} {cmd.message_id}"))
+        self._misencoded[receiver] = f"{command} {cmd.message_id}"
         self.finding(
             "error", "dataset-encoding-mismatch",
             f"{self._sender_ae(m.sender) or m.sender} sent the data set of {command} "
@@ -853,10 +853,10 @@ class Association:
     def _abort_after_misencoding(self, role: str) -> str:
         """An A-ABORT from the receiver of a data set in the wrong encoding: what it could
         not read is the lead (dcmtk's storescp aborts when its parser fails)."""
-        got = [what for receiver, what in self._misencoded if receiver == role]
-        if not got:
+        got = self._misencoded.get(role)
+        if got is None:
             return ""
-        return (f", after receiving the data set of {got[-1]} in an encoding its presentation "
+        return (f", after receiving the data set of {got} in an encoding its presentation "
                 "context was not accepted with (see the dataset-encoding-mismatch finding)")
 
     def _abort_after_rejections(self, role: str) -> str:

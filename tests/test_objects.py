@@ -504,8 +504,9 @@ def test_there_is_an_encoding_mismatch_fixture() -> None:
                                                             for t in ENCODING_TRUTHS])
 def test_data_sets_not_in_their_contexts_encoding(truth_path: Path, analysed: Any) -> None:
     """Each misencoded data set is an error finding naming both encodings; the receiver's
-    A-ABORT points at it; its objects row and Part-10 file say the encoding the bytes are in
-    (the file opens), meta_notes the context's; a correctly encoded data set says nothing."""
+    A-ABORT, or the request it never answered, points at it; its objects row and Part-10
+    file say the encoding the bytes are in (the file opens), meta_notes the context's; a
+    correctly encoded data set says nothing."""
     truth = json.loads(truth_path.read_text())
     report, out = analysed(capture_for(truth_path), (), ())
     msgs, objs, findings = report.messages, report.objects, report.findings
@@ -534,8 +535,18 @@ def test_data_sets_not_in_their_contexts_encoding(truth_path: Path, analysed: An
     others = objs[[(int(a), int(i)) not in wrong
                    for a, i in zip(objs["assoc_id"], objs["msg_index"], strict=True)]]
     assert len(others) > 0 and others["meta_notes"].isna().all()
+    pointer = "see the dataset-encoding-mismatch finding"
+    unanswered = 0
     for i, a in enumerate(truth["associations"]):
         aborted = findings[(findings["assoc_id"] == i)
                            & (findings["code"] == "association-aborted")]
         if a["abort_sender"] == "acceptor" and any(w["assoc_index"] == i for w in want):
-            assert "see the dataset-encoding-mismatch finding" in aborted.iloc[0]["summary"]
+            assert pointer in aborted.iloc[0]["summary"]
+        answered = {m["responds_to"] for m in a["messages"] if m["command"] == "C-STORE-RSP"}
+        for w in (w for w in want if w["assoc_index"] == i):
+            if w["message_id"] in answered:
+                continue
+            unanswered += 1
+            f = findings[(findings["assoc_id"] == i) & (findings["code"] == "request-unanswered")]
+            assert len(f) == 1 and pointer in f.iloc[0]["summary"]
+    assert unanswered >= 2  # storescp's A-ABORT, Orthanc's silence

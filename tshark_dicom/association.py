@@ -822,10 +822,14 @@ class Association:
         for (sender, mid), (idx, command, first_frame, answered) in self._requests.items():
             if answered or command == "C-CANCEL-RQ":
                 continue
+            receiver = ACCEPTOR if sender == REQUESTOR else REQUESTOR
+            lead = ("; its data set was not in the encoding its presentation context was "
+                    "accepted with (see the dataset-encoding-mismatch finding)"
+                    if self._misencoded.get(receiver) == f"{command} {mid}" else "")
             self.finding(
                 "warning", "request-unanswered",
                 f"{command} {mid} from {self._sender_ae(sender) or sender} got no final "
-                f"response before {why}", first_frame, idx)
+                f"response before {why}{lead}", first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
 

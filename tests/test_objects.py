@@ -35,6 +35,7 @@ from tshark_dicom.objects import (
     dataset_uids,
     encoding_mismatch,
     infer_transfer_syntax,
+    pixel_data_encapsulated_on_native,
     safe_object_name,
 )
 
@@ -550,3 +551,89 @@ def test_data_sets_not_in_their_contexts_encoding(truth_path: Path, analysed: An
             f = findings[(findings["assoc_id"] == i) & (findings["code"] == "request-unanswered")]
             assert len(f) == 1 and pointer in f.iloc[0]["summary"]
     assert unanswered >= 2  # storescp's A-ABORT, Orthanc's silence
+
+
+# -- encapsulated pixel data on a native context ----------------------------------------------
+SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(("ts", "sop_class", "tail", "expected"), [
+    (EXPLICIT_VR_LITTLE_ENDIAN, SC, DELIMITER, True),
+    (IMPLICIT_VR_LITTLE_ENDIAN, CT_IMAGE_STORAGE, DELIMITER, True),
+    ("1.2.840.10008.1.2.4.91", SC, DELIMITER, False),  # JPEG 2000: encapsulated is right
+    ("1.2.840.10008.1.2.5", SC, DELIMITER, False),  # RLE Lossless
+    (DEFLATED, SC, DELIMITER, False),  # its bytes are deflated: nothing to see
+    (EXPLICIT_VR_BIG_ENDIAN, SC, DELIMITER, False),  # not how it would end there
+    (EXPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.5.1.4.1.1.88.11", DELIMITER, False),  # an SR
+    (EXPLICIT_VR_LITTLE_ENDIAN, SC, b"\x00" * 8, False),
+    (EXPLICIT_VR_LITTLE_ENDIAN, None, DELIMITER, False),
+    (None, SC, DELIMITER, False),
+])
+def test_pixel_data_encapsulated_on_native(ts: str | None, sop_class: str | None, tail: bytes,
+                                           expected: bool) -> None:
+    """An image's data set ending in the Sequence Delimitation Item of encapsulated pixel
+    data on a native context; an SR ends so after its Content Sequence, and is not an image."""
+    assert pixel_data_encapsulated_on_native(ts, sop_class, tail) is expected
+
+
+def test_the_sink_sees_the_last_bytes_however_they_come(tmp_path: Path) -> None:
+    data = sample_dataset("JPEG2000.dcm")[0]
+    for piece in (1, 7, 1000, 1 << 20):
+        sink = ObjectSink(None, "x.dcm", sop_class_uid=SC, sop_instance_uid="1.2.3",
+                          transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae="A")
+        for i in range(0, len(data), piece):
+            sink.write(memoryview(data)[i:i + piece])
+        assert sink.check_pixel_data(SC)
+        assert "the pixel data is encapsulated" in sink.meta_notes[0]
+    native = ObjectSink(None, "y.dcm", sop_class_uid=CT_IMAGE_STORAGE, sop_instance_uid="1.2.3",
+                        transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae="A")
+    native.write(sample_dataset("CT_small.dcm")[0])
+    assert not native.check_pixel_data(CT_IMAGE_STORAGE) and native.meta_notes == ()
+
+
+PIXEL_TRUTHS = [t for t in truth_files() if "pixel_data_mismatch" in json.loads(t.read_text())]
+
+
+def test_there_is_a_pixel_data_mismatch_fixture() -> None:
+    assert [t.name for t in PIXEL_TRUTHS] == ["store_pixel_data_mismatch.truth.json"]
+
+
+@pytest.mark.parametrize("truth_path", PIXEL_TRUTHS, ids=[t.name.split(".")[0]
+                                                          for t in PIXEL_TRUTHS])
+def test_compressed_images_on_uncompressed_contexts(truth_path: Path, analysed: Any) -> None:
+    """Each compressed image sent on a native context is an error finding; the receiver's
+    failure status points at it; its objects row keeps the context's transfer syntax (the
+    compressed one is not told by the pixel data's end) and meta_notes says the file will
+    not read; the native images beside them say nothing."""
+    truth = json.loads(truth_path.read_text())
+    report, _ = analysed(capture_for(truth_path), (), ())
+    msgs, objs, findings = report.messages, report.objects, report.findings
+    hits = findings[findings["code"] == "pixel-data-encoding-mismatch"]
+    want = truth["pixel_data_mismatch"]
+    assert len(hits) == len(want) > 0
+    flagged: set[tuple[int, int]] = set()
+    for w in want:
+        rq = msgs[(msgs["assoc_id"] == w["assoc_index"]) & (msgs["command"] == "C-STORE-RQ")
+                  & (msgs["message_id"] == w["message_id"])].iloc[0]
+        flagged.add((w["assoc_index"], int(rq["msg_index"])))
+        f = hits[(hits["assoc_id"] == w["assoc_index"])
+                 & (hits["msg_index"] == rq["msg_index"])].iloc[0]
+        assert f["severity"] == "error" and w["sop_instance_uid"] in f["summary"]
+        assert (f"with its pixel data encapsulated (compressed fragments), but presentation "
+                f"context {rq['context_id']} was accepted with "
+                f"{UID(w['context_transfer_syntax']).name}") in f["summary"]
+        obj = objs[(objs["assoc_id"] == w["assoc_index"])
+                   & (objs["msg_index"] == rq["msg_index"])].iloc[0]
+        assert obj["transfer_syntax"] == w["context_transfer_syntax"]
+        assert "the pixel data is encapsulated" in obj["meta_notes"]
+        failed = [m for m in truth["associations"][w["assoc_index"]]["messages"]
+                  if m["command"] == "C-STORE-RSP" and m["responds_to"] == w["message_id"]
+                  and m["status"] >= 0xA000]
+        if failed:
+            rsp = findings[(findings["assoc_id"] == w["assoc_index"])
+                           & (findings["code"] == "dimse-failure")]
+            assert "see the pixel-data-encoding-mismatch finding" in rsp.iloc[0]["summary"]
+    others = objs[[(int(a), int(i)) not in flagged
+                   for a, i in zip(objs["assoc_id"], objs["msg_index"], strict=True)]]
+    assert len(others) > 0 and others["meta_notes"].isna().all()

@@ -230,6 +230,8 @@ class DatasetSinkLike(Protocol):
 
     def check_encoding(self) -> str | None: ...
 
+    def check_pixel_data(self, sop_class_uid: str | None) -> bool: ...
+
 
 class DatasetSinkFactory(Protocol):
     def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
@@ -364,8 +366,9 @@ class Association:
         #: repeated response still finds them; older ones go, so a day of operations on one
         #: association keeps a bounded table)
         self._requests: dict[tuple[str, int], list[Any]] = {}
-        #: the last data set in the wrong encoding each role received (which message)
-        self._misencoded: dict[str, str] = {}
+        #: the last data set in the wrong encoding each role received: which message, and
+        #: the code of the finding that says so
+        self._misencoded: dict[str, tuple[str, str]] = {}
         self._answered: deque[tuple[tuple[str, int], int]] = deque()
         #: what the tables and rules need of messages and objects that have moved on
         self.message_count = 0
@@ -516,6 +519,8 @@ class Association:
                 text += f": {cmd.error_comment}"
             if cmd.sop_instance_uid:
                 text += f" for {cmd.sop_instance_uid}"
+            text += self._misencoding_lead(
+                m.sender, f"{cmd.command.removesuffix('-RSP')}-RQ {cmd.responds_to}")
             self.finding(sev, code, text, m.first_frame, m.msg_index)
         if cmd is not None and cmd.has_dataset:
             self._object_done(m, cmd.command, sink, problem)
@@ -577,6 +582,8 @@ class Association:
                 if actual is not None:  # the object (and its file) is in the one it is in
                     self._encoding_mismatch(m, command, ts, actual)
                     ts = actual
+                if sink.check_pixel_data(cmd.sop_class_uid):
+                    self._pixel_data_mismatch(m, command, ts)
             path = None
             if complete:
                 path = sink.finish()
@@ -605,7 +612,7 @@ class Association:
         assert cmd is not None
         receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
         what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        self._misencoded[receiver] = f"{command} {cmd.message_id}"
+        self._misencoded[receiver] = (f"{command} {cmd.message_id}", "dataset-encoding-mismatch")
         self.finding(
             "error", "dataset-encoding-mismatch",
             f"{self._sender_ae(m.sender) or m.sender} sent the data set of {command} "
@@ -616,6 +623,28 @@ class Association:
             "expects it in that one: a strict reader fails (an error status, an A-ABORT, or no "
             "answer at all), a lenient one guesses and may store it as received; the sender "
             "must encode it in the accepted transfer syntax, or propose the one it sends in",
+            m.first_frame, m.msg_index,
+        )
+
+    def _pixel_data_mismatch(self, m: Message, command: str, ts: str) -> None:
+        """An image whose pixel data is encapsulated (compressed) on a context accepted with
+        a native transfer syntax (objects.pixel_data_encapsulated_on_native)."""
+        cmd = m.command
+        assert cmd is not None
+        receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
+        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
+        self._misencoded[receiver] = (f"{command} {cmd.message_id}",
+                                      "pixel-data-encoding-mismatch")
+        self.finding(
+            "error", "pixel-data-encoding-mismatch",
+            f"{self._sender_ae(m.sender) or m.sender} sent {command} {cmd.message_id} "
+            f"({what}, {cmd.sop_instance_uid or 'no UID'}) with its pixel data encapsulated "
+            f"(compressed fragments), but presentation context {m.context_id} was accepted "
+            f"with {uid_name(ts) or ts}, whose pixel data is native (PS3.5 A.4): "
+            f"{self._sender_ae(receiver) or receiver} cannot read the image (dcmtk's storescp "
+            "and Orthanc answer 0xA700, Out of resources, and store nothing); the sender must "
+            "decompress the object for this context, or propose the compressed transfer "
+            "syntax it holds it in",
             m.first_frame, m.msg_index,
         )
 
@@ -823,13 +852,11 @@ class Association:
             if answered or command == "C-CANCEL-RQ":
                 continue
             receiver = ACCEPTOR if sender == REQUESTOR else REQUESTOR
-            lead = ("; its data set was not in the encoding its presentation context was "
-                    "accepted with (see the dataset-encoding-mismatch finding)"
-                    if self._misencoded.get(receiver) == f"{command} {mid}" else "")
             self.finding(
                 "warning", "request-unanswered",
                 f"{command} {mid} from {self._sender_ae(sender) or sender} got no final "
-                f"response before {why}{lead}", first_frame, idx)
+                f"response before {why}{self._misencoding_lead(receiver, f'{command} {mid}')}",
+                first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
 
@@ -860,8 +887,17 @@ class Association:
         got = self._misencoded.get(role)
         if got is None:
             return ""
-        return (f", after receiving the data set of {got} in an encoding its presentation "
-                "context was not accepted with (see the dataset-encoding-mismatch finding)")
+        return (f", after receiving the data set of {got[0]} in an encoding its presentation "
+                f"context was not accepted with (see the {got[1]} finding)")
+
+    def _misencoding_lead(self, receiver: str, request: str) -> str:
+        """What a failure, or the silence, of ``receiver`` after ``request`` owes to the
+        request's data set being in the wrong encoding; "" if it was not."""
+        got = self._misencoded.get(receiver)
+        if got is None or got[0] != request:
+            return ""
+        return (f"; the data set of {request} was not in the encoding its presentation "
+                f"context was accepted with (see the {got[1]} finding)")
 
     def _abort_after_rejections(self, role: str) -> str:
         """What the negotiation says of a requestor's A-ABORT with no request of its own

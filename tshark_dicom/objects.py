@@ -48,6 +48,7 @@ __all__ = [
     "dataset_uids",
     "encoding_mismatch",
     "infer_transfer_syntax",
+    "pixel_data_encapsulated_on_native",
     "safe_object_name",
 ]
 
@@ -185,6 +186,7 @@ class ObjectSink:
         self._error: OSError | None = None
         self._nbytes = 0
         self._head = bytearray()
+        self._tail = b""  # the last TAIL_SIZE bytes
         #: up to ``keep`` bytes kept in memory (query identifiers, which later stages
         #: decode); None once the data set is longer than that
         self._keep = keep
@@ -239,6 +241,19 @@ class ObjectSink:
             self.transfer_syntax = actual
         return actual
 
+    def check_pixel_data(self, sop_class_uid: str | None) -> bool:
+        """Whether the data set, of an image storage SOP class, ends in encapsulated pixel
+        data (`pixel_data_encapsulated_on_native`) though ``transfer_syntax`` is a native
+        one; ``meta_notes`` then says the file will not read. Before `finish`."""
+        found = pixel_data_encapsulated_on_native(self.transfer_syntax, sop_class_uid,
+                                                  self._tail)
+        if found and self.transfer_syntax is not None:
+            self._notes.append(
+                f"TransferSyntaxUID: the context's {UID(self.transfer_syntax).name} written, "
+                "but the pixel data is encapsulated (compressed fragments): a reader takes "
+                "it for native pixel data and fails")
+        return found
+
     @property
     def partial_path(self) -> Path | None:
         """Where the incomplete file lives while bytes arrive."""
@@ -267,6 +282,7 @@ class ObjectSink:
             self._nbytes += len(batch) - before
         if len(self._head) < HEAD_SIZE:
             self._head += data[before:before + HEAD_SIZE - len(self._head)]
+        self._tail = (self._tail + bytes(chunk[-TAIL_SIZE:]))[-TAIL_SIZE:]
         if self._kept is not None:
             if self._nbytes > self._keep:
                 self._kept = None
@@ -605,6 +621,30 @@ def encoding_mismatch(transfer_syntax: str | None, head: bytes) -> str | None:
                 MISMATCH_ELEMENTS:
             return other
     return None
+
+
+#: A data set's last bytes kept (`ObjectSink.check_pixel_data`).
+TAIL_SIZE: Final = 8
+#: The Sequence Delimitation Item (FFFE,E0DD) with its zero length, little endian: how
+#: encapsulated pixel data, the last element of an image, ends (PS3.5 A.4).
+SEQUENCE_DELIMITER: Final = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def pixel_data_encapsulated_on_native(transfer_syntax: str | None, sop_class_uid: str | None,
+                                      tail: bytes) -> bool:
+    """Whether an image's data set ends as encapsulated pixel data does (its fragments'
+    Sequence Delimitation Item: compressed, JPEG and the like) though ``transfer_syntax`` is
+    a native one, whose pixel data is a value of defined length (PS3.5 A.4, 8.2): a
+    compressed object sent on an uncompressed context without being decompressed. Told
+    from the last bytes only: an image's last element is its pixel data (Data Set Trailing
+    Padding after it hides the case; a Digital Signatures Sequence of undefined length after
+    native pixel data would end so too, and is rare)."""
+    mine = _encoding(transfer_syntax) if transfer_syntax is not None else None
+    if mine is None or not mine[1] or UID(str(transfer_syntax)).is_compressed:
+        return False
+    valid = _valid_uid(sop_class_uid)
+    name = UID(valid).name if valid else ""
+    return tail == SEQUENCE_DELIMITER and "Image Storage" in name
 
 
 def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, str | None]:

@@ -32,7 +32,8 @@ def test_there_are_recipes_for_each_scenario() -> None:
                     "fixtures/captures -o", "abort_after_rejection", "scp_down",
                     "qr_worklist_wrong_station", "qr_get_unconvertible",
                     "commit_new_association", "commit_unanswered",
-                    "mpps_open_and_discontinued", "mpps_images_missing"):
+                    "mpps_open_and_discontinued", "mpps_images_missing",
+                    "store_encoding_mismatch", "store_pixel_data_mismatch"):
         assert capture in text
 
 

@@ -586,6 +586,18 @@ def test_the_sink_sees_the_last_bytes_however_they_come(tmp_path: Path) -> None:
             sink.write(memoryview(data)[i:i + piece])
         assert sink.check_pixel_data(SC)
         assert "the pixel data is encapsulated" in sink.meta_notes[0]
+    # the last 8 bytes split between a batch handed on and the one still gathered
+    from tshark_dicom import objects
+
+    big = b"\x00" * (objects._BATCH - 4) + DELIMITER
+    for hashed_only in (True, False):
+        sink = ObjectSink(None if hashed_only else tmp_path, "z.dcm", sop_class_uid=SC,
+                          sop_instance_uid="1.2.3", transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN,
+                          source_ae="A")
+        for i in range(0, len(big), 1000):
+            sink.write(big[i:i + 1000])
+        assert sink.check_pixel_data(SC)
+        sink.discard("test")
     native = ObjectSink(None, "y.dcm", sop_class_uid=CT_IMAGE_STORAGE, sop_instance_uid="1.2.3",
                         transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN, source_ae="A")
     native.write(sample_dataset("CT_small.dcm")[0])

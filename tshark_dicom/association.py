@@ -38,6 +38,12 @@ from .streams import StreamSink
 
 REQUESTOR, ACCEPTOR = "requestor", "acceptor"
 
+
+def other_role(role: str) -> str:
+    """The other side of an association: the acceptor for the requestor and back."""
+    return ACCEPTOR if role == REQUESTOR else REQUESTOR
+
+
 #: PS3.8 Table 9-18 (A-ASSOCIATE-AC presentation context result).
 CONTEXT_RESULTS = {
     0: "acceptance",
@@ -475,8 +481,7 @@ class Association:
             if cmd.responds_to is not None:
                 # a response answers the peer's request; a C-CANCEL-RQ names the sender's own
                 # request (PS3.7 9.3.2.3: Message ID Being Responded To)
-                side = m.sender if cmd.is_request else (
-                    ACCEPTOR if m.sender == REQUESTOR else REQUESTOR)
+                side = m.sender if cmd.is_request else other_role(m.sender)
                 key = (side, cmd.responds_to)
                 entry = self._requests.get(key)
                 if entry is not None:
@@ -605,48 +610,44 @@ class Association:
                 m.last_frame, m.msg_index,
             )
 
+    def _misencoded_finding(self, m: Message, command: str, code: str,
+                            sentence: Callable[[str, str, str], str]) -> None:
+        """A data set its receiver will read in the wrong encoding: remembered, so that the
+        receiver's failure status, A-ABORT or silence points at it (`_misencoding_lead`),
+        and an error finding ``code`` whose text is ``sentence(sender, request, receiver)``
+        (the request with its SOP class and instance)."""
+        cmd = m.command
+        assert cmd is not None
+        receiver = other_role(m.sender)
+        request = f"{command} {cmd.message_id}"
+        self._misencoded[receiver] = (request, code)
+        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
+        self.finding("error", code, sentence(
+            self._sender_ae(m.sender) or m.sender,
+            f"{request} ({what}, {cmd.sop_instance_uid or 'no UID'})",
+            self._sender_ae(receiver) or receiver), m.first_frame, m.msg_index)
+
     def _encoding_mismatch(self, m: Message, command: str, ts: str, actual: str) -> None:
         """A data set not in its presentation context's encoding (objects.encoding_mismatch):
         a strict receiver fails on it, a lenient one guesses."""
-        cmd = m.command
-        assert cmd is not None
-        receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
-        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        self._misencoded[receiver] = (f"{command} {cmd.message_id}", "dataset-encoding-mismatch")
-        self.finding(
-            "error", "dataset-encoding-mismatch",
-            f"{self._sender_ae(m.sender) or m.sender} sent the data set of {command} "
-            f"{cmd.message_id} ({what}, {cmd.sop_instance_uid or 'no UID'}) encoded as "
-            f"{uid_name(actual) or actual}, but presentation context {m.context_id} was "
-            f"accepted with {uid_name(ts) or ts}: a data set must be in its context's "
-            f"transfer syntax (PS3.5 10.1), and {self._sender_ae(receiver) or receiver} "
-            "expects it in that one: a strict reader fails (an error status, an A-ABORT, or no "
-            "answer at all), a lenient one guesses and may store it as received; the sender "
-            "must encode it in the accepted transfer syntax, or propose the one it sends in",
-            m.first_frame, m.msg_index,
-        )
+        self._misencoded_finding(m, command, "dataset-encoding-mismatch", lambda s, rq, r: (
+            f"{s} sent the data set of {rq} encoded as {uid_name(actual) or actual}, but "
+            f"presentation context {m.context_id} was accepted with {uid_name(ts) or ts}: a "
+            f"data set must be in its context's transfer syntax (PS3.5 10.1), and {r} expects "
+            "it in that one: a strict reader fails (an error status, an A-ABORT, or no answer "
+            "at all), a lenient one guesses and may store it as received; the sender must "
+            "encode it in the accepted transfer syntax, or propose the one it sends in"))
 
     def _pixel_data_mismatch(self, m: Message, command: str, ts: str) -> None:
         """An image whose pixel data is encapsulated (compressed) on a context accepted with
         a native transfer syntax (objects.pixel_data_encapsulated_on_native)."""
-        cmd = m.command
-        assert cmd is not None
-        receiver = ACCEPTOR if m.sender == REQUESTOR else REQUESTOR
-        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        self._misencoded[receiver] = (f"{command} {cmd.message_id}",
-                                      "pixel-data-encoding-mismatch")
-        self.finding(
-            "error", "pixel-data-encoding-mismatch",
-            f"{self._sender_ae(m.sender) or m.sender} sent {command} {cmd.message_id} "
-            f"({what}, {cmd.sop_instance_uid or 'no UID'}) with its pixel data encapsulated "
-            f"(compressed fragments), but presentation context {m.context_id} was accepted "
-            f"with {uid_name(ts) or ts}, whose pixel data is native (PS3.5 A.4): "
-            f"{self._sender_ae(receiver) or receiver} cannot read the image (dcmtk's storescp "
+        self._misencoded_finding(m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
+            f"{s} sent {rq} with its pixel data encapsulated (compressed fragments), but "
+            f"presentation context {m.context_id} was accepted with {uid_name(ts) or ts}, whose "
+            f"pixel data is native (PS3.5 A.4): {r} cannot read the image (dcmtk's storescp "
             "and Orthanc answer 0xA700, Out of resources, and store nothing); the sender must "
             "decompress the object for this context, or propose the compressed transfer "
-            "syntax it holds it in",
-            m.first_frame, m.msg_index,
-        )
+            "syntax it holds it in"))
 
     # -- PDU events ------------------------------------------------------------------------
     def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,
@@ -851,12 +852,11 @@ class Association:
         for (sender, mid), (idx, command, first_frame, answered) in self._requests.items():
             if answered or command == "C-CANCEL-RQ":
                 continue
-            receiver = ACCEPTOR if sender == REQUESTOR else REQUESTOR
+            lead = self._misencoding_lead(other_role(sender), f"{command} {mid}")
             self.finding(
                 "warning", "request-unanswered",
                 f"{command} {mid} from {self._sender_ae(sender) or sender} got no final "
-                f"response before {why}{self._misencoding_lead(receiver, f'{command} {mid}')}",
-                first_frame, idx)
+                f"response before {why}{lead}", first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
 

@@ -474,10 +474,11 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
             name = Path(label).name
             what = f"{packets:,} packets read, {name}" if packets else name
             now = time.monotonic()
+            due = now - drawn[0] >= REFRESH_S
             bar.update(task, completed=done_bytes, total=total_bytes or None,
                        description=f"capture {min(done + 1, total)}/{total}: {what}",
-                       refresh=now - drawn[0] >= REFRESH_S)
-            if now - drawn[0] >= REFRESH_S:
+                       refresh=due)
+            if due:
                 drawn[0] = now
 
         yield update

@@ -21,6 +21,7 @@ from .association import (
     Association,
     ContextRecord,
     FindingRecord,
+    other_role,
     reject_reason_text,
     uid_name,
 )
@@ -248,7 +249,7 @@ def small_pdu(c: TimingContext) -> list[FindingRecord]:
     a = c.assoc
     out: list[FindingRecord] = []
     for sender in (REQUESTOR, ACCEPTOR):
-        receiver = ACCEPTOR if sender == REQUESTOR else REQUESTOR
+        receiver = other_role(sender)
         limit = a.max_pdu[receiver]
         if not limit or limit >= SMALL_PDU_BYTES:
             continue
@@ -273,7 +274,7 @@ def nagle_stall(c: TimingContext) -> list[FindingRecord]:
     for role, stalls in sorted(c.timing.nagle_stalls.items()):
         if len(stalls) < NAGLE_MIN_STALLS:
             continue
-        peer = ACCEPTOR if role == REQUESTOR else REQUESTOR
+        peer = other_role(role)
         out.append(FindingRecord(None, c.assoc.first_frame, "warning", "nagle-stall", (
             f"{c.ae(role)} stalled {len(stalls)} times, a median {_n(median(stalls))} each "
             f"({_n(sum(stalls))} in all), after sending a short segment: it held the rest "

@@ -186,7 +186,7 @@ class ObjectSink:
         self._error: OSError | None = None
         self._nbytes = 0
         self._head = bytearray()
-        self._tail = b""  # the last TAIL_SIZE bytes
+        self._tail = b""  # the last TAIL_SIZE bytes handed on (`_submit`)
         #: up to ``keep`` bytes kept in memory (query identifiers, which later stages
         #: decode); None once the data set is longer than that
         self._keep = keep
@@ -245,8 +245,9 @@ class ObjectSink:
         """Whether the data set, of an image storage SOP class, ends in encapsulated pixel
         data (`pixel_data_encapsulated_on_native`) though ``transfer_syntax`` is a native
         one; ``meta_notes`` then says the file will not read. Before `finish`."""
-        found = pixel_data_encapsulated_on_native(self.transfer_syntax, sop_class_uid,
-                                                  self._tail)
+        # the data set's last bytes: those still gathered, after those handed on
+        tail = (self._tail + bytes(self._batch[-TAIL_SIZE:]))[-TAIL_SIZE:]
+        found = pixel_data_encapsulated_on_native(self.transfer_syntax, sop_class_uid, tail)
         if found and self.transfer_syntax is not None:
             self._notes.append(
                 f"TransferSyntaxUID: the context's {UID(self.transfer_syntax).name} written, "
@@ -282,7 +283,6 @@ class ObjectSink:
             self._nbytes += len(batch) - before
         if len(self._head) < HEAD_SIZE:
             self._head += data[before:before + HEAD_SIZE - len(self._head)]
-        self._tail = (self._tail + bytes(chunk[-TAIL_SIZE:]))[-TAIL_SIZE:]
         if self._kept is not None:
             if self._nbytes > self._keep:
                 self._kept = None
@@ -303,7 +303,14 @@ class ObjectSink:
         self._submit(bytes(batch))
         batch.clear()
 
+    def _handed_on(self, data: bytes) -> bytes:
+        """``data`` leaves the batch: its last bytes are remembered (once a batch, not once
+        a packet), for `check_pixel_data`."""
+        self._tail = (self._tail + data[-TAIL_SIZE:])[-TAIL_SIZE:]
+        return data
+
     def _submit(self, data: bytes) -> None:
+        self._handed_on(data)
         if self.out_dir is None:
             # Only hashing (no file): done here. Handing the batch to the writer thread
             # cost more than the hashing itself once the packet loop was compiled (its
@@ -332,7 +339,7 @@ class ObjectSink:
         of a million C-FIND messages: 138.6 -> 132.6 s)."""
         if not self._submitted:
             self._open_once()
-            self._consume(bytes(self._batch))
+            self._consume(self._handed_on(bytes(self._batch)))
             self._batch.clear()
         else:
             self._flush()

@@ -31,7 +31,14 @@ from statistics import median
 import numpy as np
 import numpy.typing as npt
 
-from .association import ACCEPTOR, ANSWERED_KEPT, REQUESTOR, Association, MessageRecord
+from .association import (
+    ACCEPTOR,
+    ANSWERED_KEPT,
+    REQUESTOR,
+    Association,
+    MessageRecord,
+    other_role,
+)
 from .spill import Spill
 from .tcpevidence import STALL_PARTY, ConnectionEvidence, DirectionEvidence, StallLog
 
@@ -180,10 +187,6 @@ def until_end_text(op: OperationRecord, end_ns: int | None, answer: str) -> str:
             f"{f'{ms:.0f} ms' if ms < 1000 else f'{ms / 1000:.1f} s'} after the {answer}")
 
 
-def _other(role: str) -> str:
-    return ACCEPTOR if role == REQUESTOR else REQUESTOR
-
-
 class OperationBuilder:
     """Requests with their responses and cancels (PS3.7 9.1), built as messages settle.
 
@@ -209,7 +212,7 @@ class OperationBuilder:
                 continue
             op = OperationRecord(
                 op_index=self.count, command=cmd.command.removesuffix("-RQ"), scu=m.sender,
-                scp=_other(m.sender), message_id=cmd.message_id, request_index=m.msg_index,
+                scp=other_role(m.sender), message_id=cmd.message_id, request_index=m.msg_index,
                 sop_class_uid=cmd.sop_class_uid, sop_instance_uid=cmd.sop_instance_uid,
                 move_destination=cmd.move_destination, first_frame=m.first_frame,
                 last_frame=m.last_frame, request_first_ns=m.started_ns,

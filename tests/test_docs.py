@@ -33,7 +33,8 @@ def test_there_are_recipes_for_each_scenario() -> None:
                     "qr_worklist_wrong_station", "qr_get_unconvertible",
                     "commit_new_association", "commit_unanswered",
                     "mpps_open_and_discontinued", "mpps_images_missing",
-                    "store_encoding_mismatch", "store_pixel_data_mismatch"):
+                    "store_encoding_mismatch", "store_pixel_data_mismatch",
+                    "store_native_pixel_data"):
         assert capture in text
 
 

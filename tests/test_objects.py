@@ -36,6 +36,7 @@ from tshark_dicom.objects import (
     encoding_mismatch,
     infer_transfer_syntax,
     pixel_data_encapsulated_on_native,
+    pixel_data_native_on_encapsulated,
     safe_object_name,
 )
 
@@ -649,3 +650,161 @@ def test_compressed_images_on_uncompressed_contexts(truth_path: Path, analysed: 
     others = objs[[(int(a), int(i)) not in flagged
                    for a, i in zip(objs["assoc_id"], objs["msg_index"], strict=True)]]
     assert len(others) > 0 and others["meta_notes"].isna().all()
+
+
+# -- native pixel data on an encapsulated (compressed) context --------------------------------
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+
+
+def _pydicom_images() -> Iterator[tuple[str, bytes, str, str]]:
+    """(name, data set bytes, transfer syntax, SOP class) of every image storage file among
+    pydicom's test files on this machine (those it ships; none is downloaded)."""
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(folder.rglob("*.dcm")):
+        try:
+            meta = read_file_meta_info(path)
+            ts, sop = str(meta.TransferSyntaxUID), str(meta.MediaStorageSOPClassUID)
+            offset = 128 + 4 + 12 + int(meta.FileMetaInformationGroupLength)
+        except Exception:  # noqa: BLE001 - pydicom ships deliberately broken files too
+            continue
+        if "Image Storage" in UID(sop).name:
+            yield path.name, path.read_bytes()[offset:], ts, sop
+
+
+def test_native_pixel_data_on_encapsulated_contexts_across_pydicoms_images() -> None:
+    """Every compressed image pydicom ships is not flagged on its own transfer syntax; every
+    Explicit VR Little Endian image it ships is, sent as it is on a JPEG Lossless context.
+    Images of many makers (GE, Philips, Siemens, GDCM, dcmtk...), with sequences, private
+    elements and icons before the pixel data."""
+    compressed, native = [], []
+    for name, data, ts, sop in _pydicom_images():
+        uid = UID(ts)
+        if uid.is_encapsulated and ts not in ("1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"):
+            compressed.append((name, pixel_data_native_on_encapsulated(ts, sop, data)))
+        elif ts == EXPLICIT_VR_LITTLE_ENDIAN:
+            native.append((name, pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, sop, data)))
+    assert len(compressed) >= 30 and len(native) >= 5, (len(compressed), len(native))
+    assert [n for n, hit in compressed if hit] == []
+    assert [n for n, hit in native if not hit] == []
+
+
+def _with_icon(pixel_data: bytes, *, encapsulated: bool) -> bytes:
+    """CT_small with an Icon Image Sequence (native icon pixel data, of defined length)
+    before its own Pixel Data, the top-level one encapsulated or not; Explicit VR LE."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.BitsAllocated = 4, 4, 8
+    icon.PixelData = b"\x01" * 16
+    ds.IconImageSequence = [icon]
+    ds.PixelData = pixel_data
+    if encapsulated:
+        ds["PixelData"].is_undefined_length = True
+        ds["PixelData"].VR = "OB"
+    return encoded(ds, False, True)
+
+
+def test_an_icons_native_pixel_data_is_not_the_images() -> None:
+    """The icon's Pixel Data inside a sequence is stepped over; only the top-level one
+    counts (PS3.5 A.4 asks undefined length of it alone)."""
+    fragments = (b"\xfe\xff\x00\xe0\x00\x00\x00\x00"  # empty basic offset table
+                 + b"\xfe\xff\x00\xe0\x04\x00\x00\x00\xff\xd8\xff\xd9" + DELIMITER)
+    good = _with_icon(fragments, encapsulated=True)
+    bad = _with_icon(b"\x00" * 128, encapsulated=False)
+    assert not pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, CT_IMAGE_STORAGE, good)
+    assert pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, CT_IMAGE_STORAGE, bad)
+    # encapsulated with VR OW: not the quick match, the walk says so
+    walked = good.replace(b"\xe0\x7f\x10\x00OB", b"\xe0\x7f\x10\x00OW")
+    assert walked != good
+    assert not pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, CT_IMAGE_STORAGE, walked)
+    # not judged: a native context, JPIP Referenced (no pixel data), no image, a cut head
+    assert not pixel_data_native_on_encapsulated(EXPLICIT_VR_LITTLE_ENDIAN, CT_IMAGE_STORAGE, bad)
+    assert not pixel_data_native_on_encapsulated("1.2.840.10008.1.2.4.94", CT_IMAGE_STORAGE, bad)
+    assert not pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, "1.2.840.10008.5.1.4.1.1.88.11",
+                                                 bad)
+    pixel_at = bad.index(b"\xe0\x7f\x10\x00")
+    assert not pixel_data_native_on_encapsulated(JPEG_LOSSLESS_SV1, CT_IMAGE_STORAGE,
+                                                 bad[:pixel_at + 6])
+
+
+def test_the_sink_relabels_native_pixel_data_so_the_file_opens(tmp_path: Path) -> None:
+    """On a JPEG Lossless context, CT_small's native data set however it comes: the sink says
+    ``native``, and its file says Explicit VR Little Endian (the bytes as they travelled), so
+    pydicom reads the image; a Pixel Data header beyond the head kept is not judged."""
+    data, _, sop, uid = sample_dataset("CT_small.dcm")
+    for piece in (1, 1000, 1 << 20):
+        sink = ObjectSink(tmp_path, f"n{piece}.dcm", sop_class_uid=sop, sop_instance_uid=uid,
+                          transfer_syntax=JPEG_LOSSLESS_SV1, source_ae="A")
+        for i in range(0, len(data), piece):
+            sink.write(memoryview(data)[i:i + piece])
+        assert sink.check_pixel_data(sop) == "native"
+        assert sink.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN
+        assert "the pixel data is native" in sink.meta_notes[0]
+        name = sink.finish()
+        assert name is not None
+        back = pydicom.dcmread(tmp_path / name)
+        assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
+        assert back.pixel_array.shape == (128, 128)
+        assert hashlib.sha256(data).hexdigest() == sink.sha256
+    from tshark_dicom import objects
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.add_new(0x00091010, "OB", b"\x00" * objects.PIXEL_HEAD_SIZE)  # a large private value
+    far = encoded(ds, False, True)
+    sink = ObjectSink(None, "far.dcm", sop_class_uid=sop, sop_instance_uid=uid,
+                      transfer_syntax=JPEG_LOSSLESS_SV1, source_ae="A")
+    sink.write(far)
+    assert sink.check_pixel_data(sop) is None and sink.meta_notes == ()
+    assert len(sink.head) == objects.HEAD_SIZE
+
+
+NATIVE_TRUTHS = [t for t in truth_files() if "native_pixel_data" in json.loads(t.read_text())]
+
+
+def test_there_is_a_native_pixel_data_fixture() -> None:
+    assert [t.name for t in NATIVE_TRUTHS] == ["store_native_pixel_data.truth.json"]
+
+
+@pytest.mark.parametrize("truth_path", NATIVE_TRUTHS, ids=[t.name.split(".")[0]
+                                                           for t in NATIVE_TRUTHS])
+def test_native_images_on_compressed_contexts(truth_path: Path, analysed: Any) -> None:
+    """Each native image sent on a compressed context is an error finding; the receiver's
+    A-ABORT or silence points at it; its objects row and file say Explicit VR Little Endian
+    (the file opens, pixels included) and meta_notes the context's; the properly compressed
+    images beside them say nothing."""
+    truth = json.loads(truth_path.read_text())
+    report, out = analysed(capture_for(truth_path), (), ())
+    msgs, objs, findings = report.messages, report.objects, report.findings
+    hits = findings[findings["code"] == "pixel-data-encoding-mismatch"]
+    want = truth["native_pixel_data"]
+    assert len(hits) == len(want) > 0
+    flagged: set[tuple[int, int]] = set()
+    pointer = "see the pixel-data-encoding-mismatch finding"
+    for w in want:
+        i = w["assoc_index"]
+        rq = msgs[(msgs["assoc_id"] == i) & (msgs["command"] == "C-STORE-RQ")
+                  & (msgs["message_id"] == w["message_id"])].iloc[0]
+        flagged.add((i, int(rq["msg_index"])))
+        f = hits[(hits["assoc_id"] == i) & (hits["msg_index"] == rq["msg_index"])].iloc[0]
+        assert f["severity"] == "error" and w["sop_instance_uid"] in f["summary"]
+        assert (f"with native (uncompressed) pixel data, a value of defined length, but "
+                f"presentation context {rq['context_id']} was accepted with "
+                f"{UID(w['context_transfer_syntax']).name}") in f["summary"]
+        obj = objs[(objs["assoc_id"] == i) & (objs["msg_index"] == rq["msg_index"])].iloc[0]
+        assert obj["transfer_syntax"] == w["sent_as"]
+        assert "the pixel data is native" in obj["meta_notes"]
+        back = pydicom.dcmread(out / obj["path"])
+        assert back.file_meta.TransferSyntaxUID == w["sent_as"]
+        assert back.SOPInstanceUID == w["sop_instance_uid"] and back.pixel_array.size > 0
+        a = truth["associations"][i]
+        answered = {m["responds_to"] for m in a["messages"] if m["command"] == "C-STORE-RSP"}
+        if a["abort_sender"] == "acceptor":
+            aborted = findings[(findings["assoc_id"] == i)
+                               & (findings["code"] == "association-aborted")]
+            assert pointer in aborted.iloc[0]["summary"]
+        if w["message_id"] not in answered:
+            f = findings[(findings["assoc_id"] == i) & (findings["code"] == "request-unanswered")]
+            assert len(f) == 1 and pointer in f.iloc[0]["summary"]
+    others = objs[[(int(a), int(i)) not in flagged
+                   for a, i in zip(objs["assoc_id"], objs["msg_index"], strict=True)]]
+    assert len(others) > 0 and others["meta_notes"].isna().all()
+    assert (others["transfer_syntax"] == JPEG_LOSSLESS_SV1).all()

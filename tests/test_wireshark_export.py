@@ -164,11 +164,14 @@ def load_truth(truth_path: Path) -> dict[str, Any]:
 
 def complete_data_sets(truth_path: Path) -> list[TruthDataSet]:
     """Every data set the truth says the capture holds completely, with the transfer syntax
-    it is in: its context's, or the encoding it was sent in (``encoding_mismatch``)."""
+    it is in: its context's, or the encoding it was sent in (``encoding_mismatch``; native
+    pixel data on a compressed context, ``native_pixel_data``, is Explicit VR Little Endian)."""
     out = []
     truth = load_truth(truth_path)
-    sent_as = {(w["assoc_index"], w["message_id"]): w["sent_as"]
-               for w in truth.get("encoding_mismatch", [])}
+    misencoded = {(w["assoc_index"], w["message_id"]): w["sent_as"]
+                  for w in truth.get("encoding_mismatch", [])}
+    sent_as = misencoded | {(w["assoc_index"], w["message_id"]): w["sent_as"]
+                            for w in truth.get("native_pixel_data", [])}
     for index, assoc in enumerate(truth["associations"]):
         syntaxes = {c["context_id"]: c.get("transfer_syntax") for c in assoc["contexts"]}
         for msg in assoc["messages"]:
@@ -179,7 +182,7 @@ def complete_data_sets(truth_path: Path) -> list[TruthDataSet]:
                     sop_instance_uid=msg.get("sop_instance_uid"),
                     transfer_syntax=sent_as.get((index, msg["message_id"]),
                                                 syntaxes.get(msg["context_id"])),
-                    misencoded=(index, msg["message_id"]) in sent_as,
+                    misencoded=(index, msg["message_id"]) in misencoded,
                     dataset_bytes=int(msg["dataset_bytes"]),
                     sha256=msg["dataset_sha256"],
                     handshake=bool(assoc["contexts"]),

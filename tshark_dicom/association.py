@@ -236,7 +236,7 @@ class DatasetSinkLike(Protocol):
 
     def check_encoding(self) -> str | None: ...
 
-    def check_pixel_data(self, sop_class_uid: str | None) -> bool: ...
+    def check_pixel_data(self, sop_class_uid: str | None) -> str | None: ...
 
 
 class DatasetSinkFactory(Protocol):
@@ -587,8 +587,10 @@ class Association:
                 if actual is not None:  # the object (and its file) is in the one it is in
                     self._encoding_mismatch(m, command, ts, actual)
                     ts = actual
-                if sink.check_pixel_data(cmd.sop_class_uid):
-                    self._pixel_data_mismatch(m, command, ts)
+                pixels = sink.check_pixel_data(cmd.sop_class_uid)
+                if pixels is not None:
+                    self._pixel_data_mismatch(m, command, ts, pixels)
+                    ts = sink.transfer_syntax or ts  # native pixel data: what the file says
             path = None
             if complete:
                 path = sink.finish()
@@ -638,16 +640,30 @@ class Association:
             "at all), a lenient one guesses and may store it as received; the sender must "
             "encode it in the accepted transfer syntax, or propose the one it sends in"))
 
-    def _pixel_data_mismatch(self, m: Message, command: str, ts: str) -> None:
-        """An image whose pixel data is encapsulated (compressed) on a context accepted with
-        a native transfer syntax (objects.pixel_data_encapsulated_on_native)."""
-        self._misencoded_finding(m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
-            f"{s} sent {rq} with its pixel data encapsulated (compressed fragments), but "
-            f"presentation context {m.context_id} was accepted with {uid_name(ts) or ts}, whose "
-            f"pixel data is native (PS3.5 A.4): {r} cannot read the image (dcmtk's storescp "
-            "and Orthanc answer 0xA700, Out of resources, and store nothing); the sender must "
-            "decompress the object for this context, or propose the compressed transfer "
-            "syntax it holds it in"))
+    def _pixel_data_mismatch(self, m: Message, command: str, ts: str, pixels: str) -> None:
+        """An image whose pixel data is not encoded as its context's transfer syntax says
+        (`ObjectSink.check_pixel_data`): encapsulated (compressed) on a native context, or
+        native on an encapsulated one."""
+        if pixels == "encapsulated":
+            self._misencoded_finding(
+                m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
+                    f"{s} sent {rq} with its pixel data encapsulated (compressed fragments), "
+                    f"but presentation context {m.context_id} was accepted with "
+                    f"{uid_name(ts) or ts}, whose pixel data is native (PS3.5 A.4): {r} cannot "
+                    "read the image (dcmtk's storescp and Orthanc answer 0xA700, Out of "
+                    "resources, and store nothing); the sender must decompress the object for "
+                    "this context, or propose the compressed transfer syntax it holds it in"))
+            return
+        self._misencoded_finding(
+            m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
+                f"{s} sent {rq} with native (uncompressed) pixel data, a value of defined "
+                f"length, but presentation context {m.context_id} was accepted with "
+                f"{uid_name(ts) or ts}, whose pixel data must be encapsulated (compressed "
+                f"fragments, PS3.5 A.4), and {r} reads it so: a strict receiver fails (dcmtk's "
+                "storescp aborts the association, Orthanc does not answer), a lenient one "
+                "stores an image no viewer can open; the sender must compress the object for "
+                "this context, or propose a native transfer syntax such as Explicit VR Little "
+                "Endian"))
 
     # -- PDU events ------------------------------------------------------------------------
     def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,

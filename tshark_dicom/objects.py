@@ -49,6 +49,7 @@ __all__ = [
     "encoding_mismatch",
     "infer_transfer_syntax",
     "pixel_data_encapsulated_on_native",
+    "pixel_data_native_on_encapsulated",
     "safe_object_name",
 ]
 
@@ -64,6 +65,11 @@ EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
 
 #: How many leading bytes of a data set an :class:`ObjectSink` keeps.
 HEAD_SIZE: Final = 512
+#: How many it keeps of an image on an encapsulated (compressed) context, where the Pixel
+#: Data element's header is looked for (`pixel_data_native_on_encapsulated`): a CT or MR's
+#: is within its first few KiB; an enhanced multi-frame image's per-frame functional groups
+#: can push it further (about 300 bytes a frame), beyond this it is not judged.
+PIXEL_HEAD_SIZE: Final = 1 << 18
 
 _PREAMBLE: Final = b"\x00" * 128 + b"DICM"
 _COPY_CHUNK: Final = 1 << 20
@@ -186,6 +192,8 @@ class ObjectSink:
         self._error: OSError | None = None
         self._nbytes = 0
         self._head = bytearray()
+        self._head_size = PIXEL_HEAD_SIZE if _encapsulated_image(transfer_syntax, sop_class_uid) \
+            else HEAD_SIZE
         self._tail = b""  # the last TAIL_SIZE bytes handed on (`_submit`)
         #: up to ``keep`` bytes kept in memory (query identifiers, which later stages
         #: decode); None once the data set is longer than that
@@ -215,7 +223,7 @@ class ObjectSink:
     @property
     def head(self) -> bytes:
         """The first (up to 512) bytes of the data set."""
-        return bytes(self._head)
+        return bytes(self._head[:HEAD_SIZE])
 
     @property
     def kept(self) -> bytes | None:
@@ -241,19 +249,38 @@ class ObjectSink:
             self.transfer_syntax = actual
         return actual
 
-    def check_pixel_data(self, sop_class_uid: str | None) -> bool:
-        """Whether the data set, of an image storage SOP class, ends in encapsulated pixel
-        data (`pixel_data_encapsulated_on_native`) though ``transfer_syntax`` is a native
-        one; ``meta_notes`` then says the file will not read. Before `finish`."""
+    def check_pixel_data(self, sop_class_uid: str | None) -> str | None:
+        """How an image's pixel data is encoded when that is not what ``transfer_syntax``
+        says, else None; ``meta_notes`` says what the file then is. Before `finish`.
+
+        - ``"encapsulated"``: the data set ends in encapsulated pixel data
+          (`pixel_data_encapsulated_on_native`) though the transfer syntax is native. The
+          file keeps the context's transfer syntax and will not read: which compression the
+          fragments hold is not known here.
+        - ``"native"``: its Pixel Data has a defined length (`pixel_data_native_on_encapsulated`)
+          though the transfer syntax is encapsulated. Every encapsulated transfer syntax is
+          Explicit VR Little Endian around the pixel data, so the file says Explicit VR Little
+          Endian and opens, pixel data included.
+        """
         # the data set's last bytes: those still gathered, after those handed on
         tail = (self._tail + bytes(self._batch[-TAIL_SIZE:]))[-TAIL_SIZE:]
-        found = pixel_data_encapsulated_on_native(self.transfer_syntax, sop_class_uid, tail)
-        if found and self.transfer_syntax is not None:
+        stated = self.transfer_syntax
+        if stated is None:
+            return None
+        if pixel_data_encapsulated_on_native(stated, sop_class_uid, tail):
             self._notes.append(
-                f"TransferSyntaxUID: the context's {UID(self.transfer_syntax).name} written, "
+                f"TransferSyntaxUID: the context's {UID(stated).name} written, "
                 "but the pixel data is encapsulated (compressed fragments): a reader takes "
                 "it for native pixel data and fails")
-        return found
+            return "encapsulated"
+        if pixel_data_native_on_encapsulated(stated, sop_class_uid, bytes(self._head)):
+            self._notes.append(
+                f"TransferSyntaxUID: the pixel data is native (a value of defined length), "
+                f"not encapsulated as the context's {UID(stated).name} ({stated}) says; "
+                f"{EXPLICIT_VR_LITTLE_ENDIAN} written, the encoding the data set is in")
+            self.transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
+            return "native"
+        return None
 
     @property
     def partial_path(self) -> Path | None:
@@ -281,8 +308,8 @@ class ObjectSink:
         else:
             batch += chunk
             self._nbytes += len(batch) - before
-        if len(self._head) < HEAD_SIZE:
-            self._head += data[before:before + HEAD_SIZE - len(self._head)]
+        if len(self._head) < self._head_size:
+            self._head += data[before:before + self._head_size - len(self._head)]
         if self._kept is not None:
             if self._nbytes > self._keep:
                 self._kept = None
@@ -652,6 +679,64 @@ def pixel_data_encapsulated_on_native(transfer_syntax: str | None, sop_class_uid
     valid = _valid_uid(sop_class_uid)
     name = UID(valid).name if valid else ""
     return tail == SEQUENCE_DELIMITER and "Image Storage" in name
+
+
+#: Encapsulated transfer syntaxes whose data sets carry no pixel data (JPIP Referenced,
+#: PS3.5 A.6: a Pixel Data Provider URL instead).
+_NO_PIXEL_DATA: Final = frozenset({"1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"})
+#: Pixel Data (7FE0,0010), and the length that says encapsulated (undefined).
+_PIXEL_DATA: Final = 0x7FE00010
+_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+#: Its header when encapsulated (OB, undefined length) and the Basic Offset Table's item tag
+#: after it (PS3.5 A.4), little endian.
+_ENCAPSULATED_PIXEL_DATA: Final = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0"
+
+
+@functools.lru_cache(maxsize=256)
+def _encapsulated_image(transfer_syntax: str | None, sop_class_uid: str | None) -> bool:
+    """An image storage SOP class on an encapsulated transfer syntax that carries pixel
+    data (asked for every data set: a few of each in a capture)."""
+    ts, sop = _valid_uid(transfer_syntax), _valid_uid(sop_class_uid)
+    if ts is None or sop is None or ts in _NO_PIXEL_DATA:
+        return False
+    uid = UID(ts)
+    return uid.is_transfer_syntax and uid.is_encapsulated and "Image Storage" in UID(sop).name
+
+
+def pixel_data_native_on_encapsulated(transfer_syntax: str | None,
+                                      sop_class_uid: str | None, head: bytes) -> bool:
+    """Whether an image's top-level Pixel Data (7FE0,0010), found in its first bytes
+    ``head``, has a defined length though ``transfer_syntax`` is encapsulated (compressed),
+    whose Pixel Data must be of undefined length, its fragments in items (PS3.5 A.4): native
+    pixel data sent on a compressed context, as by a sender that negotiated JPEG and sent
+    its file's uncompressed bytes. pydicom walks the elements before it (sequences, and the
+    pixel data of an icon inside one, are stepped over as a whole); the walk stops at the
+    header. False when it cannot be told: no Pixel Data header within ``head``, or bytes
+    that do not parse."""
+    if not _encapsulated_image(transfer_syntax, sop_class_uid):
+        return False
+    if _ENCAPSULATED_PIXEL_DATA in head:
+        # Pixel Data as it must be here, its first item after it: no walk (pydicom's took
+        # 0.1-0.5 ms a compressed image). Missed so: native pixel data after an icon whose
+        # own pixel data is encapsulated, a sender that compressed the icon alone.
+        return False
+    found: list[int] = []
+
+    def at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+        if tag < _PIXEL_DATA:
+            return False
+        if tag == _PIXEL_DATA:
+            found.append(length)
+        return True
+
+    try:
+        # every encapsulated transfer syntax is Explicit VR Little Endian (PS3.5 A.4)
+        for _ in data_element_generator(io.BytesIO(head), False, True,
+                                        stop_when=at_pixel_data, defer_size=256):
+            pass
+    except Exception:  # cut off mid-sequence, or bytes that are not a data set
+        return False
+    return bool(found) and found[0] != _UNDEFINED_LENGTH
 
 
 def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydicom.uid import RE_VALID_UID, UID
 
@@ -83,6 +83,11 @@ ABORT_REASONS = {
 USER_IDENTITY_TYPES = {
     1: "username", 2: "username and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT",
 }
+#: The user identity types whose primary field is a secret a listener can use: a passcode
+#: (with the user name), a SAML assertion, a JSON Web Token (bearer credentials). A Kerberos
+#: service ticket is made to cross an open network, and a user name alone is no secret.
+SECRET_IDENTITIES = {2: "a user name and its passcode", 4: "a SAML assertion",
+                     5: "a JSON Web Token"}
 MAX_GAP_FINDINGS = 20
 #: Finished messages an association holds before it asks to be drained (`on_settle`).
 SETTLE_AT = 1024
@@ -316,6 +321,9 @@ class _Direction:
 class Association:
     """The DICOM state of one TCP connection (one association, PS3.8 9.1)."""
 
+    #: whether its bytes crossed the network encrypted (DICOM over TLS, `TlsAssociation`)
+    ENCRYPTED: ClassVar[bool] = False
+
     def __init__(self, stream: int, *, ports: frozenset[int],
                  dataset_sink: DatasetSinkFactory,
                  guess_transfer_syntax: TransferSyntaxGuesser) -> None:
@@ -359,6 +367,11 @@ class Association:
         self.user_identity_type: int | None = None
         self.user_identity_user: str | None = None
         self.user_identity_response: bool | None = None
+        #: the secret of the User Identity is not empty (a passcode, a token): never kept
+        self._identity_secret = False
+        #: the A-ASSOCIATE-AC's frame when it had no User Identity response though the
+        #: requestor asked for one
+        self._identity_unconfirmed: int | None = None
         self.pdus: dict[str, dict[str, int]] = {REQUESTOR: {}, ACCEPTOR: {}}
         self.contexts: dict[int, ContextRecord] = {}
         self._context_order: list[int] = []
@@ -760,6 +773,17 @@ class Association:
                 cid, _clean(item.abstract_syntax), [str(ts) for ts in item.transfer_syntax])
             self._context_order.append(cid)
         self._user_info(REQUESTOR, p.user_information)
+        secret = SECRET_IDENTITIES.get(self.user_identity_type or 0)
+        if secret is not None and self._identity_secret and not self.ENCRYPTED:
+            self.finding(
+                "warning", "credentials-in-clear",
+                f"{self.calling_ae or 'the requestor'} sent {secret} (User Identity "
+                f"negotiation, PS3.7 D.3.3.7) in its A-ASSOCIATE-RQ to "
+                f"{self.called_ae or 'the acceptor'} on a connection without TLS: it crossed "
+                "the network in clear text, and this capture holds it (tshark-dicom writes "
+                "it nowhere): anyone who can read the traffic, or the capture, can use it. "
+                "Protect associations that authenticate with DICOM over TLS (PS3.15 B.1), "
+                "and keep this capture as you would the credential", pdu.first_frame)
 
     def _on_ac(self, pdu: ControlPdu, p: Any) -> None:
         for item in p.presentation_context:
@@ -772,6 +796,9 @@ class Association:
             ts = item.transfer_syntax
             ctx.transfer_syntax = str(ts) if ts and ctx.result == 0 else None
         self._user_info(ACCEPTOR, p.user_information)
+        if self.user_identity_response and (
+                p.user_information is None or p.user_information.user_identity is None):
+            self._identity_unconfirmed = pdu.first_frame
         for cid in self._context_order:
             ctx = self.contexts[cid]
             if ctx.result not in (None, 0):
@@ -816,6 +843,8 @@ class Association:
             self.user_identity_response = bool(uid.response_requested)
             if self.user_identity_type in (1, 2):  # never the passcode
                 self.user_identity_user = _clean(uid.primary)
+            secret = uid.secondary if self.user_identity_type == 2 else uid.primary
+            self._identity_secret = bool(secret)
 
     def on_lost(self, d: _Direction, nbytes: int, cause: str, frame: int) -> None:
         self.gap_bytes += nbytes
@@ -860,11 +889,12 @@ class Association:
                     "error", "association-no-response",
                     f"{self.called_ae or 'the acceptor'} never answered the A-ASSOCIATE-RQ from "
                     f"{self.calling_ae or 'the requestor'} ({why})", self.requested_frame)
+        lead = self._identity_unconfirmed_finding(ending)
         if ending == "closed" and self.result == "accepted":
             self.finding(
                 "warning", "association-not-released",
                 f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
-                "A-RELEASE", self.last_frame)
+                f"A-RELEASE{lead}", self.last_frame)
         for (sender, mid), (idx, command, first_frame, answered) in self._requests.items():
             if answered or command == "C-CANCEL-RQ":
                 continue
@@ -875,6 +905,35 @@ class Association:
                 f"response before {why}{lead}", first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
+
+    def _identity_unconfirmed_finding(self, ending: str) -> str:
+        """The requestor asked for a User Identity response and the A-ASSOCIATE-AC had none
+        (PS3.7 D.3.3.7.2): an error when the requestor then sent no request, which is how an
+        SCU that requires the response gives up, else a note. The lead for the ending's
+        finding ("" when nothing is said)."""
+        frame = self._identity_unconfirmed
+        if frame is None:
+            return ""
+        calling = self.calling_ae or "the requestor"
+        called = self.called_ae or "the acceptor"
+        asked = (f"{calling} asked {called} to confirm its user identity (User Identity "
+                 "negotiation with a positive response requested, PS3.7 D.3.3.7), and the "
+                 "A-ASSOCIATE-AC carried no User Identity response")
+        if self.pdus[REQUESTOR].get(PDU_NAMES[P_DATA_TF]):
+            self.finding("note", "user-identity-not-confirmed",
+                         f"{asked}; {calling} went on without it", frame)
+            return ""
+        how = {"closed": "the connection closed without A-RELEASE",
+               "aborted": "the association was aborted",
+               "released": "the association was released", "open": "the capture ended"}[ending]
+        self.finding(
+            "error", "user-identity-not-confirmed",
+            f"{asked}; {calling} then sent no request, and {how}: an SCU that requires the "
+            "confirmation gives up so (dcmtk's storescu with -rsp: \"Positive response "
+            f"requested but none received\"). {called} does not take part in User Identity "
+            "negotiation, or is not set to answer it: configure it to, or let the SCU go on "
+            "without the response", frame)
+        return " (see the user-identity-not-confirmed finding)"
 
     def _reject_abort_findings(self) -> None:
         if self.result == "rejected":

@@ -68,6 +68,8 @@ ALERT_MEANINGS = {
 class TlsAssociation(Association):
     """An association (or attempt) carried by TLS: the handshake's facts ride along."""
 
+    ENCRYPTED = True
+
     def __init__(self, stream: int, *, ports: frozenset[int], dataset_sink: DatasetSinkFactory,
                  guess_transfer_syntax: TransferSyntaxGuesser, facts: TlsFacts) -> None:
         super().__init__(stream, ports=ports, dataset_sink=dataset_sink,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .aetitles import AeTitles
 from .association import Association, FindingRecord, MessageRecord, ObjectRecord
 from .commitment import CommitmentLog, Transaction, commitment_message, link_result
 from .correlate import correlate
@@ -174,6 +175,7 @@ class _Run:
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
         self.stored = StoredInstances()  # what the C-STOREs carried (bounded)
+        self.titles = AeTitles()  # which hosts used each AE title (bounded)
         self.commitments = CommitmentLog(self.stored)  # Storage Commitment, across associations
         self.steps = StepLog(self.stored)  # MPPS procedure steps, across associations
         self.destinations: set[str] = set()  # move destinations of C-MOVE-RQs seen
@@ -296,6 +298,7 @@ class _Run:
         ledger.finish()
         ops = ledger.ops
         self.stored.add(assoc.stream, assoc, ops, ledger.objects)
+        self.titles.add(assoc)
         self._n_services(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
@@ -401,6 +404,7 @@ class _Run:
         result.commitments = self.commitments.transactions
         result.findings.extend(self.steps.findings(result.last_ns))
         result.findings.extend(self.stored.findings())
+        result.findings.extend(self.titles.findings())
         result.steps = self.steps
         for done in kept:
             self._hand_on(done)

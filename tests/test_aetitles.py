@@ -71,4 +71,4 @@ def test_only_accepted_associations_count_and_memory_is_bounded() -> None:
     assert f.summary.startswith(f"{HOSTS_KEPT} hosts called with the AE title STORESCU: "
                                 "10.1.0.0 (1 association), 10.1.0.1 (1 association)")
     assert f"and {HOSTS_KEPT - 4} more" in f.summary
-    assert len(titles.calling["STORESCU"].hosts) == HOSTS_KEPT
+    assert len(titles.calling["STORESCU"]) == HOSTS_KEPT

@@ -14,8 +14,6 @@ Bounded: past `TITLES_KEPT` titles and `HOSTS_KEPT` hosts a title, nothing more 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .association import Association, FindingRecord
 
 #: AE titles remembered per capture and role.
@@ -26,20 +24,14 @@ HOSTS_KEPT = 16
 HOSTS_NAMED = 4
 
 
-@dataclass(slots=True)
-class _Use:
-    """Where one AE title was used: host -> (associations, first frame)."""
-
-    hosts: dict[str, list[int]] = field(default_factory=dict)
-
-
 class AeTitles:
     """Calling AE titles against requestor addresses, called ones against acceptor
-    addresses, over the accepted associations of a capture."""
+    addresses, over the accepted associations of a capture: title -> host -> [associations,
+    first frame]."""
 
     def __init__(self) -> None:
-        self.calling: dict[str, _Use] = {}
-        self.called: dict[str, _Use] = {}
+        self.calling: dict[str, dict[str, list[int]]] = {}
+        self.called: dict[str, dict[str, list[int]]] = {}
 
     def add(self, assoc: Association) -> None:
         if assoc.result != "accepted" or assoc.requestor is None or assoc.acceptor is None:
@@ -49,16 +41,16 @@ class AeTitles:
                                     (self.called, assoc.called_ae, assoc.acceptor[0])):
             if not title:
                 continue
-            use = titles.get(title)
-            if use is None:
+            hosts = titles.get(title)
+            if hosts is None:
                 if len(titles) >= TITLES_KEPT:
                     continue
-                use = titles[title] = _Use()
-            seen = use.hosts.get(host)
+                hosts = titles[title] = {}
+            seen = hosts.get(host)
             if seen is not None:
                 seen[0] += 1
-            elif len(use.hosts) < HOSTS_KEPT:
-                use.hosts[host] = [1, frame]
+            elif len(hosts) < HOSTS_KEPT:
+                hosts[host] = [1, frame]
 
     def findings(self) -> list[tuple[None, FindingRecord]]:
         """One finding per AE title used on more than one host: a warning for a calling AE
@@ -66,10 +58,10 @@ class AeTitles:
         archive that knows the title reaches one of them, by its own configuration)."""
         out: list[tuple[None, FindingRecord]] = []
         for role, titles in (("calling", self.calling), ("called", self.called)):
-            for title, use in titles.items():
-                if len(use.hosts) < 2:
+            for title, used in titles.items():
+                if len(used) < 2:
                     continue
-                hosts = sorted(use.hosts.items(), key=lambda kv: kv[1][1])
+                hosts = sorted(used.items(), key=lambda kv: kv[1][1])
                 named = ", ".join(f"{host} ({n} association{'s' if n > 1 else ''})"
                                   for host, (n, _) in hosts[:HOSTS_NAMED])
                 more = len(hosts) - HOSTS_NAMED

@@ -367,8 +367,6 @@ class Association:
         self.user_identity_type: int | None = None
         self.user_identity_user: str | None = None
         self.user_identity_response: bool | None = None
-        #: the secret of the User Identity is not empty (a passcode, a token): never kept
-        self._identity_secret = False
         #: the A-ASSOCIATE-AC's frame when it had no User Identity response though the
         #: requestor asked for one
         self._identity_unconfirmed: int | None = None
@@ -773,17 +771,26 @@ class Association:
                 cid, _clean(item.abstract_syntax), [str(ts) for ts in item.transfer_syntax])
             self._context_order.append(cid)
         self._user_info(REQUESTOR, p.user_information)
-        secret = SECRET_IDENTITIES.get(self.user_identity_type or 0)
-        if secret is not None and self._identity_secret and not self.ENCRYPTED:
-            self.finding(
-                "warning", "credentials-in-clear",
-                f"{self.calling_ae or 'the requestor'} sent {secret} (User Identity "
-                f"negotiation, PS3.7 D.3.3.7) in its A-ASSOCIATE-RQ to "
-                f"{self.called_ae or 'the acceptor'} on a connection without TLS: it crossed "
-                "the network in clear text, and this capture holds it (tshark-dicom writes "
-                "it nowhere): anyone who can read the traffic, or the capture, can use it. "
-                "Protect associations that authenticate with DICOM over TLS (PS3.15 B.1), "
-                "and keep this capture as you would the credential", pdu.first_frame)
+        self._credentials_in_clear(p.user_information, pdu.first_frame)
+
+    def _credentials_in_clear(self, ui: Any, frame: int) -> None:
+        """A secret in the requestor's User Identity (`SECRET_IDENTITIES`) on a connection
+        without TLS; never kept, only whether it is empty looked at."""
+        ident = ui.user_identity if ui is not None else None
+        kind = SECRET_IDENTITIES.get(self.user_identity_type or 0)
+        if ident is None or kind is None or self.ENCRYPTED:
+            return
+        if not (ident.secondary if self.user_identity_type == 2 else ident.primary):
+            return  # an empty passcode (dcmtk's -epw): only the user name crossed
+        self.finding(
+            "warning", "credentials-in-clear",
+            f"{self.calling_ae or 'the requestor'} sent {kind} (User Identity "
+            f"negotiation, PS3.7 D.3.3.7) in its A-ASSOCIATE-RQ to "
+            f"{self.called_ae or 'the acceptor'} on a connection without TLS: it crossed "
+            "the network in clear text, and this capture holds it (tshark-dicom writes "
+            "it nowhere): anyone who can read the traffic, or the capture, can use it. "
+            "Protect associations that authenticate with DICOM over TLS (PS3.15 B.1), "
+            "and keep this capture as you would the credential", frame)
 
     def _on_ac(self, pdu: ControlPdu, p: Any) -> None:
         for item in p.presentation_context:
@@ -843,8 +850,6 @@ class Association:
             self.user_identity_response = bool(uid.response_requested)
             if self.user_identity_type in (1, 2):  # never the passcode
                 self.user_identity_user = _clean(uid.primary)
-            secret = uid.secondary if self.user_identity_type == 2 else uid.primary
-            self._identity_secret = bool(secret)
 
     def on_lost(self, d: _Direction, nbytes: int, cause: str, frame: int) -> None:
         self.gap_bytes += nbytes

@@ -273,7 +273,7 @@ class ObjectSink:
                 "but the pixel data is encapsulated (compressed fragments): a reader takes "
                 "it for native pixel data and fails")
             return "encapsulated"
-        if pixel_data_native_on_encapsulated(stated, sop_class_uid, bytes(self._head)):
+        if pixel_data_native_on_encapsulated(stated, sop_class_uid, self._head):
             self._notes.append(
                 f"TransferSyntaxUID: the pixel data is native (a value of defined length), "
                 f"not encapsulated as the context's {UID(stated).name} ({stated}) says; "
@@ -673,12 +673,12 @@ def pixel_data_encapsulated_on_native(transfer_syntax: str | None, sop_class_uid
     from the last bytes only: an image's last element is its pixel data (Data Set Trailing
     Padding after it hides the case; a Digital Signatures Sequence of undefined length after
     native pixel data would end so too, and is rare)."""
+    if tail != SEQUENCE_DELIMITER:  # nearly every data set: nothing more to look up
+        return False
     mine = _encoding(transfer_syntax) if transfer_syntax is not None else None
     if mine is None or not mine[1] or UID(str(transfer_syntax)).is_compressed:
         return False
-    valid = _valid_uid(sop_class_uid)
-    name = UID(valid).name if valid else ""
-    return tail == SEQUENCE_DELIMITER and "Image Storage" in name
+    return _image(sop_class_uid)
 
 
 #: Encapsulated transfer syntaxes whose data sets carry no pixel data (JPIP Referenced,
@@ -693,18 +693,26 @@ _ENCAPSULATED_PIXEL_DATA: Final = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff\x
 
 
 @functools.lru_cache(maxsize=256)
+def _image(sop_class_uid: str | None) -> bool:
+    """A SOP class whose name says Image Storage (a few in a capture, asked per data set)."""
+    sop = _valid_uid(sop_class_uid)
+    return sop is not None and "Image Storage" in UID(sop).name
+
+
+@functools.lru_cache(maxsize=256)
 def _encapsulated_image(transfer_syntax: str | None, sop_class_uid: str | None) -> bool:
     """An image storage SOP class on an encapsulated transfer syntax that carries pixel
     data (asked for every data set: a few of each in a capture)."""
-    ts, sop = _valid_uid(transfer_syntax), _valid_uid(sop_class_uid)
-    if ts is None or sop is None or ts in _NO_PIXEL_DATA:
+    ts = _valid_uid(transfer_syntax)
+    if ts is None or ts in _NO_PIXEL_DATA:
         return False
     uid = UID(ts)
-    return uid.is_transfer_syntax and uid.is_encapsulated and "Image Storage" in UID(sop).name
+    return uid.is_transfer_syntax and uid.is_encapsulated and _image(sop_class_uid)
 
 
 def pixel_data_native_on_encapsulated(transfer_syntax: str | None,
-                                      sop_class_uid: str | None, head: bytes) -> bool:
+                                      sop_class_uid: str | None,
+                                      head: bytes | bytearray) -> bool:
     """Whether an image's top-level Pixel Data (7FE0,0010), found in its first bytes
     ``head``, has a defined length though ``transfer_syntax`` is encapsulated (compressed),
     whose Pixel Data must be of undefined length, its fragments in items (PS3.5 A.4): native

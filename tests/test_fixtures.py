@@ -189,6 +189,24 @@ def test_lossy_decodes_like_clean(analysed: Any) -> None:
     assert not (lossy.findings["code"] == "capture-gap").any()
 
 
+def test_tls_through_loss_and_reordering_decodes_like_clear(analysed: Any) -> None:
+    """tls_lossy: the lossy traffic over TLS 1.3. tshark reassembles the TLS records (our
+    streams module does not see them), so a segment captured after its successor must not
+    cost the rest of the connection (TLS 1.3's per-record nonces)."""
+    from .conftest import CAPTURES
+
+    tls, _ = analysed(CAPTURES / "tls_lossy.pcapng", (), (CAPTURES / "tls_lossy.keys",))
+    clean, _ = analysed(CAPTURES / "lossy_clean.pcapng")
+    assert tls.associations["tls_decrypted"].all()
+    assert sum(tls.associations[f"out_of_order_{r}"].sum() for r in ("requestor", "acceptor")) \
+        + tls.associations["retransmitted_bytes_requestor"].sum() > 0
+    assert list(tls.objects["sha256"]) == list(clean.objects["sha256"])
+    assert tls.objects["complete"].all()
+    cols = ["command", "message_id", "responds_to", "sop_instance_uid", "status"]
+    assert tls.messages[cols].equals(clean.messages[cols])
+    assert set(tls.findings["code"]) <= {"retransmissions"}
+
+
 def test_an_abort_after_rejected_contexts_points_at_them(analysed: Any) -> None:
     """dcmsend aborts when a file has no accepted context (its RLE Lossless refused): the
     abort finding says the requestor had nothing outstanding and which contexts were

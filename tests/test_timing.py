@@ -28,6 +28,7 @@ ALL_IDS = [t.name.removesuffix(".truth.json") for t in ALL]
 OTHER_FIXTURES: dict[str, set[str]] = {
     "large_multiframe": {"small-pdu"},  # planted: acceptor max PDU 4096 for 9.2 MB
     "lossy": {"retransmissions"},  # planted: the forwarder drops and reorders
+    "tls_lossy": {"retransmissions"},  # the same forwarder, over TLS
     "hole": {"scu-idle"},  # planted: the SCU sleeps 0.4 s between stores (editcap's gap)
     "concurrent": {"scu-idle", "nagle-stall"},  # planted: gap=0.25 s between A's stores
     "n_services": {"scu-idle", "nagle-stall"},  # planted: the SCP waits before N-EVENT-REPORT

@@ -207,7 +207,11 @@ def tls_argv(tshark: Tshark, capture: Path, keylogs: Sequence[Path],
     ``keylogs``: at most one file (see `keylog_file`); ``ports``: decoded as TLS even where
     tshark's heuristics would not (``-d tcp.port==N,tls``). ``streams=None``: all TLS."""
     argv = [tshark.path, "-n", "-r", str(capture), "--disable-protocol", "dicom",
-            "-o", "tcp.check_checksum:FALSE", "-o", f"gui.column.format:{_COLUMNS}"]
+            "-o", "tcp.check_checksum:FALSE", "-o", f"gui.column.format:{_COLUMNS}",
+            # a segment captured after its successor (dumpcap on a busy loopback writes some
+            # out of order) would otherwise leave a gap in the TLS records; TLS 1.3's nonces
+            # then fail every later record, and the rest of the connection is lost
+            "-o", "tcp.reassemble_out_of_order:TRUE"]
     for path in keylogs:
         argv += ["-o", f"tls.keylog_file:{path}"]
     for port in sorted(set(ports)):

@@ -154,6 +154,8 @@ class TruthDataSet:
     sha256: str
     handshake: bool  # the association's A-ASSOCIATE-RQ is in the capture
     misencoded: bool = False  # not in its context's transfer syntax (encoding_mismatch)
+    #: the data set's own SOP Class UID where it is not the command's (sop_mismatch)
+    dataset_sop_class: str | None = None
 
 
 @functools.cache
@@ -172,6 +174,8 @@ def complete_data_sets(truth_path: Path) -> list[TruthDataSet]:
                   for w in truth.get("encoding_mismatch", [])}
     sent_as = misencoded | {(w["assoc_index"], w["message_id"]): w["sent_as"]
                             for w in truth.get("native_pixel_data", [])}
+    own_class = {(w["assoc_index"], w["message_id"]): w["dataset_sop_class"]
+                 for w in truth.get("sop_mismatch", []) if "dataset_class" in w["kinds"]}
     for index, assoc in enumerate(truth["associations"]):
         syntaxes = {c["context_id"]: c.get("transfer_syntax") for c in assoc["contexts"]}
         for msg in assoc["messages"]:
@@ -183,6 +187,7 @@ def complete_data_sets(truth_path: Path) -> list[TruthDataSet]:
                     transfer_syntax=sent_as.get((index, msg["message_id"]),
                                                 syntaxes.get(msg["context_id"])),
                     misencoded=(index, msg["message_id"]) in misencoded,
+                    dataset_sop_class=own_class.get((index, msg["message_id"])),
                     dataset_bytes=int(msg["dataset_bytes"]),
                     sha256=msg["dataset_sha256"],
                     handshake=bool(assoc["contexts"]),
@@ -356,7 +361,9 @@ def test_our_meta_header_is_valid_where_wiresharks_is_not(truth_path: Path,
             assert not ws_valid, (
                 f"{cmp.fixture}: Wireshark's {exp.name} has a valid (0002,0002) {ws_class!r}"
             )
-            assert ws_class.startswith(f"{truth.sop_class_uid} ("), ws_class
+            # Wireshark takes the SOP class from the data set, ours the command's (SPEC)
+            assert ws_class.startswith(f"{truth.dataset_sop_class or truth.sop_class_uid} ("), \
+                ws_class
         else:
             # Deflated, or in another encoding than its context's: Wireshark cannot parse
             # the data set, so it writes its placeholder SOP class and instance UIDs instead

@@ -243,6 +243,8 @@ class DatasetSinkLike(Protocol):
 
     def check_pixel_data(self, sop_class_uid: str | None) -> str | None: ...
 
+    def check_uids(self) -> tuple[str | None, str | None] | None: ...
+
 
 class DatasetSinkFactory(Protocol):
     def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
@@ -386,6 +388,8 @@ class Association:
         #: the last data set in the wrong encoding each role received: which message, and
         #: the code of the finding that says so
         self._misencoded: dict[str, tuple[str, str]] = {}
+        #: the same for a data set whose SOP Class or Instance UID is not its command's
+        self._mismatched: dict[str, tuple[str, str]] = {}
         self._answered: deque[tuple[tuple[str, int], int]] = deque()
         #: what the tables and rules need of messages and objects that have moved on
         self.message_count = 0
@@ -602,6 +606,8 @@ class Association:
                 if pixels is not None:
                     self._pixel_data_mismatch(m, command, ts, pixels)
                     ts = sink.transfer_syntax or ts  # native pixel data: what the file says
+            if command == "C-STORE-RQ":
+                self._sop_mismatch(m, command, ctx, sink.check_uids())
             path = None
             if complete:
                 path = sink.finish()
@@ -650,6 +656,47 @@ class Association:
             "it in that one: a strict reader fails (an error status, an A-ABORT, or no answer "
             "at all), a lenient one guesses and may store it as received; the sender must "
             "encode it in the accepted transfer syntax, or propose the one it sends in"))
+
+    def _sop_mismatch(self, m: Message, command: str, ctx: ContextRecord | None,
+                      own: tuple[str | None, str | None] | None) -> None:
+        """A C-STORE whose SOP class is not its presentation context's abstract syntax, or
+        whose data set names another SOP Class or Instance UID than its command (``own``:
+        the data set's, `ObjectSink.check_uids`)."""
+        cmd = m.command
+        assert cmd is not None
+        sender = self._sender_ae(m.sender) or m.sender
+        receiver_role = other_role(m.sender)
+        receiver = self._sender_ae(receiver_role) or receiver_role
+        request = f"{command} {cmd.message_id}"
+        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
+        abstract = ctx.abstract_syntax if ctx is not None else None
+        if abstract and cmd.sop_class_uid and abstract != cmd.sop_class_uid:
+            self.finding(
+                "warning", "context-sop-class-mismatch",
+                f"{sender} sent {request} ({what}, {cmd.sop_instance_uid or 'no UID'}) on "
+                f"presentation context {m.context_id}, which was negotiated for "
+                f"{uid_name(abstract) or abstract}: a message belongs on a context whose "
+                f"abstract syntax is its SOP class, and {receiver} may file the object as the "
+                "context's SOP class or refuse it (dcmtk's storescp, Orthanc and pynetdicom "
+                f"accept it); the sender must propose {what} and send it on that context",
+                m.first_frame, m.msg_index)
+        if own is None:
+            return
+        differ = []
+        if own[0] is not None and own[0] != cmd.sop_class_uid:
+            differ.append(f"SOP Class UID {uid_name(own[0]) or own[0]} ({own[0]})")
+        if own[1] is not None and own[1] != cmd.sop_instance_uid:
+            differ.append(f"SOP Instance UID {own[1]}")
+        self._mismatched[receiver_role] = (request, "dataset-uid-mismatch")
+        self.finding(
+            "error", "dataset-uid-mismatch",
+            f"{sender} sent {request} for {what}, {cmd.sop_instance_uid or 'no UID'}, but its "
+            f"data set says {' and '.join(differ)}: the command's Affected SOP Class and "
+            "Instance UIDs name the data set's own (PS3.7 9.1.1); a strict receiver refuses it "
+            f"(dcmtk's storescp and Orthanc answer 0xA900, Data Set does not match SOP Class), "
+            f"a lenient one files it under UIDs the sender does not know it used; typically a "
+            "file whose meta header disagrees with its data set, sent by its header, or a "
+            "router that rewrote one and not the other", m.first_frame, m.msg_index)
 
     def _pixel_data_mismatch(self, m: Message, command: str, ts: str, pixels: str) -> None:
         """An image whose pixel data is not encoded as its context's transfer syntax says
@@ -966,13 +1013,21 @@ class Association:
         not read is the lead (dcmtk's storescp aborts when its parser fails)."""
         got = self._misencoded.get(role)
         if got is None:
-            return ""
+            got = self._mismatched.get(role)
+            return "" if got is None else (
+                f", after receiving the data set of {got[0]}, which names other UIDs than its "
+                f"command (see the {got[1]} finding)")
         return (f", after receiving the data set of {got[0]} in an encoding its presentation "
                 f"context was not accepted with (see the {got[1]} finding)")
 
     def _misencoding_lead(self, receiver: str, request: str) -> str:
         """What a failure, or the silence, of ``receiver`` after ``request`` owes to the
-        request's data set being in the wrong encoding; "" if it was not."""
+        request's data set being in the wrong encoding, or naming other UIDs than its
+        command; "" if it was neither."""
+        got = self._mismatched.get(receiver)
+        if got is not None and got[0] == request:
+            return (f"; the data set of {request} names other UIDs than its command (see the "
+                    f"{got[1]} finding)")
         got = self._misencoded.get(receiver)
         if got is None or got[0] != request:
             return ""

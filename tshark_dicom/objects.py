@@ -46,6 +46,7 @@ __all__ = [
     "IMPLICIT_VR_LITTLE_ENDIAN",
     "ObjectSink",
     "dataset_uids",
+    "dataset_uids_differ",
     "encoding_mismatch",
     "infer_transfer_syntax",
     "pixel_data_encapsulated_on_native",
@@ -281,6 +282,21 @@ class ObjectSink:
             self.transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
             return "native"
         return None
+
+    def check_uids(self) -> tuple[str | None, str | None] | None:
+        """The data set's own SOP Class and Instance UIDs, (0008,0016) and (0008,0018), when
+        one of them is not the command's (`dataset_uids_differ`), else None; ``meta_notes``
+        then says which the file's header took. Before `finish`."""
+        own = dataset_uids_differ(self._head[:HEAD_SIZE], self.transfer_syntax,
+                                  self.sop_class_uid, self.sop_instance_uid)
+        if own is not None:
+            for keyword, command, data in (
+                    ("MediaStorageSOPClassUID", self.sop_class_uid, own[0]),
+                    ("MediaStorageSOPInstanceUID", self.sop_instance_uid, own[1])):
+                if data is not None and data != command:
+                    self._notes.append(f"{keyword}: the command's {command}; the data set "
+                                       f"says {data}")
+        return own
 
     @property
     def partial_path(self) -> Path | None:
@@ -745,6 +761,39 @@ def pixel_data_native_on_encapsulated(transfer_syntax: str | None,
     except Exception:  # cut off mid-sequence, or bytes that are not a data set
         return False
     return bool(found) and found[0] != _UNDEFINED_LENGTH
+
+
+def _uid_element(tag: bytes, uid: str) -> tuple[bytes, bytes]:
+    """A UI element as Explicit and as Implicit VR Little Endian write it (padded with a
+    NUL to an even length, PS3.5 9.1)."""
+    value = uid.encode("ascii", "replace")
+    if len(value) % 2:
+        value += b"\0"
+    return (tag + b"UI" + struct.pack("<H", len(value)) + value,
+            tag + struct.pack("<I", len(value)) + value)
+
+
+def dataset_uids_differ(head: bytes | bytearray, transfer_syntax: str | None,
+                        sop_class_uid: str | None, sop_instance_uid: str | None
+                        ) -> tuple[str | None, str | None] | None:
+    """The data set's SOP Class and Instance UIDs, from its first bytes ``head``, when one
+    of them is present and is not the command's ``sop_class_uid`` / ``sop_instance_uid``
+    (a file whose meta header disagrees with its data set, sent by its header; a router that
+    rewrote one and not the other); None when they agree or cannot be told (not in
+    ``head``, no command UID to compare with)."""
+    if not sop_class_uid or not sop_instance_uid:
+        return None
+    # Both elements exactly as the command's values would be written: no parse (nearly
+    # every data set). A UID that is a prefix of another (CT Image Storage of Enhanced CT)
+    # is no false match: the length comes first.
+    if any(form in head for form in _uid_element(b"\x08\x00\x16\x00", sop_class_uid)) and \
+            any(form in head for form in _uid_element(b"\x08\x00\x18\x00", sop_instance_uid)):
+        return None
+    own = dataset_uids(bytes(head), transfer_syntax)
+    if (own[0] is not None and own[0] != sop_class_uid) or \
+            (own[1] is not None and own[1] != sop_instance_uid):
+        return own
+    return None
 
 
 def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, str | None]:

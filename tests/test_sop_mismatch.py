@@ -26,6 +26,7 @@ CODES = {"context": "context-sop-class-mismatch", "dataset_class": "dataset-uid-
          "dataset_instance": "dataset-uid-mismatch"}
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 def _truth(path: Path) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def test_pydicoms_files_agree_with_their_own_uids() -> None:
             continue
         head = path.read_bytes()[offset:offset + 512]
         assert dataset_uids_differ(head, ts, sop_class, sop_instance) is None, path.name
-        if head.find(sop_instance.encode()) > 0 or "1.2.840.10008.1.2.1.99" == ts:
+        if sop_instance.encode() in head or ts == DEFLATED:  # inflated to be read
             assert dataset_uids_differ(head, ts, sop_class, "1.2.3") is not None, path.name
         checked += 1
     assert checked >= 60

@@ -664,13 +664,16 @@ class Association:
         the data set's, `ObjectSink.check_uids`)."""
         cmd = m.command
         assert cmd is not None
+        abstract = ctx.abstract_syntax if ctx is not None else None
+        off_context = bool(abstract and cmd.sop_class_uid and abstract != cmd.sop_class_uid)
+        if not off_context and own is None:
+            return  # nearly every C-STORE: no names looked up, no sentences made
         sender = self._sender_ae(m.sender) or m.sender
         receiver_role = other_role(m.sender)
         receiver = self._sender_ae(receiver_role) or receiver_role
         request = f"{command} {cmd.message_id}"
         what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        abstract = ctx.abstract_syntax if ctx is not None else None
-        if abstract and cmd.sop_class_uid and abstract != cmd.sop_class_uid:
+        if off_context:
             self.finding(
                 "warning", "context-sop-class-mismatch",
                 f"{sender} sent {request} ({what}, {cmd.sop_instance_uid or 'no UID'}) on "

@@ -21,8 +21,7 @@ from tshark_dicom.packets import (
     read_packets,
     read_raw_packets,
 )
-from tshark_dicom.tls import has_embedded_secrets
-from tshark_dicom.tshark import find_tshark, packets_argv, raw_argv, run_tshark
+from tshark_dicom.tshark import find_tshark, packets_argv, raw_argv, raw_conversion, run_tshark
 
 from .conftest import CAPTURES
 
@@ -34,15 +33,15 @@ def _fields(p: Packet) -> tuple[object, ...]:
             p.tcp_len, p.flags, p.payload, p.win, p.wscale)
 
 
-#: tshark will not convert a pcapng holding TLS decryption secrets to pcap ("can't be
-#: written as a nsecpcap file"), so the auto engine reads those with ek (test_tls.py).
-RAW_CAPS = [c for c in CAPS if not has_embedded_secrets(c)]
+#: Every fixture, those with TLS secrets before their interface too (raw_conversion's second
+#: way, test_conversion.py).
+RAW_CAPS = CAPS
 
 
 @pytest.mark.parametrize("cap", RAW_CAPS, ids=[c.name for c in RAW_CAPS])
 def test_raw_reader_equals_tshark_dissection(cap: Path) -> None:
     tshark = find_tshark()
-    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+    with raw_conversion(tshark, cap) as (out, _):
         raw = [_fields(p) for p in read_raw_packets(out)]
     streams = sorted({r[2] for r in raw})
     with run_tshark(packets_argv(tshark, cap, streams), cap) as (out, _):

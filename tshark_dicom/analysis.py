@@ -57,7 +57,7 @@ from .tshark import (
     check_capture,
     find_streams_argv,
     packets_argv,
-    raw_argv,
+    raw_conversion,
     run_tshark,
 )
 
@@ -462,7 +462,7 @@ def analyze_capture(
                             progress)
             else:  # one file: no generator in between (every packet passes here)
                 stats = CaptureStats()
-                with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
+                with raw_conversion(tshark, path) as (out, tsk):
                     run.consume(read_raw_packets(out, skip=run.done,
                                                  stats=stats), progress)
                 result.truncated = tsk.truncated
@@ -542,7 +542,7 @@ def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
     for path, label in files:
         run.label = label
         stats = CaptureStats()
-        with run_tshark(raw_argv(tshark, path), path) as (out, tsk):
+        with raw_conversion(tshark, path) as (out, tsk):
             yield from read_raw_packets(out, numbers=numbers, skip=run.done,
                                         stats=stats, frame_offset=offset)
         offset += stats.records

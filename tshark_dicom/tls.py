@@ -27,11 +27,9 @@ We read its output as it comes, one chunk at a time.
 from __future__ import annotations
 
 import binascii
-import gzip
 import logging
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +39,7 @@ from typing import IO
 
 from .errors import OptionsError
 from .packets import Packet, epoch_ns
-from .tshark import Tshark, stream_set_expression
+from .tshark import Tshark, has_embedded_secrets, stream_set_expression
 
 log = logging.getLogger(__name__)
 
@@ -128,35 +126,6 @@ def looks_like_tls(payload: bytes) -> bool:
     version 3.x) whose first message is of type 1 (RFC 8446 5.1, 4)."""
     return (len(payload) >= 6 and payload[0] == 0x16 and payload[1] == 3
             and payload[2] <= 4 and payload[5] == 1)
-
-
-def has_embedded_secrets(path: Path) -> bool:
-    """Whether a pcapng (plain or gzip) holds a Decryption Secrets Block before its first
-    packet, as ``editcap --inject-secrets`` writes it (pcapng spec, block type 0x0A)."""
-    try:
-        with open(path, "rb") as raw:
-            magic = raw.read(2)
-        opener = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
-                return False
-            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-            length = struct.unpack(order + "I", head[4:8])[0]
-            f.read(length - 12)
-            for _ in range(1000):
-                hdr = f.read(8)
-                if len(hdr) < 8:
-                    return False
-                kind, length = struct.unpack(order + "II", hdr)
-                if kind == 0x0A:
-                    return True
-                if kind in (2, 3, 6) or length < 12:  # a packet: secrets come before it
-                    return False
-                f.read(length - 8)
-    except (OSError, EOFError, struct.error):
-        return False
-    return False
 
 
 @contextmanager

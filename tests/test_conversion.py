@@ -1,0 +1,121 @@
+"""The raw engine's conversion (tshark.raw_conversion) on captures Wireshark's converters
+refuse: a pcapng whose TLS secrets come before its interface, as `editcap --inject-secrets`
+writes it, goes the second way (tshark's pcapng writer piped into editcap) and gives every
+table the capture gives with its key log beside it; a capture pcap cannot hold (interfaces
+of two link types) still goes to the ek engine. Real captures made from the fixtures with
+Wireshark's editcap and mergecap; the real tshark reads them."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import tshark_dicom
+from tshark_dicom.packets import read_raw_packets
+from tshark_dicom.tshark import Tshark, find_tshark, has_embedded_secrets, raw_conversion
+
+CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
+KEYS = CAPTURES / "tls_store_12.keys"
+TABLES = ("associations", "presentation_contexts", "messages", "objects", "operations",
+          "queries", "query_keys", "throughput", "connection_attempts")
+
+
+def _site(tmp_path: Path) -> Path:
+    """Clear C-FIND/C-MOVE traffic and a TLS 1.2 store in one capture (mergecap)."""
+    (tmp_path / "plain").mkdir()
+    merged = tmp_path / "plain" / "site.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged), str(CAPTURES / "qr_move_ok.pcapng"),
+                    str(CAPTURES / "tls_store_12.pcapng")], check=True)
+    return merged
+
+
+def _inject(capture: Path, out: Path) -> Path:
+    subprocess.run(["editcap", "--inject-secrets", f"tls,{KEYS}", str(capture), str(out)],
+                   check=True)
+    assert has_embedded_secrets(out)
+    return out
+
+
+def _same_tables(a: tshark_dicom.Report, b: tshark_dicom.Report) -> None:
+    for table in TABLES:
+        x, y = a.table(table), b.table(table)
+        if "capture" in x.columns:
+            x, y = x.drop(columns="capture"), y.drop(columns="capture")
+        assert x.astype(str).equals(y.astype(str)), table
+    assert sorted(a.findings["code"]) == sorted(b.findings["code"])
+
+
+def test_secrets_before_the_interface_are_read_by_the_raw_engine(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    site = _site(tmp_path)
+    (tmp_path / "keys").mkdir()  # the same name: object paths hold the capture's name
+    embedded = _inject(site, tmp_path / "keys" / "site.pcapng")
+    with caplog.at_level(logging.DEBUG, logger="tshark_dicom.tshark"):
+        got = tshark_dicom.analyze(embedded, objects_dir=tmp_path / "e" / "objects")
+    assert any("through tshark's pcapng writer" in r.getMessage() for r in caplog.records)
+    want = tshark_dicom.analyze(site, tls_keylogs=[KEYS], objects_dir=tmp_path / "k" / "objects")
+    assert got.captures["engine"].tolist() == want.captures["engine"].tolist() == ["raw"]
+    assert got.captures["packets"].tolist() == want.captures["packets"].tolist()
+    assert got.associations["tls_decrypted"].fillna(False).sum() == 1
+    assert len(got.objects) > 1 and got.objects["complete"].all()
+    _same_tables(got, want)
+
+
+def test_a_capture_without_embedded_secrets_converts_the_first_way(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="tshark_dicom.tshark"):
+        report = tshark_dicom.analyze(CAPTURES / "qr_move_ok.pcapng")
+    assert report.captures["engine"].tolist() == ["raw"]
+    assert not any("pcapng writer" in r.getMessage() for r in caplog.records)
+
+
+def test_the_second_way_without_editcap_gives_the_same_packets(tmp_path: Path) -> None:
+    """Where editcap is not beside tshark, tshark converts tshark's pcapng from a pipe."""
+    embedded = _inject(CAPTURES / "qr_move_ok.pcapng", tmp_path / "keys.pcapng")
+    with_editcap = find_tshark()
+    assert with_editcap.editcap is not None
+    alone = Tshark(with_editcap.path)
+    alone.editcap = None
+    packets = []
+    for tsk in (with_editcap, alone):
+        with raw_conversion(tsk, embedded) as (out, _):
+            packets.append([(p.frame, p.time_ns, p.stream, p.seq, p.payload)
+                            for p in read_raw_packets(out)])
+    with raw_conversion(with_editcap, CAPTURES / "qr_move_ok.pcapng") as (out, _):
+        plain = [(p.frame, p.time_ns, p.stream, p.seq, p.payload) for p in read_raw_packets(out)]
+    assert packets[0] == packets[1] == plain and plain
+
+
+def test_embedded_secrets_in_a_capture_cut_short(tmp_path: Path) -> None:
+    """tshark reads the capture in the pipeline: its "cut short" is still a finding, and
+    every whole packet before it is analysed."""
+    embedded = _inject(CAPTURES / "qr_move_ok.pcapng", tmp_path / "keys.pcapng")
+    data = embedded.read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[:len(data) - 40])  # into the last packet's block
+    whole = tshark_dicom.analyze(embedded)
+    report = tshark_dicom.analyze(cut)
+    assert report.captures["engine"].tolist() == ["raw"]
+    assert report.captures["packets"].iloc[0] == whole.captures["packets"].iloc[0] - 1
+    assert "capture-truncated" in set(report.findings["code"])
+    assert len(report.associations) == len(whole.associations)
+
+
+def test_interfaces_of_two_link_types_go_to_the_ek_engine(tmp_path: Path) -> None:
+    """pcap holds one link type: a capture with Ethernet and raw-IP interfaces is read by
+    the ek engine, with its secrets before the interfaces or without."""
+    raw_ip = tmp_path / "echo-rawip.pcapng"  # Ethernet headers cut off, link type raw IP
+    subprocess.run(["editcap", "-C", "14", "-T", "rawip", str(CAPTURES / "echo.pcapng"),
+                    str(raw_ip)], check=True)
+    two = tmp_path / "two.pcapng"
+    subprocess.run(["mergecap", "-w", str(two), str(CAPTURES / "qr_move_ok.pcapng"),
+                    str(raw_ip)], check=True)
+    want = (len(tshark_dicom.analyze(CAPTURES / "qr_move_ok.pcapng").associations)
+            + len(tshark_dicom.analyze(CAPTURES / "echo.pcapng").associations))
+    for capture in (two, _inject(two, tmp_path / "two-keys.pcapng")):
+        report = tshark_dicom.analyze(capture)
+        assert report.captures["engine"].tolist() == ["ek"], capture.name
+        assert len(report.associations) == want, capture.name

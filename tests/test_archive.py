@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 import tshark_dicom
 from tshark_dicom.cli import app
 from tshark_dicom.tables import SCHEMAS
+from tshark_dicom.tables import frame as tables_frame
 
 from .conftest import CAPTURES, ROOT
 
@@ -151,6 +153,46 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
     # the run's order, across groups (READ_GROUP 4: the captures with a C-MOVE are further
     # apart than that)
     assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] - seen[0] > 4
+
+
+def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_table opens only the parts whose footers (known from the part index) say they
+    have rows, and gives what reading every part gave: the same rows and dtypes, with
+    columns and filters, and a table of the schema where no part has a row."""
+    from tshark_dicom import store
+
+    opened: list[str] = []
+    real = pq.ParquetFile
+
+    def counting(path: object, *args: object, **kwargs: object) -> object:
+        opened.append(Path(str(path)).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", counting)
+    for table in ("queries", "findings", "connection_attempts", "commitments"):
+        files = sorted((archive_out / "tables" / table).glob("*.parquet"))
+        full = [f.name for f in files if pq.read_metadata(f).num_rows]
+        opened.clear()
+        got = store.read_table(archive_out, table)
+        assert sorted(opened) == sorted(full), table
+        assert len(files) > len(full), table  # some parts are empty
+        whole = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        assert got is not None and len(got) == len(whole), table
+        alone = store.read_table(archive_out, table, ["capture"],
+                                 [("capture", "==", "no such capture")])
+        assert alone is not None and list(alone.columns) == ["capture"] and not len(alone)
+    copy = tmp_path / "run"  # the same run, with only the queries parts without rows
+    shutil.copytree(archive_out, copy)
+    for f in (copy / "tables" / "queries").glob("*.parquet"):
+        if pq.read_metadata(f).num_rows:
+            f.unlink()
+    opened.clear()
+    empty = store.read_table(copy, "queries")
+    assert not opened and empty is not None and not len(empty)
+    assert list(empty.columns) == list(SCHEMAS["queries"])
+    assert [str(t) for t in empty.dtypes] == [str(t) for t in tables_frame(
+        "queries", []).dtypes]
 
 
 def test_the_report_keeps_the_columns_it_reads_and_says_what_scans_say(
@@ -671,3 +713,4 @@ def test_as_nobody_an_output_folder_it_cannot_create_is_one_line(nobody_dir: Pat
     assert proc.returncode == 4  # the environment, not the input (OutputError)
     assert proc.stderr == (f"Error: {locked / 'out'}: cannot create the output folder: "
                            "Permission denied\n")
+

@@ -435,9 +435,13 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         if _current(files, table):  # this version's parts: read READ_GROUP at a time
             # without Arrow's thread pool, as every read here: its threads, once started,
             # live on, and a process with threads forks no --jobs workers (workers.py;
-            # --resume reads the captures table first)
+            # --resume reads the captures table first). Parts without rows (their footers
+            # say so, known already) are not opened: in an archive of small captures about
+            # half the parts, most of queries, commitments and the like.
+            files = [f for f in files if part_footer(f, table)[0]]
             df = pa.concat_tables([_read_group(files[i:i + READ_GROUP], table, columns, filters)
-                                   for i in range(0, len(files), READ_GROUP)]).to_pandas(
+                                   for i in range(0, len(files), READ_GROUP)]
+                                  or [_wanted(table, columns).empty_table()]).to_pandas(
                                        use_threads=False)
         else:
             chunks = [_read_part(f, table, columns, filters) for f in files]
@@ -471,15 +475,21 @@ def _read_group(files: Sequence[Path], table: str, columns: Sequence[str] | None
                           format="parquet").to_table(
             columns=list(columns) if columns else None, filter=_expression(filters),
             use_threads=False).combine_chunks()
-    schema = arrow_schema(table)
-    names = list(columns) if columns else schema.names
-    wanted = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+    wanted = _wanted(table, columns)
+    names = wanted.names
     pieces = []
     for f in files:
         with pq.ParquetFile(f, pre_buffer=False) as part:
             pieces.append(pa.Table.from_arrays(
                 part.read(columns=names, use_threads=False).columns, schema=wanted))
     return pa.concat_tables(pieces).combine_chunks()
+
+
+def _wanted(table: str, columns: Sequence[str] | None) -> pa.Schema:
+    """The schema of ``columns`` of ``table`` (all of them: None), as parts are read."""
+    schema = arrow_schema(table)
+    names = list(columns) if columns else schema.names
+    return pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
 
 
 def _expression(filters: Any) -> Any:

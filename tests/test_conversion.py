@@ -106,14 +106,17 @@ def test_embedded_secrets_in_a_capture_cut_short(tmp_path: Path) -> None:
 
 def test_interfaces_of_two_link_types_go_to_the_ek_engine(tmp_path: Path) -> None:
     """pcap holds one link type: a capture with Ethernet and raw-IP interfaces is read by
-    the ek engine, with its secrets before the interfaces or without."""
+    the ek engine, with its secrets before the interfaces or without. With them, the second
+    way fails too: editcap refuses at once, and tshark, feeding it more than the pipe holds
+    (2.9 MB), dies of the closed pipe, which is not taken for the cause."""
     raw_ip = tmp_path / "echo-rawip.pcapng"  # Ethernet headers cut off, link type raw IP
     subprocess.run(["editcap", "-C", "14", "-T", "rawip", str(CAPTURES / "echo.pcapng"),
                     str(raw_ip)], check=True)
     two = tmp_path / "two.pcapng"
-    subprocess.run(["mergecap", "-w", str(two), str(CAPTURES / "qr_move_ok.pcapng"),
+    subprocess.run(["mergecap", "-w", str(two), str(CAPTURES / "commit_large.pcapng"),
                     str(raw_ip)], check=True)
-    want = (len(tshark_dicom.analyze(CAPTURES / "qr_move_ok.pcapng").associations)
+    assert two.stat().st_size > 2 << 20
+    want = (len(tshark_dicom.analyze(CAPTURES / "commit_large.pcapng").associations)
             + len(tshark_dicom.analyze(CAPTURES / "echo.pcapng").associations))
     for capture in (two, _inject(two, tmp_path / "two-keys.pcapng")):
         report = tshark_dicom.analyze(capture)

@@ -375,9 +375,7 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
             stdin = tools[0].proc.stdout
         tools.append(_start(argv, stdin))
     except BaseException:
-        for tool in tools:
-            tool.proc.kill()
-            tool.proc.wait()
+        _kill(tools)
         raise
     if feed is not None:
         first = tools[0].proc.stdout
@@ -400,16 +398,12 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
             if code != 0:
                 failed.append((code, tool.lines(), tool.name))
         if not failed or isinstance(exc, TsharkDicomError):
-            for tool in tools:
-                tool.proc.kill()
-                tool.proc.wait()
+            _kill(tools)
             raise
         causes = [f for f in failed if not _broken_pipe(f[0], f[1])] or failed
         raise _failure(capture, *causes[0]) from exc
     except BaseException:
-        for tool in tools:
-            tool.proc.kill()
-            tool.proc.wait()
+        _kill(tools)
         raise
     finally:
         proc.stdout.close()
@@ -430,6 +424,12 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
     causes = [f for f in failures if not _broken_pipe(f[0], f[1])] or failures
     if causes:
         raise _failure(capture, *causes[0])
+
+
+def _kill(tools: list[_Tool]) -> None:
+    for tool in tools:
+        tool.proc.kill()
+        tool.proc.wait()
 
 
 def _broken_pipe(code: int, errors: list[str]) -> bool:

@@ -220,3 +220,27 @@ def test_throughput_long_series_rebinned() -> None:
     assert len({p.split(",")[1] for p in points[1:-1]}) == 1  # 1 Mbit/s flat, no aliasing
     assert "no throughput samples" in texts(parse(charts.throughput_svg(
         frame("throughput", []))))
+
+
+def test_ladder_from_one_associations_rows_as_dicts_is_the_same_picture() -> None:
+    """The report's sections hand the ladder an association's rows as dicts (as they have
+    them): the same SVG as from frames holding other associations' rows too, with None
+    where a frame has NaN or NA, and nothing of the dicts changed."""
+    a = assoc(ended_at=at(400))
+    mine = [op(i, 20 + 30 * i, turnaround=3.0 + i) for i in range(4)]
+    mine[2].update(response_first_at=None, response_complete_at=None, status=None,
+                   status_hex=None, final_response_index=None, turnaround_ms=None)
+    found = [{"capture": "c.pcapng", "assoc_id": 0, "msg_index": 3, "severity": "warning",
+              "code": "slow-scp", "summary": "slow"},
+             {"capture": "c.pcapng", "assoc_id": 0, "msg_index": None, "severity": "note",
+              "code": "loose", "summary": "no operation"}]
+    others = [op(0, 25, aid=1)]
+    other_findings = [{"capture": "c.pcapng", "assoc_id": 1, "msg_index": 1,
+                       "severity": "error", "code": "x", "summary": "other"}]
+    from_frames = pictures.ladder_svg(a, frame("operations", mine + others),
+                                      frame("findings", found + other_findings))
+    before = [dict(r) for r in mine], [dict(f) for f in found]
+    from_dicts = pictures.ladder_svg(a, mine, found)
+    assert from_dicts == from_frames
+    assert (mine, found) == before
+    assert len(op_groups(parse(from_dicts))) == 4 and "loose" in from_dicts

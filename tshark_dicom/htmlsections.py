@@ -281,7 +281,6 @@ def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
                 for f in mine) + "</ul>")
         out.append("<h4>Negotiation</h4>" + _negotiation(contexts[aid]))
         op_rows = sorted(ops[aid], key=lambda r: int(r["op_index"]))
-        op_frame = pd.DataFrame(op_rows) if op_rows else frame("operations", [])
         if ladders > 0:
             ladders -= 1
             out.append("<h4>Ladder</h4>")
@@ -289,8 +288,8 @@ def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
                 out.append(f"<p class='notice'>The ladder and the list show the first "
                            f"{MAX_OPERATIONS:,} of {n_ops[aid]:,} operations; the operations "
                            "table holds all.</p>")
-            out.append("<div class='picture'>" + pictures.ladder_svg(
-                a, op_frame, frame("findings", mine)) + "</div>")
+            out.append("<div class='picture'>" + pictures.ladder_svg(a, op_rows, mine)
+                       + "</div>")
         tp = pd.DataFrame(through[aid]) if through[aid] else None
         if tp is not None and charts.transfer_bytes(tp) >= charts.LARGE_TRANSFER_BYTES:
             labels = {"requestor": str(a.get("calling_ae") or ""),

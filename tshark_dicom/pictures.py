@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -133,14 +133,15 @@ def _op_times(op: Mapping[str, Any]) -> list[int | None]:
     return t
 
 
-def _finding_marks(findings: pd.DataFrame | None, assoc: Mapping[str, Any],
-                   ops: list[dict[str, Any]]) -> tuple[dict[int, list[tuple[str, str, str, bool]]],
-                                                       list[tuple[str, str, str]]]:
+def _finding_marks(findings: Rows | None, assoc: Mapping[str, Any],
+                   ops: list[Mapping[str, Any]]
+                   ) -> tuple[dict[int, list[tuple[str, str, str, bool]]],
+                              list[tuple[str, str, str]]]:
     """Findings of this association: per op_index (severity, code, summary, on_response),
     and those that point at no operation."""
     per_op: dict[int, list[tuple[str, str, str, bool]]] = {}
     loose: list[tuple[str, str, str]] = []
-    rows = records(for_association(findings, assoc))
+    rows = _rows_of(findings, assoc)
     exact: dict[int, tuple[int, bool]] = {}
     spans: list[tuple[int, int, int]] = []
     for op in ops:
@@ -171,20 +172,34 @@ def _finding_marks(findings: pd.DataFrame | None, assoc: Mapping[str, Any],
     return per_op, loose
 
 
-def ladder_svg(assoc_row: Mapping[str, Any] | pd.Series, operations: pd.DataFrame,
-               findings: pd.DataFrame | None = None, *,
+#: Rows of a table: a DataFrame, which may hold other associations too, or one
+#: association's rows as dicts (the report's sections have them so already).
+Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
+
+
+def _rows_of(rows: Rows | None, assoc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """This association's rows as dicts: a frame's filtered and converted, a list as it is
+    (a frame made of the dicts only to be filtered and made dicts again cost the report's
+    association sections a third of their time)."""
+    if rows is None or isinstance(rows, pd.DataFrame):
+        return list(records(for_association(rows, assoc)))
+    return list(rows)
+
+
+def ladder_svg(assoc_row: Mapping[str, Any] | pd.Series, operations: Rows,
+               findings: Rows | None = None, *,
                max_operations: int = MAX_LADDER_OPERATIONS) -> str:
     """A DICOM ladder diagram of one association: requestor lane left, acceptor lane right,
     time downwards on a compressed scale; each operation (PS3.7 DIMSE request and its
     responses) one ``<g data-op=...>`` with a request and a response arrow (``data-arrow``).
 
-    ``operations`` and ``findings`` may hold other associations too: only the rows with this
-    association's capture and assoc_id are drawn. At most ``max_operations`` are drawn; the
+    ``operations`` and ``findings`` as DataFrames may hold other associations too: only the
+    rows with this association's capture and assoc_id are drawn; as lists of dicts they are
+    this association's. At most ``max_operations`` are drawn; the
     picture says how many there were.
     """
     a = _row(assoc_row)
-    sub = for_association(operations, a)
-    ops = sorted(records(sub), key=lambda r: (svg.to_int(r.get("op_index")) or 0))
+    ops = sorted(_rows_of(operations, a), key=lambda r: (svg.to_int(r.get("op_index")) or 0))
     total = len(ops)
     timed = [op for op in ops if any(t is not None for t in _op_times(op))]
     untimed = total - len(timed)

@@ -157,9 +157,9 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
 
 def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """read_table opens only the parts whose footers (known from the part index) say they
-    have rows, and gives what reading every part gave: the same rows and dtypes, with
-    columns and filters, and a table of the schema where no part has a row."""
+    """read_table and scan_table open only the parts whose footers (known from the part
+    index) say they have rows, and give what reading every part gave: the same rows and
+    dtypes, with columns and filters, and a table of the schema where no part has a row."""
     from tshark_dicom import store
 
     opened: list[str] = []
@@ -179,6 +179,10 @@ def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
         assert len(files) > len(full), table  # some parts are empty
         whole = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         assert got is not None and len(got) == len(whole), table
+        opened.clear()
+        scanned = list(store.scan_table(archive_out, table))
+        assert sorted(opened) == sorted(full), table  # a scan too
+        assert sum(len(b) for b in scanned) == len(whole), table
         alone = store.read_table(archive_out, table, ["capture"],
                                  [("capture", "==", "no such capture")])
         assert alone is not None and list(alone.columns) == ["capture"] and not len(alone)

@@ -88,6 +88,12 @@ def operation_aggregates(batches: Iterable[pd.DataFrame]
     return dominant, last_end
 
 
+#: The associations' columns `timeline_svg` reads.
+TIMELINE_COLUMNS = ("capture", "assoc_id", "requested_at", "responded_at", "ended_at",
+                    "result", "ending", "calling_ae", "called_ae", "duration_ms",
+                    "message_count", "bottleneck", "bottleneck_detail")
+
+
 def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = None, *,
                  max_associations: int = MAX_TIMELINE_ASSOCIATIONS,
                  anchors: Mapping[int, str] | None = None,
@@ -98,7 +104,9 @@ def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = N
     and coloured by the bottleneck that cost the most time. ``anchors`` maps assoc_id to a
     page anchor (``#...``) the bar links to. Beyond ``max_associations`` bars, a strip of
     how many associations were open at once stands for all of them."""
-    rows = records(associations)
+    # only the columns drawn are made dicts: the associations table has 81, a timeline
+    # reads 13, and a page draws a timeline per capture
+    rows = records(associations[[c for c in TIMELINE_COLUMNS if c in associations.columns]])
     if not rows:
         return svg.empty("timeline", "no associations")
     dominant, last_end = aggregates if aggregates is not None else (

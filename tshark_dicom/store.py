@@ -701,6 +701,7 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             if len(df):
                 yield df[cols].reset_index(drop=True)
         return
+    files = [f for f in files if part_footer(f, table)[0]]  # as read_table: none empty
     expr = pq.filters_to_expression(list(filters)) if filters else None
     wanted = cols + [c for c, _, _ in filters if c not in cols]
     # One part, one batch at a time, filtered in pyarrow before pandas sees it. Not

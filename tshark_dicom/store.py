@@ -213,9 +213,13 @@ class PartWriter:
         return min(self.ROW_GROUP, max(1_024, self.ROW_GROUP_CELLS // len(SCHEMAS[table])))
 
     def _tmp(self, kind: str, table: str, label: str) -> Path:
-        """Where a part is written until `close` renames it."""
+        """Where a part is written until `close` renames it: ``<kind>/<key>/.<table>.<ext>
+        .tmp``, one folder for a capture's tables (`move_parts` takes each to its dataset
+        as ``<table>/<key>.<ext>``). A folder per table was 14 folders a capture to make
+        and remove again, at 0.2-0.3 ms each on the disk measured: a quarter of the run's
+        own process's time per capture in an archive of small ones."""
         ext = "parquet" if kind == TABLES_DIR else "csv"
-        return self.folder / kind / table / f".{self.keys[label]}.{ext}.tmp"
+        return self.folder / kind / self.keys[label] / f".{table}.{ext}.tmp"
 
     def _new(self, kind: str, table: str, label: str) -> Path:
         """`_tmp`, its folder made: the part is about to be written."""
@@ -287,7 +291,7 @@ class PartWriter:
                     os.replace(tmp, written[-1])
                     if kind == TABLES_DIR:
                         st = written[-1].stat()
-                        facts[f"{table}/{written[-1].name}"] = [
+                        facts[f"{table}/{self.keys[label]}.parquet"] = [
                             self.rows.get((table, label), 0), st.st_size, st.st_mtime_ns]
         _write_index(self.folder / TABLES_DIR, facts)  # for move_parts
         return written
@@ -325,19 +329,22 @@ def move_parts(staged: Path, folder: Path) -> None:
         base = staged / kind
         if not base.is_dir():
             continue
-        for table in sorted(base.iterdir()):
-            if table.name.startswith("."):
+        ext = ".parquet" if kind == TABLES_DIR else ".csv"
+        for key in sorted(base.iterdir()):
+            if key.name.startswith("."):
                 continue  # the staged PART_INDEX
-            (folder / kind / table.name).mkdir(parents=True, exist_ok=True)
-            for part in table.iterdir():
-                if not part.name.startswith("."):
-                    moved = folder / kind / table.name / part.name
-                    os.replace(part, moved)
-                    if kind == TABLES_DIR and table.name in SCHEMAS:
-                        st = moved.stat()
-                        facts = _index_facts(index, table.name, part.name, st)
-                        if facts is not None:
-                            _remember(_footer_key(moved, table.name, st), facts)
+            for part in sorted(key.iterdir()):
+                table = part.name.removesuffix(ext)
+                if part.name.startswith(".") or table == part.name:
+                    continue
+                (folder / kind / table).mkdir(parents=True, exist_ok=True)
+                moved = folder / kind / table / f"{key.name}{ext}"
+                os.replace(part, moved)
+                if kind == TABLES_DIR and table in SCHEMAS:
+                    st = moved.stat()
+                    facts = _index_facts(index, table, moved.name, st)
+                    if facts is not None:
+                        _remember(_footer_key(moved, table, st), facts)
     shutil.rmtree(staged, ignore_errors=True)
 
 

@@ -445,7 +445,7 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             # --resume reads the captures table first). Parts without rows (their footers
             # say so, known already) are not opened: in an archive of small captures about
             # half the parts, most of queries, commitments and the like.
-            files = [f for f in files if part_footer(f, table)[0]]
+            files = with_rows(files, table)
             df = pa.concat_tables([_read_group(files[i:i + READ_GROUP], table, columns, filters)
                                    for i in range(0, len(files), READ_GROUP)]
                                   or [_wanted(table, columns).empty_table()]).to_pandas(
@@ -528,6 +528,11 @@ def _read_part(path: Path, table: str, columns: Sequence[str] | None,
 def _current(files: Sequence[Path], table: str) -> bool:
     """Whether every part has this version's schema (names and types)."""
     return all(part_footer(f, table)[1] for f in files)
+
+
+def with_rows(files: Sequence[Path], table: str) -> list[Path]:
+    """The parts that hold rows, from their footers (known from the part index: none read)."""
+    return [f for f in files if part_footer(f, table)[0]]
 
 
 def part_rows(files: Sequence[Path], table: str) -> int:
@@ -708,7 +713,7 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             if len(df):
                 yield df[cols].reset_index(drop=True)
         return
-    files = [f for f in files if part_footer(f, table)[0]]  # as read_table: none empty
+    files = with_rows(files, table)
     expr = pq.filters_to_expression(list(filters)) if filters else None
     wanted = cols + [c for c, _, _ in filters if c not in cols]
     # One part, one batch at a time, filtered in pyarrow before pandas sees it. Not

@@ -107,12 +107,30 @@ class _Pieces(io.RawIOBase):
 
     def __init__(self, data: bytes, sizes: list[int]) -> None:
         self._data, self._pos, self._sizes = data, 0, list(sizes)
+        self.reads = 0  # calls of read (each may wait for several pieces)
+        self.taken = 0  # calls of read1 (one piece each)
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read1(self, n: int = -1) -> bytes:
+        """What the pipe holds now: the next piece (at most ``n``)."""
+        self.taken += 1
+        return self._piece(n)
+
+    def _piece(self, n: int) -> bytes:
         size = self._sizes.pop(0) if self._sizes else len(self._data)
         size = min(size, n) if n >= 0 else size
         out = self._data[self._pos:self._pos + size]
         self._pos += len(out)
+        return out
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        """As a buffered pipe reads: pieces until ``n`` bytes (or the end)."""
+        out = b""
+        while n < 0 or len(out) < n:
+            piece = self._piece(n - len(out) if n >= 0 else -1)
+            if not piece:
+                break
+            out += piece
+        self.reads += 1
         return out
 
 
@@ -141,6 +159,22 @@ def test_records_cut_by_reads_are_read_whole() -> None:
     # every read one byte short of a whole number of records, and reads of 37 bytes
     got = [_fields(p) for p in read_raw_packets(_Pieces(pcap, [24] + [37] * len(pcap)))]
     assert got == want
+
+
+def test_a_record_longer_than_the_pipe_held_is_completed_in_one_read() -> None:
+    """What the pipe holds is taken as it comes (read1); a record cut by it is completed by
+    one read of exactly what it lacks, not joined piece by piece."""
+    tshark = find_tshark()
+    cap = CAPTURES / "store_11112.pcapng"
+    with run_tshark(raw_argv(tshark, cap), cap) as (out, _):
+        pcap = out.read()
+    want = [_fields(p) for p in read_raw_packets(io.BytesIO(pcap))]
+    first = struct.unpack_from("<I", pcap, 24 + 8)[0]
+    assert first > 40
+    pipe = _Pieces(pcap, [24, 20, *[7] * (first // 7 + 2)])  # then the rest at once
+    assert [_fields(p) for p in read_raw_packets(pipe)] == want
+    assert pipe.reads == 2  # the file header, then the rest of the first record
+    assert pipe.taken >= 2  # its first 20 bytes, ..., the rest of the capture
 
 
 def test_epoch_ns_is_exact() -> None:

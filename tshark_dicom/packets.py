@@ -212,7 +212,13 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
     fast = linktype == ETHERNET
     numbers = numbers or TcpStreamNumbers()
     names: dict[bytes, str] = {}  # address bytes -> text: few distinct addresses, many packets
-    read = stdout.read
+    # read1: what the pipe holds now (one system call, waiting only while it is empty), not
+    # read's 1 MiB at any cost: read waits for the rest of its MiB 4 KiB at a time, as
+    # editcap writes it, the two processes waking each other for every page (store_1gb,
+    # tables only: 4.53-4.74 -> 3.89-4.06 s side by side). A record longer than what came
+    # is completed by one read (up to a MiB at a time), not a join per piece.
+    read = getattr(stdout, "read1", stdout.read)
+    whole_read = stdout.read
     buf, pos, frame = b"", 0, frame_offset
     # Typed once here: struct's values are Any, and the compiled module (setup.py, mypyc)
     # then does native arithmetic on these.
@@ -279,6 +285,8 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                 buf, pos, after, after_pos = buf[pos:] + more[:need], 0, more, need
             else:  # a record longer than a read, or a header cut twice: join, read on
                 buf, pos = buf[pos:] + more, 0
+                if need > len(more):  # the rest of the record in one read, not piecemeal
+                    buf += whole_read(min(need - len(more), _CHUNK))
             continue
         base = pos + 16
         limit = base + incl  # captured bytes of this frame end here

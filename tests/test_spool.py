@@ -154,6 +154,28 @@ def test_the_captures_rows_are_gathered_as_they_finish_in_the_order_found(
     assert caps.index.tolist() == list(range(len(found)))
 
 
+def test_table_schemas_are_what_pyarrow_makes_of_an_empty_frame() -> None:
+    """store.arrow_schema, made from one column per dtype, is byte for byte the schema
+    pyarrow's from_pandas gives an empty frame of each table (plus our list types and the
+    columns' descriptions): the pandas metadata included, which gives readers our dtypes."""
+    import pyarrow as pa
+
+    from tshark_dicom.columns import DESCRIPTIONS
+    from tshark_dicom.store import LIST_TYPES, arrow_schema
+    from tshark_dicom.tables import TABLES, frame
+
+    for table in TABLES:
+        want = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
+        for i, name in enumerate(want.names):
+            field = want.field(i)
+            if name in LIST_TYPES:
+                field = pa.field(name, pa.list_(LIST_TYPES[name]))
+            want = want.set(i, field.with_metadata({"description": DESCRIPTIONS[table][name]}))
+        got = arrow_schema(table)
+        assert got.equals(want, check_metadata=True), table
+        assert got.serialize().to_pybytes() == want.serialize().to_pybytes(), table
+
+
 @pytest.mark.parametrize("name", ["qr_move_ok.pcapng", "hostile_values.pcapng", "lossy.pcapng",
                                   "timing_slow_scp.pcapng", "qr_refine.pcapng",
                                   "transfer_syntaxes.pcapng"])

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .columns import DESCRIPTIONS, RENAMED
 from .safe import csv_cell, csv_uncell
-from .tables import SCHEMAS, TABLES, frame
+from .tables import SCHEMAS, TABLES, column_of, frame
 
 FORMATS = ("parquet", "csv", "both")
 MANIFEST = "run.json"
@@ -106,15 +106,42 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
 def arrow_schema(table: str) -> pa.Schema:
     """The Parquet schema of a table, the same in every part and row group (list columns
     typed even when a part has no list value), each field carrying its column's sentence
-    (columns.py) as ``description`` metadata."""
-    schema = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
-    for name, element in LIST_TYPES.items():
-        if name in schema.names:
-            schema = schema.set(schema.get_field_index(name), pa.field(name, pa.list_(element)))
-    for i, name in enumerate(schema.names):
-        text = DESCRIPTIONS[table][name]
-        schema = schema.set(i, schema.field(i).with_metadata({"description": text}))
-    return schema
+    (columns.py) as ``description`` metadata, and the whole pyarrow's ``pandas`` metadata
+    (what gives a reader back our pandas dtypes).
+
+    Made from one column of each dtype, not from an empty frame of the table: the same
+    schema, byte for byte (tests/test_spool.py), in 0.01 s instead of 0.09 s for the 14
+    tables, a cost every process that writes a part pays once (a capture of a few packets
+    takes under a second in all)."""
+    template = [_dtype_field(dtype) for dtype in SCHEMAS[table].values()]
+    fields, columns = [], []
+    for name, (arrow_type, column) in zip(SCHEMAS[table], template, strict=True):
+        arrow_type = pa.list_(LIST_TYPES[name]) if name in LIST_TYPES else arrow_type
+        fields.append(pa.field(name, arrow_type).with_metadata(
+            {"description": DESCRIPTIONS[table][name]}))
+        columns.append({"name": name, "field_name": name, **column})
+    pandas = {**_pandas_metadata(), "columns": columns}
+    return pa.schema(fields, metadata={b"pandas": json.dumps(pandas).encode("utf8")})
+
+
+@functools.cache
+def _dtype_field(dtype: str) -> tuple[pa.DataType, dict[str, Any]]:
+    """The Arrow type and pyarrow's pandas metadata (but the names) of a column of
+    ``dtype``, as pyarrow's from_pandas makes them."""
+    schema = pa.Schema.from_pandas(pd.DataFrame({"c": column_of(dtype, [])}),
+                                   preserve_index=False)
+    column = json.loads(schema.metadata[b"pandas"])["columns"][0]
+    return schema.field(0).type, {k: v for k, v in column.items()
+                                  if k not in ("name", "field_name")}
+
+
+@functools.cache
+def _pandas_metadata() -> dict[str, Any]:
+    """pyarrow's pandas metadata of a frame without an index, its columns left out."""
+    schema = pa.Schema.from_pandas(pd.DataFrame({"c": column_of("string", [])}),
+                                   preserve_index=False)
+    metadata: dict[str, Any] = json.loads(schema.metadata[b"pandas"])
+    return metadata
 
 
 #: The element type of each list column (SCHEMAS: "object").

@@ -237,18 +237,18 @@ def _empty(table: str) -> pd.DataFrame:
 
 
 def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:
-    schema = SCHEMAS[table]
-    columns: dict[str, Any] = {}
-    for name, dtype in schema.items():
-        values = [row.get(name) for row in data]
-        if dtype == TS:
-            columns[name] = pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns",
-                                           utc=True).astype(TS)
-        elif dtype == LIST:
-            columns[name] = pd.Series(values, dtype="object")
-        else:
-            columns[name] = pd.array(values, dtype=cast(Any, dtype))
+    columns = {name: column_of(dtype, [row.get(name) for row in data])
+               for name, dtype in SCHEMAS[table].items()}
     return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
+
+
+def column_of(dtype: str, values: list[Any]) -> Any:
+    """A column of a SCHEMAS dtype from Python values (times: ns since the epoch)."""
+    if dtype == TS:
+        return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns", utc=True).astype(TS)
+    if dtype == LIST:
+        return pd.Series(values, dtype="object")
+    return pd.array(values, dtype=cast(Any, dtype))
 
 
 #: Throughput rows are written for associations that moved at least this much (bytes).

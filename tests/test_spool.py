@@ -154,6 +154,24 @@ def test_the_captures_rows_are_gathered_as_they_finish_in_the_order_found(
     assert caps.index.tolist() == list(range(len(found)))
 
 
+def test_empty_tables_are_tables_of_no_rows() -> None:
+    """tables.frame of no rows (made from one empty column per dtype) has the columns and
+    dtypes a table with rows has, and what is done to one copy is not seen in another."""
+    import pandas as pd
+
+    from tshark_dicom.tables import SCHEMAS, TABLES, column_of, frame
+
+    for table in TABLES:
+        empty = frame(table, [])
+        want = pd.DataFrame({name: column_of(dtype, [])
+                             for name, dtype in SCHEMAS[table].items()})
+        pd.testing.assert_frame_equal(empty, want, check_exact=True)
+        assert list(empty.dtypes) == list(frame(table, [{}]).dtypes), table
+    first = frame("findings", [])
+    first["extra"] = 1
+    assert "extra" not in frame("findings", []).columns
+
+
 def test_table_schemas_are_what_pyarrow_makes_of_an_empty_frame() -> None:
     """store.arrow_schema, made from one column per dtype, is byte for byte the schema
     pyarrow's from_pandas gives an empty frame of each table (plus our list types and the

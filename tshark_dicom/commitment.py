@@ -13,7 +13,17 @@ no other field ties the two, and an SCU may have several transactions open at on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
+from struct import unpack_from
+from typing import Any
+
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+from pydicom.filereader import data_element_generator
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from .association import (
     REQUESTOR,
@@ -99,15 +109,86 @@ def _read(msg: CommitmentMessage, obj: ObjectRecord) -> None:
     ds = read_identifier(obj.identifier, obj.transfer_syntax)
     uid = ds.get("TransactionUID")
     msg.transaction_uid = str(uid).strip(" \x00") if uid else None
-    msg.referenced = len(ds.get("ReferencedSOPSequence") or [])
-    for item in ds.get("FailedSOPSequence") or []:
-        reason = item.get("FailureReason")
+    implicit = obj.transfer_syntax in (None, ImplicitVRLittleEndian)
+    little = obj.transfer_syntax != ExplicitVRBigEndian
+    referenced = _items(ds, _REFERENCED, little)
+    msg.referenced = (len(referenced) if referenced is not None
+                      else len(ds.get("ReferencedSOPSequence") or []))
+    for item in _failed(ds, implicit, little):
+        reason = _value(item, _REASON)
         code = int(reason) if reason is not None else None
         msg.failed += 1
         msg.reasons[code] = msg.reasons.get(code, 0) + 1
-        if len(msg.failed_items) < FAILED_KEPT:
-            msg.failed_items.append((str(item.get("ReferencedSOPClassUID", "")),
-                                     str(item.get("ReferencedSOPInstanceUID", "")), code))
+        if len(msg.failed_items) < FAILED_KEPT:  # the UIDs of these only
+            msg.failed_items.append((str(_value(item, _CLASS, "")),
+                                     str(_value(item, _INSTANCE, "")), code))
+
+
+_REFERENCED = Tag("ReferencedSOPSequence")
+_FAILED = Tag("FailedSOPSequence")
+_REASON = Tag("FailureReason")
+_CLASS = Tag("ReferencedSOPClassUID")
+_INSTANCE = Tag("ReferencedSOPInstanceUID")
+_ITEM_TAG = (0xFFFE, 0xE000)
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _items(ds: Dataset, tag: BaseTag, little: bool) -> list[bytes] | None:
+    """The items of sequence ``tag`` as the bytes of each, read from the item headers of
+    the sequence's raw value; None where pydicom must read the sequence (its length or an
+    item's undefined, already read, or bytes that are not whole items).
+
+    pydicom makes a Dataset of every item, whose making is the cost (a Storage Commitment
+    request of 12,003 instances and a result of 12,000 failures: 1.11 s of the capture's
+    1.15 s), where this module needs how many items there are and three values of a
+    failed one."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return []
+    if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED or \
+            not isinstance(elem.value, bytes):
+        return None
+    data, fmt, pos, items = elem.value, "<HHL" if little else ">HHL", 0, []
+    while pos < len(data):
+        if pos + 8 > len(data):
+            return None
+        group, element, length = unpack_from(fmt, data, pos)
+        if (group, element) != _ITEM_TAG or length == _UNDEFINED or \
+                pos + 8 + length > len(data):
+            return None
+        items.append(data[pos + 8:pos + 8 + length])
+        pos += 8 + length
+    return items
+
+
+def _failed(ds: Dataset, implicit: bool, little: bool
+            ) -> Iterator[dict[int, RawDataElement | DataElement]]:
+    """Failure Reason and the Referenced SOP Class and Instance UIDs of each item of the
+    Failed SOP Sequence, unconverted (`_value` converts what is asked for): read by
+    pydicom's raw element reader over each item's bytes where `_items` has them, else from
+    pydicom's Dataset of each item."""
+    items = _items(ds, _FAILED, little)
+    if items is None:
+        for item in ds.get("FailedSOPSequence") or []:
+            yield {t: item.get_item(t) for t in _FAILED_READ if t in item}
+        return
+    for data in items:
+        yield {raw.tag: raw for raw in data_element_generator(
+            BytesIO(data), implicit, little, specific_tags=list(_FAILED_READ))
+            if raw.tag in _FAILED_READ}
+
+
+_FAILED_READ = frozenset({_REASON, _CLASS, _INSTANCE})
+
+
+def _value(item: dict[int, RawDataElement | DataElement], tag: int, default: Any = None
+           ) -> Any:
+    """The value of ``tag`` in ``item`` as pydicom converts it (``ds.get(tag)``)."""
+    elem = item.get(tag)
+    if elem is None:
+        return default
+    return (convert_raw_data_element(elem) if isinstance(elem, RawDataElement)
+            else elem).value
 
 
 def reason_text(code: int | None) -> str:

@@ -717,4 +717,3 @@ def test_as_nobody_an_output_folder_it_cannot_create_is_one_line(nobody_dir: Pat
     assert proc.returncode == 4  # the environment, not the input (OutputError)
     assert proc.stderr == (f"Error: {locked / 'out'}: cannot create the output folder: "
                            "Permission denied\n")
-

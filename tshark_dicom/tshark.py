@@ -400,8 +400,7 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
         if not failed or isinstance(exc, TsharkDicomError):
             _kill(tools)
             raise
-        causes = [f for f in failed if not _broken_pipe(f[0], f[1])] or failed
-        raise _failure(capture, *causes[0]) from exc
+        raise _failure(capture, *_cause(failed)) from exc
     except BaseException:
         _kill(tools)
         raise
@@ -420,16 +419,20 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
         result.warnings += [line for line in lines if line not in errors and line not in cut_short]
         if code != 0 and not (cut_short and not errors):
             failures.append((code, errors, tool.name))
-    # a feeding tool whose reader failed first dies of the closed pipe: not the cause
-    causes = [f for f in failures if not _broken_pipe(f[0], f[1])] or failures
-    if causes:
-        raise _failure(capture, *causes[0])
+    if failures:
+        raise _failure(capture, *_cause(failures))
 
 
 def _kill(tools: list[_Tool]) -> None:
     for tool in tools:
         tool.proc.kill()
         tool.proc.wait()
+
+
+def _cause(failures: list[tuple[int, list[str], str]]) -> tuple[int, list[str], str]:
+    """The failure (exit code, error lines, tool) to report of a run's failed tools: not a
+    feeding tool's death of the closed pipe when its reader failed first."""
+    return next((f for f in failures if not _broken_pipe(f[0], f[1])), failures[0])
 
 
 def _broken_pipe(code: int, errors: list[str]) -> bool:

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-import tshark_dicom
+# as the command line does (cli.main): numpy's OpenBLAS starts no thread per core, so that
+# this process runs no thread of its own and archive runs fork their workers (workers.py:
+# with --jobs 1 too), as they do from the command line; set before numpy loads
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import tshark_dicom  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "fixtures" / "captures"

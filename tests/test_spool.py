@@ -21,7 +21,7 @@ from tshark_dicom.archive import analyze_to
 from tshark_dicom.tables import SCHEMAS, TABLES, frame
 from tshark_dicom.tshark import find_tshark
 
-from .conftest import CAPTURES
+from .conftest import CAPTURES, ROOT
 
 
 def _handed_on(capture: Path) -> tuple[list[tuple[int, bool]], list[int]]:
@@ -132,16 +132,14 @@ def test_the_captures_rows_are_gathered_as_they_finish_in_the_order_found(
     (folder / "bad.pcapng").write_bytes(b"\xff" * 100)
     gathers: list[int] = []
 
-    class Pandas:  # batch.py's pandas, its concat counted
-        def __getattr__(self, name: str) -> object:
-            return getattr(pd, name)
+    concat = pd.concat
 
-        @staticmethod
-        def concat(frames: list[pd.DataFrame], *a: object, **k: object) -> pd.DataFrame:
+    def counted(frames: list[pd.DataFrame], *a: object, **k: object) -> pd.DataFrame:
+        if frames and all("_rank" in f.columns for f in frames):  # run's gathering
             gathers.append(len(frames))
-            return pd.concat(frames, *a, **k)  # type: ignore[call-overload]
+        return concat(frames, *a, **k)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(batch, "pd", Pandas())
+    monkeypatch.setattr(pd, "concat", counted)
     monkeypatch.setattr(batch, "GATHER_CAPTURES", 2)
     caps = batch.run(folder, jobs=2).captures
     monkeypatch.undo()
@@ -192,6 +190,79 @@ def test_table_schemas_are_what_pyarrow_makes_of_an_empty_frame() -> None:
         got = arrow_schema(table)
         assert got.equals(want, check_metadata=True), table
         assert got.serialize().to_pybytes() == want.serialize().to_pybytes(), table
+
+
+def test_the_known_fields_are_what_pyarrow_makes_from_pandas() -> None:
+    """store.KNOWN_FIELDS (a schema made without pandas) is what pyarrow's from_pandas
+    makes of an empty column of each dtype, and the pandas metadata made without pandas
+    is from_pandas's, wherever this pandas and pyarrow are those of KNOWN_VERSIONS."""
+    import pyarrow as pa
+
+    from tshark_dicom import store
+    from tshark_dicom.tables import SCHEMAS
+
+    assert set(store.KNOWN_FIELDS) == {d for t in SCHEMAS.values() for d in t.values()}
+    if not store._known_versions():  # another pandas or pyarrow: made from pandas
+        assert store._dtype_field("Int64") == store._dtype_field_from_pandas("Int64")
+        return
+    for dtype in store.KNOWN_FIELDS:
+        assert store._dtype_field(dtype) == store._dtype_field_from_pandas(dtype), dtype
+        assert isinstance(store._dtype_field(dtype)[0], pa.DataType)
+    made = store._pandas_metadata()
+    want = store._pandas_metadata_from_pandas()
+    assert list(made) == list(want) and made == {**want, "columns": []}
+
+
+#: A fresh interpreter: pyarrow told there is no pandas, then given a value only the
+#: pandas way takes (a float NaN, which pandas makes null); the table as IPC bytes.
+_FALLBACK = """
+import sys
+from tshark_dicom import store
+store.arrow_without_pandas()
+rows = [{"capture": "c", "assoc_id": 1, "sender": "scu", "bin_start": 10**18,
+         "bin_ms": 250.0, "bytes": 5, "mbps": 1.5}]
+first = store.arrow_rows("throughput", rows)
+before = "pandas" in sys.modules
+nan = store.arrow_rows("throughput", [{**rows[0], "mbps": float("nan"), "bytes": None,
+                                      "bin_start": None, "sender": None}, *rows])
+again = store.arrow_rows("throughput", rows)
+import pyarrow as pa
+sink = pa.BufferOutputStream()
+with pa.ipc.new_stream(sink, nan.schema) as w:
+    for t in (first, nan, again):
+        w.write_table(t)
+sys.stdout.write(f"{before} {'pandas' in sys.modules} ")
+sys.stdout.flush()
+sys.stdout.buffer.write(sink.getvalue().to_pybytes().hex().encode())
+"""
+
+
+def test_arrow_after_it_was_told_there_is_no_pandas() -> None:
+    """After store.arrow_without_pandas (a worker's start), rows of plain values go to Arrow
+    without pandas; a row only the pandas way takes imports it then, and gives the table a
+    process that always had pandas gives (pyarrow told to look for pandas again)."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from tshark_dicom import store
+
+    done = subprocess.run([sys.executable, "-c", _FALLBACK], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after, data = done.stdout.split(" ")
+    assert (before, after) == (str(not store._known_versions()), "True")
+    tables = pa.ipc.open_stream(bytes.fromhex(data)).read_all()
+    rows = [{"capture": "c", "assoc_id": 1, "sender": "scu", "bin_start": 10**18,
+             "bin_ms": 250.0, "bytes": 5, "mbps": 1.5}]
+    odd = [{**rows[0], "mbps": float("nan"), "bytes": None, "bin_start": None,
+            "sender": None}, *rows]
+    here = [store.arrow_rows("throughput", r) for r in (rows, odd, rows)]
+    assert store.direct_arrow_rows("throughput", odd) is None  # the pandas way
+    assert tables.equals(pa.concat_tables(here))
+    assert tables.column("mbps").to_pylist() == [1.5, None, 1.5, 1.5]
+    assert tables.column("bytes").to_pylist() == [5, None, 5, 5]
 
 
 @pytest.mark.parametrize("name", ["qr_move_ok.pcapng", "hostile_values.pcapng", "lossy.pcapng",

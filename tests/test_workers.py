@@ -121,3 +121,113 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
         "-o", str(tmp_path / "out"), "--jobs", "2", "-q", "--resume")
     assert out.split("\n")[0] == "['fork'] 0"
     assert (tmp_path / "out" / "summary.txt").read_text().startswith("4 capture(s)")
+
+
+#: analyze with --jobs 1, each worker noting (in the file named by TD_NOTE) its pid and
+#: whether it imported pandas by the time its capture's parts were written.
+_NOTED = """
+import os, sys
+from tshark_dicom import batch, cli, workers
+used = []
+def context():
+    ctx = workers.context()
+    used.append(ctx.get_start_method())
+    return ctx
+batch.worker_context = context
+analyze = batch._analyze
+def noted(*args, **kwargs):
+    out = analyze(*args, **kwargs)
+    with open(os.environ["TD_NOTE"], "a") as f:
+        f.write(f"{os.getpid()} {'pandas' in sys.modules}\\n")
+    return out
+batch._analyze = noted
+sys.argv = ['tshark-dicom', *sys.argv[1:]]
+try:
+    cli.app()
+except SystemExit as exc:
+    print(os.getpid(), used, exc.code)
+"""
+
+
+def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) -> None:
+    """``analyze`` (``--jobs 1``) analyses in one forked worker, started before the run's
+    process imports pandas and the report's modules: the worker never imports pandas
+    (where store.KNOWN_FIELDS holds for this pandas and pyarrow), and the parts it writes
+    are byte for byte those written by a process that has pandas."""
+    from tshark_dicom import store
+    from tshark_dicom.batch import CaptureFile, Work, analyze_one
+    from tshark_dicom.tables import TABLES
+    from tshark_dicom.tshark import find_tshark
+
+    caps = [CAPTURES / n for n in ("multi_store.pcapng", "qr_move_ok.pcapng",
+                                   "commit_orthanc.pcapng", "mpps_open_and_discontinued.pcapng")]
+    note = tmp_path / "note"
+    os.environ["TD_NOTE"] = str(note)
+    try:
+        out = _python(_NOTED, "analyze", *map(str, caps), "-o", str(tmp_path / "out"), "-q",
+                      "--no-objects")
+    finally:
+        os.environ.pop("TD_NOTE")
+    parent, used, code = out.split("\n")[0].split(" ", 2)
+    assert (used, code) == ("['fork']", "0")
+    workers_seen = {line.split()[0]: line.split()[1] for line in note.read_text().split("\n")
+                    if line}
+    assert len(note.read_text().split("\n")) - 1 == len(caps)  # every capture noted
+    assert list(workers_seen) != [parent] and len(workers_seen) == 1  # one worker, not us
+    assert set(workers_seen.values()) == {str(not store._known_versions())}
+    # the same parts from this process, which has pandas (a capture's key: its file name)
+    written = tmp_path / "out" / "tables"
+    for cap in caps:
+        here = tmp_path / "here"
+        st = cap.stat()
+        analyze_one(CaptureFile(cap, str(cap), cap.name, st.st_size, st.st_mtime_ns),
+                    Work(find_tshark(None), parts_dir=here))
+        parts = sorted((here / cap.name / "tables" / cap.name).glob("*.parquet"))
+        assert len(parts) == len(TABLES) - 1  # every table but captures
+        for part in parts:
+            table = part.name.removesuffix(".parquet")
+            theirs = written / table / f"{cap.name}.parquet"
+            assert theirs.read_bytes() == part.read_bytes(), (cap.name, table)
+
+
+#: A process whose child (a worker) asked to die with it; prints the child's pid.
+_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "from tshark_dicom.workers import die_with_parent; die_with_parent(); "
+    "print('ready', flush=True); import time; time.sleep(60)"], stdout=subprocess.PIPE)
+assert child.stdout.readline().strip() == b"ready"
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_worker_dies_with_the_run_that_started_it() -> None:
+    """workers.die_with_parent: a run killed (SIGKILL) leaves no worker analysing on into
+    its output folder (a --resume started next would find it writing there)."""
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE,
+                              cwd=ROOT, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -13,20 +13,18 @@ results appear whole or not at all, and ``resume`` skips the captures already do
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from . import memory
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, OutputError, TsharkDicomError
-from .htmlreport import page_reads
-from .redact import Redaction
-from .report import SUMMARY_READS, Report, load
 from .store import (
     FORMATS,
     TABLES_DIR,
@@ -45,6 +43,30 @@ from .store import (
 )
 from .swap import WorkDir, checkpoint, recover, replace
 from .tables import frame
+
+if TYPE_CHECKING:  # imported once the captures are being analysed (`report_modules`)
+    import pandas as pd
+
+    from .redact import Redaction
+    from .report import Report
+
+#: What the run's process reads the results with (pandas among their imports): imported
+#: while worker processes analyse the captures, not before they start (batch.run's warm).
+REPORT_MODULES = ("tshark_dicom.report", "tshark_dicom.htmlreport")
+
+
+def report_modules() -> None:
+    """Import `REPORT_MODULES` (without the garbage collector running over their objects
+    meanwhile, then moved out of its way for the rest of the run, as cli._imports does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for name in REPORT_MODULES:
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -136,6 +158,8 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
     def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame]) -> None:
         counts["analysed"] += 1
         if verify:
+            import pandas as pd
+
             tables["captures"]["sha256"] = pd.array([content_hash(cap.path)], dtype="string")
         done = objects_dir / cap.key if objects_dir is not None else None
         if dask is not None and not shared and done is not None and done.exists():
@@ -171,7 +195,11 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
                      dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format,
-                     redact=redact, tls_keylogs=tls_keylogs, tls_ports=tls_ports)
+                     redact=redact, tls_keylogs=tls_keylogs, tls_ports=tls_ports,
+                     warm=report_modules)
+        from .htmlreport import page_reads
+        from .report import SUMMARY_READS, load
+
         shutil.rmtree(parts_dir, ignore_errors=True)
         keys = report.captures["key"].tolist()
         if in_place:
@@ -243,6 +271,8 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
 
 def _plain(value: object) -> object:
     """A value as tables.frame takes it: None for missing, nanoseconds for a time."""
+    import pandas as pd
+
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):

@@ -19,22 +19,25 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import memory
 from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
-from .redact import Redaction, redact_tables, redactor
-from .report import Report
 from .spool import FrameSink, Spool
-from .store import PartWriter, safe_key
+from .store import PartWriter, arrow_without_pandas, safe_key
 from .tables import TABLES, frame
 from .tls import TlsOptions, check_tls_options
 from .tshark import Tshark, find_tshark
 from .workers import context as worker_context
-from .workers import main_left_alone
+from .workers import die_with_parent, main_left_alone, single_threaded
+
+if TYPE_CHECKING:  # pandas, the report and redaction are imported where they are used: a
+    # worker that writes parts (Work.parts_dir) loads none of them (store.py)
+    import pandas as pd
+
+    from .redact import Redaction
+    from .report import Report
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
@@ -215,10 +218,23 @@ class Work:
 
 def analyze_one(cap: CaptureFile, work: Work,
                 progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
-    """One capture's tables (the unit a worker process or a cluster node runs): objects go
-    to ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent.
+    """One capture's tables (the unit a cluster node runs): objects go to
+    ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent.
     With ``work.parts_dir`` the tables are written there as they are made (memory stays
     flat however long the capture) and only the ``captures`` table is returned."""
+    tables, rows = _analyze(cap, work, progress)
+    return {**tables, "captures": frame("captures", rows)}
+
+
+#: What a worker process hands back of a capture: its tables but ``captures`` (none with
+#: ``Work.parts_dir``: they are written), and its ``captures`` rows (plain values, so that
+#: a worker writing parts needs no pandas).
+Analysed = tuple[dict[str, "pd.DataFrame"], list[dict[str, Any]]]
+
+
+def _analyze(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
+             ) -> Analysed:
+    """`analyze_one`, its ``captures`` table as rows."""
     odir = work.objects_dir
     target = odir / cap.key if odir is not None else None
     started = time.monotonic()
@@ -232,8 +248,13 @@ def analyze_one(cap: CaptureFile, work: Work,
     tables: dict[str, pd.DataFrame] = {}
     memory.release()  # what the analysis freed, before the tables are written
     if work.parts_dir is not None:
+        redact = None
+        if work.redact is not None:
+            from .redact import redactor
+
+            redact = redactor(work.redact)
         writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
-                            work.format, redactor(work.redact) if work.redact else None)
+                            work.format, redact)
         try:
             spool.drain(result, writer)
             writer.close()
@@ -260,8 +281,7 @@ def analyze_one(cap: CaptureFile, work: Work,
             first_ns=result.first_ns, last_ns=result.last_ns, link_type=result.link_type,
             engine=result.engine, tshark_version=version,
             association_count=len(result.streams))]
-    tables["captures"] = frame("captures", rows)
-    return tables
+    return tables, rows
 
 
 def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: float,
@@ -279,7 +299,7 @@ def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: 
 
 
 #: on_result(capture, tables): a capture is done (tables has only ``captures`` if it failed)
-ResultFn = Callable[[CaptureFile, dict[str, pd.DataFrame]], None]
+ResultFn = Callable[[CaptureFile, dict[str, "pd.DataFrame"]], None]
 
 
 def check_options(ports: Sequence[int], jobs: int, engine: str) -> None:
@@ -312,6 +332,7 @@ def run(
     redact: Redaction | None = None,
     tls_keylogs: Sequence[Source] = (),
     tls_ports: Sequence[int] = (),
+    warm: Callable[[], object] | None = None,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -328,7 +349,9 @@ def run(
     ``redact``: every capture's tables have their identifying values replaced
     (redact.py) before anything else sees them (in the worker, for ``parts_dir``); no
     objects are written. ``tls_keylogs``: TLS key logs (NSS format) that decrypt DICOM
-    over TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py).
+    over TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py). ``warm``: called
+    once worker processes have the captures, while they analyse them (with ``parts_dir``
+    they do, even with ``jobs=1``): what this process should import meanwhile.
     """
     check_options(ports, jobs, engine)
     if redact is not None and objects_dir is not None:
@@ -353,7 +376,11 @@ def run(
 
     def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], fresh: bool = True) -> None:
         nonlocal done, done_bytes
+        import pandas as pd
+
         if redact is not None and fresh:  # tables made in memory (parts_dir: PartWriter)
+            from .redact import redact_tables
+
             tables = redact_tables(tables, redact)
         pending.append(tables["captures"].assign(_rank=rank[cap.key]))
         if len(pending) >= GATHER_CAPTURES:
@@ -376,12 +403,16 @@ def run(
         else:
             todo.append(cap)
     for cap, outcome in _analyse_all(todo, work, jobs, dask, on_progress, found,
-                                     lambda: (done, done_bytes, total_bytes)):
+                                     lambda: (done, done_bytes, total_bytes), warm):
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
             outcome = {"captures": frame("captures", [capture_row(
                 f, status="failed", error=str(outcome), elapsed_s=0.0) for f in cap.files])}
         finished(cap, outcome)
+    import pandas as pd
+
+    from .report import Report
+
     captures = pd.concat([*gathered, *pending], ignore_index=True).sort_values(
         "_rank", kind="stable").drop(columns="_rank").reset_index(drop=True) if done else \
         frame("captures", [])
@@ -395,13 +426,23 @@ def run(
 
 def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                  dask: str | None, on_progress: ProgressFn | None, found: Discovery,
-                 state: Callable[[], tuple[int, int, int]]
+                 state: Callable[[], tuple[int, int, int]],
+                 warm: Callable[[], object] | None = None
                  ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
-    """Each capture's tables (or the error that stopped it), in the order they finish."""
+    """Each capture's tables (or the error that stopped it), in the order they finish.
+
+    Captures whose tables are written as parts (``work.parts_dir``) are analysed in worker
+    processes, one with ``jobs=1``: a worker forked before this process imports pandas and
+    the report's modules (0.3-0.5 s) starts on the first capture at once, and ``warm``
+    imports them here meanwhile (on two cores, store_200mb: 1.11-1.21 -> 0.92-0.99 s)."""
     if dask is not None:
         yield from _on_dask(dask, todo, work)
         return
-    if jobs == 1 or len(todo) <= 1:
+    if not todo:
+        return
+    if (jobs == 1 or len(todo) <= 1) and (work.parts_dir is None or not single_threaded()):
+        # in this process: tables wanted in memory, or no worker can be forked (a process
+        # running threads: one from a fork server imports the analysis again)
         # the suite's version (captures table) probed now, while this process is small: a
         # child started later is forked from however large it has grown
         work.tshark.version_text  # noqa: B018
@@ -423,6 +464,7 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     work.tshark.version_text  # noqa: B018 - the same: once, not in every worker
     # forks of this process when it runs no other thread, else of a fork server that
     # imported the analysis once (workers.py): decided here, just before they start
+    jobs = min(jobs, len(todo))
     context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)
@@ -431,12 +473,14 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
                              initargs=(slots, claimed, mask)) as pool:
         # the largest first, so that no long capture starts last while the other
-        # workers have nothing left to do
+        # workers have nothing left to do (one worker takes them in the order given)
+        order = todo if jobs == 1 else sorted(todo, key=lambda c: -c.total_size)
         with main_left_alone():  # the workers start as work is submitted
-            futures: dict[Future[dict[str, pd.DataFrame]], CaptureFile] = {
-                pool.submit(_analyze_in_worker, cap, work): cap
-                for cap in sorted(todo, key=lambda c: -c.total_size)}
-        pending: set[Future[dict[str, pd.DataFrame]]] = set(futures)
+            futures: dict[Future[Analysed], CaptureFile] = {
+                pool.submit(_analyze_in_worker, cap, work): cap for cap in order}
+        if warm is not None:
+            warm()
+        pending: set[Future[Analysed]] = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)
             if on_progress:
@@ -454,7 +498,8 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                 elif problem is not None:
                     raise problem
                 else:
-                    yield cap, fut.result()
+                    tables, rows = fut.result()
+                    yield cap, {**tables, "captures": frame("captures", rows)}
         if on_progress:  # the packets of them all
             done, done_bytes, total_bytes = state()
             on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
@@ -471,10 +516,12 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
+    die_with_parent()  # a run killed leaves no worker writing into its folder
     # what the worker started with (imports) lives as long as it: out of the collector's
     # way, so that its passes neither walk it nor copy its pages (the CLI's _imports does
     # the same; 50 captures --jobs 2: 0.1 s less CPU)
     gc.freeze()
+    arrow_without_pandas()  # forked before the run's process imported pandas: stay so
     os.umask(umask)  # the run's (store.output_mode): a fork server's may be older
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value
@@ -482,7 +529,7 @@ def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
     _WORKER["slots"] = slots
 
 
-def _analyze_in_worker(cap: CaptureFile, work: Work) -> dict[str, pd.DataFrame]:
+def _analyze_in_worker(cap: CaptureFile, work: Work) -> Analysed:
     """analyze_one in a worker process, sharing with the parent how many packets this
     worker has read in all its captures so far (--jobs: real packet counts in progress)."""
     slots, slot = _WORKER["slots"], _WORKER["slot"]
@@ -492,13 +539,13 @@ def _analyze_in_worker(cap: CaptureFile, work: Work) -> dict[str, pd.DataFrame]:
         slots[slot] = base + packets
 
     try:
-        tables = analyze_one(cap, work, tick)
+        analysed = _analyze(cap, work, tick)
     except BaseException:
         slots[slot] = base
         raise
-    _WORKER["base"] = base + int(tables["captures"]["packets"].fillna(0).sum())
+    _WORKER["base"] = base + sum(row["packets"] or 0 for row in analysed[1])
     slots[slot] = _WORKER["base"]
-    return tables
+    return analysed
 
 
 #: How long --dask waits for the scheduler to answer, and for a first worker to join it.

@@ -17,9 +17,7 @@ import tempfile
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import memory
 from .analysis import CaptureResult, FinishedAssociation
@@ -34,6 +32,9 @@ from .tables import (
     renumber,
     step_rows,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The spool stays in memory up to this size, then moves to a temporary file.
 IN_MEMORY_MAX = 8 << 20

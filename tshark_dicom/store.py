@@ -14,30 +14,40 @@ part is always whole and a capture is complete once its ``captures`` part is the
 ``<key>`` is the capture's stable key (batch.py). Parts are written under a temporary name
 and renamed; a capture's ``captures`` part is written last, so after a crash a capture
 either has it (complete) or is analysed again by ``--resume``.
+
+Writing a capture's parts needs no pandas: rows go straight into Arrow (`arrow_rows`) in a
+schema made without it (`arrow_schema`), and pandas is imported by the functions that read
+into frames. A worker process that only analyses and writes (batch.py) never loads it, and
+the run's process loads it meanwhile (archive.py): about 0.3 s of every run.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
 import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .columns import DESCRIPTIONS, RENAMED
 from .safe import csv_cell, csv_uncell
 from .tables import SCHEMAS, TABLES, column_of, frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("parquet", "csv", "both")
 MANIFEST = "run.json"
@@ -127,7 +137,19 @@ def arrow_schema(table: str) -> pa.Schema:
 @functools.cache
 def _dtype_field(dtype: str) -> tuple[pa.DataType, dict[str, Any]]:
     """The Arrow type and pyarrow's pandas metadata (but the names) of a column of
-    ``dtype``, as pyarrow's from_pandas makes them."""
+    ``dtype``, as pyarrow's from_pandas makes them: from `KNOWN_FIELDS` with the pandas and
+    pyarrow they were taken from, else from an empty column (pandas imported)."""
+    if _known_versions():
+        arrow_type, pandas_type, numpy_type, metadata = KNOWN_FIELDS[dtype]
+        return arrow_type, {"pandas_type": pandas_type, "numpy_type": numpy_type,
+                            "metadata": metadata}
+    return _dtype_field_from_pandas(dtype)
+
+
+def _dtype_field_from_pandas(dtype: str) -> tuple[pa.DataType, dict[str, Any]]:
+    """`_dtype_field` from an empty column of ``dtype`` (pandas imported)."""
+    import pandas as pd
+
     schema = pa.Schema.from_pandas(pd.DataFrame({"c": column_of(dtype, [])}),
                                    preserve_index=False)
     column = json.loads(schema.metadata[b"pandas"])["columns"][0]
@@ -138,10 +160,87 @@ def _dtype_field(dtype: str) -> tuple[pa.DataType, dict[str, Any]]:
 @functools.cache
 def _pandas_metadata() -> dict[str, Any]:
     """pyarrow's pandas metadata of a frame without an index, its columns left out."""
+    if _known_versions():
+        return {"index_columns": [], "column_indexes": [], "columns": [], "attributes": {},
+                "creator": {"library": "pyarrow", "version": pa.__version__},
+                "pandas_version": _pandas_version()}
+    return _pandas_metadata_from_pandas()
+
+
+def _pandas_metadata_from_pandas() -> dict[str, Any]:
+    """`_pandas_metadata` from an empty frame (pandas imported)."""
+    import pandas as pd
+
     schema = pa.Schema.from_pandas(pd.DataFrame({"c": column_of("string", [])}),
                                    preserve_index=False)
     metadata: dict[str, Any] = json.loads(schema.metadata[b"pandas"])
     return metadata
+
+
+#: What pyarrow's from_pandas makes of an empty column of each SCHEMAS dtype (Arrow type;
+#: pandas metadata: pandas_type, numpy_type, metadata) with the pandas and pyarrow of
+#: KNOWN_VERSIONS (tests/test_spool.py holds them to it). Known, a schema is made without
+#: importing pandas (0.3-0.5 s), which a worker that only writes parts never needs.
+KNOWN_FIELDS: dict[str, tuple[pa.DataType, str, str, dict[str, str] | None]] = {
+    "Float64": (pa.float64(), "float64", "Float64", None),
+    "Int64": (pa.int64(), "int64", "Int64", None),
+    "bool": (pa.bool_(), "bool", "bool", None),
+    "boolean": (pa.bool_(), "bool", "boolean", None),
+    "datetime64[us, UTC]": (pa.timestamp("us", tz="UTC"), "datetimetz", "datetime64[us]",
+                            {"timezone": "UTC"}),
+    "object": (pa.null(), "empty", "object", None),
+    "string": (pa.large_string(), "object", "string", None),
+}
+#: The major versions of pandas and pyarrow KNOWN_FIELDS was checked with; with others the
+#: schema is made from pandas' own columns, as pyarrow makes it.
+KNOWN_VERSIONS = frozenset({(3, 26)})
+
+
+def _pandas_version() -> str:
+    """The installed pandas' version, read from its package metadata (not imported)."""
+    return importlib.metadata.version("pandas")
+
+
+@functools.cache
+def _known_versions() -> bool:
+    """Whether this pandas and pyarrow are the ones `KNOWN_FIELDS` holds true for."""
+    try:
+        majors = (int(_pandas_version().split(".")[0]), int(pa.__version__.split(".")[0]))
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return majors in KNOWN_VERSIONS
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """An import finder that has no pandas (`arrow_without_pandas`)."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname == "pandas":
+            raise ModuleNotFoundError("not in this worker", name=fullname)
+        return None
+
+
+def arrow_without_pandas() -> None:
+    """Have pyarrow convert Python values without importing pandas, in a process that has
+    not imported it (a worker that writes parts: batch.py).
+
+    pyarrow's first conversion of Python values (``pa.array``) asks whether each is a
+    pandas object, and imports pandas to know: 0.3-0.5 s, as long as the analysis of 200
+    MB. No object made before pandas was imported can be a pandas one, so the question is
+    asked here, pandas held back for its duration. A frame converted later (rows only the
+    pandas way takes: `arrow_rows`) has pyarrow's from_pandas import pandas and look
+    again (tests/test_spool.py). Where pyarrow has no such lazy importer (another
+    version) nothing is done: it imports pandas as before."""
+    shim = getattr(pa.lib, "_pandas_api", None)
+    if "pandas" in sys.modules or shim is None or not hasattr(type(shim), "pd"):
+        return
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([], type=pa.int64())
+    finally:
+        sys.meta_path.remove(finder)
 
 
 #: The element type of each list column (SCHEMAS: "object").
@@ -284,7 +383,7 @@ class PartWriter:
 
     def _write(self, table: str, label: str, df: pd.DataFrame, whole: bool = True) -> None:
         if self.format in ("parquet", "both"):
-            self._parquet(table, label, pa.Table.from_pandas(
+                    self._parquet(table, label, pa.Table.from_pandas(
                 df, schema=arrow_schema(table), preserve_index=False, nthreads=1), whole)
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started
@@ -459,6 +558,8 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
                filters: Any = None) -> pd.DataFrame | None:
     """A table of an output folder with the schema's dtypes, parts in the order of the run
     (``columns``/``filters`` as pyarrow takes them, Parquet only); None if it is not there."""
+    import pandas as pd
+
     parts = folder / TABLES_DIR / table
     keys = _order(folder)
     if parts.is_dir() and any(parts.glob("*.parquet")):
@@ -505,6 +606,8 @@ def _read_group(files: Sequence[Path], table: str, columns: Sequence[str] | None
     (2,000 parts, 4 columns: 0.5 s against 1.0-1.2 s), whose per-fragment machinery costs
     more than these small parts' data."""
     if filters is not None:
+        import pyarrow.dataset as ds  # its import asks pyarrow's pandas question
+
         return ds.dataset([str(f) for f in files], schema=arrow_schema(table),
                           format="parquet").to_table(
             columns=list(columns) if columns else None, filter=_expression(filters),
@@ -536,6 +639,8 @@ def _expression(filters: Any) -> Any:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV part as text, with the apostrophes `csv_frame` put before formulas taken off."""
+    import pandas as pd
+
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     return df.apply(lambda col: col.map(csv_uncell, na_action="ignore")) if len(df) else df
 def _read_part(path: Path, table: str, columns: Sequence[str] | None,
@@ -773,6 +878,8 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
 def typed_frame(table: str, df: pd.DataFrame,
                 columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A table as read from disk, with the schema's columns and dtypes."""
+    import pandas as pd
+
     out: dict[str, Any] = {}
     renamed = {o: new for o, new in RENAMED.get(table, {}).items()
                if o in df.columns and new not in df.columns}
@@ -814,6 +921,8 @@ def typed_frame(table: str, df: pd.DataFrame,
 @functools.cache
 def _pandas_dtype(dtype: str) -> Any:
     """SCHEMAS' dtype name as the dtype pandas compares with (``string`` with its storage)."""
+    import pandas as pd
+
     return pd.api.types.pandas_dtype(dtype)
 
 

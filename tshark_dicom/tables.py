@@ -4,15 +4,16 @@ Nullable integers (``Int64``), ``string``, ``boolean``/``bool``, UTC ``datetime6
 (microseconds: Parquet ``timestamp[us, tz=UTC]``, on which pandas, pyarrow and DuckDB all
 compute without casts); an empty result is a zero-row frame with the same columns. What
 each column means is in columns.py.
+
+pandas is imported where a frame is made, not with this module: a worker process that only
+writes parts (batch.py, store.PartWriter: rows straight into Arrow) never loads it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, cast
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .analysis import CaptureResult, FinishedAssociation
 from .association import (
@@ -34,6 +35,9 @@ from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
 from .tlsassoc import TlsAssociation
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TS = "datetime64[us, UTC]"
 LIST = "object"  # a Python list of strings per row (Parquet: list<string>)
@@ -235,6 +239,8 @@ def frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _empty(table: str) -> pd.DataFrame:
     """The table without rows, from one empty column of each dtype: 0.03 -> 0.006 s for the
     14 tables (a run's first Report() asks for them all)."""
+    import pandas as pd
+
     columns = {name: _empty_column(dtype) for name, dtype in SCHEMAS[table].items()}
     return pd.DataFrame(columns, index=pd.RangeIndex(0))
 
@@ -245,6 +251,8 @@ def _empty_column(dtype: str) -> Any:
 
 
 def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     columns = {name: column_of(dtype, [row.get(name) for row in data])
                for name, dtype in SCHEMAS[table].items()}
     return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
@@ -252,6 +260,8 @@ def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:
 
 def column_of(dtype: str, values: list[Any]) -> Any:
     """A column of a SCHEMAS dtype from Python values (times: ns since the epoch)."""
+    import pandas as pd
+
     if dtype == TS:
         return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns", utc=True).astype(TS)
     if dtype == LIST:

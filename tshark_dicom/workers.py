@@ -104,3 +104,25 @@ def main_left_alone() -> Iterator[None]:
                 main.__dict__[name] = saved[name]
             else:
                 main.__dict__.pop(name, None)
+
+
+def die_with_parent() -> None:
+    """Linux: this process (a worker) is killed when its parent ends, so that a run killed
+    (SIGKILL) leaves no worker analysing on into its output folder. Elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before the call: no signal will come
+        os._exit(1)
+
+
+#: prctl(2): the signal this process gets when its parent ends.
+PR_SET_PDEATHSIG = 1

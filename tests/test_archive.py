@@ -417,6 +417,89 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(archive: Path, tmp_pat
     assert not any(p.name.startswith(".tshark-dicom") for p in killed.iterdir())
 
 
+def _interrupted_run(out: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    """``analyze`` of 40 copies of a 9 MB capture in a session of its own (SIGINT as a
+    terminal's Ctrl-C sends it: to the whole group), started and left running."""
+    caps = out.parent / "caps"
+    caps.mkdir(exist_ok=True)
+    for i in range(40):
+        link = caps / f"m{i:02}.pcapng"
+        if not link.exists():
+            link.symlink_to(CAPTURES / "large_multiframe.pcapng")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tshark_dicom", "analyze", str(caps), "-o", str(out), "-q",
+         *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, cwd=ROOT,
+        # Ctrl-C as at a terminal, even if this process was started with it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    return proc, caps
+
+
+def _in_session(sid: int) -> list[int]:
+    """The live processes of a session (zombies left to be reaped are not)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_the_run_at_once_and_keeps_what_finished(tmp_path: Path,
+                                                              jobs: str) -> None:
+    """Ctrl-C mid-archive: the run ends within seconds with exit 130 and its one line
+    (no worker aborting inside the compiled packet loop), no process of it is left, the
+    captures finished are kept, and --resume finishes the rest."""
+    out = tmp_path / "out"
+    proc, caps = _interrupted_run(out, "--jobs", jobs)
+    parts = out / "tables" / "captures"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.is_dir() and any(parts.glob("*.parquet")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert stderr.splitlines() == [f"Error: interrupted; the captures finished so far are in "
+                                   f"{out}: rerun with --resume to go on"]
+    deadline = time.monotonic() + 5
+    while _in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _in_session(proc.pid) == []
+    done = len(list(parts.glob("*.parquet")))
+    assert 1 <= done < 40
+    assert not (out / "summary.txt").exists()
+    code, stdout, stderr = invoke("analyze", str(caps), "-o", str(out), "--resume", "--jobs",
+                                  jobs)
+    assert code == 0, stderr
+    assert stdout.startswith("40 capture(s)")
+    assert f"resumed: {done} capture(s) already done, {40 - done} analysed now" in stdout
+
+
+def test_ctrl_c_before_any_capture_finished_leaves_no_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc, _ = _interrupted_run(out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not out.exists():
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert stderr.splitlines() == [f"Error: interrupted before any capture was finished; "
+                                   f"{out} was not created"]
+    assert not out.exists()
+
+
 # -- ring-buffer and split sets -------------------------------------------------------------
 def _cap(path: Path) -> tshark_dicom.batch.CaptureFile:
     from tshark_dicom.batch import CaptureFile

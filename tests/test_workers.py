@@ -231,3 +231,30 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+_WITH_DISTRIBUTED = """
+import sys
+from tshark_dicom.archive import analyze_to
+# tblib's pickling, installed for every exception class defined by then (ours too), as a
+# Dask user who imports distributed after tshark_dicom has it
+import distributed
+done = analyze_to(sys.argv[1:-1], sys.argv[-1], objects=False)
+rows = done.report.captures
+print(done.failed, rows.loc[rows["status"] == "failed", "error"].iloc[0])
+"""
+
+
+def test_a_capture_that_fails_in_a_worker_is_a_failed_row_with_distributed_imported(
+        tmp_path: Path) -> None:
+    """A capture's error comes back from its worker whatever else the process imported:
+    with distributed (tblib's pickling of exceptions) an error caused by one of the
+    compiled modules' exceptions (no ``__dict__``) could not be pickled, and the worker
+    died (BrokenProcessPool: the run an internal error)."""
+    corrupt = tmp_path / "corrupt.pcapng"
+    corrupt.write_bytes((CAPTURES / "echo.pcapng").read_bytes()[:40] + b"\xff" * 200)
+    out = _python(_WITH_DISTRIBUTED, str(corrupt), str(CAPTURES / "echo.pcapng"),
+                  str(tmp_path / "out"))
+    failed, error = out.strip().split(" ", 1)
+    assert failed == "1"
+    assert error.startswith(f"{corrupt}: ") and "damaged or corrupt" in error

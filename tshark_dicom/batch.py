@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import os
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -478,31 +479,59 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
         with main_left_alone():  # the workers start as work is submitted
             futures: dict[Future[Analysed], CaptureFile] = {
                 pool.submit(_analyze_in_worker, cap, work): cap for cap in order}
-        if warm is not None:
-            warm()
-        pending: set[Future[Analysed]] = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)
-            if on_progress:
-                running = [futures[f].label for f in pending if f.running()]
-                label = running[0] + (f" and {len(running) - 1} more" if len(running) > 1
-                                      else "") if running else ""
-                done, done_bytes, total_bytes = state()
-                on_progress(label, done, len(found.captures), sum(slots), done_bytes,
-                            total_bytes)
-            for fut in finished:
-                cap = futures.pop(fut)  # its result (24 KB or more) is not kept to the end
-                problem = fut.exception()
-                if isinstance(problem, TsharkDicomError):
-                    yield cap, problem
-                elif problem is not None:
-                    raise problem
-                else:
-                    tables, rows = fut.result()
-                    yield cap, {**tables, "captures": frame("captures", rows)}
-        if on_progress:  # the packets of them all
+        try:
+            yield from _results(futures, warm, on_progress, found, state, slots)
+        except BaseException:  # interrupted, or the caller failed: stop now, not after
+            _stop(pool)        # every capture queued
+            raise
+
+
+def _results(futures: dict[Future[Analysed], CaptureFile], warm: Callable[[], object] | None,
+             on_progress: ProgressFn | None, found: Discovery,
+             state: Callable[[], tuple[int, int, int]], slots: Any
+             ) -> Iterator[tuple[CaptureFile, dict[str, pd.DataFrame] | TsharkDicomError]]:
+    """The workers' captures as they finish (`_analyse_all`)."""
+    if warm is not None:
+        warm()
+    pending: set[Future[Analysed]] = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)
+        if on_progress:
+            running = [futures[f].label for f in pending if f.running()]
+            label = running[0] + (f" and {len(running) - 1} more" if len(running) > 1
+                                  else "") if running else ""
             done, done_bytes, total_bytes = state()
-            on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
+            on_progress(label, done, len(found.captures), sum(slots), done_bytes,
+                        total_bytes)
+        for fut in finished:
+            cap = futures.pop(fut)  # its result (24 KB or more) is not kept to the end
+            problem = fut.exception()
+            if isinstance(problem, TsharkDicomError):
+                yield cap, problem
+            elif problem is not None:
+                raise problem
+            else:
+                tables, rows = fut.result()
+                yield cap, {**tables, "captures": frame("captures", rows)}
+    if on_progress:  # the packets of them all
+        done, done_bytes, total_bytes = state()
+        on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """The pool's queued captures dropped and its workers killed: leaving the pool waits
+    for its workers, which would otherwise finish every capture queued first (a run told to
+    stop, or whose own process failed, went on for as long as the archive took). The
+    workers' parts are in the run's work folder, which its caller removes (archive.py)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
 
 
 #: `run` gathers the captures rows of this many captures into one frame as they finish: a
@@ -517,6 +546,10 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
     die_with_parent()  # a run killed leaves no worker writing into its folder
+    # Ctrl-C reaches the workers too (one process group): the run's process says what was
+    # kept; a worker leaves at once. A KeyboardInterrupt raised inside the compiled packet
+    # loop aborted the process instead ("fatal: out of memory", exit 134)
+    signal.signal(signal.SIGINT, _leave)
     # what the worker started with (imports) lives as long as it: out of the collector's
     # way, so that its passes neither walk it nor copy its pages (the CLI's _imports does
     # the same; 50 captures --jobs 2: 0.1 s less CPU)
@@ -527,6 +560,10 @@ def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
         _WORKER["slot"] = claimed.value
         claimed.value += 1
     _WORKER["slots"] = slots
+
+
+def _leave(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
 
 
 def _analyze_in_worker(cap: CaptureFile, work: Work) -> Analysed:
@@ -540,6 +577,16 @@ def _analyze_in_worker(cap: CaptureFile, work: Work) -> Analysed:
 
     try:
         analysed = _analyze(cap, work, tick)
+    except TsharkDicomError as exc:
+        slots[slot] = base
+        # sent back by pickle, which its chain may defeat: the compiled modules' own
+        # exceptions (packets.UnsupportedLinkType, the cause of "editcap failed") have no
+        # __dict__, and once distributed is imported (tblib's pickling, installed for every
+        # exception) pickling them failed and the worker died (BrokenProcessPool); the run
+        # reports the error's type and text, as the chain's causes already say
+        exc.__cause__ = exc.__context__ = None
+        exc.__suppress_context__ = True
+        raise
     except BaseException:
         slots[slot] = base
         raise

@@ -302,6 +302,8 @@ def analyze(
         kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
         typer.echo(f"Error: interrupted; the captures finished so far are in {out}: rerun "
                    "with --resume to go on" if kept else
+                   f"Error: interrupted before any capture was finished; {out} was not "
+                   "created" if not out.exists() else
                    f"Error: interrupted; {out} holds the earlier results, unchanged", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # never a traceback for the user; --debug shows one

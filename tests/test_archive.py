@@ -417,9 +417,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(archive: Path, tmp_pat
     assert not any(p.name.startswith(".tshark-dicom") for p in killed.iterdir())
 
 
-def _interrupted_run(out: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
-    """``analyze`` of 40 copies of a 9 MB capture in a session of its own (SIGINT as a
-    terminal's Ctrl-C sends it: to the whole group), started and left running."""
+def _interrupted_run(out: Path, *args: str, command: str = "analyze"
+                     ) -> tuple[subprocess.Popen[str], Path]:
+    """``analyze`` (or ``command``) of 40 copies of a 9 MB capture in a session of its own
+    (SIGINT as a terminal's Ctrl-C sends it: to the whole group), started and left
+    running; standard output is a pipe, ``-o out`` only for analyze."""
     caps = out.parent / "caps"
     caps.mkdir(exist_ok=True)
     for i in range(40):
@@ -427,8 +429,10 @@ def _interrupted_run(out: Path, *args: str) -> tuple[subprocess.Popen[str], Path
         if not link.exists():
             link.symlink_to(CAPTURES / "large_multiframe.pcapng")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tshark_dicom", "analyze", str(caps), "-o", str(out), "-q",
-         *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tshark_dicom", command, str(caps),
+         *(["-o", str(out), "-q"] if command == "analyze" else []), *args],
+        stdout=subprocess.DEVNULL if command == "analyze" else subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
         start_new_session=True, cwd=ROOT,
         # Ctrl-C as at a terminal, even if this process was started with it ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
@@ -498,6 +502,33 @@ def test_ctrl_c_before_any_capture_finished_leaves_no_folder(tmp_path: Path) -> 
     assert stderr.splitlines() == [f"Error: interrupted before any capture was finished; "
                                    f"{out} was not created"]
     assert not out.exists()
+
+
+def test_ctrl_c_ends_diagnose_at_once(tmp_path: Path) -> None:
+    """diagnose analyses in its own process: Ctrl-C there ends it with exit 130 and one
+    line, not the abort a KeyboardInterrupt inside the compiled packet loop caused."""
+    proc, _ = _interrupted_run(tmp_path / "out", command="diagnose")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first capture's diagnosis: the run is under way
+    assert first.startswith("m00.pcapng"), first
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert (proc.returncode, stderr.splitlines()) == (130, ["Error: interrupted"])
+    deadline = time.monotonic() + 5
+    while _in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _in_session(proc.pid) == []
+
+
+def test_diagnose_into_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
+    """``diagnose ARCHIVE | head -1``: the reader leaves after a line, and diagnose ends
+    without a word (before: "Error: internal error (BrokenPipeError ...)")."""
+    proc, _ = _interrupted_run(tmp_path / "out", command="diagnose")
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("m00.pcapng")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 1
+    assert proc.stderr.read() == ""
 
 
 # -- ring-buffer and split sets -------------------------------------------------------------

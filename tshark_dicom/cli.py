@@ -11,7 +11,9 @@ import functools
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -393,9 +395,10 @@ def diagnose(
             for p in outs:
                 show(Report.concat([_stored_tables(p, load(p), redaction)]))
         else:
-            run(sources, ports=port or (), tshark=tshark, redact=redaction,
-                tls_keylogs=tls_keylog or (), tls_ports=tls_port or (), keep=False,
-                on_result=on_result)
+            with _interrupt_ends("interrupted"):
+                run(sources, ports=port or (), tshark=tshark, redact=redaction,
+                    tls_keylogs=tls_keylog or (), tls_ports=tls_port or (), keep=False,
+                    on_result=on_result)
             show(Report())  # what is still held
     except TsharkDicomError as exc:
         _fail(exc)
@@ -427,6 +430,33 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
     if done.get("uids"):
         redaction = replace(redaction, uids=False)
     return redact_tables(tables, redaction)
+
+
+@contextmanager
+def _interrupt_ends(message: str) -> Iterator[None]:
+    """Inside, Ctrl-C ends the process at once: ``Error: <message>`` and exit 130, not a
+    KeyboardInterrupt, which raised inside the compiled packet loop (mypyc) aborted the
+    process instead ("fatal: out of memory", exit 134). For what leaves nothing
+    half-written (diagnose prints each capture as it is done); analyze analyses in worker
+    processes that leave the same way (batch.py), and says what it kept."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.write(2, f"Error: {message}\n".encode())
+        os._exit(128 + signum)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -500,6 +530,8 @@ def _logging(debug: bool) -> None:
 
 
 def _internal(exc: Exception) -> None:
+    if isinstance(exc, BrokenPipeError):  # the reader went away (| head): main ends quietly
+        raise exc
     typer.echo(visible(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with "
                        "--debug and report it"), err=True)
     raise typer.Exit(1) from None

@@ -43,8 +43,9 @@ def test_workers_are_forks_only_while_no_other_thread_runs() -> None:
     assert _python(_METHODS).split() == ["fork", "forkserver", "fork"]
 
 
-_TABLES = """
-import json, sys, threading
+#: The start of a script run in a fresh interpreter: each worker pool's start method is
+#: noted in ``used``.
+_CONTEXTS = """
 from tshark_dicom import batch, workers
 used = []
 def context():
@@ -52,6 +53,10 @@ def context():
     used.append(ctx.get_start_method())
     return ctx
 batch.worker_context = context
+"""
+
+_TABLES = _CONTEXTS + """
+import json, sys, threading
 if sys.argv[1] == "thread":  # a caller's thread, as in a Jupyter kernel
     stop = threading.Event()
     threading.Thread(target=stop.wait, daemon=True).start()
@@ -97,15 +102,9 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
     """``analyze --jobs 2`` runs no thread of its own when its pool starts: its workers are
     forks of it (none of them imports the analysis again); with ``--resume`` too, which
     reads the earlier run's captures table first (without Arrow's threads)."""
-    code = (
+    code = _CONTEXTS + (
         "import sys\n"
-        "from tshark_dicom import batch, cli, workers\n"
-        "used = []\n"
-        "def context():\n"
-        "    ctx = workers.context()\n"
-        "    used.append(ctx.get_start_method())\n"
-        "    return ctx\n"
-        "batch.worker_context = context\n"
+        "from tshark_dicom import cli\n"
         "sys.argv = ['tshark-dicom', *sys.argv[1:]]\n"
         "try:\n"
         "    cli.app()\n"
@@ -125,15 +124,9 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
 
 #: analyze with --jobs 1, each worker noting (in the file named by TD_NOTE) its pid and
 #: whether it imported pandas by the time its capture's parts were written.
-_NOTED = """
+_NOTED = _CONTEXTS + """
 import os, sys
-from tshark_dicom import batch, cli, workers
-used = []
-def context():
-    ctx = workers.context()
-    used.append(ctx.get_start_method())
-    return ctx
-batch.worker_context = context
+from tshark_dicom import cli
 analyze = batch._analyze
 def noted(*args, **kwargs):
     out = analyze(*args, **kwargs)

@@ -202,9 +202,9 @@ def test_the_known_fields_are_what_pyarrow_makes_from_pandas() -> None:
     from tshark_dicom.tables import SCHEMAS
 
     assert set(store.KNOWN_FIELDS) == {d for t in SCHEMAS.values() for d in t.values()}
-    if not store._known_versions():  # another pandas or pyarrow: made from pandas
-        assert store._dtype_field("Int64") == store._dtype_field_from_pandas("Int64")
-        return
+    if not store._known_versions():  # schemas made from pandas: nothing known to check
+        pytest.skip(f"pandas {store._pandas_version()}, pyarrow {pa.__version__}: not in "
+                    f"KNOWN_VERSIONS {sorted(store.KNOWN_VERSIONS)}")
     for dtype in store.KNOWN_FIELDS:
         assert store._dtype_field(dtype) == store._dtype_field_from_pandas(dtype), dtype
         assert isinstance(store._dtype_field(dtype)[0], pa.DataType)

@@ -13,7 +13,6 @@ results appear whole or not at all, and ``resume`` skips the captures already do
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import shutil
@@ -56,17 +55,10 @@ REPORT_MODULES = ("tshark_dicom.report", "tshark_dicom.htmlreport")
 
 
 def report_modules() -> None:
-    """Import `REPORT_MODULES` (without the garbage collector running over their objects
-    meanwhile, then moved out of its way for the rest of the run, as cli._imports does)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    """Import `REPORT_MODULES` (memory.frozen_imports)."""
+    with memory.frozen_imports():
         for name in REPORT_MODULES:
             importlib.import_module(name)
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 @dataclass

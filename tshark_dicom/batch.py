@@ -435,7 +435,7 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     Captures whose tables are written as parts (``work.parts_dir``) are analysed in worker
     processes, one with ``jobs=1``: a worker forked before this process imports pandas and
     the report's modules (0.3-0.5 s) starts on the first capture at once, and ``warm``
-    imports them here meanwhile (on two cores, store_200mb: 1.11-1.21 -> 0.92-0.99 s)."""
+    imports them here meanwhile (on two cores, store_200mb tables only: 1.50 -> 1.31 s)."""
     if dask is not None:
         yield from _on_dask(dask, todo, work)
         return
@@ -551,7 +551,7 @@ def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
     # loop aborted the process instead ("fatal: out of memory", exit 134)
     signal.signal(signal.SIGINT, _leave)
     # what the worker started with (imports) lives as long as it: out of the collector's
-    # way, so that its passes neither walk it nor copy its pages (the CLI's _imports does
+    # way, so that its passes neither walk it nor copy its pages (memory.frozen_imports does
     # the same; 50 captures --jobs 2: 0.1 s less CPU)
     gc.freeze()
     arrow_without_pandas()  # forked before the run's process imported pandas: stay so

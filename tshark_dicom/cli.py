@@ -8,7 +8,6 @@ into place only when complete, replacing the previous run's results.
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import os
 import signal
@@ -275,7 +274,9 @@ def analyze(
     """Analyse captures into OUT: tables (associations, presentation_contexts, messages,
     objects, findings, operations, queries...), report.html, Part-10 objects under
     OUT/objects, and a summary."""
-    with _imports():
+    from .memory import frozen_imports  # not at the top: --version stays instant
+
+    with frozen_imports():
         from .archive import analyze_to
 
     _logging(debug)
@@ -350,7 +351,9 @@ def diagnose(
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
     a C-MOVE with its callback and sub-operations beneath it."""
-    with _imports():
+    from .memory import frozen_imports  # not at the top: --version stays instant
+
+    with frozen_imports():
         from .batch import CaptureFile, run
         from .diagnose import FAIL_ON, RANK, render, worst_severity
         from .report import Report, load
@@ -457,19 +460,6 @@ def _interrupt_ends(message: str) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _imports() -> Iterator[None]:
-    """The library's imports (pandas, pyarrow, pydicom, pynetdicom: a few hundred thousand
-    objects that live as long as the process) without the garbage collector running over
-    them again and again meanwhile, then moved out of its way for the rest of the run."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 @contextmanager

@@ -383,7 +383,7 @@ class PartWriter:
 
     def _write(self, table: str, label: str, df: pd.DataFrame, whole: bool = True) -> None:
         if self.format in ("parquet", "both"):
-                    self._parquet(table, label, pa.Table.from_pandas(
+            self._parquet(table, label, pa.Table.from_pandas(
                 df, schema=arrow_schema(table), preserve_index=False, nthreads=1), whole)
         if self.format in ("csv", "both"):
             first = (table, label) not in self.csv_started

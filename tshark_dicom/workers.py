@@ -111,15 +111,15 @@ def die_with_parent() -> None:
     (SIGKILL) leaves no worker analysing on into its output folder. Elsewhere, nothing."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
     import signal
 
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
+    from .memory import libc
+
+    prctl = getattr(libc(), "prctl", None)
+    if prctl is None:
         return
+    parent = os.getppid()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it ended before the call: no signal will come
         os._exit(1)
 

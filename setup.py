@@ -26,7 +26,8 @@ from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "tshark_dicom"
-#: The modules every packet passes through, compiled when a compiler is present.
+#: The modules every packet passes through, compiled when a compiler is present (never
+#: interrupts.py: a call into it is what delivers a Ctrl-C to compiled code).
 COMPILED = ("packets", "streams", "tcpevidence", "pdu", "messages", "demux")
 MANIFEST = HERE / PACKAGE / "_compiled.py"
 

@@ -140,6 +140,52 @@ def test_tshark_dicom_pure_forces_the_pure_modules(tmp_path: Path) -> None:
     assert "changed since" not in run.stderr
 
 
+#: Reads packets from a pipe fed without end (one real capture's short records, as
+#: editcap converts them, over and over) until a Ctrl-C from another process arrives.
+_READ_UNTIL_CTRL_C = r"""
+import collections, os, signal, struct, subprocess, sys
+from tshark_dicom import packets
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+pcap = subprocess.run(["editcap", "-F", "nsecpcap", sys.argv[1], "-"], capture_output=True,
+                      check=True).stdout
+short, pos = [], 24
+while pos < len(pcap):
+    size = 16 + struct.unpack_from("<I", pcap, pos + 8)[0]
+    if size < 120:
+        short.append(pcap[pos:pos + size])
+    pos += size
+block = b"".join(short) * 64
+feed = subprocess.Popen([sys.executable, "-c", "import sys\nh, b = sys.stdin.buffer.read()"
+                         ".split(b'|', 1)\nsys.stdout.buffer.write(bytes.fromhex(h.decode()))"
+                         "\nwhile True: sys.stdout.buffer.write(b)"],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+feed.stdin.write(pcap[:24].hex().encode() + b"|" + block)
+feed.stdin.close()
+subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -INT {os.getpid()}"])
+print(packets.__spec__.origin.endswith(".so"), flush=True)
+try:  # consumed from C (a deque): no Python bytecode runs between packets
+    collections.deque(packets.read_raw_packets(feed.stdout), maxlen=0)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+feed.kill()
+"""
+
+
+def test_ctrl_c_in_the_compiled_reader_raises_keyboard_interrupt(tmp_path: Path) -> None:
+    """Ctrl-C while the packet reader runs, as a notebook's interrupt comes, is a
+    KeyboardInterrupt in the compiled modules as in pure Python. It aborted the process
+    (exit 134, "fatal: out of memory"): the signal, pending in compiled code, failed the
+    per-packet ``sec * 10**9`` (CPython's long multiplication checks for signals), which
+    mypyc's runtime takes for exhausted memory (packets.stamp_ns)."""
+    script = tmp_path / "read.py"
+    script.write_text(_READ_UNTIL_CTRL_C)
+    run = subprocess.run([sys.executable, str(script), str(CAPTURES / "large_multiframe.pcapng")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert (run.returncode, run.stderr) == (0, "")
+    compiled = "packets" in compiled_in_use()
+    assert run.stdout.split() == [str(compiled), "KeyboardInterrupt"]
+
+
 def test_records_of_the_compiled_modules_pickle_as_the_pure_ones() -> None:
     from tshark_dicom.streams import ConnectionAttempt
     from tshark_dicom.tcpevidence import TcpObserver

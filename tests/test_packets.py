@@ -20,6 +20,7 @@ from tshark_dicom.packets import (
     epoch_ns,
     read_packets,
     read_raw_packets,
+    stamp_ns,
 )
 from tshark_dicom.tshark import find_tshark, packets_argv, raw_argv, raw_conversion, run_tshark
 
@@ -180,6 +181,19 @@ def test_a_record_longer_than_the_pipe_held_is_completed_in_one_read() -> None:
 def test_epoch_ns_is_exact() -> None:
     assert epoch_ns("1796072273.591710344") == 1796072273591710344
     assert epoch_ns("5.1") == 5_100_000_000
+    assert epoch_ns("-5.25") == -5 * 10**9 + 250_000_000  # as int("-5") * 10**9 + 0.25 s
+
+
+def test_stamp_ns_is_exact_about_its_splits() -> None:
+    """The compiled reader's pcap times (packets.stamp_ns, which splits a 32-bit second
+    count at bit 30): exact on both sides of each split and beyond a 32-bit count."""
+    seconds = [0, 1, (1 << 30) - 1, 1 << 30, 1796072273, (1 << 31) - 1, 1 << 31,
+               (3 << 30) + 5, (1 << 32) - 1, 1 << 32, 10**12, -1, -(1 << 31)]
+    fractions = [(0, 1), (999_999_999, 1), (999_999, 1000), ((1 << 30) - 1, 1),
+                 (1 << 30, 1), ((1 << 32) - 1, 1000)]
+    for sec in seconds:
+        for frac, unit in fractions:
+            assert stamp_ns(sec, frac, unit) == sec * 10**9 + frac * unit, (sec, frac, unit)
 
 
 def _relink(pcap: bytes, linktype: int, convert: object) -> bytes:

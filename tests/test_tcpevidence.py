@@ -144,3 +144,27 @@ def test_bins_stay_bounded() -> None:
     assert len(bins) <= MAX_BINS
     assert sum(b for _, b in bins) == 500_000
     assert ev.bin_ns > 10 * MS
+
+
+def test_bins_of_a_connection_of_hours_start_on_their_boundaries() -> None:
+    """A connection of 3 hours widens its bins past 2**30 ns, where the compiled module
+    computes their bounds in pieces (tcpevidence._product): each bin starts on a multiple
+    of the final width from the first packet, and no byte is lost or counted twice."""
+    w = Wire()
+    w.handshake()
+    base = 0
+    for i in range(1080):  # every 10 s for 3 hours, 7 ms apart within each pair
+        w.send(20 + i * 10_000.0, C, 100)
+        w.send(27 + i * 10_000.0, C, 50)
+    ev = w.obs.finish(w.last)
+    bins = ev.directions[C].bins
+    assert ev.bin_ns >= 1 << 30
+    assert 0 < len(bins) <= MAX_BINS
+    assert all((start - base) % ev.bin_ns == 0 for start, _ in bins)
+    assert [start for start, _ in bins] == sorted({start for start, _ in bins})
+    assert sum(b for _, b in bins) == 1080 * 150
+    # each pair of sends falls in the bin whose bounds hold its time
+    for i in (0, 1, 539, 1079):
+        at = (20 + i * 10_000) * MS
+        start = base + (at - base) // ev.bin_ns * ev.bin_ns
+        assert start in dict(bins)

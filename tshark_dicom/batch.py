@@ -547,8 +547,7 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
     die_with_parent()  # a run killed leaves no worker writing into its folder
     # Ctrl-C reaches the workers too (one process group): the run's process says what was
-    # kept; a worker leaves at once. A KeyboardInterrupt raised inside the compiled packet
-    # loop aborted the process instead ("fatal: out of memory", exit 134)
+    # kept; a worker leaves at once, without unwinding a capture half done
     signal.signal(signal.SIGINT, _leave)
     # what the worker started with (imports) lives as long as it: out of the collector's
     # way, so that its passes neither walk it nor copy its pages (memory.frozen_imports does

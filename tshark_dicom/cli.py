@@ -437,11 +437,11 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
 
 @contextmanager
 def _interrupt_ends(message: str) -> Iterator[None]:
-    """Inside, Ctrl-C ends the process at once: ``Error: <message>`` and exit 130, not a
-    KeyboardInterrupt, which raised inside the compiled packet loop (mypyc) aborted the
-    process instead ("fatal: out of memory", exit 134). For what leaves nothing
-    half-written (diagnose prints each capture as it is done); analyze analyses in worker
-    processes that leave the same way (batch.py), and says what it kept."""
+    """Inside, Ctrl-C ends the process at once: ``Error: <message>`` and exit 130, with
+    nothing unwound (a KeyboardInterrupt would end the capture under way, its tshark and
+    the rest first). For what leaves nothing half-written (diagnose prints each capture as
+    it is done); analyze analyses in worker processes that leave the same way (batch.py),
+    and says what it kept."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield

@@ -13,6 +13,8 @@ from typing import IO, Any, Final
 
 import ijson
 
+from .interrupts import check as check_signals
+
 # TCP flag bits (RFC 9293 3.1).
 FIN: Final = 0x01
 SYN: Final = 0x02
@@ -66,7 +68,30 @@ class Packet:
 def epoch_ns(text: str) -> int:
     """``"1796072273.591710344"`` -> integer nanoseconds, without float rounding."""
     whole, _, frac = text.partition(".")
-    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+    return stamp_ns(int(whole), int((frac + "000000000")[:9]), 1)
+
+
+def stamp_ns(sec: int, frac: int, frac_ns: int) -> int:
+    """``sec`` seconds and ``frac`` units of ``frac_ns`` nanoseconds, in nanoseconds.
+
+    Written so that, compiled, no product has a factor of 2**30 or more: mypyc multiplies
+    only smaller ints natively and hands the rest to CPython's long multiplication, which
+    checks for signals; a Ctrl-C pending there fails the multiplication, and mypyc's
+    runtime, which takes a failed int product for exhausted memory, aborts the process
+    ("fatal: out of memory", measured mid-capture from Python). ``sec * 10**9`` for a
+    present-day time is such a product, once per packet (and slower for it). A 32-bit
+    second count (pcap's) is split at bit 30; any other goes the plain way."""
+    if frac >= 1 << 30 or not 0 <= sec < 1 << 32:
+        return sec * 1_000_000_000 + frac * frac_ns
+    ns = (sec & 0x3FFFFFFF) * 1_000_000_000 + frac * frac_ns
+    top = sec >> 30
+    if top == 0:
+        return ns
+    if top == 1:
+        return ns + 1_073_741_824_000_000_000
+    if top == 2:
+        return ns + 2_147_483_648_000_000_000
+    return ns + 3_221_225_472_000_000_000
 
 
 def ek_layers(stdout: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -274,6 +299,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                 buf, pos, after = after, after_pos, b""
                 continue
             more = read(_CHUNK)
+            check_signals()  # a Ctrl-C meanwhile: KeyboardInterrupt (interrupts.py)
             if not more:
                 break  # the stream ended (inside a record: tshark says why on stderr)
             if not avail:
@@ -293,7 +319,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         pos = limit
         frame += 1
         if waiting_first:
-            stats.first_ns, waiting_first = sec * 1_000_000_000 + frac * frac_ns, False
+            stats.first_ns, waiting_first = stamp_ns(sec, frac, frac_ns), False
         if fast and incl >= 54 and buf[base + 12] == 0x08 and buf[base + 13] == 0 \
                 and buf[base + 14] == 0x45 and buf[base + 23] == 6 \
                 and not (buf[base + 20] & 0x3F or buf[base + 21]):
@@ -331,7 +357,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                 if stream >= 0:
                     if skip is not None and stream in skip:
                         continue
-                    yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip,
+                    yield Packet(frame, stamp_ns(sec, frac, frac_ns), stream, s_ip,
                                  sport, d_ip, dport, seq, ack,
                                  ip_end - start if ip_end > start else 0, flags,
                                  buf[start:min(ip_end, limit)], win, -1)
@@ -346,7 +372,7 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
                     src4, dst4, ports, stream, s_ip, d_ip
             if skip is not None and stream in skip:
                 continue
-            yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport,
+            yield Packet(frame, stamp_ns(sec, frac, frac_ns), stream, s_ip, sport,
                          d_ip, dport, seq, ack, ip_end - start if ip_end > start else 0,
                          flags, buf[start:min(ip_end, limit)], win, wscale)
             continue
@@ -365,12 +391,12 @@ def read_raw_packets(stdout: IO[bytes], numbers: TcpStreamNumbers | None = None,
         stream = numbers.number(s_ip, sport, d_ip, dport, flags)
         if skip is not None and stream in skip:
             continue
-        yield Packet(frame, sec * 1_000_000_000 + frac * frac_ns, stream, s_ip, sport, d_ip,
+        yield Packet(frame, stamp_ns(sec, frac, frac_ns), stream, s_ip, sport, d_ip,
                      dport, seq, ack, ip_end - start if ip_end > start else 0, flags,
                      buf[start:min(ip_end, limit)], win, wscale)
     stats.records = frame - frame_offset
     if stats.records:
-        stats.last_ns = sec * 1_000_000_000 + frac * frac_ns
+        stats.last_ns = stamp_ns(sec, frac, frac_ns)
 
 
 def _name(names: dict[bytes, str], raw: bytes) -> str:

@@ -186,6 +186,30 @@ def test_ctrl_c_in_the_compiled_reader_raises_keyboard_interrupt(tmp_path: Path)
     assert run.stdout.split() == [str(compiled), "KeyboardInterrupt"]
 
 
+def test_no_exception_class_is_compiled() -> None:
+    """An exception class of a compiled module has no ``__dict__``: tblib's pickling
+    (installed once distributed is imported) fails on it, and on every error whose chain
+    holds it, in a worker sending its error back (errors.UnsupportedLinkType)."""
+    found = [f"{name}.{k}" for name in setup_compiled()
+             for k, v in vars(importlib.import_module(f"tshark_dicom.{name}")).items()
+             if isinstance(v, type) and issubclass(v, BaseException)
+             and v.__module__ == f"tshark_dicom.{name}"]
+    assert found == []
+    run = python("import io, pickle\n"
+                 "from tshark_dicom.packets import read_raw_packets\n"
+                 "import distributed  # after: its tblib pickles the classes made by then\n"
+                 "try:\n"
+                 "    try:\n"
+                 "        next(read_raw_packets(io.BytesIO(b'not a pcap stream' * 4)))\n"
+                 "    except Exception as exc:\n"
+                 "        raise RuntimeError('editcap failed') from exc\n"
+                 "except RuntimeError as exc:\n"
+                 "    back = pickle.loads(pickle.dumps(exc))\n"
+                 "    print(type(back.__cause__).__name__, back.__cause__)", ROOT)
+    assert (run.returncode, run.stdout) == (0, "UnsupportedLinkType not a pcap stream\n"), \
+        run.stderr
+
+
 def test_records_of_the_compiled_modules_pickle_as_the_pure_ones() -> None:
     from tshark_dicom.streams import ConnectionAttempt
     from tshark_dicom.tcpevidence import TcpObserver

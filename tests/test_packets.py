@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 import tshark_dicom
+from tshark_dicom.errors import UnsupportedLinkType
 from tshark_dicom.packets import (
     Packet,
     TcpStreamNumbers,
-    UnsupportedLinkType,
     epoch_ns,
     read_packets,
     read_raw_packets,

@@ -20,7 +20,7 @@ from .commitment import CommitmentLog, Transaction, commitment_message, link_res
 from .correlate import correlate
 from .crosscheck import crosscheck
 from .demux import Totals, consume
-from .errors import OptionsError
+from .errors import OptionsError, UnsupportedLinkType
 from .findings import (
     PerObjectTally,
     QrContext,
@@ -39,7 +39,6 @@ from .packets import (
     CaptureStats,
     Packet,
     TcpStreamNumbers,
-    UnsupportedLinkType,
     epoch_ns,
     read_packets,
     read_raw_packets,

@@ -578,11 +578,10 @@ def _analyze_in_worker(cap: CaptureFile, work: Work) -> Analysed:
         analysed = _analyze(cap, work, tick)
     except TsharkDicomError as exc:
         slots[slot] = base
-        # sent back by pickle, which its chain may defeat: the compiled modules' own
-        # exceptions (packets.UnsupportedLinkType, the cause of "editcap failed") have no
-        # __dict__, and once distributed is imported (tblib's pickling, installed for every
-        # exception) pickling them failed and the worker died (BrokenProcessPool); the run
-        # reports the error's type and text, as the chain's causes already say
+        # sent back by pickle without its chain: the run reports the error's type and text
+        # (which say what its causes were), and a cause that does not pickle would kill the
+        # worker (BrokenProcessPool), as errors.UnsupportedLinkType did while it was a
+        # compiled class, once distributed was imported (tblib's pickling)
         exc.__cause__ = exc.__context__ = None
         exc.__suppress_context__ = True
         raise

@@ -60,3 +60,12 @@ def output_error(exc: OSError, where: str | os.PathLike[str]) -> OutputError | N
     path = exc.filename if exc.filename is not None else where
     reason = exc.strerror or os.strerror(exc.errno or 0)
     return OutputError(f"{os.fsdecode(path)}: cannot write: {reason}")
+
+
+class UnsupportedLinkType(Exception):
+    """The pcap stream's link type is not one the raw engine reads (use the ek engine).
+
+    Internal (the raw engine's way of saying so, never an error a caller sees), raised by
+    the compiled reader (packets.py) but defined here, uncompiled: an exception class of a
+    compiled module has no ``__dict__``, and tblib's pickling (installed once `distributed`
+    is imported) then failed on it, and on any error whose chain held it, in a worker."""

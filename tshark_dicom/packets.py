@@ -13,6 +13,7 @@ from typing import IO, Any, Final
 
 import ijson
 
+from .errors import UnsupportedLinkType
 from .interrupts import check as check_signals
 
 # TCP flag bits (RFC 9293 3.1).
@@ -167,10 +168,6 @@ class CaptureStats:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.link_type: int | None = None
-
-
-class UnsupportedLinkType(Exception):
-    """The pcap stream's link type is not one the raw engine reads (use the ek engine)."""
 
 
 class TcpStreamNumbers:

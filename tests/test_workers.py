@@ -124,7 +124,7 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
 
 #: analyze with --jobs 1, each worker noting (in the file named by TD_NOTE) its pid and
 #: whether it imported pandas, and pyarrow.compute, by the time its capture's parts were
-#: written.
+#: written, and how pydicom validated what it read.
 _NOTED = _CONTEXTS + """
 import os, sys
 from tshark_dicom import cli
@@ -132,8 +132,10 @@ analyze = batch._analyze
 def noted(*args, **kwargs):
     out = analyze(*args, **kwargs)
     with open(os.environ["TD_NOTE"], "a") as f:
+        from pydicom import config
         f.write(f"{os.getpid()} {'pandas' in sys.modules} "
-                f"{'pyarrow.compute' in sys.modules}\\n")
+                f"{'pyarrow.compute' in sys.modules} "
+                f"{config.settings.reading_validation_mode == config.IGNORE}\\n")
     return out
 batch._analyze = noted
 sys.argv = ['tshark-dicom', *sys.argv[1:]]
@@ -148,8 +150,9 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     """``analyze`` (``--jobs 1``) analyses in one forked worker, started before the run's
     process imports pandas and the report's modules: the worker never imports pandas
     (where store.KNOWN_FIELDS holds for this pandas and pyarrow), nor pyarrow.compute
-    (0.04 s of the imports before the worker starts), and the parts it writes
-    are byte for byte those written by a process that has pandas."""
+    (0.04 s of the imports before the worker starts); it reads without pydicom's
+    validation (only warnings, which the command line does not show); and the parts it
+    writes are byte for byte those written by a process that has pandas and validates."""
     from tshark_dicom import store
     from tshark_dicom.batch import CaptureFile, Work, analyze_one
     from tshark_dicom.tables import TABLES
@@ -171,14 +174,23 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     assert len(note.read_text().split("\n")) - 1 == len(caps)  # every capture noted
     assert list(workers_seen) != [parent] and len(workers_seen) == 1  # one worker, not us
     assert set(workers_seen.values()) == {f"{not store._known_versions()} "
-                                          f"{not store._known_versions()}"}
-    # the same parts from this process, which has pandas (a capture's key: its file name)
+                                          f"{not store._known_versions()} True"}
+    # the same parts from this process, which has pandas and has pydicom warn of odd
+    # values (a capture's key: its file name)
+    from pydicom import config
+
     written = tmp_path / "out" / "tables"
+    before = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.WARN
+    try:
+        for cap in caps:
+            st = cap.stat()
+            analyze_one(CaptureFile(cap, str(cap), cap.name, st.st_size, st.st_mtime_ns),
+                        Work(find_tshark(None), parts_dir=tmp_path / "here"))
+    finally:
+        config.settings.reading_validation_mode = before
     for cap in caps:
         here = tmp_path / "here"
-        st = cap.stat()
-        analyze_one(CaptureFile(cap, str(cap), cap.name, st.st_size, st.st_mtime_ns),
-                    Work(find_tshark(None), parts_dir=here))
         parts = sorted((here / cap.name / "tables" / cap.name).glob("*.parquet"))
         assert len(parts) == len(TABLES) - 1  # every table but captures
         for part in parts:

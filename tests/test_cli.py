@@ -422,3 +422,23 @@ def test_diagnose_prints_each_capture_before_the_next_is_analysed(
     # error alone is shown): it comes out with 3_mid's
     assert seen_at_start == [[], ["1_echo.pcapng"], ["1_echo.pcapng"],
                              ["1_echo.pcapng", "2_bad.pcapng", "3_mid.pcapng"]]
+
+
+def test_the_command_line_leaves_pydicom_s_validation_as_it_was(tmp_path: Path) -> None:
+    """analyze and diagnose have pydicom read without validating (cli._unvalidated), and
+    set it back: run in a caller's process (as here) they left it off, and the caller's
+    own reads silent (test_dimse's warning about a padded UID went missing after them)."""
+    from pydicom import config
+
+    before = config.settings.reading_validation_mode
+    code, _, stderr = invoke("analyze", str(CAPTURES / "echo.pcapng"), "-o",
+                             str(tmp_path / "out"), "-q")
+    assert code == 0, stderr
+    assert config.settings.reading_validation_mode == before
+    code, _, stderr = invoke("diagnose", str(CAPTURES / "echo.pcapng"))
+    assert code == 0, stderr
+    assert config.settings.reading_validation_mode == before
+    from pydicom.uid import UID
+
+    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+        UID("1.2.3 ")

@@ -282,7 +282,8 @@ def analyze(
     _logging(debug)
     redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     try:
-        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
+        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress, \
+                _unvalidated(debug):
             done = analyze_to(captures, out, format=format, objects=not no_objects,
                               ports=port or (), jobs=jobs, tshark=tshark,
                               cross_check=cross_check, engine=engine, resume=resume,
@@ -398,7 +399,7 @@ def diagnose(
             for p in outs:
                 show(Report.concat([_stored_tables(p, load(p), redaction)]))
         else:
-            with _interrupt_ends("interrupted"):
+            with _interrupt_ends("interrupted"), _unvalidated(debug):
                 run(sources, ports=port or (), tshark=tshark, redact=redaction,
                     tls_keylogs=tls_keylog or (), tls_ports=tls_port or (), keep=False,
                     on_result=on_result)
@@ -517,12 +518,26 @@ def _logging(debug: bool) -> None:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
-        # nor is pydicom asked to check every value it reads only to warn: unseen here, its
-        # checks were 0.02-0.03 s of the 22 MB benchmark capture's 0.15 s of analysis (the
-        # A-ASSOCIATE items' UIDs, each matched against a pattern)
-        from pydicom import config
 
-        config.settings.reading_validation_mode = config.IGNORE
+
+@contextmanager
+def _unvalidated(debug: bool) -> Iterator[None]:
+    """Inside, without --debug, pydicom reads without checking each value only to warn
+    (unseen without --debug: what the traffic has wrong is in the findings). Its checks
+    were 0.02-0.03 s of the 22 MB benchmark capture's 0.15 s of analysis (the A-ASSOCIATE
+    items' UIDs, each matched against a pattern). Workers forked inside inherit it; the
+    setting is restored after, for a caller that runs the command line in its process."""
+    if debug:
+        yield
+        return
+    from pydicom import config
+
+    before = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode = before
 
 
 def _internal(exc: Exception) -> None:

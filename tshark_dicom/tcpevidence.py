@@ -434,10 +434,11 @@ class TcpObserver(PacketObserver):
 
 
 def _product(a: int, b: int) -> int:
-    """``a * b`` (``0 <= a < 2**30 <= b < 2**60`` and below) from products of factors under
-    2**30, which the compiled module multiplies natively: larger ones go to CPython's long
-    multiplication, where a pending Ctrl-C aborts the process (packets.stamp_ns). A bin
-    grows past 2**30 ns (1.07 s) once a connection has lasted about 20 minutes."""
+    """``a * b`` for a bin number ``a`` (below 2**30) and a bin width ``b`` (below 2**60),
+    from products whose factors are below 2**30, which the compiled module multiplies
+    natively: larger ones go to CPython's long multiplication, where a pending Ctrl-C
+    aborts the process (packets.stamp_ns). Bins grow wider than 2**30 ns (1.07 s) once a
+    connection has lasted about 18 minutes."""
     if b < 1 << 30:
         return a * b
     return ((a * (b >> 30)) << 30) + a * (b & 0x3FFFFFFF)

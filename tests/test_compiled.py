@@ -176,7 +176,7 @@ def test_ctrl_c_in_the_compiled_reader_raises_keyboard_interrupt(tmp_path: Path)
     KeyboardInterrupt in the compiled modules as in pure Python. It aborted the process
     (exit 134, "fatal: out of memory"): the signal, pending in compiled code, failed the
     per-packet ``sec * 10**9`` (CPython's long multiplication checks for signals), which
-    mypyc's runtime takes for exhausted memory (packets.stamp_ns)."""
+    mypyc's runtime takes for exhausted memory (packets.product)."""
     script = tmp_path / "read.py"
     script.write_text(_READ_UNTIL_CTRL_C)
     run = subprocess.run([sys.executable, str(script), str(CAPTURES / "large_multiframe.pcapng")],

@@ -185,8 +185,9 @@ def test_epoch_ns_is_exact() -> None:
 
 
 def test_stamp_ns_is_exact_about_its_splits() -> None:
-    """The compiled reader's pcap times (packets.stamp_ns, which splits a 32-bit second
-    count at bit 30): exact on both sides of each split and beyond a 32-bit count."""
+    """The compiled reader's pcap times (packets.stamp_ns: the seconds split at bit 30 by
+    packets.product): exact on both sides of each split, and for negative counts and
+    counts beyond 32 bits."""
     seconds = [0, 1, (1 << 30) - 1, 1 << 30, 1796072273, (1 << 31) - 1, 1 << 31,
                (3 << 30) + 5, (1 << 32) - 1, 1 << 32, 10**12, -1, -(1 << 31)]
     fractions = [(0, 1), (999_999_999, 1), (999_999, 1000), ((1 << 30) - 1, 1),

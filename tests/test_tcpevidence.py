@@ -148,7 +148,7 @@ def test_bins_stay_bounded() -> None:
 
 def test_bins_of_a_connection_of_hours_start_on_their_boundaries() -> None:
     """A connection of 3 hours widens its bins past 2**30 ns, where the compiled module
-    computes their bounds in pieces (tcpevidence._product): each bin starts on a multiple
+    computes their bounds in pieces (packets.product): each bin starts on a multiple
     of the final width from the first packet, and no byte is lost or counted twice."""
     w = Wire()
     w.handshake()

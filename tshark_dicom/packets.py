@@ -73,26 +73,21 @@ def epoch_ns(text: str) -> int:
 
 
 def stamp_ns(sec: int, frac: int, frac_ns: int) -> int:
-    """``sec`` seconds and ``frac`` units of ``frac_ns`` nanoseconds, in nanoseconds.
+    """``sec`` seconds and ``frac`` units of ``frac_ns`` nanoseconds, in nanoseconds (a
+    pcap record's time: ``sec * 10**9`` is a `product` too large to multiply natively)."""
+    return product(1_000_000_000, sec) + frac * frac_ns
 
-    Written so that, compiled, no product has a factor of 2**30 or more: mypyc multiplies
-    only smaller ints natively and hands the rest to CPython's long multiplication, which
-    checks for signals; a Ctrl-C pending there fails the multiplication, and mypyc's
-    runtime, which takes a failed int product for exhausted memory, aborts the process
-    ("fatal: out of memory", measured mid-capture from Python). ``sec * 10**9`` for a
-    present-day time is such a product, once per packet (and slower for it). A 32-bit
-    second count (pcap's) is split at bit 30; any other goes the plain way."""
-    if frac >= 1 << 30 or not 0 <= sec < 1 << 32:
-        return sec * 1_000_000_000 + frac * frac_ns
-    ns = (sec & 0x3FFFFFFF) * 1_000_000_000 + frac * frac_ns
-    top = sec >> 30
-    if top == 0:
-        return ns
-    if top == 1:
-        return ns + 1_073_741_824_000_000_000
-    if top == 2:
-        return ns + 2_147_483_648_000_000_000
-    return ns + 3_221_225_472_000_000_000
+
+def product(a: int, b: int) -> int:
+    """``a * b``, exactly, for any ints; compiled, with native multiplications only for
+    ``0 <= a < 2**30`` and ``0 <= b < 2**60``. mypyc multiplies natively only factors below
+    2**30 and hands the rest to CPython's long multiplication, which checks for signals: a
+    Ctrl-C pending there fails the product, which mypyc's runtime takes for exhausted
+    memory, and the process aborts ("fatal: out of memory", measured mid-capture from
+    Python with every packet's ``sec * 10**9``). ``b`` is split at bit 30 instead."""
+    if b < 1 << 30:
+        return a * b
+    return ((a * (b >> 30)) << 30) + a * (b & 0x3FFFFFFF)
 
 
 def ek_layers(stdout: IO[bytes]) -> Iterator[dict[str, Any]]:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from .packets import ACK, FIN, RST, SYN, Packet
+from .packets import ACK, FIN, RST, SYN, Packet, product
 from .streams import PacketObserver
 
 _MASK: Final = 0xFFFFFFFF
@@ -359,7 +359,7 @@ class TcpObserver(PacketObserver):
         else:
             self._flush_bin(d)
             d.bin_key, d.bin_bytes = key, n
-            d.bin_end = base + _product(key + 1, self._bin_ns)
+            d.bin_end = base + product(key + 1, self._bin_ns)
 
     def _flush_bin(self, d: _Dir) -> None:
         if d.bin_key >= 0:
@@ -404,7 +404,7 @@ class TcpObserver(PacketObserver):
         for d in self._dirs.values():
             if d.bin_key >= 0:
                 d.bin_key //= 2
-                d.bin_end = (self._base_ns or 0) + _product(d.bin_key + 1, self._bin_ns)
+                d.bin_end = (self._base_ns or 0) + product(d.bin_key + 1, self._bin_ns)
             merged: dict[int, int] = {}
             for k, v in d.bins.items():
                 merged[k // 2] = merged.get(k // 2, 0) + v
@@ -422,7 +422,7 @@ class TcpObserver(PacketObserver):
                 d.zero_since = None
             d.ev.max_window = d.max_window if d.max_window >= 0 else None
             d.ev.max_segment = d.max_segment
-            d.ev.bins = [(base + _product(k, self._bin_ns), v)
+            d.ev.bins = [(base + product(k, self._bin_ns), v)
                          for k, v in sorted(d.bins.items())]
             d.ev.data_bytes = sum(b for _, b in d.ev.bins) - d.ev.retransmitted_bytes
             d.bins = {}
@@ -431,14 +431,3 @@ class TcpObserver(PacketObserver):
         return ConnectionEvidence(
             {ep: d.ev for ep, d in self._dirs.items()}, self._client, self._hs,
             self._scale_known, self._bin_ns)
-
-
-def _product(a: int, b: int) -> int:
-    """``a * b`` for a bin number ``a`` (below 2**30) and a bin width ``b`` (below 2**60),
-    from products whose factors are below 2**30, which the compiled module multiplies
-    natively: larger ones go to CPython's long multiplication, where a pending Ctrl-C
-    aborts the process (packets.stamp_ns). Bins grow wider than 2**30 ns (1.07 s) once a
-    connection has lasted about 18 minutes."""
-    if b < 1 << 30:
-        return a * b
-    return ((a * (b >> 30)) << 30) + a * (b & 0x3FFFFFFF)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rewrite the README's table reference from the schemas in code (tshark_dicom/tables.py
+"""Rewrite the README's table reference from the schemas in code (tshark_dicom/schemas.py
 for the dtypes, tshark_dicom/columns.py for the meaning); tests/test_docs.py fails when
 the README and the code drift apart.
 

@@ -11,7 +11,7 @@ import pytest
 import tshark_dicom
 from tshark_dicom import errors
 from tshark_dicom.report import Report
-from tshark_dicom.tables import SCHEMAS, TS, frame
+from tshark_dicom.schemas import SCHEMAS, TS, frame
 
 from .conftest import CAPTURES
 

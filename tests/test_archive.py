@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 import tshark_dicom
 from tshark_dicom.cli import app
-from tshark_dicom.tables import SCHEMAS
-from tshark_dicom.tables import frame as tables_frame
+from tshark_dicom.schemas import SCHEMAS
+from tshark_dicom.schemas import frame as tables_frame
 
 from .conftest import CAPTURES, ROOT
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tshark_dicom.cli import app
-from tshark_dicom.tables import TABLES
+from tshark_dicom.schemas import TABLES
 
 from .conftest import CAPTURES
 
@@ -425,9 +425,10 @@ def test_diagnose_prints_each_capture_before_the_next_is_analysed(
 
 
 def test_the_command_line_leaves_pydicom_s_validation_as_it_was(tmp_path: Path) -> None:
-    """analyze and diagnose have pydicom read without validating (cli._unvalidated), and
-    set it back: run in a caller's process (as here) they left it off, and the caller's
-    own reads silent (test_dimse's warning about a padded UID went missing after them)."""
+    """analyze and diagnose have pydicom read without validating (batch._reading, around
+    each capture analysed in this process: diagnose's), and set it back: run in a caller's
+    process (as here) they once left it off, and the caller's own reads silent
+    (test_dimse's warning about a padded UID went missing after them)."""
     from pydicom import config
 
     before = config.settings.reading_validation_mode

@@ -19,7 +19,7 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom.columns import DESCRIPTIONS, RENAMED, TABLE_DESCRIPTIONS, reference_markdown
-from tshark_dicom.tables import SCHEMAS
+from tshark_dicom.schemas import SCHEMAS
 
 from .conftest import CAPTURES, ROOT
 

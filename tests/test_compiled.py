@@ -22,7 +22,7 @@ import pandas as pd
 
 import tshark_dicom
 from tshark_dicom.packets import Packet
-from tshark_dicom.tables import TABLES
+from tshark_dicom.schemas import TABLES
 
 from .conftest import CAPTURES, ROOT
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import tshark_dicom
-from tshark_dicom.tables import TABLES
+from tshark_dicom.schemas import TABLES
 
 from .conftest import CAPTURES
 

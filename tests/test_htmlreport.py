@@ -1,4 +1,4 @@
-"""The HTML page, from tables built with `tables.frame` (no tshark): the summary first,
+"""The HTML page, from tables built with `schemas.frame` (no tshark): the summary first,
 findings most severe first and linked to their association, hex statuses, the negotiation
 with rejected contexts first and long proposals collapsed, C-MOVE callbacks, caps that keep
 a big run's page usable, escaping, and nothing fetched from anywhere. The page in a real
@@ -13,7 +13,7 @@ import pandas as pd
 
 from tshark_dicom import htmlparts, htmlreport, htmlsections
 from tshark_dicom.report import Report
-from tshark_dicom.tables import frame
+from tshark_dicom.schemas import frame
 
 from .test_pictures import HOSTILE, assoc, at, op
 

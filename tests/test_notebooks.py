@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import tshark_dicom
-from tshark_dicom.tables import TABLES
+from tshark_dicom.schemas import TABLES
 
 from .conftest import ROOT
 

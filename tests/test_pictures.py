@@ -1,5 +1,5 @@
 """The SVG pictures: well-formed, one group per operation, hostile text escaped, big inputs
-capped with a note. Tables are built here with `tables.frame`, no tshark needed."""
+capped with a note. Tables are built here with `schemas.frame`, no tshark needed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from tshark_dicom import charts, pictures
-from tshark_dicom.tables import frame
+from tshark_dicom.schemas import frame
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = pd.Timestamp("2026-01-05 10:00:00", tz="UTC").value

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import tshark_dicom
 from tshark_dicom.cli import app
 from tshark_dicom.redact import Redaction, attribute_kind, learn, redact_tables, redact_text
-from tshark_dicom.tables import TABLES
+from tshark_dicom.schemas import TABLES
 
 from .conftest import CAPTURES
 

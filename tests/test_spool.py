@@ -18,7 +18,7 @@ import tshark_dicom
 from tshark_dicom import batch, spool
 from tshark_dicom.analysis import FinishedAssociation, analyze_capture
 from tshark_dicom.archive import analyze_to
-from tshark_dicom.tables import SCHEMAS, TABLES, frame
+from tshark_dicom.schemas import SCHEMAS, TABLES, frame
 from tshark_dicom.tshark import find_tshark
 
 from .conftest import CAPTURES, ROOT
@@ -153,11 +153,11 @@ def test_the_captures_rows_are_gathered_as_they_finish_in_the_order_found(
 
 
 def test_empty_tables_are_tables_of_no_rows() -> None:
-    """tables.frame of no rows (made from one empty column per dtype) has the columns and
+    """schemas.frame of no rows (made from one empty column per dtype) has the columns and
     dtypes a table with rows has, and what is done to one copy is not seen in another."""
     import pandas as pd
 
-    from tshark_dicom.tables import SCHEMAS, TABLES, column_of, frame
+    from tshark_dicom.schemas import SCHEMAS, TABLES, column_of, frame
 
     for table in TABLES:
         empty = frame(table, [])
@@ -177,8 +177,8 @@ def test_table_schemas_are_what_pyarrow_makes_of_an_empty_frame() -> None:
     import pyarrow as pa
 
     from tshark_dicom.columns import DESCRIPTIONS
+    from tshark_dicom.schemas import TABLES, frame
     from tshark_dicom.store import LIST_TYPES, arrow_schema
-    from tshark_dicom.tables import TABLES, frame
 
     for table in TABLES:
         want = pa.Schema.from_pandas(frame(table, []), preserve_index=False)
@@ -199,7 +199,7 @@ def test_the_known_fields_are_what_pyarrow_makes_from_pandas() -> None:
     import pyarrow as pa
 
     from tshark_dicom import store
-    from tshark_dicom.tables import SCHEMAS
+    from tshark_dicom.schemas import SCHEMAS
 
     assert set(store.KNOWN_FIELDS) == {d for t in SCHEMAS.values() for d in t.values()}
     if not store._known_versions():  # schemas made from pandas: nothing known to check
@@ -270,12 +270,12 @@ def test_arrow_after_it_was_told_there_is_no_pandas() -> None:
                                   "transfer_syntaxes.pcapng"])
 def test_rows_go_to_arrow_columns_as_they_would_through_pandas(name: str) -> None:
     """store.arrow_rows (the Parquet writer's way, no DataFrame) gives the table that
-    tables.frame and pandas give."""
+    schemas.frame and pandas give."""
     import pyarrow as pa
 
+    from tshark_dicom.schemas import frame
     from tshark_dicom.spool import FrameSink, Spool
     from tshark_dicom.store import arrow_rows, arrow_schema, direct_arrow_rows
-    from tshark_dicom.tables import frame
 
     rolled = Spool(name)
     result = analyze_capture(CAPTURES / name, label=name, tshark=find_tshark(None),

@@ -124,11 +124,12 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
 
 #: analyze with --jobs 1, each worker noting (in the file named by TD_NOTE) its pid and
 #: whether it imported pandas, and pyarrow.compute, by the time its capture's parts were
-#: written, and how pydicom validated what it read.
+#: written, and how pydicom validated what it read; the run's process says at its end
+#: whether it ever imported pydicom.
 _NOTED = _CONTEXTS + """
 import os, sys
 from tshark_dicom import cli
-analyze = batch._analyze
+analyze = batch._analyze_read
 def noted(*args, **kwargs):
     out = analyze(*args, **kwargs)
     with open(os.environ["TD_NOTE"], "a") as f:
@@ -137,12 +138,12 @@ def noted(*args, **kwargs):
                 f"{'pyarrow.compute' in sys.modules} "
                 f"{config.settings.reading_validation_mode == config.IGNORE}\\n")
     return out
-batch._analyze = noted
+batch._analyze_read = noted
 sys.argv = ['tshark-dicom', *sys.argv[1:]]
 try:
     cli.app()
 except SystemExit as exc:
-    print(os.getpid(), used, exc.code)
+    print(os.getpid(), used, 'pydicom' in sys.modules, exc.code)
 """
 
 
@@ -150,12 +151,14 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     """``analyze`` (``--jobs 1``) analyses in one forked worker, started before the run's
     process imports pandas and the report's modules: the worker never imports pandas
     (where store.KNOWN_FIELDS holds for this pandas and pyarrow), nor pyarrow.compute
-    (0.04 s of the imports before the worker starts); it reads without pydicom's
-    validation (only warnings, which the command line does not show); and the parts it
-    writes are byte for byte those written by a process that has pandas and validates."""
+    (0.04 s of the imports before the worker starts); the run's process never imports
+    pydicom (nor the rest of the analysis: the worker imports it, batch.ANALYSIS); the
+    worker reads without pydicom's validation (only warnings, which the command line does
+    not show); and the parts it writes are byte for byte those written by a process that
+    has pandas and validates."""
     from tshark_dicom import store
     from tshark_dicom.batch import CaptureFile, Work, analyze_one
-    from tshark_dicom.tables import TABLES
+    from tshark_dicom.schemas import TABLES
     from tshark_dicom.tshark import find_tshark
 
     caps = [CAPTURES / n for n in ("multi_store.pcapng", "qr_move_ok.pcapng",
@@ -167,8 +170,8 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
                       "--no-objects")
     finally:
         os.environ.pop("TD_NOTE")
-    parent, used, code = out.split("\n")[0].split(" ", 2)
-    assert (used, code) == ("['fork']", "0")
+    parent, used, pydicom_here, code = out.split("\n")[0].split(" ", 3)
+    assert (used, pydicom_here, code) == ("['fork']", "False", "0")
     workers_seen = {line.split()[0]: " ".join(line.split()[1:])
                     for line in note.read_text().split("\n") if line}
     assert len(note.read_text().split("\n")) - 1 == len(caps)  # every capture noted

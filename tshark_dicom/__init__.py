@@ -29,7 +29,7 @@ from .errors import (
 if _typing.TYPE_CHECKING:
     from .redact import Redaction
     from .report import Report, load
-    from .tables import SCHEMAS, TABLES
+    from .schemas import SCHEMAS, TABLES
 
 __version__ = "0.1.0"
 
@@ -160,8 +160,8 @@ _install_guard()
 
 #: Public names imported on first use, so that ``import tshark_dicom`` (and ``tshark-dicom
 #: --version``) does not pay for pandas and pyarrow until they are needed (PEP 562).
-_LAZY = {"Redaction": "redact", "Report": "report", "load": "report", "SCHEMAS": "tables",
-         "TABLES": "tables"}
+_LAZY = {"Redaction": "redact", "Report": "report", "load": "report", "SCHEMAS": "schemas",
+         "TABLES": "schemas"}
 
 
 def __getattr__(name: str) -> _typing.Any:

@@ -144,7 +144,6 @@ class CaptureResult:
 
 
 ProgressFn = Callable[[int], None]
-ENGINES = ("auto", "raw", "ek")
 
 
 class _Run:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from . import memory
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, OutputError, TsharkDicomError
+from .schemas import frame
 from .store import (
     FORMATS,
     TABLES_DIR,
@@ -41,7 +42,6 @@ from .store import (
     write_parts,
 )
 from .swap import WorkDir, checkpoint, recover, replace
-from .tables import frame
 
 if TYPE_CHECKING:  # imported once the captures are being analysed (`report_modules`)
     import pandas as pd
@@ -93,6 +93,7 @@ def analyze_to(
     on_progress: ProgressFn | None = None,
     redact: Redaction | None = None,
     shared: bool = False,
+    validate: bool = True,
 ) -> ArchiveRun:
     """Analyse captures into ``out``: every table as a dataset with one part per capture,
     objects under ``out/objects/<capture key>/``, ``summary.txt`` and ``report.html``.
@@ -101,7 +102,8 @@ def analyze_to(
     (path, size, modification time; with ``verify`` also a SHA-256 of their content) are
     not analysed again. ``redact``: identifying values replaced in every table (redact.py);
     no objects are written. Files and folders are created readable by their owner only
-    unless ``shared``.
+    unless ``shared``. ``validate=False``: pydicom does not check each value it reads
+    (batch.run).
     """
     if format not in FORMATS:
         raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
@@ -120,7 +122,8 @@ def analyze_to(
                            jobs=jobs, tshark=tshark, cross_check=cross_check, engine=engine,
                            resume=resume, verify=verify, dask=dask, no_stitch=no_stitch,
                            title=title, on_progress=on_progress, redact=redact,
-                           shared=shared, tls_keylogs=tls_keylogs, tls_ports=tls_ports)
+                           shared=shared, tls_keylogs=tls_keylogs, tls_ports=tls_ports,
+                           validate=validate)
 
 
 def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str,
@@ -129,7 +132,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                 dask: str | None, no_stitch: bool, title: str | None,
                 on_progress: ProgressFn | None, redact: Redaction | None,
                 shared: bool, tls_keylogs: Sequence[Source],
-                tls_ports: Sequence[int]) -> ArchiveRun:
+                tls_ports: Sequence[int], validate: bool) -> ArchiveRun:
     created = not folder.exists()
     in_place = resume or created or not has_results(folder)
     try:
@@ -188,7 +191,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                      on_result=on_result, skip=skip if resume else None, keep=False,
                      dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format,
                      redact=redact, tls_keylogs=tls_keylogs, tls_ports=tls_ports,
-                     warm=report_modules)
+                     warm=report_modules, validate=validate)
         from .htmlreport import page_reads
         from .report import SUMMARY_READS, load
 
@@ -262,7 +265,7 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
 
 
 def _plain(value: object) -> object:
-    """A value as tables.frame takes it: None for missing, nanoseconds for a time."""
+    """A value as schemas.frame takes it: None for missing, nanoseconds for a time."""
     import pandas as pd
 
     if value is None or value is pd.NA or value is pd.NaT:

@@ -123,7 +123,7 @@ def _clean(value: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------
-# Records: what this stage produces. tables.py turns them into DataFrames.
+# Records: what this stage produces. tables.py turns them into rows.
 # ---------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class ContextRecord:

@@ -12,29 +12,30 @@ from __future__ import annotations
 import gc
 import gzip
 import hashlib
+import importlib
 import os
 import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import memory
-from .analysis import ENGINES, analyze_capture
 from .errors import CaptureError, OptionsError, TsharkDicomError
-from .spool import FrameSink, Spool
+from .schemas import TABLES, frame
 from .store import PartWriter, arrow_without_pandas, safe_key
-from .tables import TABLES, frame
 from .tls import TlsOptions, check_tls_options
-from .tshark import Tshark, find_tshark
+from .tshark import ENGINES, Tshark, find_tshark
 from .workers import context as worker_context
 from .workers import die_with_parent, main_left_alone, single_threaded
 
 if TYPE_CHECKING:  # pandas, the report and redaction are imported where they are used: a
-    # worker that writes parts (Work.parts_dir) loads none of them (store.py)
+    # worker that writes parts (Work.parts_dir) loads none of them (store.py); the analysis
+    # (`ANALYSIS`) is imported by whichever process analyses
     import pandas as pd
 
     from .redact import Redaction
@@ -215,6 +216,8 @@ class Work:
     redact: Redaction | None = None
     #: key logs and DICOM TLS ports (tls.py)
     tls: TlsOptions | None = None
+    #: pydicom checks each value it reads, to warn of odd ones (`_reading`)
+    validate: bool = True
 
 
 def analyze_one(cap: CaptureFile, work: Work,
@@ -236,6 +239,35 @@ Analysed = tuple[dict[str, "pd.DataFrame"], list[dict[str, Any]]]
 def _analyze(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
              ) -> Analysed:
     """`analyze_one`, its ``captures`` table as rows."""
+    with _reading(work.validate):
+        return _analyze_read(cap, work, progress)
+
+
+@contextmanager
+def _reading(validate: bool) -> Iterator[None]:
+    """Inside, unless ``validate``, pydicom reads without checking each value only to warn
+    (what the traffic has wrong is in the findings). Its checks were 0.02-0.03 s of the
+    22 MB benchmark capture's 0.15 s of analysis (the A-ASSOCIATE items' UIDs, each matched
+    against a pattern). Set around each capture, where it is analysed (a worker, a Dask
+    node, this process), and set back after, for a caller's own reads."""
+    if validate:
+        yield
+        return
+    from pydicom import config
+
+    before = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode = before
+
+
+def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
+                  ) -> Analysed:
+    from .analysis import analyze_capture
+    from .spool import FrameSink, Spool
+
     odir = work.objects_dir
     target = odir / cap.key if odir is not None else None
     started = time.monotonic()
@@ -334,6 +366,7 @@ def run(
     tls_keylogs: Sequence[Source] = (),
     tls_ports: Sequence[int] = (),
     warm: Callable[[], object] | None = None,
+    validate: bool = True,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -353,6 +386,8 @@ def run(
     over TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py). ``warm``: called
     once worker processes have the captures, while they analyse them (with ``parts_dir``
     they do, even with ``jobs=1``): what this process should import meanwhile.
+    ``validate=False``: pydicom reads each capture's values without checking them (it
+    only warns of odd ones; the command line, which shows no warnings, asks for it).
     """
     check_options(ports, jobs, engine)
     if redact is not None and objects_dir is not None:
@@ -364,7 +399,8 @@ def run(
     if not no_stitch and engine != "ek":
         found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
-    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls)
+    work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls,
+                validate)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rank = {c.key: i for i, c in enumerate(found.captures)}
@@ -466,6 +502,8 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     # forks of this process when it runs no other thread, else of a fork server that
     # imported the analysis once (workers.py): decided here, just before they start
     jobs = min(jobs, len(todo))
+    if jobs > 1:  # imported once here, shared by the forks; one worker imports it itself,
+        load_analysis()  # beside this process's imports of pandas and the report (`warm`)
     context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)
@@ -544,16 +582,31 @@ PROGRESS_S = 0.5
 _WORKER: dict[str, Any] = {}
 
 
+#: The analysis's modules (pydicom and pynetdicom among their imports): imported by the
+#: process that analyses. The run's process reads and reports the tables without them
+#: (schemas.py), so a single worker is forked before they are loaded and imports them while
+#: the run's process imports pandas and the report's modules: each on its own core.
+ANALYSIS = ("tshark_dicom.analysis", "tshark_dicom.spool")
+
+
+def load_analysis() -> None:
+    """Import `ANALYSIS` (memory.frozen_imports: out of the collector's way)."""
+    with memory.frozen_imports():
+        for name in ANALYSIS:
+            importlib.import_module(name)
+
+
 def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
     die_with_parent()  # a run killed leaves no worker writing into its folder
     # Ctrl-C reaches the workers too (one process group): the run's process says what was
     # kept; a worker leaves at once, without unwinding a capture half done
     signal.signal(signal.SIGINT, _leave)
-    # what the worker started with (imports) lives as long as it: out of the collector's
-    # way, so that its passes neither walk it nor copy its pages (memory.frozen_imports does
-    # the same; 50 captures --jobs 2: 0.1 s less CPU)
-    gc.freeze()
     arrow_without_pandas()  # forked before the run's process imported pandas: stay so
+    # the analysis, unless forked with it (`_analyse_all`); then what the worker started
+    # with lives as long as it: out of the collector's way, so that its passes neither walk
+    # it nor copy its pages (50 captures --jobs 2: 0.1 s less CPU)
+    load_analysis()
+    gc.freeze()
     os.umask(umask)  # the run's (store.output_mode): a fork server's may be older
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value

@@ -282,15 +282,16 @@ def analyze(
     _logging(debug)
     redaction = _redaction(redact, redact_uids, redact_network, redact_key)
     try:
-        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress, \
-                _unvalidated(debug):
+        # validate=debug: pydicom's checks of each value only warn, and the command line
+        # shows no warnings without --debug (batch._reading)
+        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
             done = analyze_to(captures, out, format=format, objects=not no_objects,
                               ports=port or (), jobs=jobs, tshark=tshark,
                               cross_check=cross_check, engine=engine, resume=resume,
                               verify=verify, dask=dask, no_stitch=no_stitch,
                               on_progress=on_progress, redact=redaction,
                               shared=shared_output, tls_keylogs=tls_keylog or (),
-                              tls_ports=tls_port or ())
+                              tls_ports=tls_port or (), validate=debug)
     except TsharkDicomError as exc:
         _fail(exc)
     except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
@@ -399,10 +400,10 @@ def diagnose(
             for p in outs:
                 show(Report.concat([_stored_tables(p, load(p), redaction)]))
         else:
-            with _interrupt_ends("interrupted"), _unvalidated(debug):
+            with _interrupt_ends("interrupted"):
                 run(sources, ports=port or (), tshark=tshark, redact=redaction,
                     tls_keylogs=tls_keylog or (), tls_ports=tls_port or (), keep=False,
-                    on_result=on_result)
+                    on_result=on_result, validate=debug)
             show(Report())  # what is still held
     except TsharkDicomError as exc:
         _fail(exc)
@@ -423,8 +424,8 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
 
     from .diagnose import READS
     from .redact import redact_tables
+    from .schemas import TABLES, frame
     from .store import manifest, read_table
-    from .tables import TABLES, frame
 
     if redaction is None:
         read = {t: read_table(folder, t, columns) for t, columns in READS.items()}
@@ -518,26 +519,6 @@ def _logging(debug: bool) -> None:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
-
-
-@contextmanager
-def _unvalidated(debug: bool) -> Iterator[None]:
-    """Inside, without --debug, pydicom reads without checking each value only to warn
-    (unseen without --debug: what the traffic has wrong is in the findings). Its checks
-    were 0.02-0.03 s of the 22 MB benchmark capture's 0.15 s of analysis (the A-ASSOCIATE
-    items' UIDs, each matched against a pattern). Workers forked inside inherit it; the
-    setting is restored after, for a caller that runs the command line in its process."""
-    if debug:
-        yield
-        return
-    from pydicom import config
-
-    before = config.settings.reading_validation_mode
-    config.settings.reading_validation_mode = config.IGNORE
-    try:
-        yield
-    finally:
-        config.settings.reading_validation_mode = before
 
 
 def _internal(exc: Exception) -> None:

@@ -2,7 +2,7 @@
 sentence as field metadata (``description``) and the README's table reference is generated
 from it (``python docs/table_reference.py``; a test fails when they drift).
 
-Data only, no imports from the pipeline: tables.py holds the dtypes, this the meaning.
+Data only, no imports from the pipeline: schemas.py holds the dtypes, this the meaning.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .safe import visible_lines
-from .tables import SEVERITIES, ReportLike
+from .schemas import SEVERITIES, ReportLike
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 FAIL_ON = ("warning", "error")

@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import pandas as pd
 
+from .schemas import ReportLike
 from .svg import esc, fmt_ms, missing
-from .tables import ReportLike
 
 #: Rows of one table on the page; the table files hold every row.
 MAX_ROWS = 1000
@@ -129,7 +129,7 @@ def gather(report: ReportLike, name_: str, columns: list[str] | None = None,
     chunks = [b for b in report.batches(name_, columns, filters) if len(b)]
     if chunks:
         return pd.concat(chunks, ignore_index=True)
-    from .tables import frame
+    from .schemas import frame
 
     empty = frame(name_, [])
     return empty[columns] if columns else empty

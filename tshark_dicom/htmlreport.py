@@ -45,8 +45,8 @@ from .htmlsections import (
     SectionRows,
     association_section,
 )
+from .schemas import SCHEMAS, SEVERITIES, ReportLike
 from .svg import esc, missing
-from .tables import SCHEMAS, SEVERITIES, ReportLike
 
 MAX_DETAILED = 60  # associations with a section of their own (most severe, then slowest)
 MAX_TIMELINES = 50  # captures with a timeline

@@ -24,8 +24,8 @@ from .htmlparts import (
     text_col,
     when,
 )
+from .schemas import ReportLike, frame
 from .svg import esc, fmt_bytes, missing
-from .tables import ReportLike, frame
 
 MAX_OPERATIONS = pictures.MAX_LADDER_OPERATIONS  # operations listed per association
 MAX_CONTEXTS = 256  # presentation contexts listed per association (at most 128 proposed)

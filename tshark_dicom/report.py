@@ -15,6 +15,7 @@ import pandas as pd
 from . import memory
 from .errors import OptionsError, TsharkDicomError
 from .safe import visible_lines
+from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
 from .store import (
     FORMATS,
     TABLES_DIR,
@@ -30,7 +31,6 @@ from .store import (
     write_parts,
 )
 from .swap import recover
-from .tables import SCHEMAS, SEVERITIES, TABLES, frame
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import memory
 from .analysis import CaptureResult, FinishedAssociation
 from .objects import safe_object_name
+from .schemas import TABLES, frame
 from .tables import (
-    TABLES,
     association_rows,
     attempt_rows,
     commitment_rows,
     finding_row,
-    frame,
     renumber,
     step_rows,
 )

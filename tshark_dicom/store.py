@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from .columns import DESCRIPTIONS, RENAMED
 from .safe import csv_cell, csv_uncell
-from .tables import SCHEMAS, TABLES, column_of, frame
+from .schemas import SCHEMAS, TABLES, column_of, frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -254,7 +254,7 @@ _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 def arrow_rows(table: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows straight into Arrow columns of the table's schema: the same as through
-    `tables.frame` and pandas, with a fraction of the memory. Rows with a value Arrow does
+    `schemas.frame` and pandas, with a fraction of the memory. Rows with a value Arrow does
     not take as it is (or a float NaN, which pandas makes null) go the pandas way."""
     data = direct_arrow_rows(table, rows)
     if data is not None:

@@ -38,8 +38,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import TsharkDicomError
+from .schemas import TABLES
 from .store import MANIFEST, TABLES_DIR
-from .tables import TABLES
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,9 @@ from .errors import CaptureError, TsharkDicomError, TsharkError, TsharkNotFoundE
 
 log = logging.getLogger(__name__)
 
+#: How the packets are read: ``raw`` a pcap stream (editcap's or tshark's conversion),
+#: ``ek`` tshark's dissection as JSON, ``auto`` raw where the capture allows (analysis.py).
+ENGINES = ("auto", "raw", "ek")
 MIN_VERSION = (3, 6, 0)  # tcp.seq_raw and "a..b" ranges in display-filter sets
 INSTALL_HINT = (
     "install it with 'apt-get install tshark' (Debian/Ubuntu) or set TSHARK=/path/to/tshark"

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 
 #: What the fork server imports before it forks the first worker.
-PRELOAD = ["tshark_dicom.batch"]
+PRELOAD = ["tshark_dicom.batch", "tshark_dicom.analysis", "tshark_dicom.spool"]  # batch.ANALYSIS
 
 
 def context() -> BaseContext:

@@ -155,6 +155,33 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
     assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] - seen[0] > 4
 
 
+def test_parts_as_written_are_typed_without_rebuilding_them(
+        archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parquet parts of this version come back with the schema's dtypes: typed_frame takes
+    their columns as they are (store._as_written) and gives, for every table, whole and
+    for a choice of columns, the frame it builds column by column from any other input."""
+    from tshark_dicom import store
+    from tshark_dicom.schemas import TABLES
+
+    fast = {}
+    for t in TABLES:
+        parts = sorted((archive_out / "tables" / t).glob("*.parquet"))
+        df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+        cols = list(SCHEMAS[t])[1::3]
+        fast[t] = (df, store.typed_frame(t, df), store.typed_frame(t, df, cols), cols)
+        assert store._as_written(t, df, None) is not None, t  # the fast way was taken
+    assert any(len(f[1]) for f in fast.values())
+    monkeypatch.setattr(store, "_as_written", lambda *args: None)
+    for t, (df, whole, some, cols) in fast.items():
+        pd.testing.assert_frame_equal(whole, store.typed_frame(t, df), check_exact=True)
+        pd.testing.assert_frame_equal(some, store.typed_frame(t, df, cols), check_exact=True)
+        assert list(whole.columns) == list(SCHEMAS[t]) and list(some.columns) == cols
+    # a frame of other dtypes (CSV's strings) is rebuilt, as before
+    csv_like = fast["associations"][0].astype(object)
+    monkeypatch.undo()
+    assert store._as_written("associations", csv_like, None) is None
+
+
 def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """read_table and scan_table open only the parts whose footers (known from the part
@@ -654,11 +681,15 @@ def _stopped(pid: int) -> bool:
 
 
 def _kill_at(point: str, out: Path) -> None:
-    """Run analyze of NEW_SET into ``out``, stop it at ``point`` and SIGKILL it there."""
+    """Run analyze of NEW_SET into ``out``, stop it at ``point`` and SIGKILL it there;
+    return once its worker, which the kernel kills when the run's process dies
+    (workers.die_with_parent), has gone too: until then it holds the work folder's lock, and
+    a reader leaves a live run's work folder alone."""
     argv = [sys.executable, "-m", "tshark_dicom", "analyze",
             *(str(CAPTURES / c) for c in NEW_SET), "-o", str(out), "--quiet"]
     env = {**os.environ, "TSHARK_DICOM_PAUSE_AT": point}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not _stopped(proc.pid):
         time.sleep(0.01)
@@ -668,6 +699,10 @@ def _kill_at(point: str, out: Path) -> None:
     proc.wait()
     if proc.stderr:
         proc.stderr.close()
+    deadline = time.monotonic() + 30
+    while _in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _in_session(proc.pid), "a process of the killed run lives on"
 
 
 @pytest.mark.parametrize(("point", "holds"), KILL_POINTS)

@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from tshark_dicom import cli
 
 from .conftest import CAPTURES, ROOT
@@ -270,3 +272,61 @@ def test_a_capture_that_fails_in_a_worker_is_a_failed_row_with_distributed_impor
     failed, error = out.strip().split(" ", 1)
     assert failed == "1"
     assert error.startswith(f"{corrupt}: ") and "damaged or corrupt" in error
+
+
+def _suite_version() -> str:
+    """Wireshark's version as its editcap says it."""
+    import re
+
+    from tshark_dicom.tshark import find_tshark
+
+    editcap = find_tshark().editcap
+    assert editcap is not None
+    out = subprocess.run([editcap, "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    found = re.search(r"\(Wireshark\) (\d+\.\d+\.\d+)", out)
+    assert found is not None
+    return found[1]
+
+
+def test_every_capture_row_names_wireshark_s_version_with_one_or_more_workers(
+        tmp_path: Path) -> None:
+    """The captures table's tshark_version: probed once by the run's process for several
+    workers, by the one worker beside its first capture's analysis (Tshark.start_suite_probe)
+    for one; every analysed capture's row has it either way, beside a failed one's."""
+    import tshark_dicom
+
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\xd4\xc3\xb2\xa1" + b"\0" * 10)  # a pcap header cut short
+    caps = [str(CAPTURES / c) for c in ("echo.pcapng", "multi_store.pcapng", "abort.pcapng")]
+    version = _suite_version()
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        _python(_CONTEXTS + "import sys\nfrom tshark_dicom import cli\n"
+                "sys.argv = ['tshark-dicom', *sys.argv[1:]]\n"
+                "try:\n    cli.app()\nexcept SystemExit as exc:\n    print(used, exc.code)\n",
+                "analyze", *caps, str(bad), "-o", str(out), "-q", "--jobs", jobs)
+        captures = tshark_dicom.load(out).captures
+        assert sorted(captures["status"]) == ["failed", "ok", "ok", "ok"], jobs
+        assert set(captures.loc[captures["status"] == "ok", "tshark_version"]) == {version}
+
+
+def test_the_suite_s_version_probed_beside_other_work_is_the_one_probed_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """start_suite_probe starts editcap --version and returns; version_text reads it (the
+    child reaped), and later Tshark objects of the same path have it without a probe."""
+    from tshark_dicom import tshark
+
+    path = tshark.find_tshark().path
+    # as in a new process: neither tshark's version nor the suite's probed yet
+    monkeypatch.setattr(tshark, "_VERSIONS", {})
+    monkeypatch.setattr(tshark, "_SUITES", {})
+    tsk = tshark.Tshark(path)
+    tsk.start_suite_probe()
+    probe = tsk._suite_probe
+    assert probe is not None
+    assert tsk.version_text == _suite_version()
+    assert probe.returncode == 0 and tsk._suite_probe is None
+    again = tshark.Tshark(path)
+    again.start_suite_probe()
+    assert again._suite_probe is None and again.version_text == _suite_version()

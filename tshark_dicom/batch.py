@@ -239,8 +239,12 @@ Analysed = tuple[dict[str, "pd.DataFrame"], list[dict[str, Any]]]
 def _analyze(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
              ) -> Analysed:
     """`analyze_one`, its ``captures`` table as rows."""
-    with _reading(work.validate):
-        return _analyze_read(cap, work, progress)
+    work.tshark.start_suite_probe()  # read for the captures rows, at the end
+    try:
+        with _reading(work.validate):
+            return _analyze_read(cap, work, progress)
+    finally:
+        work.tshark.version_text  # noqa: B018 - the probe ended (read), whatever happened
 
 
 @contextmanager
@@ -498,12 +502,13 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
         return
     if work.engine == "ek" or work.cross_check:  # they need tshark's version: probe once
         work.tshark.version  # noqa: B018 - here, not in every worker
-    work.tshark.version_text  # noqa: B018 - the same: once, not in every worker
     # forks of this process when it runs no other thread, else of a fork server that
     # imported the analysis once (workers.py): decided here, just before they start
     jobs = min(jobs, len(todo))
     if jobs > 1:  # imported once here, shared by the forks; one worker imports it itself,
-        load_analysis()  # beside this process's imports of pandas and the report (`warm`)
+        load_analysis()  # beside this process's imports of pandas and the report (`warm`),
+        work.tshark.version_text  # noqa: B018 - and probes the suite's version beside its
+        # first capture (`_analyze`): here once, not in every worker
     context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)

@@ -102,6 +102,7 @@ class Tshark:
         self._version = version or _VERSIONS.get(path)
         self._error: TsharkDicomError | None = None
         self._suite = suite if suite is not None else _SUITES.get(path)
+        self._suite_probe: subprocess.Popen[str] | None = None
         editcap = Path(path).with_name("editcap")
         self.editcap = str(editcap) if os.access(editcap, os.X_OK) else None
 
@@ -139,16 +140,32 @@ class Tshark:
         if self._version is not None:
             return ".".join(str(v) for v in self._version)
         if self._suite is None:
-            self._suite = ""
-            if self.editcap is not None:
+            self.start_suite_probe()
+            out = ""
+            if self._suite_probe is not None:
                 try:
-                    out = subprocess.run([self.editcap, "--version"], capture_output=True,
-                                         text=True, timeout=30, check=False).stdout
-                except (OSError, subprocess.SubprocessError):
-                    out = ""
-                match = re.search(r"\(Wireshark\) (\d+\.\d+\.\d+)", out)
-                self._suite = _SUITES[self.path] = match[1] if match else ""
+                    out = self._suite_probe.communicate(timeout=30)[0]
+                except subprocess.SubprocessError:
+                    self._suite_probe.kill()
+                    self._suite_probe.wait()
+                self._suite_probe = None
+            match = re.search(r"\(Wireshark\) (\d+\.\d+\.\d+)", out)
+            self._suite = _SUITES[self.path] = match[1] if match else ""
         return self._suite
+
+    def start_suite_probe(self) -> None:
+        """Start ``editcap --version`` for `version_text` if it is not known yet: asked
+        at a capture's start and read at its end, the probe (0.02 s) runs beside the
+        analysis instead of before it (a worker's first capture, batch.py)."""
+        if self._version is not None or self._suite is not None or \
+                self._suite_probe is not None or self.editcap is None:
+            return
+        try:
+            self._suite_probe = subprocess.Popen(
+                [self.editcap, "--version"], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self._suite = _SUITES[self.path] = ""
 
     def __getstate__(self) -> dict[str, object]:  # for worker processes
         return {"path": self.path, "version": self._version, "suite": self._suite}

@@ -505,10 +505,12 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     # forks of this process when it runs no other thread, else of a fork server that
     # imported the analysis once (workers.py): decided here, just before they start
     jobs = min(jobs, len(todo))
-    if jobs > 1:  # imported once here, shared by the forks; one worker imports it itself,
-        load_analysis()  # beside this process's imports of pandas and the report (`warm`),
-        work.tshark.version_text  # noqa: B018 - and probes the suite's version beside its
-        # first capture (`_analyze`): here once, not in every worker
+    if jobs > 1:
+        # the analysis imported and the suite's version probed once here, for every fork;
+        # a single worker does both itself, beside this process's imports of pandas and the
+        # report (`warm`) and beside its first capture's analysis (`_analyze`)
+        load_analysis()
+        work.tshark.version_text  # noqa: B018
     context = worker_context()
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)

@@ -154,7 +154,7 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     process imports pandas and the report's modules: the worker never imports pandas
     (where store.KNOWN_FIELDS holds for this pandas and pyarrow), nor pyarrow.compute
     (0.04 s of the imports before the worker starts); the run's process never imports
-    pydicom (nor the rest of the analysis: the worker imports it, batch.ANALYSIS); the
+    pydicom (nor the rest of the analysis: the worker imports it, workers.ANALYSIS); the
     worker reads without pydicom's validation (only warnings, which the command line does
     not show); and the parts it writes are byte for byte those written by a process that
     has pandas and validates."""

@@ -30,12 +30,12 @@ from .schemas import TABLES, frame
 from .store import PartWriter, arrow_without_pandas, safe_key
 from .tls import TlsOptions, check_tls_options
 from .tshark import ENGINES, Tshark, find_tshark
+from .workers import ANALYSIS, die_with_parent, main_left_alone, single_threaded
 from .workers import context as worker_context
-from .workers import die_with_parent, main_left_alone, single_threaded
 
 if TYPE_CHECKING:  # pandas, the report and redaction are imported where they are used: a
     # worker that writes parts (Work.parts_dir) loads none of them (store.py); the analysis
-    # (`ANALYSIS`) is imported by whichever process analyses
+    # (workers.ANALYSIS) is imported by whichever process analyses
     import pandas as pd
 
     from .redact import Redaction
@@ -589,15 +589,9 @@ PROGRESS_S = 0.5
 _WORKER: dict[str, Any] = {}
 
 
-#: The analysis's modules (pydicom and pynetdicom among their imports): imported by the
-#: process that analyses. The run's process reads and reports the tables without them
-#: (schemas.py), so a single worker is forked before they are loaded and imports them while
-#: the run's process imports pandas and the report's modules: each on its own core.
-ANALYSIS = ("tshark_dicom.analysis", "tshark_dicom.spool")
-
-
 def load_analysis() -> None:
-    """Import `ANALYSIS` (memory.frozen_imports: out of the collector's way)."""
+    """Import the analysis (workers.ANALYSIS; memory.frozen_imports: out of the
+    collector's way)."""
     with memory.frozen_imports():
         for name in ANALYSIS:
             importlib.import_module(name)

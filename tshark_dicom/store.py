@@ -935,11 +935,13 @@ def _as_written(table: str, df: pd.DataFrame,
     they are, only the lists made lists. None for any other frame. Rebuilding such a frame
     column by column took as long as reading it (the 81 columns of associations: 5 ms
     against 1 ms), for each table the summary and the page read."""
+    import pandas as pd
+
     schema = SCHEMAS[table]
     wanted = set(columns) if columns is not None else None
     names = [c for c in schema if wanted is None or c in wanted]
     have = df.dtypes.to_dict()
-    if not names or not df.index.equals(_range(len(df))) or \
+    if not names or not df.index.equals(pd.RangeIndex(len(df))) or \
             not all(c in have and (schema[c] == "object" or have[c] == _pandas_dtype(schema[c]))
                     for c in names):
         return None
@@ -948,12 +950,6 @@ def _as_written(table: str, df: pd.DataFrame,
         if schema[col] == "object":  # lists: arrays from Parquet
             typed[col] = typed[col].map(_list_value).astype(object)
     return typed[list(columns)] if columns is not None else typed
-
-
-def _range(n: int) -> Any:
-    import pandas as pd
-
-    return pd.RangeIndex(n)
 
 
 @functools.cache

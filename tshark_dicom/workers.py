@@ -27,8 +27,14 @@ import time
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 
+#: The analysis's modules (pydicom and pynetdicom among their imports): imported by the
+#: process that analyses (batch.load_analysis). The run's process reads and reports the
+#: tables without them (schemas.py), so a single worker is forked before they are loaded and
+#: imports them while the run's process imports pandas and the report's modules: each on
+#: its own core.
+ANALYSIS = ("tshark_dicom.analysis", "tshark_dicom.spool")
 #: What the fork server imports before it forks the first worker.
-PRELOAD = ["tshark_dicom.batch", "tshark_dicom.analysis", "tshark_dicom.spool"]  # batch.ANALYSIS
+PRELOAD = ["tshark_dicom.batch", *ANALYSIS]
 
 
 def context() -> BaseContext:

@@ -288,6 +288,49 @@ def test_summary_and_page_read_each_table_once_when_told_what_they_read(
     assert pd.Series(reads).value_counts().max() == 1
 
 
+def test_small_tables_are_read_once_with_the_columns_told(
+        archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables small enough to load (IN_MEMORY_ROWS, as an archive of small captures has):
+    told what the summary and the page read, each is read once with those columns only
+    (the associations table: 29 of 81), not whole; the captures table, which the summary
+    takes whole, excepted. The text is the same as from whole tables."""
+    from tshark_dicom import report as report_module
+    from tshark_dicom.htmlreport import page_reads
+
+    reads: list[tuple[str, int]] = []
+    read_table = report_module.read_table
+    monkeypatch.setattr(report_module, "read_table", lambda folder, table, cols=None, *a, **k: (
+        reads.append((table, len(cols) if cols else 0)), read_table(folder, table, cols, *a,
+                                                                    **k))[1])
+    whole = tshark_dicom.load(archive_out)
+    summary = whole.summary()
+    assert reads and all(n == 0 for _, n in reads)  # not told: whole tables
+    pages = [(summary, whole.to_html())]  # (the page tells its own)
+    reads.clear()
+    told = tshark_dicom.load(archive_out)
+    told.expect(report_module.SUMMARY_READS)
+    told.expect(page_reads())
+    pages.append((told.summary(), told.to_html()))
+    assert pages[0] == pages[1]
+    tables = [t for t, _ in reads]
+    assert len(tables) == len(set(tables)) >= 8, reads  # each once
+    wanted = {t: len(dict.fromkeys([*report_module.SUMMARY_READS.get(t, []), *cols]))
+              for t, cols in page_reads().items()}
+    for table, n in reads:
+        if table == "captures":
+            assert n == 0
+        else:
+            assert 0 < n == wanted[table] <= len(SCHEMAS[table]), table
+    assert dict(reads)["associations"] < len(SCHEMAS["associations"]) // 2
+    # a choice of columns read is what the whole table has of them, dtypes too
+    monkeypatch.undo()
+    for table, cols in page_reads().items():
+        some = report_module.read_table(archive_out, table, cols)
+        all_ = report_module.read_table(archive_out, table)
+        assert some is not None and all_ is not None
+        pd.testing.assert_frame_equal(some, all_[cols], check_exact=True)
+
+
 def test_a_run_knows_the_footers_of_the_parts_it_wrote(tmp_path: Path) -> None:
     """The parts a run writes (the workers' through their staged `PART_INDEX`, its own
     captures parts) are known to part_footer with the row count and schema their footers

@@ -132,11 +132,26 @@ def test_records_are_the_rows_as_pandas_gives_them() -> None:
 def test_rows_by_association_are_each_handed_out_whole() -> None:
     rows = htmlparts.KeyedRows([("c", 1), ("c", 2), ("d", 1)])
     ops = frame("operations", [op(k, 10 * k, aid=1) for k in range(3)])
-    rows.pieces[("c", 1)] += [ops.iloc[:2], ops.iloc[2:]]
-    rows.pieces[("d", 1)].append(ops.iloc[:1])
+    rows.add(("c", 1), ops.iloc[:2], 10)
+    rows.add(("c", 1), ops, 10, 2, 3)
+    rows.add(("d", 1), ops.iloc[:1], 10)
+    rows.add(("x", 9), ops, 10)  # not asked for: ignored
     assert [r["op_index"] for r in rows[("d", 1)]] == [0]
     assert [r["op_index"] for r in rows[("c", 1)]] == [0, 1, 2]
     assert rows[("c", 2)] == []
+    # spans of one frame, apart, together, overlapping or capped: each key's own rows
+    wide = frame("operations", [op(k, 10 * k, aid=1) for k in range(9)])
+    keys = [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]
+    spans = htmlparts.KeyedRows(keys)
+    spans.add(("a", 1), wide, 10, 0, 3)
+    spans.add(("b", 1), wide, 10, 5, 6)
+    spans.add(("c", 1), wide, 10, 3, 5)
+    spans.add(("d", 1), wide, 2, 1, 9)  # capped at 2: rows 1 and 2
+    spans.add(("e", 1), wide, 10, 7, 9)
+    spans.add(("e", 1), wide.iloc[:1], 10)
+    want = {("a", 1): [0, 1, 2], ("b", 1): [5], ("c", 1): [3, 4], ("d", 1): [1, 2],
+            ("e", 1): [7, 8, 0]}
+    assert {k: [r["op_index"] for r in spans[k]] for k in keys} == want
     assocs = htmlparts.RowsByKey(frame("associations", [assoc(i) for i in range(20)]),
                                  [("c.pcapng", i) for i in range(19, -1, -1)])
     assert assocs[("c.pcapng", 3)]["assoc_id"] == 3
@@ -179,3 +194,36 @@ def test_large_transfer_gets_a_throughput_chart() -> None:
     rep.throughput = frame("throughput", rows[:2])
     assert 'class="tdp throughput"' not in rep.to_html()  # 400 kB: not worth a chart
     assert isinstance(rep.throughput, pd.DataFrame)
+
+
+def test_timeline_rows_per_capture_whatever_the_order_and_chunks(monkeypatch) -> None:
+    """Each capture's timeline gets its own associations, in table order, whether its rows
+    follow one another or are interleaved with another capture's, and however many
+    captures' rows are made dicts at once."""
+    caps = ["a.pcapng", "b.pcapng", "c.pcapng", "d.pcapng"]
+    # a and b interleaved (rows 0-3 hold both: a slice of them would mix them up), c in
+    # a run, d without associations
+    order = ["a.pcapng", "b.pcapng", "a.pcapng", "b.pcapng", "c.pcapng", "c.pcapng"]
+    assocs = frame("associations", [assoc(i, capture=c, requested_at=at(10 * i))
+                                    for i, c in enumerate(order)])
+    want = {c: pictures_records(assocs[assocs["capture"] == c]) for c in caps}
+    for rows in (1, 2, 3, htmlreport.TIMELINE_ROWS):
+        monkeypatch.setattr(htmlreport, "TIMELINE_ROWS", rows)
+        got = list(htmlreport._timeline_rows(assocs, caps))
+        assert [c for c, _ in got] == caps
+        for cap, made in got:
+            assert [r["assoc_id"] for r in made] == [r["assoc_id"] for r in want[cap]], cap
+            assert made == want[cap]
+    # the page draws each capture's own bars
+    rep = Report(associations=assocs)
+    page = rep.to_html()
+    for cap in ("a.pcapng", "b.pcapng", "c.pcapng"):
+        start = page.index(f"<h3>{cap}</h3>")
+        drawn = page[start:page.index("</svg>", start)]
+        assert drawn.count("<rect") >= order.count(cap)
+
+
+def pictures_records(df: pd.DataFrame) -> list[dict[str, object]]:
+    from tshark_dicom import charts, pictures
+
+    return pictures.records(df[[c for c in charts.TIMELINE_COLUMNS if c in df.columns]])

@@ -94,7 +94,8 @@ TIMELINE_COLUMNS = ("capture", "assoc_id", "requested_at", "responded_at", "ende
                     "message_count", "bottleneck", "bottleneck_detail")
 
 
-def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = None, *,
+def timeline_svg(associations: pd.DataFrame | list[dict[str, Any]],
+                 operations: pd.DataFrame | None = None, *,
                  max_associations: int = MAX_TIMELINE_ASSOCIATIONS,
                  anchors: Mapping[int, str] | None = None,
                  aggregates: tuple[dict[tuple[Any, Any], str],
@@ -105,8 +106,10 @@ def timeline_svg(associations: pd.DataFrame, operations: pd.DataFrame | None = N
     page anchor (``#...``) the bar links to. Beyond ``max_associations`` bars, a strip of
     how many associations were open at once stands for all of them."""
     # only the columns drawn are made dicts: the associations table has 81, a timeline
-    # reads 13, and a page draws a timeline per capture
-    rows = records(associations[[c for c in TIMELINE_COLUMNS if c in associations.columns]])
+    # reads 13, and a page draws a timeline per capture (rows: made already, as `records`
+    # makes them, of these columns)
+    rows = associations if isinstance(associations, list) else records(
+        associations[[c for c in TIMELINE_COLUMNS if c in associations.columns]])
     if not rows:
         return svg.empty("timeline", "no associations")
     dominant, last_end = aggregates if aggregates is not None else (

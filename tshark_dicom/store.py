@@ -583,6 +583,9 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
                                    for i in range(0, len(files), READ_GROUP)]
                                   or [_wanted(table, columns).empty_table()]).to_pandas(
                                        use_threads=False)
+            # typed as read (`_as_written`): typing them as the whole table first made
+            # each column not read an empty one, and took the slow way for all of them
+            return typed_frame(table, df, columns)
         else:
             chunks = [_read_part(f, table, columns, filters) for f in files]
             df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()

@@ -387,8 +387,8 @@ class StoredReport(Report):
         """A small table's columns that `expect` was told of, read once and kept, when
         they hold ``names``; None otherwise (then the table is loaded whole). The summary
         and the page read 29 of the associations table's 81 columns and one of the
-        messages table's 35: each part's columns are decoded one by one, and the 72
-        fixture captures' summary and page read them in 0.65 s whole, 0.45 s narrow."""
+        messages table's 35: each part's columns are decoded one by one (the 72 fixture
+        captures' summary and page: 0.65 s of reads whole, 0.36 s narrow)."""
         expected = self.__dict__.get("_expected", {}).get(table)
         if not expected or not self._parts(table) or not set(names) <= set(expected):
             return None

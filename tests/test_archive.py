@@ -681,6 +681,24 @@ def test_ring_buffer_sets_from_real_peers_give_every_object_whole(truth_path: Pa
     assert alone.objects["complete"].sum() < len(want)  # each file alone loses them
 
 
+def test_a_set_resumed_with_verify_keeps_each_files_own_hash(tmp_path: Path) -> None:
+    """--resume --verify over a ring-buffer set: each file's captures row carries its own
+    file's SHA-256, and a second run finds the set done. (A set's rows were given one hash
+    between them: the run ended in an internal error.)"""
+    import hashlib
+
+    ring = RINGS[0].parent
+    out = tmp_path / "out"
+    code, stdout, stderr = invoke("analyze", str(ring), "-o", str(out), "--resume", "--verify")
+    assert code == 0, stderr
+    caps = tshark_dicom.load(out).captures
+    assert len(caps) > 1 and caps["sha256"].notna().all()
+    for row in caps.itertuples():
+        assert row.sha256 == hashlib.sha256(Path(str(row.path)).read_bytes()).hexdigest()
+    code, stdout, _ = invoke("analyze", str(ring), "-o", str(out), "--resume", "--verify")
+    assert code == 0 and "resumed: 1 capture(s) already done, 0 analysed now" in stdout
+
+
 # -- replacing results: never neither, never mixed, nothing left behind ----------------------
 OLD_SET = ("store_statuses.pcapng", "echo.pcapng")
 NEW_SET = ("multi_store.pcapng", "abort.pcapng")

@@ -404,18 +404,18 @@ def test_diagnose_prints_each_capture_before_the_next_is_analysed(
     printed: list[str] = []
     seen_at_start: list[list[str]] = []
     echo = click.echo
-    analyze_one = batch.analyze_one
+    analyze = batch._analyze
 
     def record(message: object = None, *a: object, **k: object) -> None:
         printed.append(str(message))
         echo(message, *a, **k)  # type: ignore[arg-type]
 
-    def watched(cap: batch.CaptureFile, *a: object, **k: object) -> dict[str, pd.DataFrame]:
+    def watched(cap: batch.CaptureFile, *a: object, **k: object) -> batch.Analysed:
         seen_at_start.append([p.split(":")[0] for p in printed])
-        return analyze_one(cap, *a, **k)  # type: ignore[arg-type]
+        return analyze(cap, *a, **k)  # type: ignore[arg-type]
 
     monkeypatch.setattr("typer.echo", record)
-    monkeypatch.setattr(batch, "analyze_one", watched)
+    monkeypatch.setattr(batch, "_analyze", watched)
     code, stdout, stderr = invoke("diagnose", str(folder))
     assert code == 0, stderr
     # the bad capture's line waits for a capture that could be read (if none can, the

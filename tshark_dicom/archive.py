@@ -19,12 +19,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import memory
 from .batch import CaptureFile, ProgressFn, Source, content_hash, run
 from .errors import OptionsError, OutputError, TsharkDicomError
-from .schemas import frame
+from .schemas import plain
 from .store import (
     FORMATS,
     TABLES_DIR,
@@ -36,10 +36,9 @@ from .store import (
     private_tree,
     read_table,
     remove_parts,
-    rows_of,
+    write_captures_part,
     write_manifest,
     write_part_index,
-    write_parts,
 )
 from .swap import WorkDir, checkpoint, recover, replace
 
@@ -150,12 +149,13 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
     earlier = _earlier(folder) if resume else {}
     counts = {"analysed": 0, "reused": 0}
 
-    def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame]) -> None:
+    def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame],
+                  rows: list[dict[str, Any]]) -> None:
         counts["analysed"] += 1
-        if verify:
-            import pandas as pd
-
-            tables["captures"]["sha256"] = pd.array([content_hash(cap.path)], dtype="string")
+        if verify:  # each file's own (a set's files each have a row)
+            paths = {f.key: f.path for f in cap.files}
+            for row in rows:
+                row["sha256"] = content_hash(paths.get(str(row["key"]), cap.path))
         done = objects_dir / cap.key if objects_dir is not None else None
         if dask is not None and not shared and done is not None and done.exists():
             private_tree(done)  # written by a worker, under its umask
@@ -169,21 +169,20 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         if dask is not None and not shared and staged.exists():
             private_tree(staged)  # written by a worker, under its umask
         move_parts(staged, work)
-        captures = tables["captures"]  # written last: the capture is complete
-        if not cap.more:
-            write_parts(work, cap.key, {"captures": captures}, format)
-        else:
-            for f in cap.files:  # a set: each file's rows in its own parts (objects: the first's)
-                write_parts(work, f.key, {"captures": rows_of(captures, f.label)}, format)
+        # written last: the capture is complete; a set's files each in their own parts
+        # (objects: the first's)
+        for f in cap.files:
+            write_captures_part(work, f.key, [r for r in rows if r["capture"] == f.label]
+                                if cap.more else rows, format)
         checkpoint("capture-written")
 
-    def skip(cap: CaptureFile) -> dict[str, pd.DataFrame] | None:
+    def skip(cap: CaptureFile) -> list[dict[str, Any]] | None:
         rows = [earlier.get(f.key) for f in cap.files]
         if any(row is None or not _unchanged(f, row, verify)
                for f, row in zip(cap.files, rows, strict=True)):
             return None
         counts["reused"] += 1
-        return {"captures": frame("captures", [r for r in rows if r is not None])}
+        return [r for r in rows if r is not None]
 
     try:
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
@@ -260,19 +259,8 @@ def _earlier(folder: Path) -> dict[str, dict[str, object]]:
         if isinstance(key, str) and ((folder / TABLES_DIR / "captures" / f"{key}.parquet")
                                      .exists() or (folder / "csv" / "captures" /
                                                    f"{key}.csv").exists()):
-            out[str(key)] = {str(k): _plain(v) for k, v in row.items()}
+            out[str(key)] = {str(k): plain(v) for k, v in row.items()}
     return out
-
-
-def _plain(value: object) -> object:
-    """A value as schemas.frame takes it: None for missing, nanoseconds for a time."""
-    import pandas as pd
-
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.value
-    return value
 
 
 def _unchanged(cap: CaptureFile, row: dict[str, object], verify: bool) -> bool:

@@ -359,6 +359,7 @@ def diagnose(
         from .batch import CaptureFile, run
         from .diagnose import FAIL_ON, RANK, render, worst_severity
         from .report import Report, load
+        from .schemas import frame
         from .store import has_results
 
     _logging(debug)
@@ -386,11 +387,12 @@ def diagnose(
                 typer.echo(earlier)
         held.clear()
 
-    def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame]) -> None:
-        ok = "captures" in tables and bool((tables["captures"]["status"] == "ok").any())
+    def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame],
+                  rows: list[dict[str, Any]]) -> None:
+        ok = any(row["status"] == "ok" for row in rows)
         # a capture that failed is shown once another did not: if none can be read, the
         # run ends with the first one's error alone (exit 1), as for a single capture
-        show(Report.concat([tables]), hold=not ok)
+        show(Report.concat([{**tables, "captures": frame("captures", rows)}]), hold=not ok)
 
     try:
         if outs and len(outs) != len(sources):

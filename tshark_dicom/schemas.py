@@ -239,6 +239,23 @@ def _frame(table: str, data: list[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(len(data)))
 
 
+def plain_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table's rows as `frame` takes them back: None for a missing value, nanoseconds
+    since the epoch for a time."""
+    return [{str(k): plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def plain(value: object) -> object:
+    """A value as `frame` takes it: None for missing, nanoseconds for a time."""
+    import pandas as pd
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.value
+    return value
+
+
 def column_of(dtype: str, values: list[Any]) -> Any:
     """A column of a SCHEMAS dtype from Python values (times: ns since the epoch)."""
     import pandas as pd

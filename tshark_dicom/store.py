@@ -110,6 +110,23 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
     return written
 
 
+def write_captures_part(folder: Path, key: str, rows: list[dict[str, Any]],
+                        format: str) -> list[Path]:
+    """A capture's ``captures`` part (its rows as `batch.capture_row` makes them), which a
+    run writes last, once the capture's other parts and objects are in place. Parquet
+    straight from the rows into Arrow: a frame of the row and pyarrow's conversion of it
+    were 4.7 ms of the run's own process a capture, while its workers analyse the next."""
+    written = []
+    if format in ("parquet", "both"):
+        data = arrow_rows("captures", rows)
+        written.append(_atomic(folder / TABLES_DIR / "captures" / f"{key}.parquet",
+                               lambda path: pq.write_table(data, path)))
+        seed_footer(written[-1], "captures", data.num_rows)
+    if format in ("csv", "both"):
+        written += write_parts(folder, key, {"captures": frame("captures", rows)}, "csv")
+    return written
+
+
 @functools.cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Parquet schema of a table, the same in every part and row group (list columns

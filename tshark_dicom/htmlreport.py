@@ -460,9 +460,11 @@ def _timeline_rows(assocs: pd.DataFrame, caps: list[Any]
         if not missing(c):
             at.setdefault(c, []).append(i)
     pending: list[Any] = []
+    held = 0  # the pending captures' rows
     for n, cap in enumerate(caps):
         pending.append(cap)
-        if n + 1 < len(caps) and sum(len(at.get(c, ())) for c in pending) < TIMELINE_ROWS:
+        held += len(at.get(cap, ()))
+        if n + 1 < len(caps) and held < TIMELINE_ROWS:
             continue
         rows = [i for c in pending for i in at.get(c, ())]
         follow = bool(rows) and rows == list(range(rows[0], rows[0] + len(rows)))
@@ -473,7 +475,7 @@ def _timeline_rows(assocs: pd.DataFrame, caps: list[Any]
             stop = start + len(at.get(c, ()))
             yield c, made[start:stop]
             start = stop
-        pending = []
+        pending, held = [], 0
 
 
 def _other_associations(assocs: pd.DataFrame, detailed: set[tuple[Any, int]]) -> str:

@@ -356,20 +356,17 @@ class StoredReport(Report):
             raise KeyError(table)
         names = [*(columns or SCHEMAS[table]),
                  *(c for c, _, _ in filters if c not in (columns or ()))]
-        if table not in self.__dict__ and self._rows(table) <= IN_MEMORY_ROWS:
-            narrow = self._narrow(table, names)
-            if narrow is not None:
-                df = filter_frame(narrow, filters)
-                yield df[columns] if columns else df
-                return
-        if table in self.__dict__ or self._rows(table) <= IN_MEMORY_ROWS:
-            # loaded, or small enough to load once: the report asks many times
+        if table in self.__dict__:
             yield from super().batches(table, columns, filters)
             return
-        kept = self._kept(table, names)
+        small = self._rows(table) <= IN_MEMORY_ROWS
+        kept = self._kept(table, names, small)
         if kept is not None:
             df = filter_frame(kept, filters)
             yield df[columns] if columns else df
+            return
+        if small:  # loaded once, whole: the report asks many times
+            yield from super().batches(table, columns, filters)
             return
         yield from scan_table(self.folder, table, columns, filters)
         memory.release()  # what the scan freed, before the next one
@@ -383,39 +380,36 @@ class StoredReport(Report):
         for table, columns in reads.items():
             expected[table] = list(dict.fromkeys([*expected.get(table, []), *columns]))
 
-    def _narrow(self, table: str, names: list[str]) -> pd.DataFrame | None:
-        """A small table's columns that `expect` was told of, read once and kept, when
-        they hold ``names``; None otherwise (then the table is loaded whole). The summary
-        and the page read 29 of the associations table's 81 columns and one of the
-        messages table's 35: each part's columns are decoded one by one (the 72 fixture
-        captures' summary and page: 0.65 s of reads whole, 0.36 s narrow)."""
-        expected = self.__dict__.get("_expected", {}).get(table)
-        if not expected or not self._parts(table) or not set(names) <= set(expected):
-            return None
-        narrow: dict[str, pd.DataFrame] = self.__dict__.setdefault("_narrow_tables", {})
-        if table not in narrow:
-            df = read_table(self.folder, table, expected)
-            if df is None or len(df) != self._rows(table):
-                return None  # the parts changed meanwhile: loaded whole instead
-            narrow[table] = df
-        return narrow[table]
-
-    def _kept(self, table: str, names: list[str]) -> pd.DataFrame | None:
+    def _kept(self, table: str, names: list[str], small: bool = False
+              ) -> pd.DataFrame | None:
         """The columns ``names`` of a table of Parquet parts, read once and kept while
         `KEPT_CELLS` allows; None if they would not fit (then the table is scanned). The
-        columns `expect` was told of come along, when they fit too."""
+        columns `expect` was told of come along, when they fit too.
+
+        A ``small`` table (`IN_MEMORY_ROWS`) is kept with the columns `expect` was told of
+        when they hold ``names``, whatever the budget; else None (it is loaded whole). The
+        summary and the page read 29 of the associations table's 81 columns and one of
+        the messages table's 35, and each part's columns are decoded one by one: the 72
+        fixture captures' summary and page read their tables in 0.65 s whole, 0.36 s so."""
         kept: dict[str, pd.DataFrame] = self.__dict__.setdefault("_kept_columns", {})
         have = kept.get(table)
         missing = [c for c in dict.fromkeys(names) if have is None or c not in have.columns]
         if missing:
             rows = self._rows(table)
-            held = sum(df.shape[0] * df.shape[1] for df in kept.values())
-            if self._parts(table) < KEPT_MIN_PARTS or held + rows * len(missing) > KEPT_CELLS:
-                return None
-            more = [c for c in self.__dict__.get("_expected", {}).get(table, [])
+            expected = self.__dict__.get("_expected", {}).get(table, [])
+            more = [c for c in expected
                     if c not in missing and (have is None or c not in have.columns)]
-            if more and held + rows * (len(missing) + len(more)) <= KEPT_CELLS:
+            if small:
+                if not self._parts(table) or not set(names) <= set(expected):
+                    return None
                 missing += more
+            else:
+                held = sum(df.size for t, df in kept.items() if self._rows(t) > IN_MEMORY_ROWS)
+                if self._parts(table) < KEPT_MIN_PARTS or \
+                        held + rows * len(missing) > KEPT_CELLS:
+                    return None
+                if more and held + rows * (len(missing) + len(more)) <= KEPT_CELLS:
+                    missing += more
             df = read_table(self.folder, table, missing)
             if df is None or len(df) != rows:
                 return None  # the parts changed meanwhile: scanned instead

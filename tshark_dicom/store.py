@@ -101,13 +101,20 @@ def write_parts(folder: Path, key: str, tables: dict[str, pd.DataFrame],
     for name in sorted(tables, key=lambda t: t == "captures"):
         df = tables[name]
         if format in ("parquet", "both"):
-            written.append(_atomic(folder / TABLES_DIR / name / f"{key}.parquet",
-                                   _parquet_writer(df, name)))
-            seed_footer(written[-1], name, len(df))
+            written.append(_parquet_part(folder, name, key, _parquet_writer(df, name), len(df)))
         if format in ("csv", "both"):
             written.append(_atomic(folder / "csv" / name / f"{key}.csv",
                                    _csv_writer(csv_frame(name, df))))
     return written
+
+
+def _parquet_part(folder: Path, table: str, key: str, write: Callable[[Path], object],
+                  rows: int) -> Path:
+    """A capture's Parquet part of ``table`` written whole by ``write`` (`_atomic`), its
+    footer's facts remembered (`seed_footer`)."""
+    path = _atomic(folder / TABLES_DIR / table / f"{key}.parquet", write)
+    seed_footer(path, table, rows)
+    return path
 
 
 def write_captures_part(folder: Path, key: str, rows: list[dict[str, Any]],
@@ -119,9 +126,8 @@ def write_captures_part(folder: Path, key: str, rows: list[dict[str, Any]],
     written = []
     if format in ("parquet", "both"):
         data = arrow_rows("captures", rows)
-        written.append(_atomic(folder / TABLES_DIR / "captures" / f"{key}.parquet",
-                               lambda path: pq.write_table(data, path)))
-        seed_footer(written[-1], "captures", data.num_rows)
+        written.append(_parquet_part(folder, "captures", key,
+                                     lambda path: pq.write_table(data, path), data.num_rows))
     if format in ("csv", "both"):
         written += write_parts(folder, key, {"captures": frame("captures", rows)}, "csv")
     return written

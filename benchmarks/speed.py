@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"{verdict(worker < 300)} --jobs 2: peak per worker process "
                          f"{worker:.0f} MB (target < 300 MB)")
             lines.append(f"info --jobs 1: peak of the main process {jobs['1']['self_peak_mb']:.0f}"
-                         f" MB (it also reads every part back for the summary and the page)")
+                         f" MB (it also draws the summary and the page from every capture's "
+                         "tables)")
             if args.large_archive:  # the same at archive scale, once each (about a minute)
                 big = archive_of_fixtures(work / "large", args.large_archive)
                 many = results["jobs_large"] = jobs_1_and_2(big, work / "large", 1)

@@ -927,3 +927,42 @@ def test_as_nobody_an_output_folder_it_cannot_create_is_one_line(nobody_dir: Pat
     assert proc.returncode == 4  # the environment, not the input (OutputError)
     assert proc.stderr == (f"Error: {locked / 'out'}: cannot create the output folder: "
                            "Permission denied\n")
+
+
+def test_the_runs_report_takes_what_its_workers_handed_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary and page a run writes come from the parts its workers handed back
+    (report.Handed), none read again: the same text and page as drawn afresh from the
+    parts on disk, a failed capture's row among them. A run that adds to earlier parts
+    (--resume) reads them all back instead."""
+    from tshark_dicom import report as report_module
+    from tshark_dicom.archive import analyze_to
+    from tshark_dicom.htmlreport import page_reads
+
+    reads: list[str] = []
+    read_table = report_module.read_table
+    monkeypatch.setattr(report_module, "read_table", lambda folder, table, *a, **k: (
+        reads.append(table), read_table(folder, table, *a, **k))[1])
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("echo.pcapng", "qr_move_ok.pcapng", "find_move.pcapng"):
+        shutil.copy(CAPTURES / name, folder / name)
+    (folder / "corrupt.pcapng").write_bytes((CAPTURES / "echo.pcapng").read_bytes()[:40]
+                                            + b"\xff" * 200)
+    out = tmp_path / "out"
+    for jobs in (1, 2):
+        analyze_to(folder, out, jobs=jobs)
+        assert reads == [], jobs  # every table the report reads was handed back
+        fresh = tshark_dicom.load(out)
+        fresh.expect(report_module.SUMMARY_READS)
+        fresh.expect(page_reads())
+        assert (out / "summary.txt").read_text() == fresh.summary() + "\n"
+        assert "1 could not be analysed" in fresh.summary()
+        fresh.write_html(tmp_path / "page.html", "tshark-dicom: out")
+        assert (tmp_path / "page.html").read_bytes() == (out / "report.html").read_bytes()
+        reads.clear()
+    shutil.copy(CAPTURES / "store_104.pcapng", folder / "store_104.pcapng")
+    analyze_to(folder, out, resume=True)  # the earlier parts, not handed: read
+    assert {"associations", "captures", "operations"} <= set(reads)
+    again = tshark_dicom.load(out)
+    assert (out / "summary.txt").read_text() == again.summary() + "\n"

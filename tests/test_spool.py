@@ -298,3 +298,72 @@ def test_rows_go_to_arrow_columns_as_they_would_through_pandas(name: str) -> Non
                                           preserve_index=False)
         assert arrow_rows(table, rows).equals(via_pandas), table
         assert direct_arrow_rows(table, rows) is not None, table  # not the pandas way
+
+
+def test_parts_handed_back_are_the_parts_as_read(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker hands back each part of at most `hand` rows (PartWriter.handed) as the
+    same Arrow data a reader of the part gets, the schema's metadata aside; a longer part
+    (written in row groups here) is not handed, however short it was when it began."""
+    from tshark_dicom import store
+
+    monkeypatch.setattr(store.PartWriter, "ROW_GROUP", 4)
+    monkeypatch.setattr(store.PartWriter, "CONVERT_ROWS", 2)
+    sink = spool.Spool("c", folder=tmp_path)
+    result = analyze_capture(CAPTURES / "store_104.pcapng", label="c",
+                             tshark=find_tshark(None), on_association=sink)
+    writer = store.PartWriter(tmp_path, {"c": "k"}, "parquet", hand=6)
+    sink.drain(result, writer)
+    writer.close()
+    handed = writer.handed()
+    assert set(handed) == {"k"}
+    rows = {t: pq.read_metadata(tmp_path / "tables" / "k" / f"{t}.parquet").num_rows
+            for t in TABLES if t != "captures"}
+    longer = {t for t, n in rows.items() if n > 6}
+    assert longer and set(handed["k"]) == set(rows) - longer
+    for table, sent in handed["k"].items():
+        data = store.handed_table(sent)
+        read = pq.read_table(tmp_path / "tables" / "k" / f"{table}.parquet")
+        assert data.equals(read.replace_schema_metadata(None).cast(data.schema)), table
+        assert data.schema.metadata is None  # sent without the pandas metadata
+
+
+def test_handed_parts_are_kept_in_blocks_in_the_runs_order_while_they_fit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """report.Handed copies the columns the report reads into one block per table a few
+    parts at a time, gives them back in the order asked, and drops a table that outgrows
+    its budget (it is then read from its parts)."""
+    import pyarrow as pa
+
+    from tshark_dicom import report
+
+    monkeypatch.setattr(report, "HANDED_BLOCK", 2)
+    handed = report.Handed({"findings": ["capture", "code"]})
+    rows = {k: [{"capture": k, "assoc_id": i, "code": f"{k}-{i}", "severity": "note"}
+                for i in range(n)] for k, n in (("a", 2), ("b", 0), ("c", 3))}
+    for key, found in rows.items():
+        handed.add(key, {"findings": store_rows("findings", found), "queries": b"ignored"})
+    assert handed.keys("findings") == {"a", "b", "c"} and handed.blocks["findings"]
+    taken = handed.take("findings", ["c", "a", "b"])
+    assert taken.column_names == ["capture", "code"]
+    assert taken.column("code").to_pylist() == ["c-0", "c-1", "c-2", "a-0", "a-1"]
+    assert handed.keys("findings") == set()  # taken: no longer held
+    monkeypatch.setattr(report, "HANDED_CELLS", 9)
+    small = report.Handed({"findings": ["capture", "code"], "throughput": ["capture"]})
+    small.add("a", {"findings": store_rows("findings", rows["a"]),
+                    "throughput": store_rows("throughput", [{"capture": "a"}])})
+    assert small.keys("findings") == {"a"} and small.cells == 5
+    small.add("c", {"findings": store_rows("findings", rows["c"]),
+                    "throughput": store_rows("throughput", [{"capture": "c"}])})
+    # the largest table goes, the small one stays
+    assert small.keys("findings") == set() and small.dropped == {"findings"}
+    assert small.keys("throughput") == {"a", "c"} and small.cells == 2
+    assert isinstance(taken, pa.Table)
+
+
+def store_rows(table: str, rows: list[dict[str, object]]) -> bytes:
+    """Rows of a table sent as a worker sends a part (store.hand_over)."""
+    from tshark_dicom import store
+
+    return store.hand_over(store.arrow_rows(
+        table, [{**{c: None for c in SCHEMAS[table]}, **r} for r in rows]))

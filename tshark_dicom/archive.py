@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,9 +44,10 @@ from .swap import WorkDir, checkpoint, recover, replace
 
 if TYPE_CHECKING:  # imported once the captures are being analysed (`report_modules`)
     import pandas as pd
+    import pyarrow as pa
 
     from .redact import Redaction
-    from .report import Report
+    from .report import Handed, Report
 
 #: What the run's process reads the results with (pandas among their imports): imported
 #: while worker processes analyse the captures, not before they start (batch.run's warm).
@@ -148,6 +149,23 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
     parts_dir.mkdir(parents=True, exist_ok=True)
     earlier = _earlier(folder) if resume else {}
     counts = {"analysed": 0, "reused": 0}
+    handed: list[Handed] = []  # made once the report's modules are imported
+
+    def hand(key: str, tables: Mapping[str, pa.Table | bytes]) -> None:
+        if not handed:
+            from .htmlreport import page_reads
+            from .report import SUMMARY_READS, Handed
+
+            reads: dict[str, list[str]] = {}
+            for wanted in (SUMMARY_READS, page_reads()):
+                for table, columns in wanted.items():
+                    reads[table] = list(dict.fromkeys([*reads.get(table, []), *columns]))
+            handed.append(Handed(reads))
+        handed[0].add(key, tables)
+
+    def on_handed(cap: CaptureFile, tables: Mapping[str, Mapping[str, bytes]]) -> None:
+        for key, parts in tables.items():
+            hand(key, parts)
 
     def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame],
                   rows: list[dict[str, Any]]) -> None:
@@ -172,8 +190,10 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         # written last: the capture is complete; a set's files each in their own parts
         # (objects: the first's)
         for f in cap.files:
-            write_captures_part(work, f.key, [r for r in rows if r["capture"] == f.label]
-                                if cap.more else rows, format)
+            data = write_captures_part(work, f.key, [r for r in rows if r["capture"] == f.label]
+                                       if cap.more else rows, format)
+            if data is not None:
+                hand(f.key, {"captures": data})
         checkpoint("capture-written")
 
     def skip(cap: CaptureFile) -> list[dict[str, Any]] | None:
@@ -190,9 +210,9 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                      on_result=on_result, skip=skip if resume else None, keep=False,
                      dask=dask, no_stitch=no_stitch, parts_dir=parts_dir, format=format,
                      redact=redact, tls_keylogs=tls_keylogs, tls_ports=tls_ports,
-                     warm=report_modules, validate=validate)
+                     warm=report_modules, validate=validate, on_handed=on_handed)
         from .htmlreport import page_reads
-        from .report import SUMMARY_READS, load
+        from .report import SUMMARY_READS, StoredReport, load
 
         shutil.rmtree(parts_dir, ignore_errors=True)
         keys = report.captures["key"].tolist()
@@ -205,6 +225,8 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
         stored.skipped = report.skipped
         stored.expect(SUMMARY_READS)
         stored.expect(page_reads())
+        if handed and isinstance(stored, StoredReport):
+            stored.hand(handed.pop())  # what the workers handed back: not read again
         summary = stored.summary()
         (work / "summary.txt").write_text(summary + "\n")
         stored.write_html(work / "report.html", title or f"tshark-dicom: {folder.name}")

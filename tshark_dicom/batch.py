@@ -17,12 +17,12 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import memory
 from .errors import CaptureError, OptionsError, TsharkDicomError
@@ -218,6 +218,9 @@ class Work:
     tls: TlsOptions | None = None
     #: pydicom checks each value it reads, to warn of odd ones (`_reading`)
     validate: bool = True
+    #: with ``parts_dir``: the parts of at most this many rows are also handed back
+    #: (`Analysed.handed`), for the run's report; 0: none
+    hand_rows: int = 0
 
 
 def analyze_one(cap: CaptureFile, work: Work,
@@ -226,14 +229,20 @@ def analyze_one(cap: CaptureFile, work: Work,
     ``objects_dir/<key>/``, their paths in the table relative to objects_dir's parent.
     With ``work.parts_dir`` the tables are written there as they are made (memory stays
     flat however long the capture) and only the ``captures`` table is returned."""
-    tables, rows = _analyze(cap, work, progress)
+    tables, rows, _ = _analyze(cap, work, progress)
     return {**tables, "captures": frame("captures", rows)}
 
 
-#: What a worker process hands back of a capture: its tables but ``captures`` (none with
-#: ``Work.parts_dir``: they are written), and its ``captures`` rows (plain values, so that
-#: a worker writing parts needs no pandas).
-Analysed = tuple[dict[str, "pd.DataFrame"], list[dict[str, Any]]]
+class Analysed(NamedTuple):
+    """What a worker process hands back of a capture."""
+
+    #: its tables but ``captures`` (none with ``Work.parts_dir``: they are written)
+    tables: dict[str, pd.DataFrame]
+    #: its ``captures`` rows (plain values, so that a worker writing parts needs no pandas)
+    rows: list[dict[str, Any]]
+    #: with ``Work.hand_rows``: the parts written of at most that many rows, by capture
+    #: key and table (`store.PartWriter.handed`)
+    handed: Mapping[str, Mapping[str, bytes]] = {}
 
 
 def _analyze(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
@@ -283,6 +292,7 @@ def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] 
                              engine=work.engine, progress=progress, on_association=spool,
                              tls=work.tls)
     tables: dict[str, pd.DataFrame] = {}
+    handed: dict[str, dict[str, bytes]] = {}
     memory.release()  # what the analysis freed, before the tables are written
     if work.parts_dir is not None:
         redact = None
@@ -291,13 +301,14 @@ def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] 
 
             redact = redactor(work.redact)
         writer = PartWriter(work.parts_dir / cap.key, {f.label: f.key for f in cap.files},
-                            work.format, redact)
+                            work.format, redact, work.hand_rows)
         try:
             spool.drain(result, writer)
             writer.close()
         except BaseException:
             writer.abandon()
             raise
+        handed = writer.handed()
         memory.release()
     else:
         sink = FrameSink()
@@ -318,7 +329,7 @@ def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] 
             first_ns=result.first_ns, last_ns=result.last_ns, link_type=result.link_type,
             engine=result.engine, tshark_version=version,
             association_count=len(result.streams))]
-    return tables, rows
+    return Analysed(tables, rows, handed)
 
 
 def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: float,
@@ -339,6 +350,12 @@ def capture_row(cap: CaptureFile, *, status: str, error: str | None, elapsed_s: 
 #: ``captures`` (none if it failed, or if they were written as parts: Work.parts_dir),
 #: ``rows`` its ``captures`` rows as `capture_row` makes them
 ResultFn = Callable[[CaptureFile, dict[str, "pd.DataFrame"], list[dict[str, Any]]], None]
+#: on_handed(capture, handed): what its worker handed back of its parts (`Analysed.handed`)
+HandedFn = Callable[[CaptureFile, Mapping[str, Mapping[str, bytes]]], None]
+#: The parts a worker hands back (`Work.hand_rows`) when there is an ``on_handed``:
+#: a report of an archive of small captures read most of its time from hundreds of small
+#: parts (72 fixture captures: 0.34 of its 0.63 s)
+HAND_ROWS = 2_000
 
 
 def check_options(ports: Sequence[int], jobs: int, engine: str) -> None:
@@ -373,6 +390,7 @@ def run(
     tls_ports: Sequence[int] = (),
     warm: Callable[[], object] | None = None,
     validate: bool = True,
+    on_handed: HandedFn | None = None,
 ) -> Report:
     """Analyse every capture (the body of `tshark_dicom.analyze` and of the CLI).
 
@@ -395,6 +413,8 @@ def run(
     they do, even with ``jobs=1``): what this process should import meanwhile.
     ``validate=False``: pydicom reads each capture's values without checking them (it
     only warns of odd ones; the command line, which shows no warnings, asks for it).
+    ``on_handed``: hears what the workers hand back of the Parquet parts they wrote
+    (``parts_dir``; `HAND_ROWS`).
     """
     check_options(ports, jobs, engine)
     if redact is not None and objects_dir is not None:
@@ -406,8 +426,9 @@ def run(
     if not no_stitch and engine != "ek":
         found.captures[:] = stitch(found.captures)
     odir = Path(objects_dir) if objects_dir is not None else None
+    hand = HAND_ROWS if on_handed is not None and format != "csv" else 0
     work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls,
-                validate)
+                validate, hand)
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rank = {c.key: i for i, c in enumerate(found.captures)}
@@ -421,7 +442,7 @@ def run(
     done = done_bytes = 0
 
     def finished(cap: CaptureFile, tables: dict[str, pd.DataFrame], rows: list[dict[str, Any]],
-                 fresh: bool = True) -> None:
+                 handed: Mapping[str, Mapping[str, bytes]], fresh: bool = True) -> None:
         nonlocal done, done_bytes
         if redact is not None and fresh:  # tables made in memory (parts_dir: PartWriter)
             from .redact import redact_tables
@@ -436,6 +457,8 @@ def run(
             ranks.clear()
         if on_result is not None and fresh:
             on_result(cap, tables, rows)
+        if on_handed is not None and handed:
+            on_handed(cap, handed)
         if keep:
             parts.append({**tables, "captures": frame("captures", rows)})
         done += 1
@@ -447,15 +470,15 @@ def run(
     for cap in found.captures:
         earlier = skip(cap) if skip is not None else None
         if earlier is not None:
-            finished(cap, {}, earlier, fresh=False)
+            finished(cap, {}, earlier, {}, fresh=False)
         else:
             todo.append(cap)
     for cap, outcome in _analyse_all(todo, work, jobs, dask, on_progress, found,
                                      lambda: (done, done_bytes, total_bytes), warm):
         if isinstance(outcome, TsharkDicomError):
             errors.append(outcome)
-            outcome = ({}, [capture_row(f, status="failed", error=str(outcome), elapsed_s=0.0)
-                            for f in cap.files])
+            outcome = Analysed({}, [capture_row(f, status="failed", error=str(outcome),
+                                                elapsed_s=0.0) for f in cap.files])
         finished(cap, *outcome)
     import pandas as pd
 
@@ -691,7 +714,7 @@ def _on_dask(address: str, todo: list[CaptureFile], work: Work
             if fut.status == "finished":
                 try:
                     tables = fut.result()
-                    yield cap, (tables, plain_rows(tables.pop("captures")))
+                    yield cap, Analysed(tables, plain_rows(tables.pop("captures")))
                     continue
                 except CancelledError:
                     pass

@@ -156,11 +156,7 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
             from .htmlreport import page_reads
             from .report import SUMMARY_READS, Handed
 
-            reads: dict[str, list[str]] = {}
-            for wanted in (SUMMARY_READS, page_reads()):
-                for table, columns in wanted.items():
-                    reads[table] = list(dict.fromkeys([*reads.get(table, []), *columns]))
-            handed.append(Handed(reads))
+            handed.append(Handed(SUMMARY_READS, page_reads()))
         handed[0].add(key, tables)
 
     def on_handed(cap: CaptureFile, tables: Mapping[str, Mapping[str, bytes]]) -> None:

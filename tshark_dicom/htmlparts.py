@@ -276,12 +276,16 @@ def _spans_as_records(spans: list[tuple[pd.DataFrame, int, int]]
     out: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
     for fid, (df, ranges) in by_frame.items():
         ranges = sorted(set(ranges))
-        lo, hi = ranges[0][0], ranges[-1][1]
-        if all(x[1] == y[0] for x, y in itertools.pairwise(ranges)):
-            made, at = records(df.iloc[lo:hi]), [a - lo for a, _ in ranges]
-        else:
-            made = records(df.iloc[[i for a, b in ranges for i in range(a, b)]])
-            at = list(itertools.accumulate((b - a for a, b in ranges[:-1]), initial=0))
+        made = records(rows_at(df, [i for a, b in ranges for i in range(a, b)]))
+        at = itertools.accumulate((b - a for a, b in ranges[:-1]), initial=0)
         for (a, b), i in zip(ranges, at, strict=True):
             out[fid, a, b] = made[i:i + b - a]
     return out
+
+
+def rows_at(df: pd.DataFrame, index: list[int]) -> pd.DataFrame:
+    """Rows ``index`` (positions) of ``df``: one slice where they follow one another (as
+    read, the usual case), else a take, which copies every column."""
+    if index and index == list(range(index[0], index[0] + len(index))):
+        return df.iloc[index[0]:index[0] + len(index)]
+    return df.iloc[index]

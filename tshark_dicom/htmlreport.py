@@ -33,6 +33,7 @@ from .htmlparts import (
     name,
     num_col,
     records,
+    rows_at,
     status,
     table,
     text_col,
@@ -466,10 +467,7 @@ def _timeline_rows(assocs: pd.DataFrame, caps: list[Any]
         held += len(at.get(cap, ()))
         if n + 1 < len(caps) and held < TIMELINE_ROWS:
             continue
-        rows = [i for c in pending for i in at.get(c, ())]
-        follow = bool(rows) and rows == list(range(rows[0], rows[0] + len(rows)))
-        made = pictures.records(drawn.iloc[rows[0]:rows[0] + len(rows)] if follow
-                                else drawn.iloc[rows])
+        made = pictures.records(rows_at(drawn, [i for c in pending for i in at.get(c, ())]))
         start = 0
         for c in pending:
             stop = start + len(at.get(c, ()))

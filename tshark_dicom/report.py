@@ -338,6 +338,16 @@ HANDED_CELLS = 1_000_000
 HANDED_BLOCK = 64
 
 
+def merge_reads(into: dict[str, list[str]], *reads: Mapping[str, Sequence[str]]
+                ) -> dict[str, list[str]]:
+    """``reads`` (columns by table, as `SUMMARY_READS`) added to ``into``, each table's
+    columns once, in the order first named; ``into``."""
+    for wanted in reads:
+        for table, columns in wanted.items():
+            into[table] = list(dict.fromkeys([*into.get(table, []), *columns]))
+    return into
+
+
 class Handed:
     """The Parquet parts a run's workers handed back as they wrote them
     (`batch.Analysed.handed`), of the columns the report will read (``reads``: the summary's
@@ -352,8 +362,8 @@ class Handed:
     rest go (504 captures: the run's peak 58 MB above reading the parts back while each
     part held on to all it was sent, 8-12 MB so)."""
 
-    def __init__(self, reads: Mapping[str, Sequence[str]]) -> None:
-        self.columns = {t: list(c) for t, c in reads.items()}
+    def __init__(self, *reads: Mapping[str, Sequence[str]]) -> None:
+        self.columns = merge_reads({}, *reads)
         self.columns["captures"] = list(SCHEMAS["captures"])
         self.schemas = {t: wanted_schema(t, c) for t, c in self.columns.items()}
         #: by table: the blocks, where each capture key's rows are in them (block, first
@@ -473,7 +483,6 @@ class StoredReport(Report):
         (this folder's, by their files) was handed is kept as if read, its columns
         (`_kept`), or whole for ``captures``; the others are read as usual."""
         kept: dict[str, pd.DataFrame] = self.__dict__.setdefault("_kept_columns", {})
-        counts: dict[str, tuple[int, int]] = self.__dict__.setdefault("_part_counts", {})
         for table in handed.columns:
             base = self.folder / TABLES_DIR / table
             files = sorted(base.glob("*.parquet")) if base.is_dir() else []
@@ -487,16 +496,13 @@ class StoredReport(Report):
                 setattr(self, table, df)
             else:
                 kept[table] = df
-                counts[table] = (len(df), len(files))
 
     def expect(self, reads: Mapping[str, Sequence[str]]) -> None:
         """Columns of these tables that will be asked for (`SUMMARY_READS`, the page's
         `htmlreport.page_reads`): a table whose columns are kept is read with all of them
         at the first ask that reads it, while they fit, instead of once more for each
         later ask (each read opens every part: 2,000 captures, operations read 4 times)."""
-        expected: dict[str, list[str]] = self.__dict__.setdefault("_expected", {})
-        for table, columns in reads.items():
-            expected[table] = list(dict.fromkeys([*expected.get(table, []), *columns]))
+        merge_reads(self.__dict__.setdefault("_expected", {}), reads)
 
     def _kept(self, table: str, names: list[str], small: bool = False
               ) -> pd.DataFrame | None:

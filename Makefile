@@ -6,9 +6,9 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
 DEMO_CAPTURES ?= fixtures/captures
 
-.PHONY: setup sysdeps testdeps venv demo test lint bench fixtures clean
+.PHONY: setup sysdeps testdeps venv bytecode demo test lint bench fixtures clean
 
-setup: sysdeps venv
+setup: sysdeps venv bytecode
 
 # tshark (the packet engine), dcmtk (real DICOM peers for tests), ethtool and iproute2
 # (network namespaces with MTU-sized segments for the lossy fixture and benchmarks).
@@ -46,6 +46,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(COMPILED:%=tshark_dicom/%.py)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The package's bytecode, written here: the install is editable, so pip writes none, and
+# where PYTHONDONTWRITEBYTECODE is set (containers, CI images) Python never writes it
+# either: every run then compiled our modules again (a capture of 17 packets: 0.64 s and
+# 0.87 s of CPU, against 0.58 s and 0.76 s). Rewrites only what changed since.
+bytecode: venv
+	$(BIN)/python -m compileall -q tshark_dicom
+
 demo: setup
 	$(BIN)/tshark-dicom analyze $(DEMO_CAPTURES) -o $(DEMO_OUT) --format both
 
@@ -79,4 +86,5 @@ fixtures: setup
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info build \
+	  tshark_dicom/__pycache__ \
 	  tshark_dicom/*.so tshark_dicom/_compiled.py

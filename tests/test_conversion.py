@@ -1,6 +1,7 @@
 """The raw engine's conversion (tshark.raw_conversion) on captures Wireshark's converters
 refuse: a pcapng whose TLS secrets come before its interface, as `editcap --inject-secrets`
-writes it, goes the second way (tshark's pcapng writer piped into editcap) and gives every
+writes it, goes the second way (editcap told the link type capinfos names) or, without
+capinfos, the third (tshark's pcapng writer piped into editcap): the same bytes, and every
 table the capture gives with its key log beside it; a capture pcap cannot hold (interfaces
 of two link types) still goes to the ek engine. Real captures made from the fixtures with
 Wireshark's editcap and mergecap; the real tshark reads them."""
@@ -15,7 +16,13 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom.packets import read_raw_packets
-from tshark_dicom.tshark import Tshark, find_tshark, has_embedded_secrets, raw_conversion
+from tshark_dicom.tshark import (
+    Tshark,
+    file_encapsulation,
+    find_tshark,
+    has_embedded_secrets,
+    raw_conversion,
+)
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
 KEYS = CAPTURES / "tls_store_12.keys"
@@ -55,7 +62,7 @@ def test_secrets_before_the_interface_are_read_by_the_raw_engine(
     embedded = _inject(site, tmp_path / "keys" / "site.pcapng")
     with caplog.at_level(logging.DEBUG, logger="tshark_dicom.tshark"):
         got = tshark_dicom.analyze(embedded, objects_dir=tmp_path / "e" / "objects")
-    assert any("through tshark's pcapng writer" in r.getMessage() for r in caplog.records)
+    assert any("given to editcap" in r.getMessage() for r in caplog.records)
     want = tshark_dicom.analyze(site, tls_keylogs=[KEYS], objects_dir=tmp_path / "k" / "objects")
     assert got.captures["engine"].tolist() == want.captures["engine"].tolist() == ["raw"]
     assert got.captures["packets"].tolist() == want.captures["packets"].tolist()
@@ -70,6 +77,43 @@ def test_a_capture_without_embedded_secrets_converts_the_first_way(
         report = tshark_dicom.analyze(CAPTURES / "qr_move_ok.pcapng")
     assert report.captures["engine"].tolist() == ["raw"]
     assert not any("pcapng writer" in r.getMessage() for r in caplog.records)
+
+
+def _without_capinfos(tmp_path: Path) -> Tshark:
+    """This machine's tshark and editcap, beside each other in a folder without capinfos."""
+    real = find_tshark()
+    assert real.editcap is not None
+    folder = tmp_path / "suite"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "tshark").symlink_to(real.path)
+        (folder / "editcap").symlink_to(real.editcap)
+    return Tshark(str(folder / "tshark"))
+
+
+def test_secrets_first_converts_with_the_link_type_capinfos_names(tmp_path: Path) -> None:
+    """The second way (editcap -T, the link type capinfos names) gives the bytes of the
+    third (tshark's pcapng writer into editcap), on an Ethernet and a raw-IP capture, and
+    the same tables as the capture without secrets; without capinfos the third is taken."""
+    raw_ip = tmp_path / "echo-rawip.pcapng"  # Ethernet headers cut off, link type raw IP
+    subprocess.run(["editcap", "-C", "14", "-T", "rawip", str(CAPTURES / "echo.pcapng"),
+                    str(raw_ip)], check=True)
+    tsk, alone = find_tshark(), _without_capinfos(tmp_path)
+    for plain, link in ((CAPTURES / "qr_move_ok.pcapng", "ether"), (raw_ip, "rawip")):
+        embedded = _inject(plain, tmp_path / f"keys-{plain.name}")
+        assert file_encapsulation(tsk, embedded) == link
+        assert file_encapsulation(alone, embedded) is None
+        with raw_conversion(tsk, embedded) as (out, run):
+            second = out.read()
+        assert run.argv[:3] == [tsk.editcap, "-T", link]
+        with raw_conversion(alone, embedded) as (out, run):
+            third = out.read()
+        assert Path(run.argv[0]).name == "editcap" and "-T" not in run.argv
+        assert second == third and len(second) > 1000, plain.name
+        got, want = tshark_dicom.analyze(embedded), tshark_dicom.analyze(plain)
+        assert got.captures["engine"].tolist() == ["raw"]
+        assert len(got.associations) == len(want.associations) > 0
+        _same_tables(got, want)
 
 
 def test_the_second_way_without_editcap_gives_the_same_packets(tmp_path: Path) -> None:
@@ -118,7 +162,9 @@ def test_interfaces_of_two_link_types_go_to_the_ek_engine(tmp_path: Path) -> Non
     assert two.stat().st_size > 2 << 20
     want = (len(tshark_dicom.analyze(CAPTURES / "commit_large.pcapng").associations)
             + len(tshark_dicom.analyze(CAPTURES / "echo.pcapng").associations))
-    for capture in (two, _inject(two, tmp_path / "two-keys.pcapng")):
+    embedded = _inject(two, tmp_path / "two-keys.pcapng")
+    assert file_encapsulation(find_tshark(), embedded) is None  # capinfos: per-packet
+    for capture in (two, embedded):
         report = tshark_dicom.analyze(capture)
         assert report.captures["engine"].tolist() == ["ek"], capture.name
         assert len(report.associations) == want, capture.name

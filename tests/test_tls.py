@@ -184,7 +184,7 @@ def test_embedded_secrets_need_no_option(analysed: Any) -> None:
     report, _ = _report(analysed, "tls_embedded")
     assert report.associations["tls_decrypted"].tolist() == [True]
     # Wireshark's converters refuse it (secrets before the interface): the raw engine
-    # reads it the second way (test_conversion.py), no longer the ek engine
+    # reads it another way (test_conversion.py), no longer the ek engine
     assert report.captures["engine"].tolist() == ["raw"]
     assert has_embedded_secrets(CAPTURES / "tls_embedded.pcapng")
     assert not has_embedded_secrets(CAPTURES / "tls_store_13.pcapng")

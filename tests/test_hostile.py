@@ -24,6 +24,7 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom.safe import csv_cell, csv_uncell, visible
+from tshark_dicom.tshark import file_encapsulation, find_tshark
 
 from .conftest import CAPTURES, ROOT
 
@@ -238,6 +239,37 @@ def test_pcap_cut_in_its_header_says_so(tmp_path: Path) -> None:
     res = cli("analyze", cut, "-o", tmp_path / "out")
     assert res.returncode == 1
     assert "a pcap file cut short in its first 16 bytes" in res.stderr
+
+
+def test_captures_named_like_options_are_read_as_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture named ``-x.pcapng`` (pathlib makes ``./-x.pcapng`` that, and so does a scan
+    of the folder ``.``) reaches editcap, capinfos and captype as a file, not an option
+    ("editcap failed: invalid option -- 'x'" before): by the raw engine, by the ek engine
+    (capinfos counts its packets) and with its TLS secrets before its interface (capinfos
+    names its link type)."""
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    shutil.copy(CAPTURES / "qr_move_ok.pcapng", folder / "-x.pcapng")
+    shutil.copy(CAPTURES / "tls_embedded.pcapng", folder / "-tls.pcapng")
+    want = {name: len(tshark_dicom.analyze(CAPTURES / name).associations)
+            for name in ("qr_move_ok.pcapng", "tls_embedded.pcapng")}
+    runs = {"raw": (["./-x.pcapng"], [want["qr_move_ok.pcapng"]]),
+            "ek": (["./-x.pcapng", "--engine", "ek"], [want["qr_move_ok.pcapng"]]),
+            "secrets": (["./-tls.pcapng"], [want["tls_embedded.pcapng"]]),
+            "folder": (["."], sorted(want.values()))}
+    for name, (args, associations) in runs.items():
+        out = tmp_path / f"out-{name}"
+        res = cli("analyze", *args, "-o", out, "-q", cwd=folder)
+        assert res.returncode == 0, (name, res.stderr)
+        report = tshark_dicom.load(out)
+        assert report.captures["status"].tolist() == ["ok"] * len(associations), name
+        assert report.captures["packets"].gt(0).all(), name
+        per_capture = report.associations.groupby("capture").size()
+        assert sorted(per_capture.tolist()) == associations, name
+    assert tshark_dicom.load(tmp_path / "out-secrets").associations["tls_decrypted"].all()
+    monkeypatch.chdir(folder)  # the secrets' way: capinfos named the link type
+    assert file_encapsulation(find_tshark(), Path("-tls.pcapng")) == "ether"
 
 
 # -- decoding what was sent -----------------------------------------------------------------

@@ -55,6 +55,7 @@ from .tshark import (
     Tshark,
     check_capture,
     find_streams_argv,
+    operand,
     packets_argv,
     raw_conversion,
     run_tshark,
@@ -552,11 +553,11 @@ def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
 def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
     """Packet count, first and last time and link type of the whole capture, for the ek
     engine (which sees only DICOM streams): Wireshark's capinfos reads them."""
-    capinfos = Path(tshark.path).with_name("capinfos")
-    if not capinfos.exists():
+    if tshark.capinfos is None:
         return
     try:
-        out = subprocess.run([str(capinfos), "-T", "-r", "-c", "-a", "-e", "-E", "-S", str(path)],
+        out = subprocess.run([tshark.capinfos, "-T", "-r", "-c", "-a", "-e", "-E", "-S",
+                              operand(path)],
                              capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.SubprocessError):
         return

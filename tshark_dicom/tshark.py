@@ -103,8 +103,14 @@ class Tshark:
         self._error: TsharkDicomError | None = None
         self._suite = suite if suite is not None else _SUITES.get(path)
         self._suite_probe: subprocess.Popen[str] | None = None
-        editcap = Path(path).with_name("editcap")
-        self.editcap = str(editcap) if os.access(editcap, os.X_OK) else None
+        self.editcap = self.beside("editcap")
+        self.capinfos = self.beside("capinfos")
+
+    def beside(self, tool: str) -> str | None:
+        """A tool of the same Wireshark build (editcap, capinfos, captype): its path beside
+        tshark's, or None where it is not there."""
+        path = Path(self.path).with_name(tool)
+        return str(path) if os.access(path, os.X_OK) else None
 
     def _run_probe(self) -> None:
         try:
@@ -192,6 +198,14 @@ def find_tshark(explicit: str | os.PathLike[str] | None = None) -> Tshark:
     return Tshark(resolved)
 
 
+def operand(path: Path) -> str:
+    """A capture's path as editcap's, capinfos' or captype's operand: a relative one that
+    starts with "-" (``./-x.pcapng`` is ``-x.pcapng`` to pathlib) would be taken for an
+    option, so it is given whole. tshark's ``-r`` takes its value as it is."""
+    text = str(path)
+    return os.path.abspath(text) if text.startswith("-") else text
+
+
 def check_capture(tshark: Tshark, path: Path) -> None:
     """Fail early and clearly on a capture we cannot read at all."""
     if not path.exists():
@@ -208,11 +222,11 @@ def check_capture(tshark: Tshark, path: Path) -> None:
     with open(path, "rb") as f:
         if f.read(4) in (*_PCAP_MAGICS, _PCAPNG_MAGIC):
             return  # what captype would say (wiretap tries the magic numbers first)
-    captype = Path(tshark.path).with_name("captype")
-    if not captype.exists():
+    captype = tshark.beside("captype")
+    if captype is None:
         return
     out = subprocess.run(
-        [str(captype), str(path)], capture_output=True, text=True, timeout=120, check=False
+        [captype, operand(path)], capture_output=True, text=True, timeout=120, check=False
     )
     kind = out.stdout.rsplit(":", 1)[-1].strip() if out.stdout else ""
     if kind == "unknown":
@@ -298,7 +312,7 @@ def raw_argv(tshark: Tshark, capture: Path) -> list[str]:
     pcap stream on stdout. No dissection, so no preferences or filters apply: editcap
     (Wireshark's converter, the same reader) where it is installed, else tshark."""
     if tshark.editcap is not None:
-        return [tshark.editcap, "-F", "nsecpcap", str(capture), "-"]
+        return [tshark.editcap, "-F", "nsecpcap", operand(capture), "-"]
     return [tshark.path, "-n", "-r", str(capture), "-w", "-", "-F", "nsecpcap"]
 
 
@@ -521,11 +535,10 @@ def file_encapsulation(tshark: Tshark, capture: Path) -> str | None:
     ``rawip``...), as capinfos, beside tshark, reads it from the whole file (``capinfos -T
     -r -E``: the name after the file's, a tab between): None where capinfos is not there,
     names none, or names ``per-packet`` (packets of two link types or more)."""
-    capinfos = Path(tshark.path).with_name("capinfos")
-    if not os.access(capinfos, os.X_OK):
+    if tshark.capinfos is None:
         return None
     try:
-        out = subprocess.run([str(capinfos), "-T", "-r", "-E", str(capture)],
+        out = subprocess.run([tshark.capinfos, "-T", "-r", "-E", operand(capture)],
                              stdin=subprocess.DEVNULL, capture_output=True, check=False).stdout
     except OSError:
         return None
@@ -585,7 +598,7 @@ def raw_conversion(tshark: Tshark, capture: Path) -> Iterator[tuple[IO[bytes], T
         log.debug("%s: its decryption secrets come before its interface; converting it "
                   "with its link type, %s, given to editcap", capture, encapsulation)
         with run_tshark([tshark.editcap, "-T", encapsulation, "-F", "nsecpcap",
-                         str(capture), "-"], capture) as (out, run):
+                         operand(capture), "-"], capture) as (out, run):
             yield out, run
         return
     feed, argv = secrets_first_argv(tshark, capture)

@@ -24,10 +24,10 @@ from .store import (
     handed_table,
     has_results,
     output_mode,
-    part_order,
     part_rows,
     read_table,
     rows_of,
+    run_order,
     safe_key,
     scan_table,
     typed_frame,
@@ -485,11 +485,11 @@ class StoredReport(Report):
         kept: dict[str, pd.DataFrame] = self.__dict__.setdefault("_kept_columns", {})
         for table in handed.columns:
             base = self.folder / TABLES_DIR / table
-            files = sorted(base.glob("*.parquet")) if base.is_dir() else []
-            keys = [f.stem for f in files]
-            if not files or set(keys) != handed.keys(table):
+            keys = [f.stem for f in run_order(self.folder, base.glob("*.parquet"))] \
+                if base.is_dir() else []
+            if not keys or set(keys) != handed.keys(table):
                 continue  # parts not handed (an earlier run's, resumed): read them
-            data = handed.take(table, part_order(self.folder, keys))
+            data = handed.take(table, keys)
             df = typed_frame(table, data.to_pandas(use_threads=False), handed.columns[table])
             del data  # the blocks it was made of go now, not after every table
             if table == "captures":

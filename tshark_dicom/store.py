@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -615,12 +615,8 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
     import pandas as pd
 
     parts = folder / TABLES_DIR / table
-    keys = _order(folder)
     if parts.is_dir() and any(parts.glob("*.parquet")):
-        files = sorted(parts.glob("*.parquet"))
-        if keys is not None:
-            rank = {k: i for i, k in enumerate(keys)}
-            files.sort(key=lambda p: rank.get(p.stem, len(rank)))
+        files = run_order(folder, parts.glob("*.parquet"))
         if _current(files, table):  # this version's parts: read READ_GROUP at a time
             # without Arrow's thread pool, as every read here: its threads, once started,
             # live on, and a process with threads forks no --jobs workers (workers.py;
@@ -639,10 +635,7 @@ def read_table(folder: Path, table: str, columns: Sequence[str] | None = None,
             chunks = [_read_part(f, table, columns, filters) for f in files]
             df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     elif (folder / "csv" / table).is_dir():
-        files = sorted((folder / "csv" / table).glob("*.csv"))
-        if keys is not None:
-            rank = {k: i for i, k in enumerate(keys)}
-            files.sort(key=lambda p: rank.get(p.stem, len(rank)))
+        files = run_order(folder, (folder / "csv" / table).glob("*.csv"))
         chunks = [_read_csv(f) for f in files]
         df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     elif (folder / f"{table}.parquet").is_file():  # the one-file layout of version 0.1
@@ -686,7 +679,7 @@ def hand_over(data: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, plain.schema) as stream:
         stream.write_table(plain)
-    return bytes(sink.getvalue().to_pybytes())
+    return cast(bytes, sink.getvalue().to_pybytes())  # bytes already: no copy
 
 
 def handed_table(data: pa.Table | bytes) -> pa.Table:
@@ -696,12 +689,11 @@ def handed_table(data: pa.Table | bytes) -> pa.Table:
     return data
 
 
-def part_order(folder: Path, keys: Sequence[str]) -> list[str]:
-    """Capture keys in the order `read_table` reads their parts: the run's (its manifest),
-    then the others by name."""
-    order = _order(folder)
-    rank = {k: i for i, k in enumerate(order or ())}
-    return sorted(keys, key=lambda k: (rank.get(k, len(rank)), k))
+def run_order(folder: Path, files: Iterable[Path]) -> list[Path]:
+    """A table's parts (files named by capture key) in the order they are read: the run's
+    (its manifest), then the others by name."""
+    rank = {k: i for i, k in enumerate(_order(folder) or ())}
+    return sorted(files, key=lambda p: (rank.get(p.stem, len(rank)), p.name))
 
 
 def wanted_schema(table: str, columns: Sequence[str] | None) -> pa.Schema:
@@ -908,7 +900,7 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
     about `BATCH_CELLS` values). Parquet parts are read one at a time, in the order of the
     run; a CSV-only folder is read whole."""
     parts = folder / TABLES_DIR / table
-    files = sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+    files = run_order(folder, parts.glob("*.parquet")) if parts.is_dir() else []
     cols = list(columns) if columns else list(SCHEMAS[table])
     if batch_rows is None:
         batch_rows = max(1_024, min(16_384, BATCH_CELLS // len(cols)))
@@ -919,10 +911,6 @@ def scan_table(folder: Path, table: str, columns: Sequence[str] | None = None,
         df = filter_frame(df, filters)
         yield df[cols].reset_index(drop=True)
         return
-    keys = _order(folder)
-    if keys is not None:
-        rank = {k: i for i, k in enumerate(keys)}
-        files.sort(key=lambda p: rank.get(p.stem, len(rank)))
     if not _current(files, table):  # parts of an earlier version: one whole part at a time
         for f in files:
             df = filter_frame(typed_frame(table, _read_part(f, table, None, None)), filters)

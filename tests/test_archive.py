@@ -574,6 +574,28 @@ def test_ctrl_c_before_any_capture_finished_leaves_no_folder(tmp_path: Path) -> 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["WorkDir", "_earlier"])
+def test_interrupted_as_the_output_folder_appears_leaves_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Ctrl-C after the output folder is made and before the analysis starts (where the
+    test above's signal lands at times): the folder the run made goes, with its work
+    folder, as it does when the run is interrupted later, and the command line then says
+    it was not created. Before, it stayed behind, "holding the earlier results"."""
+    from tshark_dicom import archive
+
+    real = getattr(archive, where)
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archive, where, interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        archive.analyze_to(CAPTURES / "echo.pcapng", out, resume=True)
+    assert not out.exists()
+
+
 def test_ctrl_c_ends_diagnose_at_once(tmp_path: Path) -> None:
     """diagnose analyses in its own process: Ctrl-C there ends it with exit 130 and one
     line, not the abort a KeyboardInterrupt inside the compiled packet loop caused."""

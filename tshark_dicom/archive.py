@@ -135,72 +135,73 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
                 tls_ports: Sequence[int], validate: bool) -> ArchiveRun:
     created = not folder.exists()
     in_place = resume or created or not has_results(folder)
+    workdir: WorkDir | None = None  # made first: what an interruption finds to remove
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # in place: objects wait in a work folder until their capture is done; else the
-        # whole run is built in one and swapped in at the end
-        workdir = WorkDir(folder, "partial" if in_place else "run")
-    except OSError as exc:
-        raise OutputError(f"{exc.filename or folder}: cannot create the output folder: "
-                          f"{exc.strerror}") from None
-    work = folder if in_place else workdir.path
-    objects_dir = workdir.path / "objects" if objects else None
-    parts_dir = workdir.path / ".parts"  # each capture's tables, until it is done
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier(folder) if resume else {}
-    counts = {"analysed": 0, "reused": 0}
-    handed: list[Handed] = []  # made once the report's modules are imported
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # in place: objects wait in a work folder until their capture is done; else the
+            # whole run is built in one and swapped in at the end
+            workdir = WorkDir(folder, "partial" if in_place else "run")
+        except OSError as exc:
+            raise OutputError(f"{exc.filename or folder}: cannot create the output folder: "
+                              f"{exc.strerror}") from None
+        work = folder if in_place else workdir.path
+        objects_dir = workdir.path / "objects" if objects else None
+        parts_dir = workdir.path / ".parts"  # each capture's tables, until it is done
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        earlier = _earlier(folder) if resume else {}
+        counts = {"analysed": 0, "reused": 0}
+        handed: list[Handed] = []  # made once the report's modules are imported
 
-    def hand(key: str, tables: Mapping[str, pa.Table | bytes]) -> None:
-        if not handed:
-            from .htmlreport import page_reads
-            from .report import SUMMARY_READS, Handed
+        def hand(key: str, tables: Mapping[str, pa.Table | bytes]) -> None:
+            if not handed:
+                from .htmlreport import page_reads
+                from .report import SUMMARY_READS, Handed
 
-            handed.append(Handed(SUMMARY_READS, page_reads()))
-        handed[0].add(key, tables)
+                handed.append(Handed(SUMMARY_READS, page_reads()))
+            handed[0].add(key, tables)
 
-    def on_handed(cap: CaptureFile, tables: Mapping[str, Mapping[str, bytes]]) -> None:
-        for key, parts in tables.items():
-            hand(key, parts)
+        def on_handed(cap: CaptureFile, tables: Mapping[str, Mapping[str, bytes]]) -> None:
+            for key, parts in tables.items():
+                hand(key, parts)
 
-    def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame],
-                  rows: list[dict[str, Any]]) -> None:
-        counts["analysed"] += 1
-        if verify:  # each file's own (a set's files each have a row)
-            paths = {f.key: f.path for f in cap.files}
-            for row in rows:
-                row["sha256"] = content_hash(paths.get(str(row["key"]), cap.path))
-        done = objects_dir / cap.key if objects_dir is not None else None
-        if dask is not None and not shared and done is not None and done.exists():
-            private_tree(done)  # written by a worker, under its umask
-        if in_place:
+        def on_result(cap: CaptureFile, tables: dict[str, pd.DataFrame],
+                      rows: list[dict[str, Any]]) -> None:
+            counts["analysed"] += 1
+            if verify:  # each file's own (a set's files each have a row)
+                paths = {f.key: f.path for f in cap.files}
+                for row in rows:
+                    row["sha256"] = content_hash(paths.get(str(row["key"]), cap.path))
+            done = objects_dir / cap.key if objects_dir is not None else None
+            if dask is not None and not shared and done is not None and done.exists():
+                private_tree(done)  # written by a worker, under its umask
+            if in_place:
+                for f in cap.files:
+                    remove_parts(folder, f.key)
+                if done is not None and done.exists():
+                    (folder / "objects").mkdir(exist_ok=True)
+                    os.replace(done, folder / "objects" / cap.key)
+            staged = parts_dir / cap.key  # the tables the worker wrote
+            if dask is not None and not shared and staged.exists():
+                private_tree(staged)  # written by a worker, under its umask
+            move_parts(staged, work)
+            # written last: the capture is complete; a set's files each in their own parts
+            # (objects: the first's)
             for f in cap.files:
-                remove_parts(folder, f.key)
-            if done is not None and done.exists():
-                (folder / "objects").mkdir(exist_ok=True)
-                os.replace(done, folder / "objects" / cap.key)
-        staged = parts_dir / cap.key  # the tables the worker wrote
-        if dask is not None and not shared and staged.exists():
-            private_tree(staged)  # written by a worker, under its umask
-        move_parts(staged, work)
-        # written last: the capture is complete; a set's files each in their own parts
-        # (objects: the first's)
-        for f in cap.files:
-            data = write_captures_part(work, f.key, [r for r in rows if r["capture"] == f.label]
-                                       if cap.more else rows, format)
-            if data is not None:
-                hand(f.key, {"captures": data})
-        checkpoint("capture-written")
+                data = write_captures_part(work, f.key, [r for r in rows if r["capture"] == f.label]
+                                           if cap.more else rows, format)
+                if data is not None:
+                    hand(f.key, {"captures": data})
+            checkpoint("capture-written")
 
-    def skip(cap: CaptureFile) -> list[dict[str, Any]] | None:
-        rows = [earlier.get(f.key) for f in cap.files]
-        if any(row is None or not _unchanged(f, row, verify)
-               for f, row in zip(cap.files, rows, strict=True)):
-            return None
-        counts["reused"] += 1
-        return [r for r in rows if r is not None]
+        def skip(cap: CaptureFile) -> list[dict[str, Any]] | None:
+            rows = [earlier.get(f.key) for f in cap.files]
+            if any(row is None or not _unchanged(f, row, verify)
+                   for f, row in zip(cap.files, rows, strict=True)):
+                return None
+            counts["reused"] += 1
+            return [r for r in rows if r is not None]
 
-    try:
         report = run(sources, objects_dir=objects_dir, ports=ports, jobs=jobs, tshark=tshark,
                      cross_check=cross_check, engine=engine, on_progress=on_progress,
                      on_result=on_result, skip=skip if resume else None, keep=False,
@@ -232,12 +233,15 @@ def _analyze_to(sources: Source | Sequence[Source], folder: Path, *, format: str
             replace(workdir, folder)
         workdir.remove()
     except TsharkDicomError:  # nothing could be analysed: leave no folder that looks done
-        workdir.remove()
+        if workdir is not None:
+            workdir.remove()
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    except BaseException:  # interrupted: what finished in place stays, for --resume
-        workdir.remove()
+    except BaseException:  # interrupted: what finished in place stays, for --resume; one
+        # made as it began (Ctrl-C as the output folder appeared) goes too
+        if workdir is not None:
+            workdir.remove()
         if in_place and created and not part_keys(folder):
             shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -55,6 +55,13 @@ def context():
     used.append(ctx.get_start_method())
     return ctx
 batch.worker_context = context
+take = batch.take_early
+def take_early():
+    early = take()
+    if early is not None:
+        used.append("early")
+    return early
+batch.take_early = take_early
 """
 
 _TABLES = _CONTEXTS + """
@@ -101,9 +108,9 @@ def test_the_progress_display_runs_no_thread_of_its_own() -> None:
 
 
 def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
-    """``analyze --jobs 2`` runs no thread of its own when its pool starts: its workers are
-    forks of it (none of them imports the analysis again); with ``--resume`` too, which
-    reads the earlier run's captures table first (without Arrow's threads)."""
+    """``analyze --jobs 2`` forks its workers as it starts (`workers.early_worker`), before
+    it runs any thread of its own: the run takes them (no pool of its own, no fork server
+    that imports the analysis again); with ``--resume`` too."""
     code = _CONTEXTS + (
         "import sys\n"
         "from tshark_dicom import cli\n"
@@ -115,12 +122,12 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
     out = _python(code, "analyze", str(CAPTURES / "echo.pcapng"),
                   str(CAPTURES / "multi_store.pcapng"), "-o", str(tmp_path / "out"),
                   "--jobs", "2", "-q")
-    assert out.split("\n")[0] == "['fork'] 0"
+    assert out.split("\n")[0] == "['early'] 0"
     assert (tmp_path / "out" / "summary.txt").read_text().startswith("2 capture(s)")
     out = _python(code, "analyze", *(str(CAPTURES / c) for c in (
         "echo.pcapng", "multi_store.pcapng", "abort.pcapng", "qr_move_ok.pcapng")),
         "-o", str(tmp_path / "out"), "--jobs", "2", "-q", "--resume")
-    assert out.split("\n")[0] == "['fork'] 0"
+    assert out.split("\n")[0] == "['early'] 0"
     assert (tmp_path / "out" / "summary.txt").read_text().startswith("4 capture(s)")
 
 
@@ -150,8 +157,9 @@ except SystemExit as exc:
 
 
 def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) -> None:
-    """``analyze`` (``--jobs 1``) analyses in one forked worker, started before the run's
-    process imports pandas and the report's modules: the worker never imports pandas
+    """``analyze`` (``--jobs 1``) analyses in one forked worker, started as the command
+    starts (`workers.early_worker`), before the run's process imports the library, pandas
+    and the report's modules: the worker never imports pandas
     (where store.KNOWN_FIELDS holds for this pandas and pyarrow), nor pyarrow.compute
     (0.04 s of the imports before the worker starts); the run's process never imports
     pydicom (nor the rest of the analysis: the worker imports it, workers.ANALYSIS); the
@@ -173,7 +181,7 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     finally:
         os.environ.pop("TD_NOTE")
     parent, used, pydicom_here, code = out.split("\n")[0].split(" ", 3)
-    assert (used, pydicom_here, code) == ("['fork']", "False", "0")
+    assert (used, pydicom_here, code) == ("['early']", "False", "0")
     workers_seen = {line.split()[0]: " ".join(line.split()[1:])
                     for line in note.read_text().split("\n") if line}
     assert len(note.read_text().split("\n")) - 1 == len(caps)  # every capture noted
@@ -330,3 +338,64 @@ def test_the_suite_s_version_probed_beside_other_work_is_the_one_probed_alone(
     again = tshark.Tshark(path)
     again.start_suite_probe()
     assert again._suite_probe is None and again.version_text == _suite_version()
+
+
+def test_stopping_a_pool_kills_its_workers() -> None:
+    """`workers.stop` kills a worker busy with a task: shutting the pool down first had
+    made it forget its processes, so that none was killed and a stopped run's worker went
+    on with its capture (into a work folder its caller was removing)."""
+    import multiprocessing
+    import time
+
+    from tshark_dicom import workers
+
+    running = workers.pool(multiprocessing.get_context("fork"), 1)
+    busy = running.executor.submit(time.sleep, 60)
+    while not busy.running():
+        time.sleep(0.01)
+    processes = list(running.executor._processes.values())  # type: ignore[union-attr]
+    assert [p.is_alive() for p in processes] == [True]
+    workers.stop(running.executor)
+    for p in processes:
+        p.join(10)
+    assert [p.exitcode for p in processes] == [-9]
+
+
+_EARLY = """
+import multiprocessing, sys, time
+from tshark_dicom import cli, workers
+started = []
+pool = workers.pool
+def noted(*args):
+    started.append(pool(*args))
+    return started[-1]
+workers.pool = noted
+sys.argv = ['tshark-dicom', *sys.argv[1:]]
+try:
+    cli.app()
+except SystemExit as exc:
+    code = exc.code
+deadline = time.monotonic() + 10
+while multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(started), code, len(multiprocessing.active_children()), len(workers._EARLY))
+"""
+
+
+@pytest.mark.parametrize("case", ["no output folder", "nothing to analyse"])
+def test_the_worker_analyze_starts_early_is_ended_when_no_run_takes_it(
+        tmp_path: Path, case: str) -> None:
+    """``analyze`` forks its one worker as it starts (`workers.early_worker`); when the
+    command ends before any capture is analysed (an error first, or a ``--resume`` with
+    everything done), that worker is ended, not left importing or waiting."""
+    out = tmp_path / "out"
+    if case == "no output folder":
+        (tmp_path / "file").write_text("")
+        args = [str(CAPTURES / "echo.pcapng"), "-o", str(tmp_path / "file" / "out"), "-q"]
+        expected_code = str(cli.EXIT_OUTPUT)
+    else:
+        _python(_EARLY, "analyze", str(CAPTURES / "echo.pcapng"), "-o", str(out), "-q")
+        args = [str(CAPTURES / "echo.pcapng"), "-o", str(out), "-q", "--resume"]
+        expected_code = "0"
+    started, code, children, early = _python(_EARLY, "analyze", *args).split()
+    assert (started, code, children, early) == ("1", expected_code, "0", "0")

@@ -15,10 +15,9 @@ import hashlib
 import importlib
 import os
 import re
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,8 +29,10 @@ from .schemas import TABLES, frame, plain_rows
 from .store import PartWriter, arrow_without_pandas, safe_key
 from .tls import TlsOptions, check_tls_options
 from .tshark import ENGINES, Tshark, find_tshark
-from .workers import ANALYSIS, die_with_parent, main_left_alone, single_threaded
+from .workers import ANALYSIS, main_left_alone, single_threaded, take_early
 from .workers import context as worker_context
+from .workers import pool as worker_pool
+from .workers import stop as stop_pool
 
 if TYPE_CHECKING:  # pandas, the report and redaction are imported where they are used: a
     # worker that writes parts (Work.parts_dir) loads none of them (store.py); the analysis
@@ -514,7 +515,10 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
         return
     if not todo:
         return
-    if (jobs == 1 or len(todo) <= 1) and (work.parts_dir is None or not single_threaded()):
+    # the workers the command line started as it began (`workers.early_worker`), if any
+    early = take_early() if work.parts_dir is not None else None
+    if early is None and (jobs == 1 or len(todo) <= 1) and (
+            work.parts_dir is None or not single_threaded()):
         # in this process: tables wanted in memory, or no worker can be forked (a process
         # running threads: one from a fork server imports the analysis again)
         # the suite's version (captures table) probed now, while this process is small: a
@@ -538,30 +542,27 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     # forks of this process when it runs no other thread, else of a fork server that
     # imported the analysis once (workers.py): decided here, just before they start
     jobs = min(jobs, len(todo))
-    if jobs > 1:
+    if jobs > 1 and early is None:
         # the analysis imported and the suite's version probed once here, for every fork;
         # a single worker does both itself, beside this process's imports of pandas and the
         # report (`warm`) and beside its first capture's analysis (`_analyze`)
         load_analysis()
         work.tshark.version_text  # noqa: B018
-    context = worker_context()
-    slots = context.Array("q", jobs, lock=False)  # packets read, per worker
-    claimed = context.Value("i", 0)
+    running = early if early is not None else worker_pool(worker_context(), jobs)
     mask = os.umask(0o077)  # read it (never looser meanwhile): the server's may be older
     os.umask(mask)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(slots, claimed, mask)) as pool:
+    with running.executor as pool:
         # the largest first, so that no long capture starts last while the other
         # workers have nothing left to do (one worker takes them in the order given)
         order = todo if jobs == 1 else sorted(todo, key=lambda c: -c.total_size)
         with main_left_alone():  # the workers start as work is submitted
             futures: dict[Future[Analysed], CaptureFile] = {
-                pool.submit(_analyze_in_worker, cap, work): cap for cap in order}
+                pool.submit(_analyze_in_worker, cap, work, mask): cap for cap in order}
         try:
-            yield from _results(futures, warm, on_progress, found, state, slots)
+            yield from _results(futures, warm, on_progress, found, state, running.slots)
         except BaseException:  # interrupted, or the caller failed: stop now, not after
-            _stop(pool)        # every capture queued
-            raise
+            stop_pool(pool)    # every capture queued (the workers' parts are in the run's
+            raise              # work folder, which its caller removes: archive.py)
 
 
 def _results(futures: dict[Future[Analysed], CaptureFile], warm: Callable[[], object] | None,
@@ -595,22 +596,6 @@ def _results(futures: dict[Future[Analysed], CaptureFile], warm: Callable[[], ob
         on_progress("", done, len(found.captures), sum(slots), done_bytes, total_bytes)
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """The pool's queued captures dropped and its workers killed: leaving the pool waits
-    for its workers, which would otherwise finish every capture queued first (a run told to
-    stop, or whose own process failed, went on for as long as the archive took). The
-    workers' parts are in the run's work folder, which its caller removes (archive.py)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    kill = getattr(pool, "kill_workers", None)  # Python 3.14
-    if kill is not None:
-        kill()
-        return
-    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.kill()
-
-
 #: `run` gathers the captures rows of this many captures into one frame as they finish: a
 #: one-row frame kept per capture took 24 KB in the run's process (2,000 captures: 49 MB;
 #: 20,000: 490 MB); gathered, 2,000 rows take 0.2 MB.
@@ -629,31 +614,26 @@ def load_analysis() -> None:
             importlib.import_module(name)
 
 
-def _worker_init(slots: Any, claimed: Any, umask: int) -> None:
-    die_with_parent()  # a run killed leaves no worker writing into its folder
-    # Ctrl-C reaches the workers too (one process group): the run's process says what was
-    # kept; a worker leaves at once, without unwinding a capture half done
-    signal.signal(signal.SIGINT, _leave)
+def worker_ready(slots: Any, claimed: Any) -> None:
+    """The rest of a worker's start (`workers.worker_init`)."""
     arrow_without_pandas()  # forked before the run's process imported pandas: stay so
     # the analysis, unless forked with it (`_analyse_all`); then what the worker started
     # with lives as long as it: out of the collector's way, so that its passes neither walk
     # it nor copy its pages (50 captures --jobs 2: 0.1 s less CPU)
     load_analysis()
     gc.freeze()
-    os.umask(umask)  # the run's (store.output_mode): a fork server's may be older
     with claimed.get_lock():
         _WORKER["slot"] = claimed.value
         claimed.value += 1
     _WORKER["slots"] = slots
 
 
-def _leave(signum: int, frame: object) -> None:
-    os._exit(128 + signum)
-
-
-def _analyze_in_worker(cap: CaptureFile, work: Work) -> Analysed:
+def _analyze_in_worker(cap: CaptureFile, work: Work, umask: int) -> Analysed:
     """analyze_one in a worker process, sharing with the parent how many packets this
-    worker has read in all its captures so far (--jobs: real packet counts in progress)."""
+    worker has read in all its captures so far (--jobs: real packet counts in progress).
+    ``umask``: the run's (store.output_mode), which a worker started before it was set
+    (`workers.early_worker`), or forked from a fork server, does not have."""
+    os.umask(umask)
     slots, slot = _WORKER["slots"], _WORKER["slot"]
     base = _WORKER.get("base", 0)
 

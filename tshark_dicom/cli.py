@@ -275,46 +275,52 @@ def analyze(
     objects, findings, operations, queries...), report.html, Part-10 objects under
     OUT/objects, and a summary."""
     from .memory import frozen_imports  # not at the top: --version stays instant
+    from .workers import early_worker
 
-    with frozen_imports():
-        from .archive import analyze_to
+    # the workers: forked now, they import the analysis while this process imports the
+    # library, and the run takes them (ended here if the command ends before); no more
+    # than the captures named (a folder may hold any number)
+    with early_worker(0 if dask is not None else min(jobs, len(captures))
+                      if _all_files(captures) else jobs):
+        with frozen_imports():
+            from .archive import analyze_to
 
-    _logging(debug)
-    redaction = _redaction(redact, redact_uids, redact_network, redact_key)
-    try:
-        # validate=debug: pydicom's checks of each value only warn, and the command line
-        # shows no warnings without --debug (batch._reading)
-        with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
-            done = analyze_to(captures, out, format=format, objects=not no_objects,
-                              ports=port or (), jobs=jobs, tshark=tshark,
-                              cross_check=cross_check, engine=engine, resume=resume,
-                              verify=verify, dask=dask, no_stitch=no_stitch,
-                              on_progress=on_progress, redact=redaction,
-                              shared=shared_output, tls_keylogs=tls_keylog or (),
-                              tls_ports=tls_port or (), validate=debug)
-    except TsharkDicomError as exc:
-        _fail(exc)
-    except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
-        problem = output_error(exc, out)
-        if problem is None:
+        _logging(debug)
+        redaction = _redaction(redact, redact_uids, redact_network, redact_key)
+        try:
+            # validate=debug: pydicom's checks of each value only warn, and the command line
+            # shows no warnings without --debug (batch._reading)
+            with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
+                done = analyze_to(captures, out, format=format, objects=not no_objects,
+                                  ports=port or (), jobs=jobs, tshark=tshark,
+                                  cross_check=cross_check, engine=engine, resume=resume,
+                                  verify=verify, dask=dask, no_stitch=no_stitch,
+                                  on_progress=on_progress, redact=redaction,
+                                  shared=shared_output, tls_keylogs=tls_keylog or (),
+                                  tls_ports=tls_port or (), validate=debug)
+        except TsharkDicomError as exc:
+            _fail(exc)
+        except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
+            problem = output_error(exc, out)
+            if problem is None:
+                if debug:
+                    raise
+                _internal(exc)
+            else:
+                _fail(problem)
+        except KeyboardInterrupt:
+            # in place (a new folder, or --resume): what finished is kept; else OUT is as it was
+            kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
+            typer.echo(f"Error: interrupted; the captures finished so far are in {out}: rerun "
+                       "with --resume to go on" if kept else
+                       f"Error: interrupted before any capture was finished; {out} was not "
+                       "created" if not out.exists() else
+                       f"Error: interrupted; {out} holds the earlier results, unchanged", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # never a traceback for the user; --debug shows one
             if debug:
                 raise
             _internal(exc)
-        else:
-            _fail(problem)
-    except KeyboardInterrupt:
-        # in place (a new folder, or --resume): what finished is kept; else OUT is as it was
-        kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
-        typer.echo(f"Error: interrupted; the captures finished so far are in {out}: rerun "
-                   "with --resume to go on" if kept else
-                   f"Error: interrupted before any capture was finished; {out} was not "
-                   "created" if not out.exists() else
-                   f"Error: interrupted; {out} holds the earlier results, unchanged", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:  # never a traceback for the user; --debug shows one
-        if debug:
-            raise
-        _internal(exc)
     if not quiet:
         typer.echo((out / "summary.txt").read_text().rstrip("\n"))
         if resume:
@@ -325,6 +331,15 @@ def analyze(
                        redaction.uids else "") + (", AE titles and IP addresses" if
                        redaction.network else "") + "; no objects written")
         typer.echo(f"results in {out}/")
+
+
+def _all_files(paths: list[Path]) -> bool:
+    """Every path a file (one capture each, or fewer: a set's files are one); False where
+    one cannot be looked at (the run then says why)."""
+    try:
+        return all(p.is_file() for p in paths)
+    except OSError:
+        return False
 
 
 @app.command(cls=_Command)

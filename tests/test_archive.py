@@ -951,6 +951,25 @@ def test_as_nobody_an_output_folder_it_cannot_create_is_one_line(nobody_dir: Pat
                            "Permission denied\n")
 
 
+def test_a_table_handed_back_without_rows_is_the_frame_arrow_would_give() -> None:
+    """`StoredReport.hand` makes a table of no rows the schema's empty frame, without
+    Arrow's conversion: the same columns, in the order handed, the same dtypes and index,
+    for every table and the columns the summary and the page read."""
+    from tshark_dicom.htmlreport import page_reads
+    from tshark_dicom.report import SUMMARY_READS, Handed
+    from tshark_dicom.store import typed_frame, wanted_schema
+
+    handed = Handed(SUMMARY_READS, page_reads())
+    assert {"associations", "captures", "operations"} <= set(handed.columns)
+    for table, columns in handed.columns.items():
+        arrow = wanted_schema(table, columns).empty_table()
+        expected = typed_frame(table, arrow.to_pandas(use_threads=False), columns)
+        got = tables_frame(table, [])[list(columns)]
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        assert list(got.columns) == list(columns)
+        assert type(got.index) is type(expected.index)
+
+
 def test_the_runs_report_takes_what_its_workers_handed_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The summary and page a run writes come from the parts its workers handed back

@@ -389,7 +389,7 @@ def run(
     redact: Redaction | None = None,
     tls_keylogs: Sequence[Source] = (),
     tls_ports: Sequence[int] = (),
-    warm: Callable[[], object] | None = None,
+    warm: Callable[[Callable[[], bool]], object] | None = None,
     validate: bool = True,
     on_handed: HandedFn | None = None,
 ) -> Report:
@@ -411,7 +411,8 @@ def run(
     objects are written. ``tls_keylogs``: TLS key logs (NSS format) that decrypt DICOM
     over TLS; ``tls_ports``: DICOM TLS ports besides 2762 (tls.py). ``warm``: called
     once worker processes have the captures, while they analyse them (with ``parts_dir``
-    they do, even with ``jobs=1``): what this process should import meanwhile.
+    they do, even with ``jobs=1``): what this process should import meanwhile; it is given
+    a callable that says whether none of them has finished yet.
     ``validate=False``: pydicom reads each capture's values without checking them (it
     only warns of odd ones; the command line, which shows no warnings, asks for it).
     ``on_handed``: hears what the workers hand back of the Parquet parts they wrote
@@ -501,7 +502,7 @@ def run(
 def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
                  dask: str | None, on_progress: ProgressFn | None, found: Discovery,
                  state: Callable[[], tuple[int, int, int]],
-                 warm: Callable[[], object] | None = None
+                 warm: Callable[[Callable[[], bool]], object] | None = None
                  ) -> Iterator[tuple[CaptureFile, Analysed | TsharkDicomError]]:
     """Each capture's tables and captures rows (`Analysed`), or the error that stopped it,
     in the order they finish.
@@ -565,13 +566,14 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
             raise              # work folder, which its caller removes: archive.py)
 
 
-def _results(futures: dict[Future[Analysed], CaptureFile], warm: Callable[[], object] | None,
+def _results(futures: dict[Future[Analysed], CaptureFile],
+             warm: Callable[[Callable[[], bool]], object] | None,
              on_progress: ProgressFn | None, found: Discovery,
              state: Callable[[], tuple[int, int, int]], slots: Any
              ) -> Iterator[tuple[CaptureFile, Analysed | TsharkDicomError]]:
     """The workers' captures as they finish (`_analyse_all`)."""
     if warm is not None:
-        warm()
+        warm(lambda: not any(f.done() for f in futures))
     pending: set[Future[Analysed]] = set(futures)
     while pending:
         finished, pending = wait(pending, timeout=PROGRESS_S, return_when=FIRST_COMPLETED)

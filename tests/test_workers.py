@@ -56,8 +56,8 @@ def context():
     return ctx
 batch.worker_context = context
 take = batch.take_early
-def take_early():
-    early = take()
+def take_early(jobs):
+    early = take(jobs)
     if early is not None:
         used.append("early")
     return early
@@ -399,3 +399,23 @@ def test_the_worker_analyze_starts_early_is_ended_when_no_run_takes_it(
         expected_code = "0"
     started, code, children, early = _python(_EARLY, "analyze", *args).split()
     assert (started, code, children, early) == ("1", expected_code, "0", "0")
+
+
+_FEWER = """
+import multiprocessing, time
+from tshark_dicom import workers
+with workers.early_worker(1):
+    few = workers.take_early(2)  # two wanted, one started: not taken
+    print(few is None, len(workers._EARLY), len(multiprocessing.active_children()))
+deadline = time.monotonic() + 10
+while multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(workers._EARLY), len(multiprocessing.active_children()))
+"""
+
+
+def test_a_run_that_wants_more_workers_than_started_early_starts_its_own() -> None:
+    """`workers.early_worker` starts no more workers than the machine has cores (the
+    captures of a folder are not counted yet); a run that wants more does not take them,
+    and they are ended with the command."""
+    assert _python(_FEWER).split("\n")[:2] == ["True 1 1", "0 0"]

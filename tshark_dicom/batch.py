@@ -517,7 +517,7 @@ def _analyse_all(todo: list[CaptureFile], work: Work, jobs: int,
     if not todo:
         return
     # the workers the command line started as it began (`workers.early_worker`), if any
-    early = take_early() if work.parts_dir is not None else None
+    early = take_early(min(jobs, len(todo))) if work.parts_dir is not None else None
     if early is None and (jobs == 1 or len(todo) <= 1) and (
             work.parts_dir is None or not single_threaded()):
         # in this process: tables wanted in memory, or no worker can be forked (a process

@@ -143,12 +143,13 @@ PR_SET_PDEATHSIG = 1
 
 
 class Pool(NamedTuple):
-    """A pool of worker processes and what they share with the run: each worker's count of
-    packets read (``slots``) and the next slot to claim (``claimed``)."""
+    """A pool of ``jobs`` worker processes and what they share with the run: each worker's
+    count of packets read (``slots``) and the next slot to claim (``claimed``)."""
 
     executor: ProcessPoolExecutor
     slots: Any
     claimed: Any
+    jobs: int
 
 
 def pool(context: BaseContext, jobs: int) -> Pool:
@@ -158,7 +159,7 @@ def pool(context: BaseContext, jobs: int) -> Pool:
     claimed = context.Value("i", 0)
     return Pool(ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                     initializer=worker_init, initargs=(slots, claimed)),
-                slots, claimed)
+                slots, claimed, jobs)
 
 
 def worker_init(slots: Any, claimed: Any) -> None:
@@ -201,12 +202,14 @@ _EARLY: list[Pool] = []
 
 @contextlib.contextmanager
 def early_worker(jobs: int) -> Iterator[None]:
-    """The command line's ``analyze`` with ``jobs`` workers (0: none here): they are forked
-    as the command starts, before this process imports the library (pyarrow and our
-    modules, 0.1-0.15 s), and import the analysis beside it; the run takes them
-    (`take_early`) when its captures are found, and they are ended here if it did not (the
-    command failed first, or had nothing to analyse). Not where this process runs threads
+    """The command line's ``analyze`` with ``jobs`` workers (0: none here; no more than
+    this machine's cores, before the captures are counted): they are forked as the command
+    starts, before this process imports the library (pyarrow and our modules, 0.1-0.15 s),
+    and import the analysis beside it; the run takes them (`take_early`) when its captures
+    are found, and they are ended here if it did not (the command failed first, had
+    nothing to analyse, or wanted more workers). Not where this process runs threads
     (`single_threaded`)."""
+    jobs = min(jobs, os.cpu_count() or 1)
     if jobs > 0 and not _EARLY and single_threaded():
         early = pool(multiprocessing.get_context("fork"), jobs)
         with main_left_alone():
@@ -219,6 +222,7 @@ def early_worker(jobs: int) -> Iterator[None]:
             stop(_EARLY.pop().executor)
 
 
-def take_early() -> Pool | None:
-    """The workers `early_worker` started, now the caller's to use and to end; else None."""
-    return _EARLY.pop() if _EARLY else None
+def take_early(jobs: int) -> Pool | None:
+    """The workers `early_worker` started, now the caller's to use and to end, if there
+    are at least ``jobs`` of them (more are left idle); else None."""
+    return _EARLY.pop() if _EARLY and _EARLY[0].jobs >= jobs else None

@@ -10,10 +10,10 @@ deadlocks the child, so the workers are forked from a fork server (multiprocessi
 of the run's state (the umask of `store.output_mode`) is handed to it with each capture
 (batch.py).
 
-The command line's ``analyze`` forks its workers as the command starts (`early_worker`),
-before the run's process imports the library: they import pyarrow and the analysis while
-the run's process imports pyarrow, pandas and the report's modules, instead of after the
-first two (and, with ``--jobs`` above 1, after the analysis too).
+The command line's ``analyze`` with one or two workers forks them as the command starts
+(`early_worker`), before the run's process imports the library: they import pyarrow and the
+analysis while the run's process imports pyarrow, pandas and the report's modules, instead
+of after the first two (and, with ``--jobs 2``, after the analysis too).
 
 Forks of this process against forks of the server (64 fixture captures, ``--jobs 2``, out on
 tmpfs, 7 pairs): 2.68 against 2.82 s, and about 0.35 s less CPU: the server imported the
@@ -196,21 +196,26 @@ def stop(executor: ProcessPoolExecutor) -> None:
             process.kill()
 
 
+#: The most workers `early_worker` starts. Each imports the analysis on its own, where
+#: workers forked once the run's process has imported it share those pages: the 72
+#: fixture captures' peak PSS (the processes' sum) is 174 against 165 MiB with one worker,
+#: 218 against 185 MiB with two. The head start (0.05-0.3 s a run) is worth that for the
+#: runs of one or two workers, not for a long archive run on many (+16 MiB a worker).
+EARLY_MAX = 2
+
 #: The workers `early_worker` started, until the run takes them (`take_early`).
 _EARLY: list[Pool] = []
 
 
 @contextlib.contextmanager
 def early_worker(jobs: int) -> Iterator[None]:
-    """The command line's ``analyze`` with ``jobs`` workers (0: none here; no more than
-    this machine's cores, before the captures are counted): they are forked as the command
-    starts, before this process imports the library (pyarrow and our modules, 0.1-0.15 s),
-    and import the analysis beside it; the run takes them (`take_early`) when its captures
-    are found, and they are ended here if it did not (the command failed first, had
-    nothing to analyse, or wanted more workers). Not where this process runs threads
-    (`single_threaded`)."""
-    jobs = min(jobs, os.cpu_count() or 1)
-    if jobs > 0 and not _EARLY and single_threaded():
+    """The command line's ``analyze`` with ``jobs`` workers (0: none here; none either
+    above `EARLY_MAX`): they are forked as the command starts, before this process imports
+    the library (pyarrow and our modules, 0.1-0.15 s), and import the analysis beside it;
+    the run takes them (`take_early`) when its captures are found, and they are ended here
+    if it did not (the command failed first, had nothing to analyse, or wanted more
+    workers). Not where this process runs threads (`single_threaded`)."""
+    if 0 < jobs <= EARLY_MAX and not _EARLY and single_threaded():
         early = pool(multiprocessing.get_context("fork"), jobs)
         with main_left_alone():
             early.executor.submit(int)  # the workers start (forks) with a task of nothing

@@ -154,7 +154,7 @@ class Pool(NamedTuple):
 
 def pool(context: BaseContext, jobs: int) -> Pool:
     """A pool of ``jobs`` workers (none started yet: they start with the first task), each
-    of which imports the analysis as it starts (`batch.worker_init`)."""
+    of which imports the analysis as it starts (`worker_init`)."""
     slots = context.Array("q", jobs, lock=False)  # packets read, per worker
     claimed = context.Value("i", 0)
     return Pool(ProcessPoolExecutor(max_workers=jobs, mp_context=context,
@@ -171,7 +171,7 @@ def worker_init(slots: Any, claimed: Any) -> None:
     die_with_parent()  # a run killed leaves no worker writing into its folder
     from .memory import frozen_imports
 
-    with frozen_imports():  # a worker started early (`start_early`) has not imported it
+    with frozen_imports():  # a worker started early (`early_worker`) has not imported it
         from .batch import worker_ready
     worker_ready(slots, claimed)
 

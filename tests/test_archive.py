@@ -487,11 +487,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(archive: Path, tmp_pat
     assert not any(p.name.startswith(".tshark-dicom") for p in killed.iterdir())
 
 
-def _interrupted_run(out: Path, *args: str, command: str = "analyze"
+def _interrupted_run(out: Path, *args: str, command: str = "analyze", ignored: bool = False
                      ) -> tuple[subprocess.Popen[str], Path]:
     """``analyze`` (or ``command``) of 40 copies of a 9 MB capture in a session of its own
     (SIGINT as a terminal's Ctrl-C sends it: to the whole group), started and left
-    running; standard output is a pipe, ``-o out`` only for analyze."""
+    running; standard output is a pipe, ``-o out`` only for analyze. ``ignored``: started
+    with SIGINT ignored (nohup, a script's background job)."""
     caps = out.parent / "caps"
     caps.mkdir(exist_ok=True)
     for i in range(40):
@@ -505,7 +506,8 @@ def _interrupted_run(out: Path, *args: str, command: str = "analyze"
         stderr=subprocess.PIPE, text=True,
         start_new_session=True, cwd=ROOT,
         # Ctrl-C as at a terminal, even if this process was started with it ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        preexec_fn=lambda: signal.signal(  # noqa: PLW1509
+            signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL),
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     return proc, caps
 
@@ -571,6 +573,46 @@ def test_ctrl_c_before_any_capture_finished_leaves_no_folder(tmp_path: Path) -> 
     assert proc.returncode == 130
     assert stderr.splitlines() == [f"Error: interrupted before any capture was finished; "
                                    f"{out} was not created"]
+    assert not out.exists()
+
+
+def test_a_run_started_with_ctrl_c_ignored_ignores_it(tmp_path: Path) -> None:
+    """A run started with SIGINT ignored goes on when the group gets one, its workers too:
+    before, they left on it, and the run ended in a BrokenProcessPool ("internal error")."""
+    out = tmp_path / "out"
+    proc, _ = _interrupted_run(out, ignored=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("tables/captures/*")):
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)  # a capture finished, the others under way
+    _, stderr = proc.communicate(timeout=120)
+    assert (proc.returncode, stderr) == (0, "")
+    assert (out / "summary.txt").read_text().startswith("40 capture(s)")
+
+
+_STOPPED_IMPORT = """
+import importlib.abc, sys
+class Stop(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tshark_dicom.archive":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Stop())
+sys.argv = ["tshark-dicom", *sys.argv[1:]]
+from tshark_dicom.cli import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_library_loads_says_so(tmp_path: Path) -> None:
+    """Ctrl-C while ``analyze`` imports the library (its first tenth of a second) ends it
+    with the same line as later, not the silent exit 130 typer makes of it."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", _STOPPED_IMPORT, "analyze",
+                           str(CAPTURES / "echo.pcapng"), "-o", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 130
+    assert proc.stderr.splitlines() == [f"Error: interrupted before any capture was "
+                                        f"finished; {out} was not created"]
     assert not out.exists()
 
 

@@ -282,12 +282,11 @@ def analyze(
     # than the captures named (a folder may hold any number)
     with early_worker(0 if dask is not None else min(jobs, len(captures))
                       if _all_files(captures) else jobs):
-        with frozen_imports():
-            from .archive import analyze_to
-
         _logging(debug)
         redaction = _redaction(redact, redact_uids, redact_network, redact_key)
         try:
+            with frozen_imports():  # inside: Ctrl-C meanwhile says so (typer: a silent 130)
+                from .archive import analyze_to
             # validate=debug: pydicom's checks of each value only warn, and the command line
             # shows no warnings without --debug (batch._reading)
             with _progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:

@@ -166,8 +166,11 @@ def worker_init(slots: Any, claimed: Any) -> None:
     """A worker's start: Ctrl-C and its parent's end handled first, then the analysis
     imported (`batch.worker_ready`)."""
     # Ctrl-C reaches the workers too (one process group): the run's process says what was
-    # kept; a worker leaves at once, without unwinding a capture half done
-    signal.signal(signal.SIGINT, _leave)
+    # kept; a worker leaves at once, without unwinding a capture half done. Unless the run
+    # ignores it (started so: nohup, a script's background job): so do its workers, or a
+    # SIGINT to the group ended them alone, and the run with a BrokenProcessPool
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _leave)
     die_with_parent()  # a run killed leaves no worker writing into its folder
     from .memory import frozen_imports
 

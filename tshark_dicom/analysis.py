@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,9 +52,9 @@ from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
     CannotConvert,
     Tshark,
+    capinfos_fields,
     check_capture,
     find_streams_argv,
-    operand,
     packets_argv,
     raw_conversion,
     run_tshark,
@@ -553,16 +552,8 @@ def _set_packets(tshark: Tshark, files: Sequence[tuple[Path, str]], run: _Run,
 def _capinfos(tshark: Tshark, path: Path, result: CaptureResult) -> None:
     """Packet count, first and last time and link type of the whole capture, for the ek
     engine (which sees only DICOM streams): Wireshark's capinfos reads them."""
-    if tshark.capinfos is None:
-        return
-    try:
-        out = subprocess.run([tshark.capinfos, "-T", "-r", "-c", "-a", "-e", "-E", "-S",
-                              operand(path)],
-                             capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return
-    fields = out.stdout.strip().split("\t")
-    if len(fields) >= 5:
+    fields = capinfos_fields(tshark, path, "-c", "-a", "-e", "-E", "-S")
+    if fields is not None and len(fields) >= 5:
         result.link_type = fields[1] or None
         result.records = int(fields[2]) if fields[2].isdigit() else None
         try:

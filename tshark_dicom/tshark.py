@@ -307,12 +307,14 @@ def stream_set_expression(streams: Iterable[int]) -> str:
     return "tcp.stream in {" + ",".join(parts) + "}"
 
 
-def raw_argv(tshark: Tshark, capture: Path) -> list[str]:
+def raw_argv(tshark: Tshark, capture: Path, encapsulation: str | None = None) -> list[str]:
     """The raw engine: the capture, whatever its format or compression, as a nanosecond
     pcap stream on stdout. No dissection, so no preferences or filters apply: editcap
-    (Wireshark's converter, the same reader) where it is installed, else tshark."""
+    (Wireshark's converter, the same reader) where it is installed, else tshark.
+    ``encapsulation``: the link type editcap gives every packet (``-T``; editcap only)."""
     if tshark.editcap is not None:
-        return [tshark.editcap, "-F", "nsecpcap", operand(capture), "-"]
+        relabel = ["-T", encapsulation] if encapsulation is not None else []
+        return [tshark.editcap, *relabel, "-F", "nsecpcap", operand(capture), "-"]
     return [tshark.path, "-n", "-r", str(capture), "-w", "-", "-F", "nsecpcap"]
 
 
@@ -530,20 +532,29 @@ def has_embedded_secrets(path: Path) -> bool:
     return False
 
 
-def file_encapsulation(tshark: Tshark, capture: Path) -> str | None:
-    """The link type of every packet of a capture, by Wireshark's name for it (``ether``,
-    ``rawip``...), as capinfos, beside tshark, reads it from the whole file (``capinfos -T
-    -r -E``: the name after the file's, a tab between): None where capinfos is not there,
-    names none, or names ``per-packet`` (packets of two link types or more)."""
+def capinfos_fields(tshark: Tshark, capture: Path, *flags: str) -> list[str] | None:
+    """What capinfos, beside tshark, says of the whole capture: its one line of ``-T -r``
+    output (the file's name, then the fields ``flags`` ask for, tab-separated), split at the
+    tabs; None where capinfos is not there or does not run. Its exit code is not looked
+    at: for a capture cut short it is 1, and the fields are still there."""
     if tshark.capinfos is None:
         return None
     try:
-        out = subprocess.run([tshark.capinfos, "-T", "-r", "-E", operand(capture)],
-                             stdin=subprocess.DEVNULL, capture_output=True, check=False).stdout
-    except OSError:
+        out = subprocess.run([tshark.capinfos, "-T", "-r", *flags, operand(capture)],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             errors="replace", timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError):
         return None
-    # its exit code is not looked at: a capture cut short is 1, its link type still named
-    name = out.decode("utf-8", "replace").rstrip("\r\n").rpartition("\t")[2]
+    return out.stdout.strip().split("\t")
+
+
+def file_encapsulation(tshark: Tshark, capture: Path) -> str | None:
+    """The link type of every packet of a capture, by Wireshark's name for it (``ether``,
+    ``rawip``...), as capinfos reads it from the whole file (`capinfos_fields`, ``-E``):
+    None where capinfos is not there, names none, or names ``per-packet`` (packets of two
+    link types or more)."""
+    fields = capinfos_fields(tshark, capture, "-E")
+    name = fields[-1] if fields else ""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name) or \
             name in ("per-packet", "unknown", "none"):
         return None
@@ -597,8 +608,7 @@ def raw_conversion(tshark: Tshark, capture: Path) -> Iterator[tuple[IO[bytes], T
             (encapsulation := file_encapsulation(tshark, capture)) is not None:
         log.debug("%s: its decryption secrets come before its interface; converting it "
                   "with its link type, %s, given to editcap", capture, encapsulation)
-        with run_tshark([tshark.editcap, "-T", encapsulation, "-F", "nsecpcap",
-                         operand(capture), "-"], capture) as (out, run):
+        with run_tshark(raw_argv(tshark, capture, encapsulation), capture) as (out, run):
             yield out, run
         return
     feed, argv = secrets_first_argv(tshark, capture)

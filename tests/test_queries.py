@@ -24,7 +24,8 @@ QR = [t for t in truth_files() if "qr" in json.loads(t.read_text())]
 QR_IDS = [t.name.removesuffix(".truth.json") for t in QR]
 OTHERS = [t for t in truth_files() if t not in QR]
 #: Query/retrieve findings in fixtures made for other issues, planted there.
-PLANTED_ELSEWHERE = {"find_move": {"query-no-match"}}  # PatientID=NO-SUCH-PATIENT
+PLANTED_ELSEWHERE = {"find_move": {"query-no-match"},  # PatientID=NO-SUCH-PATIENT
+                     "c_get_cancel": {"query-cancelled"}}  # its C-FIND, cancelled
 
 
 def _truth(path: Path) -> dict[str, Any]:
@@ -241,6 +242,77 @@ def test_c_cancel_points_at_the_request_it_cancels(analysed: Any) -> None:
     ops = report.operations
     find = ops[ops.command == "C-FIND"].iloc[0]
     assert find.cancel_index == cancel.msg_index and find.status_hex == "0xFE00"
+
+
+def test_a_cancelled_retrieve_says_what_the_destination_did_not_get(analysed: Any) -> None:
+    """qr_move_cancel: MOVE-SCU sends a C-CANCEL-RQ while dcmqrscp moves the study to a slow
+    destination; dcmqrscp stops with 0xFE00. The finding points at the C-CANCEL-RQ and says
+    how many objects the destination did not get (the counts of the final response, as the
+    peers saw them)."""
+    from .conftest import CAPTURES
+
+    truth = _truth(CAPTURES / "qr_move_cancel.truth.json")["qr"]["operations"]
+    move = next(o for o in truth if o["command"] == "C-MOVE")
+    report, _ = analysed(CAPTURES / "qr_move_cancel.pcapng")
+    f = report.findings[report.findings.code == "retrieve-cancelled"]
+    assert len(f) == 1 and f.severity.iloc[0] == "warning"
+    m = report.messages
+    cancel = m[m.command == "C-CANCEL-RQ"].iloc[0]
+    assert f.msg_index.iloc[0] == cancel.msg_index and f.frame.iloc[0] == cancel.first_frame
+    text = str(f.summary.iloc[0])
+    assert text.startswith("MOVE-SCU cancelled its C-MOVE (STUDY level, StudyInstanceUID=")
+    assert (f"QR-ARCHIVE stopped (0xFE00) with {move['completed']} completed, {move['failed']} "
+            f"failed, {move['warning']} warning: SLOW-DEST did not get the {move['remaining']} "
+            "objects still to send") in text
+    assert "a timeout, or its user" in text and "limit on results" not in text
+
+
+def test_a_cancelled_query_says_the_list_is_not_whole(analysed: Any) -> None:
+    """c_get_cancel's C-FIND: cancelled after its first match, answered 0xFE00: a note."""
+    from .conftest import CAPTURES
+
+    report, _ = analysed(CAPTURES / "c_get_cancel.pcapng")
+    f = report.findings[report.findings.code == "query-cancelled"]
+    assert len(f) == 1 and f.severity.iloc[0] == "note"
+    text = str(f.summary.iloc[0])
+    assert text.startswith("GET-SCU cancelled its C-FIND (STUDY level) to QR-GET-SCP ")
+    assert "QR-GET-SCP stopped (0xFE00) after 1 match: GET-SCU has only that one" in text
+
+
+def _op(status: int | None, category: str | None, cancel: int | None, final: int | None) -> Any:
+    from tshark_dicom.timing import OperationRecord
+
+    op = OperationRecord(op_index=0, command="C-FIND", scu="requestor", scp="acceptor",
+                         message_id=1, request_index=0, sop_class_uid=None,
+                         sop_instance_uid=None, move_destination=None, first_frame=4,
+                         last_frame=9, request_first_ns=0, request_complete_ns=1_000_000,
+                         request_bytes=100, final_response_index=final, status=status,
+                         status_category=category, pending_responses=2)
+    if cancel is not None:
+        op.cancel_index, op.cancel_ns, op.cancel_frame = cancel, 51_000_000, 8
+    return op
+
+
+def test_only_a_cancel_that_stopped_the_operation_is_a_finding() -> None:
+    """The rule's decisions: a C-CANCEL-RQ after the final response (dcmqrscp had sent every
+    match before it came), or one the SCP did not act on, is no finding; a Cancel status
+    with no C-CANCEL-RQ in the capture says so."""
+    from types import SimpleNamespace
+
+    from tshark_dicom.findings import QrContext, operation_cancelled
+
+    c = QrContext([SimpleNamespace(calling_ae="FIND-SCU", called_ae="QR-SCP")],  # type: ignore[list-item]
+                  [], [], {})
+    assert operation_cancelled(c, 0, _op(0, "Success", cancel=4, final=3), None) is None
+    assert operation_cancelled(c, 0, _op(0, "Success", cancel=2, final=3), None) is None
+    assert operation_cancelled(c, 0, _op(None, None, cancel=None, final=None), None) is None
+    timely = operation_cancelled(c, 0, _op(0xFE00, "Cancel", cancel=2, final=3), None)
+    assert timely is not None and (timely.msg_index, timely.frame) == (2, 8)
+    assert timely.summary.startswith("FIND-SCU cancelled its C-FIND to QR-SCP 50 ms after")
+    assert "after 2 matches: FIND-SCU has only those" in timely.summary
+    unprompted = operation_cancelled(c, 0, _op(0xFE00, "Cancel", cancel=None, final=3), None)
+    assert unprompted is not None and (unprompted.msg_index, unprompted.frame) == (3, 4)
+    assert "the capture holds no C-CANCEL-RQ from FIND-SCU" in unprompted.summary
 
 
 def test_a_late_callback_to_the_c_moves_own_scu_is_explained_as_such(analysed: Any) -> None:

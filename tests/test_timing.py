@@ -33,6 +33,8 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "concurrent": {"scu-idle", "nagle-stall"},  # planted: gap=0.25 s between A's stores
     "n_services": {"scu-idle", "nagle-stall"},  # planted: the SCP waits before N-EVENT-REPORT
     "qr_move_concurrent": {"scu-idle"},  # planted: the Q/R SCP waits 120 ms per sub-operation
+    # planted: the destination takes 1 s over each C-STORE, and the SCU cancels the C-MOVE
+    "qr_move_cancel": {"slow-scp-response"},
     # the peer: movescu, its own C-MOVE destination, answers the callback about 1 s late
     "qr_move_to_self": {"slow-association-setup"},
     # planted: the destination waits 250 ms before answering each of 7 callbacks

@@ -25,6 +25,7 @@ from .findings import (
     QrContext,
     TimingContext,
     dicom_port,
+    operation_cancelled,
     qr_findings,
     query_findings,
     timing_findings,
@@ -302,14 +303,15 @@ class _Run:
         context = TimingContext(assoc, ops, timing, evidence)
         assoc.findings.extend(timing_findings(context))
         self.tally.add(assoc.stream, context)
-        if ledger.queries:
+        if ledger.queries:  # every C-FIND, C-MOVE and C-GET: its query's findings
             alone = QrContext([assoc], [], [], {})
             in_order = iter(ops)
             for q in ledger.queries:
                 op = next(o for o in in_order if o.op_index == q.op_index)
-                finding = query_findings(alone, 0, q, op)
-                if finding is not None:
-                    assoc.findings.append(finding)
+                for finding in (query_findings(alone, 0, q, op),
+                                operation_cancelled(alone, 0, op, q)):
+                    if finding is not None:
+                        assoc.findings.append(finding)
         return FinishedAssociation(assoc, ledger.messages, ledger.objects, ops, timing,
                                    evidence, ledger.queries, ledger.query_keys, label,
                                    self.provisional.get(assoc.stream))

@@ -395,7 +395,8 @@ class PerObjectTally:
 QR_CODES = (
     "move-destination-unknown", "callback-refused", "callback-unanswered", "callback-rejected",
     "callback-missing", "suboperations-failed", "suboperation-counts-mismatch",
-    "get-role-not-negotiated", "query-no-match", "query-failed",
+    "get-role-not-negotiated", "query-no-match", "query-failed", "query-cancelled",
+    "retrieve-cancelled",
 )
 #: Status 0xA801: Refused: Move Destination unknown (PS3.4 C.4.2.1.5).
 MOVE_DESTINATION_UNKNOWN = 0xA801
@@ -684,6 +685,65 @@ def query_findings(c: QrContext, aid: int, q: QueryRecord,
     return FindingRecord(op.request_index, op.first_frame, "warning", "query-no-match", (
         f"the C-FIND from {c.scu(aid, op)} to {c.scp(aid, op)} ({what}, {keys}) "
         f"matched nothing; likely reason: {q.diagnosis} ({q.diagnosis_detail})"))
+
+
+#: the DIMSE services a C-CANCEL-RQ applies to (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3)
+CANCELLABLE = ("C-FIND", "C-MOVE", "C-GET")
+
+
+def operation_cancelled(c: QrContext, aid: int, op: OperationRecord,
+                        q: QueryRecord | None) -> FindingRecord | None:
+    """query-cancelled (a note) / retrieve-cancelled (a warning): a C-FIND, C-MOVE or
+    C-GET that its SCP ended with status Cancel (0xFE00), most often because the SCU sent a
+    C-CANCEL-RQ while it ran. The SCU's list of matches, or the objects at the destination,
+    are then only part of the answer. A C-CANCEL-RQ that comes after the final response (too
+    late to stop anything), or one the SCP did not act on, says nothing here."""
+    if op.command not in CANCELLABLE or op.status_category != "Cancel":
+        return None
+    scu, scp = c.scu(aid, op), c.scp(aid, op)
+    what = _query_words(q)
+    index: int | None
+    frame: int | None
+    if op.cancel_index is not None and op.cancel_ns is not None:
+        after = (op.cancel_ns - op.request_complete_ns) / 1e6
+        how = (f"{scu} cancelled its {op.command}{what} to {scp} {_n(max(after, 0.0))} after "
+               f"sending it (C-CANCEL-RQ), and {scp} stopped")
+        why = (f"a C-CANCEL comes from {scu} itself: "
+               + ("a limit on results, a timeout, or its user" if op.command == "C-FIND"
+                  else "a timeout, or its user"))
+        index, frame = op.cancel_index, op.cancel_frame
+    else:
+        how = (f"{scp} ended the {op.command}{what} from {scu} with Cancel, though the "
+               f"capture holds no C-CANCEL-RQ from {scu} for it")
+        why = f"{scp}'s log says why it stopped"
+        index, frame = op.final_response_index, op.first_frame
+    if op.command == "C-FIND":
+        matches = op.pending_responses  # each pending C-FIND-RSP carries one match
+        return FindingRecord(index, frame, "note", "query-cancelled", (
+            f"{how} (0xFE00) after {matches} match{'es' if matches != 1 else ''}: {scu} has "
+            + ("only that one" if matches == 1 else "none" if not matches else "only those")
+            + f", not every record that matches; {why}"))
+    done = ", ".join(f"{n} {k}" for k, n in (("completed", op.completed),
+                                              ("failed", op.failed), ("warning", op.warning))
+                     if n is not None)
+    dest = op.move_destination if op.command == "C-MOVE" else scu
+    if op.remaining:
+        missing = (f"{dest} did not get the {op.remaining} object"
+                   f"{'s' if op.remaining != 1 else ''} still to send")
+    else:
+        missing = f"{dest} may not have every object asked for"
+    return FindingRecord(index, frame, "warning", "retrieve-cancelled", (
+        f"{how} (0xFE00)" + (f" with {done}" if done else "") + f": {missing}; {why}; "
+        f"retrieve again what is missing"))
+
+
+def _query_words(q: QueryRecord | None) -> str:
+    """`` (STUDY level, StudyInstanceUID=...)``: a query's level and matching keys."""
+    if q is None:
+        return ""
+    level = f"{q.query_level} level" if q.query_level else q.information_model
+    parts = [p for p in (level, ", ".join(q.matching_keys)) if p]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 MOVE_RULES: tuple[Callable[[QrContext, MoveLinks], FindingRecord | None], ...] = (

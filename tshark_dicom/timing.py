@@ -78,6 +78,9 @@ class OperationRecord:
     responses: int = 0
     pending_responses: int = 0
     cancel_index: int | None = None
+    #: when the C-CANCEL-RQ started, and its first frame (findings.operation_cancelled)
+    cancel_ns: int | None = None
+    cancel_frame: int | None = None
     status: int | None = None
     status_category: str | None = None
     status_text: str | None = None
@@ -270,7 +273,9 @@ def _attach(op: OperationRecord, m: MessageRecord) -> None:
     cmd = m.cmd
     assert cmd is not None
     if cmd.is_request:  # C-CANCEL-RQ
-        op.cancel_index = m.msg_index if op.cancel_index is None else op.cancel_index
+        if op.cancel_index is None:
+            op.cancel_index, op.cancel_ns, op.cancel_frame = (m.msg_index, m.started_ns,
+                                                              m.first_frame)
         op.last_frame = max(op.last_frame, m.last_frame)
         return
     if op.final_response_index is not None:

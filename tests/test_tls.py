@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -217,6 +218,50 @@ def test_failed_handshake_is_an_error_finding(analysed: Any) -> None:
     assert "tls-keys-needed" not in set(report.findings["code"])
     text = report.diagnose()
     assert "TLS 1.2, not decrypted" in text and "tls-handshake-failed" in text
+
+
+def test_tls_on_one_side_only_is_a_tls_mismatch(analysed: Any) -> None:
+    """tls_mismatch: two SCUs in clear against TLS SCPs (pynetdicom on 2762, dcmtk storescp
+    +tls on another port), and two SCUs with TLS against SCPs in clear (dcmtk storescp
+    resets, pynetdicom answers with an A-ABORT). Each connection is one row with the finding
+    that says which side wanted TLS; nothing is left in a tls-not-decrypted note."""
+    truth = _truth("tls_mismatch")
+    report, _ = _report(analysed, "tls_mismatch", keys=False)
+    assocs = report.associations.set_index("acceptor_port")
+    findings = report.findings
+    assert "tls-not-decrypted" not in set(findings["code"])
+    for case in truth["tls"]["mismatch"]:
+        port = case["port"]
+        row = assocs.loc[port]
+        mine = findings[findings.assoc_id == row["assoc_id"]]
+        codes = set(mine["code"])
+        text = " ".join(mine["summary"])
+        if case["tls_side"] == "acceptor":  # an A-ASSOCIATE-RQ in clear, answered by a reset
+            assert row["result"] == "no-response" and row["calling_ae"] == "CLEAR-SCU"
+            if port == DICOM_TLS_PORT:
+                assert codes == {"tls-mismatch"}
+                assert (f"CLEAR-SCU sent its A-ASSOCIATE-RQ in clear to TLS-SCP at "
+                        f"127.0.0.1:{port}, a DICOM TLS port, and TLS-SCP closed the "
+                        "connection (RST) without a byte") in text
+            else:  # not known as a TLS port: the reset is one of two possible reasons
+                assert codes == {"association-no-response"}
+                assert "an SCP that expects TLS on this port does that" in text
+        else:  # a ClientHello to an SCP in clear
+            assert row["tls"] and not row["tls_decrypted"] and row["result"] == "unknown"
+            assert codes == {"tls-mismatch"}
+            assert "started TLS (a ClientHello, frame " in text
+            if case["answer"] == "reset":
+                assert "closed the connection (RST) without a ServerHello or a TLS alert" in text
+            else:
+                assert re.search(r"answered with \d+ bytes that are not TLS, and no "
+                                 r"ServerHello", text)
+    # the port storescp +tls listens on, named as a TLS port: the same reset is a mismatch
+    other = next(c["port"] for c in truth["tls"]["mismatch"]
+                 if c["tls_side"] == "acceptor" and c["port"] != DICOM_TLS_PORT)
+    hinted = tshark_dicom.analyze(CAPTURES / "tls_mismatch.pcapng", tls_ports=[other])
+    row = hinted.associations.set_index("acceptor_port").loc[other]
+    f = hinted.findings[hinted.findings.assoc_id == row["assoc_id"]]
+    assert set(f["code"]) == {"tls-mismatch"}
 
 
 def test_ek_engine_decrypts_the_same(analysed: Any) -> None:

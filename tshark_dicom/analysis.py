@@ -48,7 +48,7 @@ from .spill import Spill
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .timing import AssociationTiming, OperationRecord, association_timing
-from .tls import TlsOptions, looks_like_tls
+from .tls import DICOM_TLS_PORT, TlsOptions, looks_like_tls
 from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
     CannotConvert,
@@ -153,7 +153,8 @@ class _Run:
 
     def __init__(self, result: CaptureResult, ports: frozenset[int], objects_dir: Path | None,
                  provisional: dict[int, int], decide: bool,
-                 on_association: AssociationFn | None, keep_all: bool) -> None:
+                 on_association: AssociationFn | None, keep_all: bool,
+                 tls_ports: frozenset[int] = frozenset({DICOM_TLS_PORT})) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
@@ -161,6 +162,7 @@ class _Run:
         self.decide = decide  # raw engine: drop streams that turn out not to be DICOM
         self.on_association = on_association
         self.keep_all = keep_all  # --cross-check compares every association at the end
+        self.tls_ports = tls_ports  # DICOM TLS ports: an A-ASSOCIATE-RQ in clear there fails
         self.assocs: dict[int, Association] = {}
         self.conns: dict[int, TcpConnection] = {}
         self.done: set[int] = set()  # streams finished, or not DICOM: their packets skipped
@@ -184,6 +186,7 @@ class _Run:
         self.labels: dict[int, str] = {}  # open stream -> file of its first packet (a set)
         #: streams that open with a TLS ClientHello: tcp.stream -> the server's endpoint
         self.tls_seen: dict[int, tuple[str, int]] = {}
+        self.tls_clients: dict[int, str] = {}  # ... and the client's address (raw engine)
 
     def dataset_sink(self, *, stream: int, msg_index: int, command: str,
                      sop_class_uid: str | None, sop_instance_uid: str | None,
@@ -214,7 +217,8 @@ class _Run:
     def open(self, pkt: Packet) -> TcpConnection:
         stream = pkt.stream
         assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
-                            guess_transfer_syntax=infer_transfer_syntax)
+                            guess_transfer_syntax=infer_transfer_syntax,
+                            tls_ports=self.tls_ports)
         self.assocs[stream] = assoc
         assoc.on_settle = self._settled
         conn = self.conns[stream] = TcpConnection(stream, assoc.sink_for, TcpObserver())
@@ -232,6 +236,7 @@ class _Run:
             return False
         if looks_like_tls(pkt.payload):
             self.tls_seen[stream] = (pkt.dst, pkt.dport)
+            self.tls_clients[stream] = pkt.src
         self.done.add(stream)
         del self.conns[stream], self.assocs[stream]
         self.ledgers.pop(stream, None)
@@ -455,7 +460,8 @@ def analyze_capture(
     run: _Run | None = None
     if engine in ("auto", "raw"):
         run = _Run(result, portset, objects_dir, {}, decide=True,
-                   on_association=on_association, keep_all=cross_check)
+                   on_association=on_association, keep_all=cross_check,
+                   tls_ports=(tls or TlsOptions()).dicom_ports)
         try:
             if more:
                 run.consume(_set_packets(tshark, [(path, label), *more], run, result),
@@ -491,7 +497,8 @@ def analyze_capture(
         _capinfos(tshark, path, result)
         run = _Run(result, portset, objects_dir,
                    {stream: i for i, stream in enumerate(candidates)}, decide=False,
-                   on_association=on_association, keep_all=cross_check)
+                   on_association=on_association, keep_all=cross_check,
+                   tls_ports=(tls or TlsOptions()).dicom_ports)
         if candidates:
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
@@ -502,7 +509,8 @@ def analyze_capture(
     with_tls(tshark, path, label, tls or TlsOptions(), run.tls_seen, set_of_files=bool(more),
              ports=portset, dataset_sink=run.dataset_sink,
              guess_transfer_syntax=infer_transfer_syntax, associations=decrypted,
-             evidence=decrypted_evidence, findings=tls_findings)
+             evidence=decrypted_evidence, findings=tls_findings,
+             clients=run.tls_clients, clear_hosts=run.hosts, clear_dicom=bool(run.streams))
     result.findings.extend((None, f) for f in tls_findings)
     for stream in sorted(decrypted):
         run.accept(decrypted[stream], decrypted_evidence.get(stream), None)

@@ -35,6 +35,7 @@ from .pdu import (
     ae_title_problem,
 )
 from .streams import StreamSink
+from .tls import DICOM_TLS_PORT
 
 REQUESTOR, ACCEPTOR = "requestor", "acceptor"
 
@@ -328,9 +329,12 @@ class Association:
 
     def __init__(self, stream: int, *, ports: frozenset[int],
                  dataset_sink: DatasetSinkFactory,
-                 guess_transfer_syntax: TransferSyntaxGuesser) -> None:
+                 guess_transfer_syntax: TransferSyntaxGuesser,
+                 tls_ports: frozenset[int] = frozenset({DICOM_TLS_PORT})) -> None:
         self.stream = stream
         self.ports = ports
+        #: DICOM TLS ports (2762, --tls-port): an SCP there expects TLS (`finish`)
+        self.tls_ports = tls_ports
         self._dataset_sink = dataset_sink
         self._guess_ts = guess_transfer_syntax
         self.directions: dict[tuple[str, int], _Direction] = {}
@@ -919,6 +923,37 @@ class Association:
         self.finding("error", "malformed-pdu", f"{d.role}: {text}", frame)
 
     # -- end ----------------------------------------------------------------------------
+    def _no_response(self, why: str) -> None:
+        """association-no-response; or tls-mismatch where the request went in clear to a
+        DICOM TLS port and the acceptor closed without a byte. An acceptor that closes so
+        elsewhere gets the same hint, as one possible reason of two."""
+        called = self.called_ae or "the acceptor"
+        calling = self.calling_ae or "the requestor"
+        acc = self.directions.get(self.acceptor) if self.acceptor is not None else None
+        closed = (acc is not None and acc.parser.nbytes == 0
+                  and acc.ended_how in ("fin", "rst"))
+        hint = ""
+        if closed and acc is not None:
+            how = (acc.ended_how or "").upper()
+            host, port = acc.endpoint
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if port in self.tls_ports:
+                self.finding(
+                    "error", "tls-mismatch",
+                    f"{calling} sent its A-ASSOCIATE-RQ in clear to {called} at {where}, a "
+                    f"DICOM TLS port, and {called} closed the connection ({how}) without a "
+                    f"byte: it expects DICOM over TLS there. Turn TLS on at {calling}, or send "
+                    f"to {called}'s port for DICOM in clear", self.requested_frame)
+                return
+            hint = (f"; it sent nothing and closed the connection ({how}): an SCP that expects "
+                    "TLS on this port does that (it reads the A-ASSOCIATE-RQ as a broken TLS "
+                    f"record), and so does one that will not take connections from {calling}'s "
+                    "address")
+        self.finding(
+            "error", "association-no-response",
+            f"{called} never answered the A-ASSOCIATE-RQ from {calling} ({why}){hint}",
+            self.requested_frame)
+
     def finish(self) -> None:
         """The capture ended: settle the ending and whatever messages are in progress."""
         closed = [d for d in self.directions.values() if d.ended_how in ("fin", "rst")]
@@ -940,10 +975,7 @@ class Association:
         if self.result is None:
             self.result = "no-response" if self.saw_rq else "unknown"
             if self.saw_rq:
-                self.finding(
-                    "error", "association-no-response",
-                    f"{self.called_ae or 'the acceptor'} never answered the A-ASSOCIATE-RQ from "
-                    f"{self.calling_ae or 'the requestor'} ({why})", self.requested_frame)
+                self._no_response(why)
         lead = self._identity_unconfirmed_finding(ending)
         if ending == "closed" and self.result == "accepted":
             self.finding(

@@ -32,6 +32,7 @@ from .spill import Spill
 from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
 from .timing import STANDOUT_MIN_MS, AssociationTiming, OperationRecord, standout_limit_ms
+from .tls import CLEAR_DICOM_PORTS, DICOM_TLS_PORT
 
 #: small-pdu: a receiver's maximum PDU length under this (bytes) ...
 SMALL_PDU_BYTES = 16_384
@@ -450,7 +451,7 @@ def move_destination_unknown(c: QrContext, ml: MoveLinks) -> FindingRecord | Non
 
 #: Ports registered for DICOM (IANA: dicom 104 and 11112, dicom-iscl 2761, dicom-tls
 #: 2762): a failed connection to one of them is taken for a DICOM one.
-DICOM_PORTS = frozenset({104, 11112, 2761, 2762})
+DICOM_PORTS = frozenset({*CLEAR_DICOM_PORTS, DICOM_TLS_PORT})
 
 
 def dicom_port(port: int, ports: Sequence[int] = ()) -> bool:

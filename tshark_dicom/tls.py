@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: IANA ``dicom-tls`` (PS3.15 B.1): DICOM over TLS.
 DICOM_TLS_PORT = 2762
+#: IANA ports for DICOM in clear: ``dicom`` 104 and 11112, ``dicom-iscl`` 2761.
+CLEAR_DICOM_PORTS = frozenset({104, 11112, 2761})
 
 #: Key log labels (NSS key log format; TLS 1.2 ``CLIENT_RANDOM``, TLS 1.3 traffic secrets).
 KEYLOG_LABELS = (b"CLIENT_RANDOM", b"CLIENT_HANDSHAKE_TRAFFIC_SECRET",
@@ -171,8 +173,10 @@ _COLUMNS = '"tdcs","%Cus:tls.handshake.ciphersuite:0:R"'
 
 
 def tls_argv(tshark: Tshark, capture: Path, keylogs: Sequence[Path],
-             streams: Iterable[int] | None, ports: Iterable[int] = ()) -> list[str]:
-    """One pass: the TLS streams' packets as fields, then a follow block per stream.
+             streams: Iterable[int] | None, ports: Iterable[int] = (),
+             follow: Iterable[int] | None = None) -> list[str]:
+    """One pass: the TLS streams' packets as fields, then a follow block per stream
+    (``follow``: only for these of them; the others' handshakes alone are wanted).
     ``keylogs``: at most one file (see `keylog_file`); ``ports``: decoded as TLS even where
     tshark's heuristics would not (``-d tcp.port==N,tls``). ``streams=None``: all TLS."""
     argv = [tshark.path, "-n", "-r", str(capture), "--disable-protocol", "dicom",
@@ -190,7 +194,7 @@ def tls_argv(tshark: Tshark, capture: Path, keylogs: Sequence[Path],
              "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in TLS_FIELDS:
         argv += ["-e", f]
-    for stream in chosen or ():
+    for stream in sorted(set(follow)) if follow is not None else chosen or ():
         argv += ["-z", f"follow,tls,yaml,{stream}"]
     return argv
 
@@ -235,6 +239,10 @@ class TlsFacts:
     alerts: list[Alert] = field(default_factory=list)
     #: the decrypted bytes per sender endpoint (filled while the follow block is read)
     decrypted_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: TCP payload bytes per sender endpoint, and the senders of at least one TLS record:
+    #: a server that answers a ClientHello with bytes but no record does not speak TLS
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)
+    record_senders: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def version_text(self) -> str | None:
@@ -319,6 +327,12 @@ def _packet(cols: list[bytes], facts: dict[int, TlsFacts]) -> Packet:
         int(cols[_LEN].split(b",")[0]), int(cols[_FLAGS].split(b",")[0], 16), b"",
         int(cols[_WIN].split(b",")[0] or -1),
         int(cols[_WSCALE].split(b",")[0]) if cols[_WSCALE] else -1)
+    if pkt.tcp_len:
+        f = facts.get(stream) or facts.setdefault(stream, TlsFacts(stream))
+        sender = (src, sport)
+        f.sent[sender] = f.sent.get(sender, 0) + pkt.tcp_len
+        if cols[_CONTENT]:
+            f.record_senders.add(sender)
     if cols[_HS_TYPE] or cols[_ALERT_DESC] or cols[_CONTENT]:
         _handshake(cols, pkt, facts.setdefault(stream, TlsFacts(stream)))
     return pkt
@@ -545,7 +559,7 @@ def certificate_subject(der: bytes) -> str:
     return ",".join(reversed(rdns))
 
 
-__all__ = ["ALERTS", "DICOM_TLS_PORT", "Chunk", "FollowBlock", "TlsFacts", "TlsOptions",
-           "TlsPacket", "certificate_subject", "check_tls_options", "find_tls_argv",
+__all__ = ["ALERTS", "CLEAR_DICOM_PORTS", "DICOM_TLS_PORT", "Chunk", "FollowBlock", "TlsFacts",
+           "TlsOptions", "TlsPacket", "certificate_subject", "check_tls_options", "find_tls_argv",
            "has_embedded_secrets", "keylog_file", "looks_like_tls", "read_tls_output",
            "tls_argv"]

@@ -10,16 +10,18 @@ tshark's decrypted chunks, each with the frame that completed its TLS record.
 
 Findings: ``tls-handshake-failed`` (error: a fatal alert, or no ServerHello, before any
 application data: an untrusted or expired certificate is a common reason an association
-never starts), ``tls-alert`` (warning: a fatal alert later), ``tls-keys-needed`` (note: the
-connection is encrypted and no key for it was given), ``capture-gap`` (warning: TCP bytes
-missing from an encrypted stream; tshark cannot decrypt past a missing record) and, for the
-capture, ``tls-not-decrypted`` (note: TLS connections on other ports, without keys).
+never starts), ``tls-mismatch`` (error: the server answered the ClientHello with bytes that
+are not TLS, or closed without a word: it takes DICOM in clear there), ``tls-alert``
+(warning: a fatal alert later), ``tls-keys-needed`` (note: the connection is encrypted and
+no key for it was given), ``capture-gap`` (warning: TCP bytes missing from an encrypted
+stream; tshark cannot decrypt past a missing record) and, for the capture,
+``tls-not-decrypted`` (note: TLS connections on other ports, without keys).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Collection, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from .packets import Packet
 from .streams import StreamSink, TcpConnection
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .tls import (
+    CLEAR_DICOM_PORTS,
     Chunk,
     FollowBlock,
     TlsFacts,
@@ -147,9 +150,14 @@ def with_tls(tshark: Tshark, capture: Path, label: str, options: TlsOptions,
              dataset_sink: DatasetSinkFactory, guess_transfer_syntax: TransferSyntaxGuesser,
              associations: MutableMapping[int, Association],
              evidence: MutableMapping[int, ConnectionEvidence],
-             findings: list[FindingRecord]) -> None:
+             findings: list[FindingRecord],
+             clients: Mapping[int, str] | None = None, clear_hosts: Collection[str] = (),
+             clear_dicom: bool = True) -> None:
     """The capture's TLS streams (``seen``), decrypted and analysed, added to the clear
-    streams' associations and evidence (by tcp.stream); capture findings to ``findings``."""
+    streams' associations and evidence (by tcp.stream); capture findings to ``findings``.
+    ``clients``: the client address of TLS streams (where known); ``clear_hosts``: the
+    addresses that took part in DICOM in clear in this capture;
+    ``clear_dicom``: whether it had any DICOM in clear (`decrypt`: which handshakes to read)."""
     if not seen:
         return
     if set_of_files:
@@ -160,7 +168,8 @@ def with_tls(tshark: Tshark, capture: Path, label: str, options: TlsOptions,
             "files first (mergecap -a) and analyse the result"))
         return
     out = decrypt(tshark, capture, label, options, seen, ports=ports,
-                  dataset_sink=dataset_sink, guess_transfer_syntax=guess_transfer_syntax)
+                  dataset_sink=dataset_sink, guess_transfer_syntax=guess_transfer_syntax,
+                  clients=clients, clear_hosts=clear_hosts, clear_dicom=clear_dicom)
     associations.update(out.associations)
     evidence.update(out.evidence)
     findings.extend(out.findings)
@@ -184,32 +193,62 @@ def tls_streams_ek(tshark: Tshark, capture: Path, options: TlsOptions
 
 def decrypt(tshark: Tshark, capture: Path, label: str, options: TlsOptions,
             seen: dict[int, tuple[str, int]], *, ports: frozenset[int],
-            dataset_sink: DatasetSinkFactory, guess_transfer_syntax: TransferSyntaxGuesser
-            ) -> TlsOutcome:
+            dataset_sink: DatasetSinkFactory, guess_transfer_syntax: TransferSyntaxGuesser,
+            clients: Mapping[int, str] | None = None, clear_hosts: Collection[str] = (),
+            clear_dicom: bool = True) -> TlsOutcome:
     """The TLS streams of a capture (``seen``: tcp.stream -> the server's endpoint) as
     associations. With keys (``options.keylogs`` or secrets embedded in the capture) every
     TLS stream is decrypted and kept if it carries DICOM; without, only those on a DICOM
-    TLS port (2762, ``options.ports``) are looked at, as rows of their handshake."""
+    TLS port (2762, ``options.ports``) are looked at, as rows of their handshake.
+
+    Besides, the handshakes (not the data) of TLS streams to where DICOM in clear is
+    expected (`_clear_side`) are read: a server there that answers a ClientHello with no
+    ServerHello is a TLS mismatch, and becomes a row with its finding."""
     out = TlsOutcome()
     dicom_ports = options.dicom_ports
     have_keys = bool(options.keylogs) or has_embedded_secrets(capture)
     chosen = sorted(s for s, server in seen.items() if have_keys or server[1] in dicom_ports)
-    others = sorted({server[1] for s, server in seen.items() if s not in chosen})
+    picked = set(chosen)
+    clients = clients or {}
+    clear_side = {s for s, server in seen.items() if s not in picked and _clear_side(
+        server, clients.get(s), clear_hosts, clear_dicom, ports)}
+    if chosen or clear_side:
+        _pass(tshark, capture, options, seen, chosen, clear_side, out, ports, dataset_sink,
+              guess_transfer_syntax, dicom_ports, have_keys)
+    # those not decrypted nor shown as a row (a clear-side stream whose handshake went on)
+    others = [s for s in seen if s not in picked and s not in out.associations]
     if others:
-        n = len(seen) - len(chosen)
         out.findings.append(FindingRecord(
             None, None, "note", "tls-not-decrypted",
-            f"{n} TLS connection(s) in {label} to port(s) {', '.join(map(str, others))} were "
-            "not analysed: without session keys only TLS on DICOM TLS ports (2762, "
-            "--tls-port) is shown; give the peers' key log with --tls-keylog to decrypt them"))
-    if not chosen:
-        return out
+            f"{len(others)} TLS connection(s) in {label} to port(s) "
+            f"{', '.join(map(str, sorted({seen[s][1] for s in others})))} were not analysed: "
+            "without session keys only TLS on DICOM TLS ports (2762, --tls-port) is shown; "
+            "give the peers' key log with --tls-keylog to decrypt them"))
+    return out
+
+
+def _clear_side(server: tuple[str, int], client: str | None, clear_hosts: Collection[str],
+                clear_dicom: bool, ports: frozenset[int]) -> bool:
+    """Whether a TLS connection is one where DICOM in clear may have been expected: to a
+    port registered for DICOM in clear or a --port, or between hosts of which one took part
+    in DICOM in clear in the capture; or any, when the capture holds no DICOM in clear (a
+    capture of the failing attempts alone)."""
+    return (not clear_dicom or server[1] in CLEAR_DICOM_PORTS or server[1] in ports
+            or server[0] in clear_hosts or client in clear_hosts)
+
+
+def _pass(tshark: Tshark, capture: Path, options: TlsOptions, seen: dict[int, tuple[str, int]],
+          chosen: list[int], clear_side: set[int], out: TlsOutcome, ports: frozenset[int],
+          dataset_sink: DatasetSinkFactory, guess_transfer_syntax: TransferSyntaxGuesser,
+          dicom_ports: frozenset[int], have_keys: bool) -> None:
+    """The TLS pass over ``chosen`` (decrypted where keys allow) and ``clear_side`` (their
+    handshakes only), its associations and findings into ``out``."""
     conns: dict[int, _Conn] = {}
     facts: dict[int, TlsFacts] = {}
     built: set[int] = set()
     with keylog_file(options.keylogs) as keys, run_tshark(
-            tls_argv(tshark, capture, [keys] if keys else [], chosen, options.ports),
-            capture) as (stdout, _):
+            tls_argv(tshark, capture, [keys] if keys else [], [*chosen, *clear_side],
+                     options.ports, follow=chosen), capture) as (stdout, _):
         packets_done = False
         for item in read_tls_output(stdout, facts):
             if isinstance(item, TlsPacket):
@@ -223,16 +262,18 @@ def decrypt(tshark: Tshark, capture: Path, label: str, options: TlsOptions,
                 for conn in conns.values():
                     conn.tcp.finish()
                 packets_done = True
-            _block(item, conns, facts, built, out, ports, dataset_sink, guess_transfer_syntax,
-                   seen, dicom_ports, have_keys)
+            # only the chosen streams have follow blocks: the others are not candidates
+            candidates = conns if not clear_side else {
+                s: c for s, c in conns.items() if s not in clear_side}
+            _block(item, candidates, facts, built, out, ports, dataset_sink,
+                   guess_transfer_syntax, seen, dicom_ports, have_keys)
     for stream, conn in conns.items():
         if not packets_done:
             conn.tcp.finish()
         if stream not in built:
             _build(stream, conn, facts.setdefault(stream, TlsFacts(stream)), iter(()), None,
                    out, ports, dataset_sink, guess_transfer_syntax, seen, dicom_ports,
-                   have_keys)
-    return out
+                   have_keys, clear_side=stream in clear_side)
 
 
 def _block(block: FollowBlock, conns: dict[int, _Conn], facts: dict[int, TlsFacts],
@@ -273,8 +314,9 @@ def _build(stream: int, conn: _Conn, facts: TlsFacts, chunks: Iterator[Chunk],
            peer0: tuple[str, int] | None, out: TlsOutcome, ports: frozenset[int],
            dataset_sink: DatasetSinkFactory, guess: TransferSyntaxGuesser,
            seen: dict[int, tuple[str, int]], dicom_ports: frozenset[int],
-           have_keys: bool) -> None:
-    """Feed one stream's decrypted chunks to a TlsAssociation and settle it."""
+           have_keys: bool, clear_side: bool = False) -> None:
+    """Feed one stream's decrypted chunks to a TlsAssociation and settle it. A
+    ``clear_side`` stream (`decrypt`) becomes a row only if its handshake failed."""
     tcp = conn.tcp
     ends = {*tcp.halves, (conn.first.src, conn.first.sport), (conn.first.dst, conn.first.dport)}
     server = seen.get(stream)
@@ -304,7 +346,8 @@ def _build(stream: int, conn: _Conn, facts: TlsFacts, chunks: Iterator[Chunk],
         role = assoc.role_of(endpoint)
         assoc.tcp_retransmitted[role] += half.stats.retransmitted_bytes
         assoc.tcp_out_of_order[role] += half.stats.out_of_order
-    assoc.tls_row = not assoc.saw_rq and not facts.decrypted and server[1] in dicom_ports
+    assoc.tls_row = not assoc.saw_rq and not facts.decrypted and (
+        server[1] in dicom_ports or clear_side and facts.version is None)
     assoc.finish()
     if not assoc.is_dicom:
         return
@@ -312,6 +355,26 @@ def _build(stream: int, conn: _Conn, facts: TlsFacts, chunks: Iterator[Chunk],
     out.associations[stream] = assoc
     if isinstance(tcp.observer, TcpObserver):
         out.evidence[stream] = tcp.observer.finish(tcp.last_time_ns)
+
+
+def _not_tls(facts: TlsFacts, conn: _Conn, server: tuple[str, int]) -> str | None:
+    """How a server that sent no ServerHello showed it does not speak TLS, else None:
+    bytes that are no TLS record (a DICOM SCP in clear answers the ClientHello, a PDU of
+    type 0x16 to it, with an A-ABORT), or the connection closed without a word or an
+    alert. A server still silent when the capture ended says nothing either way."""
+    if server in facts.record_senders:
+        return None
+    sent = facts.sent.get(server, 0)
+    if sent:
+        return (f"answered with {sent} bytes that are not TLS, and no ServerHello: it does "
+                "not speak TLS on that port (a DICOM SCP in clear reads the ClientHello as a "
+                "PDU of type 0x16 and answers with an A-ABORT)")
+    end = conn.ends.get(server)
+    if end is None or end.how not in ("fin", "rst"):
+        return None
+    return (f"closed the connection ({end.how.upper()}) without a ServerHello or a TLS alert: "
+            "it most likely does not speak TLS on that port (a DICOM SCP in clear does this: "
+            "dcmtk's storescp logs 'Unrecognized PDU type: 16')")
 
 
 def _where(client: tuple[str, int], server: tuple[str, int], facts: TlsFacts) -> str:
@@ -340,10 +403,19 @@ def _findings(assoc: TlsAssociation, conn: _Conn, client: tuple[str, int],
                           f"the TLS handshake {where} failed, so no association was "
                           f"requested: {what}{cert}", fatal.frame)
     elif facts.version is None and not assoc.saw_rq:
-        assoc.finding("error", "tls-handshake-failed",
-                      f"the TLS handshake {where} never completed: the server sent no "
-                      "ServerHello, so no association was requested",
-                      facts.client_hello_frame or assoc.first_frame)
+        frame = facts.client_hello_frame or assoc.first_frame
+        answer = _not_tls(facts, conn, server)
+        if answer is None:
+            assoc.finding("error", "tls-handshake-failed",
+                          f"the TLS handshake {where} never completed: the server sent no "
+                          "ServerHello, so no association was requested", frame)
+        else:
+            assoc.finding("error", "tls-mismatch",
+                          f"{client[0]}:{client[1]} started TLS (a ClientHello, frame {frame}) "
+                          f"with {server[0]}:{server[1]}, which {answer}; so no association "
+                          "was requested. The SCU uses TLS and the SCP does not: turn TLS off "
+                          "at the SCU, or send to the SCP's TLS port (2762 by convention) if "
+                          "it has one", frame)
     elif not facts.decrypted and not assoc.saw_rq:
         shown = [facts.version_text, facts.cipher_suite,
                  f"server name {facts.server_name}" if facts.server_name else None,

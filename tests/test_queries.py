@@ -265,6 +265,12 @@ def test_a_cancelled_retrieve_says_what_the_destination_did_not_get(analysed: An
             f"failed, {move['warning']} warning: SLOW-DEST did not get the {move['remaining']} "
             "objects still to send") in text
     assert "a timeout, or its user" in text and "limit on results" not in text
+    # the destination's rejected contexts: none needed by what was done, one note, no warnings
+    rejected = report.findings[report.findings.code == "context-rejected"]
+    assert list(rejected.severity) == ["note"]
+    assert str(rejected.summary.iloc[0]).endswith(
+        f"none was needed: the C-MOVE's {move['completed']} sub-operations done before it was "
+        f"cancelled all completed (the {move['remaining']} never started may have needed one)")
 
 
 def test_a_cancelled_query_says_the_list_is_not_whole(analysed: Any) -> None:

@@ -758,15 +758,22 @@ REJECTED_NAMED = 3
 
 
 def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
-    """A C-MOVE that completed every sub-operation: the contexts its destination rejected
-    on the callback were not needed (an archive proposes every storage SOP class it might
-    send, dcmqrscp some 14 retired ones a storage SCP seldom takes). Their warnings, one a
-    context, become one note on the callback that says so; where a sub-operation failed,
-    or on any other association, each rejection stays a warning (a storage SCU may skip a
-    file it has no context for and still release normally)."""
+    """A C-MOVE that completed every sub-operation (or every one it did before it was
+    cancelled): the contexts its destination rejected on the callback were not needed (an
+    archive proposes every storage SOP class it might send, dcmqrscp some 14 retired ones a
+    storage SCP seldom takes). Their warnings, one a context, become one note on the
+    callback that says so; where a sub-operation failed, or on any other association, each
+    rejection stays a warning (a storage SCU may skip a file it has no context for and still
+    release normally)."""
     op = ml.op
-    if op.status_category != "Success" or op.failed != 0 or not op.completed:
+    if op.status_category not in ("Success", "Cancel") or op.failed != 0 or not op.completed:
         return
+    done = (f"{op.completed} sub-operation{'s' if op.completed != 1 else ''} all completed"
+            if op.status_category == "Success" else
+            f"{op.completed} sub-operation{'s' if op.completed != 1 else ''} done before it "
+            f"was cancelled all completed" + (
+                f" (the {op.remaining} never started may have needed one)"
+                if op.remaining else ""))
     for aid in ml.callbacks:
         if aid in ml.uncertain:
             continue
@@ -786,8 +793,7 @@ def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
             f"{cb.called_ae or 'the destination'} rejected {n} of the {len(cb.contexts)} "
             f"presentation contexts {cb.calling_ae or 'the archive'} proposed on the callback "
             f"of the C-MOVE from {c.scu(ml.assoc_id, op)} ({named}); none was needed: the "
-            f"C-MOVE's {op.completed} sub-operation{'s' if op.completed != 1 else ''} all "
-            "completed")))
+            f"C-MOVE's {done}")))
 
 
 def _to_own_scu(callback: Association, mover: Association) -> bool:

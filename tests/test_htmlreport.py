@@ -106,6 +106,17 @@ def test_rejected_contexts_first_and_long_proposals_collapsed() -> None:
     assert "<details class='contexts'>" not in few.to_html()
 
 
+def test_a_tls_row_without_contexts_says_tls_hides_them() -> None:
+    """A TLS connection not decrypted shows no contexts because of TLS, not because the
+    capture started late; a clear one without contexts keeps the usual reason."""
+    tls = report(1, tls=True, tls_decrypted=False).to_html()
+    assert "the connection is TLS that was not decrypted" in tls
+    assert "it starts after the association was set up" not in tls
+    clear = report(1, tls=False, tls_decrypted=False).to_html()
+    assert "it starts after the association was set up" in clear
+    assert "the connection is TLS" not in clear
+
+
 def test_page_written_a_part_at_a_time_is_the_page(tmp_path: Path) -> None:
     rep = report(70, ops_per_assoc=3)  # more than the sections drawn: the "others" list too
     rep.write_html(tmp_path / "r.html", "a title")

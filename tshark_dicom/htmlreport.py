@@ -62,7 +62,7 @@ ASSOC_COLUMNS = [
     "ending", "reject_text", "abort_text", "setup_ms", "duration_ms", "message_count",
     "object_count", "bytes_requestor", "bytes_acceptor", "gap_bytes", "max_pdu_requestor",
     "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor", "rtt_ms",
-    "bottleneck", "bottleneck_detail"]
+    "bottleneck", "bottleneck_detail", "tls", "tls_decrypted"]
 OP_SUMMARY_COLUMNS = ["capture", "assoc_id", "op_index", "command", "status_category",
                       "status_hex", "status_text", "total_ms", "scu_ae", "scp_ae",
                       "bottleneck_detail"]

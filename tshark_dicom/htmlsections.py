@@ -105,8 +105,13 @@ def _roles(r: dict[str, Any]) -> str:
     return esc(", ".join(out))
 
 
-def _negotiation(contexts: list[dict[str, Any]]) -> str:
+def _negotiation(contexts: list[dict[str, Any]], a: dict[str, Any]) -> str:
     if not contexts:
+        tls, decrypted = a.get("tls"), a.get("tls_decrypted")
+        if not missing(tls) and bool(tls) and (missing(decrypted) or not bool(decrypted)):
+            return ("<p class='muted'>No presentation contexts in the capture: the connection "
+                    "is TLS that was not decrypted, so an A-ASSOCIATE-RQ inside it, if there "
+                    "was one, is not seen (the findings above say why).</p>")
         return "<p class='muted'>No presentation contexts in the capture (it starts after " \
                "the association was set up, or the A-ASSOCIATE-RQ could not be read).</p>"
     accepted = [c for c in contexts if c.get("result") == 0]
@@ -281,7 +286,7 @@ def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
                 f"<li><span class='sev {esc(f.get('severity'))}'>{esc(f.get('severity'))}"
                 f"</span> <code>{esc(f.get('code'))}</code> {esc(f.get('summary'))}</li>"
                 for f in mine) + "</ul>")
-        out.append("<h4>Negotiation</h4>" + _negotiation(contexts[aid]))
+        out.append("<h4>Negotiation</h4>" + _negotiation(contexts[aid], a))
         op_rows = sorted(ops[aid], key=lambda r: int(r["op_index"]))
         if ladders > 0:
             ladders -= 1

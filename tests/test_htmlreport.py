@@ -106,6 +106,23 @@ def test_rejected_contexts_first_and_long_proposals_collapsed() -> None:
     assert "<details class='contexts'>" not in few.to_html()
 
 
+def test_services_count_cancelled_operations_apart_when_there_are_any() -> None:
+    rep = report(1)
+    rep.operations = frame("operations", [
+        op(0, 10, command="C-MOVE", status=0xFE00, status_hex="0xFE00", status_category="Cancel"),
+        op(1, 30, command="C-MOVE"), op(2, 50, command="C-MOVE", status=None, status_hex=None,
+                                        status_category=None)])
+    page = rep.to_html()
+    services = page[page.index("Operations per service"):page.index("Slowest operations")]
+    assert "<th" in services and ">cancelled<" in services
+    row = re.search(r"<tr[^>]*><td[^>]*>C-MOVE</td>(.*?)</tr>", services)
+    assert row is not None
+    assert re.findall(r">(\d+)<", row.group(1))[:5] == ["3", "1", "0", "0", "1"]
+    plain = report(1).to_html()  # no cancelled operation: no such column
+    plain_services = plain[plain.index("Operations per service"):plain.index("Slowest")]
+    assert ">cancelled<" not in plain_services
+
+
 def test_a_tls_row_without_contexts_says_tls_hides_them() -> None:
     """A TLS connection not decrypted shows no contexts because of TLS, not because the
     capture started late; a clear one without contexts keeps the usual reason."""

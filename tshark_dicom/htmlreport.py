@@ -213,10 +213,11 @@ class _Operations:
             cmd = str(r.get("command") or "?")
             s = self.per_command.setdefault(cmd, {
                 "command": cmd, "operations": 0, "Success": 0, "Warning": 0, "Failure": 0,
-                "other": 0, "statuses": Counter(), "sum_ms": 0.0, "timed": 0, "max_ms": None})
+                "Cancel": 0, "other": 0, "statuses": Counter(), "sum_ms": 0.0, "timed": 0,
+                "max_ms": None})
             s["operations"] += 1
             cat = str(r.get("status_category"))
-            s[cat if cat in ("Success", "Warning", "Failure") else "other"] += 1
+            s[cat if cat in ("Success", "Warning", "Failure", "Cancel") else "other"] += 1
             if cat in ("Warning", "Failure") and not missing(r.get("status_hex")):
                 s["statuses"][str(r["status_hex"])] += 1
             key = (r.get("capture"), int(r["assoc_id"]))
@@ -292,10 +293,12 @@ def _services(ops: _Operations) -> str:
         mean = s["sum_ms"] / s["timed"] if s["timed"] else None
         rows.append({**s, "mean_ms": mean, "failing": ", ".join(
             f"{h} \u00d7{n}" for h, n in sorted(s["statuses"].items()))})
+    # a column for cancelled operations (C-FIND, C-MOVE, C-GET ended 0xFE00) only where any was
+    cancelled = [num_col("cancelled", "Cancel")] if any(r["Cancel"] for r in rows) else []
     return table(rows, [
         text_col("service", "command"), num_col("operations", "operations"),
         num_col("success", "Success"), num_col("warning", "Warning"),
-        num_col("failure", "Failure"), num_col("other / no answer", "other"),
+        num_col("failure", "Failure"), *cancelled, num_col("other / no answer", "other"),
         Col("warning and failure statuses", lambda r: esc(r["failing"]), cls="status"),
         num_col("mean", "mean_ms", ms), num_col("slowest", "max_ms", ms)],
         row_class=lambda r: "error" if r["Failure"] else "warning" if r["Warning"] else "",

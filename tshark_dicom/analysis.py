@@ -48,7 +48,7 @@ from .spill import Spill
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .timing import AssociationTiming, OperationRecord, association_timing
-from .tls import DICOM_TLS_PORT, TlsOptions, looks_like_tls
+from .tls import TlsOptions, looks_like_tls
 from .tlsassoc import tls_streams_ek, with_tls
 from .tshark import (
     CannotConvert,
@@ -154,7 +154,7 @@ class _Run:
     def __init__(self, result: CaptureResult, ports: frozenset[int], objects_dir: Path | None,
                  provisional: dict[int, int], decide: bool,
                  on_association: AssociationFn | None, keep_all: bool,
-                 tls_ports: frozenset[int] = frozenset({DICOM_TLS_PORT})) -> None:
+                 tls_ports: frozenset[int] = TlsOptions().dicom_ports) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
@@ -457,11 +457,12 @@ def analyze_capture(
         check_capture(tshark, extra)
     result = CaptureResult(label)
     portset = frozenset(ports)
+    tls_options = tls or TlsOptions()
     run: _Run | None = None
     if engine in ("auto", "raw"):
         run = _Run(result, portset, objects_dir, {}, decide=True,
                    on_association=on_association, keep_all=cross_check,
-                   tls_ports=(tls or TlsOptions()).dicom_ports)
+                   tls_ports=tls_options.dicom_ports)
         try:
             if more:
                 run.consume(_set_packets(tshark, [(path, label), *more], run, result),
@@ -498,15 +499,15 @@ def analyze_capture(
         run = _Run(result, portset, objects_dir,
                    {stream: i for i, stream in enumerate(candidates)}, decide=False,
                    on_association=on_association, keep_all=cross_check,
-                   tls_ports=(tls or TlsOptions()).dicom_ports)
+                   tls_ports=tls_options.dicom_ports)
         if candidates:
             with run_tshark(packets_argv(tshark, path, candidates), path) as (out, tsk):
                 run.consume(read_packets(out), progress)
-        run.tls_seen = tls_streams_ek(tshark, path, tls or TlsOptions())
+        run.tls_seen = tls_streams_ek(tshark, path, tls_options)
     decrypted: dict[int, Association] = {}
     decrypted_evidence: dict[int, ConnectionEvidence] = {}
     tls_findings: list[FindingRecord] = []
-    with_tls(tshark, path, label, tls or TlsOptions(), run.tls_seen, set_of_files=bool(more),
+    with_tls(tshark, path, label, tls_options, run.tls_seen, set_of_files=bool(more),
              ports=portset, dataset_sink=run.dataset_sink,
              guess_transfer_syntax=infer_transfer_syntax, associations=decrypted,
              evidence=decrypted_evidence, findings=tls_findings,

@@ -321,6 +321,12 @@ class _Direction:
         self.ended_how, self.ended_ns = how, time_ns
 
 
+def endpoint_text(endpoint: tuple[str, int]) -> str:
+    """``host:port``, an IPv6 host in brackets (``[::1]:104``), for findings' sentences."""
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Association:
     """The DICOM state of one TCP connection (one association, PS3.8 9.1)."""
 
@@ -935,9 +941,8 @@ class Association:
         hint = ""
         if closed and acc is not None:
             how = (acc.ended_how or "").upper()
-            host, port = acc.endpoint
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            if port in self.tls_ports:
+            where = endpoint_text(acc.endpoint)
+            if acc.endpoint[1] in self.tls_ports:
                 self.finding(
                     "error", "tls-mismatch",
                     f"{calling} sent its A-ASSOCIATE-RQ in clear to {called} at {where}, a "

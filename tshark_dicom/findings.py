@@ -21,13 +21,14 @@ from .association import (
     Association,
     ContextRecord,
     FindingRecord,
+    endpoint_text,
     other_role,
     reject_reason_text,
     uid_name,
 )
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
-from .queries import QueryRecord
+from .queries import QUERY_COMMANDS, QueryRecord
 from .spill import Spill
 from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
@@ -426,10 +427,7 @@ class QrContext:
 
 
 def _where(ep: tuple[str, int] | None) -> str:
-    if ep is None:
-        return "an unknown address"
-    host = f"[{ep[0]}]" if ":" in ep[0] else ep[0]
-    return f"{host}:{ep[1]}"
+    return "an unknown address" if ep is None else endpoint_text(ep)
 
 
 def _moves(c: QrContext, command: str = "C-MOVE") -> list[MoveLinks]:
@@ -688,10 +686,6 @@ def query_findings(c: QrContext, aid: int, q: QueryRecord,
         f"matched nothing; likely reason: {q.diagnosis} ({q.diagnosis_detail})"))
 
 
-#: the DIMSE services a C-CANCEL-RQ applies to (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3)
-CANCELLABLE = ("C-FIND", "C-MOVE", "C-GET")
-
-
 def operation_cancelled(c: QrContext, aid: int, op: OperationRecord,
                         q: QueryRecord | None) -> FindingRecord | None:
     """query-cancelled (a note) / retrieve-cancelled (a warning): a C-FIND, C-MOVE or
@@ -699,7 +693,8 @@ def operation_cancelled(c: QrContext, aid: int, op: OperationRecord,
     C-CANCEL-RQ while it ran. The SCU's list of matches, or the objects at the destination,
     are then only part of the answer. A C-CANCEL-RQ that comes after the final response (too
     late to stop anything), or one the SCP did not act on, says nothing here."""
-    if op.command not in CANCELLABLE or op.status_category != "Cancel":
+    # the queries' services are those a C-CANCEL-RQ applies to (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3)
+    if op.command not in QUERY_COMMANDS or op.status_category != "Cancel":
         return None
     scu, scp = c.scu(aid, op), c.scp(aid, op)
     what = _query_words(q)

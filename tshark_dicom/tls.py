@@ -239,8 +239,9 @@ class TlsFacts:
     alerts: list[Alert] = field(default_factory=list)
     #: the decrypted bytes per sender endpoint (filled while the follow block is read)
     decrypted_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
-    #: TCP payload bytes per sender endpoint, and the senders of at least one TLS record:
-    #: a server that answers a ClientHello with bytes but no record does not speak TLS
+    #: TCP payload bytes per sender endpoint, and the senders of at least one TLS record,
+    #: until a ServerHello: a server that answers a ClientHello with bytes but no record
+    #: does not speak TLS
     sent: dict[tuple[str, int], int] = field(default_factory=dict)
     record_senders: set[tuple[str, int]] = field(default_factory=set)
 
@@ -327,8 +328,12 @@ def _packet(cols: list[bytes], facts: dict[int, TlsFacts]) -> Packet:
         int(cols[_LEN].split(b",")[0]), int(cols[_FLAGS].split(b",")[0], 16), b"",
         int(cols[_WIN].split(b",")[0] or -1),
         int(cols[_WSCALE].split(b",")[0]) if cols[_WSCALE] else -1)
-    if pkt.tcp_len:
-        f = facts.get(stream) or facts.setdefault(stream, TlsFacts(stream))
+    f = facts.get(stream)
+    if pkt.tcp_len and (f is None or f.version is None):
+        # counted only until a ServerHello: after it nothing asks (tlsassoc._not_tls), and
+        # a decrypted transfer's packets need not pay for it
+        if f is None:
+            f = facts[stream] = TlsFacts(stream)
         sender = (src, sport)
         f.sent[sender] = f.sent.get(sender, 0) + pkt.tcp_len
         if cols[_CONTENT]:

@@ -255,3 +255,21 @@ def pictures_records(df: pd.DataFrame) -> list[dict[str, object]]:
     from tshark_dicom import charts, pictures
 
     return pictures.records(df[[c for c in charts.TIMELINE_COLUMNS if c in df.columns]])
+
+
+def test_the_page_marks_a_finding_on_its_operation_in_the_ladder() -> None:
+    """The page reads of the operations table what the ladder needs to put a finding on
+    the operation it names (by its request's msg_index): it read none of it, and every
+    finding sat at the top of the ladder as the association's."""
+    rep = report(1, 3)
+    rep.findings = frame("findings", [
+        {**finding(0, "warning", "async-window-exceeded", "three outstanding"), "msg_index": 2},
+        finding(0, "note", "nagle-stall", "no message")])
+    page = rep.to_html()
+    ladder = page[page.index('data-findings="association"'):]
+    ladder = ladder[:ladder.index("</svg>")]
+    op1 = ladder[ladder.index('data-op="1"'):ladder.index('data-op="2"')]
+    assert 'data-finding="async-window-exceeded"' in op1
+    loose = ladder[ladder.index('data-findings="association"'):]
+    assert "nagle-stall" in loose[:loose.index("</g>")]
+    assert "async-window-exceeded" not in loose[:loose.index("</g>")]

@@ -244,3 +244,24 @@ def test_ladder_from_one_associations_rows_as_dicts_is_the_same_picture() -> Non
     assert from_dicts == from_frames
     assert (mine, found) == before
     assert len(op_groups(parse(from_dicts))) == 4 and "loose" in from_dicts
+
+
+def test_operations_at_one_instant_each_get_a_row_of_their_own() -> None:
+    """Requests sent without waiting share a frame with the one before, and their responses
+    may share one too (asynchronous operations): each arrow gets its own row, where they
+    were drawn over each other and the second request could not be seen."""
+    same = {"request_first_at": at(30), "request_complete_at": at(30),
+            "response_first_at": at(80), "response_complete_at": at(80)}
+    ops = frame("operations", [op(0, 20, request_complete_at=at(30)), op(1, 30, **same),
+                               op(2, 30, **same)])
+    root = parse(pictures.ladder_svg(assoc(), ops, frame("findings", [])))
+    ys = []
+    for g in op_groups(root):
+        for e in g.iter():
+            if e.get("data-arrow") in ("request", "response"):
+                ys.append((g.get("data-op"), e.get("data-arrow"), e.get("d") or e.get("y1")))
+    requests = [y for _, kind, y in ys if kind == "request"]
+    responses = [y for _, kind, y in ys if kind == "response"]
+    assert len(set(requests)) == 3 and len(set(responses)) == 3
+    words = " ".join(texts(root))
+    assert "C-STORE-RQ #2" in words and "C-STORE-RQ #3" in words

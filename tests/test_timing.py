@@ -138,10 +138,15 @@ def test_times_agree_with_the_capture_timestamps(truth_path: Path, analysed: Any
             first = int(responses.first_frame.min())
             turnaround = (times[first] - times[int(req.last_frame)]) / 1e6
             assert abs(op.turnaround_ms - turnaround) < 1.0
-        if pd.notna(op.gap_before_ms):
-            earlier = report.operations[(report.operations.assoc_id == op.assoc_id)
-                                        & (report.operations.response_complete_at
-                                           <= op.request_first_at)]
+        ops = report.operations
+        outstanding = ops[(ops.assoc_id == op.assoc_id) & (ops.op_index < op.op_index)
+                          & (ops.scu == op.scu) & ops.final_response_index.notna()
+                          & (ops.response_complete_at > op.request_first_at)]
+        if len(outstanding):  # sent without waiting (asynchronous operations): not idle
+            assert op.gap_before_ms == 0.0
+        elif pd.notna(op.gap_before_ms):
+            earlier = ops[(ops.assoc_id == op.assoc_id)
+                          & (ops.response_complete_at <= op.request_first_at)]
             if len(earlier):
                 since = earlier.response_complete_at.max().value
             else:

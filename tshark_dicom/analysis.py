@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .aetitles import AeTitles
 from .association import Association, FindingRecord, MessageRecord, ObjectRecord
+from .asyncops import outstanding_findings
 from .commitment import CommitmentLog, Transaction, commitment_message, link_result
 from .correlate import correlate
 from .crosscheck import crosscheck
@@ -307,6 +308,7 @@ class _Run:
         timing = association_timing(assoc, ops, evidence)
         context = TimingContext(assoc, ops, timing, evidence)
         assoc.findings.extend(timing_findings(context))
+        assoc.findings.extend(outstanding_findings(context))
         self.tally.add(assoc.stream, context)
         if ledger.queries:  # every C-FIND, C-MOVE and C-GET: its query's findings
             alone = QrContext([assoc], [], [], {})

@@ -94,6 +94,9 @@ MAX_GAP_FINDINGS = 20
 SETTLE_AT = 1024
 #: Answered requests remembered for a late C-CANCEL-RQ or a repeated response (PS3.7 9.3.2.3).
 ANSWERED_KEPT = 1024
+#: Requests kept waiting behind an unanswered one with their Message ID (`Association._queued`),
+#: per ID: an SCU reusing one ID for more outstanding requests than this is hostile traffic
+QUEUED_KEPT = 1024
 _VALID_UID = re.compile(RE_VALID_UID)
 
 
@@ -395,6 +398,11 @@ class Association:
         #: repeated response still finds them; older ones go, so a day of operations on one
         #: association keeps a bounded table)
         self._requests: dict[tuple[str, int], list[Any]] = {}
+        #: requests sent with the Message ID of one of the sender's still unanswered: they
+        #: wait here, in order, for the one before them to be answered. Responses name only
+        #: the Message ID, and SCPs answer in the order they read, so the oldest is paired
+        #: first (asyncops.py says the ID was reused)
+        self._queued: dict[tuple[str, int], deque[list[Any]]] = {}
         #: the last data set in the wrong encoding each role received: which message, and
         #: the code of the finding that says so
         self._misencoded: dict[str, tuple[str, str]] = {}
@@ -501,8 +509,8 @@ class Association:
         status_cat = status_txt = None
         if cmd is not None:
             if cmd.is_request and cmd.message_id is not None:
-                self._requests[(m.sender, cmd.message_id)] = [
-                    m.msg_index, cmd.command, m.first_frame, False]
+                self._request(m.sender, cmd.message_id, [
+                    m.msg_index, cmd.command, m.first_frame, False])
             if cmd.responds_to is not None:
                 # a response answers the peer's request; a C-CANCEL-RQ names the sender's own
                 # request (PS3.7 9.3.2.3: Message ID Being Responded To)
@@ -515,6 +523,11 @@ class Association:
                             cmd.status is None or status_category(cmd.status) != "Pending"):
                         entry[3] = True
                         self._forget_answered(key, request_index)
+                        waiting = self._queued.get(key)
+                        if waiting:  # the next request that reused the ID: its turn
+                            self._requests[key] = waiting.popleft()
+                            if not waiting:
+                                del self._queued[key]
             if cmd.command == "C-MOVE-RQ" and cmd.move_destination:
                 self.move_destinations.add(cmd.move_destination)
             if cmd.status is not None:
@@ -556,6 +569,18 @@ class Association:
             self._object_done(m, cmd.command, sink, problem)
         if len(self.messages) >= self._settle_at and self.on_settle is not None:
             self.on_settle(self)
+
+    def _request(self, sender: str, message_id: int, entry: list[Any]) -> None:
+        key = (sender, message_id)
+        earlier = self._requests.get(key)
+        if (earlier is not None and not earlier[3] and earlier[1] != "C-CANCEL-RQ"
+                and entry[1] != "C-CANCEL-RQ"):
+            waiting = self._queued.setdefault(key, deque())
+            waiting.append(entry)
+            if len(waiting) > QUEUED_KEPT:  # hostile traffic: bounded, the oldest go
+                waiting.popleft()
+        else:
+            self._requests[key] = entry
 
     def _forget_answered(self, key: tuple[str, int], msg_index: int) -> None:
         answered = self._answered
@@ -987,7 +1012,9 @@ class Association:
                 "warning", "association-not-released",
                 f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
                 f"A-RELEASE{lead}", self.last_frame)
-        for (sender, mid), (idx, command, first_frame, answered) in self._requests.items():
+        waiting = [(key, entry) for key, q in self._queued.items() for entry in q]
+        for (sender, mid), (idx, command, first_frame, answered) in [
+                *self._requests.items(), *waiting]:
             if answered or command == "C-CANCEL-RQ":
                 continue
             lead = self._misencoding_lead(other_role(sender), f"{command} {mid}")

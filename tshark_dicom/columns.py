@@ -268,7 +268,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "response_first_at": "First byte of the first response.",
         "response_complete_at": "Last byte of the final response.",
         "gap_before_ms": "Idle time on the association before the request (since the "
-                         "A-ASSOCIATE-AC or the previous final response), in ms.",
+                         "A-ASSOCIATE-AC or the previous final response), in ms; 0 when "
+                         "the SCU sent it while one of its own was outstanding.",
         "request_transfer_ms": "First to last byte of the request, in ms.",
         "turnaround_ms": "Last request byte to first response byte, in ms.",
         "response_transfer_ms": "First response byte to the final response's last byte, "

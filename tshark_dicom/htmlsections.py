@@ -43,7 +43,10 @@ OP_COLUMNS = [
     "suboperations_seen", "suboperations_failed", "link", "request_first_at",
     "request_complete_at", "response_first_at", "response_complete_at", "gap_before_ms",
     "request_transfer_ms", "turnaround_ms", "response_transfer_ms", "total_ms",
-    "request_bytes", "bottleneck", "bottleneck_detail", "first_frame", "last_frame"]
+    "request_bytes", "bottleneck", "bottleneck_detail", "first_frame", "last_frame",
+    # the ladder's: which operation a finding marks, and the round trips in its labels
+    "request_index", "final_response_index", "cancel_index", "gap_network_ms",
+    "turnaround_network_ms"]
 FINDING_COLUMNS = ["capture", "assoc_id", "msg_index", "frame", "severity", "code", "summary"]
 CONTEXT_COLUMNS = ["capture", "assoc_id", "context_id", "abstract_syntax",
                    "abstract_syntax_name", "proposed_transfer_syntaxes", "result",

@@ -133,6 +133,28 @@ def _op_times(op: Mapping[str, Any]) -> list[int | None]:
     return t
 
 
+def _apart(ops: list[Mapping[str, Any]], taken: set[int]) -> list[Mapping[str, Any]]:
+    """``ops`` with their times moved on by a few nanoseconds where another operation's
+    (or the association's ``taken`` events) are at the same instant, so that each gets a row
+    of its own: requests sent without waiting for a response share a frame with the one
+    before, and their responses may share one too (asynchronous operations)."""
+    out: list[Mapping[str, Any]] = []
+    for op in ops:
+        mine: list[int | None] = []
+        for t in _op_times(op):
+            if t is not None:
+                while t in taken:
+                    t += 1
+                if mine and mine[-1] is not None and t < mine[-1]:
+                    t = mine[-1]
+            mine.append(t)
+        if mine != _op_times(op):
+            op = {**op, **dict(zip(OP_TIMES, mine, strict=True))}
+        taken.update(t for t in mine if t is not None)
+        out.append(op)
+    return out
+
+
 def _finding_marks(findings: Rows | None, assoc: Mapping[str, Any],
                    ops: list[Mapping[str, Any]]
                    ) -> tuple[dict[int, list[tuple[str, str, str, bool]]],
@@ -209,6 +231,7 @@ def ladder_svg(assoc_row: Mapping[str, Any] | pd.Series, operations: Rows,
 
     requested, responded = svg.ns(a.get("requested_at")), svg.ns(a.get("responded_at"))
     ended = svg.ns(a.get("ended_at"))
+    shown = _apart(shown, {t for t in (requested, responded) if t is not None})
     times: list[int] = []
     for op in shown:
         times.extend(t for t in _op_times(op) if t is not None)

@@ -5,7 +5,9 @@ C-CANCEL sent for it (PS3.7 9.1). Its time on the capture clock splits into:
 
     gap before      the association idle before the request (since the A-ASSOCIATE-AC or
                     the previous final response): the SCU's time, less one half round trip
-                    (capture point -> SCU -> capture point) that is the network's
+                    (capture point -> SCU -> capture point) that is the network's; 0 when
+                    the SCU sent it while one of its operations was outstanding
+                    (asynchronous operations, asyncops.py)
     request         first to last byte of the request: stalls in the SCU's data are the
                     SCU's (idle, Nagle), the SCP's (its window zero or full) or the
                     network's (waiting on ACKs, retransmissions) - see tcpevidence.py
@@ -379,14 +381,24 @@ class _Attribute:
                               for r in d.retransmissions)
         self.retrans_t = [r[0] for r in self.retrans]
         self.finals = finals
+        #: per invoking side: the latest final response of its operations so far
+        self.answered_until = {REQUESTOR: -1, ACCEPTOR: -1}
 
     def __call__(self, op: OperationRecord) -> OperationRecord:
-        # idle before each request: since the AC or the latest final response before it
+        # idle before each request: since the AC or the latest final response before it;
+        # none when the same side had an operation outstanding (asynchronous operations:
+        # it sent this one without waiting, so it kept nobody waiting)
         finals = self.finals
         i = int(np.searchsorted(finals, op.request_first_ns, side="right"))
         since = int(finals[i - 1]) if i else self.responded_ns
-        if since is not None and since <= op.request_first_ns:
+        queued = op.request_first_ns < self.answered_until.get(op.scu, -1)
+        if queued:
+            op.gap_before_ms = 0.0
+        elif since is not None and since <= op.request_first_ns:
             op.gap_before_ms = (op.request_first_ns - since) / 1e6
+        if op.final_response_index is not None and op.response_complete_ns is not None:
+            self.answered_until[op.scu] = max(self.answered_until.get(op.scu, -1),
+                                              op.response_complete_ns)
         end = op.response_complete_ns or op.response_first_ns or op.request_complete_ns
         if self.retrans:
             lo = bisect.bisect_left(self.retrans_t, op.request_first_ns)
@@ -394,7 +406,7 @@ class _Attribute:
             op.retransmitted_bytes = sum(b for _, b in self.retrans[lo:hi])
         op.zero_window_ms = _overlap_ms(self.zero, op.request_first_ns, end)
         op.rtt_ms = self.rtt_ms
-        _parts(op, self.stalls, self.halves)
+        _parts(op, self.stalls, self.halves, queued)
         _decide(op)
         return op
 
@@ -407,7 +419,11 @@ def _add(op: OperationRecord, party: str, ms: float, why: str) -> None:
         op._why[party] = (ms, why)
 
 
-def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, float]) -> None:
+def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, float],
+           queued: bool = False) -> None:
+    """``queued``: the request went while an earlier one of its SCU was outstanding
+    (asynchronous operations); the SCP's data then stalled in the turnaround is its
+    responses to the earlier requests, which held this one back."""
     scu, scp = op.scu, op.scp
     if op.gap_before_ms is not None:
         net = op.gap_network_ms = min(op.gap_before_ms, halves[scu])
@@ -417,6 +433,10 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
     legs = [(scu, op.request_first_ns, op.request_complete_ns, "request")]
     if op.response_first_ns is not None and op.response_complete_ns is not None:
         legs.append((scp, op.response_first_ns, op.response_complete_ns, "responses"))
+        if queued:
+            legs.append((scp, op.request_complete_ns, op.response_first_ns,
+                         "responses to the requests before it"))
+    held = 0.0  # of the turnaround, in the SCP's stalls before this response
     for sender, a, b, what in legs:
         by_kind: dict[str, float] = {}
         for kind, ms in stalls[sender].within(a, b):
@@ -430,15 +450,20 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
                 op.window_full_ms += ms
             if kind == "nagle":
                 op.nagle_ms += ms
+            if a == op.request_complete_ns and sender == scp:
+                held += ms
             _add(op, party, ms, _STALL_WHY[kind].format(ms=ms, what=what))
     turn = op.turnaround_ms
-    if turn is not None and turn > 0:
+    if turn is not None and turn - held > 0:
+        turn -= held
         net = op.turnaround_network_ms = min(turn, halves[scp])
         _add(op, "network", net, f"{net:,.0f} ms round trip to the SCP")
         resp = op.command + "-RSP"
         op.scp_turnaround_ms = turn - net
         _add(op, "scp", turn - net, f"{turn - net:,.0f} ms from the last request byte to the "
-             f"{resp}" + (f" (less {net:,.1f} ms round trip)" if net >= 0.05 else ""))
+             f"{resp}" + (f" (less {net:,.1f} ms round trip)" if net >= 0.05 else "")
+             + (f" (less {held:,.0f} ms of stalls sending the responses before it)"
+                if held >= 1 else ""))
 
 
 _STALL_WHY = {

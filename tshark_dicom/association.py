@@ -408,6 +408,11 @@ class Association:
         self._misencoded: dict[str, tuple[str, str]] = {}
         #: the same for a data set whose SOP Class or Instance UID is not its command's
         self._mismatched: dict[str, tuple[str, str]] = {}
+        #: ... and for a message on a presentation context that was not accepted: which
+        #: request, on which context (`_context_not_accepted`)
+        self._off_context: dict[str, tuple[str, int]] = {}
+        self._off_context_found: set[tuple[str, int]] = set()
+        self._off_context_last = -1
         self._answered: deque[tuple[tuple[str, int], int]] = deque()
         #: what the tables and rules need of messages and objects that have moved on
         self.message_count = 0
@@ -492,6 +497,7 @@ class Association:
     def open_dataset(self, message: Message) -> DatasetSinkLike:
         cmd = message.command
         assert cmd is not None
+        self._context_not_accepted(message)  # now: its receiver may abort inside the data set
         ctx = self.contexts.get(message.context_id)
         sink = self._dataset_sink(
             stream=self.stream, msg_index=message.msg_index, command=cmd.command,
@@ -505,6 +511,7 @@ class Association:
     def message_done(self, m: Message) -> None:
         cmd = m.command
         problem = m.command_problem or m.dataset_problem
+        self._context_not_accepted(m)
         request_index = None
         status_cat = status_txt = None
         if cmd is not None:
@@ -663,6 +670,47 @@ class Association:
                 f"from {self._sender_ae(m.sender) or m.sender} is incomplete: {problem}",
                 m.last_frame, m.msg_index,
             )
+
+    def _context_not_accepted(self, m: Message) -> None:
+        """``context-not-accepted`` (error): a message on a presentation context the
+        A-ASSOCIATE-AC rejected, or that the A-ASSOCIATE-RQ never proposed; once per sender
+        and context, and remembered as the lead for its receiver's A-ABORT or silence."""
+        cmd = m.command
+        if (cmd is None or self.result != "accepted" or not self.contexts
+                or m.msg_index == self._off_context_last):
+            return
+        ctx = self.contexts.get(m.context_id)
+        if ctx is not None and ctx.result in (0, None):
+            return
+        self._off_context_last = m.msg_index
+        receiver = other_role(m.sender)
+        request = f"{cmd.command} {cmd.message_id}"
+        self._off_context[receiver] = (request, m.context_id)
+        if (m.sender, m.context_id) in self._off_context_found:
+            return
+        self._off_context_found.add((m.sender, m.context_id))
+        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid
+        acceptor = self.called_ae or "the acceptor"
+        refused = ctx is not None and ctx.abstract_syntax == cmd.sop_class_uid
+        if ctx is None:
+            why = f"{m.context_id}, which the A-ASSOCIATE-RQ did not propose"
+        else:
+            why = f"{m.context_id}" + ("" if refused else (
+                f" ({uid_name(ctx.abstract_syntax) or ctx.abstract_syntax})")) + (
+                f", which {acceptor} rejected ({CONTEXT_RESULTS.get(ctx.result or 0, ctx.result)})")
+        self.finding(
+            "error", "context-not-accepted",
+            f"{self._sender_ae(m.sender) or m.sender} sent {request}"
+            + (f" ({what}, {cmd.sop_instance_uid or 'no UID'})" if what else "")
+            + f" on presentation context {why}: a message goes only on a "
+            "context the A-ASSOCIATE-AC accepted (PS3.8 9.3.5.1), and "
+            f"{self._sender_ae(receiver) or receiver} cannot tell how to read it (dcmtk's "
+            "storescp and pynetdicom's SCP abort the association; dcmtk logs \"Bad "
+            "presentation context ID\"); "
+            + (f"{acceptor} does not take {what}: send it to an AE that does, or have "
+               f"{acceptor} configured for it" if refused else
+               "the sender must use a context accepted for its SOP class"),
+            m.first_frame, m.msg_index)
 
     def _misencoded_finding(self, m: Message, command: str, code: str,
                             sentence: Callable[[str, str, str], str]) -> None:
@@ -1078,6 +1126,10 @@ class Association:
     def _abort_after_misencoding(self, role: str) -> str:
         """An A-ABORT from the receiver of a data set in the wrong encoding: what it could
         not read is the lead (dcmtk's storescp aborts when its parser fails)."""
+        off = self._off_context.get(role)
+        if off is not None:
+            return (f", after receiving {off[0]} on presentation context {off[1]}, which was "
+                    "not accepted (see the context-not-accepted finding)")
         got = self._misencoded.get(role)
         if got is None:
             got = self._mismatched.get(role)
@@ -1090,7 +1142,11 @@ class Association:
     def _misencoding_lead(self, receiver: str, request: str) -> str:
         """What a failure, or the silence, of ``receiver`` after ``request`` owes to the
         request's data set being in the wrong encoding, or naming other UIDs than its
-        command; "" if it was neither."""
+        command, or its presentation context not accepted; "" if it was none of them."""
+        off = self._off_context.get(receiver)
+        if off is not None and off[0] == request:
+            return (f"; {request} went on presentation context {off[1]}, which was not "
+                    "accepted (see the context-not-accepted finding)")
         got = self._mismatched.get(receiver)
         if got is not None and got[0] == request:
             return (f"; the data set of {request} names other UIDs than its command (see the "

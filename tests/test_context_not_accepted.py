@@ -18,9 +18,10 @@ TRUTHS = truth_files()
 CODE = "context-not-accepted"
 
 
-def test_a_message_on_a_rejected_context_is_the_lead_for_the_abort(analysed: Any) -> None:
-    truth = json.loads((CAPTURES / "context_not_accepted.truth.json").read_text())
-    report, _ = analysed(CAPTURES / "context_not_accepted.pcapng")
+def check_off_context(truth: dict[str, Any], report: Any) -> None:
+    """Each message the truth says went on a rejected context has the finding, which names
+    the context and what the SCP does not take, and is the lead of the A-ABORT and of the
+    request's request-unanswered."""
     findings, msgs = report.findings, report.messages
     assert len(truth["off_context"]) == len(report.associations) == 2
     for plan in truth["off_context"]:
@@ -48,6 +49,12 @@ def test_a_message_on_a_rejected_context_is_the_lead_for_the_abort(analysed: Any
         assert f"after receiving {lead}, which was not accepted" in abort
         (unanswered,) = mine[mine.code == "request-unanswered"].summary
         assert "went on presentation context" in unanswered and CODE in unanswered
+
+
+def test_a_message_on_a_rejected_context_is_the_lead_for_the_abort(analysed: Any) -> None:
+    truth = json.loads((CAPTURES / "context_not_accepted.truth.json").read_text())
+    report, _ = analysed(CAPTURES / "context_not_accepted.pcapng")
+    check_off_context(truth, report)
 
 
 @pytest.mark.parametrize("truth_path", TRUTHS, ids=[t.name.split(".")[0] for t in TRUTHS])

@@ -14,14 +14,17 @@ import pytest
 import tshark_dicom
 
 from .conftest import ROOT
+from .test_asyncops import check_outstanding
 from .test_commitment import check_commitments
+from .test_context_not_accepted import check_off_context
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
 from .test_instances import check_duplicates
 from .test_mpps import check_steps
 
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
-             "commit_new_association", "mpps_images_missing", "store_uid_reused"]
+             "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
+             "context_not_accepted"]
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +53,7 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) 
         check_steps(truth, report)
     if "duplicates" in truth:
         check_duplicates(truth, report)
+    if "outstanding" in truth:
+        check_outstanding(truth, report)
+    if "off_context" in truth:
+        check_off_context(truth, report)

@@ -684,7 +684,8 @@ class Association:
             return
         self._off_context_last = m.msg_index
         receiver = other_role(m.sender)
-        request = f"{cmd.command} {cmd.message_id}"
+        request = (f"{cmd.command} {cmd.message_id}" if cmd.message_id is not None else
+                   f"{cmd.command} to {cmd.responds_to}")
         self._off_context[receiver] = (request, m.context_id)
         if (m.sender, m.context_id) in self._off_context_found:
             return
@@ -747,7 +748,8 @@ class Association:
         the data set's, `ObjectSink.check_uids`)."""
         cmd = m.command
         assert cmd is not None
-        abstract = ctx.abstract_syntax if ctx is not None else None
+        # on a context that was not accepted: context-not-accepted says so
+        abstract = ctx.abstract_syntax if ctx is not None and ctx.result in (0, None) else None
         off_context = bool(abstract and cmd.sop_class_uid and abstract != cmd.sop_class_uid)
         if not off_context and own is None:
             return  # nearly every C-STORE: no names looked up, no sentences made
@@ -848,9 +850,11 @@ class Association:
             self.abort_sender, self.abort_frame = role, frame
             if self.ended_ns is None:
                 self.ended_ns = time_ns
-            for other in self.directions.values():
-                if other.assembler is not None:
-                    other.assembler.interrupt(f"A-ABORT from the {role}", frame, time_ns)
+            # the aborter's own message ends here; the peer's may still be arriving (sent
+            # before it heard of the A-ABORT): it goes on, whole if its bytes all come (as
+            # Wireshark's export has it), else `finish` says the A-ABORT cut it
+            if d.assembler is not None:
+                d.assembler.interrupt(f"A-ABORT from the {role}", frame, time_ns)
 
     def on_control(self, d: _Direction, pdu: ControlPdu) -> None:
         """A whole PDU, decoded: fill in the details of what on_pdu_start settled."""

@@ -430,14 +430,14 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
         _add(op, "network", net, f"{net:,.0f} ms round trip to the SCU before the request")
         op.scu_gap_ms = op.gap_before_ms - net
         _add(op, "scu", op.scu_gap_ms, f"idle {op.scu_gap_ms:,.0f} ms before the request")
-    legs = [(scu, op.request_first_ns, op.request_complete_ns, "request")]
+    legs = [(scu, op.request_first_ns, op.request_complete_ns, "request", False)]
     if op.response_first_ns is not None and op.response_complete_ns is not None:
-        legs.append((scp, op.response_first_ns, op.response_complete_ns, "responses"))
-        if queued:
+        legs.append((scp, op.response_first_ns, op.response_complete_ns, "responses", False))
+        if queued:  # in the turnaround
             legs.append((scp, op.request_complete_ns, op.response_first_ns,
-                         "responses to the requests before it"))
+                         "responses to the requests before it", True))
     held = 0.0  # of the turnaround, in the SCP's stalls before this response
-    for sender, a, b, what in legs:
+    for sender, a, b, what, in_turnaround in legs:
         by_kind: dict[str, float] = {}
         for kind, ms in stalls[sender].within(a, b):
             by_kind[kind] = by_kind.get(kind, 0.0) + ms
@@ -450,7 +450,7 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
                 op.window_full_ms += ms
             if kind == "nagle":
                 op.nagle_ms += ms
-            if a == op.request_complete_ns and sender == scp:
+            if in_turnaround:
                 held += ms
             _add(op, party, ms, _STALL_WHY[kind].format(ms=ms, what=what))
     turn = op.turnaround_ms

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord, other_role
 from .findings import TimingContext
@@ -45,12 +46,8 @@ def async_window(assoc: Association, invoker: str) -> int | None:
     return granted[0] if invoker == REQUESTOR else granted[1]
 
 
-def _name(op: OperationRecord) -> str:
-    return f"{op.command} {op.message_id}" if op.message_id is not None else op.command
-
-
-def _listed(ops: Sequence[OperationRecord]) -> str:
-    names = [_name(o) for o in ops[:3]]
+def _listed(ops: Sequence[_Brief]) -> str:
+    names = [o.name for o in ops[:3]]
     more = len(ops) - len(names)
     if more:
         names.append(f"{more:,} more")
@@ -74,81 +71,121 @@ def _why(c: TimingContext, invoker: str, limit: int) -> str:
     return "no Asynchronous Operations Window was negotiated, so operations are one at a time"
 
 
+class _Brief(NamedTuple):
+    """What the sentences need of an operation (not the record: a rule may keep thousands)."""
+
+    request_index: int
+    first_frame: int
+    command: str
+    message_id: int | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.command} {self.message_id}" if self.message_id is not None \
+            else self.command
+
+
+class _Side:
+    """One invoking side's sweep over its operations, in request order."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit  # None: the window is not known; 0: no limit
+        #: (final response's end, request order, operation) of those still outstanding
+        self.open: list[tuple[int, int, _Brief]] = []
+        self.most = 0
+        self.beyond: tuple[_Brief, list[_Brief]] | None = None  # the first beyond the window
+        #: Message ID -> (final response's end, operation) of the last answered with it
+        self.last: dict[int, tuple[int, _Brief]] = {}
+        self.reused: tuple[_Brief, _Brief] | None = None  # the first, and its earlier
+        self.reused_count = 0
+        self.n = 0
+
+    def add(self, op: OperationRecord) -> None:
+        brief = _Brief(op.request_index, op.first_frame, op.command, op.message_id)
+        start = op.request_first_ns
+        end = op.response_complete_ns if op.final_response_index is not None else None
+        if self.limit:
+            open_ops = self.open
+            while open_ops and open_ops[0][0] <= start:
+                heapq.heappop(open_ops)
+            now = len(open_ops) + 1
+            if now > self.limit:
+                self.most = max(self.most, now)
+                if self.beyond is None:
+                    self.beyond = (brief, [b for _, _, b in sorted(open_ops,
+                                                                   key=lambda e: e[1])])
+            if end is not None:
+                heapq.heappush(open_ops, (end, self.n, brief))
+        self.n += 1
+        if op.message_id is not None:
+            earlier = self.last.get(op.message_id)
+            if earlier is not None and start < earlier[0]:
+                self.reused_count += 1
+                if self.reused is None:
+                    self.reused = (brief, earlier[1])
+            if end is not None:
+                self.last[op.message_id] = (end, brief)
+
+
+def _sweep(c: TimingContext) -> dict[str, _Side]:
+    """Both rules' evidence, per invoking side, in one pass over the operations (a long
+    association's wait on disk, `Spill`)."""
+    sides = {role: _Side(async_window(c.assoc, role)) for role in (REQUESTOR, ACCEPTOR)}
+    for op in c.ops:
+        side = sides.get(op.scu)
+        if side is not None:
+            side.add(op)
+    return sides
+
+
+def _exceeded(c: TimingContext, invoker: str, side: _Side) -> FindingRecord | None:
+    if side.beyond is None or not side.limit:
+        return None
+    op, before = side.beyond
+    peer = c.title(other_role(invoker))
+    return FindingRecord(
+        op.request_index, op.first_frame, "warning", "async-window-exceeded",
+        f"{c.ae(invoker)} had up to {side.most:,} operations outstanding at once, where the "
+        f"association allows it {side.limit:,}: {_why(c, invoker, side.limit)}. The first "
+        f"beyond it: {op.name} (frame {op.first_frame}), sent while {_listed(before)} had no "
+        f"final response. {peer} answered them here, but an SCP that holds to the window "
+        "reads no further request until it has answered, or aborts: negotiate "
+        "asynchronous operations at both ends (PS3.7 D.3.3.3), or wait for each final "
+        "response before sending the next request")
+
+
+def _reused(c: TimingContext, invoker: str, side: _Side) -> FindingRecord | None:
+    if side.reused is None:
+        return None
+    op, earlier = side.reused
+    count = side.reused_count
+    return FindingRecord(
+        op.request_index, op.first_frame, "warning", "message-id-reused",
+        f"{c.ae(invoker)} sent {op.command}-RQ with Message ID {op.message_id} (frame "
+        f"{op.first_frame}) while its {earlier.name} of frame {earlier.first_frame} "
+        "had no final response yet: a response names only the Message ID, so it cannot "
+        "say which of the two it answers (the Message ID tells a request from the others "
+        "outstanding, PS3.7 E.1); they are paired here in the order sent"
+        + (f"; {count:,} requests in all reused a Message ID still outstanding"
+           if count > 1 else "")
+        + ". Give each outstanding request its own Message ID")
+
+
 def async_window_exceeded(c: TimingContext) -> list[FindingRecord]:
     """``async-window-exceeded`` (warning), once per side that went beyond its window: how
     many it had outstanding at most, and the first request beyond the window."""
-    found = []
-    for invoker in (REQUESTOR, ACCEPTOR):
-        limit = async_window(c.assoc, invoker)
-        if not limit:
-            continue
-        # (final response's end, request order, operation) of the invoker's operations
-        # still outstanding
-        open_ops: list[tuple[int, int, OperationRecord]] = []
-        most = 0
-        first: tuple[OperationRecord, list[OperationRecord]] | None = None
-        for n, op in enumerate(o for o in c.ops if o.scu == invoker):
-            while open_ops and open_ops[0][0] <= op.request_first_ns:
-                heapq.heappop(open_ops)
-            now = len(open_ops) + 1
-            if now > limit:
-                most = max(most, now)
-                if first is None:
-                    first = (op, [o for _, _, o in sorted(open_ops, key=lambda e: e[1])])
-            if op.final_response_index is not None and op.response_complete_ns is not None:
-                heapq.heappush(open_ops, (op.response_complete_ns, n, op))
-        if first is None:
-            continue
-        op, before = first
-        peer = c.title(other_role(invoker))
-        found.append(FindingRecord(
-            op.request_index, op.first_frame, "warning", "async-window-exceeded",
-            f"{c.ae(invoker)} had up to {most:,} operations outstanding at once, where the "
-            f"association allows it {limit:,}: {_why(c, invoker, limit)}. The first beyond "
-            f"it: {_name(op)} (frame {op.first_frame}), sent while {_listed(before)} had no "
-            f"final response. {peer} answered them here, but an SCP that holds to the window "
-            "reads no further request until it has answered, or aborts: negotiate "
-            "asynchronous operations at both ends (PS3.7 D.3.3.3), or wait for each final "
-            "response before sending the next request"))
-    return found
+    return [f for role, side in _sweep(c).items() if (f := _exceeded(c, role, side))]
 
 
 def message_id_reused(c: TimingContext) -> list[FindingRecord]:
     """``message-id-reused`` (warning), once per side that sent a request with the Message
     ID of one of its own still unanswered: the first such request, and how many there were."""
-    found = []
-    for invoker in (REQUESTOR, ACCEPTOR):
-        #: Message ID -> the last of the invoker's operations with it that was answered
-        last: dict[int, OperationRecord] = {}
-        first: tuple[OperationRecord, OperationRecord] | None = None
-        count = 0
-        for op in c.ops:
-            if op.scu != invoker or op.message_id is None:
-                continue
-            earlier = last.get(op.message_id)
-            if (earlier is not None and earlier.response_complete_ns is not None
-                    and op.request_first_ns < earlier.response_complete_ns):
-                count += 1
-                if first is None:
-                    first = (op, earlier)
-            if op.final_response_index is not None and op.response_complete_ns is not None:
-                last[op.message_id] = op
-        if first is None:
-            continue
-        op, earlier = first
-        found.append(FindingRecord(
-            op.request_index, op.first_frame, "warning", "message-id-reused",
-            f"{c.ae(invoker)} sent {op.command}-RQ with Message ID {op.message_id} (frame "
-            f"{op.first_frame}) while its {_name(earlier)} of frame {earlier.first_frame} "
-            "had no final response yet: a response names only the Message ID, so it cannot "
-            "say which of the two it answers (the Message ID tells a request from the others "
-            "outstanding, PS3.7 E.1); they are paired here in the order sent"
-            + (f"; {count:,} requests in all reused a Message ID still outstanding"
-               if count > 1 else "")
-            + ". Give each outstanding request its own Message ID"))
-    return found
+    return [f for role, side in _sweep(c).items() if (f := _reused(c, role, side))]
 
 
 def outstanding_findings(c: TimingContext) -> list[FindingRecord]:
-    """Both rules, for one association."""
-    return [*async_window_exceeded(c), *message_id_reused(c)]
+    """Both rules, for one association, from one pass over its operations."""
+    sides = _sweep(c)
+    found = [_exceeded(c, role, side) for role, side in sides.items()]
+    found += [_reused(c, role, side) for role, side in sides.items()]
+    return [f for f in found if f is not None]

@@ -177,6 +177,19 @@ def test_objects_are_byte_exact(truth_path: Path, analysed: Any) -> None:
     check_objects(truth, report, out)
 
 
+@pytest.mark.parametrize("truth_path", TRUTHS, ids=IDS)
+def test_an_incomplete_object_is_named_by_its_message_id(truth_path: Path,
+                                                         analysed: Any) -> None:
+    """object-incomplete says which message as the other findings do, by its Message ID
+    (it gave the message's index: "C-STORE-RQ 0" for the capture's first, Message ID 1)."""
+    _, report, _ = _analyse(truth_path, analysed)
+    msgs = report.messages
+    for f in report.findings[report.findings.code == "object-incomplete"].itertuples():
+        (m,) = msgs[(msgs.assoc_id == f.assoc_id) & (msgs.msg_index == f.msg_index)
+                    ].itertuples()
+        assert str(f.summary).startswith(f"data set of {m.command} {m.message_id} (")
+
+
 def test_lossy_decodes_like_clean(analysed: Any) -> None:
     from .conftest import CAPTURES
 

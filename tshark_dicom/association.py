@@ -40,6 +40,16 @@ from .tls import DICOM_TLS_PORT
 REQUESTOR, ACCEPTOR = "requestor", "acceptor"
 
 
+def _message_name(cmd: CommandSet) -> str:
+    """A message as the findings name it: ``C-STORE-RQ 7`` by its Message ID, a response
+    by the one it answers (``C-FIND-RSP to 7``)."""
+    if cmd.message_id is not None:
+        return f"{cmd.command} {cmd.message_id}"
+    if cmd.responds_to is not None:
+        return f"{cmd.command} to {cmd.responds_to}"
+    return cmd.command
+
+
 def other_role(role: str) -> str:
     """The other side of an association: the acceptor for the requestor and back."""
     return ACCEPTOR if role == REQUESTOR else REQUESTOR
@@ -666,7 +676,7 @@ class Association:
         if not complete:
             self.finding(
                 "warning", "object-incomplete",
-                f"data set of {command} {m.msg_index} ({cmd.sop_instance_uid or 'no UID'}) "
+                f"data set of {_message_name(cmd)} ({cmd.sop_instance_uid or 'no UID'}) "
                 f"from {self._sender_ae(m.sender) or m.sender} is incomplete: {problem}",
                 m.last_frame, m.msg_index,
             )
@@ -684,8 +694,7 @@ class Association:
             return
         self._off_context_last = m.msg_index
         receiver = other_role(m.sender)
-        request = (f"{cmd.command} {cmd.message_id}" if cmd.message_id is not None else
-                   f"{cmd.command} to {cmd.responds_to}")
+        request = _message_name(cmd)
         self._off_context[receiver] = (request, m.context_id)
         if (m.sender, m.context_id) in self._off_context_found:
             return

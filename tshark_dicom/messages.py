@@ -164,9 +164,6 @@ class MessageAssembler(PdvDataSink):
         """The association ended (abort, close, end of capture) with a message in progress."""
         if self.current is not None:
             self._interrupt(self.current, reason, frame, time_ns)
-            # the rest of its data set may still come (sent before the sender heard of an
-            # A-ABORT): not fragments whose command the capture lost
-            self._orphan_reported = True
 
     # -- internals -------------------------------------------------------------------
     def _new(self, pdv: PdvHeader) -> Message:

@@ -140,15 +140,16 @@ def _apart(ops: list[Mapping[str, Any]], taken: set[int]) -> list[Mapping[str, A
     before, and their responses may share one too (asynchronous operations)."""
     out: list[Mapping[str, Any]] = []
     for op in ops:
+        times = _op_times(op)
         mine: list[int | None] = []
-        for t in _op_times(op):
+        for t in times:
             if t is not None:
                 while t in taken:
                     t += 1
                 if mine and mine[-1] is not None and t < mine[-1]:
                     t = mine[-1]
             mine.append(t)
-        if mine != _op_times(op):
+        if mine != times:
             op = {**op, **dict(zip(OP_TIMES, mine, strict=True))}
         taken.update(t for t in mine if t is not None)
         out.append(op)

@@ -15,6 +15,7 @@ import tshark_dicom
 
 from .conftest import ROOT
 from .test_asyncops import check_outstanding
+from .test_charset import check_charset
 from .test_commitment import check_commitments
 from .test_context_not_accepted import check_off_context
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
@@ -24,7 +25,7 @@ from .test_mpps import check_steps
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
              "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
-             "context_not_accepted"]
+             "context_not_accepted", "qr_find_charset"]
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,5 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) 
         check_outstanding(truth, report)
     if "off_context" in truth:
         check_off_context(truth, report)
+    if "charset" in truth.get("qr", {}):
+        check_charset(truth, report)

@@ -22,6 +22,7 @@ from .crosscheck import crosscheck
 from .demux import Totals, consume
 from .errors import OptionsError, UnsupportedLinkType
 from .findings import (
+    CharsetTally,
     PerObjectTally,
     QrContext,
     TimingContext,
@@ -313,12 +314,15 @@ class _Run:
         if ledger.queries:  # every C-FIND, C-MOVE and C-GET: its query's findings
             alone = QrContext([assoc], [], [], {})
             in_order = iter(ops)
+            charsets = CharsetTally()
             for q in ledger.queries:
                 op = next(o for o in in_order if o.op_index == q.op_index)
                 for finding in (query_findings(alone, 0, q, op),
                                 operation_cancelled(alone, 0, op, q)):
                     if finding is not None:
                         assoc.findings.append(finding)
+                charsets.add(q, op)
+            assoc.findings.extend(charsets.findings(alone, 0))
         return FinishedAssociation(assoc, ledger.messages, ledger.objects, ops, timing,
                                    evidence, ledger.queries, ledger.query_keys, label,
                                    self.provisional.get(assoc.stream))

@@ -320,7 +320,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "tag": "The element's tag, e.g. `(0010,0010)`.",
         "keyword": "The element's keyword, e.g. `PatientName`.",
         "vr": "Value representation.",
-        "value": "Text exactly as sent, padding kept; null for a sequence.",
+        "value": "Text exactly as sent, padding kept, read in the identifier's Specific "
+                 "Character Set (Latin-1 where it declares none, or the bytes are no text "
+                 "in it); null for a sequence.",
         "empty": "Whether the value is empty (a return key).",
     },
     "connection_attempts": {

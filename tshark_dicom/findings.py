@@ -28,7 +28,7 @@ from .association import (
 )
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
-from .queries import QUERY_COMMANDS, QueryRecord
+from .queries import QUERY_COMMANDS, CharsetNote, QueryRecord, charset_detail
 from .spill import Spill
 from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
@@ -398,7 +398,7 @@ QR_CODES = (
     "move-destination-unknown", "callback-refused", "callback-unanswered", "callback-rejected",
     "callback-missing", "suboperations-failed", "suboperation-counts-mismatch",
     "get-role-not-negotiated", "query-no-match", "query-failed", "query-cancelled",
-    "retrieve-cancelled",
+    "retrieve-cancelled", "identifier-character-set",
 )
 #: Status 0xA801: Refused: Move Destination unknown (PS3.4 C.4.2.1.5).
 MOVE_DESTINATION_UNKNOWN = 0xA801
@@ -684,6 +684,61 @@ def query_findings(c: QrContext, aid: int, q: QueryRecord,
     return FindingRecord(op.request_index, op.first_frame, "warning", "query-no-match", (
         f"the C-FIND from {c.scu(aid, op)} to {c.scp(aid, op)} ({what}, {keys}) "
         f"matched nothing; likely reason: {q.diagnosis} ({q.diagnosis_detail})"))
+
+
+class CharsetTally:
+    """identifier-character-set (a warning), one association's: identifiers whose text
+    bytes their Specific Character Set (0008,0005) does not account for (queries.Text), at
+    most one finding for the requestor's requests and one for the acceptor's answers, each
+    naming the first and counting the rest. A request whose C-FIND matched nothing for it
+    is its query-no-match finding's instead (diagnosis character-set)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[CharsetNote, QueryRecord, OperationRecord]] = []
+        self.request_count = 0
+        self.responses: list[tuple[CharsetNote, QueryRecord, OperationRecord]] = []
+        self.response_count = 0
+
+    def add(self, q: QueryRecord, op: OperationRecord) -> None:
+        if q.request_charset is not None and q.diagnosis != "character-set":
+            self.request_count += 1
+            if not self.requests:
+                self.requests.append((q.request_charset, q, op))
+        if q.response_charset is not None:
+            self.response_count += q.responses_with_charset_problem
+            if not self.responses:
+                self.responses.append((q.response_charset, q, op))
+
+    def findings(self, c: QrContext, aid: int) -> list[FindingRecord]:
+        out = []
+        for (note, q, op) in self.requests:
+            scu, scp = c.scu(aid, op), c.scp(aid, op)
+            n = self.request_count
+            answered = (f"{scp} matched it nonetheless ({q.matches} match"
+                        f"{'es' if q.matches != 1 else ''}), reading the bytes its own way: an "
+                        "SCP that reads them otherwise finds nothing, or other records"
+                        if q.matches else f"{scp} answered {q.status_hex or 'nothing'}")
+            out.append(FindingRecord(op.request_index, op.first_frame, "warning",
+                                     "identifier-character-set", (
+                f"{scu} sent {n} {q.command} request{'s' if n > 1 else ''} whose identifier "
+                "holds text its Specific Character Set does not account for; the first, "
+                f"{q.command}-RQ {op.message_id}: "
+                f"{charset_detail(note.name, note.vr, note.text, note.problem, scp)}; "
+                f"{answered}")))
+        for (note, q, op) in self.responses:
+            scu, scp = c.scu(aid, op), c.scp(aid, op)
+            n = self.response_count
+            index = (op.response_indices[note.response_number - 1]
+                     if 0 < note.response_number <= len(op.response_indices) else None)
+            out.append(FindingRecord(index, op.first_frame, "warning",
+                                     "identifier-character-set", (
+                f"{scp} answered with {n} identifier{'s' if n > 1 else ''} holding text "
+                "their Specific Character Set does not account for; the first, response "
+                f"{note.response_number} to {scu}'s {q.command}-RQ {op.message_id}: "
+                f"{charset_detail(note.name, note.vr, note.text, note.problem, scu)}; "
+                f"{scu} shows and stores such values as it reads them, not as {scp} "
+                "holds them")))
+        return out
 
 
 def operation_cancelled(c: QrContext, aid: int, op: OperationRecord,

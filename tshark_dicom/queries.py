@@ -3,25 +3,29 @@ response, exactly as sent, and why a query that matched nothing probably did not
 (PS3.4 C.2.2: matching keys, return keys, matching rules). Pure functions over records.
 
 Identifiers are decoded with pydicom's dataset reader, element by element without value
-conversion, so a value keeps every byte that was sent (padding included); only the bytes'
-text is chosen here (the Specific Character Set's: UTF-8 for ISO_IR 192, else Latin-1,
-which maps every byte).
+conversion, so a value keeps every byte that was sent (padding included); its text is read
+in the identifier's own Specific Character Set (0008,0005) by pydicom's character set
+decoder (`Text`), Latin-1 where it declares none (every byte maps to a character).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Any
+from typing import Any, NamedTuple
 
+from pydicom import config
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import TEXT_VR_DELIMS
 
 from .association import ObjectRecord, uid_name
 from .timing import OperationRecord
@@ -63,6 +67,11 @@ class KeyRecord:
     #: a sequence's keys: those of its first item (a query's sequence has one, PS3.4
     #: C.2.2.2.6), one level deep (a sequence in it is listed, not opened)
     nested: list[KeyRecord] = field(default_factory=list)
+    #: bytes outside ASCII that the identifier's character set does not account for
+    #: (`Text.read`): why a receiver may read another text than the sender meant
+    charset_problem: CharsetProblem | None = None
+    #: the value's length in bytes as sent (its text may have fewer characters)
+    size: int | None = None
 
     @property
     def text(self) -> str:
@@ -91,6 +100,114 @@ class QueryRecord:
     keys: list[KeyRecord] = field(default_factory=list)  # the request's
     #: Failed SOP Instance UID List (0008,0058) of the final response, if it has one
     failed_sop_instances: list[str] = field(default_factory=list)
+    #: the first key of the request, and of the responses, whose bytes its identifier's
+    #: character set does not account for, and how many responses had one
+    #: (findings.character_set_findings)
+    request_charset: CharsetNote | None = None
+    response_charset: CharsetNote | None = None
+    responses_with_charset_problem: int = 0
+
+
+class CharsetNote(NamedTuple):
+    """A key whose bytes its identifier's character set does not account for."""
+
+    response_number: int  # 0: the request
+    name: str  # keyword, Sequence>Keyword inside a sequence
+    vr: str
+    text: str
+    problem: CharsetProblem
+
+
+@dataclass(frozen=True, slots=True)
+class CharsetProblem:
+    """A text value whose bytes are not plainly text in its identifier's character set."""
+
+    kind: str  # undeclared | invalid | utf-8-declared-otherwise | ascii-only
+    declared: str | None  # the Specific Character Set's value(s) as sent; None: none
+    other_reading: str | None  # the bytes read as their sender probably meant them, if told
+
+
+#: Character sets that are UTF-8, or hold UTF-8's bytes as they are: a value in them is not
+#: suspected of being UTF-8 sent under another name.
+UTF8_LIKE = frozenset({"ISO_IR 192", "GB18030", "GBK"})
+#: Value representations whose text the Specific Character Set applies to (PS3.5 6.1.2.2);
+#: the other text ones (AE, CS, DA, UI...) hold the default repertoire (ASCII) only.
+CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+#: Where an ISO 2022 code extension falls back to the value's first character set: a
+#: person name's component groups and components, a text's lines, a value's end.
+PN_DELIMITERS = TEXT_VR_DELIMS | {ord("^"), ord("="), ord("\\")}
+VALUE_DELIMITERS = TEXT_VR_DELIMS | {ord("\\")}
+
+
+class Text:
+    """How one identifier's text values read: in its Specific Character Set (0008,0005),
+    by pydicom's decoder (the single-byte sets, UTF-8, GB18030, and the ISO 2022 code
+    extensions of Japanese, Korean and Chinese), or Latin-1 where it declares none (every
+    byte maps to a character). Text in plain ASCII reads as ASCII in any of them."""
+
+    def __init__(self, ds: Dataset) -> None:
+        item = ds.get_item(Tag(0x0008, 0x0005))
+        raw = bytes(item.value or b"") if item is not None else b""
+        terms = [t.strip(" \x00") for t in raw.decode("latin-1").split("\\")]
+        self.declared = "\\".join(terms) if any(terms) else None
+        self.known = True
+        self.encodings = ["latin_1"]
+        if self.declared is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.encodings = convert_encodings(terms)
+            self.known = not caught  # pydicom warns of a term it does not know
+        self.single_byte = self.declared is not None and len(terms) == 1 \
+            and terms[0] not in UTF8_LIKE
+
+    def read(self, raw: bytes, vr: str) -> tuple[str, CharsetProblem | None]:
+        """The value's text, and what is wrong with its bytes in this character set."""
+        if raw.isascii() and 0x1B not in raw:  # no byte that a character set reads otherwise
+            return raw.decode("ascii"), None
+        if vr not in CHARSET_VRS:
+            return raw.decode("latin-1"), (None if raw.isascii() else
+                                           CharsetProblem("ascii-only", self.declared, None))
+        if self.declared is None:
+            return raw.decode("latin-1"), CharsetProblem("undeclared", None, _utf8(raw))
+        text = self._decode(raw, vr)
+        if text is None or not self.known:  # every byte kept, as where none is declared
+            return raw.decode("latin-1"), CharsetProblem("invalid", self.declared, _utf8(raw))
+        if self.single_byte:
+            utf8 = _utf8(raw)
+            if utf8 is not None:
+                return text, CharsetProblem("utf-8-declared-otherwise", self.declared, utf8)
+        return text, None
+
+
+    def _decode(self, raw: bytes, vr: str) -> str | None:
+        """The value's text in this character set; None if its bytes are not text in it.
+
+        Without an escape sequence, one codec reads it (pydicom's shortcut, which would warn
+        and log each failure: the finding says it once). With one, pydicom's decoder,
+        told to raise instead (its ISO 2022 code extensions)."""
+        if 0x1B not in raw:
+            try:
+                return raw.decode(self.encodings[0])
+            except (UnicodeError, LookupError):
+                return None
+        before = config.settings.reading_validation_mode
+        config.settings.reading_validation_mode = config.RAISE
+        try:
+            return decode_bytes(raw, self.encodings,
+                                PN_DELIMITERS if vr == "PN" else VALUE_DELIMITERS)
+        except (UnicodeError, LookupError, ValueError):
+            return None
+        finally:
+            config.settings.reading_validation_mode = before
+
+
+def _utf8(raw: bytes) -> str | None:
+    """The bytes as UTF-8, if they are UTF-8 with a character beyond ASCII; else None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if text.isascii() else text
 
 
 def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
@@ -98,9 +215,7 @@ def decode_identifier(data: bytes, transfer_syntax: str | None, source: str,
     """Every element of an identifier, in the order encoded. Raises ValueError when the
     bytes are not a data set in that transfer syntax."""
     ds = read_identifier(data, transfer_syntax)
-    charset = ds.get_item(Tag(0x0008, 0x0005))
-    utf8 = charset is not None and b"192" in bytes(charset.value or b"")
-    return _elements(ds, utf8, source, number, nest=True)
+    return _elements(ds, Text(ds), source, number, nest=True)
 
 
 def read_identifier(data: bytes, transfer_syntax: str | None) -> Dataset:
@@ -118,7 +233,7 @@ def read_identifier(data: bytes, transfer_syntax: str | None) -> Dataset:
                          f"{exc}") from exc
 
 
-def _elements(ds: Dataset, utf8: bool, source: str, number: int, nest: bool
+def _elements(ds: Dataset, text: Text, source: str, number: int, nest: bool
               ) -> list[KeyRecord]:
     keys = []
     for tag in ds.keys():
@@ -126,24 +241,26 @@ def _elements(ds: Dataset, utf8: bool, source: str, number: int, nest: bool
         raw = elem.value
         vr = elem.VR or _dictionary_vr(tag)
         nested: list[KeyRecord] = []
+        problem: CharsetProblem | None = None
         if vr == "SQ":
             value: str | None = None
             empty = not raw
             if nest and not empty:
                 items = ds[tag].value  # pydicom reads the items now
                 if items:
-                    nested = _elements(items[0], utf8, source, number, nest=False)
+                    nested = _elements(items[0], text, source, number, nest=False)
         elif isinstance(raw, bytes | bytearray):
             empty = not raw
             if vr in TEXT_VRS:
-                value = bytes(raw).decode("utf-8" if utf8 else "latin-1", "replace")
+                value, problem = text.read(bytes(raw), vr)
             else:
                 value = _binary_text(ds, tag, bytes(raw))
         else:  # already converted by pydicom (zero-length values)
             empty = raw in (None, "", b"")
             value = "" if empty else str(raw)
         keys.append(KeyRecord(source, number, f"({tag.group:04X},{tag.element:04X})",
-                              keyword_for_tag(tag) or None, vr, value, empty, nested))
+                              keyword_for_tag(tag) or None, vr, value, empty, nested, problem,
+                              len(raw) if isinstance(raw, bytes | bytearray) else None))
     return keys
 
 
@@ -209,6 +326,7 @@ class QueryBuilder:
         except ValueError as exc:
             q.identifier_problem = str(exc)
         keys.extend((op.op_index, k) for k in q.keys)
+        q.request_charset = _charset_note(q.keys)
         for k in q.keys:
             if k.keyword == "QueryRetrieveLevel":
                 q.query_level = k.text or None
@@ -224,6 +342,11 @@ class QueryBuilder:
                 found = []
             if found and pending:
                 q.matches += 1
+            note = _charset_note(found)
+            if note is not None:
+                q.responses_with_charset_problem += 1
+                if q.response_charset is None:
+                    q.response_charset = note
             keys.extend((op.op_index, k) for k in found)
             for k in found:
                 # what the answer taught: identifiers the SCU had not sent before
@@ -244,6 +367,17 @@ class QueryBuilder:
                 self._others = sorted(self.matched.values(), key=lambda o: o.op_index)
             q.diagnosis, q.diagnosis_detail = diagnose_no_match(q, self._others)
         return q
+
+
+def _charset_note(keys: list[KeyRecord]) -> CharsetNote | None:
+    """The first of ``keys`` (a sequence's own keys too) whose bytes its identifier's
+    character set does not account for."""
+    for k in keys:
+        for one in (k, *_inside(k, k.keyword or k.tag)):
+            if one.charset_problem is not None:
+                return CharsetNote(one.response_number, one.keyword or one.tag, one.vr,
+                                   one.text, one.charset_problem)
+    return None
 
 
 def _list_key(q: QueryRecord, k: KeyRecord, name: str) -> None:
@@ -274,7 +408,8 @@ INSIDE = ">"
 def _inside(k: KeyRecord, name: str) -> list[KeyRecord]:
     """A sequence's own keys, each named ``name>Keyword`` (`INSIDE`)."""
     return [KeyRecord(n.source, n.response_number, n.tag,
-                      f"{name}{INSIDE}{n.keyword or n.tag}", n.vr, n.value, n.empty)
+                      f"{name}{INSIDE}{n.keyword or n.tag}", n.vr, n.value, n.empty,
+                      charset_problem=n.charset_problem, size=n.size)
             for n in k.nested]
 
 
@@ -309,15 +444,65 @@ def _matching(q: QueryRecord) -> list[KeyRecord]:
         if not n.empty and n.value is not None]
 
 
+def charset_detail(name: str, vr: str, text: str, problem: CharsetProblem,
+                   reader: str = "the SCP") -> str:
+    """What is wrong with a key's bytes in its identifier's character set, in words
+    (PS3.5 6.1.2); ``reader``: who receives them."""
+    other = (problem.other_reading or "").rstrip(" \x00")
+    if problem.kind == "undeclared":
+        meant = f"; read as UTF-8, they are {other!r}" if other else ""
+        return (f"{name} is {text!r} (as Latin-1) with bytes beyond ASCII, and the identifier "
+                "declares no Specific Character Set (0008,0005): the default repertoire is "
+                f"ASCII (PS3.5 6.1.2.1), so {reader} reads those bytes as it guesses{meant}")
+    if problem.kind == "ascii-only":
+        return (f"{name} is {text!r} (as Latin-1): a {vr} value holds ASCII only, whatever "
+                "the Specific Character Set (PS3.5 6.1.2.2)")
+    if problem.kind == "utf-8-declared-otherwise":
+        return (f"{name} is {text!r} in {problem.declared}, the Specific Character Set the "
+                f"identifier declares, but its bytes are UTF-8 for {other!r}: declare "
+                f"ISO_IR 192, or encode the value in {problem.declared}")
+    as_utf8 = f"; read as UTF-8, they are {other!r}" if other else ""
+    return (f"{name} is {text!r} (as Latin-1): its bytes are not text in the Specific "
+            f"Character Set the identifier declares ({problem.declared}){as_utf8}")
+
+
+def other_readings(text: str, declared: str | None) -> list[str]:
+    """What a value `Text.read` read as ``text`` may say to its sender: its bytes read as
+    UTF-8, where they are UTF-8 beyond ASCII (the readings `charset_detail` quotes, which
+    `redact` must know to replace). The bytes are ``text`` in Latin-1 (no set declared, or
+    not text in it) or in the one declared."""
+    if text.isascii():
+        return []
+    codecs = ["latin-1"]
+    if declared is not None and "\\" not in declared and declared not in UTF8_LIKE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            codecs += convert_encodings([declared])
+    out = []
+    for codec in codecs:
+        try:
+            reading = _utf8(text.encode(codec))
+        except (UnicodeError, LookupError):
+            continue
+        if reading is not None and reading not in out:
+            out.append(reading)
+    return out
+
+
 def diagnose_no_match(q: QueryRecord, others: Iterable[QueryRecord]) -> tuple[str, str]:
     """The likely reason a C-FIND matched nothing, and the key behind it (PS3.4 C.2.2.2)."""
     keys = _matching(q)
     for k in keys:
+        if k.charset_problem is not None:
+            return "character-set", charset_detail(k.keyword or k.tag, k.vr, k.text,
+                                                   k.charset_problem)
+    for k in keys:
         value = k.value or ""
         name = k.keyword or k.tag
         if k.vr != "UI" and value.endswith(" "):
-            # one trailing space may be the padding to an even length (PS3.5 6.2)
-            unpadded = value[:-1] if len(value) % 2 == 0 else value
+            # one trailing space may be the padding to an even length in bytes (PS3.5 6.2)
+            even = (k.size if k.size is not None else len(value)) % 2 == 0
+            unpadded = value[:-1] if even else value
             if unpadded.endswith(" "):
                 return "trailing-space", (f"{name} is {value!r}: a space is part of the value "
                                           "beyond the padding; matching is byte for byte")

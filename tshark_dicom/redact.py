@@ -38,7 +38,7 @@ import pandas as pd
 from pydicom.datadict import keyword_for_tag
 
 from .annex_e import BASIC_PROFILE, REPEATING
-from .queries import INSIDE
+from .queries import INSIDE, other_readings
 
 #: The environment variable ``--redact-key`` falls back on.
 KEY_ENV = "TSHARK_DICOM_REDACT_KEY"
@@ -148,20 +148,24 @@ def _core(value: str) -> str:
     return value.rstrip(" \x00")
 
 
-def _multi(value: str, replace: Callable[[str], str], known: _Known) -> str:
+def _multi(value: str, replace: Callable[[str], str], known: _Known,
+           charset: str | None = None) -> str:
     """Each of the backslash-separated values replaced, padding kept (the padding is
-    evidence, e.g. for the trailing-space diagnosis)."""
+    evidence, e.g. for the trailing-space diagnosis). ``charset``: the Specific Character
+    Set the value was read in (query_keys), whose other readings of its bytes a sentence
+    may quote (queries.other_readings): they get the same token."""
     core = _core(value)
     if not core:
         return value
     parts = []
     for part in core.split("\\"):
         token = replace(part) if part else part
-        known.add(part, token)
-        known.add(part.strip(), token)
+        for text in (part, part.strip(), *other_readings(part, charset)):
+            known.add(text, token)
         parts.append(token)
     whole = "\\".join(parts)
-    known.add(core, whole)
+    for text in (core, *other_readings(core, charset)):
+        known.add(text, whole)
     return whole + value[len(core):]
 
 
@@ -271,14 +275,28 @@ def _structured(out: dict[str, pd.DataFrame], r: Redaction, known: _Known
 
 def _query_keys(df: pd.DataFrame, r: Redaction, known: _Known) -> None:
     values = df["value"].tolist()
-    for i, (tag, vr, value) in enumerate(zip(df["tag"].tolist(), df["vr"].tolist(), values,
-                                             strict=True)):
+    # an identifier's rows are together, its Specific Character Set (0008,0005) first
+    names = [c for c in IDENTIFIER_COLUMNS if c in df.columns]
+    idents = list(zip(*(df[c].tolist() for c in names), strict=True)) if names else \
+        [()] * len(df)
+    current: tuple[Any, ...] | None = None
+    charset: str | None = None
+    for i, (tag, vr, value, ident) in enumerate(zip(df["tag"].tolist(), df["vr"].tolist(),
+                                                    values, idents, strict=True)):
+        if ident != current:
+            current, charset = ident, None
         if not isinstance(value, str) or not value:
             continue
+        if tag == "(0008,0005)":
+            charset = _core(value) or None
         replace = _replacer(attribute_kind(_tag(tag), vr if isinstance(vr, str) else None), r)
         if replace is not None:
-            values[i] = _multi(value, replace, known)
+            values[i] = _multi(value, replace, known, charset)
     df["value"] = pd.Series(values, index=df.index, dtype=object).astype(df["value"].dtype)
+
+
+#: The columns of query_keys that say which identifier a row is of.
+IDENTIFIER_COLUMNS = ("capture", "assoc_id", "op_index", "source", "response_number")
 
 
 def _replacer(kind: str | None, r: Redaction) -> Callable[[str], str] | None:

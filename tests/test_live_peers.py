@@ -14,6 +14,7 @@ import pytest
 import tshark_dicom
 
 from .conftest import ROOT
+from .test_abort_lead import check_abort_lead
 from .test_asyncops import check_outstanding
 from .test_charset import check_charset
 from .test_commitment import check_commitments
@@ -25,7 +26,7 @@ from .test_mpps import check_steps
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
              "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
-             "context_not_accepted", "qr_find_charset"]
+             "context_not_accepted", "qr_find_charset", "dimse_timeout"]
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +61,5 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) 
         check_off_context(truth, report)
     if "charset" in truth.get("qr", {}):
         check_charset(truth, report)
+    if "abort_lead" in truth:
+        check_abort_lead(truth, report)

@@ -154,6 +154,12 @@ class ContextRecord:
     ext_neg_accepted: str | None = None
 
 
+def _duration_words(ns: int) -> str:
+    """A wait in words: ``340 ms``, ``30.0 s``."""
+    ms = ns / 1e6
+    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
 @dataclass(slots=True)
 class MessageRecord:
     """One message: its decoded command set (None if the capture lost it) and what the
@@ -382,6 +388,7 @@ class Association:
         self.reject_frame: int | None = None
         self.abort_sender: str | None = None
         self.abort_frame: int | None = None
+        self.abort_ns: int | None = None
         self.release_rq = False
         self.release_rq_ns: int | None = None
         self.release_rp = False
@@ -527,7 +534,7 @@ class Association:
         if cmd is not None:
             if cmd.is_request and cmd.message_id is not None:
                 self._request(m.sender, cmd.message_id, [
-                    m.msg_index, cmd.command, m.first_frame, False])
+                    m.msg_index, cmd.command, m.first_frame, False, m.ended_ns])
             if cmd.responds_to is not None:
                 # a response answers the peer's request; a C-CANCEL-RQ names the sender's own
                 # request (PS3.7 9.3.2.3: Message ID Being Responded To)
@@ -856,7 +863,7 @@ class Association:
             self.release_rp = True
             self.ended_ns = time_ns
         elif pdu_type == A_ABORT and self.abort_sender is None:
-            self.abort_sender, self.abort_frame = role, frame
+            self.abort_sender, self.abort_frame, self.abort_ns = role, frame, time_ns
             if self.ended_ns is None:
                 self.ended_ns = time_ns
             # the aborter's own message ends here; the peer's may still be arriving (sent
@@ -1074,7 +1081,7 @@ class Association:
                 f"the TCP connection of {self.calling_ae} -> {self.called_ae} closed without "
                 f"A-RELEASE{lead}", self.last_frame)
         waiting = [(key, entry) for key, q in self._queued.items() for entry in q]
-        for (sender, mid), (idx, command, first_frame, answered) in [
+        for (sender, mid), (idx, command, first_frame, answered, _sent_ns) in [
                 *self._requests.items(), *waiting]:
             if answered or command == "C-CANCEL-RQ":
                 continue
@@ -1133,8 +1140,41 @@ class Association:
             self.finding(
                 "error", "association-aborted",
                 f"the {role} ({self._sender_ae(role) or 'AE unknown'}) aborted the association "
-                f"({detail}){self._abort_after_rejections(role)}"
-                f"{self._abort_after_misencoding(role)}", self.abort_frame)
+                f"({detail}){self._abort_lead(role)}", self.abort_frame)
+
+    def _abort_lead(self, role: str) -> str:
+        """What the traffic says of an A-ABORT from ``role``: the rejected contexts, or
+        what it had received in a form it could not take, or else a request unanswered."""
+        return (self._abort_after_rejections(role) or self._abort_after_misencoding(role)
+                or self._abort_while_waiting(role))
+
+    def _abort_while_waiting(self, role: str) -> str:
+        """An A-ABORT while a request had no final response: the aborter's own (it gave up
+        waiting: a DIMSE timeout), or else the peer's (the aborter would not, or could not,
+        serve it). The latest request of the side that counts."""
+        if self.abort_ns is None:
+            return ""
+        peer = other_role(role)
+        for sender in (role, peer):
+            waiting = [(entry[4], mid, entry[1]) for (who, mid), entry in self._requests.items()
+                       if who == sender and not entry[3] and entry[1] != "C-CANCEL-RQ"
+                       and entry[4] <= self.abort_ns]
+            if not waiting:
+                continue
+            sent_ns, mid, command = max(waiting)
+            after = _duration_words(self.abort_ns - sent_ns)
+            if sender == role:
+                return (f", {after} after its own {command} {mid}, which had no response: a "
+                        "peer that gives up waiting for a response aborts so (its DIMSE "
+                        "timeout: dcmtk's --dimse-timeout, pynetdicom's dimse_timeout); see "
+                        f"the request-unanswered finding, and why {self._sender_ae(peer) or peer} "
+                        "took so long")
+            return (f", {after} after receiving {command} {mid} from "
+                    f"{self._sender_ae(peer) or peer}, which it never answered: an SCP aborts "
+                    "so on a request it will not serve (Orthanc 1.10 does on a C-FIND, C-MOVE "
+                    "or C-GET from an AE title that is not among its DicomModalities) or "
+                    "cannot read; its log says which")
+        return ""
 
     def _abort_after_misencoding(self, role: str) -> str:
         """An A-ABORT from the receiver of a data set in the wrong encoding: what it could

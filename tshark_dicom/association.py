@@ -1143,10 +1143,10 @@ class Association:
                 f"({detail}){self._abort_lead(role)}", self.abort_frame)
 
     def _abort_lead(self, role: str) -> str:
-        """What the traffic says of an A-ABORT from ``role``: the rejected contexts, or
+        """What the traffic says of an A-ABORT from ``role``: the rejected contexts and
         what it had received in a form it could not take, or else a request unanswered."""
-        return (self._abort_after_rejections(role) or self._abort_after_misencoding(role)
-                or self._abort_while_waiting(role))
+        lead = self._abort_after_rejections(role) + self._abort_after_misencoding(role)
+        return lead or self._abort_while_waiting(role)
 
     def _abort_while_waiting(self, role: str) -> str:
         """An A-ABORT while a request had no final response: the aborter's own (it gave up

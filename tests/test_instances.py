@@ -122,3 +122,23 @@ def test_stores_remembered_are_bounded() -> None:
     assert other.sent_text("2.2") == "no C-STORE of it is in this capture"
     other.add(2, _assoc(), [_store(0, "2.1", 9)])
     assert other.stored("2.1")
+
+
+def test_copies_from_two_senders_may_be_one_object_re_encoded() -> None:
+    """dcmtk's storescu and pynetdicom sent the same file (CT_small) as 38,732 and 38,870
+    bytes: a UID reused across two senders, or two transfer syntaxes, says that re-encoding
+    gives other bytes too; one sender in one transfer syntax does not."""
+    stored = StoredInstances()
+    stored.add(1, _assoc(calling="STORESCU"), [_store(0, "1.1", 10)],
+               [_obj(0, "1.1", "a" * 64)])
+    stored.add(2, _assoc(calling="PYN-SCU"), [_store(0, "1.1", 30)],
+               [_obj(0, "1.1", "b" * 64)])
+    [(_, reused)] = stored.findings()
+    assert "came from two senders (STORESCU and PYN-SCU)" in reused.summary
+    assert "or the copies are one object re-encoded" in reused.summary
+    assert "of 1,000 and 1,000 bytes" in reused.summary
+    same = StoredInstances()
+    for stream, frame, digest in ((1, 10, "a"), (2, 30, "b")):
+        same.add(stream, _assoc(), [_store(0, "1.1", frame)], [_obj(0, "1.1", digest * 64)])
+    [(_, once)] = same.findings()
+    assert "re-encode" not in once.summary

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .association import Association, FindingRecord, ObjectRecord
+from .association import Association, FindingRecord, ObjectRecord, uid_name
 from .timing import OperationRecord
 
 #: C-STOREs remembered per capture (instance UID -> outcome, and the content's digest).
@@ -33,6 +33,8 @@ class Copy:
     sender_ae: str | None
     receiver_ae: str | None
     msg_index: int
+    transfer_syntax: str | None = None
+    size: int = 0  # the data set's bytes
 
 
 class StoredInstances:
@@ -77,7 +79,8 @@ class StoredInstances:
             self._copy(str(obj.sop_instance_uid), obj, Copy(
                 stream, op.first_frame, obj.sha256[:16],
                 *((assoc.calling_ae, assoc.called_ae) if obj.sender == "requestor"
-                  else (assoc.called_ae, assoc.calling_ae)), obj.msg_index))
+                  else (assoc.called_ae, assoc.calling_ae)), obj.msg_index,
+                obj.transfer_syntax, obj.dataset_bytes))
 
     def _copy(self, uid: str, obj: ObjectRecord, copy: Copy) -> None:
         first = self.copies.get(uid)
@@ -115,13 +118,19 @@ class StoredInstances:
         out: list[tuple[int | None, FindingRecord]] = []
         for uid, first, other in self.reused:
             route = _route(first, other)
+            recoded = _recoded(first, other)
             out.append((other.stream, FindingRecord(
                 other.msg_index, other.frame, "warning", "instance-uid-reused",
                 f"SOP Instance UID {uid} was sent with other content (data sets differ) at "
-                f"frames {first.frame} and {other.frame} ({route}): two different objects "
-                "share it, and an archive keeps only one (it rejects or overwrites the other): "
-                "the sender must give each object its own UID (check its UID generator, or "
-                "whether an edited object was sent again under the old UID)")))
+                f"frames {first.frame} and {other.frame} ({route}): " + (
+                    "two different objects share it, and an archive keeps only one (it "
+                    "rejects or overwrites the other): the sender must give each object its "
+                    "own UID (check its UID generator, or whether an edited object was sent "
+                    "again under the old UID)" if not recoded else
+                    "two different objects share it (an archive keeps only one), or the copies "
+                    f"are one object re-encoded: {recoded}; compare the two (objects table, or "
+                    "the Part-10 files), and if their content differs, the sender must give "
+                    "each object its own UID"))))
         if self.reused_count > len(self.reused):
             out.append((None, FindingRecord(
                 None, None, "warning", "instance-uid-reused",
@@ -139,6 +148,27 @@ class StoredInstances:
                 f"({_route(first, again)}): a retry after a failure or timeout, or a "
                 "retrieval of what the destination already had")))
         return out
+
+
+def _recoded(a: Copy, b: Copy) -> str:
+    """Where the two copies came from two senders, or in two transfer syntaxes: the same
+    object re-encoded has other bytes too (dcmtk's storescu rewrites a file's group
+    lengths and padding as it sends it; a transfer syntax conversion rewrites it all), so
+    the clause that says so; "" when one sender sent both in one transfer syntax."""
+    senders = a.sender_ae != b.sender_ae
+    syntaxes = a.transfer_syntax != b.transfer_syntax
+    if not senders and not syntaxes:
+        return ""
+    how = []
+    if senders:
+        how.append(f"from two senders ({a.sender_ae or '?'} and {b.sender_ae or '?'})")
+    if syntaxes:
+        how.append(f"in two transfer syntaxes ({uid_name(a.transfer_syntax) or '?'} and "
+                   f"{uid_name(b.transfer_syntax) or '?'})")
+    return (f"they came {' and '.join(how)}, of {a.size:,} and {b.size:,} bytes, and a "
+            "sender that re-encodes an object (dcmtk's storescu rewrites group lengths and "
+            "padding; a transfer syntax conversion rewrites it all) sends other bytes for the "
+            "same object")
 
 
 def _route(a: Copy, b: Copy) -> str:

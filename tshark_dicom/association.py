@@ -154,9 +154,8 @@ class ContextRecord:
     ext_neg_accepted: str | None = None
 
 
-def _duration_words(ns: int) -> str:
-    """A wait in words: ``340 ms``, ``30.0 s``."""
-    ms = ns / 1e6
+def duration_text(ms: float) -> str:
+    """A duration in a sentence: ``340 ms``, ``1,204 ms``, ``30.0 s``."""
     return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
 
 
@@ -1162,7 +1161,7 @@ class Association:
             if not waiting:
                 continue
             sent_ns, mid, command = max(waiting)
-            after = _duration_words(self.abort_ns - sent_ns)
+            after = duration_text((self.abort_ns - sent_ns) / 1e6)
             if sender == role:
                 return (f", {after} after its own {command} {mid}, which had no response: a "
                         "peer that gives up waiting for a response aborts so (its DIMSE "

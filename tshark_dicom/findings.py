@@ -21,6 +21,7 @@ from .association import (
     Association,
     ContextRecord,
     FindingRecord,
+    duration_text,
     endpoint_text,
     other_role,
     reject_reason_text,
@@ -89,8 +90,7 @@ class TimingContext:
         return (a.calling_ae if role == REQUESTOR else a.called_ae) or f"the {role}"
 
 
-def _n(ms: float) -> str:
-    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+_n = duration_text
 
 
 def _rtt(ms: float | None) -> str:
@@ -694,24 +694,24 @@ class CharsetTally:
     is its query-no-match finding's instead (diagnosis character-set)."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[CharsetNote, QueryRecord, OperationRecord]] = []
+        #: the first such request and answer: (the key, its query, its operation)
+        self.request: tuple[CharsetNote, QueryRecord, OperationRecord] | None = None
         self.request_count = 0
-        self.responses: list[tuple[CharsetNote, QueryRecord, OperationRecord]] = []
+        self.response: tuple[CharsetNote, QueryRecord, OperationRecord] | None = None
         self.response_count = 0
 
     def add(self, q: QueryRecord, op: OperationRecord) -> None:
         if q.request_charset is not None and q.diagnosis != "character-set":
             self.request_count += 1
-            if not self.requests:
-                self.requests.append((q.request_charset, q, op))
+            self.request = self.request or (q.request_charset, q, op)
         if q.response_charset is not None:
             self.response_count += q.responses_with_charset_problem
-            if not self.responses:
-                self.responses.append((q.response_charset, q, op))
+            self.response = self.response or (q.response_charset, q, op)
 
     def findings(self, c: QrContext, aid: int) -> list[FindingRecord]:
         out = []
-        for (note, q, op) in self.requests:
+        if self.request is not None:
+            note, q, op = self.request
             scu, scp = c.scu(aid, op), c.scp(aid, op)
             n = self.request_count
             answered = (f"{scp} matched it nonetheless ({q.matches} match"
@@ -725,7 +725,8 @@ class CharsetTally:
                 f"{q.command}-RQ {op.message_id}: "
                 f"{charset_detail(note.name, note.vr, note.text, note.problem, scp)}; "
                 f"{answered}")))
-        for (note, q, op) in self.responses:
+        if self.response is not None:
+            note, q, op = self.response
             scu, scp = c.scu(aid, op), c.scp(aid, op)
             n = self.response_count
             index = (op.response_indices[note.response_number - 1]

@@ -33,8 +33,8 @@ class Copy:
     sender_ae: str | None
     receiver_ae: str | None
     msg_index: int
-    transfer_syntax: str | None = None
-    size: int = 0  # the data set's bytes
+    transfer_syntax: str | None
+    size: int  # the data set's bytes
 
 
 class StoredInstances:

@@ -150,13 +150,8 @@ class Text:
         raw = bytes(item.value or b"") if item is not None else b""
         terms = [t.strip(" \x00") for t in raw.decode("latin-1").split("\\")]
         self.declared = "\\".join(terms) if any(terms) else None
-        self.known = True
-        self.encodings = ["latin_1"]
-        if self.declared is not None:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self.encodings = convert_encodings(terms)
-            self.known = not caught  # pydicom warns of a term it does not know
+        self.encodings, self.known = (["latin_1"], True) if self.declared is None else \
+            _encodings(terms)
         self.single_byte = self.declared is not None and len(terms) == 1 \
             and terms[0] not in UTF8_LIKE
 
@@ -178,7 +173,6 @@ class Text:
                 return text, CharsetProblem("utf-8-declared-otherwise", self.declared, utf8)
         return text, None
 
-
     def _decode(self, raw: bytes, vr: str) -> str | None:
         """The value's text in this character set; None if its bytes are not text in it.
 
@@ -199,6 +193,15 @@ class Text:
             return None
         finally:
             config.settings.reading_validation_mode = before
+
+
+def _encodings(terms: list[str]) -> tuple[list[str], bool]:
+    """The Python codecs of Specific Character Set terms (pydicom's mapping), and whether
+    pydicom knew every term (it warns, and falls back, of one it does not)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encodings = convert_encodings(terms)
+    return encodings, not caught
 
 
 def _utf8(raw: bytes) -> str | None:
@@ -373,10 +376,13 @@ def _charset_note(keys: list[KeyRecord]) -> CharsetNote | None:
     """The first of ``keys`` (a sequence's own keys too) whose bytes its identifier's
     character set does not account for."""
     for k in keys:
-        for one in (k, *_inside(k, k.keyword or k.tag)):
-            if one.charset_problem is not None:
-                return CharsetNote(one.response_number, one.keyword or one.tag, one.vr,
-                                   one.text, one.charset_problem)
+        if k.charset_problem is not None:
+            return CharsetNote(k.response_number, k.keyword or k.tag, k.vr, k.text,
+                               k.charset_problem)
+        if k.nested:  # named Sequence>Keyword (`_inside`) only when one is found
+            note = _charset_note(_inside(k, k.keyword or k.tag))
+            if note is not None:
+                return note
     return None
 
 
@@ -475,9 +481,7 @@ def other_readings(text: str, declared: str | None) -> list[str]:
         return []
     codecs = ["latin-1"]
     if declared is not None and "\\" not in declared and declared not in UTF8_LIKE:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            codecs += convert_encodings([declared])
+        codecs += _encodings([declared])[0]
     out = []
     for codec in codecs:
         try:

@@ -528,14 +528,15 @@ def _in_session(sid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_stops_the_run_at_once_and_keeps_what_finished(tmp_path: Path,
-                                                              jobs: str) -> None:
+@pytest.mark.parametrize(("jobs", "more"), [("1", ()), ("2", ()), ("1", ("--no-objects",))])
+def test_ctrl_c_stops_the_run_at_once_and_keeps_what_finished(tmp_path: Path, jobs: str,
+                                                              more: tuple[str, ...]) -> None:
     """Ctrl-C mid-archive: the run ends within seconds with exit 130 and its one line
-    (no worker aborting inside the compiled packet loop), no process of it is left, the
-    captures finished are kept, and --resume finishes the rest."""
+    (no worker aborting inside the compiled packet loop), no process of it is left (with
+    --no-objects on two cores, the hashing helper's neither: sidehash.py), the captures
+    finished are kept, and --resume finishes the rest."""
     out = tmp_path / "out"
-    proc, caps = _interrupted_run(out, "--jobs", jobs)
+    proc, caps = _interrupted_run(out, "--jobs", jobs, *more)
     parts = out / "tables" / "captures"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -556,7 +557,7 @@ def test_ctrl_c_stops_the_run_at_once_and_keeps_what_finished(tmp_path: Path,
     assert 1 <= done < 40
     assert not (out / "summary.txt").exists()
     code, stdout, stderr = invoke("analyze", str(caps), "-o", str(out), "--resume", "--jobs",
-                                  jobs)
+                                  jobs, *more)
     assert code == 0, stderr
     assert stdout.startswith("40 capture(s)")
     assert f"resumed: {done} capture(s) already done, {40 - done} analysed now" in stdout

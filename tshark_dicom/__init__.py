@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from .errors import (
     CaptureError,
+    HelperError,
     OptionsError,
     OutputError,
     TsharkDicomError,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CaptureError",
+    "HelperError",
     "OptionsError",
     "OutputError",
     "Redaction",

@@ -250,6 +250,9 @@ class DatasetSinkLike(Protocol):
     def sha256(self) -> str: ...
 
     @property
+    def digest_pending(self) -> bool: ...
+
+    @property
     def head(self) -> bytes: ...
 
     @property
@@ -407,6 +410,9 @@ class Association:
         # outputs
         self.messages: list[MessageRecord] = []
         self.objects: list[ObjectRecord] = []
+        #: objects whose sha256 a hashing helper was still making (`_object_done`): asked
+        #: for in `drain`, when it has long caught up, instead of waiting for each
+        self._digests: list[tuple[ObjectRecord, DatasetSinkLike]] = []
         self.findings: list[FindingRecord] = []
         self._msg_counter = 0
         #: (sender, message id) -> [msg_index, command, first frame, answered]: requests
@@ -618,6 +624,9 @@ class Association:
         """The finished messages and objects that nothing before them still waits on
         (no message with a lower index is in progress), in message order; they leave the
         association. After `finish`, all of them."""
+        for record, sink in self._digests:
+            record.sha256 = sink.sha256
+        self._digests.clear()
         busy = [d.assembler.current.msg_index for d in self.directions.values()
                 if d.assembler is not None and d.assembler.current is not None]
         bound = min(busy) if busy else None
@@ -673,11 +682,15 @@ class Association:
                 problem = problem or "data set incomplete"
                 sink.discard(problem)
             notes = sink.meta_notes
-            self.objects.append(ObjectRecord(
+            later = sink.digest_pending
+            record = ObjectRecord(
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
-                sink.nbytes, sink.sha256, complete, problem, path, m.sender,
+                sink.nbytes, "" if later else sink.sha256, complete, problem, path, m.sender,
                 "; ".join(notes) if path and notes else None,
-                sink.kept if complete else None))
+                sink.kept if complete else None)
+            self.objects.append(record)
+            if later:
+                self._digests.append((record, sink))
             self.object_count += 1
         if not complete:
             self.finding(

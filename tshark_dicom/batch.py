@@ -222,6 +222,17 @@ class Work:
     #: with ``parts_dir``: the parts of at most this many rows are also handed back
     #: (`Analysed.handed`), for the run's report; 0: none
     hand_rows: int = 0
+    #: large data sets not written as files may be hashed by a helper process
+    #: (sidehash.py): the run leaves a core free for it
+    side_hash: bool = False
+
+
+def side_hash_allowed(jobs: int, captures: int, dask: str | None,
+                      cores: int | None = None) -> bool:
+    """Whether a run's workers leave a core free for a hashing helper (sidehash.py): fewer
+    workers than cores. A Dask node's cores are its own scheduler's."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return dask is None and min(jobs, captures) < cores
 
 
 def analyze_one(cap: CaptureFile, work: Work,
@@ -280,6 +291,7 @@ def _reading(validate: bool) -> Iterator[None]:
 def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] | None
                   ) -> Analysed:
     from .analysis import analyze_capture
+    from .sidehash import session as side_hashing
     from .spool import FrameSink, Spool
 
     odir = work.objects_dir
@@ -287,11 +299,12 @@ def _analyze_read(cap: CaptureFile, work: Work, progress: Callable[[int], None] 
     started = time.monotonic()
     spool = Spool(cap.label, target, f"{odir.name}/{cap.key}/" if odir is not None else "",
                   folder=work.parts_dir)
-    result = analyze_capture(cap.path, label=cap.label, tshark=work.tshark, ports=work.ports,
-                             more=[(m.path, m.label) for m in cap.more],
-                             objects_dir=target, cross_check=work.cross_check,
-                             engine=work.engine, progress=progress, on_association=spool,
-                             tls=work.tls)
+    with side_hashing(work.side_hash):
+        result = analyze_capture(cap.path, label=cap.label, tshark=work.tshark,
+                                 ports=work.ports, more=[(m.path, m.label) for m in cap.more],
+                                 objects_dir=target, cross_check=work.cross_check,
+                                 engine=work.engine, progress=progress,
+                                 on_association=spool, tls=work.tls)
     tables: dict[str, pd.DataFrame] = {}
     handed: dict[str, dict[str, bytes]] = {}
     memory.release()  # what the analysis freed, before the tables are written
@@ -430,7 +443,7 @@ def run(
     odir = Path(objects_dir) if objects_dir is not None else None
     hand = HAND_ROWS if on_handed is not None and format != "csv" else 0
     work = Work(tsk, tuple(ports), odir, cross_check, engine, parts_dir, format, redact, tls,
-                validate, hand)
+                validate, hand, side_hash_allowed(jobs, len(found.captures), dask))
     total_bytes = sum(c.total_size for c in found.captures)
     parts: list[dict[str, pd.DataFrame]] = []
     rank = {c.key: i for i, c in enumerate(found.captures)}

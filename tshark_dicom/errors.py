@@ -8,8 +8,10 @@ inside a readable capture is never an exception but a row in the findings table.
      ├── TsharkError             tshark started but failed or is too old
      ├── CaptureError            a capture file is missing, unreadable or not a capture
      ├── OptionsError            the options asked for cannot work (bad port, jobs, format...)
-     └── OutputError             the environment refused a write (disk full, permission
-                                 denied, read-only file system): not the input's fault
+     ├── OutputError             the environment refused a write (disk full, permission
+     │                           denied, read-only file system): not the input's fault
+     └── HelperError             a helper process of ours ended before it answered (killed,
+                                 out of memory): the capture's analysis cannot finish
 
 The command line turns each of these into one ``Error: ...`` line: exit code 1, except
 ``OptionsError`` which is a usage error, exit code 2, and ``OutputError``, exit code 4.
@@ -43,6 +45,10 @@ class OptionsError(TsharkDicomError):
 
 class OutputError(TsharkDicomError):
     """Results could not be written: the file system is full, read-only, or not ours."""
+
+
+class HelperError(TsharkDicomError):
+    """A helper process (sidehash.py's) ended before it answered: killed, out of memory."""
 
 
 #: errno values that say "the environment", not "a bug": full, quota, permissions,

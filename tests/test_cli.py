@@ -259,6 +259,71 @@ def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
     assert proc.stdout.endswith(f"results in {tmp_path / 'o'}/\n")
 
 
+
+# A Ctrl-C in each window before a command's own handling, made deterministic: the
+# KeyboardInterrupt a SIGINT raises there is raised by the code that runs there
+_INTERRUPT_PRELUDE = """
+import sys
+from pathlib import Path
+"""
+
+
+def _interrupted(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _INTERRUPT_PRELUDE + code, *args],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line() -> None:
+    """The console script's entry imports the command line itself: a Ctrl-C during that
+    import (typer and the rest, ~30 ms of every start) is a line and 130, no traceback."""
+    proc = _interrupted("""
+class Interrupt:  # a Ctrl-C as tshark_dicom.cli is imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "tshark_dicom.cli":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from tshark_dicom.__main__ import main
+main()
+""")
+    assert (proc.returncode, proc.stderr) == (
+        130, "Error: interrupted as it started; nothing was done\n")
+
+
+def test_ctrl_c_before_a_command_catches_it_is_one_line(tmp_path: Path) -> None:
+    """While typer parses and analyze starts its workers, a Ctrl-C is typer's: it exited 130
+    with a blank line; now the line says why. Where the command says what it kept, only its
+    own line is printed."""
+    out = tmp_path / "o"
+    early = """
+import contextlib
+import tshark_dicom.cli as cli
+import tshark_dicom.workers as workers
+@contextlib.contextmanager
+def interrupted(n):  # a Ctrl-C as analyze forks its workers
+    raise KeyboardInterrupt
+    yield
+workers.early_worker = interrupted
+sys.argv = ["tshark-dicom", "analyze", sys.argv[1], "-o", sys.argv[2]]
+cli.main()
+"""
+    proc = _interrupted(early, str(CAPTURES / "echo.pcapng"), str(out))
+    assert proc.returncode == 130
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["Error: interrupted"]
+    assert not out.exists()
+    later = """
+import tshark_dicom.archive as archive
+import tshark_dicom.cli as cli
+def interrupted(*args, **kwargs):  # a Ctrl-C once the analysis began
+    raise KeyboardInterrupt
+archive.analyze_to = interrupted
+sys.argv = ["tshark-dicom", "analyze", sys.argv[1], "-o", sys.argv[2]]
+cli.main()
+"""
+    proc = _interrupted(later, str(CAPTURES / "echo.pcapng"), str(out))
+    assert (proc.returncode, proc.stderr) == (
+        130, f"Error: interrupted before any capture was finished; {out} was not created\n")
+
 # -- diagnose -------------------------------------------------------------------------------
 GOLDEN = Path(__file__).parent / "golden" / "diagnose.txt"
 GOLDEN_CAPTURES = ("qr_move_refused.pcapng", "qr_move_ok.pcapng", "qr_move_concurrent.pcapng",

@@ -315,6 +315,7 @@ def analyze(
                        f"Error: interrupted before any capture was finished; {out} was not "
                        "created" if not out.exists() else
                        f"Error: interrupted; {out} holds the earlier results, unchanged", err=True)
+            _INTERRUPTION_SAID.set()
             raise typer.Exit(130) from None
         except Exception as exc:  # never a traceback for the user; --debug shows one
             if debug:
@@ -577,6 +578,10 @@ def main() -> None:
     except SystemExit as exc:  # how typer ends every command, with its exit code
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
+            if code == 130 and not _INTERRUPTION_SAID.is_set():
+                # typer's own answer to a Ctrl-C that no command caught (while it parsed
+                # the options, or a command started its workers) is a blank line
+                print("Error: interrupted", file=sys.stderr)
         else:
             print(exc.code, file=sys.stderr)
             code = 1
@@ -584,6 +589,10 @@ def main() -> None:
         sys.stderr.close()
         code = 1
     _exit(code)
+
+
+#: Set once a command has said what a Ctrl-C left (`main` says it otherwise).
+_INTERRUPTION_SAID = threading.Event()
 
 
 def _exit(code: int) -> None:

@@ -139,11 +139,29 @@ def check_objects(truth: dict[str, Any], report: Any, out: Path) -> None:
                 assert path.resolve().is_relative_to(out.resolve())
                 assert meta.TransferSyntaxUID == o["transfer_syntax"]
                 assert meta.TransferSyntaxUID.is_valid
+                check_identity(o, ds)
                 raw = path.read_bytes()
                 f = io.BytesIO(raw)
                 read_preamble(f, False)
                 _read_file_meta_info(f)
                 assert hashlib.sha256(raw[f.tell():]).hexdigest() == m["dataset_sha256"]
+
+
+#: The objects table's columns of which exam, study and series, and their attributes
+IDENTITY = (("study_instance_uid", "StudyInstanceUID"),
+            ("series_instance_uid", "SeriesInstanceUID"), ("modality", "Modality"),
+            ("accession_number", "AccessionNumber"))
+
+
+def check_identity(row: Any, ds: pydicom.Dataset) -> None:
+    """A stored object's row says which exam, study and series it is of as pydicom reads
+    the whole file (the row is read from the data set's first 64 KiB as it streamed)."""
+    for column, keyword in IDENTITY:
+        elem = ds.get(keyword)
+        value = elem if elem is None or isinstance(elem, str) else str(elem)
+        expected = value.strip("\0 ") or None if value is not None else None
+        got = None if row[column] is pd.NA else row[column]
+        assert got == expected, (column, row["sop_instance_uid"])
 
 
 def _analyse(truth_path: Path, analysed: Any) -> tuple[dict[str, Any], Any, Path]:

@@ -79,7 +79,8 @@ def clear(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, set
         for kw in PATIENT_KEYWORDS:
             if kw in ds:
                 found["patient"] |= _values(str(ds.data_element(kw).value))
-        found["uid"] |= _values(str(ds.SOPInstanceUID))
+        for kw in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            found["uid"] |= _values(str(ds.get(kw, "")))
     a = report.associations
     for col in ("calling_ae", "called_ae", "requestor_ip", "acceptor_ip"):
         found["network"] |= {v for v in a[col].dropna() if len(v) >= 4}
@@ -146,6 +147,10 @@ def test_redact_uids_and_network_leave_none_either(
     uids = report.query_keys.loc[report.query_keys["vr"] == "UI", "value"].dropna()
     replaced = [u for v in uids for u in v.rstrip("\x00").split("\\") if u.startswith("2.25.")]
     assert replaced and all(UID(u).is_valid for u in replaced)
+    stores = report.objects[report.objects["command"] == "C-STORE-RQ"]
+    studies = stores["study_instance_uid"].dropna()
+    assert len(studies) and studies.str.startswith("2.25.").all()
+    assert stores["series_instance_uid"].dropna().str.startswith("2.25.").all()
 
 
 def test_tokens_are_stable_under_one_key_and_the_tables_still_join(

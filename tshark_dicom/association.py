@@ -221,6 +221,12 @@ class ObjectRecord:
     meta_notes: str | None = None
     #: the data set's bytes, for query/retrieve identifiers only (queries.py decodes them)
     identifier: bytes | None = None
+    #: which exam, study and series a stored object belongs to (C-STORE-RQ: its data set's
+    #: first bytes say, objects.dataset_identity)
+    accession_number: str | None = None
+    modality: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -266,6 +272,8 @@ class DatasetSinkLike(Protocol):
     def check_pixel_data(self, sop_class_uid: str | None) -> str | None: ...
 
     def check_uids(self) -> tuple[str | None, str | None] | None: ...
+
+    def identity(self) -> dict[str, str]: ...
 
 
 class DatasetSinkFactory(Protocol):
@@ -673,8 +681,10 @@ class Association:
                 if pixels is not None:
                     self._pixel_data_mismatch(m, command, ts, pixels)
                     ts = sink.transfer_syntax or ts  # native pixel data: what the file says
+            identity: dict[str, str] = {}
             if command == "C-STORE-RQ":
                 self._sop_mismatch(m, command, ctx, sink.check_uids())
+                identity = sink.identity()
             path = None
             if complete:
                 path = sink.finish()
@@ -687,7 +697,9 @@ class Association:
                 m.msg_index, command, cmd.sop_class_uid, cmd.sop_instance_uid, ts, inferred,
                 sink.nbytes, "" if later else sink.sha256, complete, problem, path, m.sender,
                 "; ".join(notes) if path and notes else None,
-                sink.kept if complete else None)
+                sink.kept if complete else None,
+                identity.get("accession_number"), identity.get("modality"),
+                identity.get("study_instance_uid"), identity.get("series_instance_uid"))
             self.objects.append(record)
             if later:
                 self._digests.append((record, sink))

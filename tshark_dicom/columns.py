@@ -203,6 +203,13 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "sop_class_uid": "SOP Class UID from the command.",
         "sop_class_name": "The SOP class's name.",
         "sop_instance_uid": "SOP Instance UID from the command.",
+        "study_instance_uid": "Study Instance UID (0020,000D) of a C-STORE's data set, read "
+                              "from its first 64 KiB as it travelled (null: not there, "
+                              "further on, or not a C-STORE).",
+        "series_instance_uid": "Series Instance UID (0020,000E), read the same way.",
+        "modality": "Modality (0008,0060), read the same way.",
+        "accession_number": "Accession Number (0008,0050), read the same way, in the data "
+                            "set's Specific Character Set.",
         "transfer_syntax": "Transfer syntax of the data set: the context's, or the encoding "
                            "its bytes are in when they plainly are not in the context's "
                            "(finding dataset-encoding-mismatch).",

@@ -51,9 +51,11 @@ STANDARD_UID_ROOT = "1.2.840.10008."
 USER_COLUMNS = {"associations": ("user_identity_username",)}
 COMMENT_COLUMNS = {"messages": ("error_comment",), "operations": ("error_comment",)}
 #: The exam's own identifiers, from an MPPS (PS3.15 E.1: Accession Number is removed).
-EXAM_COLUMNS = {"procedure_steps": ("accession_number", "pps_id")}
+EXAM_COLUMNS = {"procedure_steps": ("accession_number", "pps_id"),
+                "objects": ("accession_number",)}
 UID_COLUMNS = {"messages": ("sop_instance_uid",), "operations": ("sop_instance_uid",),
-               "objects": ("sop_instance_uid",), "commitments": ("transaction_uid",),
+               "objects": ("sop_instance_uid", "study_instance_uid", "series_instance_uid"),
+               "commitments": ("transaction_uid",),
                "procedure_steps": ("sop_instance_uid", "study_instance_uid")}
 UID_LIST_COLUMNS = {"queries": ("failed_sop_instances",),
                     "commitments": ("failed_sop_instances",)}

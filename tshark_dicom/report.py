@@ -159,10 +159,12 @@ class Report:
             messages += len(m)
             commands.update(m["command"].fillna("").tolist())
         objects = complete = written = 0
+        stored = _Stored()
         for o in self.batches("objects", SUMMARY_READS["objects"]):
             objects += len(o)
             complete += int(o["complete"].sum())
             written += int(o["path"].notna().sum())
+            stored.add(o)
         results = a["result"].value_counts().to_dict() if len(a) else {}
         parts = [f"{n:,} {r}" for r, n in sorted(results.items())]
         caps = self.captures
@@ -174,6 +176,7 @@ class Report:
             + (f"; {len(failed):,} could not be analysed" if len(failed) else ""),
             _messages_line(messages, commands),
             f"{objects:,} data sets: {complete:,} complete, {written:,} written as Part-10 files",
+            *stored.lines(),
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
             *self._commitments_line(),
             *self._steps_line(),
@@ -583,11 +586,41 @@ SUMMARY_READS: dict[str, list[str]] = {
     "associations": ["capture", "result"],
     "findings": ["capture", "severity", "code", "summary", "frame"],
     "messages": ["command"],
-    "objects": ["complete", "path"],
+    "objects": ["complete", "path", "command", "study_instance_uid", "series_instance_uid",
+                "modality"],
     "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
     "commitments": ["outcome", "failed_count"],
     "procedure_steps": ["outcome", "image_count", "stored_count"],
 }
+
+
+class _Stored:
+    """What the C-STOREs' data sets were of, for the summary: how many, of how many studies
+    and series, by modality (the objects table a batch at a time)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.studies: set[str] = set()
+        self.series: set[str] = set()
+        self.modalities = Counter[str]()
+
+    def add(self, objects: pd.DataFrame) -> None:
+        stores = objects[objects["command"] == "C-STORE-RQ"]
+        self.count += len(stores)
+        self.studies.update(stores["study_instance_uid"].dropna().tolist())
+        self.series.update(stores["series_instance_uid"].dropna().tolist())
+        self.modalities.update(stores["modality"].dropna().tolist())
+
+    def lines(self) -> list[str]:
+        """'C-STORE: 227 objects of 14 studies, 35 series (CT 120, MR 80, US 27)'."""
+        if not self.count:
+            return []
+        common = self.modalities.most_common()
+        kinds = ", ".join(f"{m} {n:,}" for m, n in common[:6]) + \
+            (f", {len(common) - 6} more modalities" if len(common) > 6 else "")
+        return [f"C-STORE: {_plural(self.count, 'object')} of "
+                f"{len(self.studies):,} stud{'y' if len(self.studies) == 1 else 'ies'}, "
+                f"{len(self.series):,} series" + (f" ({kinds})" if kinds else "")]
 
 
 def _plural(n: int, word: str) -> str:

@@ -94,6 +94,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "capture": "string", "assoc_id": "Int64", "msg_index": "Int64", "command": "string",
         "sender": "string",
         "sop_class_uid": "string", "sop_class_name": "string", "sop_instance_uid": "string",
+        "study_instance_uid": "string", "series_instance_uid": "string", "modality": "string",
+        "accession_number": "string",
         "transfer_syntax": "string", "transfer_syntax_name": "string",
         "transfer_syntax_inferred": "bool",
         "dataset_bytes": "Int64", "sha256": "string", "complete": "bool",

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, pictures
+from . import charts, htmlstudies, pictures
 from .htmlparts import (
     Col,
     RowsByKey,
@@ -63,9 +63,10 @@ ASSOC_COLUMNS = [
     "object_count", "bytes_requestor", "bytes_acceptor", "gap_bytes", "max_pdu_requestor",
     "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor", "rtt_ms",
     "bottleneck", "bottleneck_detail", "tls", "tls_decrypted"]
-OP_SUMMARY_COLUMNS = ["capture", "assoc_id", "op_index", "command", "status_category",
-                      "status_hex", "status_text", "total_ms", "scu_ae", "scp_ae",
-                      "bottleneck_detail"]
+OP_SUMMARY_COLUMNS = list(dict.fromkeys([
+    "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
+    "status_text", "total_ms", "scu_ae", "scp_ae", "bottleneck_detail",
+    *htmlstudies.OPERATION_COLUMNS]))
 CAPTURE_COLUMNS = ["capture", "key", "packets", "first_packet_at", "association_count",
                    "status", "error"]
 
@@ -79,7 +80,7 @@ def page_reads() -> dict[str, list[str]]:
         "operations": list(dict.fromkeys([*OP_SUMMARY_COLUMNS,
                                            *charts.TIMELINE_OPERATION_COLUMNS,
                                            *OP_COLUMNS])),
-        "messages": ["command"], "objects": ["complete"],
+        "messages": ["command"], "objects": htmlstudies.OBJECT_COLUMNS,
         "presentation_contexts": CONTEXT_COLUMNS,
         "throughput": list(SCHEMAS["throughput"]),
         "connection_attempts": list(SCHEMAS["connection_attempts"]),
@@ -516,23 +517,28 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     for batch in report.batches("findings", FINDING_COLUMNS):
         findings.add(batch)
     ops = _Operations()
+    studies = htmlstudies.Studies(assocs)
     for batch in report.batches("operations", OP_SUMMARY_COLUMNS):
         ops.add(batch)
+        studies.outcomes(batch)
     messages = sum(len(b) for b in report.batches("messages", ["command"]))
     n_objects = n_complete = 0
-    for b in report.batches("objects", ["complete"]):
+    for b in report.batches("objects", htmlstudies.OBJECT_COLUMNS):
         n_objects += len(b)
         n_complete += int(b["complete"].sum())
+        studies.add(b)
     pairs = {(r.get("capture"), int(r["assoc_id"])): f"{r.get('calling_ae') or ''} \u2192 "
              f"{r.get('called_ae') or ''}"
              for r in records(assocs[["capture", "assoc_id", "calling_ae", "called_ae"]])}
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
+    stored = studies.section(caps)
     services = [*_commitments(report, caps), *_procedure_steps(report, caps)]
     extra_nav = "".join(f"<a href='#{anchor_id}'>{label}</a>" for anchor_id, label in (
-        ("commitments", "Storage Commitment"), ("procedure-steps", "MPPS"))
-        if any(f"id='{anchor_id}'" in part for part in services))
+        ("studies", "Studies"), ("commitments", "Storage Commitment"),
+        ("procedure-steps", "MPPS"))
+        if any(f"id='{anchor_id}'" in part for part in [stored, *services]))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -558,6 +564,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
               "<h3 id='services'>Operations per service</h3>", _services(ops),
               "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
+              stored,
               *services,
               "<h3 id='findings-by-severity'>Findings by severity</h3>",
               table([{"severity": s, "code": c, "n": n} for (s, c), n in sorted(

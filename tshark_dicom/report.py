@@ -605,7 +605,7 @@ class _Stored:
         self.modalities = Counter[str]()
 
     def add(self, objects: pd.DataFrame) -> None:
-        stores = objects[objects["command"] == "C-STORE-RQ"]
+        stores = objects[objects["command"].eq("C-STORE-RQ").fillna(False)]
         self.count += len(stores)
         self.studies.update(stores["study_instance_uid"].dropna().tolist())
         self.series.update(stores["series_instance_uid"].dropna().tolist())

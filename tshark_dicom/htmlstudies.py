@@ -129,8 +129,8 @@ class Studies:
         studies = len({r.study for r in routes})
         bad = sum(1 for r in routes if r.not_stored)
         rows = [_row(r, caps) for r in routes[:SHOWN]]
-        head = (f"{self.stores:,} C-STORE data sets of {studies:,} "
-                f"stud{'y' if studies == 1 else 'ies'}, over {len(routes):,} "
+        head = (f"{self.stores:,} C-STORE data set{'' if self.stores == 1 else 's'} of "
+                f"{studies:,} stud{'y' if studies == 1 else 'ies'}, over {len(routes):,} "
                 f"route{'' if len(routes) == 1 else 's'} (a study from one AE to another)"
                 + (f"; {bad:,} with objects not stored, listed first" if bad else
                    "; every object stored") + ".")

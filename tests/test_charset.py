@@ -90,6 +90,82 @@ def test_the_capture_reads_every_name_in_its_character_set(analysed: Any) -> Non
     assert "Yamada^Tarou=山田^太郎=やまだ^たろう" in values
 
 
+#: what object-character-set says of each kind the generator planted (store_charset)
+OBJECT_SAYS = {"undeclared": " has bytes beyond ASCII and the data set declares no Specific "
+                             "Character Set",
+               "utf-8-declared-otherwise": "'s bytes are UTF-8, but the data set declares",
+               "invalid": "'s bytes are not text in the Specific Character Set the data set "
+                          "declares"}
+
+
+def check_object_charset(truth: dict[str, Any], report: Any) -> None:
+    """Stored objects whose text and character set disagree (truth: object_charset, what
+    the generator planted): one object-character-set finding for the sender, counting them
+    and naming the first by its Message ID and UID, in words for its kind; the value not
+    quoted. Each object's study columns read, whatever its text's character set."""
+    planted = [p for p in truth["object_charset"] if p["kind"] is not None]
+    found = report.findings[report.findings.code == "object-character-set"]
+    assert len(found) == 1, found.summary.tolist()
+    f = found.iloc[0]
+    first = planted[0]
+    objs = report.objects.set_index("sop_instance_uid")
+    msg = report.messages.set_index(["assoc_id", "msg_index"]).loc[
+        (f.assoc_id, objs.loc[first["sop_instance_uid"], "msg_index"])]
+    assert f.severity == "warning" and f.msg_index == msg.name[1]
+    assert f.summary.startswith(f"{truth['associations'][0]['calling_ae']} sent "
+                                f"{len(planted)} objects to ")
+    assert f"the first, C-STORE-RQ {msg.message_id} ({first['sop_instance_uid']}): " \
+        f"{first['attribute']}{OBJECT_SAYS[first['kind']]}" in f.summary, f.summary
+    for p in truth["object_charset"]:  # no value is quoted, whatever its bytes
+        assert "Müller" not in f.summary and "Mã¼ller" not in f.summary.lower()
+        assert objs.loc[p["sop_instance_uid"], "modality"] == "CT"
+
+
+def test_stored_objects_text_against_their_character_set(analysed: Any) -> None:
+    truth = json.loads((CAPTURES / "store_charset.truth.json").read_text())
+    report, _ = analysed(CAPTURES / truth["capture"])
+    check_object_charset(truth, report)
+
+
+@pytest.mark.parametrize(("charset", "keyword", "raw", "kind"), [
+    (b"ISO_IR 100", "PatientName", "Müller^Hans".encode(), "utf-8-declared-otherwise"),
+    (None, "ReferringPhysicianName", "Müller^Hans".encode("latin-1"), "undeclared"),
+    (b"ISO_IR 192", "StudyDescription", "ärztlich".encode("latin-1"), "invalid"),
+    (b"ISO_IR 192", "PatientName", "Schröder^Eva".encode(), None),
+    (b"ISO_IR 144", "InstitutionName", "Клиника".encode("iso8859_5"), None),
+    (b"\\ISO 2022 IR 87", "PatientName", "Yamada^Tarou=山田^太郎".encode("iso2022_jp"), None),
+])
+def test_an_objects_text_is_read_in_its_character_set(charset: bytes | None, keyword: str,
+                                                       raw: bytes, kind: str | None) -> None:
+    """objects.head_identity keeps the text beyond ASCII, queries.ObjectTextTally reads it
+    in the data set's own character set."""
+    from tshark_dicom.association import ObjectRecord
+    from tshark_dicom.objects import CHECKED_TEXT, head_identity
+    from tshark_dicom.queries import ObjectTextTally
+
+    tag, vr = next((t, v) for t, (k, v) in CHECKED_TEXT.items() if k == keyword)
+    ds = Dataset()
+    if charset is not None:
+        ds.add(DataElement(0x00080005, "CS", charset))
+    ds.add(DataElement(tag, vr, raw))
+    ds.Modality = "MR"
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    identity = head_identity(buf.getvalue(), "1.2.840.10008.1.2.1")
+    assert identity.columns == {"modality": "MR"}
+    assert [t[:2] for t in identity.texts] == [(keyword, vr)]
+    tally = ObjectTextTally()
+    tally.add(ObjectRecord(3, "C-STORE-RQ", None, "1.2.3", None, False, 0, "", True, None,
+                           None, "requestor", charset=identity.charset, texts=identity.texts))
+    if kind is None:
+        assert not tally.count
+    else:
+        (obj, name, _, problem), = tally.first.values()
+        assert (obj.msg_index, name, problem.kind, tally.count["requestor"]) == \
+            (3, keyword, kind, 1)
+
+
 def _identifier(name: bytes, charset: bytes | None, vr: str = "PN",
                 tag: int = 0x00100010) -> bytes:
     ds = Dataset()

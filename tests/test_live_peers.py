@@ -16,7 +16,7 @@ import tshark_dicom
 from .conftest import ROOT
 from .test_abort_lead import check_abort_lead
 from .test_asyncops import check_outstanding
-from .test_charset import check_charset
+from .test_charset import check_charset, check_object_charset
 from .test_commitment import check_commitments
 from .test_context_not_accepted import check_off_context
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
@@ -26,7 +26,7 @@ from .test_mpps import check_steps
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
              "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
-             "context_not_accepted", "qr_find_charset", "dimse_timeout"]
+             "context_not_accepted", "qr_find_charset", "dimse_timeout", "store_charset"]
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,5 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) 
         check_charset(truth, report)
     if "abort_lead" in truth:
         check_abort_lead(truth, report)
+    if "object_charset" in truth:
+        check_object_charset(truth, report)

@@ -114,7 +114,7 @@ def test_a_streamed_image_in_chunks(tmp_path: Path, out: bool) -> None:
                       sop_instance_uid=None, transfer_syntax=EXPLICIT_LE, source_ae="SCU")
     for i in range(0, len(data), 1448):
         sink.write(data[i:i + 1448])
-    assert sink.identity() == WHOLE
+    assert sink.identity().columns == WHOLE
     assert len(sink.head) <= IDENTITY_HEAD_SIZE
     sink.finish()
 
@@ -169,6 +169,6 @@ def test_what_lies_beyond_the_kept_head_is_not_read() -> None:
                       transfer_syntax=EXPLICIT_LE, source_ae="SCU")
     for i in range(0, len(data), 16384):
         sink.write(data[i:i + 16384])
-    assert sink.identity() == {"accession_number": "ACC-0042", "modality": "CT"}
+    assert sink.identity().columns == {"accession_number": "ACC-0042", "modality": "CT"}
     assert dataset_identity(data, EXPLICIT_LE) == WHOLE  # all of it: all read
     sink.discard("test")

@@ -27,6 +27,7 @@ from .findings import (
     QrContext,
     TimingContext,
     dicom_port,
+    object_charset_findings,
     operation_cancelled,
     qr_findings,
     query_findings,
@@ -304,6 +305,7 @@ class _Run:
         ledger.finish()
         ops = ledger.ops
         self.stored.add(assoc.stream, assoc, ops, ledger.objects)
+        assoc.findings.extend(object_charset_findings(assoc, ledger.object_texts, ops))
         self.titles.add(assoc)
         self._n_services(assoc, ledger)
         timing = association_timing(assoc, ops, evidence)

@@ -13,7 +13,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from pydicom.uid import RE_VALID_UID, UID
 
@@ -204,6 +204,17 @@ class MessageRecord:
         return bool(self.cmd is not None and self.cmd.has_dataset)
 
 
+class Identity(NamedTuple):
+    """What a stored object's first bytes say of it (objects.head_identity): the objects
+    table's study columns, and its Specific Character Set (0008,0005) and the text values
+    beyond ASCII that it governs (keyword, VR, bytes), for the character set's check
+    (queries.ObjectTextTally)."""
+
+    columns: dict[str, str]
+    charset: bytes | None = None
+    texts: tuple[tuple[str, str, bytes], ...] = ()
+
+
 @dataclass(slots=True)
 class ObjectRecord:
     msg_index: int
@@ -227,6 +238,9 @@ class ObjectRecord:
     modality: str | None = None
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
+    #: its Specific Character Set and text beyond ASCII (`Identity`): not in the tables
+    charset: bytes | None = None
+    texts: tuple[tuple[str, str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -273,7 +287,7 @@ class DatasetSinkLike(Protocol):
 
     def check_uids(self) -> tuple[str | None, str | None] | None: ...
 
-    def identity(self) -> dict[str, str]: ...
+    def identity(self) -> Identity: ...
 
 
 class DatasetSinkFactory(Protocol):
@@ -681,10 +695,11 @@ class Association:
                 if pixels is not None:
                     self._pixel_data_mismatch(m, command, ts, pixels)
                     ts = sink.transfer_syntax or ts  # native pixel data: what the file says
-            identity: dict[str, str] = {}
+            identity = Identity({})
             if command == "C-STORE-RQ":
                 self._sop_mismatch(m, command, ctx, sink.check_uids())
                 identity = sink.identity()
+            columns = identity.columns
             path = None
             if complete:
                 path = sink.finish()
@@ -698,8 +713,9 @@ class Association:
                 sink.nbytes, "" if later else sink.sha256, complete, problem, path, m.sender,
                 "; ".join(notes) if path and notes else None,
                 sink.kept if complete else None,
-                identity.get("accession_number"), identity.get("modality"),
-                identity.get("study_instance_uid"), identity.get("series_instance_uid"))
+                columns.get("accession_number"), columns.get("modality"),
+                columns.get("study_instance_uid"), columns.get("series_instance_uid"),
+                identity.charset, identity.texts)
             self.objects.append(record)
             if later:
                 self._digests.append((record, sink))

@@ -9,7 +9,7 @@ and in timing.py (what "stands out").
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -29,7 +29,14 @@ from .association import (
 )
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
-from .queries import QUERY_COMMANDS, CharsetNote, QueryRecord, charset_detail
+from .queries import (
+    QUERY_COMMANDS,
+    CharsetNote,
+    CharsetProblem,
+    ObjectTextTally,
+    QueryRecord,
+    charset_detail,
+)
 from .spill import Spill
 from .streams import ConnectionAttempt
 from .tcpevidence import ConnectionEvidence
@@ -740,6 +747,52 @@ class CharsetTally:
                 f"{scu} shows and stores such values as it reads them, not as {scp} "
                 "holds them")))
         return out
+
+
+def object_charset_findings(assoc: Association, tally: ObjectTextTally,
+                            ops: Iterable[OperationRecord]) -> list[FindingRecord]:
+    """``object-character-set`` (warning): a sender's stored objects hold text (a patient's
+    or physician's name, a description) that their Specific Character Set (0008,0005) does
+    not account for, so the receiver stores and shows it as it guesses; one per association
+    and sender, naming the first. The value is not quoted: no table holds it, so --redact
+    would not know to replace it."""
+    if not tally.first:
+        return []
+    wanted = {o.msg_index for o, *_ in tally.first.values()}
+    found = {op.request_index: op for op in ops if op.request_index in wanted}
+    out = []
+    for sender, (o, keyword, _, problem) in tally.first.items():
+        n = tally.count[sender]
+        src, dst = (assoc.calling_ae, assoc.called_ae) if sender == REQUESTOR else \
+            (assoc.called_ae, assoc.calling_ae)
+        src, dst = src or f"the {sender}", dst or "the receiver"
+        op = found.get(o.msg_index)
+        which = f"C-STORE-RQ {op.message_id}" if op is not None and op.message_id is not None \
+            else "a C-STORE-RQ"
+        out.append(FindingRecord(
+            o.msg_index, op.first_frame if op is not None else None, "warning",
+            "object-character-set",
+            f"{src} sent {n} object{'s' if n != 1 else ''} to {dst} holding text that the "
+            f"Specific Character Set (0008,0005) does not account for; the first, {which} "
+            f"({o.sop_instance_uid or 'no UID'}): {_object_text(keyword, problem, dst)}"))
+    return out
+
+
+def _object_text(keyword: str, problem: CharsetProblem, reader: str) -> str:
+    utf8 = " (they are UTF-8)" if problem.other_reading else ""
+    if problem.kind == "undeclared":
+        return (f"{keyword} has bytes beyond ASCII{utf8} and the data set declares no "
+                "Specific Character Set: the default repertoire is ASCII (PS3.5 6.1.2.1), so "
+                f"{reader} reads those bytes as it guesses, and stores and shows them so "
+                "(archives guess differently); declare the set the sender writes (ISO_IR 192 "
+                "for UTF-8)")
+    if problem.kind == "utf-8-declared-otherwise":
+        return (f"{keyword}'s bytes are UTF-8, but the data set declares {problem.declared}: "
+                f"{reader} reads them as {problem.declared} (a \u00fc becomes \u00c3\u00bc) "
+                f"and stores and shows them so; declare ISO_IR 192, or encode the value in "
+                f"{problem.declared}")
+    return (f"{keyword}'s bytes are not text in the Specific Character Set the data set "
+            f"declares ({problem.declared}){utf8}: {reader} reads them as best it can")
 
 
 def operation_cancelled(c: QrContext, aid: int, op: OperationRecord,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .association import MessageRecord, ObjectRecord
 from .commitment import COMMITMENT_COMMANDS, STORAGE_COMMITMENT
 from .mpps import MPPS, MPPS_COMMANDS
-from .queries import KeyRecord, QueryBuilder, QueryRecord
+from .queries import KeyRecord, ObjectTextTally, QueryBuilder, QueryRecord
 from .spill import Spill
 from .timing import OperationBuilder, OperationRecord
 
@@ -64,6 +64,8 @@ class Ledger:
         #: (commitment.py and mpps.py decode them once the association is known: its AE
         #: titles and addresses)
         self.n_operations: list[tuple[OperationRecord, ObjectRecord | None]] = []
+        #: stored objects whose text their character set does not account for
+        self.object_texts = ObjectTextTally()
 
     def take(self, messages: Sequence[MessageRecord], objects: Sequence[ObjectRecord]) -> None:
         """A batch of settled messages and their objects, in message order."""
@@ -72,6 +74,7 @@ class Ledger:
         if objects:
             pending = {m.msg_index for m in messages if m.status_category == "Pending"}
             for o in objects:
+                self.object_texts.add(o)
                 if kept_dataset(o.command, o.sop_class_uid):
                     self._identifiers[o.msg_index] = (o, o.msg_index in pending)
                     self._identifier_order.append(o.msg_index)

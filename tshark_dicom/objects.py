@@ -40,6 +40,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import RE_VALID_UID, UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, TEXT_VR_DELIMS, VR
 
+from .association import Identity
 from .sidehash import HASHER
 
 __all__ = [
@@ -85,8 +86,15 @@ IDENTITY_HEAD_SIZE: Final = 1 << 16
 #: What `dataset_identity` reads: tag -> the objects table's column.
 IDENTITY: Final = {0x00080050: "accession_number", 0x00080060: "modality",
                    0x0020000D: "study_instance_uid", 0x0020000E: "series_instance_uid"}
+#: Text a stored object's Specific Character Set governs, checked against it
+#: (queries.ObjectTextTally): tag -> (keyword, VR), all before (0020,000E).
+CHECKED_TEXT: Final = {0x00080080: ("InstitutionName", "LO"),
+                       0x00080090: ("ReferringPhysicianName", "PN"),
+                       0x00081030: ("StudyDescription", "LO"),
+                       0x0008103E: ("SeriesDescription", "LO"),
+                       0x00100010: ("PatientName", "PN")}
 _CHARSET_TAG: Final = 0x00080005
-_IDENTITY_TAGS: Final = frozenset({*IDENTITY, _CHARSET_TAG})
+_IDENTITY_TAGS: Final = frozenset({*IDENTITY, *CHECKED_TEXT, _CHARSET_TAG})
 _SOP_TAGS: Final = frozenset({0x00080016, 0x00080018})
 
 _PREAMBLE: Final = b"\x00" * 128 + b"DICM"
@@ -261,10 +269,10 @@ class ObjectSink:
         """The first (up to 512) bytes of the data set."""
         return bytes(self._head[:HEAD_SIZE])
 
-    def identity(self) -> dict[str, str]:
+    def identity(self) -> Identity:
         """Which exam, study and series the data set belongs to, as far as its first bytes
-        say (`dataset_identity`): the objects table's columns of `IDENTITY`."""
-        return dataset_identity(bytes(self._head), self.transfer_syntax)
+        say, and its text beyond ASCII (`head_identity`)."""
+        return head_identity(bytes(self._head), self.transfer_syntax)
 
     @property
     def kept(self) -> bytes | None:
@@ -896,12 +904,21 @@ def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, 
 
 
 def dataset_identity(head: bytes, transfer_syntax: str | None) -> dict[str, str]:
+    """The objects table's study columns of a data set's first bytes (`head_identity`)."""
+    return head_identity(head, transfer_syntax).columns
+
+
+def head_identity(head: bytes, transfer_syntax: str | None) -> Identity:
     """Which exam, study and series a stored object belongs to: its Accession Number,
     Modality and Study and Series Instance UIDs (`IDENTITY`) from its first bytes
     (`head_values`), by column; one not there, cut off or empty is left out. The Accession
     Number is read in the data set's Specific Character Set (pydicom's decoder; bytes that
-    are not text in it are read as Latin-1, so every byte is kept), the rest as ASCII."""
+    are not text in it are read as Latin-1, so every byte is kept), the rest as ASCII. With
+    them the Specific Character Set as sent and the `CHECKED_TEXT` values beyond ASCII,
+    whose bytes another stage checks against it."""
     found = head_values(head, transfer_syntax, _IDENTITY_TAGS, max(IDENTITY))
+    texts = tuple((*CHECKED_TEXT[tag], found[tag]) for tag in CHECKED_TEXT
+                  if tag in found and (not found[tag].isascii() or 0x1B in found[tag]))
     identity: dict[str, str] = {}
     for tag, column in IDENTITY.items():
         value = found.get(tag)
@@ -914,7 +931,7 @@ def dataset_identity(head: bytes, transfer_syntax: str | None) -> dict[str, str]
         text = text.strip("\0 ")
         if text:
             identity[column] = text
-    return identity
+    return Identity(identity, found.get(_CHARSET_TAG), texts)
 
 
 def _decoded(value: bytes, charset: bytes | None) -> str:

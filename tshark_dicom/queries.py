@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -145,9 +146,12 @@ class Text:
     extensions of Japanese, Korean and Chinese), or Latin-1 where it declares none (every
     byte maps to a character). Text in plain ASCII reads as ASCII in any of them."""
 
-    def __init__(self, ds: Dataset) -> None:
-        item = ds.get_item(Tag(0x0008, 0x0005))
-        raw = bytes(item.value or b"") if item is not None else b""
+    def __init__(self, ds: Dataset | None = None, charset: bytes | None = None) -> None:
+        """The character set of ``ds``, or the raw value of a (0008,0005) ``charset``."""
+        if ds is not None:
+            item = ds.get_item(Tag(0x0008, 0x0005))
+            charset = bytes(item.value or b"") if item is not None else None
+        raw = charset or b""
         terms = [t.strip(" \x00") for t in raw.decode("latin-1").split("\\")]
         self.declared = "\\".join(terms) if any(terms) else None
         self.encodings, self.known = (["latin_1"], True) if self.declared is None else \
@@ -193,6 +197,28 @@ class Text:
             return None
         finally:
             config.settings.reading_validation_mode = before
+
+
+class ObjectTextTally:
+    """Stored objects (C-STORE data sets) holding text that their Specific Character Set
+    does not account for (`Text.read` of the text `objects.head_identity` kept), per sender:
+    how many, and the first with its attribute, text and problem
+    (findings.object_charset_findings)."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.first: dict[str, tuple[ObjectRecord, str, str, CharsetProblem]] = {}
+
+    def add(self, o: ObjectRecord) -> None:
+        if not o.texts or o.command != "C-STORE-RQ":
+            return
+        text = Text(charset=o.charset)
+        for keyword, vr, raw in o.texts:
+            value, problem = text.read(raw, vr)
+            if problem is not None:
+                self.count[o.sender] += 1
+                self.first.setdefault(o.sender, (o, keyword, value, problem))
+                return
 
 
 def _encodings(terms: list[str]) -> tuple[list[str], bool]:

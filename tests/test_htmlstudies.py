@@ -1,6 +1,7 @@
-"""report.html's "Studies stored": each study route's counts against the same join done with
-pandas on the tables (objects beside the C-STORE operations), on captures with failures,
-no answers, cut-short data sets and C-MOVE sub-operations; and the section as drawn."""
+"""Studies by route (studies.py): each route's counts against the same join done with pandas
+on the tables (objects beside the C-STORE operations), on captures with failures, no
+answers, cut-short data sets and C-MOVE sub-operations; `Report.studies` in memory and from
+a folder; and report.html's "Studies stored" as drawn."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 
 import tshark_dicom
-from tshark_dicom import htmlstudies
-from tshark_dicom.htmlstudies import Studies
+from tshark_dicom import htmlstudies, studies
+from tshark_dicom.studies import Studies
 
 from .conftest import CAPTURES
 
@@ -58,19 +59,19 @@ def _expected(report: Any) -> dict[tuple[str, str, str], dict[str, int]]:
 
 
 def test_each_route_counts_as_the_tables_join(report: Any) -> None:
-    studies = Studies(report.associations)
-    studies.outcomes(report.operations)
-    studies.add(report.objects)
+    tally = Studies(report.associations)
+    tally.outcomes(report.operations)
+    tally.add(report.objects)
     got = {k: {"objects": r.objects, "failed": r.failed, "warned": r.warned,
                "unanswered": r.unanswered, "incomplete": r.incomplete}
-           for k, r in studies.routes.items()}
+           for k, r in tally.routes.items()}
     expected = _expected(report)
     assert got == expected
     # the captures hold every kind: failures, no answers, cut short, and plain successes
     totals = {k: sum(c[k] for c in expected.values())
               for k in ("objects", "failed", "unanswered", "incomplete")}
     assert all(totals.values()), totals
-    assert studies.stores == totals["objects"]
+    assert tally.stores == totals["objects"]
 
 
 def test_the_section_lists_the_studies_not_stored_first(report: Any, tmp_path: Path) -> None:
@@ -106,10 +107,32 @@ def test_no_section_without_a_c_store(tmp_path: Path) -> None:
 
 def test_bounded(report: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past KEPT study routes the objects are counted, not tallied."""
-    monkeypatch.setattr(htmlstudies, "KEPT", 2)
-    studies = Studies(report.associations)
-    studies.outcomes(report.operations)
-    studies.add(report.objects)
-    assert len(studies.routes) == 2
-    assert studies.more == studies.stores - sum(r.objects for r in studies.routes.values())
-    assert studies.more > 0 and "were not tallied" in studies.section([])
+    monkeypatch.setattr(studies, "KEPT", 2)
+    tally = Studies(report.associations)
+    tally.outcomes(report.operations)
+    tally.add(report.objects)
+    assert len(tally.routes) == 2
+    assert tally.more == tally.stores - sum(r.objects for r in tally.routes.values())
+    assert tally.more > 0 and "were not tallied" in htmlstudies.section(tally, [])
+
+
+def test_report_studies_in_memory_and_from_a_folder(report: Any, tmp_path: Path) -> None:
+    """`Report.studies()`: one row per route, as the tally counts it, the same from the
+    analysis in memory and from the folder it was written to (read a batch at a time)."""
+    frame = report.studies()
+    expected = _expected(report)
+    assert len(frame) == len(expected)
+    for r in frame.itertuples():
+        key = tuple("" if v is pd.NA else str(v)
+                    for v in (r.study_instance_uid, r.sender_ae, r.receiver_ae))
+        want = expected[key]  # type: ignore[index]
+        assert (r.objects, r.failed, r.unanswered, r.warned, r.incomplete) == (
+            want["objects"], want["failed"], want["unanswered"], want["warned"],
+            want["incomplete"]), key
+        assert r.stored + r.not_stored == r.objects
+    assert list(frame["not_stored"]) == sorted(frame["not_stored"], reverse=True)
+    assert frame.loc[frame["failed"] > 0, "statuses"].str.contains("0x").all()
+    report.write(tmp_path / "out")
+    stored = tshark_dicom.load(tmp_path / "out").studies()
+    pd.testing.assert_frame_equal(frame.drop(columns="capture"),
+                                  stored.drop(columns="capture"))

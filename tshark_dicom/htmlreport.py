@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from . import charts, htmlstudies, pictures
+from . import studies as studies_tally
 from .htmlparts import (
     Col,
     RowsByKey,
@@ -66,7 +67,7 @@ ASSOC_COLUMNS = [
 OP_SUMMARY_COLUMNS = list(dict.fromkeys([
     "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
     "status_text", "total_ms", "scu_ae", "scp_ae", "bottleneck_detail",
-    *htmlstudies.OPERATION_COLUMNS]))
+    *studies_tally.OPERATION_COLUMNS]))
 CAPTURE_COLUMNS = ["capture", "key", "packets", "first_packet_at", "association_count",
                    "status", "error"]
 
@@ -80,7 +81,7 @@ def page_reads() -> dict[str, list[str]]:
         "operations": list(dict.fromkeys([*OP_SUMMARY_COLUMNS,
                                            *charts.TIMELINE_OPERATION_COLUMNS,
                                            *OP_COLUMNS])),
-        "messages": ["command"], "objects": htmlstudies.OBJECT_COLUMNS,
+        "messages": ["command"], "objects": studies_tally.OBJECT_COLUMNS,
         "presentation_contexts": CONTEXT_COLUMNS,
         "throughput": list(SCHEMAS["throughput"]),
         "connection_attempts": list(SCHEMAS["connection_attempts"]),
@@ -517,13 +518,13 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     for batch in report.batches("findings", FINDING_COLUMNS):
         findings.add(batch)
     ops = _Operations()
-    studies = htmlstudies.Studies(assocs)
+    studies = studies_tally.Studies(assocs)
     for batch in report.batches("operations", OP_SUMMARY_COLUMNS):
         ops.add(batch)
         studies.outcomes(batch)
     messages = sum(len(b) for b in report.batches("messages", ["command"]))
     n_objects = n_complete = 0
-    for b in report.batches("objects", htmlstudies.OBJECT_COLUMNS):
+    for b in report.batches("objects", studies_tally.OBJECT_COLUMNS):
         n_objects += len(b)
         n_complete += int(b["complete"].sum())
         studies.add(b)
@@ -533,7 +534,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
-    stored = studies.section(caps)
+    stored = htmlstudies.section(studies, caps)
     services = [*_commitments(report, caps), *_procedure_steps(report, caps)]
     extra_nav = "".join(f"<a href='#{anchor_id}'>{label}</a>" for anchor_id, label in (
         ("studies", "Studies"), ("commitments", "Storage Commitment"),

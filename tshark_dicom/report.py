@@ -209,6 +209,21 @@ class Report:
             lines.append(f"  ... and {len(self.skipped) - 8} more files skipped")
         return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
 
+    def studies(self) -> pd.DataFrame:
+        """Which studies the C-STOREs carried, by route (from which AE to which): one row
+        each with its modalities, series and objects, how many were stored and why the
+        others were not (failed, unanswered; warned and incomplete in the capture counted
+        apart), those with objects not stored first; the tables read a batch at a time
+        (studies.py, as report.html's "Studies stored")."""
+        from .studies import ASSOCIATION_COLUMNS, OBJECT_COLUMNS, OPERATION_COLUMNS, Studies
+
+        tally = Studies(self._gather("associations", ASSOCIATION_COLUMNS))
+        for ops in self.batches("operations", OPERATION_COLUMNS):
+            tally.outcomes(ops)
+        for objs in self.batches("objects", OBJECT_COLUMNS):
+            tally.add(objs)
+        return tally.frame()
+
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""
         found = self._outcomes("commitments", lambda c: c["failed_count"])

@@ -264,7 +264,6 @@ def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
 # KeyboardInterrupt a SIGINT raises there is raised by the code that runs there
 _INTERRUPT_PRELUDE = """
 import sys
-from pathlib import Path
 """
 
 

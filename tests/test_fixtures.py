@@ -157,8 +157,8 @@ def check_identity(row: Any, ds: pydicom.Dataset) -> None:
     """A stored object's row says which exam, study and series it is of as pydicom reads
     the whole file (the row is read from the data set's first 64 KiB as it streamed)."""
     for column, keyword in IDENTITY:
-        elem = ds.get(keyword)
-        value = elem if elem is None or isinstance(elem, str) else str(elem)
+        read = ds.get(keyword)
+        value = read if read is None or isinstance(read, str) else str(read)
         expected = value.strip("\0 ") or None if value is not None else None
         got = None if row[column] is pd.NA else row[column]
         assert got == expected, (column, row["sop_instance_uid"])

@@ -17,7 +17,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
 import tshark_dicom
-from tshark_dicom.objects import IDENTITY_HEAD_SIZE, ObjectSink, dataset_identity
+from tshark_dicom.objects import IDENTITY_HEAD_SIZE, ObjectSink, head_identity
 
 from .conftest import CAPTURES
 
@@ -57,6 +57,11 @@ def _encoded(ds: Dataset, transfer_syntax: str = EXPLICIT_LE) -> bytes:
         deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
         data = deflate.compress(data) + deflate.flush()
     return data
+
+
+def dataset_identity(head: bytes, transfer_syntax: str | None) -> dict[str, str]:
+    """The study columns `head_identity` reads."""
+    return head_identity(head, transfer_syntax).columns
 
 
 WHOLE = {"accession_number": "ACC-0042", "modality": "CT", "study_instance_uid": STUDY,

@@ -233,7 +233,7 @@ class ObjectRecord:
     #: the data set's bytes, for query/retrieve identifiers only (queries.py decodes them)
     identifier: bytes | None = None
     #: which exam, study and series a stored object belongs to (C-STORE-RQ: its data set's
-    #: first bytes say, objects.dataset_identity)
+    #: first bytes say, objects.head_identity)
     accession_number: str | None = None
     modality: str | None = None
     study_instance_uid: str | None = None

@@ -54,10 +54,9 @@ def _row(r: Route, caps: list[Any]) -> dict[str, Any]:
         [f"{n:,} unanswered" for n in [r.unanswered] if n] + \
         [f"{n:,} incomplete in the capture" for n in [r.incomplete] if n] + \
         [f"{n:,} with a warning" for n in [r.warned] if n]
-    statuses = ", ".join(f"{h} \u00d7{n}" for h, n in r.statuses.most_common(4) if h)
+    statuses = r.statuses_text(4)
     return {"study": r.study or "(not read)", "accession": r.accession,
-            "modalities": ", ".join(m for m, _ in r.modalities.most_common()),
-            "series": len(r.series), "route": route, "objects": r.objects,
-            "stored": r.objects - r.not_stored, "not_stored": r.not_stored,
+            "modalities": r.modality_text, "series": len(r.series), "route": route,
+            "objects": r.objects, "stored": r.stored, "not_stored": r.not_stored,
             "warned": r.warned, "incomplete": r.incomplete,
             "why": "; ".join(why) + (f" ({statuses})" if statuses else "")}

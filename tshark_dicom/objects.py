@@ -23,14 +23,12 @@ import re
 import shutil
 import struct
 import threading
-import warnings
 import zlib
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
 from pydicom import config
-from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import keyword_dict
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset
@@ -38,9 +36,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import RE_VALID_UID, UID
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, TEXT_VR_DELIMS, VR
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from .association import Identity
+from .queries import Text
 from .sidehash import HASHER
 
 __all__ = [
@@ -76,14 +75,14 @@ HEAD_SIZE: Final = 512
 #: is within its first few KiB; an enhanced multi-frame image's per-frame functional groups
 #: can push it further (about 300 bytes a frame), beyond this it is not judged.
 PIXEL_HEAD_SIZE: Final = 1 << 18
-#: How many it keeps of any other data set, where `dataset_identity` looks for the exam,
+#: How many it keeps of any other data set, where `head_identity` looks for the exam,
 #: study and series it belongs to: groups 0008 to 0020 come first, within a few KiB of an
 #: image's start (pydicom's CT_small.dcm has (0020,000E) at 1.4 KiB; a scanner's private
 #: group 0009 or 0019, or a long Referenced Image Sequence, adds some KiB before it); one
 #: that is further on (200 referenced images: 28 KiB) is not read. Deflated data sets:
 #: 64 KiB of their deflated bytes.
 IDENTITY_HEAD_SIZE: Final = 1 << 16
-#: What `dataset_identity` reads: tag -> the objects table's column.
+#: What `head_identity` reads: tag -> the objects table's column.
 IDENTITY: Final = {0x00080050: "accession_number", 0x00080060: "modality",
                    0x0020000D: "study_instance_uid", 0x0020000E: "series_instance_uid"}
 #: Text a stored object's Specific Character Set governs, checked against it
@@ -903,17 +902,13 @@ def dataset_uids(head: bytes, transfer_syntax: str | None) -> tuple[str | None, 
     return texts[0], texts[1]
 
 
-def dataset_identity(head: bytes, transfer_syntax: str | None) -> dict[str, str]:
-    """The objects table's study columns of a data set's first bytes (`head_identity`)."""
-    return head_identity(head, transfer_syntax).columns
-
-
 def head_identity(head: bytes, transfer_syntax: str | None) -> Identity:
     """Which exam, study and series a stored object belongs to: its Accession Number,
     Modality and Study and Series Instance UIDs (`IDENTITY`) from its first bytes
     (`head_values`), by column; one not there, cut off or empty is left out. The Accession
-    Number is read in the data set's Specific Character Set (pydicom's decoder; bytes that
-    are not text in it are read as Latin-1, so every byte is kept), the rest as ASCII. With
+    Number is read in the data set's Specific Character Set as query keys are
+    (`queries.Text`: bytes that are not text in it are read as Latin-1, so every byte is
+    kept), the rest as ASCII. With
     them the Specific Character Set as sent and the `CHECKED_TEXT` values beyond ASCII,
     whose bytes another stage checks against it."""
     found = head_values(head, transfer_syntax, _IDENTITY_TAGS, max(IDENTITY))
@@ -924,24 +919,11 @@ def head_identity(head: bytes, transfer_syntax: str | None) -> Identity:
         value = found.get(tag)
         if value is None:
             continue
-        if tag == 0x00080050:
-            text = _decoded(value, found.get(_CHARSET_TAG))
+        if tag == 0x00080050:  # read as query_keys reads text (queries.Text)
+            text = Text(charset=found.get(_CHARSET_TAG)).read(value, "SH")[0]
         else:
             text = value.decode("ascii", "replace")
         text = text.strip("\0 ")
         if text:
             identity[column] = text
     return Identity(identity, found.get(_CHARSET_TAG), texts)
-
-
-def _decoded(value: bytes, charset: bytes | None) -> str:
-    """A short text's bytes in the data set's Specific Character Set (its raw value)."""
-    names = [n.strip() for n in charset.decode("ascii", "replace").split("\\")] \
-        if charset else [""]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # pydicom warns, and replaces, where it cannot
-            return decode_bytes(value, convert_encodings(names), TEXT_VR_DELIMS)
-    except Exception:  # noqa: BLE001 - an unknown set, or bytes not in it
-        return value.decode("latin-1")
-

@@ -210,7 +210,7 @@ class ObjectTextTally:
         self.first: dict[str, tuple[ObjectRecord, str, str, CharsetProblem]] = {}
 
     def add(self, o: ObjectRecord) -> None:
-        if not o.texts or o.command != "C-STORE-RQ":
+        if not o.texts:  # kept of C-STORE data sets only (association._object_done)
             return
         text = Text(charset=o.charset)
         for keyword, vr, raw in o.texts:

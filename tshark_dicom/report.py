@@ -35,6 +35,7 @@ from .store import (
     write_manifest,
     write_parts,
 )
+from .studies import StoreCounts
 from .swap import recover
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class Report:
             messages += len(m)
             commands.update(m["command"].fillna("").tolist())
         objects = complete = written = 0
-        stored = _Stored()
+        stored = StoreCounts()
         for o in self.batches("objects", SUMMARY_READS["objects"]):
             objects += len(o)
             complete += int(o["complete"].sum())
@@ -607,35 +608,6 @@ SUMMARY_READS: dict[str, list[str]] = {
     "commitments": ["outcome", "failed_count"],
     "procedure_steps": ["outcome", "image_count", "stored_count"],
 }
-
-
-class _Stored:
-    """What the C-STOREs' data sets were of, for the summary: how many, of how many studies
-    and series, by modality (the objects table a batch at a time)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.studies: set[str] = set()
-        self.series: set[str] = set()
-        self.modalities = Counter[str]()
-
-    def add(self, objects: pd.DataFrame) -> None:
-        stores = objects[objects["command"].eq("C-STORE-RQ").fillna(False)]
-        self.count += len(stores)
-        self.studies.update(stores["study_instance_uid"].dropna().tolist())
-        self.series.update(stores["series_instance_uid"].dropna().tolist())
-        self.modalities.update(stores["modality"].dropna().tolist())
-
-    def lines(self) -> list[str]:
-        """'C-STORE: 227 objects of 14 studies, 35 series (CT 120, MR 80, US 27)'."""
-        if not self.count:
-            return []
-        common = self.modalities.most_common()
-        kinds = ", ".join(f"{m} {n:,}" for m, n in common[:6]) + \
-            (f", {len(common) - 6} more modalities" if len(common) > 6 else "")
-        return [f"C-STORE: {_plural(self.count, 'object')} of "
-                f"{len(self.studies):,} stud{'y' if len(self.studies) == 1 else 'ies'}, "
-                f"{len(self.series):,} series" + (f" ({kinds})" if kinds else "")]
 
 
 def _plural(n: int, word: str) -> str:

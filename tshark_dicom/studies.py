@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from .svg import missing
+
 #: Study routes (study, sender AE, receiver AE) tallied; the rest are counted.
 KEPT = 20_000
 #: C-STOREs whose outcome was not Success remembered, to be found by their objects.
@@ -56,6 +58,20 @@ class Route:
         all the same if the receiver said so (`incomplete` counts those apart)."""
         return self.failed + self.unanswered
 
+    @property
+    def stored(self) -> int:
+        return self.objects - self.not_stored
+
+    @property
+    def modality_text(self) -> str:
+        """'CT, MR', the most frequent first."""
+        return ", ".join(m for m, _ in self.modalities.most_common())
+
+    def statuses_text(self, most: int | None = None) -> str:
+        """'0xA700 \u00d72, 0xB000 \u00d71': the failure and warning statuses, the most
+        frequent first (``most`` of them)."""
+        return ", ".join(f"{h} \u00d7{n}" for h, n in self.statuses.most_common(most) if h)
+
 
 class Studies:
     """The C-STOREs' outcomes (`outcomes`, every operations batch first), then their
@@ -78,14 +94,14 @@ class Studies:
                 stores["capture"].tolist(), stores["assoc_id"].tolist(),
                 stores["request_index"].tolist(), stores["status_category"].tolist(),
                 stores["status_hex"].tolist(), strict=True):
-            if _missing(req) or (not _missing(cat) and cat == "Success") \
+            if missing(req) or (not missing(cat) and cat == "Success") \
                     or len(self._outcomes) >= OUTCOMES_KEPT:
                 continue
             self._outcomes[(cap, int(aid), int(req))] = (
-                "none" if _missing(cat) else str(cat), "" if _missing(hex_) else str(hex_))
+                "none" if missing(cat) else str(cat), "" if missing(hex_) else str(hex_))
 
     def add(self, objects: pd.DataFrame) -> None:
-        stores = objects[objects["command"].eq("C-STORE-RQ").fillna(False)]
+        stores = stores_of(objects)
         self.stores += len(stores)
         for cap, aid, msg, sender, complete, study, series, modality, accession in zip(
                 *(stores[c].tolist() for c in OBJECT_COLUMNS if c != "command"), strict=True):
@@ -101,13 +117,13 @@ class Studies:
                 route = self.routes[key] = Route(key[0], _text(accession), key[1], key[2],
                                                   (cap, aid))
             route.objects += 1
-            if not _missing(modality):
+            if not missing(modality):
                 route.modalities[str(modality)] += 1
-            if not _missing(series):
+            if not missing(series):
                 route.series.add(str(series))
-            if not _missing(accession) and not route.accession:
+            if not missing(accession) and not route.accession:
                 route.accession = str(accession)
-            if _missing(complete) or not bool(complete):  # the capture's gap, not the peers'
+            if missing(complete) or not bool(complete):  # the capture's gap, not the peers'
                 route.incomplete += 1
             outcome = self._outcomes.get((cap, aid, int(msg)))
             if outcome is None:
@@ -129,14 +145,12 @@ class Studies:
         """One row per study route (`COLUMNS`), in `ordered` order."""
         rows = [{
             "study_instance_uid": r.study or None, "accession_number": r.accession or None,
-            "modalities": ", ".join(m for m, _ in r.modalities.most_common()) or None,
-            "series": len(r.series), "sender_ae": r.sender or None,
-            "receiver_ae": r.receiver or None, "objects": r.objects,
-            "stored": r.objects - r.not_stored, "not_stored": r.not_stored,
+            "modalities": r.modality_text or None, "series": len(r.series),
+            "sender_ae": r.sender or None, "receiver_ae": r.receiver or None,
+            "objects": r.objects, "stored": r.stored, "not_stored": r.not_stored,
             "failed": r.failed, "unanswered": r.unanswered, "warned": r.warned,
-            "incomplete": r.incomplete,
-            "statuses": ", ".join(f"{h} \u00d7{n}" for h, n in r.statuses.most_common() if h)
-            or None, "capture": r.link[0], "assoc_id": r.link[1]} for r in self.ordered()]
+            "incomplete": r.incomplete, "statuses": r.statuses_text() or None,
+            "capture": r.link[0], "assoc_id": r.link[1]} for r in self.ordered()]
         df = pd.DataFrame(rows, columns=COLUMNS)
         ints = ["series", "objects", "stored", "not_stored", "failed", "unanswered", "warned",
                 "incomplete", "assoc_id"]
@@ -144,9 +158,40 @@ class Studies:
             c: "string" for c in COLUMNS if c not in ints})
 
 
+class StoreCounts:
+    """What the C-STOREs' data sets were of, for the summary: how many, of how many studies
+    and series, by modality (the objects table a batch at a time)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.studies: set[str] = set()
+        self.series: set[str] = set()
+        self.modalities = Counter[str]()
+
+    def add(self, objects: pd.DataFrame) -> None:
+        stores = stores_of(objects)
+        self.count += len(stores)
+        self.studies.update(stores["study_instance_uid"].dropna().tolist())
+        self.series.update(stores["series_instance_uid"].dropna().tolist())
+        self.modalities.update(stores["modality"].dropna().tolist())
+
+    def lines(self) -> list[str]:
+        """'C-STORE: 227 objects of 14 studies, 35 series (CT 120, MR 80, US 27)'."""
+        if not self.count:
+            return []
+        common = self.modalities.most_common()
+        kinds = ", ".join(f"{m} {n:,}" for m, n in common[:6]) + \
+            (f", {len(common) - 6} more modalities" if len(common) > 6 else "")
+        objects = f"{self.count:,} object" + ("" if self.count == 1 else "s")
+        return [f"C-STORE: {objects} of "
+                f"{len(self.studies):,} stud{'y' if len(self.studies) == 1 else 'ies'}, "
+                f"{len(self.series):,} series" + (f" ({kinds})" if kinds else "")]
+
+
+def stores_of(objects: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an objects batch that are C-STORE data sets."""
+    return objects[objects["command"].eq("C-STORE-RQ").fillna(False)]
+
+
 def _text(value: object) -> str:
-    return "" if _missing(value) else str(value)
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+    return "" if missing(value) else str(value)

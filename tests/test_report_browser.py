@@ -253,6 +253,24 @@ def test_store_statuses_in_chromium(browser: Cdp, tmp_path: Path) -> None:
     assert order["shown"] == 0 and order["isBox"] == "INPUT"
     assert page.errors() == []
 
+    # a click on an operation's frames takes its Wireshark filter (and marks it copied)
+    copied = page.evaluate("""(() => {
+        const t = document.getElementById('ops-0-0');
+        const code = t.querySelector('code.wsf');
+        code.click();
+        return {filter: code.getAttribute('data-filter'), shown: code.textContent,
+                copied: code.classList.contains('copied'),
+                stream: [...document.querySelectorAll('p.facts code.wsf')].map(
+                    c => c.textContent)};
+    })()""")
+    spans = {f"{int(a)}\u2013{int(b)}": (int(a), int(b)) for a, b in zip(
+        report.operations["first_frame"], report.operations["last_frame"], strict=True)}
+    first, last = spans[copied["shown"]]  # the rows are sorted by now: one of them
+    assert copied == {"filter": f"tcp.stream eq 0 && frame.number >= {first} && "
+                                f"frame.number <= {last}", "shown": copied["shown"],
+                      "copied": True, "stream": ["tcp.stream eq 0"]}
+    assert page.errors() == []
+
 
 def test_move_refused_in_chromium(browser: Cdp, tmp_path: Path) -> None:
     truth = _truth("qr_move_refused.pcapng")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import wireshark
 from .safe import visible_lines
 from .schemas import SEVERITIES, ReportLike
 
@@ -39,6 +40,18 @@ def _assoc_line(a: dict[str, Any]) -> str:
             f"{_tls_text(a)}")
 
 
+def _wireshark_line(a: dict[str, Any]) -> list[str]:
+    """The association's filter for Wireshark, and what else it needs there
+    (`wireshark.association_hint`)."""
+    hint = wireshark.association_hint(a)
+    return [] if hint is None else [f"    in Wireshark: {hint}"]
+
+
+def _stream_text(stream: Any) -> str:
+    shown = wireshark.stream_filter(stream)
+    return "" if shown is None else f"; {shown}"
+
+
 def _tls_text(a: dict[str, Any]) -> str:
     """``, TLS 1.3`` for an association over TLS (``, TLS 1.3, not decrypted``)."""
     if _v(a.get("tls")) is not True:
@@ -63,15 +76,15 @@ def worst_severity(report: ReportLike) -> str | None:
 READS: dict[str, list[str]] = {
     "captures": ["capture", "status", "error"],
     "findings": ["capture", "assoc_id", "severity", "code", "summary", "frame"],
-    "associations": ["capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip",
-                     "requestor_port", "acceptor_ip", "acceptor_port", "result", "ending",
-                     "tls", "tls_version", "tls_decrypted"],
+    "associations": ["capture", "assoc_id", "tcp_stream", "calling_ae", "called_ae",
+                     "requestor_ip", "requestor_port", "acceptor_ip", "acceptor_port",
+                     "result", "ending", "tls", "tls_version", "tls_decrypted"],
     "operations": ["capture", "assoc_id", "op_index", "command", "move_destination",
                    "status_hex", "status_category", "completed", "failed", "warning", "link",
                    "parent_assoc_id", "parent_op_index", "callback_assoc_ids",
                    "callback_attempt_ids"],
-    "connection_attempts": ["capture", "attempt_id", "client_ip", "server_ip", "server_port",
-                            "outcome", "syn_count"],
+    "connection_attempts": ["capture", "attempt_id", "tcp_stream", "client_ip", "server_ip",
+                            "server_port", "outcome", "syn_count"],
 }
 RETRIEVES = ("C-MOVE", "C-GET")
 
@@ -123,7 +136,7 @@ def render(report: ReportLike) -> str:
         lines.append(f"{_name(cap)}: {len(ca)} association{'' if len(ca) == 1 else 's'}, "
                      f"{counts}")
         for row in _sorted([r for r in cf if _v(r["assoc_id"]) is None]):
-            lines.append(f"  {row['severity']}: [{row['code']}] {row['summary']}")
+            lines.append(f"  {row['severity']}: [{row['code']}] {row['summary']}{_frame(row)}")
         by_assoc: dict[Any, list[dict[str, Any]]] = {}
         for r in cf:
             if _v(r["assoc_id"]) is not None:
@@ -147,6 +160,7 @@ def render(report: ReportLike) -> str:
                 quiet += 1
                 continue
             lines.append("  " + _assoc_line(assoc))
+            lines.extend(_wireshark_line(assoc))
             lines.extend(_finding_lines(_sorted(mine)))
             for op in moves:
                 lines.extend(_retrieve_lines(op, by_id, cops, tried))
@@ -169,12 +183,18 @@ def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
         code = row["code"]
         shown[code] = shown.get(code, 0) + 1
         if shown[code] <= SHOWN_PER_CODE:
-            lines.append(f"    {row['severity']}: [{code}] {row['summary']}")
+            lines.append(f"    {row['severity']}: [{code}] {row['summary']}{_frame(row)}")
         elif shown[code] == SHOWN_PER_CODE + 1:
             more = total[code] - SHOWN_PER_CODE
             lines.append(f"    {row['severity']}: [{code}] ... and {more} more like these "
                          "(see the findings table)")
     return lines
+
+
+def _frame(finding: dict[str, Any]) -> str:
+    """`` (frame 57)``: the packet a finding points at, as Wireshark numbers it."""
+    frame = _v(finding.get("frame"))
+    return "" if frame is None else f" (frame {frame})"
 
 
 def _sorted(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -209,7 +229,8 @@ def _retrieve_lines(op: dict[str, Any], assocs: dict[Any, dict[str, Any]],
         mine = [o for o in subs if o["assoc_id"] == cb]
         failed = sum(o["status_category"] == "Failure" for o in mine)
         out.append(f"      callback {_assoc_line(row)}: {len(mine)} "
-                   f"C-STORE{'s' if len(mine) != 1 else ''}, {failed} failed")
+                   f"C-STORE{'s' if len(mine) != 1 else ''}, {failed} failed"
+                   f"{_stream_text(row.get('tcp_stream'))}")
     tried = op["callback_attempt_ids"]
     for i in (tried if isinstance(tried, list) else []):
         t0 = attempts.get(i)
@@ -217,7 +238,7 @@ def _retrieve_lines(op: dict[str, Any], assocs: dict[Any, dict[str, Any]],
             continue
         out.append(f"      callback attempt {t0['client_ip']} -> {t0['server_ip']}:"
                    f"{t0['server_port']}: {t0['outcome']} ({t0['syn_count']} SYN"
-                   f"{'s' if t0['syn_count'] != 1 else ''})")
+                   f"{'s' if t0['syn_count'] != 1 else ''}{_stream_text(t0.get('tcp_stream'))})")
     if not (isinstance(callbacks, list) and callbacks) and not (
             isinstance(tried, list) and tried):
         out.append("      no callback association or connection attempt in the capture")

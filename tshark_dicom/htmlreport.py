@@ -63,7 +63,7 @@ ASSOC_COLUMNS = [
     "ending", "reject_text", "abort_text", "setup_ms", "duration_ms", "message_count",
     "object_count", "bytes_requestor", "bytes_acceptor", "gap_bytes", "max_pdu_requestor",
     "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor", "rtt_ms",
-    "bottleneck", "bottleneck_detail", "tls", "tls_decrypted"]
+    "bottleneck", "bottleneck_detail", "tls", "tls_decrypted", "tcp_stream"]
 OP_SUMMARY_COLUMNS = list(dict.fromkeys([
     "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
     "status_text", "total_ms", "scu_ae", "scp_ae", "bottleneck_detail",
@@ -136,10 +136,13 @@ details{margin:.3rem 0} summary{cursor:pointer}
 input.filter{font-size:.8rem;padding:2px 6px;margin:.3rem 0 0;width:16rem;max-width:100%}
 ul.findings{margin:.2rem 0;padding-left:1.2rem;font-size:.85rem}
 code,.mono{font-family:ui-monospace,monospace;font-size:.85em}
+.wsf{cursor:copy;background:#eef2ff;border-radius:3px;padding:0 .25em;white-space:nowrap}
+.wsf.copied{background:#d1fae5}
 """
 
-# Sorting by a column header, filtering by a text box above each table; without the script
-# the tables are plain. No console output, nothing fetched.
+# Sorting by a column header, filtering by a text box above each table, a Wireshark filter
+# copied on a click (`htmlsections.wireshark_code`); without the script the tables are
+# plain. No console output, nothing fetched.
 _SCRIPT = """
 (function(){
  function key(td){var v=td.getAttribute('data-v');return v===null?null:parseFloat(v);}
@@ -162,6 +165,12 @@ _SCRIPT = """
      if(p!==null||q!==null){if(p===null)return 1;if(q===null)return -1;return s*(p-q);}
      return s*x.textContent.localeCompare(y.textContent,undefined,{numeric:true});});
     rows.forEach(function(r){body.appendChild(r);});});});
+ });
+ document.querySelectorAll('.wsf').forEach(function(c){
+  c.addEventListener('click',function(){
+   var f=c.getAttribute('data-filter')||c.textContent;
+   if(navigator.clipboard){navigator.clipboard.writeText(f).catch(function(){});}
+   c.classList.add('copied');setTimeout(function(){c.classList.remove('copied');},800);});
  });
 })();
 """

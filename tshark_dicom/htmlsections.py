@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, pictures
+from . import charts, pictures, wireshark
 from .htmlparts import (
     Col,
     anchor,
@@ -63,6 +63,27 @@ def _endpoint(ip: object, port: object) -> str:
     return text + (f":{port}" if not missing(port) else "")
 
 
+def wireshark_code(display_filter: str | None, shown: str | None = None) -> str:
+    """A Wireshark display filter that a click copies (the page's script): ``shown`` in
+    its place where given (an operation's frames), the filter itself otherwise."""
+    if display_filter is None:
+        return esc(shown)
+    if shown is None:
+        return f"<code class='wsf' title='click to copy'>{esc(display_filter)}</code>"
+    return (f"<code class='wsf' data-filter='{esc(display_filter)}' title='copy the "
+            f"Wireshark filter {esc(display_filter)}'>{esc(shown)}</code>")
+
+
+def _wireshark(a: dict[str, Any]) -> str:
+    """The association's filter in Wireshark and what else it needs there."""
+    display_filter = wireshark.stream_filter(a.get("tcp_stream"))
+    if display_filter is None:
+        return ""
+    note = wireshark.association_note(a)
+    return f"in Wireshark: {wireshark_code(display_filter)}" + (
+        f"; {esc(note)}" if note else "")
+
+
 def _facts(a: dict[str, Any], n_ops: int) -> str:
     facts = [f"<b>{esc(a.get('result'))}</b>, {esc(a.get('ending'))}",
              esc(f"{_endpoint(a.get('requestor_ip'), a.get('requestor_port'))} \u2192 "
@@ -94,7 +115,19 @@ def _facts(a: dict[str, Any], n_ops: int) -> str:
     if not missing(a.get("bottleneck_detail")):
         party, _, why = str(a["bottleneck_detail"]).partition(": ")
         lines.append(f"slow: <b>{esc(party)}</b>: {esc(why)}")
+    if wireshark_line := _wireshark(a):
+        lines.append(wireshark_line)
     return "".join(f"<p class='facts'>{line}</p>" for line in lines)
+
+
+def _finding_frame(f: dict[str, Any], a: dict[str, Any]) -> str:
+    """`` (frame 57)`` after a finding of association ``a``; a click copies the filter of
+    its packets (`wireshark.finding_filter`)."""
+    if missing(f.get("frame")):
+        return ""
+    display_filter = wireshark.finding_filter(f, a)
+    shown = wireshark_code(display_filter, f"frame {int(f['frame'])}")
+    return f" <span class='muted'>({shown})</span>"
 
 
 def _roles(r: dict[str, Any]) -> str:
@@ -168,7 +201,17 @@ def _what(r: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _operations(ops: list[dict[str, Any]], total: int, table_id: str) -> str:
+def _frames(r: dict[str, Any], tcp_stream: object) -> str:
+    """An operation's first and last frames; a click copies the filter of its packets."""
+    if missing(r.get("first_frame")) or missing(r.get("last_frame")):
+        return ""
+    first, last = int(r["first_frame"]), int(r["last_frame"])
+    shown = f"{first}" if first == last else f"{first}\u2013{last}"
+    return wireshark_code(wireshark.span_filter(tcp_stream, first, last), shown)
+
+
+def _operations(ops: list[dict[str, Any]], total: int, table_id: str,
+                tcp_stream: object = None) -> str:
     return table(ops, [
         num_col("op", "op_index"), text_col("command", "command", cls="tight"),
         num_col("msg id", "message_id"), Col("what", _what),
@@ -181,7 +224,10 @@ def _operations(ops: list[dict[str, Any]], total: int, table_id: str) -> str:
         Col("requested (UTC)", lambda r: esc(when(r.get("request_first_at"))[11:]),
             lambda r: None if missing(r.get("request_first_at")) else float(
                 pd.Timestamp(r["request_first_at"]).value), cls="tight"),
-        num_col("total", "total_ms", ms), text_col("slow because", "bottleneck_detail")],
+        num_col("total", "total_ms", ms), text_col("slow because", "bottleneck_detail"),
+        Col("frames", lambda r: _frames(r, tcp_stream),
+            lambda r: None if missing(r.get("first_frame")) else float(r["first_frame"]),
+            cls="tight")],
         total=total, what="operations", table_id=table_id,
         row_class=lambda r: {"Failure": "error", "Warning": "warning"}.get(
             str(r.get("status_category")), ""), empty="no operations")
@@ -287,8 +333,8 @@ def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
             mine = sorted(mine, key=lambda f: rank.get(str(f.get("severity")), 9))
             out.append("<ul class='findings'>" + "".join(
                 f"<li><span class='sev {esc(f.get('severity'))}'>{esc(f.get('severity'))}"
-                f"</span> <code>{esc(f.get('code'))}</code> {esc(f.get('summary'))}</li>"
-                for f in mine) + "</ul>")
+                f"</span> <code>{esc(f.get('code'))}</code> {esc(f.get('summary'))}"
+                f"{_finding_frame(f, a)}</li>" for f in mine) + "</ul>")
         out.append("<h4>Negotiation</h4>" + _negotiation(contexts[aid], a))
         op_rows = sorted(ops[aid], key=lambda r: int(r["op_index"]))
         if ladders > 0:
@@ -308,6 +354,6 @@ def association_section(data: SectionRows, ci: int, rows: list[dict[str, Any]],
                        + "</div>")
         out.append(_retrieves(a, op_rows, ci, assoc_rows, attempts))
         out.append("<h4>Operations</h4>" + _operations(op_rows, n_ops[aid],
-                                                       f"ops-{ci}-{aid}"))
+                                                       f"ops-{ci}-{aid}", a.get("tcp_stream")))
         out.append("</section>")
     return out, ladders

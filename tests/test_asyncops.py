@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tshark_dicom.association import ACCEPTOR, REQUESTOR, FindingRecord
 from tshark_dicom.asyncops import async_window, async_window_exceeded, message_id_reused
 from tshark_dicom.findings import TimingContext
+from tshark_dicom.records import ACCEPTOR, REQUESTOR, FindingRecord
 from tshark_dicom.timing import OperationRecord
 
 from .conftest import CAPTURES, capture_for, tls_keylogs, truth_files

@@ -22,7 +22,7 @@ from pydicom.uid import (
 )
 
 import tshark_dicom
-from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
+from tshark_dicom.association import Association
 from tshark_dicom.commitment import (
     FAILED_KEPT,
     STORAGE_COMMITMENT,
@@ -33,6 +33,7 @@ from tshark_dicom.commitment import (
 )
 from tshark_dicom.commitment import _items as commitment_items
 from tshark_dicom.instances import StoredInstances
+from tshark_dicom.records import REQUESTOR, ObjectRecord
 from tshark_dicom.streams import ConnectionAttempt
 from tshark_dicom.timing import OperationRecord
 

@@ -11,8 +11,9 @@ from typing import Any, cast
 
 import pytest
 
-from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
+from tshark_dicom.association import Association
 from tshark_dicom.instances import REUSED_NAMED, STORES_KEPT, StoredInstances
+from tshark_dicom.records import REQUESTOR, ObjectRecord
 from tshark_dicom.timing import OperationRecord
 
 from .conftest import capture_for, truth_files

@@ -22,6 +22,7 @@ from .test_context_not_accepted import check_off_context
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
 from .test_instances import check_duplicates
 from .test_mpps import check_steps
+from .test_wireshark import check_against_tshark
 
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
@@ -42,10 +43,12 @@ def live_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path) -> None:
+def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path,
+                                     tshark_path: str) -> None:
     truth = json.loads((live_dir / f"{name}.truth.json").read_text())
     report = tshark_dicom.analyze(live_dir / truth["capture"], objects_dir=tmp_path / "objects")
     check_associations(truth, report)
+    assert check_against_tshark(report, live_dir / truth["capture"], tshark_path) == 0
     check_contexts(truth, report)
     check_messages(truth, report)
     check_objects(truth, report, tmp_path)

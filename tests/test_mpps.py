@@ -16,9 +16,10 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 import tshark_dicom
-from tshark_dicom.association import REQUESTOR, Association, ObjectRecord
+from tshark_dicom.association import Association
 from tshark_dicom.instances import StoredInstances
 from tshark_dicom.mpps import MPPS, StepLog, step_message
+from tshark_dicom.records import REQUESTOR, ObjectRecord
 from tshark_dicom.timing import OperationRecord
 
 from .conftest import CAPTURES, capture_for, truth_files

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 from typer.testing import CliRunner
 
-from tshark_dicom.association import SECRET_IDENTITIES, USER_IDENTITY_TYPES
 from tshark_dicom.cli import app
+from tshark_dicom.records import SECRET_IDENTITIES, USER_IDENTITY_TYPES
 
 from .conftest import CAPTURES
 

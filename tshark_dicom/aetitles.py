@@ -14,7 +14,8 @@ Bounded: past `TITLES_KEPT` titles and `HOSTS_KEPT` hosts a title, nothing more 
 
 from __future__ import annotations
 
-from .association import Association, FindingRecord
+from .association import Association
+from .records import FindingRecord
 
 #: AE titles remembered per capture and role.
 TITLES_KEPT = 10_000

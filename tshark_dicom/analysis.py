@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .aetitles import AeTitles
-from .association import Association, FindingRecord, MessageRecord, ObjectRecord
+from .association import Association
 from .asyncops import outstanding_findings
 from .commitment import CommitmentLog, Transaction, commitment_message, link_result
 from .correlate import correlate
@@ -47,6 +47,7 @@ from .packets import (
     read_raw_packets,
 )
 from .queries import KeyRecord, QueryRecord
+from .records import FindingRecord, MessageRecord, ObjectRecord
 from .spill import Spill
 from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .tcpevidence import ConnectionEvidence, TcpObserver

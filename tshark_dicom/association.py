@@ -4,20 +4,22 @@ object and finding records (PS3.8 7 and 9; PS3.7 9-10).
 `Association` is both the `streams.SinkFactory` of its connection (a `pdu.PduParser` per
 direction) and the owner of each direction's `messages.MessageAssembler`. Data set bytes go
 to sinks made by a `DatasetSinkFactory` the caller provides (objects.py), so this stage never
-looks ahead to how objects are stored.
+looks ahead to how objects are stored. What it hands on (the records, the sinks' protocols,
+the codes in words) is records.py; the findings it writes as it goes, and their leads, are
+its base `assocfindings.AssociationFindings`.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar
 
-from pydicom.uid import RE_VALID_UID, UID
+from pydicom.uid import RE_VALID_UID
 
-from .dimse import CommandSet, status_category, status_text
+from .assocfindings import AssociationFindings, message_name
+from .dimse import status_category, status_text
 from .messages import Message, MessageAssembler
 from .packets import Packet
 from .pdu import (
@@ -34,71 +36,25 @@ from .pdu import (
     PdvHeader,
     ae_title_problem,
 )
+from .records import (
+    ACCEPTOR,
+    CONTEXT_RESULTS,
+    REQUESTOR,
+    ContextRecord,
+    DatasetSinkFactory,
+    DatasetSinkLike,
+    FindingRecord,
+    Identity,
+    MessageRecord,
+    ObjectRecord,
+    TransferSyntaxGuesser,
+    endpoint_text,
+    other_role,
+    uid_name,
+)
 from .streams import StreamSink
 from .tls import DICOM_TLS_PORT
 
-REQUESTOR, ACCEPTOR = "requestor", "acceptor"
-
-
-def _message_name(cmd: CommandSet) -> str:
-    """A message as the findings name it: ``C-STORE-RQ 7`` by its Message ID, a response
-    by the one it answers (``C-FIND-RSP to 7``)."""
-    if cmd.message_id is not None:
-        return f"{cmd.command} {cmd.message_id}"
-    if cmd.responds_to is not None:
-        return f"{cmd.command} to {cmd.responds_to}"
-    return cmd.command
-
-
-def other_role(role: str) -> str:
-    """The other side of an association: the acceptor for the requestor and back."""
-    return ACCEPTOR if role == REQUESTOR else REQUESTOR
-
-
-#: PS3.8 Table 9-18 (A-ASSOCIATE-AC presentation context result).
-CONTEXT_RESULTS = {
-    0: "acceptance",
-    1: "user-rejection",
-    2: "no-reason (provider rejection)",
-    3: "abstract-syntax-not-supported (provider rejection)",
-    4: "transfer-syntaxes-not-supported (provider rejection)",
-}
-#: PS3.8 Table 9-21 (A-ASSOCIATE-RJ).
-REJECT_RESULTS = {1: "rejected-permanent", 2: "rejected-transient"}
-REJECT_SOURCES = {
-    1: "DICOM UL service-user",
-    2: "DICOM UL service-provider (ACSE related function)",
-    3: "DICOM UL service-provider (Presentation related function)",
-}
-REJECT_REASONS = {
-    (1, 1): "no-reason-given",
-    (1, 2): "application-context-name-not-supported",
-    (1, 3): "calling-AE-title-not-recognized",
-    (1, 7): "called-AE-title-not-recognized",
-    (2, 1): "no-reason-given",
-    (2, 2): "protocol-version-not-supported",
-    (3, 1): "temporary-congestion",
-    (3, 2): "local-limit-exceeded",
-}
-#: PS3.8 Table 9-26 (A-ABORT).
-ABORT_SOURCES = {0: "DICOM UL service-user", 1: "reserved", 2: "DICOM UL service-provider"}
-ABORT_REASONS = {
-    0: "reason-not-specified",
-    1: "unrecognized-PDU",
-    2: "unexpected-PDU",
-    4: "unrecognized-PDU-parameter",
-    5: "unexpected-PDU-parameter",
-    6: "invalid-PDU-parameter-value",
-}
-#: User identity types, PS3.7 D.3.3.7.
-USER_IDENTITY_TYPES = {
-    1: "username", 2: "username and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT",
-}
-#: The user identity types whose primary field is a secret a listener can use: a passcode
-#: (with the user name), a SAML assertion, a JSON Web Token (bearer credentials). A Kerberos
-#: service ticket is made to cross an open network, and a user name alone is no secret.
-SECRET_IDENTITIES = {2: "a user name and its passcode", 4: "a SAML assertion",
-                     5: "a JSON Web Token"}
 MAX_GAP_FINDINGS = 20
 #: Finished messages an association holds before it asks to be drained (`on_settle`).
 SETTLE_AT = 1024
@@ -110,23 +66,6 @@ QUEUED_KEPT = 1024
 _VALID_UID = re.compile(RE_VALID_UID)
 
 
-def reject_reason_text(reject: tuple[int, int, int] | None) -> str:
-    """An A-ASSOCIATE-RJ's result, source and reason in words (PS3.8 Table 9-21)."""
-    if reject is None:
-        return "its reason is not in the capture"
-    res, src, reason = reject
-    return (f"{REJECT_RESULTS.get(res, res)}, source {REJECT_SOURCES.get(src, src)}, "
-            f"reason {REJECT_REASONS.get((src, reason), reason)}")
-
-
-def uid_name(uid: str | None) -> str | None:
-    """The registered name of a UID (pydicom's dictionary), else None."""
-    if not uid:
-        return None
-    name = UID(uid).name
-    return None if name == uid else name
-
-
 def _clean(value: Any) -> str | None:
     if value is None:
         return None
@@ -134,170 +73,6 @@ def _clean(value: Any) -> str | None:
         value = value.decode("latin-1")
     text = str(value).strip(" \x00")
     return text or None
-
-
-# ---------------------------------------------------------------------------------------
-# Records: what this stage produces. tables.py turns them into rows.
-# ---------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class ContextRecord:
-    context_id: int
-    abstract_syntax: str | None
-    proposed_transfer_syntaxes: list[str]
-    result: int | None = None
-    transfer_syntax: str | None = None
-    scu_role_proposed: bool | None = None
-    scp_role_proposed: bool | None = None
-    scu_role_accepted: bool | None = None
-    scp_role_accepted: bool | None = None
-    ext_neg_requested: str | None = None  # hex of the service-class application information
-    ext_neg_accepted: str | None = None
-
-
-def duration_text(ms: float) -> str:
-    """A duration in a sentence: ``340 ms``, ``1,204 ms``, ``30.0 s``."""
-    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
-
-
-@dataclass(slots=True)
-class MessageRecord:
-    """One message: its decoded command set (None if the capture lost it) and what the
-    association added: the request it answers, status meaning, data set size, frames."""
-
-    msg_index: int
-    sender: str
-    context_id: int
-    cmd: CommandSet | None
-    request_index: int | None
-    status_category: str | None
-    status_text: str | None
-    dataset_bytes: int | None
-    first_frame: int
-    last_frame: int
-    started_ns: int
-    ended_ns: int
-    fragments: int
-    problem: str | None
-    command_bytes: int = 0
-
-    #: CommandSet fields that become message columns of the same name.
-    COMMAND_COLUMNS = (
-        "command", "command_field", "message_id", "responds_to", "sop_class_uid",
-        "sop_instance_uid", "priority", "move_destination", "move_originator_ae",
-        "move_originator_message_id", "status", "error_comment", "remaining", "completed",
-        "failed", "warning",
-    )
-
-    def command_value(self, name: str) -> Any:
-        return getattr(self.cmd, name) if self.cmd is not None else None
-
-    @property
-    def command(self) -> str | None:
-        return self.cmd.command if self.cmd is not None else None
-
-    @property
-    def command_field(self) -> int | None:
-        return self.cmd.command_field if self.cmd is not None else None
-
-    @property
-    def has_dataset(self) -> bool:
-        return bool(self.cmd is not None and self.cmd.has_dataset)
-
-
-class Identity(NamedTuple):
-    """What a stored object's first bytes say of it (objects.head_identity): the objects
-    table's study columns, and its Specific Character Set (0008,0005) and the text values
-    beyond ASCII that it governs (keyword, VR, bytes), for the character set's check
-    (queries.ObjectTextTally)."""
-
-    columns: dict[str, str]
-    charset: bytes | None = None
-    texts: tuple[tuple[str, str, bytes], ...] = ()
-
-
-@dataclass(slots=True)
-class ObjectRecord:
-    msg_index: int
-    command: str | None
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    transfer_syntax: str | None
-    transfer_syntax_inferred: bool
-    dataset_bytes: int
-    sha256: str
-    complete: bool
-    problem: str | None
-    path: str | None
-    sender: str
-    meta_notes: str | None = None
-    #: the data set's bytes, for query/retrieve identifiers only (queries.py decodes them)
-    identifier: bytes | None = None
-    #: which exam, study and series a stored object belongs to (C-STORE-RQ: its data set's
-    #: first bytes say, objects.head_identity)
-    accession_number: str | None = None
-    modality: str | None = None
-    study_instance_uid: str | None = None
-    series_instance_uid: str | None = None
-    #: its Specific Character Set and text beyond ASCII (`Identity`): not in the tables
-    charset: bytes | None = None
-    texts: tuple[tuple[str, str, bytes], ...] = ()
-
-
-@dataclass(slots=True)
-class FindingRecord:
-    msg_index: int | None
-    frame: int | None
-    severity: str  # error | warning | note
-    code: str
-    summary: str
-
-
-class DatasetSinkLike(Protocol):
-    """What association needs of objects.ObjectSink."""
-
-    transfer_syntax: str | None
-
-    def write(self, chunk: bytes | bytearray | memoryview) -> None: ...
-
-    def finish(self) -> str | None: ...
-
-    def discard(self, reason: str) -> None: ...
-
-    @property
-    def nbytes(self) -> int: ...
-
-    @property
-    def sha256(self) -> str: ...
-
-    @property
-    def digest_pending(self) -> bool: ...
-
-    @property
-    def head(self) -> bytes: ...
-
-    @property
-    def meta_notes(self) -> tuple[str, ...]: ...
-
-    @property
-    def kept(self) -> bytes | None: ...
-
-    def check_encoding(self) -> str | None: ...
-
-    def check_pixel_data(self, sop_class_uid: str | None) -> str | None: ...
-
-    def check_uids(self) -> tuple[str | None, str | None] | None: ...
-
-    def identity(self) -> Identity: ...
-
-
-class DatasetSinkFactory(Protocol):
-    def __call__(self, *, stream: int, msg_index: int, command: str, sop_class_uid: str | None,
-                 sop_instance_uid: str | None, transfer_syntax: str | None,
-                 source_ae: str | None) -> DatasetSinkLike: ...
-
-
-class TransferSyntaxGuesser(Protocol):
-    def __call__(self, head: bytes) -> str | None: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,13 +139,7 @@ class _Direction:
         self.ended_how, self.ended_ns = how, time_ns
 
 
-def endpoint_text(endpoint: tuple[str, int]) -> str:
-    """``host:port``, an IPv6 host in brackets (``[::1]:104``), for findings' sentences."""
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class Association:
+class Association(AssociationFindings):
     """The DICOM state of one TCP connection (one association, PS3.8 9.1)."""
 
     #: whether its bytes crossed the network encrypted (DICOM over TLS, `TlsAssociation`)
@@ -530,13 +299,6 @@ class Association:
     def next_msg_index(self) -> int:
         self._msg_counter += 1
         return self._msg_counter - 1
-
-    def finding(self, severity: str, code: str, summary: str, frame: int | None,
-                msg_index: int | None = None) -> None:
-        self.findings.append(FindingRecord(msg_index, frame, severity, code, summary))
-
-    def _sender_ae(self, sender: str) -> str | None:
-        return self.calling_ae if sender == REQUESTOR else self.called_ae
 
     def open_dataset(self, message: Message) -> DatasetSinkLike:
         cmd = message.command
@@ -723,149 +485,10 @@ class Association:
         if not complete:
             self.finding(
                 "warning", "object-incomplete",
-                f"data set of {_message_name(cmd)} ({cmd.sop_instance_uid or 'no UID'}) "
+                f"data set of {message_name(cmd)} ({cmd.sop_instance_uid or 'no UID'}) "
                 f"from {self._sender_ae(m.sender) or m.sender} is incomplete: {problem}",
                 m.last_frame, m.msg_index,
             )
-
-    def _context_not_accepted(self, m: Message) -> None:
-        """``context-not-accepted`` (error): a message on a presentation context the
-        A-ASSOCIATE-AC rejected, or that the A-ASSOCIATE-RQ never proposed; once per sender
-        and context, and remembered as the lead for its receiver's A-ABORT or silence."""
-        cmd = m.command
-        if (cmd is None or self.result != "accepted" or not self.contexts
-                or m.msg_index == self._off_context_last):
-            return
-        ctx = self.contexts.get(m.context_id)
-        if ctx is not None and ctx.result in (0, None):
-            return
-        self._off_context_last = m.msg_index
-        receiver = other_role(m.sender)
-        request = _message_name(cmd)
-        self._off_context[receiver] = (request, m.context_id)
-        if (m.sender, m.context_id) in self._off_context_found:
-            return
-        self._off_context_found.add((m.sender, m.context_id))
-        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid
-        acceptor = self.called_ae or "the acceptor"
-        refused = ctx is not None and ctx.abstract_syntax == cmd.sop_class_uid
-        if ctx is None:
-            why = f"{m.context_id}, which the A-ASSOCIATE-RQ did not propose"
-        else:
-            why = f"{m.context_id}" + ("" if refused else (
-                f" ({uid_name(ctx.abstract_syntax) or ctx.abstract_syntax})")) + (
-                f", which {acceptor} rejected ({CONTEXT_RESULTS.get(ctx.result or 0, ctx.result)})")
-        self.finding(
-            "error", "context-not-accepted",
-            f"{self._sender_ae(m.sender) or m.sender} sent {request}"
-            + (f" ({what}, {cmd.sop_instance_uid or 'no UID'})" if what else "")
-            + f" on presentation context {why}: a message goes only on a "
-            "context the A-ASSOCIATE-AC accepted (PS3.8 9.3.5.1), and "
-            f"{self._sender_ae(receiver) or receiver} cannot tell how to read it (dcmtk's "
-            "storescp and pynetdicom's SCP abort the association; dcmtk logs \"Bad "
-            "presentation context ID\"); "
-            + (f"{acceptor} does not take {what}: send it to an AE that does, or have "
-               f"{acceptor} configured for it" if refused else
-               "the sender must use a context accepted for its SOP class"),
-            m.first_frame, m.msg_index)
-
-    def _misencoded_finding(self, m: Message, command: str, code: str,
-                            sentence: Callable[[str, str, str], str]) -> None:
-        """A data set its receiver will read in the wrong encoding: remembered, so that the
-        receiver's failure status, A-ABORT or silence points at it (`_misencoding_lead`),
-        and an error finding ``code`` whose text is ``sentence(sender, request, receiver)``
-        (the request with its SOP class and instance)."""
-        cmd = m.command
-        assert cmd is not None
-        receiver = other_role(m.sender)
-        request = f"{command} {cmd.message_id}"
-        self._misencoded[receiver] = (request, code)
-        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        self.finding("error", code, sentence(
-            self._sender_ae(m.sender) or m.sender,
-            f"{request} ({what}, {cmd.sop_instance_uid or 'no UID'})",
-            self._sender_ae(receiver) or receiver), m.first_frame, m.msg_index)
-
-    def _encoding_mismatch(self, m: Message, command: str, ts: str, actual: str) -> None:
-        """A data set not in its presentation context's encoding (objects.encoding_mismatch):
-        a strict receiver fails on it, a lenient one guesses."""
-        self._misencoded_finding(m, command, "dataset-encoding-mismatch", lambda s, rq, r: (
-            f"{s} sent the data set of {rq} encoded as {uid_name(actual) or actual}, but "
-            f"presentation context {m.context_id} was accepted with {uid_name(ts) or ts}: a "
-            f"data set must be in its context's transfer syntax (PS3.5 10.1), and {r} expects "
-            "it in that one: a strict reader fails (an error status, an A-ABORT, or no answer "
-            "at all), a lenient one guesses and may store it as received; the sender must "
-            "encode it in the accepted transfer syntax, or propose the one it sends in"))
-
-    def _sop_mismatch(self, m: Message, command: str, ctx: ContextRecord | None,
-                      own: tuple[str | None, str | None] | None) -> None:
-        """A C-STORE whose SOP class is not its presentation context's abstract syntax, or
-        whose data set names another SOP Class or Instance UID than its command (``own``:
-        the data set's, `ObjectSink.check_uids`)."""
-        cmd = m.command
-        assert cmd is not None
-        # on a context that was not accepted: context-not-accepted says so
-        abstract = ctx.abstract_syntax if ctx is not None and ctx.result in (0, None) else None
-        off_context = bool(abstract and cmd.sop_class_uid and abstract != cmd.sop_class_uid)
-        if not off_context and own is None:
-            return  # nearly every C-STORE: no names looked up, no sentences made
-        sender = self._sender_ae(m.sender) or m.sender
-        receiver_role = other_role(m.sender)
-        receiver = self._sender_ae(receiver_role) or receiver_role
-        request = f"{command} {cmd.message_id}"
-        what = uid_name(cmd.sop_class_uid) or cmd.sop_class_uid or "no SOP class"
-        if off_context:
-            self.finding(
-                "warning", "context-sop-class-mismatch",
-                f"{sender} sent {request} ({what}, {cmd.sop_instance_uid or 'no UID'}) on "
-                f"presentation context {m.context_id}, which was negotiated for "
-                f"{uid_name(abstract) or abstract}: a message belongs on a context whose "
-                f"abstract syntax is its SOP class, and {receiver} may file the object as the "
-                "context's SOP class or refuse it (dcmtk's storescp, Orthanc and pynetdicom "
-                f"accept it); the sender must propose {what} and send it on that context",
-                m.first_frame, m.msg_index)
-        if own is None:
-            return
-        differ = []
-        if own[0] is not None and own[0] != cmd.sop_class_uid:
-            differ.append(f"SOP Class UID {uid_name(own[0]) or own[0]} ({own[0]})")
-        if own[1] is not None and own[1] != cmd.sop_instance_uid:
-            differ.append(f"SOP Instance UID {own[1]}")
-        self._mismatched[receiver_role] = (request, "dataset-uid-mismatch")
-        self.finding(
-            "error", "dataset-uid-mismatch",
-            f"{sender} sent {request} for {what}, {cmd.sop_instance_uid or 'no UID'}, but its "
-            f"data set says {' and '.join(differ)}: the command's Affected SOP Class and "
-            "Instance UIDs name the data set's own (PS3.7 9.1.1); a strict receiver refuses it "
-            f"(dcmtk's storescp and Orthanc answer 0xA900, Data Set does not match SOP Class), "
-            f"a lenient one files it under UIDs the sender does not know it used; typically a "
-            "file whose meta header disagrees with its data set, sent by its header, or a "
-            "router that rewrote one and not the other", m.first_frame, m.msg_index)
-
-    def _pixel_data_mismatch(self, m: Message, command: str, ts: str, pixels: str) -> None:
-        """An image whose pixel data is not encoded as its context's transfer syntax says
-        (`ObjectSink.check_pixel_data`): encapsulated (compressed) on a native context, or
-        native on an encapsulated one."""
-        if pixels == "encapsulated":
-            self._misencoded_finding(
-                m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
-                    f"{s} sent {rq} with its pixel data encapsulated (compressed fragments), "
-                    f"but presentation context {m.context_id} was accepted with "
-                    f"{uid_name(ts) or ts}, whose pixel data is native (PS3.5 A.4): {r} cannot "
-                    "read the image (dcmtk's storescp and Orthanc answer 0xA700, Out of "
-                    "resources, and store nothing); the sender must decompress the object for "
-                    "this context, or propose the compressed transfer syntax it holds it in"))
-            return
-        self._misencoded_finding(
-            m, command, "pixel-data-encoding-mismatch", lambda s, rq, r: (
-                f"{s} sent {rq} with native (uncompressed) pixel data, a value of defined "
-                f"length, but presentation context {m.context_id} was accepted with "
-                f"{uid_name(ts) or ts}, whose pixel data must be encapsulated (compressed "
-                f"fragments, PS3.5 A.4), and {r} reads it so: a strict receiver fails (dcmtk's "
-                "storescp aborts the association, Orthanc does not answer), a lenient one "
-                "stores an image no viewer can open; the sender must compress the object for "
-                "this context, or propose a native transfer syntax such as Explicit VR Little "
-                "Endian"))
 
     # -- PDU events ------------------------------------------------------------------------
     def on_pdu_start(self, d: _Direction, pdu_type: int, length: int, frame: int,
@@ -917,7 +540,7 @@ class Association:
         t = pdu.pdu_type
         p = pdu.decoded
         if pdu.problems:
-            self._partial_pdu_finding(d, pdu)
+            self._partial_pdu_finding(d.role, pdu)
         if t == A_ASSOCIATE_RQ:
             self._on_rq(d, pdu, p)
         elif t == A_ASSOCIATE_AC:
@@ -926,22 +549,6 @@ class Association:
             self.reject = (int(p.result), int(p.source), int(p.reason_diagnostic))
         elif t == A_ABORT:
             self.abort = (int(p.source), int(p.reason_diagnostic))
-
-    def _partial_pdu_finding(self, d: _Direction, pdu: ControlPdu) -> None:
-        """An A-ASSOCIATE-RQ/AC decoded field by field: say what is missing or wrong and
-        what was kept."""
-        p = pdu.decoded
-        kept = (f"kept {'the AE titles and ' if p.calling_ae_title is not None else ''}"
-                f"{p.items_kept} of the {p.items_seen} items seen")
-        problems = "; ".join(pdu.problems)
-        if pdu.missing:
-            self.finding("warning", "pdu-incomplete",
-                         f"{pdu.name} from the {d.role} is not whole in the capture "
-                         f"({problems}): {kept}", pdu.first_frame)
-        else:
-            self.finding("error", "malformed-pdu",
-                         f"{d.role}: {pdu.name} decoded field by field ({problems}): {kept}",
-                         pdu.first_frame)
 
     def _on_rq(self, d: _Direction, pdu: ControlPdu, p: Any) -> None:
         if self.contexts or self.calling_ae is not None or d.endpoint != self.requestor:
@@ -965,25 +572,6 @@ class Association:
             self._context_order.append(cid)
         self._user_info(REQUESTOR, p.user_information)
         self._credentials_in_clear(p.user_information, pdu.first_frame)
-
-    def _credentials_in_clear(self, ui: Any, frame: int) -> None:
-        """A secret in the requestor's User Identity (`SECRET_IDENTITIES`) on a connection
-        without TLS; never kept, only whether it is empty looked at."""
-        ident = ui.user_identity if ui is not None else None
-        kind = SECRET_IDENTITIES.get(self.user_identity_type or 0)
-        if ident is None or kind is None or self.ENCRYPTED:
-            return
-        if not (ident.secondary if self.user_identity_type == 2 else ident.primary):
-            return  # an empty passcode (dcmtk's -epw): only the user name crossed
-        self.finding(
-            "warning", "credentials-in-clear",
-            f"{self.calling_ae or 'the requestor'} sent {kind} (User Identity "
-            f"negotiation, PS3.7 D.3.3.7) in its A-ASSOCIATE-RQ to "
-            f"{self.called_ae or 'the acceptor'} on a connection without TLS: it crossed "
-            "the network in clear text, and this capture holds it (tshark-dicom writes "
-            "it nowhere): anyone who can read the traffic, or the capture, can use it. "
-            "Protect associations that authenticate with DICOM over TLS (PS3.15 B.1), "
-            "and keep this capture as you would the credential", frame)
 
     def _on_ac(self, pdu: ControlPdu, p: Any) -> None:
         for item in p.presentation_context:
@@ -1132,152 +720,6 @@ class Association:
                 f"response before {why}{lead}", first_frame, idx)
         self.messages.sort(key=lambda r: r.msg_index)
         self.objects.sort(key=lambda r: r.msg_index)
-
-    def _identity_unconfirmed_finding(self, ending: str) -> str:
-        """The requestor asked for a User Identity response and the A-ASSOCIATE-AC had none
-        (PS3.7 D.3.3.7.2): an error when the requestor then sent no request, which is how an
-        SCU that requires the response gives up, else a note. The lead for the ending's
-        finding ("" when nothing is said)."""
-        frame = self._identity_unconfirmed
-        if frame is None:
-            return ""
-        calling = self.calling_ae or "the requestor"
-        called = self.called_ae or "the acceptor"
-        asked = (f"{calling} asked {called} to confirm its user identity (User Identity "
-                 "negotiation with a positive response requested, PS3.7 D.3.3.7), and the "
-                 "A-ASSOCIATE-AC carried no User Identity response")
-        if self.pdus[REQUESTOR].get(PDU_NAMES[P_DATA_TF]):
-            self.finding("note", "user-identity-not-confirmed",
-                         f"{asked}; {calling} went on without it", frame)
-            return ""
-        how = {"closed": "the connection closed without A-RELEASE",
-               "aborted": "the association was aborted",
-               "released": "the association was released", "open": "the capture ended"}[ending]
-        self.finding(
-            "error", "user-identity-not-confirmed",
-            f"{asked}; {calling} then sent no request, and {how}: an SCU that requires the "
-            "confirmation gives up so (dcmtk's storescu with -rsp: \"Positive response "
-            f"requested but none received\"). {called} does not take part in User Identity "
-            "negotiation, or is not set to answer it: configure it to, or let the SCU go on "
-            "without the response", frame)
-        return " (see the user-identity-not-confirmed finding)"
-
-    def _reject_abort_findings(self) -> None:
-        if self.result == "rejected":
-            why = reject_reason_text(self.reject)
-            self.finding(
-                "error", "association-rejected",
-                f"{self.called_ae or 'the acceptor'} rejected the association from "
-                f"{self.calling_ae or 'the requestor'}: {why}", self.reject_frame)
-        if self.abort_sender is not None:
-            role = self.abort_sender
-            if self.abort is not None:
-                src, reason = self.abort
-                why = ABORT_REASONS.get(reason, str(reason)) if src == 2 else "not specified"
-                detail = f"A-ABORT source {ABORT_SOURCES.get(src, src)}, reason {why}"
-            else:
-                detail = "its source and reason are not in the capture"
-            self.finding(
-                "error", "association-aborted",
-                f"the {role} ({self._sender_ae(role) or 'AE unknown'}) aborted the association "
-                f"({detail}){self._abort_lead(role)}", self.abort_frame)
-
-    def _abort_lead(self, role: str) -> str:
-        """What the traffic says of an A-ABORT from ``role``: the rejected contexts and
-        what it had received in a form it could not take, or else a request unanswered."""
-        lead = self._abort_after_rejections(role) + self._abort_after_misencoding(role)
-        return lead or self._abort_while_waiting(role)
-
-    def _abort_while_waiting(self, role: str) -> str:
-        """An A-ABORT while a request had no final response: the aborter's own (it gave up
-        waiting: a DIMSE timeout), or else the peer's (the aborter would not, or could not,
-        serve it). The latest request of the side that counts."""
-        if self.abort_ns is None:
-            return ""
-        peer = other_role(role)
-        for sender in (role, peer):
-            waiting = [(entry[4], mid, entry[1]) for (who, mid), entry in self._requests.items()
-                       if who == sender and not entry[3] and entry[1] != "C-CANCEL-RQ"
-                       and entry[4] <= self.abort_ns]
-            if not waiting:
-                continue
-            sent_ns, mid, command = max(waiting)
-            after = duration_text((self.abort_ns - sent_ns) / 1e6)
-            if sender == role:
-                return (f", {after} after its own {command} {mid}, which had no response: a "
-                        "peer that gives up waiting for a response aborts so (its DIMSE "
-                        "timeout: dcmtk's --dimse-timeout, pynetdicom's dimse_timeout); see "
-                        f"the request-unanswered finding, and why {self._sender_ae(peer) or peer} "
-                        "took so long")
-            return (f", {after} after receiving {command} {mid} from "
-                    f"{self._sender_ae(peer) or peer}, which it never answered: an SCP aborts "
-                    "so on a request it will not serve (Orthanc 1.10 does on a C-FIND, C-MOVE "
-                    "or C-GET from an AE title that is not among its DicomModalities) or "
-                    "cannot read; its log says which")
-        return ""
-
-    def _abort_after_misencoding(self, role: str) -> str:
-        """An A-ABORT from the receiver of a data set in the wrong encoding: what it could
-        not read is the lead (dcmtk's storescp aborts when its parser fails)."""
-        off = self._off_context.get(role)
-        if off is not None:
-            return (f", after receiving {off[0]} on presentation context {off[1]}, which was "
-                    "not accepted (see the context-not-accepted finding)")
-        got = self._misencoded.get(role)
-        if got is None:
-            got = self._mismatched.get(role)
-            return "" if got is None else (
-                f", after receiving the data set of {got[0]}, which names other UIDs than its "
-                f"command (see the {got[1]} finding)")
-        return (f", after receiving the data set of {got[0]} in an encoding its presentation "
-                f"context was not accepted with (see the {got[1]} finding)")
-
-    def _misencoding_lead(self, receiver: str, request: str) -> str:
-        """What a failure, or the silence, of ``receiver`` after ``request`` owes to the
-        request's data set being in the wrong encoding, or naming other UIDs than its
-        command, or its presentation context not accepted; "" if it was none of them."""
-        off = self._off_context.get(receiver)
-        if off is not None and off[0] == request:
-            return (f"; {request} went on presentation context {off[1]}, which was not "
-                    "accepted (see the context-not-accepted finding)")
-        got = self._mismatched.get(receiver)
-        if got is not None and got[0] == request:
-            return (f"; the data set of {request} names other UIDs than its command (see the "
-                    f"{got[1]} finding)")
-        got = self._misencoded.get(receiver)
-        if got is None or got[0] != request:
-            return ""
-        return (f"; the data set of {request} was not in the encoding its presentation "
-                f"context was accepted with (see the {got[1]} finding)")
-
-    def _abort_after_rejections(self, role: str) -> str:
-        """What the negotiation says of a requestor's A-ABORT with no request of its own
-        outstanding while some of its presentation contexts were rejected: a sender whose
-        remaining objects it can send on no accepted context (their SOP class rejected, or
-        held in a transfer syntax the acceptor refused that the sender cannot convert) gives
-        up this way (dcmtk's storescu and dcmsend do), so the rejections are the lead."""
-        if role != REQUESTOR or self.result != "accepted":
-            return ""
-        if any(not entry[3] for key, entry in self._requests.items() if key[0] == REQUESTOR):
-            return ""
-        rejected = [self.contexts[c] for c in self._context_order
-                    if self.contexts[c].result not in (None, 0)]
-        if not rejected:
-            return ""
-        offered = Counter(", ".join(uid_name(t) or t for t in ctx.proposed_transfer_syntaxes)
-                          for ctx in rejected if ctx.result == 4)
-        why = "; ".join(f"{n} offering only {ts}" for ts, n in offered.most_common(2)) \
-            if offered else ""
-        sent = ("before sending any message" if self.message_count == 0 else
-                "with no request of its own outstanding")
-        n = len(rejected)
-        return (f", {sent}, after {self.called_ae or 'the acceptor'} rejected {n} of its "
-                f"{len(self.contexts)} presentation contexts"
-                + (f" ({why}: transfer syntaxes not supported)" if why else "")
-                + ": a requestor left with objects it can send on no accepted context (of a "
-                "rejected SOP class, or in a transfer syntax the acceptor refused that it cannot "
-                "convert) gives up this way; see the context-rejected finding"
-                + ("s" if n > 1 else ""))
 
     def context_rows(self) -> list[ContextRecord]:
         return [self.contexts[c] for c in self._context_order]

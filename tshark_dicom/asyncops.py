@@ -27,8 +27,9 @@ import heapq
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord, other_role
+from .association import Association
 from .findings import TimingContext
+from .records import ACCEPTOR, REQUESTOR, FindingRecord, other_role
 from .timing import OperationRecord
 
 __all__ = ["async_window", "async_window_exceeded", "message_id_reused", "outstanding_findings"]

@@ -25,16 +25,10 @@ from pydicom.filereader import data_element_generator
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from .association import (
-    REQUESTOR,
-    Association,
-    FindingRecord,
-    ObjectRecord,
-    reject_reason_text,
-    uid_name,
-)
+from .association import Association
 from .instances import StoredInstances
 from .queries import IdentifierFn, read_identifier
+from .records import REQUESTOR, FindingRecord, ObjectRecord, reject_reason_text, uid_name
 from .streams import ConnectionAttempt
 from .timing import OperationRecord, ms_between, until_end_text
 

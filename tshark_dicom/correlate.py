@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .association import REQUESTOR, Association
+from .association import Association
+from .records import REQUESTOR
 from .streams import ConnectionAttempt
 from .timing import OperationRecord
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .association import ACCEPTOR, REQUESTOR, Association, FindingRecord
+from .association import Association
 from .errors import TsharkDicomError
 from .packets import ek_layers
 from .pdu import PDU_NAMES
+from .records import ACCEPTOR, REQUESTOR, FindingRecord
 from .tlsassoc import TlsAssociation
 from .tshark import Tshark, run_tshark, stream_set_expression
 

@@ -15,18 +15,7 @@ from statistics import median
 
 from pydicom.uid import UID
 
-from .association import (
-    ACCEPTOR,
-    REQUESTOR,
-    Association,
-    ContextRecord,
-    FindingRecord,
-    duration_text,
-    endpoint_text,
-    other_role,
-    reject_reason_text,
-    uid_name,
-)
+from .association import Association
 from .correlate import MoveLinks
 from .pdu import P_DATA_TF, PDU_NAMES
 from .queries import (
@@ -36,6 +25,17 @@ from .queries import (
     ObjectTextTally,
     QueryRecord,
     charset_detail,
+)
+from .records import (
+    ACCEPTOR,
+    REQUESTOR,
+    ContextRecord,
+    FindingRecord,
+    duration_text,
+    endpoint_text,
+    other_role,
+    reject_reason_text,
+    uid_name,
 )
 from .spill import Spill
 from .streams import ConnectionAttempt

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .association import Association, FindingRecord, ObjectRecord, uid_name
+from .association import Association
+from .records import FindingRecord, ObjectRecord, uid_name
 from .timing import OperationRecord
 
 #: C-STOREs remembered per capture (instance UID -> outcome, and the content's digest).

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from .association import MessageRecord, ObjectRecord
 from .commitment import COMMITMENT_COMMANDS, STORAGE_COMMITMENT
 from .mpps import MPPS, MPPS_COMMANDS
 from .queries import KeyRecord, ObjectTextTally, QueryBuilder, QueryRecord
+from .records import MessageRecord, ObjectRecord
 from .spill import Spill
 from .timing import OperationBuilder, OperationRecord
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .association import REQUESTOR, Association, FindingRecord, ObjectRecord
+from .association import Association
 from .instances import StoredInstances
 from .queries import IdentifierFn, read_identifier
+from .records import REQUESTOR, FindingRecord, ObjectRecord
 from .timing import OperationRecord, until_end_text
 
 #: Modality Performed Procedure Step SOP Class (PS3.4 F.7).

@@ -38,8 +38,8 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import RE_VALID_UID, UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
-from .association import Identity
 from .queries import Text
+from .records import Identity
 from .sidehash import HASHER
 
 __all__ = [

@@ -28,7 +28,7 @@ from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import TEXT_VR_DELIMS
 
-from .association import ObjectRecord, uid_name
+from .records import ObjectRecord, uid_name
 from .timing import OperationRecord
 
 QUERY_COMMANDS = frozenset({"C-FIND", "C-MOVE", "C-GET"})

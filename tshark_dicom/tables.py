@@ -9,7 +9,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .analysis import CaptureResult, FinishedAssociation
-from .association import (
+from .association import Association
+from .commitment import reason_text, wait_ms
+from .mpps import StepMessage
+from .queries import QueryRecord
+from .records import (
     ABORT_REASONS,
     ABORT_SOURCES,
     CONTEXT_RESULTS,
@@ -17,14 +21,10 @@ from .association import (
     REJECT_RESULTS,
     REJECT_SOURCES,
     USER_IDENTITY_TYPES,
-    Association,
     FindingRecord,
     MessageRecord,
     uid_name,
 )
-from .commitment import reason_text, wait_ms
-from .mpps import StepMessage
-from .queries import QueryRecord
 from .tcpevidence import ConnectionEvidence
 from .timing import AssociationTiming, OperationRecord, ms_between
 from .tlsassoc import TlsAssociation

@@ -33,14 +33,8 @@ from statistics import median
 import numpy as np
 import numpy.typing as npt
 
-from .association import (
-    ACCEPTOR,
-    ANSWERED_KEPT,
-    REQUESTOR,
-    Association,
-    MessageRecord,
-    other_role,
-)
+from .association import ANSWERED_KEPT, Association
+from .records import ACCEPTOR, REQUESTOR, MessageRecord, other_role
 from .spill import Spill
 from .tcpevidence import STALL_PARTY, ConnectionEvidence, DirectionEvidence, StallLog
 

@@ -25,13 +25,9 @@ from collections.abc import Collection, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .association import (
-    Association,
-    DatasetSinkFactory,
-    FindingRecord,
-    TransferSyntaxGuesser,
-)
+from .association import Association
 from .packets import Packet
+from .records import DatasetSinkFactory, FindingRecord, TransferSyntaxGuesser
 from .streams import StreamSink, TcpConnection
 from .tcpevidence import ConnectionEvidence, TcpObserver
 from .tls import (

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from tshark_dicom.findings import QR_CODES
+from tshark_dicom.qrfindings import QR_CODES
 from tshark_dicom.queries import QueryRecord, decode_identifier, diagnose_no_match
 
 from .conftest import capture_for, truth_files
@@ -305,7 +305,7 @@ def test_only_a_cancel_that_stopped_the_operation_is_a_finding() -> None:
     with no C-CANCEL-RQ in the capture says so."""
     from types import SimpleNamespace
 
-    from tshark_dicom.findings import QrContext, operation_cancelled
+    from tshark_dicom.qrfindings import QrContext, operation_cancelled
 
     c = QrContext([SimpleNamespace(calling_ae="FIND-SCU", called_ae="QR-SCP")],  # type: ignore[list-item]
                   [], [], {})

@@ -21,19 +21,7 @@ from .correlate import correlate
 from .crosscheck import crosscheck
 from .demux import Totals, consume
 from .errors import OptionsError, UnsupportedLinkType
-from .findings import (
-    CharsetTally,
-    PerObjectTally,
-    QrContext,
-    TimingContext,
-    dicom_port,
-    object_charset_findings,
-    operation_cancelled,
-    qr_findings,
-    query_findings,
-    timing_findings,
-    unreachable_scps,
-)
+from .findings import PerObjectTally, TimingContext, timing_findings
 from .instances import StoredInstances
 from .ledger import N_SERVICES, Ledger, kept_dataset
 from .mpps import StepLog, step_message
@@ -45,6 +33,16 @@ from .packets import (
     epoch_ns,
     read_packets,
     read_raw_packets,
+)
+from .qrfindings import (
+    CharsetTally,
+    QrContext,
+    dicom_port,
+    object_charset_findings,
+    operation_cancelled,
+    qr_findings,
+    query_findings,
+    unreachable_scps,
 )
 from .queries import KeyRecord, QueryRecord
 from .records import FindingRecord, MessageRecord, ObjectRecord

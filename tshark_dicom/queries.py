@@ -203,7 +203,7 @@ class ObjectTextTally:
     """Stored objects (C-STORE data sets) holding text that their Specific Character Set
     does not account for (`Text.read` of the text `objects.head_identity` kept), per sender:
     how many, and the first with its attribute, text and problem
-    (findings.object_charset_findings)."""
+    (qrfindings.object_charset_findings)."""
 
     def __init__(self) -> None:
         self.count: Counter[str] = Counter()

@@ -74,7 +74,7 @@ class OperationRecord:
     responses: int = 0
     pending_responses: int = 0
     cancel_index: int | None = None
-    #: when the C-CANCEL-RQ started, and its first frame (findings.operation_cancelled)
+    #: when the C-CANCEL-RQ started, and its first frame (qrfindings.operation_cancelled)
     cancel_ns: int | None = None
     cancel_frame: int | None = None
     status: int | None = None

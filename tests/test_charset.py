@@ -140,7 +140,7 @@ def test_an_objects_text_is_read_in_its_character_set(charset: bytes | None, key
                                                        raw: bytes, kind: str | None) -> None:
     """objects.head_identity keeps the text beyond ASCII, queries.ObjectTextTally reads it
     in the data set's own character set."""
-    from tshark_dicom.objects import CHECKED_TEXT, head_identity
+    from tshark_dicom.datasethead import CHECKED_TEXT, head_identity
     from tshark_dicom.queries import ObjectTextTally
     from tshark_dicom.records import ObjectRecord
 

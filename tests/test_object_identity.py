@@ -17,7 +17,8 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
 import tshark_dicom
-from tshark_dicom.objects import IDENTITY_HEAD_SIZE, ObjectSink, head_identity
+from tshark_dicom.datasethead import head_identity
+from tshark_dicom.objects import IDENTITY_HEAD_SIZE, ObjectSink
 
 from .conftest import CAPTURES
 

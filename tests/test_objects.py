@@ -25,18 +25,20 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from tshark_dicom.objects import (
+from tshark_dicom.datasethead import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
     IMPLICIT_VR_LITTLE_ENDIAN,
-    ObjectSink,
     dataset_uids,
     encoding_mismatch,
     infer_transfer_syntax,
     pixel_data_encapsulated_on_native,
     pixel_data_native_on_encapsulated,
+)
+from tshark_dicom.objects import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    ObjectSink,
     safe_object_name,
 )
 
@@ -745,7 +747,7 @@ def test_the_sink_relabels_native_pixel_data_so_the_file_opens(tmp_path: Path) -
         assert back.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
         assert back.pixel_array.shape == (128, 128)
         assert hashlib.sha256(data).hexdigest() == sink.sha256
-    from tshark_dicom import objects
+    from tshark_dicom import datasethead, objects
 
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.add_new(0x00091010, "OB", b"\x00" * objects.PIXEL_HEAD_SIZE)  # a large private value
@@ -754,7 +756,7 @@ def test_the_sink_relabels_native_pixel_data_so_the_file_opens(tmp_path: Path) -
                       transfer_syntax=JPEG_LOSSLESS_SV1, source_ae="A")
     sink.write(far)
     assert sink.check_pixel_data(sop) is None and sink.meta_notes == ()
-    assert len(sink.head) == objects.HEAD_SIZE
+    assert len(sink.head) == datasethead.HEAD_SIZE
 
 
 NATIVE_TRUTHS = [t for t in truth_files() if "native_pixel_data" in json.loads(t.read_text())]

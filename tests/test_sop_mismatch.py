@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from tshark_dicom.objects import dataset_uids_differ
+from tshark_dicom.datasethead import dataset_uids_differ
 
 from .conftest import capture_for, truth_files
 

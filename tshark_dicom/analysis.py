@@ -19,13 +19,14 @@ from .asyncops import outstanding_findings
 from .commitment import CommitmentLog, Transaction, commitment_message, link_result
 from .correlate import correlate
 from .crosscheck import crosscheck
+from .datasethead import infer_transfer_syntax
 from .demux import Totals, consume
 from .errors import OptionsError, UnsupportedLinkType
 from .findings import PerObjectTally, TimingContext, timing_findings
 from .instances import StoredInstances
 from .ledger import N_SERVICES, Ledger, kept_dataset
 from .mpps import StepLog, step_message
-from .objects import ObjectSink, infer_transfer_syntax, safe_object_name
+from .objects import ObjectSink, safe_object_name
 from .packets import (
     CaptureStats,
     Packet,

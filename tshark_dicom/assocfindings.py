@@ -135,7 +135,7 @@ class AssociationFindings:
             self._sender_ae(receiver) or receiver), m.first_frame, m.msg_index)
 
     def _encoding_mismatch(self, m: Message, command: str, ts: str, actual: str) -> None:
-        """A data set not in its presentation context's encoding (objects.encoding_mismatch):
+        """A data set not in its presentation context's encoding (datasethead.encoding_mismatch):
         a strict receiver fails on it, a lenient one guesses."""
         self._misencoded_finding(m, command, "dataset-encoding-mismatch", lambda s, rq, r: (
             f"{s} sent the data set of {rq} encoded as {uid_name(actual) or actual}, but "

@@ -201,7 +201,7 @@ class Text:
 
 class ObjectTextTally:
     """Stored objects (C-STORE data sets) holding text that their Specific Character Set
-    does not account for (`Text.read` of the text `objects.head_identity` kept), per sender:
+    does not account for (`Text.read` of the text `datasethead.head_identity` kept), per sender:
     how many, and the first with its attribute, text and problem
     (qrfindings.object_charset_findings)."""
 

@@ -155,7 +155,7 @@ class MessageRecord:
 
 
 class Identity(NamedTuple):
-    """What a stored object's first bytes say of it (objects.head_identity): the objects
+    """What a stored object's first bytes say of it (datasethead.head_identity): the objects
     table's study columns, and its Specific Character Set (0008,0005) and the text values
     beyond ASCII that it governs (keyword, VR, bytes), for the character set's check
     (queries.ObjectTextTally)."""
@@ -183,7 +183,7 @@ class ObjectRecord:
     #: the data set's bytes, for query/retrieve identifiers only (queries.py decodes them)
     identifier: bytes | None = None
     #: which exam, study and series a stored object belongs to (C-STORE-RQ: its data set's
-    #: first bytes say, objects.head_identity)
+    #: first bytes say, datasethead.head_identity)
     accession_number: str | None = None
     modality: str | None = None
     study_instance_uid: str | None = None

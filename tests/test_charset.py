@@ -134,6 +134,15 @@ def test_stored_objects_text_against_their_character_set(analysed: Any) -> None:
     (b"ISO_IR 192", "StudyDescription", "ärztlich".encode("latin-1"), "invalid"),
     (b"ISO_IR 192", "PatientName", "Schröder^Eva".encode(), None),
     (b"ISO_IR 144", "InstitutionName", "Клиника".encode("iso8859_5"), None),
+    # the other names, places and free text a site writes in its own language
+    (b"ISO_IR 100", "OperatorsName", "Jäger^Anna".encode(), "utf-8-declared-otherwise"),
+    (b"ISO_IR 100", "PerformingPhysicianName", "Bäcker^Jo".encode(), "utf-8-declared-otherwise"),
+    (None, "ProtocolName", "Schädel nativ".encode("latin-1"), "undeclared"),
+    (None, "InstitutionalDepartmentName", "Radiologie Süd".encode("latin-1"), "undeclared"),
+    (None, "StationName", "CT-SÜD".encode("latin-1"), "undeclared"),
+    (b"ISO_IR 192", "InstitutionAddress", "Hauptstraße 1".encode("latin-1"), "invalid"),
+    (b"ISO_IR 192", "OtherPatientNames", "Müller^Hans".encode(), None),
+    (b"ISO_IR 100", "PatientComments", "Gerät defekt".encode("latin-1"), None),
     (b"\\ISO 2022 IR 87", "PatientName", "Yamada^Tarou=山田^太郎".encode("iso2022_jp"), None),
 ])
 def test_an_objects_text_is_read_in_its_character_set(charset: bytes | None, keyword: str,

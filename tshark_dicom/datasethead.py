@@ -53,12 +53,23 @@ EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
 IDENTITY: Final = {0x00080050: "accession_number", 0x00080060: "modality",
                    0x0020000D: "study_instance_uid", 0x0020000E: "series_instance_uid"}
 #: Text a stored object's Specific Character Set governs, checked against it
-#: (queries.ObjectTextTally): tag -> (keyword, VR), all before (0020,000E).
+#: (queries.ObjectTextTally): tag -> (keyword, VR), all before (0020,000E), where the walk
+#: ends anyway. The names, places and free text a site writes in its own language: the
+#: patient's, the physicians' and the operators' names, the institution, its department and
+#: address, the station, the study, series and protocol descriptions, the patient comments.
 CHECKED_TEXT: Final = {0x00080080: ("InstitutionName", "LO"),
+                       0x00080081: ("InstitutionAddress", "ST"),
                        0x00080090: ("ReferringPhysicianName", "PN"),
+                       0x00081010: ("StationName", "SH"),
                        0x00081030: ("StudyDescription", "LO"),
                        0x0008103E: ("SeriesDescription", "LO"),
-                       0x00100010: ("PatientName", "PN")}
+                       0x00081040: ("InstitutionalDepartmentName", "LO"),
+                       0x00081050: ("PerformingPhysicianName", "PN"),
+                       0x00081070: ("OperatorsName", "PN"),
+                       0x00100010: ("PatientName", "PN"),
+                       0x00101001: ("OtherPatientNames", "PN"),
+                       0x00104000: ("PatientComments", "LT"),
+                       0x00181030: ("ProtocolName", "LO")}
 _CHARSET_TAG: Final = 0x00080005
 _IDENTITY_TAGS: Final = frozenset({*IDENTITY, *CHECKED_TEXT, _CHARSET_TAG})
 _SOP_TAGS: Final = frozenset({0x00080016, 0x00080018})

@@ -3,7 +3,7 @@ finding in Wireshark or tshark, and the Decode As it needs where Wireshark would
 DICOM there by itself.
 
 The filters hold in Wireshark as they are: ``tcp_stream`` is Wireshark's own ``tcp.stream``
-number (the raw engine reproduces its numbering, `packets.StreamNumbers`; the ek engine
+number (the raw engine reproduces its numbering, `packets.TcpStreamNumbers`; the ek engine
 reads it from tshark) and frames are numbered as Wireshark numbers them.
 
 Wireshark's DICOM dissector claims a TCP connection by itself in two cases only: it saw the

@@ -200,6 +200,10 @@ def test_the_page_and_the_diagnosis_show_them(analysed: Any) -> None:
     for frame in frames:
         assert (f"data-filter='frame.number == {frame} || (tcp.stream eq 0 && frame.number "
                 f">= {frame})'") in page
+    ladder = page[page.index('class="tdp ladder"'):]
+    for first, last in zip(report.operations["first_frame"], report.operations["last_frame"],
+                           strict=True):  # each operation's tooltip says where to look
+        assert f"frames {int(first)}\u2013{int(last)}</title>" in ladder
     text = report.diagnose()
     assert "    in Wireshark: tcp.stream eq 0; Wireshark shows it as plain TCP" in text
     assert all(f"(frame {frame})" in text for frame in frames)

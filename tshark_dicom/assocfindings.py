@@ -2,9 +2,9 @@
 to an A-ABORT, a failure status or a silence (the clauses those findings add): a mixin of
 `association.Association`, which keeps the state they read and calls them as it decodes.
 
-Apart from the decoding so that each reads on its own: the state machine (PS3.8 9.2) in
-association.py, the sentences here. Reasoning over finished records (timing, query/retrieve,
-the archive) is findings.py's and the other analyses'.
+Kept apart from the decoding so that each reads on its own: the state machine (PS3.8 9.2)
+is association.py's, the sentences are here. Reasoning over finished records (timing,
+query/retrieve, the archive) is findings.py's, qrfindings.py's and the other analyses'.
 """
 
 from __future__ import annotations

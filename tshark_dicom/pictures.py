@@ -421,6 +421,9 @@ def _ladder_op(op: Mapping[str, Any], y: _Scale, floor: float,
             tip.append(f"{name[:-3]} {svg.fmt_ms(value)}")
     if svg.to_int(op.get("cancel_index")) is not None:
         tip.append("C-CANCEL sent")
+    first, last = svg.to_int(op.get("first_frame")), svg.to_int(op.get("last_frame"))
+    if first is not None and last is not None:  # where to look in Wireshark
+        tip.append(f"frames {first}\u2013{last}" if last != first else f"frame {first}")
     parts = [f"<g class=\"op\"{attrs}><title>{svg.esc('; '.join(tip))}</title>"]
 
     start = t0 if t0 is not None else t2

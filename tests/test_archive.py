@@ -126,23 +126,23 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
     """read_table reads READ_GROUP parts at a time (memory: a dataset over every part held
     them all to the end); groups of 4 give what one read of all gives, in the run's order,
     with columns and filters too."""
-    from tshark_dicom import store
+    from tshark_dicom import store, tableread
 
     parts = len(list((archive_out / "tables" / "messages").glob("*.parquet")))
     assert parts > 8
     wanted = {}
-    monkeypatch.setattr(store, "READ_GROUP", 10**6)
+    monkeypatch.setattr(tableread, "READ_GROUP", 10**6)
     for t in ("messages", "associations", "findings"):
-        wanted[t] = store.read_table(archive_out, t)
-    moves = store.read_table(archive_out, "messages", ["capture", "command", "msg_index"],
+        wanted[t] = tableread.read_table(archive_out, t)
+    moves = tableread.read_table(archive_out, "messages", ["capture", "command", "msg_index"],
                              [("command", "in", ["C-MOVE-RQ", "C-MOVE-RSP"])])
-    monkeypatch.setattr(store, "READ_GROUP", 4)
+    monkeypatch.setattr(tableread, "READ_GROUP", 4)
     for t, whole in wanted.items():
-        got = store.read_table(archive_out, t)
+        got = tableread.read_table(archive_out, t)
         assert got is not None and whole is not None and len(got) == len(whole) > 0
         assert got.astype(str).equals(whole.astype(str)), t
         assert list(got.dtypes) == list(whole.dtypes), t
-    got = store.read_table(archive_out, "messages", ["capture", "command", "msg_index"],
+    got = tableread.read_table(archive_out, "messages", ["capture", "command", "msg_index"],
                            [("command", "in", ["C-MOVE-RQ", "C-MOVE-RSP"])])
     assert got is not None and moves is not None and len(moves) > 0
     assert got.astype(str).equals(moves.astype(str))
@@ -158,9 +158,9 @@ def test_tables_read_a_group_of_parts_at_a_time_whole_and_in_order(
 def test_parts_as_written_are_typed_without_rebuilding_them(
         archive_out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parquet parts of this version come back with the schema's dtypes: typed_frame takes
-    their columns as they are (store._as_written) and gives, for every table, whole and
+    their columns as they are (tableread._as_written) and gives, for every table, whole and
     for a choice of columns, the frame it builds column by column from any other input."""
-    from tshark_dicom import store
+    from tshark_dicom import tableread
     from tshark_dicom.schemas import TABLES
 
     fast = {}
@@ -168,18 +168,18 @@ def test_parts_as_written_are_typed_without_rebuilding_them(
         parts = sorted((archive_out / "tables" / t).glob("*.parquet"))
         df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
         cols = list(SCHEMAS[t])[1::3]
-        fast[t] = (df, store.typed_frame(t, df), store.typed_frame(t, df, cols), cols)
-        assert store._as_written(t, df, None) is not None, t  # the fast way was taken
+        fast[t] = (df, tableread.typed_frame(t, df), tableread.typed_frame(t, df, cols), cols)
+        assert tableread._as_written(t, df, None) is not None, t  # the fast way was taken
     assert any(len(f[1]) for f in fast.values())
-    monkeypatch.setattr(store, "_as_written", lambda *args: None)
+    monkeypatch.setattr(tableread, "_as_written", lambda *args: None)
     for t, (df, whole, some, cols) in fast.items():
-        pd.testing.assert_frame_equal(whole, store.typed_frame(t, df), check_exact=True)
-        pd.testing.assert_frame_equal(some, store.typed_frame(t, df, cols), check_exact=True)
+        pd.testing.assert_frame_equal(whole, tableread.typed_frame(t, df), check_exact=True)
+        pd.testing.assert_frame_equal(some, tableread.typed_frame(t, df, cols), check_exact=True)
         assert list(whole.columns) == list(SCHEMAS[t]) and list(some.columns) == cols
     # a frame of other dtypes (CSV's strings) is rebuilt, as before
     csv_like = fast["associations"][0].astype(object)
     monkeypatch.undo()
-    assert store._as_written("associations", csv_like, None) is None
+    assert tableread._as_written("associations", csv_like, None) is None
 
 
 def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
@@ -187,7 +187,7 @@ def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
     """read_table and scan_table open only the parts whose footers (known from the part
     index) say they have rows, and give what reading every part gave: the same rows and
     dtypes, with columns and filters, and a table of the schema where no part has a row."""
-    from tshark_dicom import store
+    from tshark_dicom import tableread
 
     opened: list[str] = []
     real = pq.ParquetFile
@@ -201,16 +201,16 @@ def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
         files = sorted((archive_out / "tables" / table).glob("*.parquet"))
         full = [f.name for f in files if pq.read_metadata(f).num_rows]
         opened.clear()
-        got = store.read_table(archive_out, table)
+        got = tableread.read_table(archive_out, table)
         assert sorted(opened) == sorted(full), table
         assert len(files) > len(full), table  # some parts are empty
         whole = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         assert got is not None and len(got) == len(whole), table
         opened.clear()
-        scanned = list(store.scan_table(archive_out, table))
+        scanned = list(tableread.scan_table(archive_out, table))
         assert sorted(opened) == sorted(full), table  # a scan too
         assert sum(len(b) for b in scanned) == len(whole), table
-        alone = store.read_table(archive_out, table, ["capture"],
+        alone = tableread.read_table(archive_out, table, ["capture"],
                                  [("capture", "==", "no such capture")])
         assert alone is not None and list(alone.columns) == ["capture"] and not len(alone)
     copy = tmp_path / "run"  # the same run, with only the queries parts without rows
@@ -219,7 +219,7 @@ def test_parts_without_rows_are_not_opened(archive_out: Path, tmp_path: Path,
         if pq.read_metadata(f).num_rows:
             f.unlink()
     opened.clear()
-    empty = store.read_table(copy, "queries")
+    empty = tableread.read_table(copy, "queries")
     assert not opened and empty is not None and not len(empty)
     assert list(empty.columns) == list(SCHEMAS["queries"])
     assert [str(t) for t in empty.dtypes] == [str(t) for t in tables_frame(
@@ -1000,7 +1000,7 @@ def test_a_table_handed_back_without_rows_is_the_frame_arrow_would_give() -> Non
     for every table and the columns the summary and the page read."""
     from tshark_dicom.htmlreport import page_reads
     from tshark_dicom.report import SUMMARY_READS, Handed
-    from tshark_dicom.store import typed_frame, wanted_schema
+    from tshark_dicom.tableread import typed_frame, wanted_schema
 
     handed = Handed(SUMMARY_READS, page_reads())
     assert {"associations", "captures", "operations"} <= set(handed.columns)

@@ -375,7 +375,7 @@ def test_diagnose_reads_an_out_folder_written_before_a_column_existed(tmp_path: 
     missing empty."""
     import pyarrow.parquet as pq
 
-    from tshark_dicom.store import read_table
+    from tshark_dicom.tableread import read_table
 
     out = tmp_path / "out"
     captures = [str(CAPTURES / c) for c in GOLDEN_CAPTURES]

@@ -34,13 +34,13 @@ from .store import (
     output_mode,
     part_keys,
     private_tree,
-    read_table,
     remove_parts,
     write_captures_part,
     write_manifest,
     write_part_index,
 )
 from .swap import WorkDir, checkpoint, recover, replace
+from .tableread import read_table
 
 if TYPE_CHECKING:  # imported once the captures are being analysed (`report_modules`)
     import pandas as pd

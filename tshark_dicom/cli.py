@@ -442,7 +442,8 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
     from .diagnose import READS
     from .redact import redact_tables
     from .schemas import TABLES, frame
-    from .store import manifest, read_table
+    from .store import manifest
+    from .tableread import read_table
 
     if redaction is None:
         read = {t: read_table(folder, t, columns) for t, columns in READS.items()}

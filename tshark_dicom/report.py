@@ -20,23 +20,25 @@ from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
 from .store import (
     FORMATS,
     TABLES_DIR,
-    filter_frame,
     handed_table,
     has_results,
     output_mode,
-    part_rows,
-    read_table,
     rows_of,
-    run_order,
     safe_key,
-    scan_table,
-    typed_frame,
-    wanted_schema,
     write_manifest,
     write_parts,
 )
 from .studies import StoreCounts
 from .swap import recover
+from .tableread import (
+    filter_frame,
+    part_rows,
+    read_table,
+    run_order,
+    scan_table,
+    typed_frame,
+    wanted_schema,
+)
 
 log = logging.getLogger(__name__)
 

@@ -667,14 +667,14 @@ def test_diagnose_into_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> N
 
 
 # -- ring-buffer and split sets -------------------------------------------------------------
-def _cap(path: Path) -> tshark_dicom.batch.CaptureFile:
-    from tshark_dicom.batch import CaptureFile
+def _cap(path: Path) -> tshark_dicom.discovery.CaptureFile:
+    from tshark_dicom.discovery import CaptureFile
 
     return CaptureFile(path, str(path), path.as_posix().replace("/", "__"), 1, 1)
 
 
 def test_sets_are_recognised_by_their_names() -> None:
-    from tshark_dicom.batch import stitch
+    from tshark_dicom.discovery import stitch
 
     names = ["ring_00002_20260101120500.pcapng", "ring_00001_20260101120000.pcapng",
              "ring_00003_20260101121000.pcapng", "trace.pcap", "trace.pcap2", "trace.pcap1",

@@ -462,7 +462,7 @@ def test_diagnose_prints_each_capture_before_the_next_is_analysed(
     read (its memory, flat over an archive, is measured in benchmarks/README)."""
     import click
 
-    from tshark_dicom import batch
+    from tshark_dicom import batch, discovery
 
     folder = _folder_with_a_bad_capture(tmp_path)
     printed: list[str] = []
@@ -474,7 +474,7 @@ def test_diagnose_prints_each_capture_before_the_next_is_analysed(
         printed.append(str(message))
         echo(message, *a, **k)  # type: ignore[arg-type]
 
-    def watched(cap: batch.CaptureFile, *a: object, **k: object) -> batch.Analysed:
+    def watched(cap: discovery.CaptureFile, *a: object, **k: object) -> batch.Analysed:
         seen_at_start.append([p.split(":")[0] for p in printed])
         return analyze(cap, *a, **k)  # type: ignore[arg-type]
 

@@ -167,7 +167,8 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     not show); and the parts it writes are byte for byte those written by a process that
     has pandas and validates."""
     from tshark_dicom import store
-    from tshark_dicom.batch import CaptureFile, Work, analyze_one
+    from tshark_dicom.batch import Work, analyze_one
+    from tshark_dicom.discovery import CaptureFile
     from tshark_dicom.schemas import TABLES
     from tshark_dicom.tshark import find_tshark
 

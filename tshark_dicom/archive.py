@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import memory
-from .batch import CaptureFile, ProgressFn, Source, content_hash, run
+from .batch import ProgressFn, run
+from .discovery import CaptureFile, Source, content_hash
 from .errors import OptionsError, OutputError, TsharkDicomError
 from .schemas import plain
 from .store import (

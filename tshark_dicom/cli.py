@@ -371,8 +371,9 @@ def diagnose(
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
-        from .batch import CaptureFile, run
+        from .batch import run
         from .diagnose import FAIL_ON, RANK, render, worst_severity
+        from .discovery import CaptureFile
         from .report import Report, load
         from .schemas import frame
         from .store import has_results

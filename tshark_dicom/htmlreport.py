@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, htmlstudies, pictures
+from . import charts, htmlstudies, pictures, wireshark
 from . import studies as studies_tally
 from .htmlparts import (
     Col,
@@ -47,6 +47,7 @@ from .htmlsections import (
     OP_COLUMNS,
     SectionRows,
     association_section,
+    wireshark_code,
 )
 from .schemas import SCHEMAS, SEVERITIES, ReportLike
 from .svg import esc, missing
@@ -397,9 +398,19 @@ def _procedure_steps(report: ReportLike, caps: list[Any]) -> list[str]:
         row_class=flag, what="procedure steps")]
 
 
-def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any, int], str]
-                    ) -> str:
+def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any, int], str],
+                    assocs: dict[tuple[Any, int], dict[str, Any]]) -> str:
     rows = findings.sorted_rows()
+
+    def frame(r: dict[str, Any]) -> str:
+        """The frame; a click copies the filter of its packets (`wireshark.finding_filter`,
+        with the association's connection where it has one)."""
+        if missing(r.get("frame")):
+            return ""
+        a = None if missing(r.get("assoc_id")) else assocs.get(
+            (r.get("capture"), int(r["assoc_id"])))
+        return wireshark_code(wireshark.finding_filter(r, a), count(r.get("frame")))
+
     return table(rows, [
         Col("severity", lambda r: f"<span class='sev {esc(r.get('severity'))}'>"
             f"{esc(r.get('severity'))}</span>", lambda r: float(RANK.get(
@@ -409,7 +420,9 @@ def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any,
                                            f"{name(r.get('capture'))} #{r['assoc_id']} "
                                            + pairs.get((r.get("capture"),
                                                         int(r["assoc_id"])), ""))),
-        num_col("frame", "frame"), text_col("what happened", "summary")],
+        Col("frame", frame, lambda r: None if missing(r.get("frame")) else float(r["frame"]),
+            cls="num"),
+        text_col("what happened", "summary")],
         total=findings.total, row_class=lambda r: str(r.get("severity")),
         table_id="findings-table", what="findings", empty="no findings")
 
@@ -537,9 +550,10 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
         n_objects += len(b)
         n_complete += int(b["complete"].sum())
         studies.add(b)
+    named = records(assocs[["capture", "assoc_id", "calling_ae", "called_ae", "tcp_stream"]])
     pairs = {(r.get("capture"), int(r["assoc_id"])): f"{r.get('calling_ae') or ''} \u2192 "
-             f"{r.get('called_ae') or ''}"
-             for r in records(assocs[["capture", "assoc_id", "calling_ae", "called_ae"]])}
+             f"{r.get('called_ae') or ''}" for r in named}
+    streams = {(r.get("capture"), int(r["assoc_id"])): r for r in named}
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
@@ -586,7 +600,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
                   row_class=lambda r: str(r["severity"]), what="codes",
                   empty="no findings"),
               "<h2 id='findings'>Findings, most severe first</h2>",
-              _findings_table(findings, caps, pairs)]
+              _findings_table(findings, caps, pairs, streams)]
     parts.extend(_timelines(report, assocs, caps, detailed))
     parts.append("<h2 id='associations'>Associations</h2>")
     if len(assocs) > len(chosen):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, htmlstudies, pictures, wireshark
+from . import charts, htmlstudies, pictures
 from . import studies as studies_tally
 from .htmlparts import (
     Col,
@@ -47,7 +47,7 @@ from .htmlsections import (
     OP_COLUMNS,
     SectionRows,
     association_section,
-    wireshark_code,
+    frame_code,
 )
 from .schemas import SCHEMAS, SEVERITIES, ReportLike
 from .svg import esc, missing
@@ -403,13 +403,9 @@ def _findings_table(findings: _Findings, caps: list[Any], pairs: dict[tuple[Any,
     rows = findings.sorted_rows()
 
     def frame(r: dict[str, Any]) -> str:
-        """The frame; a click copies the filter of its packets (`wireshark.finding_filter`,
-        with the association's connection where it has one)."""
-        if missing(r.get("frame")):
-            return ""
         a = None if missing(r.get("assoc_id")) else assocs.get(
             (r.get("capture"), int(r["assoc_id"])))
-        return wireshark_code(wireshark.finding_filter(r, a), count(r.get("frame")))
+        return frame_code(r, a, lambda n: f"{n:,}")
 
     return table(rows, [
         Col("severity", lambda r: f"<span class='sev {esc(r.get('severity'))}'>"
@@ -553,7 +549,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     named = records(assocs[["capture", "assoc_id", "calling_ae", "called_ae", "tcp_stream"]])
     pairs = {(r.get("capture"), int(r["assoc_id"])): f"{r.get('calling_ae') or ''} \u2192 "
              f"{r.get('called_ae') or ''}" for r in named}
-    streams = {(r.get("capture"), int(r["assoc_id"])): r for r in named}
+    by_key = {(r.get("capture"), int(r["assoc_id"])): r for r in named}
     chosen = _choose(assocs, findings, ops)
     detailed = set(chosen)
 
@@ -600,7 +596,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
                   row_class=lambda r: str(r["severity"]), what="codes",
                   empty="no findings"),
               "<h2 id='findings'>Findings, most severe first</h2>",
-              _findings_table(findings, caps, pairs, streams)]
+              _findings_table(findings, caps, pairs, by_key)]
     parts.extend(_timelines(report, assocs, caps, detailed))
     parts.append("<h2 id='associations'>Associations</h2>")
     if len(assocs) > len(chosen):

@@ -5,7 +5,7 @@ callback associations and failed connection attempts (query/retrieve correlation
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -120,14 +120,20 @@ def _facts(a: dict[str, Any], n_ops: int) -> str:
     return "".join(f"<p class='facts'>{line}</p>" for line in lines)
 
 
-def _finding_frame(f: dict[str, Any], a: dict[str, Any]) -> str:
-    """`` (frame 57)`` after a finding of association ``a``; a click copies the filter of
-    its packets (`wireshark.finding_filter`)."""
+def frame_code(f: dict[str, Any], a: dict[str, Any] | None,
+               label: Callable[[int], str]) -> str:
+    """A finding's frame, shown as ``label(frame)``; a click copies the filter of its
+    packets (`wireshark.finding_filter`, with association ``a``'s connection where it has
+    one). "" without a frame."""
     if missing(f.get("frame")):
         return ""
-    display_filter = wireshark.finding_filter(f, a)
-    shown = wireshark_code(display_filter, f"frame {int(f['frame'])}")
-    return f" <span class='muted'>({shown})</span>"
+    return wireshark_code(wireshark.finding_filter(f, a), label(int(f["frame"])))
+
+
+def _finding_frame(f: dict[str, Any], a: dict[str, Any]) -> str:
+    """`` (frame 57)`` after a finding in its association's section."""
+    code = frame_code(f, a, lambda n: f"frame {n}")
+    return f" <span class='muted'>({code})</span>" if code else ""
 
 
 def _roles(r: dict[str, Any]) -> str:

@@ -24,15 +24,11 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from .svg import missing
+from .svg import missing, to_int
 
 #: The one TCP port Wireshark's DICOM dissector is registered on (packet-dcm.c's
 #: DICOM_DEFAULT_RANGE): there it decodes a connection without its A-ASSOCIATE-RQ.
 DICOM_PORT = 104
-
-
-def _int(value: object) -> int | None:
-    return None if missing(value) else int(value)  # type: ignore[call-overload]
 
 
 def _true(value: object) -> bool:
@@ -41,7 +37,7 @@ def _true(value: object) -> bool:
 
 def stream_filter(tcp_stream: object) -> str | None:
     """``tcp.stream eq N``: every packet of the connection (None without a stream)."""
-    n = _int(tcp_stream)
+    n = to_int(tcp_stream)
     return None if n is None else f"tcp.stream eq {n}"
 
 
@@ -50,7 +46,7 @@ def span_filter(tcp_stream: object, first_frame: object, last_frame: object) -> 
     a message): ``tcp.stream eq N && frame.number >= A && frame.number <= B``; the
     connection's filter alone where the frames are not known."""
     stream = stream_filter(tcp_stream)
-    first, last = _int(first_frame), _int(last_frame)
+    first, last = to_int(first_frame), to_int(last_frame)
     if first is None or last is None:
         return stream
     span = (f"frame.number == {first}" if first == last else
@@ -60,7 +56,7 @@ def span_filter(tcp_stream: object, first_frame: object, last_frame: object) -> 
 
 def frame_filter(frame: object) -> str | None:
     """``frame.number == N`` (None without a frame)."""
-    n = _int(frame)
+    n = to_int(frame)
     return None if n is None else f"frame.number == {n}"
 
 
@@ -74,7 +70,7 @@ def finding_filter(finding: Mapping[str, Any], association: Mapping[str, Any] | 
     segment. And it may lie on another connection (a C-MOVE's callback refused: its SYN),
     so the connection alone could miss it. Without an association, the frame; without a
     frame, the connection."""
-    frame = _int(finding.get("frame"))
+    frame = to_int(finding.get("frame"))
     stream = None if association is None else stream_filter(association.get("tcp_stream"))
     if frame is None:
         return stream
@@ -87,7 +83,7 @@ def decode_as(association: Mapping[str, Any]) -> str | None:
     """``tcp.port==P,dicom`` where Wireshark would show the association as plain TCP: the
     capture lacks its A-ASSOCIATE-RQ (``result`` unknown), it is not over TLS and its
     acceptor's port is not 104. Else None: Wireshark decodes it as it is."""
-    port = _int(association.get("acceptor_port"))
+    port = to_int(association.get("acceptor_port"))
     if association.get("result") != "unknown" or _true(association.get("tls")) \
             or port is None or port == DICOM_PORT:
         return None

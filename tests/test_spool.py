@@ -102,6 +102,60 @@ def test_tables_are_written_in_row_groups_with_one_schema(tmp_path: Path,
     assert len(moves) == 1
 
 
+def _write_calls() -> int:
+    """This process's write system calls so far (Linux's /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux's /proc/self/io")
+def test_parts_reach_the_disk_in_few_writes_with_pyarrows_own_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.parquet_sink: a part written in row groups reaches its file in a few write
+    calls (pyarrow's writer alone makes one per page header, statistic and column chunk,
+    hundreds for a part of a few rows), and its bytes are those pyarrow writes to a file
+    of its own opening; the part's file is closed when the writer is."""
+    import os
+
+    from tshark_dicom import store
+
+    monkeypatch.setattr(store.PartWriter, "ROW_GROUP", 4)
+    monkeypatch.setattr(store.PartWriter, "CONVERT_ROWS", 2)
+    from tshark_dicom.spool import FrameSink, Spool
+
+    name = "timing_assoc_per_object.pcapng"
+    rolled = Spool(name)
+    result = analyze_capture(CAPTURES / name, label="cap", tshark=find_tshark(None),
+                             on_association=rolled)
+    sink = FrameSink()
+    rolled.drain(result, sink)
+    rows = sink.rows["messages"]
+    assert len(rows) > 8
+    fds = len(os.listdir("/proc/self/fd"))
+    writer = store.PartWriter(tmp_path / "w", {"cap": "cap"}, "parquet")
+    before = _write_calls()
+    for i in range(0, len(rows), 2):
+        writer.add("messages", "cap", rows[i:i + 2])
+    written = [p for p in writer.close() if p.parent.name == "cap" and
+               p.name == "messages.parquet"]
+    buffered = _write_calls() - before
+    assert len(os.listdir("/proc/self/fd")) == fds  # every part's file closed
+    part = written[0]
+    assert pq.ParquetFile(part).num_row_groups > 1
+    # the same row groups by pyarrow alone, into a file it opens itself
+    plain = tmp_path / "plain.parquet"
+    before = _write_calls()
+    with pq.ParquetWriter(plain, store.arrow_schema("messages")) as direct:
+        for i in range(0, len(rows), 4):
+            direct.write_table(store.arrow_rows("messages", rows[i:i + 4]),
+                               row_group_size=4)
+    unbuffered = _write_calls() - before
+    assert plain.read_bytes() == part.read_bytes()
+    assert unbuffered > 100 and buffered < unbuffered / 10, (buffered, unbuffered)
+
+
 def test_jobs_share_real_packet_counts_with_the_progress_display(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()

@@ -133,8 +133,8 @@ def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
 
 #: analyze with --jobs 1, each worker noting (in the file named by TD_NOTE) its pid and
 #: whether it imported pandas, and pyarrow.compute, by the time its capture's parts were
-#: written, and how pydicom validated what it read; the run's process says at its end
-#: whether it ever imported pydicom.
+#: written, how pydicom validated what it read, and whether it imported Pillow; the run's
+#: process says at its end whether it ever imported pydicom.
 _NOTED = _CONTEXTS + """
 import os, sys
 from tshark_dicom import cli
@@ -145,7 +145,8 @@ def noted(*args, **kwargs):
         from pydicom import config
         f.write(f"{os.getpid()} {'pandas' in sys.modules} "
                 f"{'pyarrow.compute' in sys.modules} "
-                f"{config.settings.reading_validation_mode == config.IGNORE}\\n")
+                f"{config.settings.reading_validation_mode == config.IGNORE} "
+                f"{'PIL' in sys.modules}\\n")
     return out
 batch._analyze_read = noted
 sys.argv = ['tshark-dicom', *sys.argv[1:]]
@@ -164,8 +165,8 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     (0.04 s of the imports before the worker starts); the run's process never imports
     pydicom (nor the rest of the analysis: the worker imports it, workers.ANALYSIS); the
     worker reads without pydicom's validation (only warnings, which the command line does
-    not show); and the parts it writes are byte for byte those written by a process that
-    has pandas and validates."""
+    not show), and imports it without Pillow (batch.WORKER_HIDES); and the parts it
+    writes are byte for byte those written by a process that has pandas and validates."""
     from tshark_dicom import store
     from tshark_dicom.batch import Work, analyze_one
     from tshark_dicom.discovery import CaptureFile
@@ -188,7 +189,7 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
     assert len(note.read_text().split("\n")) - 1 == len(caps)  # every capture noted
     assert list(workers_seen) != [parent] and len(workers_seen) == 1  # one worker, not us
     assert set(workers_seen.values()) == {f"{not store._known_versions()} "
-                                          f"{not store._known_versions()} True"}
+                                          f"{not store._known_versions()} True False"}
     # the same parts from this process, which has pandas and has pydicom warn of odd
     # values (a capture's key: its file name)
     from pydicom import config
@@ -211,6 +212,38 @@ def test_one_job_is_a_worker_that_writes_parts_without_pandas(tmp_path: Path) ->
             table = part.name.removesuffix(".parquet")
             theirs = written / table / f"{cap.name}.parquet"
             assert theirs.read_bytes() == part.read_bytes(), (cap.name, table)
+
+
+#: A worker's start (batch.worker_ready), then what it has of Pillow; then the same in
+#: this process, which imports the analysis the way a caller's process does.
+_HIDDEN = """
+import multiprocessing, os, sys
+from tshark_dicom import batch
+if os.fork() == 0:
+    batch.worker_ready(multiprocessing.Array("q", 1, lock=False), multiprocessing.Value("i", 0))
+else:
+    os.wait()
+    batch.load_analysis()
+from pydicom.pixels.decoders import pillow
+try:
+    import PIL
+    imported = True
+except ModuleNotFoundError:
+    imported = False
+print(os.getpid(), 'pydicom' in sys.modules, pillow.is_available('1.2.840.10008.1.2.4.50'),
+      imported, flush=True)
+"""
+
+
+def test_a_worker_has_no_pillow_and_a_callers_process_has() -> None:
+    """batch.WORKER_HIDES: a worker imports pydicom without Pillow, which pydicom then
+    takes as not installed, then and later (its JPEG decoder is not available, and an
+    import of Pillow fails as if it were not installed); a caller's process that imports
+    the analysis has Pillow and pydicom's decoder."""
+    pytest.importorskip("PIL")  # the dev dependencies have it (matplotlib)
+    worker, caller = (line.split()[1:] for line in _python(_HIDDEN).splitlines())
+    assert worker == ["True", "False", "False"]
+    assert caller == ["True", "True", "True"]
 
 
 #: A process whose child (a worker) asked to die with it; prints the child's pid.

@@ -19,6 +19,7 @@ from .test_asyncops import check_outstanding
 from .test_charset import check_charset, check_object_charset
 from .test_commitment import check_commitments
 from .test_context_not_accepted import check_off_context
+from .test_devices import check_devices
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
 from .test_instances import check_duplicates
 from .test_mpps import check_steps
@@ -52,6 +53,7 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path,
     check_contexts(truth, report)
     check_messages(truth, report)
     check_objects(truth, report, tmp_path)
+    check_devices(truth, report)
     if "commitment" in truth:
         check_commitments(truth, report)
     if "mpps" in truth:

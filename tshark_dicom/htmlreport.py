@@ -22,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, htmlstudies, pictures
+from . import charts, htmldevices, htmlstudies, pictures
 from . import studies as studies_tally
+from .devices import Devices
 from .htmlparts import (
     Col,
     RowsByKey,
@@ -63,7 +64,8 @@ ASSOC_COLUMNS = [
     "acceptor_ip", "acceptor_port", "requested_at", "responded_at", "ended_at", "result",
     "ending", "reject_text", "abort_text", "setup_ms", "duration_ms", "message_count",
     "object_count", "bytes_requestor", "bytes_acceptor", "gap_bytes", "max_pdu_requestor",
-    "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor", "rtt_ms",
+    "max_pdu_acceptor", "impl_version_requestor", "impl_version_acceptor",
+    "impl_class_uid_requestor", "impl_class_uid_acceptor", "rtt_ms",
     "bottleneck", "bottleneck_detail", "tls", "tls_decrypted", "tcp_stream"]
 OP_SUMMARY_COLUMNS = list(dict.fromkeys([
     "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
@@ -537,9 +539,12 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
         findings.add(batch)
     ops = _Operations()
     studies = studies_tally.Studies(assocs)
+    devices = Devices()
+    devices.add(assocs)
     for batch in report.batches("operations", OP_SUMMARY_COLUMNS):
         ops.add(batch)
         studies.outcomes(batch)
+        devices.outcomes(batch)
     messages = sum(len(b) for b in report.batches("messages", ["command"]))
     n_objects = n_complete = 0
     for b in report.batches("objects", studies_tally.OBJECT_COLUMNS):
@@ -554,11 +559,12 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     detailed = set(chosen)
 
     stored = htmlstudies.section(studies, caps)
+    devices_part = htmldevices.section(devices, caps)
     services = [*_commitments(report, caps), *_procedure_steps(report, caps)]
     extra_nav = "".join(f"<a href='#{anchor_id}'>{label}</a>" for anchor_id, label in (
-        ("studies", "Studies"), ("commitments", "Storage Commitment"),
-        ("procedure-steps", "MPPS"))
-        if any(f"id='{anchor_id}'" in part for part in [stored, *services]))
+        ("devices", "Devices"), ("studies", "Studies"),
+        ("commitments", "Storage Commitment"), ("procedure-steps", "MPPS"))
+        if any(f"id='{anchor_id}'" in part for part in [devices_part, stored, *services]))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -582,6 +588,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     if len(caps_table) > 1 or (len(caps_table) and (caps_table["status"] == "failed").any()):
         parts += ["<h3 id='captures'>Captures</h3>", _captures_table(caps_table)]
     parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
+              devices_part,
               "<h3 id='services'>Operations per service</h3>", _services(ops),
               "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
               stored,

@@ -227,6 +227,21 @@ class Report:
             tally.add(objs)
         return tally.frame()
 
+    def devices(self) -> pd.DataFrame:
+        """The DICOM devices that took part (an AE title on a host): the ports each
+        listened on, the software it announced (Implementation Version Name and Class
+        UID), its maximum PDU length, the associations it requested and those requested of
+        it, those refused to it and by it, aborted, and the operations that failed in them;
+        those with trouble first (devices.py, as report.html's "Devices")."""
+        from .devices import ASSOCIATION_COLUMNS, OPERATION_COLUMNS, Devices
+
+        tally = Devices()
+        for assocs in self.batches("associations", ASSOCIATION_COLUMNS):
+            tally.add(assocs)
+        for ops in self.batches("operations", OPERATION_COLUMNS):
+            tally.outcomes(ops)
+        return tally.frame()
+
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""
         found = self._outcomes("commitments", lambda c: c["failed_count"])

@@ -1,0 +1,151 @@
+"""The devices that took part (devices.py, `Report.devices`, report.html's "Devices"),
+checked against what the peers that made each fixture reported (its truth file)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import tshark_dicom
+from tshark_dicom import devices as devices_mod
+from tshark_dicom.devices import COLUMNS
+
+from .conftest import CAPTURES, capture_for, tls_keylogs, truth_files
+
+
+def _expected(truth: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each device's tally, from the truth file's associations alone."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def device(ae: Any, ip: Any) -> dict[str, Any] | None:
+        ident = (ae or "", ip or "")
+        if ident == ("", ""):
+            return None
+        return out.setdefault(ident, {"calls": 0, "called": 0, "refused_to_it": 0,
+                                      "refused_by_it": 0, "aborted": 0, "ports": set(),
+                                      "versions": set()})
+
+    for a in truth["associations"]:
+        req = device(a.get("calling_ae"), a.get("requestor_ip"))
+        acc = device(a.get("called_ae"), a.get("acceptor_ip"))
+        if req is not None:
+            req["calls"] += 1
+            req["refused_to_it"] += a.get("result") in ("rejected", "no-response")
+            if a.get("impl_version_requestor"):
+                req["versions"].add(a["impl_version_requestor"])
+        if acc is not None:
+            acc["called"] += 1
+            acc["refused_by_it"] += a.get("result") == "rejected"
+            if a.get("acceptor_port") is not None:
+                acc["ports"].add(a["acceptor_port"])
+            if a.get("impl_version_acceptor"):
+                acc["versions"].add(a["impl_version_acceptor"])
+        for d in {id(x): x for x in (req, acc) if x is not None}.values():
+            d["aborted"] += a.get("ending") == "aborted"
+    return out
+
+
+def check_devices(truth: dict[str, Any], report: tshark_dicom.Report) -> None:
+    """One row per AE title and host of the peers' own account, with the associations it
+    requested and was asked for, those refused to it and by it, those aborted, the ports it
+    listened on and the Implementation Version Names it sent (the live-peer suite runs this
+    on fresh captures too)."""
+    frame = report.devices()
+    assert list(frame.columns) == COLUMNS
+    expected = _expected(truth)
+    got = {(r["ae_title"], r["ip"]): r for r in frame.to_dict("records")}
+    assert set(got) == set(expected)
+    counts = ("calls", "called", "refused_to_it", "refused_by_it", "aborted")
+    for ident, want in expected.items():
+        row = got[ident]
+        assert {k: row[k] for k in counts} == {k: want[k] for k in counts}, ident
+        assert set(row["listening_ports"]) == want["ports"], ident
+        assert set(row["implementation_versions"]) == want["versions"], ident
+
+
+@pytest.mark.parametrize("truth_path", truth_files(), ids=lambda p: p.name)
+def test_each_device_is_what_the_peers_did(truth_path: Path, analysed: Any) -> None:
+    """Every fixture (`check_devices`)."""
+    truth = json.loads(truth_path.read_text())
+    hint = truth.get("port_hint")
+    report, _ = analysed(capture_for(truth_path), (hint,) if hint else (), tls_keylogs(truth))
+    check_devices(truth, report)
+
+
+def test_one_title_on_two_hosts_is_two_devices(analysed: Any) -> None:
+    """ae_title_shared: dcmtk's default ANY-SCP on two hosts (each listening on its own
+    port) and pynetdicom's STORESCU on two: four rows, each with its own host's software."""
+    report, _ = analysed(CAPTURES / "ae_title_shared.pcapng")
+    frame = report.devices().set_index(["ae_title", "ip"])
+    scp = frame.loc["ANY-SCP"]
+    assert sorted(scp.index) == ["127.0.0.4", "127.0.0.5"]
+    assert sorted(p for ports in scp["listening_ports"] for p in ports) == [11219, 11220]
+    assert all(v[0].startswith("OFFIS_DCMTK") for v in scp["implementation_versions"])
+    assert sorted(frame.loc["STORESCU"].index) == ["127.0.0.2", "127.0.0.3"]
+    assert all(v[0].startswith("PYNETDICOM")
+               for v in frame.loc["STORESCU"]["implementation_versions"])
+
+
+def test_failed_operations_count_to_both_sides_and_put_them_first(analysed: Any) -> None:
+    """store_statuses: the C-STOREs answered with a failure status count to the sender and
+    to the receiver, and devices with trouble come first."""
+    report, _ = analysed(CAPTURES / "store_statuses.pcapng")
+    ops = report.operations
+    failed = int((ops["status_category"] == "Failure").sum())
+    assert failed > 0
+    frame = report.devices()
+    assoc = report.associations.iloc[0]
+    for ae, ip in ((assoc["calling_ae"], assoc["requestor_ip"]),
+                   (assoc["called_ae"], assoc["acceptor_ip"])):
+        row = frame[(frame["ae_title"] == ae) & (frame["ip"] == ip)]
+        assert int(row["failed_operations"].iloc[0]) == failed
+    trouble = frame[["refused_to_it", "refused_by_it", "aborted", "failed_operations"]
+                    ].sum(axis=1).tolist()
+    assert trouble == sorted(trouble, reverse=True)
+
+
+def test_the_page_lists_the_devices_escaped_and_linked(tmp_path: Path) -> None:
+    """report.html: a "Devices" section, in the nav, a row per device linked to its first
+    association's section; AE titles from the traffic escaped (hostile_values sends HTML as
+    an AE title)."""
+    out = tmp_path / "out"
+    run = tshark_dicom.analyze(CAPTURES / "hostile_values.pcapng")
+    run.write_html(out.with_suffix(".html"))
+    page = out.with_suffix(".html").read_text()
+    assert "<a href='#devices'>Devices</a>" in page
+    section = page[page.index("<h3 id='devices'>"):]
+    section = section[:section.index("</table>")]
+    frame = run.devices()
+    assert section.count("<tr") - 1 == len(frame)  # a heading row, then one per device
+    assert "<svg" not in section and "&lt;svg/onload=1&gt;" in section
+    assert re.search(r"<a href='#assoc-0-\d+'>", section)
+    versions = {v for vs in frame["implementation_versions"] for v in vs}
+    assert versions and all(v in section for v in versions)
+
+
+def test_past_the_kept_devices_the_rest_are_counted(monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    """Bounded memory: past KEPT devices no more are tallied; their associations are
+    counted, and the page says so."""
+    report = tshark_dicom.analyze(CAPTURES / "ae_title_shared.pcapng")
+    everyone = report.devices()
+    assert len(everyone) > 2
+    monkeypatch.setattr(devices_mod, "KEPT", 2)
+    tally = devices_mod.Devices()
+    tally.add(report.associations)
+    assert len(tally.devices) == 2 and tally.more > 0
+    kept = tally.frame()
+    pd.testing.assert_frame_equal(
+        kept[["ae_title", "ip"]].sort_values(["ae_title", "ip"], ignore_index=True),
+        everyone[everyone.set_index(["ae_title", "ip"]).index.isin(
+            list(tally.devices))][["ae_title", "ip"]].sort_values(
+            ["ae_title", "ip"], ignore_index=True))
+    from tshark_dicom import htmldevices
+
+    assert f"{tally.more:,} associations of further devices were not tallied" in \
+        htmldevices.section(tally, [])

@@ -1,0 +1,171 @@
+"""The DICOM devices that took part in the traffic: "who is on this network, what software
+do they run, and which of them had trouble?". A device is an AE title on a host: the calling
+AE title on the requestor's address, the called AE title on the acceptor's. For each, from
+the associations table (and the operations' outcomes), both read a batch at a time: the
+ports it listened on, the implementation (PS3.7 D.3.3.2: the Implementation Class UID and
+Version Name each side sends in its A-ASSOCIATE, which name the software and its release),
+the maximum PDU length it announced, the associations it requested (calls) and those
+requested of it (called), those refused to it and by it, those aborted, and the operations
+that failed in them.
+
+A device that announced two implementations (a software update within the captures, or two
+devices behind one address with the same title) lists both, in the order seen. Memory is
+bounded by `KEPT` devices (the rest are counted) and `VALUES_KEPT` values of a list.
+`Report.devices` gives it as a frame, report.html's "Devices" draws it (htmldevices.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pandas as pd
+
+from .svg import missing
+
+#: Devices tallied; associations of further ones are counted (`Devices.more`).
+KEPT = 10_000
+#: Values kept in each of a device's lists (ports, implementations, PDU lengths).
+VALUES_KEPT = 8
+
+#: The columns it reads.
+ASSOCIATION_COLUMNS = ["capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip",
+                       "acceptor_ip", "acceptor_port", "requested_at", "result", "ending",
+                       "impl_class_uid_requestor", "impl_version_requestor",
+                       "impl_class_uid_acceptor", "impl_version_acceptor",
+                       "max_pdu_requestor", "max_pdu_acceptor"]
+OPERATION_COLUMNS = ["capture", "assoc_id", "status_category"]
+#: `Devices.frame`'s columns.
+COLUMNS = ["ae_title", "ip", "listening_ports", "implementation_versions",
+           "implementation_class_uids", "max_pdu_lengths", "calls", "called",
+           "refused_to_it", "refused_by_it", "aborted", "failed_operations", "first_seen",
+           "last_seen", "capture", "assoc_id"]
+
+#: Association results that refused the requestor: rejected, or never answered.
+REFUSED = ("rejected", "no-response")
+
+
+@dataclass(eq=False)  # a device is itself: two with the same counts are two
+class Device:
+    """One AE title on one host."""
+
+    ae: str
+    ip: str
+    link: tuple[Any, Any]  # (capture, assoc_id) of its first association
+    ports: list[int] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    class_uids: list[str] = field(default_factory=list)
+    pdus: list[int] = field(default_factory=list)
+    calls: int = 0  # associations it requested
+    called: int = 0  # associations requested of it (whatever it answered)
+    refused_to_it: int = 0
+    refused_by_it: int = 0
+    aborted: int = 0
+    failed: int = 0
+    first: Any = None
+    last: Any = None
+
+    @property
+    def trouble(self) -> int:
+        return self.refused_to_it + self.refused_by_it + self.aborted + self.failed
+
+
+def _keep(values: list[Any], value: Any) -> None:
+    """``value`` appended to ``values`` if new, while fewer than `VALUES_KEPT` are kept."""
+    if not missing(value) and value != "" and value not in values \
+            and len(values) < VALUES_KEPT:
+        values.append(value)
+
+
+class Devices:
+    """The devices of the associations added (`add`), with the failed operations of those
+    associations (`outcomes`, in either order)."""
+
+    def __init__(self) -> None:
+        self.devices: dict[tuple[str, str], Device] = {}
+        #: (capture, assoc_id) -> the devices of its two sides
+        self.sides: dict[tuple[Any, int], list[Device]] = {}
+        #: failed operations of associations not added yet
+        self.failed_early: dict[tuple[Any, int], int] = {}
+        self.more = 0  # associations with a side past KEPT devices
+
+    def add(self, assocs: pd.DataFrame) -> None:
+        for r in assocs[ASSOCIATION_COLUMNS].to_dict("records"):
+            key = (r["capture"], int(r["assoc_id"]))
+            sides = []
+            for role, ae, ip in (("requestor", r["calling_ae"], r["requestor_ip"]),
+                                 ("acceptor", r["called_ae"], r["acceptor_ip"])):
+                device = self._device(ae, ip, key)
+                if device is None:
+                    continue
+                if device not in sides:  # a device that called itself counts once
+                    sides.append(device)
+                self._note(device, role, r)
+            if sides:
+                self.sides[key] = sides
+                failed = self.failed_early.pop(key, 0)
+                for device in sides:
+                    device.failed += failed
+                    device.aborted += r["ending"] == "aborted"
+
+    def _device(self, ae: Any, ip: Any, key: tuple[Any, int]) -> Device | None:
+        ident = ("" if missing(ae) else str(ae), "" if missing(ip) else str(ip))
+        if ident == ("", ""):
+            return None
+        device = self.devices.get(ident)
+        if device is None:
+            if len(self.devices) >= KEPT:
+                self.more += 1
+                return None
+            device = self.devices[ident] = Device(ident[0], ident[1], key)
+        return device
+
+    @staticmethod
+    def _note(device: Device, role: str, r: Mapping[Any, Any]) -> None:
+        result = r["result"]
+        if role == "requestor":
+            device.calls += 1
+            device.refused_to_it += result in REFUSED
+        else:
+            device.called += 1
+            device.refused_by_it += result == "rejected"
+            if not missing(r["acceptor_port"]):
+                _keep(device.ports, int(r["acceptor_port"]))
+        _keep(device.versions, r[f"impl_version_{role}"])
+        _keep(device.class_uids, r[f"impl_class_uid_{role}"])
+        if not missing(r[f"max_pdu_{role}"]):
+            _keep(device.pdus, int(r[f"max_pdu_{role}"]))
+        at = r["requested_at"]
+        if not missing(at):
+            device.first = at if device.first is None or at < device.first else device.first
+            device.last = at if device.last is None or at > device.last else device.last
+
+    def outcomes(self, ops: pd.DataFrame) -> None:
+        """The failed operations of ``ops`` counted to the devices of their association."""
+        failed = ops[(ops["status_category"] == "Failure").fillna(False).to_numpy(dtype=bool)]
+        counts = failed.groupby(["capture", "assoc_id"], sort=False, dropna=False).size()
+        for index, n in counts.items():
+            cap, aid = cast(tuple[Any, Any], index)
+            key = (cap, int(aid))
+            sides = self.sides.get(key)
+            if sides is None:
+                self.failed_early[key] = self.failed_early.get(key, 0) + int(n)
+                continue
+            for device in sides:
+                device.failed += int(n)
+
+    def ordered(self) -> list[Device]:
+        """Those with trouble first (most first), then by associations, then by name."""
+        return sorted(self.devices.values(), key=lambda d: (
+            -d.trouble, -(d.calls + d.called), d.ae, d.ip))
+
+    def frame(self) -> pd.DataFrame:
+        rows = [{"ae_title": d.ae, "ip": d.ip, "listening_ports": sorted(d.ports),
+                 "implementation_versions": list(d.versions),
+                 "implementation_class_uids": list(d.class_uids),
+                 "max_pdu_lengths": list(d.pdus), "calls": d.calls,
+                 "called": d.called, "refused_to_it": d.refused_to_it,
+                 "refused_by_it": d.refused_by_it, "aborted": d.aborted,
+                 "failed_operations": d.failed, "first_seen": d.first, "last_seen": d.last,
+                 "capture": d.link[0], "assoc_id": d.link[1]} for d in self.ordered()]
+        return pd.DataFrame(rows, columns=COLUMNS)

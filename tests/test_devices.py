@@ -149,3 +149,32 @@ def test_past_the_kept_devices_the_rest_are_counted(monkeypatch: pytest.MonkeyPa
 
     assert f"{tally.more:,} associations of further devices were not tallied" in \
         htmldevices.section(tally, [])
+
+
+def test_the_summary_names_the_software_most_common_first(tmp_path: Path) -> None:
+    """summary.txt's devices line: how many devices, and each Implementation Version Name
+    with how many devices announced it, the most common first, then those that announced
+    none; past the names it gives, how many more."""
+    report = tshark_dicom.analyze([CAPTURES / "qr_move_ok.pcapng",
+                                   CAPTURES / "reject_called_ae.pcapng"])
+    frame = report.devices()
+    counts: dict[str, int] = {}
+    for versions in frame["implementation_versions"]:
+        for v in versions:
+            counts[v] = counts.get(v, 0) + 1
+    silent = int((frame["implementation_versions"].map(len) == 0).sum())
+    assert len(counts) >= 2 and silent >= 1  # WRONG-AE rejected: its RJ names no software
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    line = next(x for x in report.summary().splitlines() if x.startswith("devices:"))
+    assert line == (f"devices: {len(frame)} (AE titles on hosts); software announced: "
+                    + ", ".join(f"{v} by {n}" for v, n in common) + f", none by {silent}")
+    tally = devices_mod.Devices()
+    tally.add(report.associations)
+    assert tally.summary_line(named=1) == (
+        f"devices: {len(frame)} (AE titles on hosts); software announced: "
+        f"{common[0][0]} by {common[0][1]}, {len(common) - 1} more by "
+        f"{sum(n for _, n in common[1:])}, none by {silent}")
+    assert devices_mod.Devices().summary_line() is None
+    out = tmp_path / "out"
+    report.write(out)
+    assert line in tshark_dicom.load(out).summary().splitlines()

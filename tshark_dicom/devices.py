@@ -154,6 +154,29 @@ class Devices:
             for device in sides:
                 device.failed += int(n)
 
+    def summary_line(self, named: int = 4) -> str | None:
+        """The summary's line: how many devices, and the software they announced, the most
+        common first (``named`` of them, then how many more); None without devices."""
+        if not self.devices:
+            return None
+        software: dict[str, int] = {}
+        silent = 0
+        for d in self.devices.values():
+            for v in d.versions:
+                software[v] = software.get(v, 0) + 1
+            silent += not d.versions
+        common = sorted(software.items(), key=lambda kv: (-kv[1], kv[0]))
+        said = [f"{v} by {n:,}" for v, n in common[:named]]
+        if len(common) > named:
+            said.append(f"{len(common) - named:,} more by "
+                        f"{sum(n for _, n in common[named:]):,}")
+        if silent:
+            said.append(f"none by {silent:,}")
+        return (f"devices: {len(self.devices):,} (AE titles on hosts); software announced: "
+                + ", ".join(said)
+                + (f"; associations of further devices not tallied: {self.more:,}"
+                   if self.more else ""))
+
     def ordered(self) -> list[Device]:
         """Those with trouble first (most first), then by associations, then by name."""
         return sorted(self.devices.values(), key=lambda d: (

@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 
 from . import memory
+from .devices import ASSOCIATION_COLUMNS as DEVICE_READS
+from .devices import Devices
 from .errors import OptionsError, TsharkDicomError
 from .safe import visible_lines
 from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
@@ -181,6 +183,7 @@ class Report:
             f"{objects:,} data sets: {complete:,} complete, {written:,} written as Part-10 files",
             *stored.lines(),
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
+            *_devices_line(a),
             *self._commitments_line(),
             *self._steps_line(),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
@@ -286,6 +289,14 @@ class Report:
 def _counted(outcomes: Counter[str], words: Mapping[str, str]) -> str:
     """``2 committed, 1 with failures``: most first, each in ``words`` where it has one."""
     return ", ".join(f"{n:,} {words.get(o, o)}" for o, n in outcomes.most_common())
+
+
+def _devices_line(assocs: pd.DataFrame) -> list[str]:
+    """The devices and the software they announced (devices.py), or nothing."""
+    tally = Devices()
+    tally.add(assocs)
+    line = tally.summary_line()
+    return [line] if line else []
 
 
 def _messages_line(total: int, commands: Counter[str]) -> str:
@@ -616,7 +627,7 @@ class StoredReport(Report):
 
 #: The columns `Report.summary` reads of each table (`StoredReport.expect`).
 SUMMARY_READS: dict[str, list[str]] = {
-    "associations": ["capture", "result"],
+    "associations": list(dict.fromkeys(["capture", "result", *DEVICE_READS])),
     "findings": ["capture", "severity", "code", "summary", "frame"],
     "messages": ["command"],
     "objects": ["complete", "path", "command", "study_instance_uid", "series_instance_uid",

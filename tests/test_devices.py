@@ -28,7 +28,7 @@ def _expected(truth: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
             return None
         return out.setdefault(ident, {"calls": 0, "called": 0, "refused_to_it": 0,
                                       "refused_by_it": 0, "aborted": 0, "ports": set(),
-                                      "versions": set()})
+                                      "versions": set(), "sent": set(), "answered": set()})
 
     for a in truth["associations"]:
         req = device(a.get("calling_ae"), a.get("requestor_ip"))
@@ -47,6 +47,13 @@ def _expected(truth: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
                 acc["versions"].add(a["impl_version_acceptor"])
         for d in {id(x): x for x in (req, acc) if x is not None}.values():
             d["aborted"] += a.get("ending") == "aborted"
+        for m in a.get("messages") or ():  # each request: the sender's, and the other's
+            if m["command"].endswith("-RQ") and m["command"] != "C-CANCEL-RQ":
+                by, to = (req, acc) if m["sender"] == "requestor" else (acc, req)
+                if by is not None:
+                    by["sent"].add(m["command"].removesuffix("-RQ"))
+                if to is not None:
+                    to["answered"].add(m["command"].removesuffix("-RQ"))
     return out
 
 
@@ -66,6 +73,8 @@ def check_devices(truth: dict[str, Any], report: tshark_dicom.Report) -> None:
         assert {k: row[k] for k in counts} == {k: want[k] for k in counts}, ident
         assert set(row["listening_ports"]) == want["ports"], ident
         assert set(row["implementation_versions"]) == want["versions"], ident
+        for ours, theirs in (("requests_sent", "sent"), ("requests_answered", "answered")):
+            assert {x.split(" ")[0] for x in row[ours]} == want[theirs], (ident, ours)
 
 
 @pytest.mark.parametrize("truth_path", truth_files(), ids=lambda p: p.name)
@@ -75,6 +84,27 @@ def test_each_device_is_what_the_peers_did(truth_path: Path, analysed: Any) -> N
     hint = truth.get("port_hint")
     report, _ = analysed(capture_for(truth_path), (hint,) if hint else (), tls_keylogs(truth))
     check_devices(truth, report)
+
+
+def test_the_requests_each_device_sent_and_answered_name_their_sop_class(
+        analysed: Any) -> None:
+    """qr_move_ok: the C-MOVE's archive answered the move and sent the C-STOREs of its
+    callback, which the destination answered; each by command and SOP class name, the most
+    frequent first."""
+    report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
+    ops = report.operations
+    frame = report.devices().set_index("ae_title")
+    move = ops[ops["command"] == "C-MOVE"].iloc[0]
+    stores = ops[ops["command"] == "C-STORE"]
+    assert len(stores) > 0
+    archive, mover = move["scp_ae"], move["scu_ae"]
+    assert frame.loc[mover, "requests_sent"] == [f"C-MOVE {move['sop_class_name']}"]
+    counts = stores["sop_class_name"].value_counts()
+    names = sorted(counts.index, key=lambda n: (-counts[n], n))
+    assert frame.loc[archive, "requests_sent"] == [f"C-STORE {n}" for n in names]
+    assert f"C-MOVE {move['sop_class_name']}" in frame.loc[archive, "requests_answered"]
+    destination = stores["scp_ae"].iloc[0]
+    assert frame.loc[destination, "requests_answered"] == [f"C-STORE {n}" for n in names]
 
 
 def test_one_title_on_two_hosts_is_two_devices(analysed: Any) -> None:

@@ -4,13 +4,15 @@ AE title on the requestor's address, the called AE title on the acceptor's. For 
 the associations table (and the operations' outcomes), both read a batch at a time: the
 ports it listened on, the implementation (PS3.7 D.3.3.2: the Implementation Class UID and
 Version Name each side sends in its A-ASSOCIATE, which name the software and its release),
-the maximum PDU length it announced, the associations it requested (calls) and those
+the maximum PDU length it announced, the requests it sent and those it answered (by command
+and SOP class: "C-STORE CT Image Storage"), the associations it requested (calls) and those
 requested of it (called), those refused to it and by it, those aborted, and the operations
 that failed in them.
 
 A device that announced two implementations (a software update within the captures, or two
 devices behind one address with the same title) lists both, in the order seen. Memory is
-bounded by `KEPT` devices (the rest are counted) and `VALUES_KEPT` values of a list.
+bounded by `KEPT` devices (the rest are counted), `VALUES_KEPT` values of a list and
+`SERVICES_KEPT` services a direction.
 `Report.devices` gives it as a frame, report.html's "Devices" draws it (htmldevices.py)."""
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from .svg import missing
 KEPT = 10_000
 #: Values kept in each of a device's lists (ports, implementations, PDU lengths).
 VALUES_KEPT = 8
+#: Services (a command and its SOP class) counted per device and direction.
+SERVICES_KEPT = 16
 
 #: The columns it reads.
 ASSOCIATION_COLUMNS = ["capture", "assoc_id", "calling_ae", "called_ae", "requestor_ip",
@@ -34,10 +38,12 @@ ASSOCIATION_COLUMNS = ["capture", "assoc_id", "calling_ae", "called_ae", "reques
                        "impl_class_uid_requestor", "impl_version_requestor",
                        "impl_class_uid_acceptor", "impl_version_acceptor",
                        "max_pdu_requestor", "max_pdu_acceptor"]
-OPERATION_COLUMNS = ["capture", "assoc_id", "status_category"]
+OPERATION_COLUMNS = ["capture", "assoc_id", "scu", "command", "sop_class_name",
+                     "status_category"]
 #: `Devices.frame`'s columns.
 COLUMNS = ["ae_title", "ip", "listening_ports", "implementation_versions",
-           "implementation_class_uids", "max_pdu_lengths", "calls", "called",
+           "implementation_class_uids", "max_pdu_lengths", "requests_sent",
+           "requests_answered", "calls", "called",
            "refused_to_it", "refused_by_it", "aborted", "failed_operations", "first_seen",
            "last_seen", "capture", "assoc_id"]
 
@@ -56,6 +62,9 @@ class Device:
     versions: list[str] = field(default_factory=list)
     class_uids: list[str] = field(default_factory=list)
     pdus: list[int] = field(default_factory=list)
+    #: "C-STORE CT Image Storage" -> the requests it sent, and those it answered
+    sent: dict[str, int] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
     calls: int = 0  # associations it requested
     called: int = 0  # associations requested of it (whatever it answered)
     refused_to_it: int = 0
@@ -70,6 +79,11 @@ class Device:
         return self.refused_to_it + self.refused_by_it + self.aborted + self.failed
 
 
+def _each(sides: dict[str, Device]) -> list[Device]:
+    """The devices of an association's sides, each once (a device may call itself)."""
+    return list({id(d): d for d in sides.values()}.values())
+
+
 def _keep(values: list[Any], value: Any) -> None:
     """``value`` appended to ``values`` if new, while fewer than `VALUES_KEPT` are kept."""
     if not missing(value) and value != "" and value not in values \
@@ -77,35 +91,39 @@ def _keep(values: list[Any], value: Any) -> None:
         values.append(value)
 
 
+def _count(counts: dict[str, int], service: str, n: int) -> None:
+    """``n`` more of ``service``, a new one only while fewer than `SERVICES_KEPT` are."""
+    if service in counts or len(counts) < SERVICES_KEPT:
+        counts[service] = counts.get(service, 0) + n
+
+
+def _most(counts: dict[str, int]) -> list[str]:
+    return [s for s, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 class Devices:
-    """The devices of the associations added (`add`), with the failed operations of those
-    associations (`outcomes`, in either order)."""
+    """The devices of the associations added (`add`), with the operations of those
+    associations (`outcomes`, after the associations)."""
 
     def __init__(self) -> None:
         self.devices: dict[tuple[str, str], Device] = {}
-        #: (capture, assoc_id) -> the devices of its two sides
-        self.sides: dict[tuple[Any, int], list[Device]] = {}
-        #: failed operations of associations not added yet
-        self.failed_early: dict[tuple[Any, int], int] = {}
+        #: (capture, assoc_id) -> the devices of its requestor and acceptor (None: past KEPT)
+        self.sides: dict[tuple[Any, int], dict[str, Device]] = {}
         self.more = 0  # associations with a side past KEPT devices
 
     def add(self, assocs: pd.DataFrame) -> None:
         for r in assocs[ASSOCIATION_COLUMNS].to_dict("records"):
             key = (r["capture"], int(r["assoc_id"]))
-            sides = []
+            sides = {}
             for role, ae, ip in (("requestor", r["calling_ae"], r["requestor_ip"]),
                                  ("acceptor", r["called_ae"], r["acceptor_ip"])):
                 device = self._device(ae, ip, key)
-                if device is None:
-                    continue
-                if device not in sides:  # a device that called itself counts once
-                    sides.append(device)
-                self._note(device, role, r)
+                if device is not None:
+                    sides[role] = device
+                    self._note(device, role, r)
             if sides:
                 self.sides[key] = sides
-                failed = self.failed_early.pop(key, 0)
-                for device in sides:
-                    device.failed += failed
+                for device in _each(sides):
                     device.aborted += r["ending"] == "aborted"
 
     def _device(self, ae: Any, ip: Any, key: tuple[Any, int]) -> Device | None:
@@ -141,18 +159,29 @@ class Devices:
             device.last = at if device.last is None or at > device.last else device.last
 
     def outcomes(self, ops: pd.DataFrame) -> None:
-        """The failed operations of ``ops`` counted to the devices of their association."""
-        failed = ops[(ops["status_category"] == "Failure").fillna(False).to_numpy(dtype=bool)]
-        counts = failed.groupby(["capture", "assoc_id"], sort=False, dropna=False).size()
-        for index, n in counts.items():
-            cap, aid = cast(tuple[Any, Any], index)
-            key = (cap, int(aid))
-            sides = self.sides.get(key)
+        """The operations of ``ops``: each request counted to the device that sent it (its
+        ``scu`` side) and to the one that answered it, by command and SOP class; each that
+        failed to both."""
+        ops = ops[OPERATION_COLUMNS].assign(
+            _failed=(ops["status_category"] == "Failure").fillna(False).astype(int),
+            _service=(ops["command"].fillna("?") + " " + ops["sop_class_name"].fillna(""))
+            .str.strip())
+        counts = ops.groupby(["capture", "assoc_id", "scu", "_service"], sort=False,
+                             dropna=False)["_failed"].agg(["size", "sum"])
+        for index, n, failed in zip(counts.index, counts["size"], counts["sum"], strict=True):
+            cap, aid, scu, service = cast(tuple[Any, Any, Any, str], index)
+            sides = self.sides.get((cap, int(aid)))
             if sides is None:
-                self.failed_early[key] = self.failed_early.get(key, 0) + int(n)
                 continue
-            for device in sides:
-                device.failed += int(n)
+            sender = sides.get(str(scu)) if not missing(scu) else None
+            receiver = sides.get("acceptor" if scu == "requestor" else "requestor") \
+                if sender is not None else None
+            if sender is not None:
+                _count(sender.sent, service, int(n))
+            if receiver is not None:
+                _count(receiver.answered, service, int(n))
+            for device in _each(sides):
+                device.failed += int(failed)
 
     def summary_line(self, named: int = 4) -> str | None:
         """The summary's line: how many devices, and the software they announced, the most
@@ -186,7 +215,8 @@ class Devices:
         rows = [{"ae_title": d.ae, "ip": d.ip, "listening_ports": sorted(d.ports),
                  "implementation_versions": list(d.versions),
                  "implementation_class_uids": list(d.class_uids),
-                 "max_pdu_lengths": list(d.pdus), "calls": d.calls,
+                 "max_pdu_lengths": list(d.pdus), "requests_sent": _most(d.sent),
+                 "requests_answered": _most(d.answered), "calls": d.calls,
                  "called": d.called, "refused_to_it": d.refused_to_it,
                  "refused_by_it": d.refused_by_it, "aborted": d.aborted,
                  "failed_operations": d.failed, "first_seen": d.first, "last_seen": d.last,

@@ -12,6 +12,8 @@ from .svg import esc
 
 #: Rows on the page: those with trouble first, then the busiest.
 SHOWN = 200
+#: Services (a command and its SOP class) named per device and direction.
+SERVICES_SHOWN = 4
 
 
 def section(devices: Devices, caps: list[Any]) -> str:
@@ -38,6 +40,7 @@ def section(devices: Devices, caps: list[Any]) -> str:
                        if r["ports"] else "")),
                 Col("software (Implementation Version Name)", lambda r: r["software"]),
                 Col("max PDU", lambda r: esc(r["pdus"]), cls="num"),
+                Col("requests sent; answered", lambda r: r["services"]),
                 num_col("calls", "calls"), num_col("called", "called"),
                 num_col("refused to it", "refused_to_it"),
                 num_col("refused by it", "refused_by_it"), num_col("aborted", "aborted"),
@@ -57,7 +60,12 @@ def _row(d: Device, caps: list[Any]) -> dict[str, Any]:
                 f"<span class='muted' title='Implementation Class UID {esc(uids)}'>"
                 "(no version name)</span>" if uids else
                 "<span class='muted'>(not seen)</span>")
-    return {"device": name, "ip": d.ip, "ports": ", ".join(map(str, sorted(d.ports))),
+    said = [f"{verb}: " + ", ".join(f"{esc(s)} {n:,}" for s, n in sorted(
+        counts.items(), key=lambda kv: (-kv[1], kv[0]))[:SERVICES_SHOWN])
+        + (f", {len(counts) - SERVICES_SHOWN} more" if len(counts) > SERVICES_SHOWN else "")
+        for verb, counts in (("sent", d.sent), ("answered", d.answered)) if counts]
+    return {"services": "; ".join(said), "device": name, "ip": d.ip,
+            "ports": ", ".join(map(str, sorted(d.ports))),
             "software": software, "pdus": ", ".join(f"{p:,}" for p in d.pdus),
             "calls": d.calls, "called": d.called, "refused_to_it": d.refused_to_it,
             "refused_by_it": d.refused_by_it, "aborted": d.aborted, "failed": d.failed,

@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import charts, htmldevices, htmlstudies, pictures
 from . import studies as studies_tally
+from .devices import OPERATION_COLUMNS as DEVICE_OPERATION_COLUMNS
 from .devices import Devices
 from .htmlparts import (
     Col,
@@ -70,7 +71,7 @@ ASSOC_COLUMNS = [
 OP_SUMMARY_COLUMNS = list(dict.fromkeys([
     "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
     "status_text", "total_ms", "scu_ae", "scp_ae", "bottleneck_detail",
-    *studies_tally.OPERATION_COLUMNS]))
+    *studies_tally.OPERATION_COLUMNS, *DEVICE_OPERATION_COLUMNS]))
 CAPTURE_COLUMNS = ["capture", "key", "packets", "first_packet_at", "association_count",
                    "status", "error"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
@@ -112,7 +112,9 @@ class Devices:
         self.more = 0  # associations with a side past KEPT devices
 
     def add(self, assocs: pd.DataFrame) -> None:
-        for r in assocs[ASSOCIATION_COLUMNS].to_dict("records"):
+        # rows from each column's list: a third of the time of to_dict("records")
+        for values in zip(*(assocs[c].tolist() for c in ASSOCIATION_COLUMNS), strict=True):
+            r = dict(zip(ASSOCIATION_COLUMNS, values, strict=True))
             key = (r["capture"], int(r["assoc_id"]))
             sides = {}
             for role, ae, ip in (("requestor", r["calling_ae"], r["requestor_ip"]),
@@ -162,14 +164,20 @@ class Devices:
         """The operations of ``ops``: each request counted to the device that sent it (its
         ``scu`` side) and to the one that answered it, by command and SOP class; each that
         failed to both."""
-        ops = ops[OPERATION_COLUMNS].assign(
-            _failed=(ops["status_category"] == "Failure").fillna(False).astype(int),
-            _service=(ops["command"].fillna("?") + " " + ops["sop_class_name"].fillna(""))
-            .str.strip())
-        counts = ops.groupby(["capture", "assoc_id", "scu", "_service"], sort=False,
-                             dropna=False)["_failed"].agg(["size", "sum"])
-        for index, n, failed in zip(counts.index, counts["size"], counts["sum"], strict=True):
-            cap, aid, scu, service = cast(tuple[Any, Any, Any, str], index)
+        # counted in a dict from each column's list: a groupby of these five columns cost
+        # 4-5 ms a batch of operations whatever its size (0.3 s of the page of 395,000)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        failures = (ops["status_category"] == "Failure").fillna(False).tolist()
+        for cap, aid, scu, command, sop_class, failure in zip(
+                *(ops[c].tolist() for c in OPERATION_COLUMNS[:5]), failures, strict=True):
+            group = groups.get((cap, aid, scu, command, sop_class))
+            if group is None:
+                groups[(cap, aid, scu, command, sop_class)] = [1, int(failure)]
+            else:
+                group[0] += 1
+                group[1] += failure
+        for (cap, aid, scu, command, sop_class), (n, failed) in groups.items():
+            service = " ".join(str(x) for x in (command, sop_class) if not missing(x)) or "?"
             sides = self.sides.get((cap, int(aid)))
             if sides is None:
                 continue

@@ -34,13 +34,13 @@ def section(devices: Devices, caps: list[Any]) -> str:
         if devices.more else "")
     return (f"<h3 id='devices'>Devices</h3><p class='facts'>{esc(head + more)}</p>"
             + table([_row(d, caps) for d in ordered[:SHOWN]], [
-                Col("AE title", lambda r: r["device"]),
+                Col("AE title", lambda r: r["device"], cls="tight"),
                 Col("host", lambda r: f"<span class='mono'>{esc(r['ip'])}</span>"
                     + (f" <span class='muted'>listening on {esc(r['ports'])}</span>"
                        if r["ports"] else "")),
                 Col("software (Implementation Version Name)", lambda r: r["software"]),
                 Col("max PDU", lambda r: esc(r["pdus"]), cls="num"),
-                Col("requests sent; answered", lambda r: r["services"]),
+                Col("requests sent, answered", lambda r: r["services"]),
                 num_col("calls", "calls"), num_col("called", "called"),
                 num_col("refused to it", "refused_to_it"),
                 num_col("refused by it", "refused_by_it"), num_col("aborted", "aborted"),
@@ -64,7 +64,7 @@ def _row(d: Device, caps: list[Any]) -> dict[str, Any]:
         counts.items(), key=lambda kv: (-kv[1], kv[0]))[:SERVICES_SHOWN])
         + (f", {len(counts) - SERVICES_SHOWN} more" if len(counts) > SERVICES_SHOWN else "")
         for verb, counts in (("sent", d.sent), ("answered", d.answered)) if counts]
-    return {"services": "; ".join(said), "device": name, "ip": d.ip,
+    return {"services": "<br>".join(said), "device": name, "ip": d.ip,
             "ports": ", ".join(map(str, sorted(d.ports))),
             "software": software, "pdus": ", ".join(f"{p:,}" for p in d.pdus),
             "calls": d.calls, "called": d.called, "refused_to_it": d.refused_to_it,

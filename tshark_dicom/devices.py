@@ -107,7 +107,8 @@ class Devices:
 
     def __init__(self) -> None:
         self.devices: dict[tuple[str, str], Device] = {}
-        #: (capture, assoc_id) -> the devices of its requestor and acceptor (None: past KEPT)
+        #: (capture, assoc_id) -> the devices of its requestor and acceptor (a side past KEPT
+        #: devices, or with neither AE title nor address, is absent)
         self.sides: dict[tuple[Any, int], dict[str, Device]] = {}
         self.more = 0  # associations with a side past KEPT devices
 

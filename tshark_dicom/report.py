@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from . import memory
 from .devices import ASSOCIATION_COLUMNS as DEVICE_READS
+from .devices import OPERATION_COLUMNS as DEVICE_OPERATION_READS
 from .devices import Devices
 from .errors import OptionsError, TsharkDicomError
 from .safe import visible_lines
@@ -233,15 +234,14 @@ class Report:
     def devices(self) -> pd.DataFrame:
         """The DICOM devices that took part (an AE title on a host): the ports each
         listened on, the software it announced (Implementation Version Name and Class
-        UID), its maximum PDU length, the associations it requested and those requested of
-        it, those refused to it and by it, aborted, and the operations that failed in them;
-        those with trouble first (devices.py, as report.html's "Devices")."""
-        from .devices import ASSOCIATION_COLUMNS, OPERATION_COLUMNS, Devices
-
+        UID), its maximum PDU length, the requests it sent and answered (by command and
+        SOP class), the associations it requested and those requested of it, those refused
+        to it and by it, aborted, and the operations that failed in them; those with
+        trouble first (devices.py, as report.html's "Devices")."""
         tally = Devices()
-        for assocs in self.batches("associations", ASSOCIATION_COLUMNS):
+        for assocs in self.batches("associations", DEVICE_READS):
             tally.add(assocs)
-        for ops in self.batches("operations", OPERATION_COLUMNS):
+        for ops in self.batches("operations", DEVICE_OPERATION_READS):
             tally.outcomes(ops)
         return tally.frame()
 

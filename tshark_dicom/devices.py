@@ -97,8 +97,9 @@ def _count(counts: dict[str, int], service: str, n: int) -> None:
         counts[service] = counts.get(service, 0) + n
 
 
-def _most(counts: dict[str, int]) -> list[str]:
-    return [s for s, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+def ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """``counts``' items, the most frequent first, then by name."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 class Devices:
@@ -203,7 +204,7 @@ class Devices:
             for v in d.versions:
                 software[v] = software.get(v, 0) + 1
             silent += not d.versions
-        common = sorted(software.items(), key=lambda kv: (-kv[1], kv[0]))
+        common = ranked(software)
         said = [f"{v} by {n:,}" for v, n in common[:named]]
         if len(common) > named:
             said.append(f"{len(common) - named:,} more by "
@@ -224,8 +225,8 @@ class Devices:
         rows = [{"ae_title": d.ae, "ip": d.ip, "listening_ports": sorted(d.ports),
                  "implementation_versions": list(d.versions),
                  "implementation_class_uids": list(d.class_uids),
-                 "max_pdu_lengths": list(d.pdus), "requests_sent": _most(d.sent),
-                 "requests_answered": _most(d.answered), "calls": d.calls,
+                 "max_pdu_lengths": list(d.pdus), "requests_sent": [s for s, _ in ranked(d.sent)],
+                 "requests_answered": [s for s, _ in ranked(d.answered)], "calls": d.calls,
                  "called": d.called, "refused_to_it": d.refused_to_it,
                  "refused_by_it": d.refused_by_it, "aborted": d.aborted,
                  "failed_operations": d.failed, "first_seen": d.first, "last_seen": d.last,

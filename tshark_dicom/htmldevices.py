@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .devices import Device, Devices
+from .devices import Device, Devices, ranked
 from .htmlparts import Col, anchor, num_col, table
 from .svg import esc
 
@@ -60,8 +60,8 @@ def _row(d: Device, caps: list[Any]) -> dict[str, Any]:
                 f"<span class='muted' title='Implementation Class UID {esc(uids)}'>"
                 "(no version name)</span>" if uids else
                 "<span class='muted'>(not seen)</span>")
-    said = [f"{verb}: " + ", ".join(f"{esc(s)} {n:,}" for s, n in sorted(
-        counts.items(), key=lambda kv: (-kv[1], kv[0]))[:SERVICES_SHOWN])
+    said = [f"{verb}: " + ", ".join(f"{esc(s)} {n:,}" for s, n in
+                                    ranked(counts)[:SERVICES_SHOWN])
         + (f", {len(counts) - SERVICES_SHOWN} more" if len(counts) > SERVICES_SHOWN else "")
         for verb, counts in (("sent", d.sent), ("answered", d.answered)) if counts]
     return {"services": "<br>".join(said), "device": name, "ip": d.ip,

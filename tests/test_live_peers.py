@@ -23,6 +23,7 @@ from .test_devices import check_devices
 from .test_fixtures import check_associations, check_contexts, check_messages, check_objects
 from .test_instances import check_duplicates
 from .test_mpps import check_steps
+from .test_negotiation import check_negotiation
 from .test_wireshark import check_against_tshark
 
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
@@ -54,6 +55,7 @@ def test_fresh_capture_matches_peers(live_dir: Path, name: str, tmp_path: Path,
     check_messages(truth, report)
     check_objects(truth, report, tmp_path)
     check_devices(truth, report)
+    check_negotiation(truth, report)
     if "commitment" in truth:
         check_commitments(truth, report)
     if "mpps" in truth:

@@ -84,7 +84,7 @@ def _each(sides: dict[str, Device]) -> list[Device]:
     return list({id(d): d for d in sides.values()}.values())
 
 
-def _keep(values: list[Any], value: Any) -> None:
+def keep(values: list[Any], value: Any) -> None:
     """``value`` appended to ``values`` if new, while fewer than `VALUES_KEPT` are kept."""
     if not missing(value) and value != "" and value not in values \
             and len(values) < VALUES_KEPT:
@@ -152,11 +152,11 @@ class Devices:
             device.called += 1
             device.refused_by_it += result == "rejected"
             if not missing(r["acceptor_port"]):
-                _keep(device.ports, int(r["acceptor_port"]))
-        _keep(device.versions, r[f"impl_version_{role}"])
-        _keep(device.class_uids, r[f"impl_class_uid_{role}"])
+                keep(device.ports, int(r["acceptor_port"]))
+        keep(device.versions, r[f"impl_version_{role}"])
+        keep(device.class_uids, r[f"impl_class_uid_{role}"])
         if not missing(r[f"max_pdu_{role}"]):
-            _keep(device.pdus, int(r[f"max_pdu_{role}"]))
+            keep(device.pdus, int(r[f"max_pdu_{role}"]))
         at = r["requested_at"]
         if not missing(at):
             device.first = at if device.first is None or at < device.first else device.first

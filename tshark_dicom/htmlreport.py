@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import charts, htmldevices, htmlstudies, pictures
+from . import charts, htmldevices, htmlnegotiation, htmlstudies, pictures
 from . import studies as studies_tally
 from .devices import OPERATION_COLUMNS as DEVICE_OPERATION_COLUMNS
 from .devices import Devices
@@ -51,6 +51,8 @@ from .htmlsections import (
     association_section,
     frame_code,
 )
+from .negotiation import CONTEXT_COLUMNS as NEGOTIATION_COLUMNS
+from .negotiation import Negotiation
 from .schemas import SCHEMAS, SEVERITIES, ReportLike
 from .svg import esc, missing
 
@@ -86,7 +88,8 @@ def page_reads() -> dict[str, list[str]]:
                                            *charts.TIMELINE_OPERATION_COLUMNS,
                                            *OP_COLUMNS])),
         "messages": ["command"], "objects": studies_tally.OBJECT_COLUMNS,
-        "presentation_contexts": CONTEXT_COLUMNS,
+        "presentation_contexts": list(dict.fromkeys([*CONTEXT_COLUMNS,
+                                                     *NEGOTIATION_COLUMNS])),
         "throughput": list(SCHEMAS["throughput"]),
         "connection_attempts": list(SCHEMAS["connection_attempts"]),
         "commitments": COMMITMENT_COLUMNS, "procedure_steps": STEP_COLUMNS,
@@ -546,6 +549,9 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
         ops.add(batch)
         studies.outcomes(batch)
         devices.outcomes(batch)
+    negotiation = Negotiation(devices)
+    for batch in report.batches("presentation_contexts", NEGOTIATION_COLUMNS):
+        negotiation.contexts(batch)
     messages = sum(len(b) for b in report.batches("messages", ["command"]))
     n_objects = n_complete = 0
     for b in report.batches("objects", studies_tally.OBJECT_COLUMNS):
@@ -561,11 +567,13 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
 
     stored = htmlstudies.section(studies, caps)
     devices_part = htmldevices.section(devices, caps)
+    negotiation_part = htmlnegotiation.section(negotiation, caps)
     services = [*_commitments(report, caps), *_procedure_steps(report, caps)]
     extra_nav = "".join(f"<a href='#{anchor_id}'>{label}</a>" for anchor_id, label in (
-        ("devices", "Devices"), ("studies", "Studies"),
+        ("devices", "Devices"), ("negotiation", "Negotiation"), ("studies", "Studies"),
         ("commitments", "Storage Commitment"), ("procedure-steps", "MPPS"))
-        if any(f"id='{anchor_id}'" in part for part in [devices_part, stored, *services]))
+        if any(f"id='{anchor_id}'" in part
+               for part in [devices_part, negotiation_part, stored, *services]))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -589,7 +597,7 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     if len(caps_table) > 1 or (len(caps_table) and (caps_table["status"] == "failed").any()):
         parts += ["<h3 id='captures'>Captures</h3>", _captures_table(caps_table)]
     parts += ["<h3 id='ae-pairs'>Associations per AE pair</h3>", _ae_pairs(assocs, ops),
-              devices_part,
+              devices_part, negotiation_part,
               "<h3 id='services'>Operations per service</h3>", _services(ops),
               "<h3 id='slowest'>Slowest operations</h3>", _slowest(ops, caps),
               stored,

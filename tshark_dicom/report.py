@@ -18,6 +18,8 @@ from .devices import ASSOCIATION_COLUMNS as DEVICE_READS
 from .devices import OPERATION_COLUMNS as DEVICE_OPERATION_READS
 from .devices import Devices
 from .errors import OptionsError, TsharkDicomError
+from .negotiation import CONTEXT_COLUMNS as NEGOTIATION_READS
+from .negotiation import Negotiation
 from .safe import visible_lines
 from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
 from .store import (
@@ -184,7 +186,8 @@ class Report:
             f"{objects:,} data sets: {complete:,} complete, {written:,} written as Part-10 files",
             *stored.lines(),
             _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
-            *_devices_line(a),
+            *_device_lines(a, self.batches("presentation_contexts",
+                                           SUMMARY_READS["presentation_contexts"])),
             *self._commitments_line(),
             *self._steps_line(),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
@@ -245,6 +248,21 @@ class Report:
             tally.outcomes(ops)
         return tally.frame()
 
+    def negotiation(self) -> pd.DataFrame:
+        """What each device accepted: every abstract syntax (SOP class) proposed to a
+        device (an AE title on a host, as `devices`), how often, how often it accepted it
+        and with which transfer syntaxes, how often it rejected it and why, the transfer
+        syntaxes offered in the contexts it refused for them, how many went unanswered
+        (the association refused whole, or never answered), and who proposed it; devices
+        that rejected any first (negotiation.py, as report.html's "Negotiation")."""
+        tally = Devices()
+        for assocs in self.batches("associations", DEVICE_READS):
+            tally.add(assocs)
+        negotiation = Negotiation(tally)
+        for pcs in self.batches("presentation_contexts", NEGOTIATION_READS):
+            negotiation.contexts(pcs)
+        return negotiation.frame()
+
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""
         found = self._outcomes("commitments", lambda c: c["failed_count"])
@@ -291,12 +309,15 @@ def _counted(outcomes: Counter[str], words: Mapping[str, str]) -> str:
     return ", ".join(f"{n:,} {words.get(o, o)}" for o, n in outcomes.most_common())
 
 
-def _devices_line(assocs: pd.DataFrame) -> list[str]:
-    """The devices and the software they announced (devices.py), or nothing."""
+def _device_lines(assocs: pd.DataFrame, contexts: Iterator[pd.DataFrame]) -> list[str]:
+    """The devices and the software they announced (devices.py), then the SOP classes
+    proposed to them and those they rejected (negotiation.py); nothing without devices."""
     tally = Devices()
     tally.add(assocs)
-    line = tally.summary_line()
-    return [line] if line else []
+    negotiation = Negotiation(tally)
+    for pcs in contexts:
+        negotiation.contexts(pcs)
+    return [line for line in (tally.summary_line(), negotiation.summary_line()) if line]
 
 
 def _messages_line(total: int, commands: Counter[str]) -> str:
@@ -635,6 +656,7 @@ SUMMARY_READS: dict[str, list[str]] = {
     "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
     "commitments": ["outcome", "failed_count"],
     "procedure_steps": ["outcome", "image_count", "stored_count"],
+    "presentation_contexts": NEGOTIATION_READS,
 }
 
 

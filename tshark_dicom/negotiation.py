@@ -1,0 +1,198 @@
+"""What each device accepted: the observed side of a conformance check. "Its Conformance
+Statement says it takes MR with JPEG 2000: what did it take?" For every device that was asked
+for associations (an AE title on a host, devices.py), each abstract syntax (SOP class)
+proposed to it: how often, how often it accepted it and with which transfer syntax, how often
+it rejected it and why (PS3.8 9.3.3.2, the A-ASSOCIATE-AC's result of each presentation
+context: user-rejection, no-reason, abstract-syntax-not-supported,
+transfer-syntaxes-not-supported), the transfer syntaxes offered in the contexts it refused
+for their transfer syntaxes (none of which it takes), how many went unanswered (the
+association refused whole, or never answered), and who proposed it.
+
+Read a batch of presentation contexts at a time, after the devices' associations
+(`Negotiation(devices)`: the tally's ``sides`` say which device answered each association).
+Bounded: `SYNTAXES_KEPT` abstract syntaxes a device and `TOTAL_KEPT` in all (contexts of
+further ones are counted), devices.VALUES_KEPT values in each list. `Report.negotiation`
+gives it as a frame, report.html's "Negotiation" draws it (htmlnegotiation.py), and
+summary.txt names what was rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .devices import Device, Devices, keep, ranked
+from .svg import missing
+
+#: Abstract syntaxes tallied per device, and in all; contexts of further ones are counted. A
+#: C-MOVE SCP proposes every storage SOP class it knows to the destination (pynetdicom: 128,
+#: the most one association may carry), and PS3.6 registers about 300.
+SYNTAXES_KEPT = 512
+TOTAL_KEPT = 50_000
+#: PS3.8 Table 9-18: the result of a presentation context that was accepted, and the one
+#: that rejected it for its transfer syntaxes.
+ACCEPTANCE = 0
+TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+TRANSFER_SYNTAX_REASON = "transfer-syntaxes-not-supported"
+
+#: The presentation contexts' columns it reads.
+CONTEXT_COLUMNS = ["capture", "assoc_id", "abstract_syntax", "abstract_syntax_name",
+                   "proposed_transfer_syntaxes", "result", "result_text",
+                   "transfer_syntax_name"]
+#: `Negotiation.frame`'s columns.
+COLUMNS = ["ae_title", "ip", "abstract_syntax", "abstract_syntax_name", "proposed",
+           "accepted", "accepted_transfer_syntaxes", "rejected", "rejections",
+           "refused_transfer_syntaxes", "unanswered", "proposed_by", "capture", "assoc_id"]
+
+
+@dataclass(eq=False)
+class Syntax:
+    """One abstract syntax as proposed to one device."""
+
+    uid: str
+    name: str
+    #: (capture, assoc_id): the first association that proposed it, or once one did, the
+    #: first that saw it rejected
+    link: tuple[Any, Any]
+    proposed: int = 0
+    accepted: dict[str, int] = field(default_factory=dict)  # transfer syntax -> contexts
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> contexts
+    refused: list[str] = field(default_factory=list)  # transfer syntax UIDs it refused
+    unanswered: int = 0
+    callers: list[str] = field(default_factory=list)
+
+    @property
+    def rejections(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def rank(self) -> int:
+        """0: rejected and never accepted; 1: accepted, but refused in some contexts (in
+        some transfer syntaxes: an SCU that offers each in a context of its own); 2: never
+        rejected."""
+        return 2 if not self.rejected else 1 if self.accepted else 0
+
+
+def reason(result: Any, text: Any) -> str:
+    """A rejection's reason in a word: the result's text without its source, which is
+    always the provider's ("abstract-syntax-not-supported (provider rejection)")."""
+    if not missing(text) and str(text):
+        return str(text).split(" (")[0]
+    return f"result {result}"
+
+
+class Negotiation:
+    """The abstract syntaxes proposed to each device of ``devices`` (`contexts`)."""
+
+    def __init__(self, devices: Devices) -> None:
+        self.devices = devices
+        self.syntaxes: dict[Device, dict[str, Syntax]] = {}
+        self.kept = 0  # Syntax entries, on all devices
+        self.more = 0  # contexts of abstract syntaxes past SYNTAXES_KEPT on their device
+
+    def contexts(self, pcs: pd.DataFrame) -> None:
+        """The presentation contexts of ``pcs``, each counted to the device its
+        association asked."""
+        sides = self.devices.sides
+        for cap, aid, uid, name, proposed, result, text, chosen in zip(
+                *(pcs[c].tolist() for c in CONTEXT_COLUMNS), strict=True):
+            assoc = sides.get((cap, int(aid)))
+            acceptor = assoc.get("acceptor") if assoc is not None else None
+            if acceptor is None:
+                continue
+            uid = "" if missing(uid) else str(uid)
+            mine = self.syntaxes.setdefault(acceptor, {})
+            syntax = mine.get(uid)
+            if syntax is None:
+                if len(mine) >= SYNTAXES_KEPT or self.kept >= TOTAL_KEPT:
+                    self.more += 1
+                    continue
+                syntax = mine[uid] = Syntax(uid, "" if missing(name) else str(name),
+                                            (cap, aid))
+                self.kept += 1
+            syntax.proposed += 1
+            requestor = assoc.get("requestor") if assoc is not None else None
+            if requestor is not None:
+                keep(syntax.callers, requestor.ae)
+            if missing(result):
+                syntax.unanswered += 1
+            elif int(result) == ACCEPTANCE:
+                ts = "" if missing(chosen) else str(chosen)
+                syntax.accepted[ts] = syntax.accepted.get(ts, 0) + 1
+            else:
+                if not syntax.rejected:  # the first rejection is what to look at
+                    syntax.link = (cap, aid)
+                why = reason(result, text)
+                syntax.rejected[why] = syntax.rejected.get(why, 0) + 1
+                if int(result) == TRANSFER_SYNTAXES_NOT_SUPPORTED:
+                    for ts in proposed if not missing(proposed) else ():
+                        keep(syntax.refused, ts)
+
+    def ordered(self) -> list[tuple[Device, Syntax]]:
+        """Devices that never accepted the largest share of the SOP classes proposed to them
+        first, then those that refused the largest share at least once (a C-MOVE's
+        destination, proposed every storage class the archive knows, rejects many of them
+        and a small share), then by name; on each, the SOP classes it never accepted first,
+        then those it refused in some contexts only (`Syntax.rank`), then the rest, the
+        most proposed first, then by name."""
+        def shares(d: Device) -> tuple[float, float]:
+            mine = self.syntaxes[d].values()
+            return (-sum(s.rank == 0 for s in mine) / len(mine),
+                    -sum(s.rank < 2 for s in mine) / len(mine))
+
+        devices = sorted(self.syntaxes, key=lambda d: (*shares(d), d.ae, d.ip))
+        return [(d, s) for d in devices for s in sorted(
+            self.syntaxes[d].values(), key=lambda s: (s.rank, -s.proposed, s.name or s.uid))]
+
+    def summary_line(self, named: int = 3) -> str | None:
+        """The summary's line: how many SOP classes were proposed to how many devices, the
+        devices that never accepted some, with how many each, then those that accepted some
+        only in some of the contexts that proposed them (``named`` devices each, in
+        `ordered`'s order, then how many more); None when no device was proposed any."""
+        pairs = self.ordered()
+        if not pairs:
+            return None
+        devices = len({id(d) for d, _ in pairs})
+        syntaxes = len({s.uid for _, s in pairs})
+        said = []
+        for rank, words in ((0, "never accepted"),
+                            (1, "accepted, but refused in some contexts")):
+            counts: dict[Device, int] = {}
+            for d, s in pairs:
+                if s.rank == rank:
+                    counts[d] = counts.get(d, 0) + 1
+            if not counts:
+                continue
+            each = [f"{n:,} by {d.ae or d.ip}" for d, n in list(counts.items())[:named]]
+            if len(counts) > named:
+                each.append(f"{sum(list(counts.values())[named:]):,} by "
+                            f"{len(counts) - named:,} more devices")
+            said.append(f"{words}: " + ", ".join(each))
+        return (f"negotiation: {syntaxes:,} SOP class{'' if syntaxes == 1 else 'es'} "
+                f"proposed to {devices:,} device{'' if devices == 1 else 's'}; "
+                + ("; ".join(said) if said else "none rejected"))
+
+    def frame(self) -> pd.DataFrame:
+        rows = [{"ae_title": d.ae, "ip": d.ip, "abstract_syntax": s.uid or None,
+                 "abstract_syntax_name": s.name or None, "proposed": s.proposed,
+                 "accepted": sum(s.accepted.values()),
+                 "accepted_transfer_syntaxes": [t for t, _ in ranked(s.accepted) if t],
+                 "rejected": s.rejections,
+                 "rejections": [r for r, _ in ranked(s.rejected)],
+                 "refused_transfer_syntaxes": transfer_syntax_names(s.refused),
+                 "unanswered": s.unanswered, "proposed_by": list(s.callers),
+                 "capture": s.link[0], "assoc_id": s.link[1]}
+                for d, s in self.ordered()]
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def transfer_syntax_names(uids: list[str]) -> list[str]:
+    """Each transfer syntax's registered name (pydicom's), else its UID. pydicom is
+    imported only here, where a device refused some: the run's process reads the tables
+    without it."""
+    if not uids:
+        return []
+    from .records import uid_name
+
+    return [uid_name(u) or u for u in uids]

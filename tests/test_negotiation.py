@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +242,24 @@ def test_a_callback_destinations_many_sop_classes_fold_into_rows(tmp_path: Path,
                             for r, a in zip(rejected, accepted, strict=True))
     assert sum("rejected" in r or "warning" in r for r in rows) == sum(
         drawn(int(r), rejected_shown) for r in rejected)
+
+
+def test_the_page_names_refused_transfer_syntaxes_without_pydicom(tmp_path: Path) -> None:
+    """The run's process draws the page without importing pydicom (0.1 s): a refused
+    transfer syntax is named as the tables name it where a context was accepted with it
+    (transfer_syntaxes accepts Explicit VR Big Endian, which CX-SCP refused); pydicom's
+    dictionary is asked only for one the tables never name."""
+    out = tmp_path / "out"
+    tshark_dicom.analyze([CAPTURES / "contexts_rejected.pcapng",
+                          CAPTURES / "transfer_syntaxes.pcapng"]).write(out)
+    code = ("import sys, tshark_dicom; r = tshark_dicom.load(sys.argv[1]); page = r.to_html('');"
+            " print('pydicom' in sys.modules, 'refused transfer syntaxes: Explicit VR Big "
+            "Endian' in page)")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]
+    alone = tmp_path / "alone"
+    tshark_dicom.analyze(CAPTURES / "contexts_rejected.pcapng").write(alone)
+    done = subprocess.run([sys.executable, "-c", code, str(alone)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["True", "True"]  # named by pydicom: BE accepted nowhere

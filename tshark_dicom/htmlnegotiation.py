@@ -9,7 +9,7 @@ from typing import Any
 
 from .devices import Device, ranked
 from .htmlparts import Col, anchor, num_col, table
-from .negotiation import Negotiation, Syntax, transfer_syntax_names
+from .negotiation import Negotiation, Syntax
 from .svg import esc
 
 #: Rows on the page (a device and a SOP class each): those rejected first.
@@ -32,7 +32,7 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
     refusing = len({id(d) for d, s in pairs if s.rejected})
     never = len({id(d) for d, s in pairs if s.rank == 0})
     syntaxes = len({s.uid for _, s in pairs})
-    rows = _rows(pairs, caps)
+    rows = _rows(negotiation, pairs, caps)
     head = (f"{syntaxes:,} SOP class{'' if syntaxes == 1 else 'es'} (abstract syntaxes) "
             f"proposed to {devices:,} device{'' if devices == 1 else 's'}: what each accepted "
             "them with, as the traffic shows it (set it beside the device's Conformance "
@@ -59,7 +59,8 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
 _ROW_CLASS = {0: "rejected", 1: "warning", 2: ""}
 
 
-def _rows(pairs: list[tuple[Device, Syntax]], caps: list[Any]) -> list[dict[str, Any]]:
+def _rows(negotiation: Negotiation, pairs: list[tuple[Device, Syntax]], caps: list[Any]
+          ) -> list[dict[str, Any]]:
     """A row per device and SOP class, in the tally's order: on each device, the first
     `REJECTED_SHOWN` it rejected, then one row for the rest of those, then the first
     `ACCEPTED_SHOWN` of the others, then one row for the rest of them."""
@@ -68,7 +69,7 @@ def _rows(pairs: list[tuple[Device, Syntax]], caps: list[Any]) -> list[dict[str,
         mine = [s for _, s in group]
         for rejected, limit in ((True, REJECTED_SHOWN), (False, ACCEPTED_SHOWN)):
             kind = [s for s in mine if bool(s.rejected) is rejected]
-            rows += [_row(d, s, caps) for s in kind[:limit]]
+            rows += [_row(negotiation, d, s, caps) for s in kind[:limit]]
             if kind[limit:]:
                 rows.append(_folded(d, kind[limit:], rejected))
     return rows
@@ -113,7 +114,8 @@ def _named(counts: dict[str, int]) -> str:
         f"<br>{len(items) - NAMED} more" if len(items) > NAMED else "")
 
 
-def _row(d: Device, s: Syntax, caps: list[Any]) -> dict[str, Any]:
+def _row(negotiation: Negotiation, d: Device, s: Syntax, caps: list[Any]
+         ) -> dict[str, Any]:
     cap, aid = s.link
     syntax = f"<span title='{esc(s.uid)}'>{esc(s.name or s.uid)}</span>"
     if cap in caps:
@@ -121,7 +123,7 @@ def _row(d: Device, s: Syntax, caps: list[Any]) -> dict[str, Any]:
     rejected = _named(s.rejected)
     if s.refused:
         rejected += ("<br><span class='muted'>refused transfer syntaxes: "
-                     + esc(", ".join(transfer_syntax_names(s.refused))) + "</span>")
+                     + esc(", ".join(negotiation.transfer_syntax_names(s.refused))) + "</span>")
     return {"device": _device(d), "syntax": syntax,
             "accepted": _named(s.accepted), "rejected": rejected, "proposed": s.proposed,
             "unanswered": s.unanswered, "callers": _callers(s.callers),

@@ -38,8 +38,12 @@ TRANSFER_SYNTAX_REASON = "transfer-syntaxes-not-supported"
 
 #: The presentation contexts' columns it reads.
 CONTEXT_COLUMNS = ["capture", "assoc_id", "abstract_syntax", "abstract_syntax_name",
-                   "proposed_transfer_syntaxes", "result", "result_text",
+                   "proposed_transfer_syntaxes", "result", "result_text", "transfer_syntax",
                    "transfer_syntax_name"]
+#: Those the summary's line needs (the others are read as absent: `Negotiation.contexts`).
+COUNT_COLUMNS = ["capture", "assoc_id", "abstract_syntax", "result"]
+#: Transfer syntax names learnt from the contexts accepted with them (`Negotiation.names`).
+NAMES_KEPT = 256
 #: `Negotiation.frame`'s columns.
 COLUMNS = ["ae_title", "ip", "abstract_syntax", "abstract_syntax_name", "proposed",
            "accepted", "accepted_transfer_syntaxes", "rejected", "rejections",
@@ -89,14 +93,19 @@ class Negotiation:
         self.devices = devices
         self.syntaxes: dict[Device, dict[str, Syntax]] = {}
         self.kept = 0  # Syntax entries, on all devices
+        #: transfer syntax UID -> its name, as the tables give it where one was accepted
+        self.names: dict[str, str] = {}
         self.more = 0  # contexts of abstract syntaxes past SYNTAXES_KEPT on their device
 
     def contexts(self, pcs: pd.DataFrame) -> None:
         """The presentation contexts of ``pcs``, each counted to the device its
-        association asked."""
+        association asked. Of `CONTEXT_COLUMNS`, those ``pcs`` lacks are taken as absent
+        (the summary reads `COUNT_COLUMNS` only)."""
         sides = self.devices.sides
-        for cap, aid, uid, name, proposed, result, text, chosen in zip(
-                *(pcs[c].tolist() for c in CONTEXT_COLUMNS), strict=True):
+        nothing = [None] * len(pcs)
+        for cap, aid, uid, name, proposed, result, text, chosen_uid, chosen in zip(
+                *(pcs[c].tolist() if c in pcs else nothing for c in CONTEXT_COLUMNS),
+                strict=True):
             assoc = sides.get((cap, int(aid)))
             acceptor = assoc.get("acceptor") if assoc is not None else None
             if acceptor is None:
@@ -120,6 +129,8 @@ class Negotiation:
             elif int(result) == ACCEPTANCE:
                 ts = "" if missing(chosen) else str(chosen)
                 syntax.accepted[ts] = syntax.accepted.get(ts, 0) + 1
+                if ts and not missing(chosen_uid) and len(self.names) < NAMES_KEPT:
+                    self.names.setdefault(str(chosen_uid), ts)
             else:
                 if not syntax.rejected:  # the first rejection is what to look at
                     syntax.link = (cap, aid)
@@ -173,6 +184,21 @@ class Negotiation:
                 f"proposed to {devices:,} device{'' if devices == 1 else 's'}; "
                 + ("; ".join(said) if said else "none rejected"))
 
+    def transfer_syntax_names(self, uids: list[str]) -> list[str]:
+        """Each transfer syntax's name: as the tables named it where a context was accepted
+        with it, else pydicom's registered name, else its UID. pydicom is imported only for
+        a name the tables do not hold: the run's process draws the page without it (its
+        import took 0.1 s of the fixture archive's page)."""
+        found: dict[str, str] = {}
+        if any(u not in self.names for u in uids):
+            from .records import uid_name
+
+            found = {u: uid_name(u) or u for u in uids if u not in self.names}
+            for u, name in found.items():
+                if len(self.names) < NAMES_KEPT:
+                    self.names[u] = name
+        return [self.names.get(u) or found.get(u) or u for u in uids]
+
     def frame(self) -> pd.DataFrame:
         rows = [{"ae_title": d.ae, "ip": d.ip, "abstract_syntax": s.uid or None,
                  "abstract_syntax_name": s.name or None, "proposed": s.proposed,
@@ -180,19 +206,8 @@ class Negotiation:
                  "accepted_transfer_syntaxes": [t for t, _ in ranked(s.accepted) if t],
                  "rejected": s.rejections,
                  "rejections": [r for r, _ in ranked(s.rejected)],
-                 "refused_transfer_syntaxes": transfer_syntax_names(s.refused),
+                 "refused_transfer_syntaxes": self.transfer_syntax_names(s.refused),
                  "unanswered": s.unanswered, "proposed_by": list(s.callers),
                  "capture": s.link[0], "assoc_id": s.link[1]}
                 for d, s in self.ordered()]
         return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def transfer_syntax_names(uids: list[str]) -> list[str]:
-    """Each transfer syntax's registered name (pydicom's), else its UID. pydicom is
-    imported only here, where a device refused some: the run's process reads the tables
-    without it."""
-    if not uids:
-        return []
-    from .records import uid_name
-
-    return [uid_name(u) or u for u in uids]

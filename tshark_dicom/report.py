@@ -19,6 +19,7 @@ from .devices import OPERATION_COLUMNS as DEVICE_OPERATION_READS
 from .devices import Devices
 from .errors import OptionsError, TsharkDicomError
 from .negotiation import CONTEXT_COLUMNS as NEGOTIATION_READS
+from .negotiation import COUNT_COLUMNS as NEGOTIATION_COUNT_READS
 from .negotiation import Negotiation
 from .safe import visible_lines
 from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
@@ -656,7 +657,7 @@ SUMMARY_READS: dict[str, list[str]] = {
     "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
     "commitments": ["outcome", "failed_count"],
     "procedure_steps": ["outcome", "image_count", "stored_count"],
-    "presentation_contexts": NEGOTIATION_READS,
+    "presentation_contexts": NEGOTIATION_COUNT_READS,
 }
 
 

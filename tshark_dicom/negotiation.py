@@ -34,7 +34,6 @@ TOTAL_KEPT = 50_000
 #: that rejected it for its transfer syntaxes.
 ACCEPTANCE = 0
 TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
-TRANSFER_SYNTAX_REASON = "transfer-syntaxes-not-supported"
 
 #: The presentation contexts' columns it reads.
 CONTEXT_COLUMNS = ["capture", "assoc_id", "abstract_syntax", "abstract_syntax_name",
@@ -95,7 +94,7 @@ class Negotiation:
         self.kept = 0  # Syntax entries, on all devices
         #: transfer syntax UID -> its name, as the tables give it where one was accepted
         self.names: dict[str, str] = {}
-        self.more = 0  # contexts of abstract syntaxes past SYNTAXES_KEPT on their device
+        self.more = 0  # contexts of abstract syntaxes past SYNTAXES_KEPT or TOTAL_KEPT
 
     def contexts(self, pcs: pd.DataFrame) -> None:
         """The presentation contexts of ``pcs``, each counted to the device its
@@ -107,9 +106,9 @@ class Negotiation:
                 *(pcs[c].tolist() if c in pcs else nothing for c in CONTEXT_COLUMNS),
                 strict=True):
             assoc = sides.get((cap, int(aid)))
-            acceptor = assoc.get("acceptor") if assoc is not None else None
-            if acceptor is None:
+            if assoc is None or "acceptor" not in assoc:
                 continue
+            acceptor = assoc["acceptor"]
             uid = "" if missing(uid) else str(uid)
             mine = self.syntaxes.setdefault(acceptor, {})
             syntax = mine.get(uid)
@@ -121,7 +120,7 @@ class Negotiation:
                                             (cap, aid))
                 self.kept += 1
             syntax.proposed += 1
-            requestor = assoc.get("requestor") if assoc is not None else None
+            requestor = assoc.get("requestor")
             if requestor is not None:
                 keep(syntax.callers, requestor.ae)
             if missing(result):

@@ -254,8 +254,10 @@ class Report:
         device (an AE title on a host, as `devices`), how often, how often it accepted it
         and with which transfer syntaxes, how often it rejected it and why, the transfer
         syntaxes offered in the contexts it refused for them, how many went unanswered
-        (the association refused whole, or never answered), and who proposed it; devices
-        that rejected any first (negotiation.py, as report.html's "Negotiation")."""
+        (the association refused whole, or never answered), and who proposed it; the devices
+        that never accepted the largest share of what they were proposed first, and on
+        each the SOP classes it never accepted, then those it refused in some contexts only
+        (negotiation.py, as report.html's "Negotiation")."""
         tally = Devices()
         for assocs in self.batches("associations", DEVICE_READS):
             tally.add(assocs)

@@ -208,3 +208,59 @@ def test_the_summary_names_the_software_most_common_first(tmp_path: Path) -> Non
     out = tmp_path / "out"
     report.write(out)
     assert line in tshark_dicom.load(out).summary().splitlines()
+
+
+def test_a_slow_scp_answers_in_the_time_its_peer_was_made_to_take(analysed: Any) -> None:
+    """timing_slow_scp: the SCP was made to wait 500 ms before each C-STORE-RSP. Its
+    device's median and 95th percentile response time (last request byte to first response
+    byte) are the operations' own, to within half a bucket (`BUCKET_WIDTH`); the SCU, which
+    answered nothing, has none. timing_clean_control's SCP answers in milliseconds."""
+    report, _ = analysed(CAPTURES / "timing_slow_scp.pcapng")
+    ops = report.operations
+    frame = report.devices().set_index("ae_title")
+    scp = ops["scp_ae"].iloc[0]
+    took = ops.loc[ops["scp_ae"] == scp, "turnaround_ms"].astype(float)
+    row = frame.loc[scp]
+    assert row["responses_timed"] == len(took) > 0
+    half = devices_mod.BUCKET_WIDTH / 2
+    for column, q in (("response_median_ms", 0.5), ("response_p95_ms", 0.95)):
+        exact = float(took.quantile(q, interpolation="lower"))
+        assert abs(row[column] - exact) <= exact * half, (column, row[column], exact)
+    assert 500 <= row["response_median_ms"] < 600
+    scu = frame.loc[ops["scu_ae"].iloc[0]]
+    assert scu["responses_timed"] == 0 and pd.isna(scu["response_median_ms"])
+    clean, _ = analysed(CAPTURES / "timing_clean_control.pcapng")
+    fast = clean.devices().dropna(subset=["response_median_ms"])
+    assert len(fast) == 1 and float(fast["response_p95_ms"].iloc[0]) < 50
+
+
+def test_a_retrieval_is_not_its_archives_response_time(analysed: Any) -> None:
+    """qr_move_ok: a C-MOVE's response waits for its sub-operations, so the archive that
+    answered only the C-MOVE has no response time; the destination that answered its
+    C-STOREs has theirs."""
+    report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
+    ops = report.operations
+    frame = report.devices().set_index("ae_title")
+    move = ops[ops["command"] == "C-MOVE"].iloc[0]
+    assert frame.loc[move["scp_ae"], "responses_timed"] == 0
+    stores = ops[ops["command"] == "C-STORE"]
+    destination = stores["scp_ae"].iloc[0]
+    assert frame.loc[destination, "responses_timed"] == int(stores["turnaround_ms"].notna().sum())
+
+
+def test_quantiles_of_bucketed_times_are_within_half_a_bucket() -> None:
+    """`devices.bucket` and `devices.quantile` on known times: each quantile within half
+    `BUCKET_WIDTH` of the exact one (the lower of two middles), zero and sub-floor times in
+    bucket 0, nothing counted giving None."""
+    times = [0.0, 0.005, 0.3, 1.0, 2.0, 3.0, 40.0, 41.0, 500.0, 504.0, 3_600_000.0]
+    buckets: dict[int, int] = {}
+    for t in times:
+        b = devices_mod.bucket(t)
+        buckets[b] = buckets.get(b, 0) + 1
+    assert devices_mod.bucket(0.0) == devices_mod.bucket(0.005) == 0
+    for q in (0.5, 0.6, 0.9, 1.0):
+        exact = sorted(times)[max(0, -(-int(q * 100) * len(times) // 100) - 1)]
+        got = devices_mod.quantile(buckets, q)
+        assert got is not None
+        assert abs(got - exact) <= exact * devices_mod.BUCKET_WIDTH / 2 + 1e-9, (q, got, exact)
+    assert devices_mod.quantile({}, 0.5) is None

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .devices import Device, Devices, ranked
+from .devices import Device, Devices, quantile, ranked
 from .htmlparts import Col, anchor, num_col, table
-from .svg import esc
+from .svg import esc, fmt_ms
 
 #: Rows on the page: those with trouble first, then the busiest.
 SHOWN = 200
@@ -41,6 +41,7 @@ def section(devices: Devices, caps: list[Any]) -> str:
                 Col("software (Implementation Version Name)", lambda r: r["software"]),
                 Col("max PDU", lambda r: esc(r["pdus"]), cls="num"),
                 Col("requests sent, answered", lambda r: r["services"]),
+                Col("response (median, p95)", lambda r: r["responses"], cls="num"),
                 num_col("calls", "calls"), num_col("called", "called"),
                 num_col("refused to it", "refused_to_it"),
                 num_col("refused by it", "refused_by_it"), num_col("aborted", "aborted"),
@@ -64,7 +65,12 @@ def _row(d: Device, caps: list[Any]) -> dict[str, Any]:
                                     ranked(counts)[:SERVICES_SHOWN])
         + (f", {len(counts) - SERVICES_SHOWN} more" if len(counts) > SERVICES_SHOWN else "")
         for verb, counts in (("sent", d.sent), ("answered", d.answered)) if counts]
-    return {"services": "<br>".join(said), "device": name, "ip": d.ip,
+    median, p95 = quantile(d.responses, 0.5), quantile(d.responses, 0.95)
+    responses = (f"<span title='{sum(d.responses.values()):,} requests answered, from the "
+                 "last request byte to the first response byte (C-MOVE and C-GET left out: "
+                 f"they wait for their sub-operations)'>{fmt_ms(median)}, {fmt_ms(p95)}"
+                 "</span>" if median is not None and p95 is not None else "")
+    return {"services": "<br>".join(said), "device": name, "ip": d.ip, "responses": responses,
             "ports": ", ".join(map(str, sorted(d.ports))),
             "software": software, "pdus": ", ".join(f"{p:,}" for p in d.pdus),
             "calls": d.calls, "called": d.called, "refused_to_it": d.refused_to_it,

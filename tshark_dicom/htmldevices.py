@@ -49,9 +49,14 @@ def section(devices: Devices, caps: list[Any]) -> str:
                 row_class=lambda r: "rejected" if r["trouble"] else "", what="devices"))
 
 
+def title(d: Device) -> str:
+    """A device's AE title on the page, escaped (also htmlnegotiation.py's)."""
+    return esc(d.ae) if d.ae else "<span class='muted'>(AE title not seen)</span>"
+
+
 def _row(d: Device, caps: list[Any]) -> dict[str, Any]:
     cap, aid = d.link
-    name = esc(d.ae) if d.ae else "<span class='muted'>(AE title not seen)</span>"
+    name = title(d)
     if cap in caps:
         name = f"<a href='#{anchor(caps.index(cap), aid)}'>{name}</a>"
     versions = ", ".join(esc(v) for v in d.versions)

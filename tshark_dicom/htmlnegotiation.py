@@ -8,8 +8,9 @@ from itertools import groupby
 from typing import Any
 
 from .devices import Device, ranked
+from .htmldevices import title
 from .htmlparts import Col, anchor, num_col, table
-from .negotiation import Negotiation, Syntax
+from .negotiation import Negotiation, Syntax, extent
 from .svg import esc
 
 #: Rows on the page (a device and a SOP class each): those rejected first.
@@ -28,10 +29,9 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
     pairs = negotiation.ordered()
     if not pairs:
         return ""
-    devices = len({id(d) for d, _ in pairs})
+    syntaxes, devices = extent(pairs)
     refusing = len({id(d) for d, s in pairs if s.rejected})
     never = len({id(d) for d, s in pairs if s.rank == 0})
-    syntaxes = len({s.uid for _, s in pairs})
     rows = _rows(negotiation, pairs, caps)
     head = (f"{syntaxes:,} SOP class{'' if syntaxes == 1 else 'es'} (abstract syntaxes) "
             f"proposed to {devices:,} device{'' if devices == 1 else 's'}: what each accepted "
@@ -99,8 +99,7 @@ def _folded(d: Device, rest: list[Syntax], rejected: bool) -> dict[str, Any]:
 
 
 def _device(d: Device) -> str:
-    return (esc(d.ae) if d.ae else "<span class='muted'>(AE title not seen)</span>") + \
-        f" <span class='muted mono'>{esc(d.ip)}</span>"
+    return f"{title(d)} <span class='muted mono'>{esc(d.ip)}</span>"
 
 
 def _callers(callers: list[str]) -> str:

@@ -77,6 +77,11 @@ class Syntax:
         return 2 if not self.rejected else 1 if self.accepted else 0
 
 
+def extent(pairs: list[tuple[Device, Syntax]]) -> tuple[int, int]:
+    """How many distinct SOP classes, and how many devices, ``pairs`` hold."""
+    return len({s.uid for _, s in pairs}), len({id(d) for d, _ in pairs})
+
+
 def reason(result: Any, text: Any) -> str:
     """A rejection's reason in a word: the result's text without its source, which is
     always the provider's ("abstract-syntax-not-supported (provider rejection)")."""
@@ -163,8 +168,7 @@ class Negotiation:
         pairs = self.ordered()
         if not pairs:
             return None
-        devices = len({id(d) for d, _ in pairs})
-        syntaxes = len({s.uid for _, s in pairs})
+        syntaxes, devices = extent(pairs)
         said = []
         for rank, words in ((0, "never accepted"),
                             (1, "accepted, but refused in some contexts")):

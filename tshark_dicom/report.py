@@ -242,9 +242,7 @@ class Report:
         SOP class), the associations it requested and those requested of it, those refused
         to it and by it, aborted, and the operations that failed in them; those with
         trouble first (devices.py, as report.html's "Devices")."""
-        tally = Devices()
-        for assocs in self.batches("associations", DEVICE_READS):
-            tally.add(assocs)
+        tally = self._devices_of_associations()
         for ops in self.batches("operations", DEVICE_OPERATION_READS):
             tally.outcomes(ops)
         return tally.frame()
@@ -258,13 +256,18 @@ class Report:
         that never accepted the largest share of what they were proposed first, and on
         each the SOP classes it never accepted, then those it refused in some contexts only
         (negotiation.py, as report.html's "Negotiation")."""
-        tally = Devices()
-        for assocs in self.batches("associations", DEVICE_READS):
-            tally.add(assocs)
-        negotiation = Negotiation(tally)
+        negotiation = Negotiation(self._devices_of_associations())
         for pcs in self.batches("presentation_contexts", NEGOTIATION_READS):
             negotiation.contexts(pcs)
         return negotiation.frame()
+
+    def _devices_of_associations(self) -> Devices:
+        """The devices of every association, read a batch at a time (`devices`,
+        `negotiation`)."""
+        tally = Devices()
+        for assocs in self.batches("associations", DEVICE_READS):
+            tally.add(assocs)
+        return tally
 
     def _commitments_line(self) -> list[str]:
         """Storage Commitment transactions by outcome, when the captures have any."""

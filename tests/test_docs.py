@@ -35,7 +35,8 @@ def test_there_are_recipes_for_each_scenario() -> None:
                     "commit_new_association", "commit_unanswered",
                     "mpps_open_and_discontinued", "mpps_images_missing",
                     "store_encoding_mismatch", "store_pixel_data_mismatch",
-                    "store_native_pixel_data", "store_sop_mismatch", "user_identity"):
+                    "store_native_pixel_data", "store_sop_mismatch", "user_identity",
+                    "store_copies_compared"):
         assert capture in text
 
 

@@ -29,7 +29,8 @@ from .test_wireshark import check_against_tshark
 SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_rejected",
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
              "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
-             "context_not_accepted", "qr_find_charset", "dimse_timeout", "store_charset"]
+             "context_not_accepted", "qr_find_charset", "dimse_timeout", "store_charset",
+             "store_copies_compared"]
 
 
 @pytest.fixture(scope="module")

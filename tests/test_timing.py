@@ -41,6 +41,8 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "qr_move_image_by_image": {"slow-association-setup", "association-per-object"},
     # pynetdicom takes about half a second to encode, and to decode, 12,000 instances
     "commit_large": {"scu-idle", "slow-scp-response"},
+    # planted: the router answers its C-STORE once it has forwarded the object (about 0.1 s)
+    "store_copies_compared": {"slow-scp-response"},
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall

@@ -178,7 +178,7 @@ class _Run:
         self.services: dict[tuple[str, int], str | None] = {}
         self.kept: list[FinishedAssociation] = []  # C-MOVE/C-GET and callback candidates
         self.tally = PerObjectTally()
-        self.stored = StoredInstances()  # what the C-STOREs carried (bounded)
+        self.stored = StoredInstances(objects_dir)  # what the C-STOREs carried (bounded)
         self.titles = AeTitles()  # which hosts used each AE title (bounded)
         self.commitments = CommitmentLog(self.stored)  # Storage Commitment, across associations
         self.steps = StepLog(self.stored)  # MPPS procedure steps, across associations

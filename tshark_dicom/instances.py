@@ -6,15 +6,21 @@ one of the two), or the same object sent again.
 Bounded: past `STORES_KEPT` instances per capture nothing more is remembered, and the
 answer for an instance not found is then "unknown" rather than "not sent", so memory stays
 flat on a day of stores. Copies are told apart by the SHA-256 of their data set (objects
-table), the first 16 hex digits of it kept.
+table), the first 16 hex digits of it kept. Where two copies differ and both were written
+as Part-10 files, their content is compared attribute by attribute (copies.py, the first
+`COMPARED` such pairs of a capture): re-encoded only (a note for the capture), attributes
+changed on the way by another sender (an archive's or router's coercion), or two objects
+under one UID, each with the attributes that differ.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .association import Association
+from .copies import DIFFER, ONLY_ONE, Comparison, compare_files
 from .records import FindingRecord, ObjectRecord, uid_name
 from .timing import OperationRecord
 
@@ -22,6 +28,9 @@ from .timing import OperationRecord
 STORES_KEPT = 50_000
 #: UIDs reused for other content reported per capture (each a finding); the rest counted.
 REUSED_NAMED = 20
+#: Pairs of copies with other bytes whose files are compared per capture (copies.py: each
+#: reads the two files' attributes and hashes their pixel data); the rest only by digest.
+COMPARED = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +45,27 @@ class Copy:
     msg_index: int
     transfer_syntax: str | None
     size: int  # the data set's bytes
+    path: Path | None = None  # its Part-10 file, where one was written
 
 
 class StoredInstances:
     """SOP Instance UID -> (frame of its C-STORE-RQ, status category of its C-STORE), a
     successful store winning over an earlier failed one; and the copies of each object."""
 
-    def __init__(self) -> None:
+    def __init__(self, objects_dir: Path | None = None) -> None:
+        #: where the capture's Part-10 files are written (None: none are, nothing compared)
+        self.objects_dir = objects_dir
         self.seen: dict[str, tuple[int, str | None]] = {}
         self.copies: dict[str, Copy] = {}  # the first complete copy of each instance
-        self.reused: list[tuple[str, Copy, Copy]] = []  # UID, first copy, other content
+        #: UID, first copy, the copy with other content, and what comparing them found
+        self.reused: list[tuple[str, Copy, Copy, Comparison | None]] = []
         self.reused_count = 0
         self.resent = 0  # copies identical to an earlier one
         self.resent_bytes = 0
         self.resent_example: tuple[str, Copy, Copy] | None = None
+        self.compared = 0  # pairs whose files were compared
+        self.recoded = 0  # copies with other bytes and the same content
+        self.recoded_example: tuple[str, Copy, Copy, Comparison] | None = None
 
     @property
     def full(self) -> bool:
@@ -81,21 +97,42 @@ class StoredInstances:
                 stream, op.first_frame, obj.sha256[:16],
                 *((assoc.calling_ae, assoc.called_ae) if obj.sender == "requestor"
                   else (assoc.called_ae, assoc.calling_ae)), obj.msg_index,
-                obj.transfer_syntax, obj.dataset_bytes))
+                obj.transfer_syntax, obj.dataset_bytes,
+                self.objects_dir / obj.path if self.objects_dir and obj.path else None))
 
     def _copy(self, uid: str, obj: ObjectRecord, copy: Copy) -> None:
         first = self.copies.get(uid)
         if first is None:
             if len(self.copies) < STORES_KEPT:
                 self.copies[uid] = copy
-        elif first.digest == copy.digest:
+            return
+        if first.frame is not None and copy.frame is not None and copy.frame < first.frame:
+            # associations are taken as they end: a router's forward ends before the
+            # association it forwards from, yet its copy was sent later
+            first, copy = copy, first
+            self.copies[uid] = first
+        if first.digest == copy.digest:
             self.resent += 1
             self.resent_bytes += obj.dataset_bytes
             self.resent_example = self.resent_example or (uid, first, copy)
         else:
+            found = self._compare(first, copy)
+            if found is not None and not found.changed and found.pixels not in (
+                    DIFFER, ONLY_ONE):
+                self.recoded += 1
+                self.recoded_example = self.recoded_example or (uid, first, copy, found)
+                return
             self.reused_count += 1
             if len(self.reused) < REUSED_NAMED:
-                self.reused.append((uid, first, copy))
+                self.reused.append((uid, first, copy, found))
+
+    def _compare(self, first: Copy, copy: Copy) -> Comparison | None:
+        """The two copies' files compared (copies.py), for the first `COMPARED` pairs."""
+        if first.path is None or copy.path is None or self.compared >= COMPARED:
+            return None
+        self.compared += 1
+        return compare_files(first.path, copy.path, first.transfer_syntax,
+                             copy.transfer_syntax)
 
     def get(self, uid: str) -> tuple[int, str | None] | None:
         return self.seen.get(uid)
@@ -117,27 +154,16 @@ class StoredInstances:
         """A SOP Instance UID sent with other content (one finding each, on the association
         of the later copy); objects sent again (one note for the capture)."""
         out: list[tuple[int | None, FindingRecord]] = []
-        for uid, first, other in self.reused:
-            route = _route(first, other)
-            recoded = _recoded(first, other)
-            out.append((other.stream, FindingRecord(
-                other.msg_index, other.frame, "warning", "instance-uid-reused",
-                f"SOP Instance UID {uid} was sent with other content (data sets differ) at "
-                f"frames {first.frame} and {other.frame} ({route}): " + (
-                    "two different objects share it, and an archive keeps only one (it "
-                    "rejects or overwrites the other): the sender must give each object its "
-                    "own UID (check its UID generator, or whether an edited object was sent "
-                    "again under the old UID)" if not recoded else
-                    "two different objects share it (an archive keeps only one), or the copies "
-                    f"are one object re-encoded: {recoded}; compare the two (objects table, or "
-                    "the Part-10 files), and if their content differs, the sender must give "
-                    "each object its own UID"))))
+        for uid, first, other, found in self.reused:
+            out.append((other.stream, self._reused(uid, first, other, found)))
         if self.reused_count > len(self.reused):
             out.append((None, FindingRecord(
                 None, None, "warning", "instance-uid-reused",
                 f"{self.reused_count - len(self.reused)} more SOP Instance UIDs were sent with "
                 "other content (see the objects table: the same sop_instance_uid with "
                 "another sha256)")))
+        if self.recoded_example is not None:
+            out.append((None, _recoded_note(self.recoded, *self.recoded_example)))
         if self.resent_example is not None:
             uid, first, again = self.resent_example
             size = (f"{self.resent_bytes / 1e6:.1f} MB" if self.resent_bytes >= 1e6 else
@@ -149,6 +175,79 @@ class StoredInstances:
                 f"({_route(first, again)}): a retry after a failure or timeout, or a "
                 "retrieval of what the destination already had")))
         return out
+
+    def _reused(self, uid: str, first: Copy, other: Copy, found: Comparison | None
+                ) -> FindingRecord:
+        """The finding on a UID sent again with other content: attributes changed on the
+        way (another sender, the pixel data not shown to differ), or two objects sharing
+        it; with the attributes that differ where the files were compared."""
+        route = _route(first, other)
+        where = f"at frames {first.frame} and {other.frame} ({route})"
+        if found is not None and first.sender_ae != other.sender_ae \
+                and found.pixels not in (DIFFER, ONLY_ONE):
+            pixels = found.pixels_text()
+            return FindingRecord(
+                other.msg_index, other.frame, "warning", "instance-changed",
+                f"SOP Instance UID {uid} was sent on with {_count(found.changed)} changed "
+                f"{where}: {found.changes_text()}" + (f"; {pixels}" if pixels else "") +
+                f": {other.sender_ae or 'its later sender'}, or a system between the two, "
+                "changed the object on the way (attribute coercion by an archive or router; "
+                "a C-STORE answered with status 0xB000 says so): the two copies of one "
+                "object now disagree; if that is not meant, look at the coercion (tag "
+                "morphing) rules on that path")
+        head = f"SOP Instance UID {uid} was sent with other content (data sets differ) {where}: "
+        if found is not None:
+            pixels = found.pixels_text()
+            shown = found.pixels in (DIFFER, ONLY_ONE)
+            differ = ", and ".join(part for part in (
+                pixels if shown else "",
+                f"{_count(found.changed)} "
+                f"{'differs' if found.changed == 1 else 'differ'}: {found.changes_text()}"
+                if found.changed
+                else "") if part)
+            rest = f"; {pixels}" if pixels and not shown else ""
+            return FindingRecord(other.msg_index, other.frame, "warning", "instance-uid-reused",
+                                 f"{head}{differ}{rest}: {_TWO_OBJECTS}")
+        recoded = _recoded(first, other)
+        unseen = "" if self.objects_dir is not None else (
+            " (with the objects written, without --no-objects, the two are compared "
+            "attribute by attribute)")
+        return FindingRecord(
+            other.msg_index, other.frame, "warning", "instance-uid-reused", head + (
+                _TWO_OBJECTS if not recoded else
+                "two different objects share it (an archive keeps only one), or the copies "
+                f"are one object re-encoded: {recoded}; compare the two (objects table, or "
+                "the Part-10 files), and if their content differs, the sender must give "
+                "each object its own UID") + unseen)
+
+
+#: What a UID reused for two objects does, and what to do.
+_TWO_OBJECTS = ("two different objects share it, and an archive keeps only one (it rejects or "
+                "overwrites the other): the sender must give each object its own UID (check "
+                "its UID generator, or whether an edited object was sent again under the old "
+                "UID)")
+
+
+def _count(n: int) -> str:
+    return f"{n} attribute{'s' if n != 1 else ''}"
+
+
+def _recoded_note(n: int, uid: str, first: Copy, again: Copy, found: Comparison
+                  ) -> FindingRecord:
+    """One note for the capture: the objects sent again re-encoded (other bytes, every
+    attribute the same), with one example."""
+    pixels = found.pixels_text()
+    syntaxes = (f"in {uid_name(first.transfer_syntax) or '?'} ({first.size:,} bytes), then in "
+                f"{uid_name(again.transfer_syntax) or '?'} ({again.size:,} bytes)"
+                if first.transfer_syntax != again.transfer_syntax else
+                f"both in {uid_name(first.transfer_syntax) or '?'}, of {first.size:,} and "
+                f"{again.size:,} bytes (group lengths, padding or lengths rewritten)")
+    return FindingRecord(
+        None, again.frame, "note", "instance-re-encoded",
+        f"{n} object(s) were sent again re-encoded: other bytes, the same attributes"
+        + (" and pixel data" if found.pixels == "same" else f"; {pixels}" if pixels else "")
+        + f"; e.g. {uid} at frames {first.frame} and {again.frame} ({_route(first, again)}), "
+        f"{syntaxes}: one object, converted or rewritten by its later sender, not two")
 
 
 def _recoded(a: Copy, b: Copy) -> str:

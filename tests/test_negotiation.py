@@ -29,7 +29,8 @@ REASONS = {1: "user-rejection", 2: "no-reason", 3: "abstract-syntax-not-supporte
 def _expected(truth: dict[str, Any]) -> dict[tuple[tuple[str, str], str], dict[str, Any]]:
     """Each (device, abstract syntax)'s tally, from the truth file's contexts alone."""
     out: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
-    for a in truth["associations"]:
+    spared = _lossless_callbacks(truth)
+    for index, a in enumerate(truth["associations"]):
         device = (a.get("called_ae") or "", a.get("acceptor_ip") or "")
         if device == ("", ""):
             continue
@@ -37,7 +38,7 @@ def _expected(truth: dict[str, Any]) -> dict[tuple[tuple[str, str], str], dict[s
         for c in a.get("contexts") or ():
             e = out.setdefault((device, c["abstract_syntax"] or ""), {
                 "proposed": 0, "accepted": 0, "ts": set(), "rejected": 0, "reasons": set(),
-                "refused": set(), "unanswered": 0, "callers": set()})
+                "refused": set(), "unanswered": 0, "callers": set(), "spared": 0})
             e["proposed"] += 1
             if caller:
                 e["callers"].add(caller)
@@ -49,10 +50,19 @@ def _expected(truth: dict[str, Any]) -> dict[tuple[tuple[str, str], str], dict[s
                 e["ts"].add(UID(c["transfer_syntax"]).name)
             else:
                 e["rejected"] += 1
+                e["spared"] += index in spared
                 e["reasons"].add(REASONS[result])
                 if result == 4:
                     e["refused"] |= {UID(t).name for t in c["proposed_transfer_syntaxes"]}
     return out
+
+
+def _lossless_callbacks(truth: dict[str, Any]) -> set[int]:
+    """The callback associations of the C-MOVEs the peers saw end in success with no
+    sub-operation failed (the truth's ``qr`` operations)."""
+    return {i for op in (truth.get("qr") or {}).get("operations") or ()
+            if op["command"] == "C-MOVE" and op.get("final_status") == 0
+            and not op.get("failed") for i in op.get("callback_assoc_indexes") or ()}
 
 
 def check_negotiation(truth: dict[str, Any], report: tshark_dicom.Report) -> None:
@@ -72,6 +82,7 @@ def check_negotiation(truth: dict[str, Any], report: tshark_dicom.Report) -> Non
         row = got[key]
         counts = {k: row[k] for k in ("proposed", "accepted", "rejected", "unanswered")}
         assert counts == {k: want[k] for k in counts}, key
+        assert row["rejected_not_needed"] == want["spared"], key
         assert set(row["accepted_transfer_syntaxes"]) == want["ts"], key
         assert set(row["rejections"]) == want["reasons"], key
         assert set(row["refused_transfer_syntaxes"]) == want["refused"], key
@@ -79,7 +90,8 @@ def check_negotiation(truth: dict[str, Any], report: tshark_dicom.Report) -> Non
     # on each device, those it never accepted first, then those it refused in some
     # contexts, then the rest
     for _, rows in frame.groupby(["ae_title", "ip"], sort=False):
-        rank = [2 if not r.rejected else 1 if r.accepted else 0 for r in rows.itertuples()]
+        rank = [2 if r.rejected <= r.rejected_not_needed else 1 if r.accepted else 0
+                for r in rows.itertuples()]
         assert rank == sorted(rank)
 
 
@@ -208,26 +220,27 @@ def test_past_the_kept_sop_classes_the_rest_are_counted(monkeypatch: pytest.Monk
         "tallied" in htmlnegotiation.section(tally, [])
 
 
-def test_a_callback_destinations_many_sop_classes_fold_into_rows(tmp_path: Path,
-                                                                 analysed: Any) -> None:
+def test_a_callback_destinations_many_sop_classes_fold_into_rows(analysed: Any) -> None:
     """qr_move_ok: the archive proposes every storage SOP class it knows to the C-MOVE's
     destination, which rejects those it does not take. The frame has a row for each; the
     page shows REJECTED_SHOWN of those it rejected and one row for the rest of them, then
-    ACCEPTED_SHOWN of the others and one row for the rest, each naming how many."""
+    ACCEPTED_SHOWN of the others and one row for the rest, each naming how many. (Tallied
+    here without the C-MOVEs: with them those rejections were not needed, next test.)"""
     from tshark_dicom import htmlnegotiation
 
     rejected_shown, accepted_shown = (htmlnegotiation.REJECTED_SHOWN,
                                       htmlnegotiation.ACCEPTED_SHOWN)
     report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
-    frame = report.negotiation()
+    tally = Devices()
+    tally.add(report.associations)
+    negotiation = Negotiation(tally)
+    negotiation.contexts(report.presentation_contexts)
+    frame = negotiation.frame()
     by_device = frame.assign(ok=frame["rejected"] == 0).groupby(["ae_title", "ip"],
                                                                  sort=False)["ok"]
     accepted, rejected = by_device.sum(), by_device.size() - by_device.sum()
     assert (accepted > accepted_shown).any() and (rejected > rejected_shown).any()
-    path = tmp_path / "report.html"
-    report.write_html(path)
-    section = path.read_text()
-    section = section[section.index("<h3 id='negotiation'>"):]
+    section = htmlnegotiation.section(negotiation, [])
     section = section[:section.index("</table>")]
     for n in accepted[accepted > accepted_shown]:
         assert f"{n - accepted_shown:,} more SOP classes, none rejected" in section
@@ -242,6 +255,52 @@ def test_a_callback_destinations_many_sop_classes_fold_into_rows(tmp_path: Path,
                             for r, a in zip(rejected, accepted, strict=True))
     assert sum("rejected" in r or "warning" in r for r in rows) == sum(
         drawn(int(r), rejected_shown) for r in rejected)
+
+
+@pytest.mark.parametrize("name", ["qr_move_ok", "store_copies_compared"])
+def test_rejections_a_lossless_c_move_did_not_need_are_not_marked(name: str, tmp_path: Path,
+                                                                   analysed: Any) -> None:
+    """The destination of a C-MOVE that ended in success with no sub-operation failed
+    rejected the storage classes it does not take, which the archive proposed as it
+    proposes every one: counted as not needed, never red or yellow, named apart on the
+    summary's line and the page."""
+    report, _ = analysed(CAPTURES / f"{name}.pcapng")
+    frame = report.negotiation()
+    spared = frame[frame["rejected_not_needed"] > 0]
+    assert len(spared) and (spared["rejected_not_needed"] == spared["rejected"]).all()
+    destination = spared["ae_title"].iloc[0]
+    path = tmp_path / "report.html"
+    report.write_html(path)
+    section = path.read_text()
+    section = section[section.index("<h3 id='negotiation'>"):]
+    section = section[:section.index("</table>")]
+    assert "rejected some on the callbacks of C-MOVEs that lost nothing" in section
+    assert "on the callbacks of C-MOVEs that lost nothing: not needed" in section \
+        or "only where not needed" in section
+    line = next(x for x in report.summary().splitlines() if x.startswith("negotiation:"))
+    never = len(spared[spared["accepted"] == 0])
+    assert f"rejected only where not needed (a C-MOVE's destination; the C-MOVE lost " \
+        f"nothing): {never:,} by {destination}" in line
+    assert f"never accepted: {never:,} by {destination}" not in line
+
+
+def test_a_c_move_that_lost_sub_operations_spares_nothing() -> None:
+    """Its final status not Success, or a linked sub-operation that failed: the rejections
+    on its callbacks may be why, and stay marked."""
+    import pandas as pd
+
+    from tshark_dicom.negotiation import Retrievals
+
+    ops = pd.DataFrame({
+        "capture": ["a", "a", "a", "a"], "command": ["C-MOVE", "C-MOVE", "C-MOVE", "C-FIND"],
+        "status_category": ["Success", "Warning", "Success", "Success"],
+        "suboperations_failed": [0, 0, 1, 0],
+        "callback_assoc_ids": [[1, 2], [3], [4], [5]]})
+    retrievals = Retrievals()
+    retrievals.add(ops)
+    assert retrievals.lossless == {("a", 1), ("a", 2)}
+    retrievals.add(ops.drop(columns=["callback_assoc_ids"]))  # without the column: nothing
+    assert retrievals.lossless == {("a", 1), ("a", 2)}
 
 
 def test_the_page_names_refused_transfer_syntaxes_without_pydicom(tmp_path: Path) -> None:

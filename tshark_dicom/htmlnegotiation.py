@@ -30,8 +30,9 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
     if not pairs:
         return ""
     syntaxes, devices = extent(pairs)
-    refusing = len({id(d) for d, s in pairs if s.rejected})
+    refusing = len({id(d) for d, s in pairs if s.rank < 2})  # noqa: PLR2004
     never = len({id(d) for d, s in pairs if s.rank == 0})
+    spared = len({id(d) for d, s in pairs if s.spared})
     rows = _rows(negotiation, pairs, caps)
     head = (f"{syntaxes:,} SOP class{'' if syntaxes == 1 else 'es'} (abstract syntaxes) "
             f"proposed to {devices:,} device{'' if devices == 1 else 's'}: what each accepted "
@@ -39,7 +40,11 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
             "Statement)" + (f"; {refusing:,} rejected some ({never:,} never accepted some: "
                             "red; the others accepted them in other contexts: yellow), those "
                             "that rejected the largest share of what they were proposed first"
-                            if refusing else "; none rejected") + ".")
+                            if refusing else "; none rejected where it mattered" if spared
+                            else "; none rejected") + (
+        f"; {spared:,} rejected some on the callbacks of C-MOVEs that lost nothing (the "
+        "archive proposes every storage class it knows, the destination takes those it "
+        "needs): not needed, not marked" if spared else "") + ".")
     more = (f" {len(rows) - SHOWN:,} more rows are in report.negotiation()."
             if len(rows) > SHOWN else "") + (
         f" {negotiation.more:,} presentation contexts of further SOP classes were not "
@@ -68,7 +73,7 @@ def _rows(negotiation: Negotiation, pairs: list[tuple[Device, Syntax]], caps: li
     for d, group in groupby(pairs, key=lambda pair: pair[0]):
         mine = [s for _, s in group]
         for rejected, limit in ((True, REJECTED_SHOWN), (False, ACCEPTED_SHOWN)):
-            kind = [s for s in mine if bool(s.rejected) is rejected]
+            kind = [s for s in mine if (s.rank < 2) is rejected]  # noqa: PLR2004
             rows += [_row(negotiation, d, s, caps) for s in kind[:limit]]
             if kind[limit:]:
                 rows.append(_folded(d, kind[limit:], rejected))
@@ -89,7 +94,9 @@ def _folded(d: Device, rest: list[Syntax], rejected: bool) -> dict[str, Any]:
     said = (f"{len(rest):,} more SOP classes with contexts rejected: "
             + ", ".join(names[:NAMED])
             + (f" and {len(names) - NAMED:,} more" if len(names) > NAMED else "")
-            if rejected else f"{len(rest):,} more SOP classes, none rejected")
+            if rejected else f"{len(rest):,} more SOP classes, none rejected"
+            + (f" where it mattered ({sum(s.spared > 0 for s in rest):,} only where not "
+               "needed)" if any(s.spared for s in rest) else ""))
     return {"device": _device(d), "accepted": _named(accepted), "rejected": _named(reasons),
             "syntax": f"<span class='muted'>{esc(said)} (all in report.negotiation())"
                       "</span>",
@@ -120,6 +127,9 @@ def _row(negotiation: Negotiation, d: Device, s: Syntax, caps: list[Any]
     if cap in caps:
         syntax = f"<a href='#{anchor(caps.index(cap), aid)}'>{syntax}</a>"
     rejected = _named(s.rejected)
+    if s.spared:
+        rejected += (f"<br><span class='muted'>{'all' if s.spared == s.rejections else s.spared}"
+                     " on the callbacks of C-MOVEs that lost nothing: not needed</span>")
     if s.refused:
         rejected += ("<br><span class='muted'>refused transfer syntaxes: "
                      + esc(", ".join(negotiation.transfer_syntax_names(s.refused))) + "</span>")

@@ -52,7 +52,7 @@ from .htmlsections import (
     frame_code,
 )
 from .negotiation import CONTEXT_COLUMNS as NEGOTIATION_COLUMNS
-from .negotiation import Negotiation
+from .negotiation import RETRIEVAL_COLUMNS, Negotiation, Retrievals
 from .schemas import SCHEMAS, SEVERITIES, ReportLike
 from .svg import esc, missing
 
@@ -73,7 +73,7 @@ ASSOC_COLUMNS = [
 OP_SUMMARY_COLUMNS = list(dict.fromkeys([
     "capture", "assoc_id", "op_index", "command", "status_category", "status_hex",
     "status_text", "total_ms", "scu_ae", "scp_ae", "bottleneck_detail",
-    *studies_tally.OPERATION_COLUMNS, *DEVICE_OPERATION_COLUMNS]))
+    *studies_tally.OPERATION_COLUMNS, *DEVICE_OPERATION_COLUMNS, *RETRIEVAL_COLUMNS]))
 CAPTURE_COLUMNS = ["capture", "key", "packets", "first_packet_at", "association_count",
                    "status", "error"]
 
@@ -545,11 +545,13 @@ def render_parts(report: ReportLike, title: str) -> list[str]:
     studies = studies_tally.Studies(assocs)
     devices = Devices()
     devices.add(assocs)
+    retrievals = Retrievals()
     for batch in report.batches("operations", OP_SUMMARY_COLUMNS):
         ops.add(batch)
         studies.outcomes(batch)
         devices.outcomes(batch)
-    negotiation = Negotiation(devices)
+        retrievals.add(batch)
+    negotiation = Negotiation(devices, retrievals.lossless)
     for batch in report.batches("presentation_contexts", NEGOTIATION_COLUMNS):
         negotiation.contexts(batch)
     messages = sum(len(b) for b in report.batches("messages", ["command"]))

@@ -8,8 +8,16 @@ transfer-syntaxes-not-supported), the transfer syntaxes offered in the contexts 
 for their transfer syntaxes (none of which it takes), how many went unanswered (the
 association refused whole, or never answered), and who proposed it.
 
+A C-MOVE's archive proposes to the destination every storage class it knows (dcmqrscp:
+120), and a destination that takes a few rejects the rest: harmless where the C-MOVE ended
+in success, for then no object the archive had to send was of a class it rejected. Such
+rejections (on the callback associations of a C-MOVE whose final status was Success and
+whose linked sub-operations all succeeded: `Retrievals`) are counted as not needed
+(`Syntax.spared`) and do not make a SOP class red or yellow.
+
 Read a batch of presentation contexts at a time, after the devices' associations
-(`Negotiation(devices)`: the tally's ``sides`` say which device answered each association).
+(`Negotiation(devices, retrievals)`: the tally's ``sides`` say which device answered each
+association) and the operations' C-MOVEs (`Retrievals`).
 Bounded: `SYNTAXES_KEPT` abstract syntaxes a device and `TOTAL_KEPT` in all (contexts of
 further ones are counted), devices.VALUES_KEPT values in each list. `Report.negotiation`
 gives it as a frame, report.html's "Negotiation" draws it (htmlnegotiation.py), and
@@ -45,8 +53,37 @@ COUNT_COLUMNS = ["capture", "assoc_id", "abstract_syntax", "result"]
 NAMES_KEPT = 256
 #: `Negotiation.frame`'s columns.
 COLUMNS = ["ae_title", "ip", "abstract_syntax", "abstract_syntax_name", "proposed",
-           "accepted", "accepted_transfer_syntaxes", "rejected", "rejections",
-           "refused_transfer_syntaxes", "unanswered", "proposed_by", "capture", "assoc_id"]
+           "accepted", "accepted_transfer_syntaxes", "rejected", "rejected_not_needed",
+           "rejections", "refused_transfer_syntaxes", "unanswered", "proposed_by", "capture",
+           "assoc_id"]
+#: `Syntax.kind` of a SOP class rejected only where it was not needed, never accepted.
+SPARED = 3
+#: The operations' columns `Retrievals` reads.
+RETRIEVAL_COLUMNS = ["capture", "command", "status_category", "suboperations_failed",
+                     "callback_assoc_ids"]
+#: Callback associations remembered (`Retrievals`); past it, rejections count as needed.
+CALLBACKS_KEPT = 100_000
+
+
+class Retrievals:
+    """The callback associations of the C-MOVEs that lost nothing: final status Success,
+    and no linked sub-operation failed. A SOP class rejected there was not needed."""
+
+    def __init__(self) -> None:
+        self.lossless: set[tuple[Any, int]] = set()
+
+    def add(self, ops: pd.DataFrame) -> None:
+        """A batch of operations (`RETRIEVAL_COLUMNS`; without them, nothing)."""
+        if not all(c in ops for c in RETRIEVAL_COLUMNS):
+            return
+        moves = ops[(ops["command"] == "C-MOVE") & (ops["status_category"] == "Success")]
+        for cap, failed, ids in zip(moves["capture"].tolist(),
+                                    moves["suboperations_failed"].tolist(),
+                                    moves["callback_assoc_ids"].tolist(), strict=True):
+            if (not missing(failed) and int(failed)) or ids is None \
+                    or len(self.lossless) >= CALLBACKS_KEPT:
+                continue
+            self.lossless.update((cap, int(i)) for i in ids if not missing(i))
 
 
 @dataclass(eq=False)
@@ -64,17 +101,25 @@ class Syntax:
     refused: list[str] = field(default_factory=list)  # transfer syntax UIDs it refused
     unanswered: int = 0
     callers: list[str] = field(default_factory=list)
+    #: rejections on the callbacks of C-MOVEs that lost nothing (`Retrievals`): not needed
+    spared: int = 0
 
     @property
     def rejections(self) -> int:
         return sum(self.rejected.values())
 
     @property
+    def kind(self) -> int:
+        """`rank`, or `SPARED` for a SOP class never accepted and rejected only where it
+        was not needed."""
+        return SPARED if self.spared and not self.accepted and self.rank == 2 else self.rank
+
+    @property
     def rank(self) -> int:
         """0: rejected and never accepted; 1: accepted, but refused in some contexts (in
         some transfer syntaxes: an SCU that offers each in a context of its own); 2: never
-        rejected."""
-        return 2 if not self.rejected else 1 if self.accepted else 0
+        rejected, or only where it was not needed (`spared`)."""
+        return 2 if self.rejections <= self.spared else 1 if self.accepted else 0
 
 
 def extent(pairs: list[tuple[Device, Syntax]]) -> tuple[int, int]:
@@ -93,8 +138,10 @@ def reason(result: Any, text: Any) -> str:
 class Negotiation:
     """The abstract syntaxes proposed to each device of ``devices`` (`contexts`)."""
 
-    def __init__(self, devices: Devices) -> None:
+    def __init__(self, devices: Devices, spared: set[tuple[Any, int]] | None = None) -> None:
         self.devices = devices
+        #: associations where a rejection was not needed (`Retrievals.lossless`)
+        self.spared = spared or set()
         self.syntaxes: dict[Device, dict[str, Syntax]] = {}
         self.kept = 0  # Syntax entries, on all devices
         #: transfer syntax UID -> its name, as the tables give it where one was accepted
@@ -136,8 +183,11 @@ class Negotiation:
                 if ts and not missing(chosen_uid) and len(self.names) < NAMES_KEPT:
                     self.names.setdefault(str(chosen_uid), ts)
             else:
-                if not syntax.rejected:  # the first rejection is what to look at
-                    syntax.link = (cap, aid)
+                not_needed = (cap, int(aid)) in self.spared
+                if not syntax.rejected or (not not_needed and syntax.rejections
+                                           == syntax.spared):
+                    syntax.link = (cap, aid)  # the first rejection (that mattered) to see
+                syntax.spared += not_needed
                 why = reason(result, text)
                 syntax.rejected[why] = syntax.rejected.get(why, 0) + 1
                 if int(result) == TRANSFER_SYNTAXES_NOT_SUPPORTED:
@@ -149,8 +199,8 @@ class Negotiation:
         first, then those that refused the largest share at least once (a C-MOVE's
         destination, proposed every storage class the archive knows, rejects many of them
         and a small share), then by name; on each, the SOP classes it never accepted first,
-        then those it refused in some contexts only (`Syntax.rank`), then the rest, the
-        most proposed first, then by name."""
+        then those it refused in some contexts only (`Syntax.rank`), then those it accepted,
+        then those rejected only where not needed, the most proposed first, then by name."""
         def shares(d: Device) -> tuple[float, float]:
             mine = self.syntaxes[d].values()
             return (-sum(s.rank == 0 for s in mine) / len(mine),
@@ -158,7 +208,8 @@ class Negotiation:
 
         devices = sorted(self.syntaxes, key=lambda d: (*shares(d), d.ae, d.ip))
         return [(d, s) for d in devices for s in sorted(
-            self.syntaxes[d].values(), key=lambda s: (s.rank, -s.proposed, s.name or s.uid))]
+            self.syntaxes[d].values(),
+            key=lambda s: (s.rank, s.kind == SPARED, -s.proposed, s.name or s.uid))]
 
     def summary_line(self, named: int = 3) -> str | None:
         """The summary's line: how many SOP classes were proposed to how many devices, the
@@ -170,11 +221,13 @@ class Negotiation:
             return None
         syntaxes, devices = extent(pairs)
         said = []
-        for rank, words in ((0, "never accepted"),
-                            (1, "accepted, but refused in some contexts")):
+        for kind, words in (
+                (0, "never accepted"), (1, "accepted, but refused in some contexts"),
+                (SPARED, "rejected only where not needed (a C-MOVE's destination; the C-MOVE "
+                 "lost nothing)")):
             counts: dict[Device, int] = {}
             for d, s in pairs:
-                if s.rank == rank:
+                if s.kind == kind:
                     counts[d] = counts.get(d, 0) + 1
             if not counts:
                 continue
@@ -207,7 +260,7 @@ class Negotiation:
                  "abstract_syntax_name": s.name or None, "proposed": s.proposed,
                  "accepted": sum(s.accepted.values()),
                  "accepted_transfer_syntaxes": [t for t, _ in ranked(s.accepted) if t],
-                 "rejected": s.rejections,
+                 "rejected": s.rejections, "rejected_not_needed": s.spared,
                  "rejections": [r for r, _ in ranked(s.rejected)],
                  "refused_transfer_syntaxes": self.transfer_syntax_names(s.refused),
                  "unanswered": s.unanswered, "proposed_by": list(s.callers),

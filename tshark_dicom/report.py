@@ -20,7 +20,8 @@ from .devices import Devices
 from .errors import OptionsError, TsharkDicomError
 from .negotiation import CONTEXT_COLUMNS as NEGOTIATION_READS
 from .negotiation import COUNT_COLUMNS as NEGOTIATION_COUNT_READS
-from .negotiation import Negotiation
+from .negotiation import RETRIEVAL_COLUMNS as RETRIEVAL_READS
+from .negotiation import Negotiation, Retrievals
 from .safe import visible_lines
 from .schemas import SCHEMAS, SEVERITIES, TABLES, frame
 from .store import (
@@ -178,6 +179,7 @@ class Report:
         parts = [f"{n:,} {r}" for r, n in sorted(results.items())]
         caps = self.captures
         failed = caps[caps["status"] == "failed"] if len(caps) else caps
+        retrievals = Retrievals()  # the C-MOVEs that lost nothing, for the negotiation
         lines = [
             f"{max(len(caps), len(set(a['capture']))):,} capture(s): "
             f"{_plural(len(a), 'association')}"
@@ -186,9 +188,11 @@ class Report:
             _messages_line(messages, commands),
             f"{objects:,} data sets: {complete:,} complete, {written:,} written as Part-10 files",
             *stored.lines(),
-            _operations_line(self.batches("operations", SUMMARY_READS["operations"])),
+            _operations_line(self.batches("operations", SUMMARY_READS["operations"]),
+                             retrievals),
             *_device_lines(a, self.batches("presentation_contexts",
-                                           SUMMARY_READS["presentation_contexts"])),
+                                           SUMMARY_READS["presentation_contexts"]),
+                           retrievals),
             *self._commitments_line(),
             *self._steps_line(),
             "findings: " + ", ".join(_plural(int((f["severity"] == s).sum()), s)
@@ -255,8 +259,13 @@ class Report:
         (the association refused whole, or never answered), and who proposed it; the devices
         that never accepted the largest share of what they were proposed first, and on
         each the SOP classes it never accepted, then those it refused in some contexts only
-        (negotiation.py, as report.html's "Negotiation")."""
-        negotiation = Negotiation(self._devices_of_associations())
+        (negotiation.py, as report.html's "Negotiation"). ``rejected_not_needed`` counts the
+        rejections on the callbacks of C-MOVEs that lost nothing (the archive proposes every
+        storage class it knows): those alone do not put a SOP class first."""
+        retrievals = Retrievals()
+        for ops in self.batches("operations", RETRIEVAL_READS):
+            retrievals.add(ops)
+        negotiation = Negotiation(self._devices_of_associations(), retrievals.lossless)
         for pcs in self.batches("presentation_contexts", NEGOTIATION_READS):
             negotiation.contexts(pcs)
         return negotiation.frame()
@@ -315,12 +324,13 @@ def _counted(outcomes: Counter[str], words: Mapping[str, str]) -> str:
     return ", ".join(f"{n:,} {words.get(o, o)}" for o, n in outcomes.most_common())
 
 
-def _device_lines(assocs: pd.DataFrame, contexts: Iterator[pd.DataFrame]) -> list[str]:
+def _device_lines(assocs: pd.DataFrame, contexts: Iterator[pd.DataFrame],
+                  retrievals: Retrievals) -> list[str]:
     """The devices and the software they announced (devices.py), then the SOP classes
     proposed to them and those they rejected (negotiation.py); nothing without devices."""
     tally = Devices()
     tally.add(assocs)
-    negotiation = Negotiation(tally)
+    negotiation = Negotiation(tally, retrievals.lossless)
     for pcs in contexts:
         negotiation.contexts(pcs)
     return [line for line in (tally.summary_line(), negotiation.summary_line()) if line]
@@ -337,12 +347,14 @@ def _messages_line(total: int, commands: Counter[str]) -> str:
     return f"{_plural(total, 'DIMSE message')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _operations_line(batches: Iterable[pd.DataFrame]) -> str:
-    """How many operations, how many were slow and on whom, and the slowest one."""
+def _operations_line(batches: Iterable[pd.DataFrame], retrievals: Retrievals) -> str:
+    """How many operations, how many were slow and on whom, and the slowest one; the
+    C-MOVEs that lost nothing to ``retrievals``."""
     total, slow = 0, Counter[str]()
     worst: dict[str, Any] | None = None
     for ops in batches:
         total += len(ops)
+        retrievals.add(ops)
         hit = ops[ops["bottleneck"].notna()]
         if not len(hit):
             continue
@@ -659,7 +671,8 @@ SUMMARY_READS: dict[str, list[str]] = {
     "messages": ["command"],
     "objects": ["complete", "path", "command", "study_instance_uid", "series_instance_uid",
                 "modality"],
-    "operations": ["command", "total_ms", "bottleneck", "bottleneck_detail"],
+    "operations": list(dict.fromkeys(["command", "total_ms", "bottleneck",
+                                      "bottleneck_detail", *RETRIEVAL_READS])),
     "commitments": ["outcome", "failed_count"],
     "procedure_steps": ["outcome", "image_count", "stored_count"],
     "presentation_contexts": NEGOTIATION_COUNT_READS,

@@ -30,7 +30,7 @@ def section(negotiation: Negotiation, caps: list[Any]) -> str:
     if not pairs:
         return ""
     syntaxes, devices = extent(pairs)
-    refusing = len({id(d) for d, s in pairs if s.rank < 2})  # noqa: PLR2004
+    refusing = len({id(d) for d, s in pairs if s.rank < 2})
     never = len({id(d) for d, s in pairs if s.rank == 0})
     spared = len({id(d) for d, s in pairs if s.spared})
     rows = _rows(negotiation, pairs, caps)
@@ -73,7 +73,7 @@ def _rows(negotiation: Negotiation, pairs: list[tuple[Device, Syntax]], caps: li
     for d, group in groupby(pairs, key=lambda pair: pair[0]):
         mine = [s for _, s in group]
         for rejected, limit in ((True, REJECTED_SHOWN), (False, ACCEPTED_SHOWN)):
-            kind = [s for s in mine if (s.rank < 2) is rejected]  # noqa: PLR2004
+            kind = [s for s in mine if (s.rank < 2) is rejected]
             rows += [_row(negotiation, d, s, caps) for s in kind[:limit]]
             if kind[limit:]:
                 rows.append(_folded(d, kind[limit:], rejected))

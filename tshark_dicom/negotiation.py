@@ -80,9 +80,9 @@ class Retrievals:
         for cap, failed, ids in zip(moves["capture"].tolist(),
                                     moves["suboperations_failed"].tolist(),
                                     moves["callback_assoc_ids"].tolist(), strict=True):
-            if (not missing(failed) and int(failed)) or ids is None \
-                    or len(self.lossless) >= CALLBACKS_KEPT:
-                continue
+            if (not missing(failed) and int(failed)) or isinstance(ids, str) \
+                    or not hasattr(ids, "__iter__") or len(self.lossless) >= CALLBACKS_KEPT:
+                continue  # lost some, or no callback (a null), or past the bound
             self.lossless.update((cap, int(i)) for i in ids if not missing(i))
 
 

@@ -58,11 +58,13 @@ def _expected(truth: dict[str, Any]) -> dict[tuple[tuple[str, str], str], dict[s
 
 
 def _lossless_callbacks(truth: dict[str, Any]) -> set[int]:
-    """The callback associations of the C-MOVEs the peers saw end in success with no
-    sub-operation failed (the truth's ``qr`` operations)."""
+    """The callback associations of the C-MOVEs the peers saw complete every sub-operation
+    (final status Success, or Cancel after those it did) with none failed (the truth's
+    ``qr`` operations)."""
     return {i for op in (truth.get("qr") or {}).get("operations") or ()
-            if op["command"] == "C-MOVE" and op.get("final_status") == 0
-            and not op.get("failed") for i in op.get("callback_assoc_indexes") or ()}
+            if op["command"] == "C-MOVE" and op.get("final_status") in (0x0000, 0xFE00)
+            and op.get("completed") and not op.get("failed")
+            for i in op.get("callback_assoc_indexes") or ()}
 
 
 def check_negotiation(truth: dict[str, Any], report: tshark_dicom.Report) -> None:
@@ -285,22 +287,28 @@ def test_rejections_a_lossless_c_move_did_not_need_are_not_marked(name: str, tmp
 
 
 def test_a_c_move_that_lost_sub_operations_spares_nothing() -> None:
-    """Its final status not Success, or a linked sub-operation that failed: the rejections
-    on its callbacks may be why, and stay marked."""
+    """A sub-operation that failed (by the counts, or a C-STORE linked to it), or none
+    done: the rejections on its callbacks may be why, and stay marked; the rule of the
+    findings' one note for them (qrfindings.unneeded_callback_rejections)."""
     import pandas as pd
 
     from tshark_dicom.negotiation import Retrievals
 
     ops = pd.DataFrame({
-        "capture": ["a", "a", "a", "a"], "command": ["C-MOVE", "C-MOVE", "C-MOVE", "C-FIND"],
-        "status_category": ["Success", "Warning", "Success", "Success"],
-        "suboperations_failed": [0, 0, 1, 0],
-        "callback_assoc_ids": [[1, 2], [3], [4], [5]]})
+        "capture": ["a"] * 7,
+        "command": ["C-MOVE", "C-MOVE", "C-MOVE", "C-FIND", "C-MOVE", "C-MOVE", "C-MOVE"],
+        "status_category": ["Success", "Warning", "Success", "Success", "Cancel", "Success",
+                            "Failure"],
+        "completed": [2, 1, 1, 0, 1, 0, 0], "failed": [0, 1, 0, 0, 0, 0, 1],
+        "suboperations_failed": [0, 1, 1, 0, pd.NA, 0, 0],
+        "callback_assoc_ids": [[1, 2], [3], [4], [5], [6], [7], [8]]})
     retrievals = Retrievals()
     retrievals.add(ops)
-    assert retrievals.lossless == {("a", 1), ("a", 2)}
+    # cancelled after the one it did; not: failed by its counts, or by a C-STORE linked to
+    # it, none done, a failure, not a C-MOVE
+    assert retrievals.lossless == {("a", 1), ("a", 2), ("a", 6)}
     retrievals.add(ops.drop(columns=["callback_assoc_ids"]))  # without the column: nothing
-    assert retrievals.lossless == {("a", 1), ("a", 2)}
+    assert retrievals.lossless == {("a", 1), ("a", 2), ("a", 6)}
 
 
 def test_the_page_names_refused_transfer_syntaxes_without_pydicom(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ for their transfer syntaxes (none of which it takes), how many went unanswered (
 association refused whole, or never answered), and who proposed it.
 
 A C-MOVE's archive proposes to the destination every storage class it knows (dcmqrscp:
-120), and a destination that takes a few rejects the rest: harmless where the C-MOVE ended
-in success, for then no object the archive had to send was of a class it rejected. Such
-rejections (on the callback associations of a C-MOVE whose final status was Success and
-whose linked sub-operations all succeeded: `Retrievals`) are counted as not needed
-(`Syntax.spared`) and do not make a SOP class red or yellow.
+120), and a destination that takes a few rejects the rest: harmless where the C-MOVE
+completed every sub-operation, for then no object the archive had to send was of a class
+it rejected. Such rejections (on the callbacks of a C-MOVE that lost nothing: `Retrievals`)
+are counted as not needed (`Syntax.spared`) and do not make a SOP class red or yellow.
 
 Read a batch of presentation contexts at a time, after the devices' associations
 (`Negotiation(devices, retrievals)`: the tally's ``sides`` say which device answered each
@@ -59,15 +58,18 @@ COLUMNS = ["ae_title", "ip", "abstract_syntax", "abstract_syntax_name", "propose
 #: `Syntax.kind` of a SOP class rejected only where it was not needed, never accepted.
 SPARED = 3
 #: The operations' columns `Retrievals` reads.
-RETRIEVAL_COLUMNS = ["capture", "command", "status_category", "suboperations_failed",
-                     "callback_assoc_ids"]
+RETRIEVAL_COLUMNS = ["capture", "command", "status_category", "completed", "failed",
+                     "suboperations_failed", "callback_assoc_ids"]
 #: Callback associations remembered (`Retrievals`); past it, rejections count as needed.
 CALLBACKS_KEPT = 100_000
 
 
 class Retrievals:
-    """The callback associations of the C-MOVEs that lost nothing: final status Success,
-    and no linked sub-operation failed. A SOP class rejected there was not needed."""
+    """The callback associations of the C-MOVEs that lost nothing: every sub-operation
+    completed (final status Success, or Cancel after those it did), none failed, by its
+    counts and by the linked C-STOREs. A SOP class rejected there was not needed: the rule
+    by which the findings make those rejections one note (qrfindings.py,
+    `unneeded_callback_rejections`)."""
 
     def __init__(self) -> None:
         self.lossless: set[tuple[Any, int]] = set()
@@ -76,13 +78,16 @@ class Retrievals:
         """A batch of operations (`RETRIEVAL_COLUMNS`; without them, nothing)."""
         if not all(c in ops for c in RETRIEVAL_COLUMNS):
             return
-        moves = ops[(ops["command"] == "C-MOVE") & (ops["status_category"] == "Success")]
-        for cap, failed, ids in zip(moves["capture"].tolist(),
-                                    moves["suboperations_failed"].tolist(),
-                                    moves["callback_assoc_ids"].tolist(), strict=True):
-            if (not missing(failed) and int(failed)) or isinstance(ids, str) \
-                    or not hasattr(ids, "__iter__") or len(self.lossless) >= CALLBACKS_KEPT:
-                continue  # lost some, or no callback (a null), or past the bound
+        moves = ops[(ops["command"] == "C-MOVE")
+                    & ops["status_category"].isin(["Success", "Cancel"])]
+        for cap, completed, failed, linked, ids in zip(
+                *(moves[c].tolist() for c in RETRIEVAL_COLUMNS if c not in (
+                    "command", "status_category")), strict=True):
+            if missing(completed) or not int(completed) \
+                    or any(not missing(n) and int(n) for n in (failed, linked)) \
+                    or isinstance(ids, str) or not hasattr(ids, "__iter__") \
+                    or len(self.lossless) >= CALLBACKS_KEPT:
+                continue  # none done, some lost, no callback (a null), or past the bound
             self.lossless.update((cap, int(i)) for i in ids if not missing(i))
 
 

@@ -30,7 +30,7 @@ SCENARIOS = ["echo", "store_104", "store_11112", "reject_called_ae", "contexts_r
              "abort", "ipv6", "find_move", "n_services", "c_get_cancel", "hostile_uid",
              "commit_new_association", "mpps_images_missing", "store_uid_reused", "async_ops",
              "context_not_accepted", "qr_find_charset", "dimse_timeout", "store_charset",
-             "store_copies_compared"]
+             "store_copies_compared", "qr_move_class_rejected"]
 
 
 @pytest.fixture(scope="module")

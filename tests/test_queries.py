@@ -405,3 +405,33 @@ def test_rejected_contexts_a_completed_c_move_never_needed_are_one_note(analysed
     report, _ = analysed(CAPTURES / "qr_move_partial.pcapng")
     f = report.findings[report.findings.code == "context-rejected"]
     assert f.severity.tolist() == ["warning"] * 14
+
+
+def test_a_move_whose_class_the_destination_rejected_names_it(analysed: Any,
+                                                               monkeypatch: Any) -> None:
+    """qr_move_class_rejected: CT-DEST takes CT Image Storage only; the MR image stored
+    earlier in the capture could not be sent on the callback. The finding names the class
+    the destination rejected, the failed instance's own (from its C-STORE in the capture);
+    without that C-STORE it says what the destination took of what was proposed."""
+    from pydicom.uid import UID
+
+    import tshark_dicom
+    from tshark_dicom.instances import StoredInstances
+
+    capture = capture_for(next(t for t in truth_files() if t.name.startswith(
+        "qr_move_class_rejected.")))
+    truth = json.loads(capture.with_suffix(".truth.json").read_text())
+    name = UID(truth["qr"]["failed_sop_class"]).name
+    report, _ = analysed(capture)
+    f = report.findings
+    [text] = f[f["code"] == "suboperations-failed"]["summary"].tolist()
+    assert (f"they were never sent: CT-DEST rejected {name} on the callback "
+            "(abstract-syntax-not-supported (provider rejection)), the SOP class of the failed "
+            f"instance (a C-STORE of it is in this capture): the destination does not take it; "
+            f"have CT-DEST accept {name}") in text
+    monkeypatch.setattr(StoredInstances, "sop_class", lambda self, uid: None)
+    f = tshark_dicom.analyze(capture).findings
+    [text] = f[f["code"] == "suboperations-failed"]["summary"].tolist()
+    assert "(see the callback findings); CT-DEST accepted CT Image Storage of the SOP classes " \
+        "proposed on the callback and rejected 119: an object of a rejected class cannot be " \
+        "sent to it" in text

@@ -395,7 +395,7 @@ class _Run:
                 link_result(op, late.get((d.assoc.stream, op.op_index)))
         links = correlate(assocs, ops, result.attempts)
         by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
-        context = QrContext(assocs, links, result.attempts, by_op)
+        context = QrContext(assocs, links, result.attempts, by_op, self.stored.sop_class)
         for index, finding in qr_findings(context):
             assocs[index].findings.append(finding)
         if cross_check and assocs:

@@ -56,6 +56,7 @@ class StoredInstances:
         #: where the capture's Part-10 files are written (None: none are, nothing compared)
         self.objects_dir = objects_dir
         self.seen: dict[str, tuple[int, str | None]] = {}
+        self.classes: dict[str, str] = {}  # SOP Instance UID -> its SOP Class UID
         self.copies: dict[str, Copy] = {}  # the first complete copy of each instance
         #: UID, first copy, the copy with other content, and what comparing them found
         self.reused: list[tuple[str, Copy, Copy, Comparison | None]] = []
@@ -85,6 +86,8 @@ class StoredInstances:
                 continue
             uid = op.sop_instance_uid
             if uid:
+                if op.sop_class_uid and len(self.classes) < STORES_KEPT:
+                    self.classes.setdefault(uid, op.sop_class_uid)
                 before = seen.get(uid)
                 if (before is None and len(seen) < STORES_KEPT) or (
                         before is not None and before[1] != "Success"):
@@ -133,6 +136,10 @@ class StoredInstances:
         self.compared += 1
         return compare_files(first.path, copy.path, first.transfer_syntax,
                              copy.transfer_syntax)
+
+    def sop_class(self, uid: str) -> str | None:
+        """The SOP Class UID a C-STORE of ``uid`` named (None: none of this capture)."""
+        return self.classes.get(uid)
 
     def get(self, uid: str) -> tuple[int, str | None] | None:
         return self.seen.get(uid)

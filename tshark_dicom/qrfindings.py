@@ -23,6 +23,7 @@ from .queries import (
     charset_detail,
 )
 from .records import (
+    CONTEXT_RESULTS,
     REQUESTOR,
     ContextRecord,
     FindingRecord,
@@ -62,6 +63,8 @@ class QrContext:
     links: Sequence[MoveLinks]
     attempts: Sequence[ConnectionAttempt]
     queries: dict[tuple[int, int], QueryRecord]  # (assoc_id, op_index) -> query
+    #: the SOP Class UID of an instance a C-STORE of this capture carried (None: unknown)
+    sop_class: Callable[[str], str | None] = lambda uid: None
 
     def ae(self, aid: int, role: str) -> str:
         a = self.associations[aid]
@@ -223,8 +226,7 @@ def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     elif op.command == "C-GET":
         advice = _get_unsent(c, ml)
     elif not ml.stores and (ml.callbacks or ml.attempts):
-        advice = ("they were never sent: the objects could not reach the destination (see "
-                  "the callback findings)")
+        advice = _move_unsent(c, ml, uids)
     else:
         advice = "check the archive's and the destination's logs"
     return FindingRecord(op.final_response_index, op.first_frame, "error",
@@ -235,6 +237,48 @@ def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
         + (f"; the C-STOREs seen answered {seen}" if seen else "")
         + (f"; Failed SOP Instance UID List: {named}" if named else "")
         + f"): {advice}"))
+
+
+def _move_unsent(c: QrContext, ml: MoveLinks, uids: list[str]) -> str:
+    """Why a C-MOVE's failed sub-operations never came as C-STOREs on its callback, from
+    what the callback negotiated: the destination rejected the SOP class of the failed
+    instances (their class known from a C-STORE of them in this capture), or took only a
+    few of those proposed; else the callback's own findings say (refused, rejected)."""
+    never = ("they were never sent: the objects could not reach the destination (see the "
+             "callback findings)")
+    rejected: dict[str, int] = {}  # abstract syntax -> result, where never accepted
+    accepted: list[str] = []
+    destination = ""
+    for aid in ml.callbacks:
+        cb = c.associations[aid]
+        destination = destination or cb.called_ae or ""
+        for ctx in cb.contexts.values():
+            if ctx.abstract_syntax and ctx.result == 0:
+                accepted.append(ctx.abstract_syntax)
+            elif ctx.abstract_syntax and ctx.result is not None:
+                rejected.setdefault(ctx.abstract_syntax, ctx.result)
+    for uid in accepted:
+        rejected.pop(uid, None)
+    if not rejected:
+        return never
+    who = destination or "the destination"
+    classes = [k for k in dict.fromkeys(c.sop_class(u) for u in uids) if k]
+    refused = [k for k in classes if k in rejected]
+    if refused:
+        names = ", ".join(str(uid_name(k) or k) for k in refused)
+        why = CONTEXT_RESULTS.get(rejected[refused[0]], f"result {rejected[refused[0]]}")
+        return (f"they were never sent: {who} rejected {names} on the callback ({why}), the "
+                f"SOP class of the failed instance{'s' if len(uids) != 1 else ''} (a C-STORE "
+                f"of {'them' if len(uids) != 1 else 'it'} is in this capture): the destination "
+                f"does not take it; have {who} accept {names}, or retrieve to a destination "
+                "that does")
+    took = list(dict.fromkeys(str(uid_name(k) or k) for k in accepted))
+    return (f"{never}; {who} accepted "
+            + (", ".join(took[:MAX_UIDS_NAMED]) + (f" and {len(took) - MAX_UIDS_NAMED} more"
+                                                   if len(took) > MAX_UIDS_NAMED else "")
+               if took else "none")
+            + f" of the SOP classes proposed on the callback and rejected {len(rejected)}: an "
+            "object of a rejected class cannot be sent to it")
 
 
 def suboperation_counts_mismatch(c: QrContext, ml: MoveLinks) -> FindingRecord | None:

@@ -388,9 +388,11 @@ def test_a_c_moves_time_says_how_much_was_its_callback_being_answered(analysed: 
 def test_rejected_contexts_a_completed_c_move_never_needed_are_one_note(analysed: Any) -> None:
     """dcmqrscp proposes some 14 retired storage SOP classes on every callback, and the
     destination rejects them: when the C-MOVE completed every sub-operation they were not
-    needed, and its callback gets one note naming them instead of a warning each; when a
-    sub-operation failed (qr_move_partial) each stays a warning. The presentation_contexts
-    table keeps every rejection either way."""
+    needed, and its callback gets one note naming them instead of a warning each. When a
+    sub-operation failed (qr_move_partial: two CT images answered 0xA700) but the failed
+    instances' class is known and was accepted, they were not needed either, and the note
+    says so; with that class unknown, each stays a warning (next test). The
+    presentation_contexts table keeps every rejection either way."""
     from .conftest import CAPTURES
 
     report, _ = analysed(CAPTURES / "qr_move_ok.pcapng")
@@ -404,7 +406,11 @@ def test_rejected_contexts_a_completed_c_move_never_needed_are_one_note(analysed
     assert (report.presentation_contexts.result == 3).sum() == 14
     report, _ = analysed(CAPTURES / "qr_move_partial.pcapng")
     f = report.findings[report.findings.code == "context-rejected"]
-    assert f.severity.tolist() == ["warning"] * 14
+    assert f.severity.tolist() == ["note"]
+    assert f.summary.iloc[0].startswith("STORE-DEST rejected 14 of the 120 presentation ")
+    assert f.summary.iloc[0].endswith("none was needed: the failed instances are of CT Image "
+                                      "Storage, which it accepted (see suboperations-failed "
+                                      "for why they failed)")
 
 
 def test_a_move_whose_class_the_destination_rejected_names_it(analysed: Any,
@@ -429,9 +435,19 @@ def test_a_move_whose_class_the_destination_rejected_names_it(analysed: Any,
             "(abstract-syntax-not-supported (provider rejection)), the SOP class of the failed "
             f"instance (a C-STORE of it is in this capture): the destination does not take it; "
             f"have CT-DEST accept {name}") in text
+    # on the callback, the rejection of that class stays a warning; the 118 others, which
+    # no failed instance needed, are one note
+    rejected = f[f["code"] == "context-rejected"]
+    [warning] = rejected[rejected["severity"] == "warning"]["summary"].tolist()
+    assert f"({name}) proposed by QR-ARCHIVE" in warning
+    [note] = rejected[rejected["severity"] == "note"]["summary"].tolist()
+    assert note.startswith("CT-DEST rejected 118 more of the 120 presentation contexts ")
+    assert f"none was needed: the failed instance is of {name}" in note
     monkeypatch.setattr(StoredInstances, "sop_class", lambda self, uid: None)
     f = tshark_dicom.analyze(capture).findings
     [text] = f[f["code"] == "suboperations-failed"]["summary"].tolist()
     assert "(see the callback findings); CT-DEST accepted CT Image Storage of the SOP classes " \
         "proposed on the callback and rejected 119: an object of a rejected class cannot be " \
         "sent to it" in text
+    # the failed instance's class unknown: which rejection mattered is too, all stay
+    assert (f[f["code"] == "context-rejected"]["severity"] == "warning").sum() == 119

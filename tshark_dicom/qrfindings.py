@@ -585,6 +585,50 @@ def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
             f"C-MOVE's {done}")))
 
 
+def rejections_beside_the_failed(c: QrContext, ml: MoveLinks) -> None:
+    """A C-MOVE that lost sub-operations whose failed instances' SOP classes are all known
+    (a C-STORE of each in the capture): on its callbacks, the rejected contexts of those
+    classes are why (their warnings stay, and `suboperations_failed` names them); those of
+    every other class were not needed, and become one note, as on a callback that lost
+    nothing (`unneeded_callback_rejections`)."""
+    op = ml.op
+    q = c.queries.get((ml.assoc_id, op.op_index))
+    uids = q.failed_sop_instances if q else []
+    if not (op.failed or op.suboperations_failed) or not uids:
+        return
+    classes = {c.sop_class(u) for u in uids}
+    if None in classes:
+        return
+    for aid in ml.callbacks:
+        if aid in ml.uncertain:
+            continue
+        cb = c.associations[aid]
+        others = {cid for cid, ctx in cb.contexts.items()
+                  if ctx.result not in (None, 0) and ctx.abstract_syntax not in classes}
+        heads = {f"rejected presentation context {cid} (" for cid in others}
+        spared = [f for f in cb.findings if f.code == "context-rejected"
+                  and any(h in f.summary for h in heads)]
+        if len(spared) < 2:  # one stays a warning: nothing to fold
+            continue
+        cb.findings[:] = [f for f in cb.findings if f not in spared]
+        names = list(dict.fromkeys(
+            str(uid_name(cb.contexts[cid].abstract_syntax) or cb.contexts[cid].abstract_syntax)
+            for cid in sorted(others)))
+        named = ", ".join(names[:REJECTED_NAMED]) + (
+            f" and {len(names) - REJECTED_NAMED} more" if len(names) > REJECTED_NAMED else "")
+        wanted = ", ".join(sorted(str(uid_name(k) or k) for k in classes if k))
+        refused = any(ctx.result not in (None, 0) and ctx.abstract_syntax in classes
+                      for ctx in cb.contexts.values())
+        cb.findings.append(FindingRecord(None, spared[0].frame, "note", "context-rejected", (
+            f"{cb.called_ae or 'the destination'} rejected {len(spared)} "
+            f"{'more ' if refused else ''}of the {len(cb.contexts)} presentation contexts "
+            f"{cb.calling_ae or 'the archive'} proposed on the callback of the C-MOVE from "
+            f"{c.scu(ml.assoc_id, op)} ({named}); none was needed: the failed "
+            f"instance{'s are' if len(uids) != 1 else ' is'} of {wanted}, "
+            + ("whose rejection is the warning that stays" if refused else
+               "which it accepted (see suboperations-failed for why they failed)"))))
+
+
 def _to_own_scu(callback: Association, mover: Association) -> bool:
     """The callback goes back to the C-MOVE's own SCU: to its host, and to its AE title."""
     return bool(mover.calling_ae) and callback.called_ae == mover.calling_ae \
@@ -648,6 +692,7 @@ def qr_findings(c: QrContext) -> list[tuple[int, FindingRecord]]:
             late_own_callback(c, ml)
             callback_wait_in_detail(c, ml)
             unneeded_callback_rejections(c, ml)
+            rejections_beside_the_failed(c, ml)
             out.extend((ml.assoc_id, f) for rule in MOVE_RULES
                        if (f := rule(c, ml)) is not None)
             out.extend(callback_rejected(c, ml))

@@ -205,6 +205,9 @@ class Association(AssociationFindings):
         #: for in `drain`, when it has long caught up, instead of waiting for each
         self._digests: list[tuple[ObjectRecord, DatasetSinkLike]] = []
         self.findings: list[FindingRecord] = []
+        #: context id -> its context-rejected warning (qrfindings folds those a C-MOVE's
+        #: callback did not need into one note)
+        self.rejections: dict[int, FindingRecord] = {}
         self._msg_counter = 0
         #: (sender, message id) -> [msg_index, command, first frame, answered]: requests
         #: unanswered, and the latest `ANSWERED_KEPT` answered ones (a late C-CANCEL or a
@@ -598,6 +601,7 @@ class Association(AssociationFindings):
                     f"{CONTEXT_RESULTS.get(ctx.result, ctx.result)}; proposed "
                     f"{', '.join(uid_name(t) or t for t in ctx.proposed_transfer_syntaxes)}",
                     pdu.first_frame)
+                self.rejections[cid] = self.findings[-1]
 
     def _user_info(self, role: str, ui: Any) -> None:
         if ui is None:

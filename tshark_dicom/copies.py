@@ -41,12 +41,6 @@ DEFERRED = 256 * 1024
 NAMED = 6
 #: A value's text in a sentence is cut at this length.
 VALUE_TEXT = 40
-#: Little-endian transfer syntaxes whose file bytes are the values' bytes: Implicit and
-#: Explicit VR Little Endian, and every encapsulated (compressed) one (their attributes are
-#: Explicit VR Little Endian). Big endian and deflated ones are not compared.
-_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
-_NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _CHUNK = 1 << 20
 #: `Comparison.pixels` where the pixel data are not the same bytes, or one copy has none.
 DIFFER = "differ"
@@ -113,7 +107,8 @@ def compare_files(first: Path, later: Path, first_ts: str | None,
                   later_ts: str | None) -> Comparison | None:
     """The two Part-10 files' data sets compared (``*_ts``: the transfer syntax each was
     sent in); None where one cannot be read, or is big endian or deflated."""
-    if any(ts is None or ts == _BIG_ENDIAN or ts in _DEFLATED for ts in (first_ts, later_ts)):
+    if first_ts is None or later_ts is None or not (_stored_as_read(first_ts)
+                                                    and _stored_as_read(later_ts)):
         return None
     try:
         # pydicom's warnings on odd values are the objects' business, not this comparison's
@@ -128,6 +123,28 @@ def compare_files(first: Path, later: Path, first_ts: str | None,
             return out
     except Exception:  # a file gone, or one pydicom cannot read (it raises many kinds)  # noqa: BLE001
         return None
+
+
+def _stored_as_read(ts: str) -> bool:
+    """Whether a file in ``ts`` holds each value in the bytes it is read as: little endian
+    and not deflated (pydicom's reading of the UID; one it does not know is taken so, as an
+    encapsulated one's attributes are Explicit VR Little Endian)."""
+    from pydicom.uid import UID
+
+    try:
+        return bool(UID(ts).is_little_endian and not UID(ts).is_deflated)
+    except ValueError:  # not a transfer syntax pydicom knows
+        return True
+
+
+def _native(ts: str | None) -> bool:
+    """Pixel data not encapsulated (pydicom: not compressed); unknown: encapsulated."""
+    from pydicom.uid import UID
+
+    try:
+        return ts is not None and not UID(ts).is_compressed
+    except ValueError:
+        return False
 
 
 def _read(f: IO[bytes]) -> tuple[Any, int] | None:
@@ -259,7 +276,7 @@ def _pixels(fa: IO[bytes], at_a: int, ts_a: str | None, fb: IO[bytes], at_b: int
         return "absent"
     if pa is None or pb is None:
         return ONLY_ONE
-    if ts_a != ts_b and not (ts_a in _NATIVE and ts_b in _NATIVE):
+    if ts_a != ts_b and not (_native(ts_a) and _native(ts_b)):
         from .records import uid_name
 
         return (f"in two encodings, {uid_name(ts_a) or ts_a} and {uid_name(ts_b) or ts_b}")

@@ -218,8 +218,7 @@ def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     seen = ", ".join(f"{n} x {h}" for h, n in sorted(statuses.items()))
     q = c.queries.get((ml.assoc_id, op.op_index))
     uids = q.failed_sop_instances if q else []
-    named = ", ".join(uids[:MAX_UIDS_NAMED]) + (f" and {len(uids) - MAX_UIDS_NAMED} more"
-                                                if len(uids) > MAX_UIDS_NAMED else "")
+    named = _first(uids, MAX_UIDS_NAMED)
     where = (f" to {op.move_destination}" if op.command == "C-MOVE" else "")
     if statuses:
         advice = "check the destination's log for why it refused those objects"
@@ -273,10 +272,7 @@ def _move_unsent(c: QrContext, ml: MoveLinks, uids: list[str]) -> str:
                 f"does not take it; have {who} accept {names}, or retrieve to a destination "
                 "that does")
     took = list(dict.fromkeys(str(uid_name(k) or k) for k in accepted))
-    return (f"{never}; {who} accepted "
-            + (", ".join(took[:MAX_UIDS_NAMED]) + (f" and {len(took) - MAX_UIDS_NAMED} more"
-                                                   if len(took) > MAX_UIDS_NAMED else "")
-               if took else "none")
+    return (f"{never}; {who} accepted " + (_first(took, MAX_UIDS_NAMED) if took else "none")
             + f" of the SOP classes proposed on the callback and rejected {len(rejected)}: an "
             "object of a rejected class cannot be sent to it")
 
@@ -564,25 +560,9 @@ def unneeded_callback_rejections(c: QrContext, ml: MoveLinks) -> None:
                 f" (the {op.remaining} never started may have needed one)"
                 if op.remaining else ""))
     for aid in ml.callbacks:
-        if aid in ml.uncertain:
-            continue
-        cb = c.associations[aid]
-        rejected = [f for f in cb.findings if f.code == "context-rejected"]
-        if not rejected:
-            continue
-        cb.findings[:] = [f for f in cb.findings if f.code != "context-rejected"]
-        names = list(dict.fromkeys(
-            str(uid_name(ctx.abstract_syntax) or ctx.abstract_syntax)
-            for ctx in (cb.contexts[i] for i in sorted(cb.contexts))
-            if ctx.result not in (None, 0)))
-        named = ", ".join(names[:REJECTED_NAMED]) + (
-            f" and {len(names) - REJECTED_NAMED} more" if len(names) > REJECTED_NAMED else "")
-        n = len(rejected)
-        cb.findings.append(FindingRecord(None, rejected[0].frame, "note", "context-rejected", (
-            f"{cb.called_ae or 'the destination'} rejected {n} of the {len(cb.contexts)} "
-            f"presentation contexts {cb.calling_ae or 'the archive'} proposed on the callback "
-            f"of the C-MOVE from {c.scu(ml.assoc_id, op)} ({named}); none was needed: the "
-            f"C-MOVE's {done}")))
+        if aid not in ml.uncertain:
+            cb = c.associations[aid]
+            _fold_rejections(c, ml, cb, list(cb.rejections), False, f"the C-MOVE's {done}")
 
 
 def rejections_beside_the_failed(c: QrContext, ml: MoveLinks) -> None:
@@ -603,30 +583,42 @@ def rejections_beside_the_failed(c: QrContext, ml: MoveLinks) -> None:
         if aid in ml.uncertain:
             continue
         cb = c.associations[aid]
-        others = {cid for cid, ctx in cb.contexts.items()
-                  if ctx.result not in (None, 0) and ctx.abstract_syntax not in classes}
-        heads = {f"rejected presentation context {cid} (" for cid in others}
-        spared = [f for f in cb.findings if f.code == "context-rejected"
-                  and any(h in f.summary for h in heads)]
-        if len(spared) < 2:  # one stays a warning: nothing to fold
+        others = [cid for cid, ctx in cb.contexts.items()
+                  if ctx.result not in (None, 0) and ctx.abstract_syntax not in classes]
+        if sum(cid in cb.rejections for cid in others) < 2:  # one stays: nothing to fold
             continue
-        cb.findings[:] = [f for f in cb.findings if f not in spared]
-        names = list(dict.fromkeys(
-            str(uid_name(cb.contexts[cid].abstract_syntax) or cb.contexts[cid].abstract_syntax)
-            for cid in sorted(others)))
-        named = ", ".join(names[:REJECTED_NAMED]) + (
-            f" and {len(names) - REJECTED_NAMED} more" if len(names) > REJECTED_NAMED else "")
         wanted = ", ".join(sorted(str(uid_name(k) or k) for k in classes if k))
         refused = any(ctx.result not in (None, 0) and ctx.abstract_syntax in classes
                       for ctx in cb.contexts.values())
-        cb.findings.append(FindingRecord(None, spared[0].frame, "note", "context-rejected", (
-            f"{cb.called_ae or 'the destination'} rejected {len(spared)} "
-            f"{'more ' if refused else ''}of the {len(cb.contexts)} presentation contexts "
-            f"{cb.calling_ae or 'the archive'} proposed on the callback of the C-MOVE from "
-            f"{c.scu(ml.assoc_id, op)} ({named}); none was needed: the failed "
-            f"instance{'s are' if len(uids) != 1 else ' is'} of {wanted}, "
+        _fold_rejections(c, ml, cb, others, refused, (
+            f"the failed instance{'s are' if len(uids) != 1 else ' is'} of {wanted}, "
             + ("whose rejection is the warning that stays" if refused else
-               "which it accepted (see suboperations-failed for why they failed)"))))
+               "which it accepted (see suboperations-failed for why they failed)")))
+
+
+def _fold_rejections(c: QrContext, ml: MoveLinks, cb: Association, cids: list[int],
+                     more: bool, why: str) -> None:
+    """The context-rejected warnings of contexts ``cids`` of callback ``cb`` made one note
+    that names their SOP classes and says ``why`` none was needed (``more``: beside a
+    rejection that stays a warning)."""
+    folded = [cb.rejections[cid] for cid in sorted(cids) if cid in cb.rejections]
+    if not folded:
+        return
+    gone = {id(f) for f in folded}
+    cb.findings[:] = [f for f in cb.findings if id(f) not in gone]
+    names = list(dict.fromkeys(
+        str(uid_name(cb.contexts[cid].abstract_syntax) or cb.contexts[cid].abstract_syntax)
+        for cid in sorted(cids)))
+    cb.findings.append(FindingRecord(None, folded[0].frame, "note", "context-rejected", (
+        f"{cb.called_ae or 'the destination'} rejected {len(folded)} {'more ' if more else ''}"
+        f"of the {len(cb.contexts)} presentation contexts {cb.calling_ae or 'the archive'} "
+        f"proposed on the callback of the C-MOVE from {c.scu(ml.assoc_id, ml.op)} "
+        f"({_first(names, REJECTED_NAMED)}); none was needed: {why}")))
+
+
+def _first(names: list[str], n: int) -> str:
+    """The first ``n`` of ``names``, then how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _to_own_scu(callback: Association, mover: Association) -> bool:

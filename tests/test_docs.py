@@ -36,7 +36,7 @@ def test_there_are_recipes_for_each_scenario() -> None:
                     "mpps_open_and_discontinued", "mpps_images_missing",
                     "store_encoding_mismatch", "store_pixel_data_mismatch",
                     "store_native_pixel_data", "store_sop_mismatch", "user_identity",
-                    "store_copies_compared"):
+                    "store_copies_compared", "twopoint_scu_side"):
         assert capture in text
 
 
@@ -82,7 +82,7 @@ def _documented(command: str) -> set[str]:
             for m in re.findall(r"--[a-z][a-z-]*", cell)}
 
 
-@pytest.mark.parametrize("command", ["analyze", "diagnose"])
+@pytest.mark.parametrize("command", ["analyze", "diagnose", "compare"])
 def test_every_option_is_documented_and_every_documented_option_exists(command: str) -> None:
     options = _options(command)
     assert set(options) - {"--help"} == _documented(command)
@@ -91,7 +91,8 @@ def test_every_option_is_documented_and_every_documented_option_exists(command: 
         assert f"tshark-dicom {command}" in README
 
 
-@pytest.mark.parametrize("argv", [["-h"], ["analyze", "-h"], ["diagnose", "-h"]])
+@pytest.mark.parametrize("argv", [["-h"], ["analyze", "-h"], ["diagnose", "-h"],
+                                  ["compare", "-h"]])
 def test_help_in_plain_words(argv: list[str]) -> None:
     from typer.testing import CliRunner
 
@@ -99,7 +100,7 @@ def test_help_in_plain_words(argv: list[str]) -> None:
     assert result.exit_code == 0 and result.output.startswith("Usage:")
     usage = result.output.splitlines()[0]
     assert "{" not in usage and "<" not in result.output  # no <list[Path]>, <str>, <int>
-    for command in ("analyze", "diagnose"):
+    for command in ("analyze", "diagnose", "compare"):
         assert command in typer.main.get_command(cli.app).commands  # type: ignore[attr-defined]
 
 

@@ -178,6 +178,17 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
+def compare(first: _typing.Any, second: _typing.Any, *, ports: Sequence[int] = (),
+            tshark: str | None = None) -> _typing.Any:
+    """Two captures of the same traffic taken at two points of its path (README, "Two
+    capture points"): each a capture file, an OUT folder written by analyze, or a `Report`.
+    Returns a `twopoint.Comparison`: ``associations``, ``messages`` and ``findings`` frames,
+    ``offset_ms`` (B's clock minus A's), ``transit_ms``, and ``write(OUT)``."""
+    from .twopoint import compare_sources
+
+    return compare_sources(first, second, ports=ports, tshark=tshark)
+
+
 def analyze(
     captures: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,

@@ -187,6 +187,14 @@ def main_options(
     """tshark-dicom: DICOM network traffic analysis on top of tshark."""
 
 
+PortOpt = Annotated[list[int] | None, typer.Option(
+    "--port", help="Also decode streams on this TCP port that start mid-association "
+    "(repeatable).", metavar="N", show_default=False)]
+TsharkOpt = Annotated[str | None, typer.Option(
+    "--tshark", help="The tshark executable (default: $TSHARK, then PATH).",
+    metavar="PATH", show_default=False)]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="Table format: parquet, csv or both.", metavar="parquet|csv|both")]
 TlsKeylogOpt = Annotated[list[Path] | None, typer.Option(
     "--tls-keylog", help="A TLS key log (NSS format, as SSLKEYLOGFILE writes it) that "
     "decrypts DICOM over TLS (repeatable); secrets embedded in a pcapng need none.",
@@ -225,20 +233,14 @@ def analyze(
         show_default=False, metavar="CAPTURE_OR_DIR...")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.", show_default=False,
                                       metavar="OUT")],
-    format: Annotated[str, typer.Option(
-        "--format", help="Table format: parquet, csv or both.",
-        metavar="parquet|csv|both")] = "parquet",
-    port: Annotated[list[int] | None, typer.Option(
-        "--port", help="Also decode streams on this TCP port that start mid-association "
-        "(repeatable).", metavar="N", show_default=False)] = None,
+    format: FormatOpt = "parquet",
+    port: PortOpt = None,
     no_objects: Annotated[bool, typer.Option(
         "--no-objects", help="Do not write reconstructed Part-10 files.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Captures analysed in parallel.",
                                       metavar="N")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
-    tshark: Annotated[str | None, typer.Option(
-        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).",
-        metavar="PATH", show_default=False)] = None,
+    tshark: TsharkOpt = None,
     cross_check: Annotated[bool, typer.Option(
         "--cross-check", help="Also run Wireshark's DICOM dissector and report every "
         "disagreement as a finding.")] = False,
@@ -299,14 +301,8 @@ def analyze(
                                   tls_ports=tls_port or (), validate=debug)
         except TsharkDicomError as exc:
             _fail(exc)
-        except OSError as exc:  # disk full, permissions: the environment, one line, exit 4
-            problem = output_error(exc, out)
-            if problem is None:
-                if debug:
-                    raise
-                _internal(exc)
-            else:
-                _fail(problem)
+        except OSError as exc:
+            _environment(exc, out, debug)
         except KeyboardInterrupt:
             # in place (a new folder, or --resume): what finished is kept; else OUT is as it was
             kept = resume or ((out / "tables").is_dir() and not (out / "summary.txt").exists())
@@ -352,12 +348,8 @@ def diagnose(
         "warning or error (for monitoring); a capture that could not be analysed counts "
         "as an error.", metavar="warning|error",
         show_default=False)] = None,
-    port: Annotated[list[int] | None, typer.Option(
-        "--port", help="Also decode streams on this TCP port that start mid-association "
-        "(repeatable).", metavar="N", show_default=False)] = None,
-    tshark: Annotated[str | None, typer.Option(
-        "--tshark", help="The tshark executable (default: $TSHARK, then PATH).",
-        metavar="PATH", show_default=False)] = None,
+    port: PortOpt = None,
+    tshark: TsharkOpt = None,
     redact: RedactOpt = False,
     redact_uids: RedactUidsOpt = False,
     redact_network: RedactNetworkOpt = False,
@@ -431,6 +423,52 @@ def diagnose(
         _internal(exc)
     if fail_on is not None and worst <= RANK[fail_on]:
         raise typer.Exit(3)
+
+
+@app.command(cls=_Command)
+def compare(
+    first: Annotated[Path, typer.Argument(
+        help="Point A: a capture, or an OUT folder written by analyze.", show_default=False,
+        metavar="A")],
+    second: Annotated[Path, typer.Argument(
+        help="Point B: a capture of the same traffic taken elsewhere on its path, or an OUT "
+        "folder.", show_default=False, metavar="B")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Also write the comparison's tables (point_associations, "
+        "point_messages, point_findings) into this folder.", show_default=False,
+        metavar="OUT")] = None,
+    format: FormatOpt = "parquet",
+    port: PortOpt = None,
+    tshark: TsharkOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
+) -> None:
+    """Two captures of the same traffic, taken at two points of its path: which
+    associations and messages passed both, the clocks' offset, the transit between the
+    points, and what the network between them held up or one point never saw."""
+    from .memory import frozen_imports  # not at the top: --version stays instant
+
+    with frozen_imports():
+        from .twopoint import FORMATS, compare_sources, render
+
+    _logging(debug)
+    try:
+        if format not in FORMATS:
+            raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
+        with _interrupt_ends("interrupted"):
+            result = compare_sources(first, second, ports=port or (), tshark=tshark)
+            if out is not None:
+                result.write(out, format=format)
+    except TsharkDicomError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _environment(exc, out, debug)
+    except Exception as exc:  # never a traceback for the user; --debug shows one
+        if debug:
+            raise
+        _internal(exc)
+    typer.echo(render(result))
+    if out is not None:
+        typer.echo(f"results in {out}/")
 
 
 def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
@@ -538,6 +576,18 @@ def _logging(debug: bool) -> None:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
+
+
+def _environment(exc: OSError, out: Path | None, debug: bool) -> None:
+    """An OSError of a command writing ``out``: disk full, permissions (the environment:
+    one line, exit 4), else an internal error."""
+    problem = output_error(exc, out) if out is not None else None
+    if problem is None:
+        if debug:
+            raise exc
+        _internal(exc)
+    else:
+        _fail(problem)
 
 
 def _internal(exc: Exception) -> None:

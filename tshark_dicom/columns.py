@@ -95,10 +95,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "gap_bytes": "Bytes of the connection missing from the capture (loss at the capture "
                      "point, snapshot length).",
         "abort_sender": "Who sent the A-ABORT: `requestor` or `acceptor`.",
-        "retransmitted_bytes_requestor": "TCP bytes the requestor sent again.",
-        "retransmitted_bytes_acceptor": "TCP bytes the acceptor sent again.",
-        "out_of_order_requestor": "Requestor segments captured out of order.",
-        "out_of_order_acceptor": "Acceptor segments captured out of order.",
+        "retransmitted_bytes_requestor": "TCP bytes of the requestor's that the capture saw "
+                                         "twice (sent again; a copy that filled a gap is "
+                                         "not: out_of_order_requestor).",
+        "retransmitted_bytes_acceptor": "TCP bytes of the acceptor's that the capture saw "
+                                        "twice (as for the requestor).",
+        "out_of_order_requestor": "Requestor segments captured ahead of a missing one "
+                                  "(lost before the capture point, or reordered).",
+        "out_of_order_acceptor": "Acceptor segments captured ahead of a missing one.",
         "duration_ms": "From the A-ASSOCIATE-RQ (or the first packet) to the end of the "
                        "association, in ms; null while open.",
         "setup_ms": "From the A-ASSOCIATE-RQ to the acceptor's answer (AC or RJ), in ms, at "

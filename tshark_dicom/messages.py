@@ -115,7 +115,8 @@ class MessageAssembler(PdvDataSink):
         msg = self.current
         if pdv is None or msg is None:
             return
-        msg.last_frame, msg.ended_ns = frame, time_ns
+        if time_ns >= msg.ended_ns:  # see pdv_end
+            msg.last_frame, msg.ended_ns = frame, time_ns
         if pdv.is_command:
             if len(self._cmd) + len(chunk) > MAX_COMMAND_BYTES:
                 msg.command_problem = f"command set longer than {MAX_COMMAND_BYTES} bytes"
@@ -135,7 +136,11 @@ class MessageAssembler(PdvDataSink):
         if pdv is None or msg is None:
             return
         msg.fragments += 1
-        msg.last_frame, msg.ended_ns = frame, time_ns
+        # The latest packet that carried its bytes: a segment the capture point saw after
+        # later ones (a retransmission that filled a hole: its data come first, then those
+        # held behind it, with their earlier times) is when the message was complete there.
+        if time_ns >= msg.ended_ns:
+            msg.last_frame, msg.ended_ns = frame, time_ns
         if not pdv.is_last:
             return
         if pdv.is_command:

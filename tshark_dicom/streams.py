@@ -116,6 +116,10 @@ class HalfStream:
             st.first_frame, st.first_time_ns = pkt.frame, pkt.time_ns
         st.last_time_ns = pkt.time_ns
         if self._ended:
+            if self.fin_seen and pkt.tcp_len:
+                # after the FIN every byte was sent before: a copy sent again (a lost
+                # A-RELEASE-RP, say)
+                st.retransmitted_bytes += pkt.tcp_len
             return
         start = self._unwrap(pkt.seq)
         if pkt.flags & SYN:

@@ -156,6 +156,13 @@ def test_the_command_line(tmp_path: Path) -> None:
         assert len(pd.read_parquet(out / f"point_{t}.parquet")) == len(
             pd.read_csv(out / f"point_{t}.csv"))
     assert pd.read_parquet(out / "point_messages.parquet").held_ms.max() >= HELD_MS
+    page = (out / "report.html").read_text()
+    assert "<h1>Two capture points of one path</h1>" in page
+    assert page.count("<svg") == len(TRUTH["associations"])  # a flow per association
+    held = pd.read_parquet(out / "point_messages.parquet").held_ms.dropna()
+    for ms in held[held >= HELD_MS]:
+        assert f"held up {ms:,.1f} ms" in page
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
     again = _cli(A, A, "-o", out)  # an earlier comparison's folder is replaced
     assert again.returncode == 0, again.stderr
     assert pd.read_parquet(out / "point_messages.parquet").held_ms.max() == 0
@@ -232,3 +239,22 @@ def test_from_python_with_reports(ab) -> None:
     assert c.captures == ("A", str(B))
     assert c.offset_ms == ab.offset_ms and c.transit_ms == ab.transit_ms
     assert c.findings.code.tolist() == ab.findings.code.tolist()
+
+
+def test_one_point_alone_puts_a_request_lost_past_it_on_the_network(ab) -> None:
+    """At the SCU's point, a C-STORE whose request segment the network lost further on
+    looks answered late by the SCP; the SCU's own retransmission after the request's last
+    byte shows it was the network (timing.py), as the comparison with B confirms."""
+    import tshark_dicom
+
+    report = tshark_dicom.analyze(str(A))
+    late = [s for s in TRUTH["twopoint"]["late_segments"] if s["to_scp"]]
+    assert late
+    ops = report.operations
+    for s in late:
+        t = pd.Timestamp(s["a"], unit="s", tz="UTC")
+        op = ops[(ops.request_first_at <= t) & (ops.request_complete_at >= t)].iloc[0]
+        assert op.bottleneck == "network", op.bottleneck_detail
+        assert "sent part of the request again" in op.bottleneck_detail
+        assert op.scp_ms < 20
+    assert "slow-scp-response" not in set(report.findings.code)

@@ -48,6 +48,7 @@ __all__ = [
     "TsharkNotFoundError",
     "__version__",
     "analyze",
+    "compare",
     "load",
 ]
 

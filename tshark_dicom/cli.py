@@ -435,7 +435,8 @@ def compare(
         "folder.", show_default=False, metavar="B")],
     out: Annotated[Path | None, typer.Option(
         "-o", "--out", help="Also write the comparison's tables (point_associations, "
-        "point_messages, point_findings) into this folder.", show_default=False,
+        "point_messages, point_findings) and report.html into this folder.",
+        show_default=False,
         metavar="OUT")] = None,
     format: FormatOpt = "parquet",
     port: PortOpt = None,
@@ -448,6 +449,7 @@ def compare(
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
+        from .htmltwopoint import write
         from .twopoint import FORMATS, compare_sources, render
 
     _logging(debug)
@@ -457,7 +459,7 @@ def compare(
         with _interrupt_ends("interrupted"):
             result = compare_sources(first, second, ports=port or (), tshark=tshark)
             if out is not None:
-                result.write(out, format=format)
+                write(result, out, format=format)
     except TsharkDicomError as exc:
         _fail(exc)
     except OSError as exc:

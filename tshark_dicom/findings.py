@@ -223,20 +223,32 @@ def retransmissions(c: TimingContext) -> list[FindingRecord]:
     a = c.assoc
     segs = 0
     waited = c.timing.stalls.get("retransmission", 0.0) + c.timing.stalls.get("ack-wait", 0.0)
-    rbytes = sum(a.tcp_retransmitted.values())
+    rbytes = sum(a.tcp_retransmitted.values())  # bytes this point saw twice
     ooo = sum(a.tcp_out_of_order.values())
+    sent = rbytes  # bytes sent again, as this point saw them (twice, or once filling a gap)
     if c.evidence is not None:
         segs = sum(len(d.retransmissions) for d in c.evidence.directions.values())
+        sent = max(rbytes, sum(d.retransmitted_bytes for d in c.evidence.directions.values()))
     total = sum(d.parser.nbytes for d in a.directions.values()) or 1
     if segs + ooo < RETRANSMIT_MIN_SEGMENTS or (rbytes / total < RETRANSMIT_MIN_SHARE
                                                  and ooo < RETRANSMIT_MIN_SEGMENTS):
         return []
+    # where the losses were, as one point can tell: a copy whose original passed it was
+    # lost beyond it; a copy that filled a gap, before it
+    where = ("" if not sent else
+             "; the capture point saw their originals too: lost beyond it, toward the "
+             "receivers" if rbytes >= sent else
+             "; the capture point saw only the copies, filling gaps: lost before it, on the "
+             "senders' side" if rbytes == 0 else
+             f"; {rbytes:,} of those bytes passed the capture point twice (lost beyond it), "
+             "the rest once, filling gaps (lost before it)")
     return [FindingRecord(None, a.first_frame, "warning", "retransmissions", (
-        f"{segs} TCP segments ({rbytes:,} bytes, {rbytes / total:.1%} of {total:,}) were "
+        f"{segs} TCP segments ({sent:,} bytes, {sent / total:.1%} of {total:,}) were "
         f"retransmitted and {ooo} arrived out of order between {c.ae(REQUESTOR)} and "
-        f"{c.ae(ACCEPTOR)}; the senders waited {_n(waited)} on acknowledgements: packets are "
-        "lost or reordered on the path (check duplex settings, interface errors, congestion, "
-        "and the capture point's own drops)"))]
+        f"{c.ae(ACCEPTOR)}{where}; the senders waited {_n(waited)} on acknowledgements: "
+        "packets are lost or reordered on the path (check duplex settings, interface errors, "
+        "congestion, and the capture point's own drops; `tshark-dicom compare` of a capture "
+        "at each end tells which part of the path)"))]
 
 
 def small_pdu(c: TimingContext) -> list[FindingRecord]:

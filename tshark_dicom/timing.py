@@ -447,6 +447,18 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
             if in_turnaround:
                 held += ms
             _add(op, party, ms, _STALL_WHY[kind].format(ms=ms, what=what))
+    if op.response_first_ns is not None:
+        # the SCU sent part of the request again after its last byte: its segment, or the
+        # ACK (or response) that would have stopped it, was lost past the capture point,
+        # so the SCP could not answer before: the network's time, not the SCP's
+        resent = sum(ms for kind, ms in stalls[scu].within(op.request_complete_ns,
+                                                           op.response_first_ns)
+                     if kind == "retransmission")
+        if resent > 0:
+            held += resent
+            _add(op, "network", resent, f"{resent:,.0f} ms until the SCU sent part of the "
+                 "request again after its last byte (a segment, or the answer to it, lost "
+                 "beyond the capture point)")
     turn = op.turnaround_ms
     if turn is not None and turn - held > 0:
         turn -= held

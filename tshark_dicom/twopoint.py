@@ -767,10 +767,12 @@ def _source(source: Any, ports: Sequence[int], tshark: str | None) -> Any:
     return report
 
 
-def write_comparison(self: Comparison, out: Path, format: str = "parquet") -> None:
+def write_comparison(self: Comparison, out: Path, format: str = "parquet",
+                     files: dict[str, str] | None = None) -> None:
     """The three tables into ``out`` (point_associations, point_messages, point_findings),
-    whole or not at all: written beside it, then put in its place. ``out`` may be new, or
-    an earlier comparison's folder (replaced); anything else is left alone."""
+    and ``files`` (name: text; the page, htmltwopoint.write), whole or not at all: written
+    beside it, then put in its place. ``out`` may be new, or an earlier comparison's folder
+    (replaced); anything else is left alone."""
     import json
     import os
     import shutil
@@ -792,6 +794,8 @@ def write_comparison(self: Comparison, out: Path, format: str = "parquet") -> No
                 df.to_parquet(tmp / f"point_{name}.parquet", index=False)
             if format in ("csv", "both"):
                 df.to_csv(tmp / f"point_{name}.csv", index=False)
+        for name, content in (files or {}).items():
+            (tmp / name).write_text(content, encoding="utf-8")
         (tmp / MARKER).write_text(json.dumps(
             {"a": self.captures[0], "b": self.captures[1], "format": format}) + "\n")
         for f in tmp.iterdir():

@@ -45,8 +45,7 @@ OTHER_FIXTURES: dict[str, set[str]] = {
     "store_copies_compared": {"slow-scp-response"},
     # planted: 20 ms each way and dropped frames between the two capture points
     "twopoint_scu_side": {"retransmissions", "network-latency"},
-    # at the SCP's point, a response lost past it looks like the SCU idling before its next
-    "twopoint_scp_side": {"retransmissions", "network-latency", "scu-idle"},
+    "twopoint_scp_side": {"retransmissions", "network-latency"},
 }
 #: pynetdicom 3.0.4 does not set TCP_NODELAY: its command PDU and data set PDU are separate
 #: writes, so the data set waits for the peer's delayed ACK. Where that shows, nagle-stall

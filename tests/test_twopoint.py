@@ -258,3 +258,23 @@ def test_one_point_alone_puts_a_request_lost_past_it_on_the_network(ab) -> None:
         assert "sent part of the request again" in op.bottleneck_detail
         assert op.scp_ms < 20
     assert "slow-scp-response" not in set(report.findings.code)
+
+
+def test_one_point_alone_puts_a_response_lost_past_it_on_the_network() -> None:
+    """At the SCP's point, a response the network lost further on makes the SCU's next
+    request look late (as if it idled); the SCP's own retransmission of the response before
+    that request shows it was the network (timing.py)."""
+    import tshark_dicom
+
+    report = tshark_dicom.analyze(str(B))
+    late = [s for s in TRUTH["twopoint"]["late_segments"] if not s["to_scp"]]
+    assert late
+    ops = report.operations.sort_values("request_first_at")
+    shift = pd.Timedelta(TRUTH["twopoint"]["clock_ahead_ms"], unit="ms")
+    for s in late:
+        t = pd.Timestamp(s["a"], unit="s", tz="UTC") + shift  # A's time, in B's clock
+        after = ops[ops.request_first_at > t].iloc[0]
+        assert after.bottleneck == "network", after.bottleneck_detail
+        assert "the SCP sent part of its response again" in after.bottleneck_detail
+        assert after.scu_ms < 50
+    assert "scu-idle" not in set(report.findings.code)

@@ -286,7 +286,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "response_transfer_ms": "First response byte to the final response's last byte, "
                                  "in ms.",
         "total_ms": "First request byte to the final response's last byte, in ms.",
-        "gap_network_ms": "The network's share of gap_before_ms (half a round trip), in ms.",
+        "gap_network_ms": "The network's share of gap_before_ms (half a round trip, and the "
+                          "wait for a response the SCP sent again), in ms.",
         "turnaround_network_ms": "The network's share of turnaround_ms, in ms.",
         "request_bytes": "Bytes of the request (command and data set PDUs).",
         "response_bytes": "Bytes of the responses.",

@@ -420,9 +420,22 @@ def _parts(op: OperationRecord, stalls: dict[str, _Stalls], halves: dict[str, fl
     responses to the earlier requests, which held this one back."""
     scu, scp = op.scu, op.scp
     if op.gap_before_ms is not None:
-        net = op.gap_network_ms = min(op.gap_before_ms, halves[scu])
+        # the SCP sent part of its last response again in the gap: the SCU could not have
+        # it before (a segment, or the ACK that would have stopped it, lost beyond the
+        # capture point), so that wait is the network's, not the SCU's idling
+        gap_ns = int(op.gap_before_ms * 1e6)
+        resent = min(op.gap_before_ms, sum(
+            ms for kind, ms in stalls[scp].within(op.request_first_ns - gap_ns,
+                                                  op.request_first_ns)
+            if kind == "retransmission"))
+        if resent > 0:
+            _add(op, "network", resent, f"{resent:,.0f} ms until the SCP sent part of its "
+                 "response again, before the request (a segment, or the answer to it, lost "
+                 "beyond the capture point)")
+        net = min(op.gap_before_ms - resent, halves[scu])
+        op.gap_network_ms = net + resent
         _add(op, "network", net, f"{net:,.0f} ms round trip to the SCU before the request")
-        op.scu_gap_ms = op.gap_before_ms - net
+        op.scu_gap_ms = op.gap_before_ms - resent - net
         _add(op, "scu", op.scu_gap_ms, f"idle {op.scu_gap_ms:,.0f} ms before the request")
     legs = [(scu, op.request_first_ns, op.request_complete_ns, "request", False)]
     if op.response_first_ns is not None and op.response_complete_ns is not None:

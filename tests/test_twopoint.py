@@ -278,3 +278,18 @@ def test_one_point_alone_puts_a_response_lost_past_it_on_the_network() -> None:
         assert "the SCP sent part of its response again" in after.bottleneck_detail
         assert after.scu_ms < 50
     assert "scu-idle" not in set(report.findings.code)
+
+
+def test_the_text_puts_the_associations_with_trouble_first(ab) -> None:
+    from tshark_dicom.twopoint import render
+
+    lines = render(ab).split("\n")
+    first = lines.index("associations:") + 1
+    trouble = [line for line in lines[first:] if "held up:" in line or "lost between" in line]
+    assert trouble and lines[first:first + len(trouble)] == trouble
+    assert any("lost between the points: " in line for line in trouble)
+    # one direction only: no transit, nothing lost known; still a line
+    one_way = ab.associations.copy()
+    one_way.loc[0, ["lost_between_requestor_bytes", "held_messages"]] = pd.NA
+    text = render(type(ab)(one_way, ab.messages, ab.findings, ab.captures, None, None))
+    assert text.count("MODALITY-A -> PACS-B") == len(one_way)

@@ -730,6 +730,8 @@ def _overview(pairs: list[_Pair], sa: _Side, sb: _Side, offset: int | None,
 # ---------------------------------------------------------------------------------------
 
 FORMATS = ("parquet", "csv", "both")
+#: Associations `render` gives a line each.
+LINES = 40
 #: The marker of a folder this module wrote (replaced by the next comparison into it).
 MARKER = "compare.json"
 
@@ -818,9 +820,15 @@ def render(c: Comparison) -> str:
     lines = [f"A: {c.captures[0]}", f"B: {c.captures[1]}"]
     for f in c.findings.itertuples(index=False):
         lines.append(f"{f.severity} [{f.code}] {f.summary}")
-    lines.append("associations:")
-    for r in c.associations.to_dict("records"):
-        lines.append(_association_line(r))
+    rows = c.associations.to_dict("records")
+    # those with something to see first (held up, data lost between, at one point only)
+    rows.sort(key=lambda r: not (r["seen"] != "both" or any(
+        not _missing(r[k]) and r[k] > 0 for k in (
+            "held_messages", "lost_between_requestor_bytes", "lost_between_acceptor_bytes"))))
+    lines.append("associations:" if len(rows) <= LINES else
+                 f"associations (the first {LINES} of {len(rows)}, those with something to "
+                 "see first; the tables have all):")
+    lines += [_association_line(r) for r in rows[:LINES]]
     return "\n".join(lines)
 
 
@@ -838,4 +846,8 @@ def _association_line(r: dict[Any, Any]) -> str:
                      f"{str(r['requestor_side']).upper()}")
     if not _missing(r["held_messages"]) and r["held_messages"]:
         parts.append(f"held up: {r['held_messages']} (at most {r['max_held_ms']:,.1f} ms)")
+    lost = [f"{r[f'lost_between_{s}_bytes']:,} of the {s}'s" for s in SENDERS
+            if not _missing(r[f"lost_between_{s}_bytes"]) and r[f"lost_between_{s}_bytes"]]
+    if lost:
+        parts.append("lost between the points: " + " and ".join(lost) + " bytes")
     return "; ".join(parts)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from .svg import arrow, document, esc, missing, text
+from .htmlparts import count
+from .svg import arrow, document, esc, missing, ns, text
 from .twopoint import HELD_MS, Comparison, write_comparison
 
 #: Messages drawn per association (the first ones); the table has them all.
@@ -81,20 +82,16 @@ def _table(assocs: pd.DataFrame) -> str:
     for r in assocs.to_dict("records"):
         rows.append(
             f"<tr><td>{esc(r['calling_ae'])} &rarr; {esc(r['called_ae'])}</td>"
-            f"<td class='num'>{_id(r['assoc_id_a'])}</td><td class='num'>"
-            f"{_id(r['assoc_id_b'])}</td><td class='num'>{_id(r['messages_a'])} / "
-            f"{_id(r['messages_b'])} / {_id(r['messages_both'])}</td>"
+            f"<td class='num'>{count(r['assoc_id_a'])}</td><td class='num'>"
+            f"{count(r['assoc_id_b'])}</td><td class='num'>{count(r['messages_a'])} / "
+            f"{count(r['messages_b'])} / {count(r['messages_both'])}</td>"
             f"<td class='num'>{_ms(r['clock_offset_ms'], signed=True)}</td>"
             f"<td class='num'>{_ms(r['transit_ms'])}</td>"
             f"<td>{'' if missing(r['requestor_side']) else esc(str(r['requestor_side']).upper())}"
             f"</td><td class='num'>{_held(r)}</td><td class='num'>"
-            f"{_id(r['lost_between_requestor_bytes'])}, "
-            f"{_id(r['lost_between_acceptor_bytes'])}</td></tr>")
+            f"{count(r['lost_between_requestor_bytes'])}, "
+            f"{count(r['lost_between_acceptor_bytes'])}</td></tr>")
     return head + "".join(rows) + "</table>"
-
-
-def _id(value: object) -> str:
-    return "" if missing(value) else f"{int(value):,}"  # type: ignore[call-overload]
 
 
 def _held(r: dict[Any, Any]) -> str:
@@ -149,8 +146,8 @@ def _flow(r: dict[Any, Any], messages: pd.DataFrame) -> str:
                              "middle", fill=colour))
     more = (f" (the first {DRAWN} of {total} messages; the table has all)"
             if total > DRAWN else "")
-    title = (f"{r['calling_ae']} \u2192 {r['called_ae']}: association {_id(r['assoc_id_a'])} "
-             f"in A, {_id(r['assoc_id_b'])} in B")
+    title = (f"{r['calling_ae']} \u2192 {r['called_ae']}: association {count(r['assoc_id_a'])} "
+             f"in A, {count(r['assoc_id_b'])} in B")
     return (f"<h2>{esc(title)}</h2><p>Each message from the point it passed first to the "
             f"other, at the time it was whole there; red: held up {HELD_MS:.0f} ms or more "
             f"beyond the fastest transit{esc(more)}.</p>"
@@ -165,10 +162,10 @@ def _first_time(rows: list[dict[Any, Any]], offset: object) -> float | None:
 
 def _abs(ts: object, offset: object) -> float | None:
     """A time in ms since the epoch in A's clock (B's with the offset taken off)."""
-    if missing(ts):
+    t = ns(ts)
+    if t is None:
         return None
-    off = 0.0 if missing(offset) else float(offset)  # type: ignore[arg-type]
-    return pd.Timestamp(ts).value / 1e6 - off  # type: ignore[arg-type]
+    return t / 1e6 - (0.0 if missing(offset) else float(offset))  # type: ignore[arg-type]
 
 
 def _rel(ts: object, offset: object, t0: float | None) -> float | None:

@@ -29,6 +29,7 @@ from .records import (
     FindingRecord,
     duration_text,
     endpoint_text,
+    first_of,
     reject_reason_text,
     uid_name,
 )
@@ -218,7 +219,7 @@ def suboperations_failed(c: QrContext, ml: MoveLinks) -> FindingRecord | None:
     seen = ", ".join(f"{n} x {h}" for h, n in sorted(statuses.items()))
     q = c.queries.get((ml.assoc_id, op.op_index))
     uids = q.failed_sop_instances if q else []
-    named = _first(uids, MAX_UIDS_NAMED)
+    named = first_of(uids, MAX_UIDS_NAMED)
     where = (f" to {op.move_destination}" if op.command == "C-MOVE" else "")
     if statuses:
         advice = "check the destination's log for why it refused those objects"
@@ -272,7 +273,7 @@ def _move_unsent(c: QrContext, ml: MoveLinks, uids: list[str]) -> str:
                 f"does not take it; have {who} accept {names}, or retrieve to a destination "
                 "that does")
     took = list(dict.fromkeys(str(uid_name(k) or k) for k in accepted))
-    return (f"{never}; {who} accepted " + (_first(took, MAX_UIDS_NAMED) if took else "none")
+    return (f"{never}; {who} accepted " + (first_of(took, MAX_UIDS_NAMED) if took else "none")
             + f" of the SOP classes proposed on the callback and rejected {len(rejected)}: an "
             "object of a rejected class cannot be sent to it")
 
@@ -613,12 +614,7 @@ def _fold_rejections(c: QrContext, ml: MoveLinks, cb: Association, cids: list[in
         f"{cb.called_ae or 'the destination'} rejected {len(folded)} {'more ' if more else ''}"
         f"of the {len(cb.contexts)} presentation contexts {cb.calling_ae or 'the archive'} "
         f"proposed on the callback of the C-MOVE from {c.scu(ml.assoc_id, ml.op)} "
-        f"({_first(names, REJECTED_NAMED)}); none was needed: {why}")))
-
-
-def _first(names: list[str], n: int) -> str:
-    """The first ``n`` of ``names``, then how many more."""
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+        f"({first_of(names, REJECTED_NAMED)}); none was needed: {why}")))
 
 
 def _to_own_scu(callback: Association, mover: Association) -> bool:

@@ -104,6 +104,11 @@ class ContextRecord:
     ext_neg_accepted: str | None = None
 
 
+def first_of(names: list[str], n: int) -> str:
+    """The first ``n`` of ``names`` in a sentence, then how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def duration_text(ms: float) -> str:
     """A duration in a sentence: ``340 ms``, ``1,204 ms``, ``30.0 s``."""
     return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"

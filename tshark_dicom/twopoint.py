@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .records import endpoint_text
+from .records import endpoint_text, first_of
+from .svg import missing, to_int, to_str
 
 #: A message is held up between the points when its last byte arrives this much later than
 #: the fastest transit (ms): past a delayed ACK and a retransmission timer's floor (200 ms
@@ -118,20 +119,12 @@ def _ns(series: pd.Series) -> list[int | None]:
     return [None if v == nat else int(v) for v in raw]
 
 
-def _missing(v: object) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
-
-
-def _opt_int(v: object) -> int | None:
-    return None if _missing(v) else int(v)  # type: ignore[call-overload]
-
-
 def _text(v: object) -> str:
-    return "" if _missing(v) else str(v)
+    return to_str(v) or ""
 
 
 def _endpoint(ip: object, port: object) -> str:
-    return "?" if _missing(ip) else endpoint_text((str(ip), _opt_int(port) or 0))
+    return "?" if missing(ip) else endpoint_text((str(ip), to_int(port) or 0))
 
 
 def _side(label: str, associations: pd.DataFrame, messages: pd.DataFrame,
@@ -141,7 +134,7 @@ def _side(label: str, associations: pd.DataFrame, messages: pd.DataFrame,
     rsp = _ns(associations["responded_at"])
     assocs: dict[int, _Association] = {}
     for i, row in enumerate(associations.itertuples(index=False)):
-        aid = _opt_int(row.assoc_id)
+        aid = to_int(row.assoc_id)
         if aid is None:
             continue
         assocs[aid] = _Association(
@@ -149,28 +142,28 @@ def _side(label: str, associations: pd.DataFrame, messages: pd.DataFrame,
             _endpoint(row.requestor_ip, row.requestor_port),
             _endpoint(row.acceptor_ip, row.acceptor_port),
             req[i], rsp[i], req[i],
-            resent={s: _opt_int(getattr(row, f"retransmitted_bytes_{s}", None)) for s in SENDERS},
-            holes={s: _opt_int(getattr(row, f"out_of_order_{s}", None)) for s in SENDERS})
+            resent={s: to_int(getattr(row, f"retransmitted_bytes_{s}", None)) for s in SENDERS},
+            holes={s: to_int(getattr(row, f"out_of_order_{s}", None)) for s in SENDERS})
     started = _ns(messages["started_at"])
     ended = _ns(messages["ended_at"])
     cols = {c: messages[c].tolist() for c in (
         "assoc_id", "msg_index", "sender", "command", "message_id", "responds_to",
         "sop_instance_uid", "first_frame", "last_frame")}
     order = sorted(range(len(messages)), key=lambda i: (
-        _opt_int(cols["assoc_id"][i]) or 0, _opt_int(cols["msg_index"][i]) or 0))
+        to_int(cols["assoc_id"][i]) or 0, to_int(cols["msg_index"][i]) or 0))
     for i in order:
-        aid = _opt_int(cols["assoc_id"][i])
+        aid = to_int(cols["assoc_id"][i])
         assoc = None if aid is None else assocs.get(aid)
         if assoc is None:
             continue
-        mid = _opt_int(cols["message_id"][i])
+        mid = to_int(cols["message_id"][i])
         if mid is None:
-            mid = _opt_int(cols["responds_to"][i])
+            mid = to_int(cols["responds_to"][i])
         key = (_text(cols["sender"][i]), _text(cols["command"][i]),
                -1 if mid is None else mid, _text(cols["sop_instance_uid"][i]))
         assoc.messages.append(_Message(
-            _opt_int(cols["msg_index"][i]) or 0, key, _opt_int(cols["first_frame"][i]),
-            _opt_int(cols["last_frame"][i]), started[i], ended[i]))
+            to_int(cols["msg_index"][i]) or 0, key, to_int(cols["first_frame"][i]),
+            to_int(cols["last_frame"][i]), started[i], ended[i]))
         t = started[i]
         if t is not None and (assoc.first is None or t < assoc.first):
             assoc.first = t
@@ -414,11 +407,6 @@ def _msg_text(m: _Message) -> str:
         f"{command} (to {mid})" if mid >= 0 else command
 
 
-def _first_names(texts: list[str], total: int) -> str:
-    named = ", ".join(texts[:NAMED])
-    return named + (f" and {total - NAMED} more" if total > NAMED else "")
-
-
 @dataclass
 class _Pair:
     x: _Association
@@ -625,7 +613,7 @@ def _held_finding(p: _Pair, held: list[tuple[float, _Message, str]], sa: _Side, 
             f"{len(held)} of the {len(p.messages)} messages of the association from "
             f"{_who(x)} took {HELD_MS:.0f} ms or more longer between the two capture points "
             f"than the fastest ({_n(transit)} one way): "
-            f"{_first_names(worst, len(worst))}. Each {passed}: the time was lost on the "
+            f"{first_of(worst, NAMED)}. Each {passed}: the time was lost on the "
             f"path between the points (a lost segment and its retransmission, a queue, a "
             f"middlebox that held the data), not in the sending application")}
 
@@ -679,7 +667,7 @@ def _only_finding(p: _Pair, point: str, msgs: list[_Message], sa: _Side, sb: _Si
         "summary": (
             f"{len(msgs)} message(s) of the association from {_who(p.x)} are in "
             f"{here.label} but not in {there.label}, though {there.label}'s capture was "
-            f"running then: {_first_names(names, len(names))}. TCP delivers every byte in "
+            f"running then: {first_of(names, NAMED)}. TCP delivers every byte in "
             f"order, so either {there.label} is not on that message's path (another route, a "
             f"bond or a second link), or {there.label}'s capture dropped packets "
             f"(its capture-gap findings say)")}
@@ -694,7 +682,7 @@ def _unpaired_finding(lost: list[_Association], point: str, side: _Side, other: 
         "assoc_id_b": lost[0].assoc_id if point == "b" else None,
         "summary": (
             f"{len(lost)} association(s) in {side.label} are not in {other.label}, though "
-            f"{other.label}'s capture was running then: {_first_names(names, len(names))}. "
+            f"{other.label}'s capture was running then: {first_of(names, NAMED)}. "
             f"{other.label} is not on their path, or they are other associations than they "
             f"seem (the same AE titles, other messages)")}
 
@@ -823,7 +811,7 @@ def render(c: Comparison) -> str:
     rows = c.associations.to_dict("records")
     # those with something to see first (held up, data lost between, at one point only)
     rows.sort(key=lambda r: not (r["seen"] != "both" or any(
-        not _missing(r[k]) and r[k] > 0 for k in (
+        not missing(r[k]) and r[k] > 0 for k in (
             "held_messages", "lost_between_requestor_bytes", "lost_between_acceptor_bytes"))))
     lines.append("associations:" if len(rows) <= LINES else
                  f"associations (the first {LINES} of {len(rows)}, those with something to "
@@ -839,15 +827,15 @@ def _association_line(r: dict[Any, Any]) -> str:
         return f"  {who}  only in {str(r['seen']).upper()} (association {aid})"
     parts = [f"  {who}  A#{r['assoc_id_a']} B#{r['assoc_id_b']}",
              f"{r['messages_both']} of {max(r['messages_a'], r['messages_b'])} messages at both"]
-    if not _missing(r["clock_offset_ms"]):
+    if not missing(r["clock_offset_ms"]):
         parts.append(f"B's clock {r['clock_offset_ms']:+,.1f} ms")
-    if not _missing(r["transit_ms"]):
+    if not missing(r["transit_ms"]):
         parts.append(f"transit {r['transit_ms']:,.1f} ms, requestor nearer "
                      f"{str(r['requestor_side']).upper()}")
-    if not _missing(r["held_messages"]) and r["held_messages"]:
+    if not missing(r["held_messages"]) and r["held_messages"]:
         parts.append(f"held up: {r['held_messages']} (at most {r['max_held_ms']:,.1f} ms)")
     lost = [f"{r[f'lost_between_{s}_bytes']:,} of the {s}'s" for s in SENDERS
-            if not _missing(r[f"lost_between_{s}_bytes"]) and r[f"lost_between_{s}_bytes"]]
+            if not missing(r[f"lost_between_{s}_bytes"]) and r[f"lost_between_{s}_bytes"]]
     if lost:
         parts.append("lost between the points: " + " and ".join(lost) + " bytes")
     return "; ".join(parts)

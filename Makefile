@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/limits.py
 	$(BIN)/python benchmarks/many_messages.py
+	$(BIN)/python benchmarks/watch_live.py --associations 1000
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

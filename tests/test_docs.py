@@ -82,7 +82,7 @@ def _documented(command: str) -> set[str]:
             for m in re.findall(r"--[a-z][a-z-]*", cell)}
 
 
-@pytest.mark.parametrize("command", ["analyze", "diagnose", "compare"])
+@pytest.mark.parametrize("command", ["analyze", "diagnose", "compare", "watch"])
 def test_every_option_is_documented_and_every_documented_option_exists(command: str) -> None:
     options = _options(command)
     assert set(options) - {"--help"} == _documented(command)
@@ -92,7 +92,7 @@ def test_every_option_is_documented_and_every_documented_option_exists(command: 
 
 
 @pytest.mark.parametrize("argv", [["-h"], ["analyze", "-h"], ["diagnose", "-h"],
-                                  ["compare", "-h"]])
+                                  ["compare", "-h"], ["watch", "-h"]])
 def test_help_in_plain_words(argv: list[str]) -> None:
     from typer.testing import CliRunner
 
@@ -100,7 +100,7 @@ def test_help_in_plain_words(argv: list[str]) -> None:
     assert result.exit_code == 0 and result.output.startswith("Usage:")
     usage = result.output.splitlines()[0]
     assert "{" not in usage and "<" not in result.output  # no <list[Path]>, <str>, <int>
-    for command in ("analyze", "diagnose", "compare"):
+    for command in ("analyze", "diagnose", "compare", "watch"):
         assert command in typer.main.get_command(cli.app).commands  # type: ignore[attr-defined]
 
 

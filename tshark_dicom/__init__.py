@@ -50,6 +50,7 @@ __all__ = [
     "analyze",
     "compare",
     "load",
+    "watch",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -188,6 +189,25 @@ def compare(first: _typing.Any, second: _typing.Any, *, ports: Sequence[int] = (
     from .twopoint import compare_sources
 
     return compare_sources(first, second, ports=ports, tshark=tshark)
+
+
+def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
+          capture_filter: str | None = None, duration: float | None = None,
+          packets: int | None = None, ports: Sequence[int] = (), tshark: str | None = None,
+          on_association: _typing.Any = None, stop: _typing.Any = None,
+          on_start: _typing.Any = None) -> _typing.Any:
+    """Capture on ``interface`` (dumpcap) and analyse as the packets come (README,
+    "Watching an interface"): ``on_association`` hears of each DICOM association as soon
+    as it ended (a `liveview.WatchedAssociation`; ``lines()`` tells it). Ends after
+    ``duration`` seconds, ``packets`` packets, or when the ``threading.Event`` ``stop`` is
+    set; ``on_start()`` is called once dumpcap captures. ``save``: a pcap file for the
+    packets (analyze it for the tables). Returns a
+    `liveview.Watched`: packets, dumpcap's drops, associations, the capture's findings."""
+    from .liveview import watch as watch_interface
+
+    return watch_interface(interface, save=save, capture_filter=capture_filter,
+                           duration=duration, packets=packets, ports=ports, tshark=tshark,
+                           on_association=on_association, stop=stop, on_start=on_start)
 
 
 def analyze(

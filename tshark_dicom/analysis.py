@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .aetitles import AeTitles
 from .association import Association
@@ -157,13 +158,17 @@ class _Run:
     def __init__(self, result: CaptureResult, ports: frozenset[int], objects_dir: Path | None,
                  provisional: dict[int, int], decide: bool,
                  on_association: AssociationFn | None, keep_all: bool,
-                 tls_ports: frozenset[int] = TlsOptions().dicom_ports) -> None:
+                 tls_ports: frozenset[int] = TlsOptions().dicom_ports,
+                 on_settled: AssociationFn | None = None) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
         self.provisional = provisional
         self.decide = decide  # raw engine: drop streams that turn out not to be DICOM
         self.on_association = on_association
+        #: hears of every association as soon as it is analysed on its own, before
+        #: correlation may keep it to the capture's end (a live view: liveview.py)
+        self.on_settled = on_settled
         self.keep_all = keep_all  # --cross-check compares every association at the end
         self.tls_ports = tls_ports  # DICOM TLS ports: an A-ASSOCIATE-RQ in clear there fails
         self.assocs: dict[int, Association] = {}
@@ -291,6 +296,8 @@ class _Run:
             counts = self.result.label_counts
             counts[label] = counts.get(label, 0) + 1
         done = self._settle(assoc, evidence, label)
+        if self.on_settled is not None:
+            self.on_settled(done)
         if self.keep_all or self._for_correlation(done) or self.commitments.waiting(assoc.stream):
             self.kept.append(done)
         else:
@@ -476,19 +483,11 @@ def analyze_capture(
                 run.consume(_set_packets(tshark, [(path, label), *more], run, result),
                             progress)
             else:  # one file: no generator in between (every packet passes here)
-                stats = CaptureStats()
                 with raw_conversion(tshark, path) as (out, tsk):
-                    run.consume(read_raw_packets(out, skip=run.done,
-                                                 stats=stats), progress)
-                result.truncated = tsk.truncated
-                result.files.append(FileStats(label, stats.records, stats.first_ns,
-                                              stats.last_ns, stats.link_type, tsk.truncated))
+                    _consume_pcap(run, out, label, progress)
+                _truncated(result, tsk.truncated)
             result.engine = "raw"
-            first = result.files[0]
-            result.records, result.first_ns = sum(f.records for f in result.files), \
-                first.first_ns
-            result.last_ns = result.files[-1].last_ns
-            result.link_type = LINK_TYPES.get(first.link_type or -1, str(first.link_type))
+            _file_totals(result)
         except (UnsupportedLinkType, CannotConvert) as exc:
             if more:
                 raise OptionsError(f"{path}: a set of captures whose link type the raw engine "
@@ -523,6 +522,66 @@ def analyze_capture(
     result.findings.extend((None, f) for f in tls_findings)
     for stream in sorted(decrypted):
         run.accept(decrypted[stream], decrypted_evidence.get(stream), None)
+    _end(run, tshark, path, label, ports, cross_check)
+    result.elapsed_s = time.monotonic() - started
+    log.debug("%s: %s engine, %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
+              result.engine, result.packets, len(result.streams), result.elapsed_s,
+              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    return result
+
+
+def analyze_stream(stream: IO[bytes], *, label: str, tshark: Tshark, ports: Sequence[int] = (),
+                   on_association: AssociationFn | None = None,
+                   on_settled: AssociationFn | None = None,
+                   progress: ProgressFn | None = None) -> CaptureResult:
+    """Analyse a pcap stream as it arrives (a live capture: livecapture.py), with the raw
+    engine, as `analyze_capture` analyses a file's conversion; the stream's end is the
+    capture's end. ``on_settled`` hears of each association as soon as it is analysed on
+    its own (its findings but the cross-association ones), before ``on_association`` may
+    hear of it at the end. No objects are written and TLS is not decrypted: both need the
+    capture file (save it, then `analyze_capture`)."""
+    started = time.monotonic()
+    result = CaptureResult(label)
+    run = _Run(result, frozenset(ports), None, {}, decide=True, on_association=on_association,
+               keep_all=False, on_settled=on_settled)
+    try:
+        _consume_pcap(run, stream, label, progress)
+    except UnsupportedLinkType as exc:
+        raise OptionsError(f"{label}: the raw engine cannot read this link type ({exc})"
+                           ) from None
+    result.engine = "raw"
+    _file_totals(result)
+    _end(run, tshark, Path(label), label, ports, cross_check=False)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _consume_pcap(run: _Run, stream: IO[bytes], label: str, progress: ProgressFn | None
+                  ) -> None:
+    """One pcap stream through the hot loop, its totals a file of the result."""
+    stats = CaptureStats()
+    run.consume(read_raw_packets(stream, skip=run.done, stats=stats), progress)
+    run.result.files.append(FileStats(label, stats.records, stats.first_ns, stats.last_ns,
+                                      stats.link_type, False))
+
+
+def _truncated(result: CaptureResult, truncated: bool) -> None:
+    result.truncated = truncated
+    if result.files:
+        result.files[-1].truncated = truncated
+
+
+def _file_totals(result: CaptureResult) -> None:
+    first = result.files[0]
+    result.records, result.first_ns = sum(f.records for f in result.files), first.first_ns
+    result.last_ns = result.files[-1].last_ns
+    result.link_type = LINK_TYPES.get(first.link_type or -1, str(first.link_type))
+
+
+def _end(run: _Run, tshark: Tshark, path: Path, label: str, ports: Sequence[int],
+         cross_check: bool) -> None:
+    """The capture's end: its own findings, correlation, and no-dicom if nothing was."""
+    result = run.result
     if result.truncated:
         result.findings.append((None, FindingRecord(
             None, None, "warning", "capture-truncated",
@@ -538,11 +597,6 @@ def analyze_capture(
         unopened = any(f.code in ("connection-refused", "connection-unanswered")
                        for _, f in result.findings)
         result.findings.append((None, _no_dicom(label, ports, unopened)))
-    result.elapsed_s = time.monotonic() - started
-    log.debug("%s: %s engine, %d packets, %d associations in %.1f s (peak RSS %d MB)", label,
-              result.engine, result.packets, len(result.streams), result.elapsed_s,
-              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-    return result
 
 
 #: pcap link types by name (as capinfos and Wireshark say them)

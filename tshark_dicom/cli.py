@@ -453,24 +453,118 @@ def compare(
         from .twopoint import FORMATS, compare_sources, render
 
     _logging(debug)
-    try:
+    with _told_errors(out, debug):
         if format not in FORMATS:
             raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
         with _interrupt_ends("interrupted"):
             result = compare_sources(first, second, ports=port or (), tshark=tshark)
             if out is not None:
                 write(result, out, format=format)
-    except TsharkDicomError as exc:
-        _fail(exc)
-    except OSError as exc:
-        _environment(exc, out, debug)
-    except Exception as exc:  # never a traceback for the user; --debug shows one
-        if debug:
-            raise
-        _internal(exc)
     typer.echo(render(result))
     if out is not None:
         typer.echo(f"results in {out}/")
+
+
+@app.command(cls=_Command)
+def watch(
+    interface: Annotated[str, typer.Argument(
+        help="The interface to capture on, as dumpcap -D lists them ('any': all).",
+        show_default=False, metavar="INTERFACE")],
+    write: Annotated[Path | None, typer.Option(
+        "-w", "--write", help="Save the packets to this pcap file, as dumpcap wrote them.",
+        show_default=False, metavar="FILE")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="When the capture ends, analyse it into OUT as analyze does "
+        "(tables, report.html, objects); the packets are saved to OUT.pcap unless -w says "
+        "where.", show_default=False, metavar="OUT")] = None,
+    capture_filter: Annotated[str | None, typer.Option(
+        "-f", "--filter", help="A capture filter (BPF) for dumpcap, e.g. 'tcp port 104'.",
+        show_default=False, metavar="FILTER")] = None,
+    duration: Annotated[int | None, typer.Option(
+        "--duration", "-a", help="End the capture after this many seconds (default: at "
+        "Ctrl-C).", show_default=False, metavar="SECONDS")] = None,
+    packets: Annotated[int | None, typer.Option(
+        "--packets", "-c", help="End the capture after this many packets.",
+        show_default=False, metavar="N")] = None,
+    format: FormatOpt = "parquet",
+    port: PortOpt = None,
+    no_objects: Annotated[bool, typer.Option(
+        "--no-objects", help="With -o: do not write reconstructed Part-10 files.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only the associations that have findings.")] = False,
+    tshark: TsharkOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
+) -> None:
+    """Capture on an interface and tell each DICOM association as soon as it ends: who
+    called whom, how it ended, what it did, its findings. Ctrl-C ends the capture; every
+    packet captured until then is analysed."""
+    from .memory import frozen_imports  # not at the top: --version stays instant
+
+    with frozen_imports():
+        from .liveview import WatchedAssociation, finding_line
+        from .liveview import watch as watch_interface
+
+    _logging(debug)
+    save = write if write is not None else \
+        out.with_name(out.name + ".pcap") if out is not None else None
+    stop = threading.Event()
+
+    def told(a: WatchedAssociation) -> None:
+        if quiet and not a.findings:
+            return
+        typer.echo("\n".join(a.lines()))
+        sys.stdout.flush()
+
+    def ending(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: now
+            os.write(2, b"Error: interrupted\n")
+            os._exit(128 + signum)
+        stop.set()
+        os.write(2, b"ending the capture: analysing what was captured (Ctrl-C again to "
+                 b"quit at once)\n")
+
+    def started() -> None:
+        if not quiet:
+            typer.echo(f"watching {interface}" + (f" ({capture_filter})" if capture_filter
+                                                  else "")
+                       + (f", saving the packets to {save}" if save is not None else "")
+                       + "; Ctrl-C ends the capture", err=True)
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, ending) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _told_errors(save, debug):
+            if format not in ("parquet", "csv", "both"):
+                raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
+            seen = watch_interface(interface, save=save, capture_filter=capture_filter,
+                                   duration=duration, packets=packets, ports=port or (),
+                                   tshark=tshark, on_association=told, stop=stop,
+                                   on_start=started)
+    finally:
+        for s, previous in handlers.items():
+            signal.signal(s, previous)
+    typer.echo(f"{interface}: {seen.packets} packet(s) in {seen.elapsed_s:.1f} s of "
+               f"watching, {seen.associations} DICOM association(s)"
+               + (f"; dumpcap dropped {seen.dropped}" if seen.dropped else ""))
+    for f in seen.findings:
+        if not quiet or f.severity != "note":
+            typer.echo(finding_line(f, "  "))
+    if out is None:
+        if save is not None:
+            typer.echo(f"packets saved to {save}: tshark-dicom analyze {save} -o OUT for "
+                       "the tables, objects and report")
+        return
+    assert save is not None
+    with _interrupt_ends(f"interrupted; the packets are saved in {save}"), \
+            _told_errors(out, debug):
+        with frozen_imports():
+            from .archive import analyze_to
+        analyze_to([save], out, format=format, objects=not no_objects, ports=port or (),
+                   tshark=tshark, validate=debug)
+    if not quiet:
+        typer.echo((out / "summary.txt").read_text().rstrip("\n"))
+    typer.echo(f"packets in {save}, results in {out}/")
 
 
 def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
@@ -494,6 +588,23 @@ def _stored_tables(folder: Path, report: Report, redaction: Redaction | None
     if done.get("uids"):
         redaction = replace(redaction, uids=False)
     return redact_tables(tables, redaction)
+
+
+@contextmanager
+def _told_errors(out: Path | None, debug: bool) -> Iterator[None]:
+    """Inside, a library error is its one ``Error:`` line and exit code, an OSError of
+    writing ``out`` the environment's (`_environment`), anything else an internal error
+    (no traceback but with ``--debug``)."""
+    try:
+        yield
+    except TsharkDicomError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _environment(exc, out, debug)
+    except Exception as exc:  # never a traceback for the user; --debug shows one
+        if debug:
+            raise
+        _internal(exc)
 
 
 @contextmanager

@@ -214,7 +214,8 @@ def finding_row(capture: str, aid: int | None, f: FindingRecord) -> dict[str, An
             "severity": f.severity, "code": f.code, "summary": f.summary}
 
 
-def _assoc_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
+def association_row(capture: str, aid: int, a: Association) -> dict[str, Any]:
+    """One association's row of the associations table, without its timing columns."""
     req = a.requestor or ("", None)
     acc = a.acceptor or ("", None)
     rj = a.reject
@@ -301,7 +302,7 @@ def association_rows(done: FinishedAssociation, capture: str, objects_prefix: st
     rows. Its ``assoc_id`` (and the ids in its correlation columns) are still TCP stream
     numbers: spool.py numbers them."""
     a, aid = done.assoc, done.assoc.stream
-    row = _assoc_row(capture, aid, a)
+    row = association_row(capture, aid, a)
     row.update(_timing_row(a, done.timing, done.evidence))
     yield "associations", [row]
     yield from _pieces("operations", (_op_row(capture, aid, a, op) for op in done.ops))

@@ -1,0 +1,260 @@
+"""watch: dumpcap on an interface, each association told as it ends (liveview.py,
+livecapture.py). Real peers (pynetdicom) on loopback, the real dumpcap, the real command
+line; and the live view's engine checked against analyze's on the fixture captures."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pynetdicom import AE, StoragePresentationContexts, VerificationPresentationContexts, evt
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+import tshark_dicom
+from tshark_dicom.analysis import analyze_stream
+from tshark_dicom.livecapture import _COUNTS, _dumpcap_error
+from tshark_dicom.liveview import Teller, WatchedAssociation
+from tshark_dicom.tshark import find_tshark, raw_conversion
+
+from .conftest import CAPTURES
+
+CLI = [sys.executable, "-m", "tshark_dicom"]
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("watch tests capture with dumpcap on loopback: run as root")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peers(port: int) -> dict[str, Any]:
+    """Three associations of real pynetdicom peers: an echo and two C-STOREs (the second
+    refused 0xA700), one rejected (called AE unknown), one aborted by the requestor."""
+    scp = AE(ae_title="WATCH-SCP")
+    scp.require_called_aet = True
+    scp.supported_contexts = StoragePresentationContexts + VerificationPresentationContexts
+
+    def on_store(event: Any) -> int:
+        return 0xA700 if event.request.MessageID == 3 else 0x0000
+
+    server = scp.start_server(("127.0.0.1", port), block=False,
+                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        scu = AE(ae_title="WATCH-SCU")
+        scu.add_requested_context(Verification)
+        scu.add_requested_context(CTImageStorage)
+        ds = dcmread(get_testdata_file("CT_small.dcm"))
+        assoc = scu.associate("127.0.0.1", port, ae_title="WATCH-SCP")
+        assert assoc.is_established
+        assoc.send_c_echo()
+        statuses = [assoc.send_c_store(ds, msg_id=i).Status for i in (2, 3)]
+        assoc.release()
+        rejected = scu.associate("127.0.0.1", port, ae_title="NOT-HERE")
+        assert rejected.is_rejected
+        aborted = scu.associate("127.0.0.1", port, ae_title="WATCH-SCP")
+        aborted.send_c_echo()
+        aborted.abort()
+        time.sleep(0.3)
+    finally:
+        server.shutdown()
+    return {"statuses": statuses}
+
+
+def _check_told(heads: list[str]) -> None:
+    """The three associations, in the order they ended, as the peers made them."""
+    assert len(heads) == 3, heads
+    assert re.search(r"WATCH-SCU -> WATCH-SCP \(127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+\), "
+                     r"released, [\d.]+ s: C-ECHO 1, C-STORE 2 \(1 failed\), [\d.]+ kB",
+                     heads[0]), heads[0]
+    assert "WATCH-SCU -> NOT-HERE" in heads[1]
+    assert "), rejected (rejected-permanent; DICOM UL service-user; " \
+        "called-AE-title-not-recognized)" in heads[1], heads[1]
+    assert re.search(r"WATCH-SCU -> WATCH-SCP .*aborted .*C-ECHO 1", heads[2]), heads[2]
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([*CLI, "watch", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # said once dumpcap captures
+    assert first.startswith("watching lo"), first + (proc.stderr.read() if proc.poll() else "")
+    return proc
+
+
+def test_watch_duration_tells_each_association_and_writes_out(tmp_path: Path) -> None:
+    port = _free_port()
+    out = tmp_path / "OUT"
+    proc = _start(["lo", "-f", f"tcp port {port}", "--duration", "4", "-o", str(out)])
+    truth = _peers(port)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert [s for s in truth["statuses"]] == [0x0000, 0xA700]
+    lines = stdout.splitlines()
+    heads = [line for line in lines if re.match(r"\d\d:\d\d:\d\d\.\d{3}  ", line)]
+    _check_told(heads)
+    assert all(re.search(r"; tcp\.stream eq \d+$", h) for h in heads)  # saved: findable
+    assert re.search(r"^lo: \d+ packet\(s\) in [\d.]+ s of watching, 3 DICOM association",
+                     stdout, re.M)
+    assert f"packets in {out}.pcap, results in {out}/" in stdout
+    # OUT is analyze's, of the saved packets: the tables agree with what was told live
+    report = tshark_dicom.load(out)
+    assert len(report.associations) == 3
+    assert report.captures["path"].tolist() == [str((tmp_path / "OUT.pcap").resolve())]
+    assert sorted(report.associations["result"]) == ["accepted", "accepted", "rejected"]
+    live = {(m[1], int(m[2])) for m in re.finditer(r"\[([a-z-]+)\] .*\(frame (\d+)\)$",
+                                                   stdout, re.M)}
+    tables = {(c, int(f)) for c, f in zip(report.findings["code"], report.findings["frame"],
+                                          strict=True) if f is not None and f == f}
+    assert ("dimse-failure" in {c for c, _ in live})
+    assert live <= tables, live - tables
+    stored = report.objects[report.objects["command"] == "C-STORE-RQ"]
+    assert len(stored) == 2 and stored["path"].notna().all()
+
+
+def test_ctrl_c_ends_the_capture_and_analyses_all_of_it(tmp_path: Path) -> None:
+    port = _free_port()
+    saved = tmp_path / "live.pcap"
+    proc = _start(["lo", "-f", f"tcp port {port}", "-w", str(saved)])
+    _peers(port)
+    assert proc.stdout is not None
+    heads: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(heads) < 3 and time.monotonic() < deadline:  # told before the capture ends
+        line = proc.stdout.readline()
+        if re.match(r"\d\d:\d\d:\d\d\.\d{3}  ", line):
+            heads.append(line.rstrip("\n"))
+    _check_told(heads)
+    proc.send_signal(signal.SIGINT)
+    rest, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "ending the capture" in stderr
+    assert "3 DICOM association(s)" in rest
+    assert f"packets saved to {saved}: tshark-dicom analyze {saved} -o OUT" in rest
+    report = tshark_dicom.analyze(saved)  # the saved file is whole: dumpcap's own end
+    assert len(report.associations) == 3
+    assert (report.findings["code"] == "dimse-failure").sum() == 1
+
+
+def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
+    port = _free_port()
+    stop = threading.Event()
+    heard: list[WatchedAssociation] = []
+    result: list[Any] = []
+    started = threading.Event()
+
+    def run() -> None:
+        result.append(tshark_dicom.watch("lo", capture_filter=f"tcp port {port}",
+                                         on_association=heard.append, stop=stop,
+                                         on_start=started.set))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(30)
+    _peers(port)
+    time.sleep(0.5)
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    watched = result[0]
+    assert watched.stopped and watched.saved is None
+    assert watched.associations == 3 and watched.packets > 20
+    assert watched.dropped == 0 and watched.received == watched.packets
+    first = heard[0]
+    assert (first.calling_ae, first.called_ae, first.result, first.ending) == \
+        ("WATCH-SCU", "WATCH-SCP", "accepted", "released")
+    assert first.operations == (("C-ECHO", 1, 0, 0), ("C-STORE", 2, 1, 0))
+    assert [f.code for f in first.findings] == ["dimse-failure"]
+    assert heard[1].result == "rejected" and heard[2].ending == "aborted"
+    assert not any("tcp.stream" in line for a in heard for line in a.lines())  # not saved
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["nosuch0"], 1, "Error: cannot capture on 'nosuch0': There is no device named"),
+    (["lo", "-f", "tcp port banana"], 2, "Error: --filter: Invalid capture filter"),
+    (["lo", "--duration", "0"], 2, "Error: --duration 0: must be more than 0 seconds"),
+    (["lo", "-w", "/nonexistent-dir/x.pcap"], 4,
+     "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory"),
+])
+def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None:
+    proc = subprocess.run([*CLI, "watch", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_dumpcap_words() -> None:
+    """dumpcap's stderr as it wrote it (4.0.17): its reason in one line, and its counts."""
+    assert _dumpcap_error(["Capturing on 'nosuch0'", 'dumpcap: There is no device named '
+                           '"nosuch0".', "(No such device exists)"], 1) == \
+        'There is no device named "nosuch0" (No such device exists)'
+    assert _dumpcap_error(["dumpcap: Invalid capture filter \"tcp port x\" for interface 'lo'.",
+                           "", "That string isn't a valid capture filter (unknown port 'x').",
+                           "See the User's Guide for a description of the capture filter "
+                           "syntax."], 1) == (
+        "Invalid capture filter \"tcp port x\" for interface 'lo': That string isn't a valid "
+        "capture filter (unknown port 'x').")
+    assert _dumpcap_error([], -9) == "dumpcap was killed by SIGKILL"
+    match = _COUNTS.search("Packets received/dropped on interface 'any': 1834/12 (pcap:0/"
+                           "dumpcap:0/flushed:0/ps_ifdrop:0) (99.3%)")
+    assert match is not None and (match["received"], match["dropped"]) == ("1834", "12")
+
+
+CAPTURED = ["echo", "reject_called_ae", "abort", "find_move", "qr_move_partial",
+            "qr_move_unanswered", "lossy", "commit_new_association", "concurrent"]
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_live_view_says_what_the_tables_say(name: str, tshark_path: str) -> None:
+    """The live engine (a pcap stream analysed as it comes) on a fixture capture fed
+    through editcap: every association told once, as the associations table has it; what
+    it was told then, later, and at the end are the findings table, no more, no less."""
+    capture = CAPTURES / f"{name}.pcapng"
+    tsk = find_tshark(tshark_path)
+    heard: list[WatchedAssociation] = []
+    teller = Teller(name, False, heard.append)
+    with raw_conversion(tsk, capture) as (out, _):
+        result = analyze_stream(out, label=name, tshark=tsk, on_settled=teller.settled,
+                                on_association=teller.handed_on)
+    report = tshark_dicom.analyze(capture)
+    a = report.associations
+    first = [w for w in heard if not w.later]
+    assert sorted(w.stream for w in first) == sorted(a["tcp_stream"].tolist())  # each once
+    assert not teller.said  # nothing remembered past the end
+    final: dict[int, Counter[tuple[str, str]]] = {}
+    for w in heard:  # as a reader of the live view puts it together
+        found = Counter((f.code, f.summary) for f in w.findings)
+        if w.later and not w.revised:
+            final[w.stream].update(found)
+        else:
+            final[w.stream] = found
+        if not w.later:
+            row = a[a["tcp_stream"] == w.stream].iloc[0]
+            assert (w.calling_ae, w.called_ae, w.result, w.ending) == (
+                row["calling_ae"], row["called_ae"], row["result"], row["ending"])
+    # the associations' findings as told, and the capture's own: the findings table
+    got = sum(final.values(), Counter())
+    got.update((f.code, f.summary) for _, f in result.findings)
+    assert got == Counter(zip(report.findings["code"], report.findings["summary"],
+                              strict=True))
+    if name == "qr_move_partial":  # a callback's findings, reworded once the C-MOVE ended
+        assert any(w.revised for w in heard)

@@ -1,0 +1,262 @@
+"""Watching an interface: each DICOM association told in a few lines as soon as it ends
+(who called whom, how it ended, what it did, and its findings), while dumpcap captures
+(livecapture.py) and, if asked, saves the packets for `analyze`.
+
+The live view is the same analysis as `analyze`'s raw engine, fed as the packets come
+(analysis.analyze_stream): what a finished association says here, it says in the tables.
+What needs the whole capture comes at the end: a C-MOVE's callbacks and sub-operations
+(correlation keeps those associations until then), the capture's own findings (refused
+connections, devices, copies of one object). Objects and TLS need the file: `watch` saves
+it (``save``), and ``tshark-dicom watch -o OUT`` analyses it into OUT when the capture ends.
+Memory stays flat however long the watch: an association is told, then forgotten.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .analysis import FinishedAssociation, analyze_stream
+from .errors import OptionsError
+from .livecapture import LiveCapture
+from .records import FindingRecord
+from .safe import visible
+from .tables import association_row
+from .tshark import find_tshark
+
+#: findings in the order a person reads them
+_RANK = {"error": 0, "warning": 1, "note": 2}
+
+
+@dataclass(frozen=True)
+class WatchedAssociation:
+    """One association as the live view tells it; ``findings`` are those known when it
+    ended, or (``later``) those only the capture's end could give it."""
+
+    stream: int
+    calling_ae: str | None
+    called_ae: str | None
+    requestor: str
+    acceptor: str
+    requested_ns: int | None
+    ended_ns: int | None
+    result: str
+    ending: str
+    why: str | None  # reject_text or abort_text
+    #: per DIMSE command (C-STORE, C-FIND...): operations, failed, with a warning
+    operations: tuple[tuple[str, int, int, int], ...]
+    bytes: int
+    findings: tuple[FindingRecord, ...]
+    later: bool = False
+    #: with ``later``: ``findings`` are all of its findings now, replacing those told when
+    #: it ended (one was reworded or withdrawn once its C-MOVE's outcome was known)
+    revised: bool = False
+    #: the capture was saved: its Wireshark filter (``tcp.stream eq N``) finds it there
+    saved: bool = False
+
+    def lines(self) -> list[str]:
+        """The association's head line and its findings, most severe first; text from
+        the traffic made visible (safe.visible: no control characters reach a terminal)."""
+        who = f"{self.calling_ae or '?'} -> {self.called_ae or '?'}"
+        if self.later:
+            head = f"{_clock(self.ended_ns)}  at the capture's end, {who}" + (
+                f" (tcp.stream eq {self.stream})" if self.saved else "") + (
+                ", its findings now:" if self.revised else ", more findings:")
+            return [visible(head), *(finding_line(f) for f in self.findings)]
+        # accepted: how it ended; else what became of the request (a rejection ends it)
+        state = self.ending if self.result == "accepted" else \
+            self.result if self.result == "rejected" else f"{self.result}, {self.ending}"
+        if self.why:
+            state += f" ({self.why})"
+        seconds = (self.ended_ns - self.requested_ns) / 1e9 \
+            if self.ended_ns is not None and self.requested_ns is not None else None
+        did = ", ".join(f"{command} {n}" + "".join(
+            f" ({k} {what})" for k, what in ((failed, "failed"), (warned, "with warnings"))
+            if k) for command, n, failed, warned in self.operations)
+        head = (f"{_clock(self.requested_ns)}  {who} ({self.requestor} -> {self.acceptor}), "
+                f"{state}" + (f", {seconds:.2f} s" if seconds is not None else "")
+                + (f": {did}" if did else "") + (f", {_size(self.bytes)}" if self.bytes else "")
+                + (f"; tcp.stream eq {self.stream}" if self.saved else ""))
+        return [visible(head), *(finding_line(f) for f in self.findings)]
+
+
+def finding_line(f: FindingRecord, indent: str = "    ") -> str:
+    """One finding as the live view prints it."""
+    frame = f" (frame {f.frame})" if f.frame is not None else ""
+    return visible(f"{indent}{f.severity}: [{f.code}] {f.summary}{frame}")
+
+
+def _clock(ns: int | None) -> str:
+    if ns is None:
+        return "--:--:--.---"
+    whole, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(whole)) + f".{frac // 1_000_000:03d}"
+
+
+def _size(n: int) -> str:
+    for unit, step in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= step:
+            return f"{n / step:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _endpoint(ip: object, port: object) -> str:
+    if ip is None:
+        return "?"
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return f"{host}:{port}" if port is not None else host
+
+
+def told(done: FinishedAssociation, label: str, saved: bool = False) -> WatchedAssociation:
+    """What the live view says of an association analysed to its end (``saved``: in a
+    capture file, where its stream number finds it)."""
+    a = done.assoc
+    row = association_row(label, a.stream, a)
+    counts: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    warned: Counter[str] = Counter()
+    for op in done.ops:
+        counts[op.command] += 1
+        if op.status_category == "Failure" or op.failed:
+            failed[op.command] += 1
+        elif op.status_category == "Warning" or op.warning:
+            warned[op.command] += 1
+    return WatchedAssociation(
+        a.stream, row["calling_ae"], row["called_ae"],
+        _endpoint(row["requestor_ip"], row["requestor_port"]),
+        _endpoint(row["acceptor_ip"], row["acceptor_port"]),
+        row["requested_at"], row["ended_at"] if row["ended_at"] is not None else a.last_ns,
+        str(row["result"]), str(row["ending"]), row["reject_text"] or row["abort_text"],
+        tuple((c, n, failed[c], warned[c]) for c, n in counts.items()),
+        int(row["bytes_requestor"] or 0) + int(row["bytes_acceptor"] or 0),
+        tuple(sorted(a.findings, key=lambda f: _RANK.get(f.severity, 3))), saved=saved)
+
+
+class Teller:
+    """Tells each association twice at most: as soon as it is analysed on its own
+    (`settled`), and, if the capture's end changed its findings (a C-MOVE's outcome, its
+    callbacks: correlation keeps those associations until then), again (`handed_on`):
+    ``later``, with the findings added, or ``revised``, with all of them where one told
+    before was reworded or withdrawn. The told findings are remembered only while
+    correlation keeps the association (flat memory)."""
+
+    def __init__(self, label: str, saved: bool,
+                 on_association: Callable[[WatchedAssociation], None] | None) -> None:
+        self.label = label
+        self.saved = saved
+        self.on_association = on_association
+        self.said: dict[int, Counter[tuple[str, str]]] = {}
+
+    def settled(self, done: FinishedAssociation) -> None:
+        self.said[done.assoc.stream] = Counter((f.code, f.summary) for f in done.assoc.findings)
+        if self.on_association is not None:
+            self.on_association(told(done, self.label, self.saved))
+
+    def handed_on(self, done: FinishedAssociation) -> None:
+        before = self.said.pop(done.assoc.stream, None)
+        if before is None or self.on_association is None:
+            return
+        now = Counter((f.code, f.summary) for f in done.assoc.findings)
+        if now == before:
+            return
+        revised = bool(before - now)
+        added = now - before
+        shown = [f for f in done.assoc.findings if revised or added[(f.code, f.summary)]]
+        self.on_association(replace(
+            told(done, self.label, self.saved), later=True, revised=revised,
+            findings=tuple(sorted(shown, key=lambda f: _RANK.get(f.severity, 3)))))
+
+
+@dataclass
+class Watched:
+    """What a watch saw, when its capture ended."""
+
+    interface: str
+    #: the capture file dumpcap's packets were saved to (None: not saved)
+    saved: Path | None
+    #: packets read (dumpcap's), and dumpcap's own counts: packets the interface received,
+    #: and those dropped before they were written (the kernel's buffer was full): the
+    #: analysis never saw those, and says so in ``findings``
+    packets: int = 0
+    received: int | None = None
+    dropped: int | None = None
+    associations: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    #: True when `watch` was stopped (``stop``), False when its duration or packet count
+    #: ended it
+    stopped: bool = False
+    #: the findings that belong to no association (refused connections, devices...) and
+    #: those an association was given only at the capture's end, most severe first
+    findings: list[FindingRecord] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
+          capture_filter: str | None = None, duration: float | None = None,
+          packets: int | None = None, ports: Sequence[int] = (), tshark: str | None = None,
+          on_association: Callable[[WatchedAssociation], None] | None = None,
+          stop: threading.Event | None = None,
+          on_start: Callable[[], None] | None = None) -> Watched:
+    """Capture on ``interface`` (dumpcap: any interface it lists, ``any`` for all) and
+    analyse as the packets come: ``on_association`` hears of each DICOM association as
+    soon as it ended (`WatchedAssociation`), and of the findings an association was given
+    at the capture's end (``later``). The capture ends after ``duration`` seconds or
+    ``packets`` packets, or when ``stop`` is set (from another thread, or a signal
+    handler: the command line's Ctrl-C); every packet captured until then is analysed.
+
+    ``save``: a pcap file that receives the packets exactly as dumpcap wrote them (the
+    tables, objects and TLS of `analyze` come from it). ``capture_filter``: a BPF filter
+    for dumpcap (``"tcp port 104"``). ``ports``: as `analyze`'s ``--port``. ``on_start``:
+    called once dumpcap captures (it wrote its stream's header)."""
+    for port in ports:
+        if not 0 < port < 65536:
+            raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
+    started = time.monotonic()
+    tsk = find_tshark(tshark)
+    path = Path(save) if save is not None else None
+    capture = LiveCapture(tsk, interface, capture_filter=capture_filter, duration=duration,
+                          packets=packets, save=path)
+    label = str(path) if path is not None else interface
+    watched = Watched(interface, path)
+    teller = Teller(label, path is not None, on_association)
+
+    ended = threading.Event()
+    with capture:
+        assert capture.stream is not None
+        if on_start is not None:
+            on_start()
+        if stop is not None:
+            def stopper() -> None:
+                while not ended.is_set():
+                    if stop.wait(0.1):
+                        capture.stop()
+                        return
+            threading.Thread(target=stopper, daemon=True).start()
+        try:
+            result = analyze_stream(capture.stream, label=label, tshark=tsk, ports=ports,
+                                    on_association=teller.handed_on,
+                                    on_settled=teller.settled)
+        finally:
+            ended.set()
+    watched.packets = result.records or 0
+    watched.received, watched.dropped = capture.received, capture.dropped
+    watched.associations = len(result.streams)
+    watched.first_ns, watched.last_ns = result.first_ns, result.last_ns
+    watched.stopped = capture.stopped
+    findings = [f for _, f in result.findings]
+    if capture.dropped:
+        findings.append(FindingRecord(
+            None, None, "warning", "capture-dropped",
+            f"dumpcap dropped {capture.dropped} of the {capture.received} packets "
+            f"{interface} received (its buffer was full): the associations they belonged "
+            "to have capture gaps; capture with a filter (-f 'tcp port 104') or a larger "
+            "buffer"))
+    watched.findings = sorted(findings, key=lambda f: _RANK.get(f.severity, 3))
+    watched.elapsed_s = time.monotonic() - started
+    return watched

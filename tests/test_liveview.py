@@ -4,6 +4,7 @@ line; and the live view's engine checked against analyze's on the fixture captur
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -24,11 +26,11 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 import tshark_dicom
 from tshark_dicom.analysis import analyze_stream
-from tshark_dicom.livecapture import _COUNTS, _dumpcap_error
+from tshark_dicom.livecapture import _COUNTS, _tool_error
 from tshark_dicom.liveview import Teller, WatchedAssociation
-from tshark_dicom.tshark import find_tshark, raw_conversion
+from tshark_dicom.tshark import find_tshark, has_embedded_secrets, raw_conversion
 
-from .conftest import CAPTURES
+from .conftest import CAPTURES, capture_for, truth_files
 
 CLI = [sys.executable, "-m", "tshark_dicom"]
 
@@ -186,56 +188,157 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     assert not any("tcp.stream" in line for a in heard for line in a.lines())  # not saved
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["nosuch0"], 1, "Error: cannot capture on 'nosuch0': There is no device named"),
-    (["lo", "-f", "tcp port banana"], 2, "Error: --filter: Invalid capture filter"),
-    (["lo", "--duration", "0"], 2, "Error: --duration 0: must be more than 0 seconds"),
+@pytest.mark.parametrize("args, code, message, given", [
+    (["nosuch0"], 1, "Error: cannot capture on 'nosuch0': There is no device named", b""),
+    (["-"], 1, "Error: standard input: not a pcap or pcapng stream", b"GET / HTTP/1.1\r\n"),
+    (["-"], 1, "Error: standard input: no capture came (it ended empty)", b""),
+    (["-", "-f", "tcp"], 2, "Error: --filter: a stream on standard input is filtered where it "
+     "is captured", b""),
+    (["-", "--packets", "5"], 2, "Error: --packets: standard input holds a pcapng stream",
+     (CAPTURES / "echo.pcapng").read_bytes()),
+    (["lo", "-f", "tcp port banana"], 2, "Error: --filter: Invalid capture filter", b""),
+    (["lo", "--duration", "0"], 2, "Error: --duration 0: must be more than 0 seconds", b""),
     (["lo", "-w", "/nonexistent-dir/x.pcap"], 4,
-     "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory"),
-])
-def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None:
-    proc = subprocess.run([*CLI, "watch", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+     "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory",
+     b""),
+], ids=["no-device", "stdin-not-a-capture", "stdin-empty", "stdin-filter", "stdin-packets",
+        "bad-filter", "duration-0", "unwritable"])
+def test_bad_input_is_one_line(args: list[str], code: int, message: str, given: bytes) -> None:
+    done = subprocess.run([*CLI, "watch", *args], capture_output=True, input=given,
+                          timeout=60, check=False)
+    proc = subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                       done.stderr.decode())
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.startswith(message), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("kind", ["pcapng", "pcap"])
+def test_standard_input(kind: str, tmp_path: Path, tshark_path: str) -> None:
+    """``watch -``: what ``ssh host tcpdump -U -w - ...`` sends (pcap, read by dumpcap) or a
+    pcapng stream (read by editcap), told as from an interface; a C-MOVE whose callback was
+    never answered is told again at the end with why."""
+    capture = CAPTURES / "qr_move_unanswered.pcapng"
+    if kind == "pcap":
+        pcap = tmp_path / "in.pcap"
+        subprocess.run([str(Path(tshark_path).with_name("editcap")), "-F", "pcap",
+                        str(capture), str(pcap)], check=True)
+        capture = pcap
+    with capture.open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "-w", str(tmp_path / "saved.pcap")],
+                              stdin=given, capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("watching standard input, saving the packets to ")
+    lines = proc.stdout.splitlines()
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{3}  MOVE-SCU -> QR-ARCHIVE \(10\.79\.0\.2:\d+ -> "
+                    r"10\.79\.0\.1:11165\), released, [\d.]+ s: C-MOVE 1 \(1 failed\)", lines[0])
+    assert "[dimse-failure]" in lines[1] and "0xA702" in lines[1]
+    assert lines[2].endswith("at the capture's end, MOVE-SCU -> QR-ARCHIVE (tcp.stream eq 0), "
+                             "more findings:")
+    assert any("[callback-unanswered]" in line for line in lines[3:5])
+    assert "standard input: 24 packet(s) in " in proc.stdout
+    report = tshark_dicom.analyze(tmp_path / "saved.pcap")  # what came in, saved whole
+    assert report.captures["packets"].tolist() == [24]
+    assert sorted(report.findings["code"]) == ["callback-unanswered", "dimse-failure",
+                                               "suboperations-failed"]
+
+
+@pytest.mark.parametrize("kind", ["pcapng", "pcap"])
+def test_standard_input_cut_mid_packet_is_a_finding(kind: str, tmp_path: Path,
+                                                     tshark_path: str) -> None:
+    """A sender that died in the middle of a packet (an ssh session dropped): what came
+    is analysed, and the pcapng stream's cut is said (dumpcap drops a pcap's last piece)."""
+    capture = CAPTURES / "find_move.pcapng"
+    if kind == "pcap":
+        capture = tmp_path / "in.pcap"
+        subprocess.run([str(Path(tshark_path).with_name("editcap")), "-F", "pcap",
+                        str(CAPTURES / "find_move.pcapng"), str(capture)], check=True)
+    data = capture.read_bytes()
+    proc = subprocess.run([*CLI, "watch", "-"], input=data[:len(data) * 2 // 3],
+                          capture_output=True, timeout=60, check=False)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^standard input: \d+ packet\(s\) in [\d.]+ s of watching, 3 DICOM "
+                     r"association", out, re.M), out
+    if kind == "pcapng":
+        assert "  warning: [capture-truncated] standard input was cut short in the middle of " \
+            "a packet; everything before that point was analysed" in out
+
+
+def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:
+    """A sender that goes quiet but does not hang up: --duration ends the watch, and what
+    came is analysed."""
+    fifo = tmp_path / "in"
+    os.mkfifo(fifo)
+    data = (CAPTURES / "find_move.pcapng").read_bytes()
+
+    def send() -> None:
+        with fifo.open("wb") as w:
+            w.write(data)
+            w.flush()
+            time.sleep(20)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    with fifo.open("rb") as given:
+        started = time.monotonic()
+        proc = subprocess.run([*CLI, "watch", "-", "--duration", "2"], stdin=given,
+                              capture_output=True, text=True, timeout=60, check=False)
+        took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "standard input: 84 packet(s)" in proc.stdout and "3 DICOM association(s)" in \
+        proc.stdout
+    assert took < 15  # not the sender's 20 s
+
+
 def test_dumpcap_words() -> None:
     """dumpcap's stderr as it wrote it (4.0.17): its reason in one line, and its counts."""
-    assert _dumpcap_error(["Capturing on 'nosuch0'", 'dumpcap: There is no device named '
+    assert _tool_error("dumpcap", ["Capturing on 'nosuch0'", 'dumpcap: There is no device named '
                            '"nosuch0".', "(No such device exists)"], 1) == \
         'There is no device named "nosuch0" (No such device exists)'
-    assert _dumpcap_error(["dumpcap: Invalid capture filter \"tcp port x\" for interface 'lo'.",
-                           "", "That string isn't a valid capture filter (unknown port 'x').",
-                           "See the User's Guide for a description of the capture filter "
-                           "syntax."], 1) == (
+    filter_error = ["dumpcap: Invalid capture filter \"tcp port x\" for interface 'lo'.", "",
+                    "That string isn't a valid capture filter (unknown port 'x').",
+                    "See the User's Guide for a description of the capture filter syntax."]
+    assert _tool_error("dumpcap", filter_error, 1) == (
         "Invalid capture filter \"tcp port x\" for interface 'lo': That string isn't a valid "
         "capture filter (unknown port 'x').")
-    assert _dumpcap_error([], -9) == "dumpcap was killed by SIGKILL"
+    assert _tool_error("dumpcap", [], -9) == "dumpcap was killed by SIGKILL"
+    assert _tool_error("editcap", ["editcap: The standard input appears to have been cut "
+                                   "short in the middle of a packet or other data."], 2) == \
+        "The standard input appears to have been cut short in the middle of a packet or " \
+        "other data"
     match = _COUNTS.search("Packets received/dropped on interface 'any': 1834/12 (pcap:0/"
                            "dumpcap:0/flushed:0/ps_ifdrop:0) (99.3%)")
     assert match is not None and (match["received"], match["dropped"]) == ("1834", "12")
 
 
-CAPTURED = ["echo", "reject_called_ae", "abort", "find_move", "qr_move_partial",
-            "qr_move_unanswered", "lossy", "commit_new_association", "concurrent"]
+def _fixture_truths() -> list[Path]:
+    """Every bundled capture's truth but those with TLS to decrypt (a key log, or secrets
+    embedded in the pcapng): the live view decrypts no TLS; the saved file does, through
+    analyze."""
+    return [t for t in truth_files() if "tls" not in json.loads(t.read_text())
+            and not has_embedded_secrets(capture_for(t))]
 
 
-@pytest.mark.parametrize("name", CAPTURED)
-def test_live_view_says_what_the_tables_say(name: str, tshark_path: str) -> None:
-    """The live engine (a pcap stream analysed as it comes) on a fixture capture fed
+@pytest.mark.parametrize("truth_path", _fixture_truths(), ids=lambda p: p.name.split(".")[0])
+def test_live_view_says_what_the_tables_say(truth_path: Path, tshark_path: str,
+                                            analysed: Any) -> None:
+    """The live engine (a pcap stream analysed as it comes) on each fixture capture fed
     through editcap: every association told once, as the associations table has it; what
     it was told then, later, and at the end are the findings table, no more, no less."""
-    capture = CAPTURES / f"{name}.pcapng"
+    truth = json.loads(truth_path.read_text())
+    capture = capture_for(truth_path)
+    ports = (truth["port_hint"],) if truth.get("port_hint") else ()
+    name = capture.name
     tsk = find_tshark(tshark_path)
     heard: list[WatchedAssociation] = []
-    teller = Teller(name, False, heard.append)
+    teller = Teller(str(capture), False, heard.append)
     with raw_conversion(tsk, capture) as (out, _):
-        result = analyze_stream(out, label=name, tshark=tsk, on_settled=teller.settled,
-                                on_association=teller.handed_on)
-    report = tshark_dicom.analyze(capture)
+        result = analyze_stream(out, label=str(capture), tshark=tsk, ports=ports,
+                                on_settled=teller.settled, on_association=teller.handed_on)
+    report = tshark_dicom.analyze(capture, ports=ports)  # no objects, as the live view
     a = report.associations
     first = [w for w in heard if not w.later]
     assert sorted(w.stream for w in first) == sorted(a["tcp_stream"].tolist())  # each once
@@ -249,12 +352,14 @@ def test_live_view_says_what_the_tables_say(name: str, tshark_path: str) -> None
             final[w.stream] = found
         if not w.later:
             row = a[a["tcp_stream"] == w.stream].iloc[0]
-            assert (w.calling_ae, w.called_ae, w.result, w.ending) == (
-                row["calling_ae"], row["called_ae"], row["result"], row["ending"])
+            assert (w.calling_ae, w.called_ae, w.result, w.ending) == tuple(
+                None if pd.isna(row[c]) else row[c]
+                for c in ("calling_ae", "called_ae", "result", "ending"))
     # the associations' findings as told, and the capture's own: the findings table
     got = sum(final.values(), Counter())
     got.update((f.code, f.summary) for _, f in result.findings)
     assert got == Counter(zip(report.findings["code"], report.findings["summary"],
                               strict=True))
-    if name == "qr_move_partial":  # a callback's findings, reworded once the C-MOVE ended
+    if name == "qr_move_partial.pcapng":  # a callback's findings, reworded once the C-MOVE ended
         assert any(w.revised for w in heard)
+

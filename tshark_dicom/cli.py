@@ -468,7 +468,8 @@ def compare(
 @app.command(cls=_Command)
 def watch(
     interface: Annotated[str, typer.Argument(
-        help="The interface to capture on, as dumpcap -D lists them ('any': all).",
+        help="The interface to capture on, as dumpcap -D lists them ('any': all); '-': a "
+        "pcap or pcapng stream on standard input (ssh HOST tcpdump -U -w - ...).",
         show_default=False, metavar="INTERFACE")],
     write: Annotated[Path | None, typer.Option(
         "-w", "--write", help="Save the packets to this pcap file, as dumpcap wrote them.",
@@ -507,6 +508,7 @@ def watch(
     _logging(debug)
     save = write if write is not None else \
         out.with_name(out.name + ".pcap") if out is not None else None
+    name = "standard input" if interface == "-" else interface
     stop = threading.Event()
 
     def told(a: WatchedAssociation) -> None:
@@ -525,7 +527,7 @@ def watch(
 
     def started() -> None:
         if not quiet:
-            typer.echo(f"watching {interface}" + (f" ({capture_filter})" if capture_filter
+            typer.echo(f"watching {name}" + (f" ({capture_filter})" if capture_filter
                                                   else "")
                        + (f", saving the packets to {save}" if save is not None else "")
                        + "; Ctrl-C ends the capture", err=True)
@@ -544,7 +546,7 @@ def watch(
     finally:
         for s, previous in handlers.items():
             signal.signal(s, previous)
-    typer.echo(f"{interface}: {seen.packets} packet(s) in {seen.elapsed_s:.1f} s of "
+    typer.echo(f"{name}: {seen.packets} packet(s) in {seen.elapsed_s:.1f} s of "
                f"watching, {seen.associations} DICOM association(s)"
                + (f"; dumpcap dropped {seen.dropped}" if seen.dropped else ""))
     for f in seen.findings:

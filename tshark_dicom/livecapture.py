@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 #: dumpcap's last words: "Packets received/dropped on interface 'lo': 8/0 (pcap:0/dumpcap:0/...)"
 _COUNTS = re.compile(r"Packets received/dropped on interface '(?P<name>[^']*)': "
                      r"(?P<received>\d+)/(?P<dropped>\d+)")
+#: the magic numbers of a pcap stream (micro- and nanosecond, either byte order), and of
+#: a pcapng one (its Section Header Block)
+_PCAP_MAGICS = frozenset({b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+                          b"\x4d\x3c\xb2\xa1"})
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 #: the pipe asked for dumpcap's output (as tshark.py's): bursts wait there, not in the kernel
 _PIPE_BYTES = 1 << 20
 
@@ -46,22 +51,30 @@ class LiveCapture:
 
     def __init__(self, tshark: Tshark, interface: str, *, capture_filter: str | None = None,
                  duration: float | None = None, packets: int | None = None,
-                 save: Path | None = None) -> None:
-        if not interface or interface.startswith("-"):
+                 save: Path | None = None, input_fd: int = 0) -> None:
+        self.from_input = interface == "-"
+        if not interface or interface.startswith("-") and not self.from_input:
             raise OptionsError(f"{interface!r}: not an interface name")
         if duration is not None and duration <= 0:
             raise OptionsError(f"--duration {duration:g}: must be more than 0 seconds")
         if packets is not None and packets < 1:
             raise OptionsError(f"--packets {packets}: must be 1 or more")
+        if self.from_input and capture_filter:
+            raise OptionsError("--filter: a stream on standard input is filtered where it is "
+                               "captured (tcpdump -w - 'tcp port 104')")
         dumpcap = tshark.beside("dumpcap")
         if dumpcap is None:
             raise TsharkNotFoundError(f"dumpcap not found beside {tshark.path}: {INSTALL_HINT}")
         self.interface = interface
         self.save = save
+        self.input_fd = input_fd
+        self.editcap = tshark.editcap
+        self.duration = duration
+        self.packets = packets
         argv = [dumpcap, "-i", interface, "-P", "-w", "-"]
         if capture_filter:
             argv += ["-f", capture_filter]
-        if duration is not None:
+        if duration is not None and not self.from_input:
             # dumpcap counts whole seconds; a fraction is rounded up, never to 0
             argv += ["-a", f"duration:{max(1, int(-(-duration // 1)))}"]
         if packets is not None:
@@ -69,11 +82,21 @@ class LiveCapture:
         self.argv = argv
         self.received: int | None = None
         self.dropped: int | None = None
+        #: the stream on standard input ended in the middle of a packet
+        self.truncated = False
         self._procs: list[subprocess.Popen[bytes]] = []
         self._errors: list[deque[str]] = []
+        self._names: list[str] = []  # of the tools started, in order
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
+        self._feed: IO[bytes] | None = None  # the first tool's input, from standard input
+        self._feed_lock = threading.Lock()
         self.stream: IO[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        """The interface, or "standard input"."""
+        return "standard input" if self.from_input else self.interface
 
     @property
     def stopped(self) -> bool:
@@ -88,8 +111,20 @@ class LiveCapture:
                 raise OutputError(f"{self.save}: cannot save the capture there: "
                                   f"{exc.strerror or exc}") from None
         try:
-            dumpcap = self._start(self.argv, subprocess.DEVNULL)
-            out = dumpcap.stdout
+            if self.from_input:
+                first = self._first_bytes()
+                argv = self._input_argv(first)
+                tool = self._start(argv, subprocess.PIPE)
+                self._feed = tool.stdin
+                pump = threading.Thread(target=self._pump, args=(first,), daemon=True)
+                pump.start()
+                if self.duration is not None:
+                    timer = threading.Timer(self.duration, self.stop)
+                    timer.daemon = True
+                    timer.start()
+            else:
+                tool = self._start(self.argv, subprocess.DEVNULL)
+            out = tool.stdout
             if self.save is not None:
                 assert out is not None
                 # -i: tee ignores SIGINT (a terminal's Ctrl-C), to copy all dumpcap writes
@@ -106,6 +141,59 @@ class LiveCapture:
         if callable(peek) and not peek(1):
             self._wait_checked()
         return self
+
+    def _first_bytes(self) -> bytes:
+        """The first bytes of standard input: enough to tell pcap from pcapng."""
+        first = b""
+        while len(first) < 4:
+            chunk = os.read(self.input_fd, _PIPE_BYTES)
+            if not chunk:
+                raise CaptureError("standard input: no capture came (it ended empty)"
+                                   if not first else "standard input: not a capture")
+            first += chunk
+        return first
+
+    def _input_argv(self, first: bytes) -> list[str]:
+        """Which tool of the suite reads standard input: dumpcap for a pcap stream (what
+        ``tcpdump -w -`` and ``dumpcap -P -w -`` send; it hands each packet on as it
+        comes), editcap for a pcapng stream (dumpcap would pass it on as pcapng, which the
+        raw engine does not read). Only the magic number is looked at."""
+        if first[:4] in _PCAP_MAGICS:
+            return self.argv
+        if first[:4] == _PCAPNG_MAGIC:
+            if self.packets is not None:
+                raise OptionsError("--packets: standard input holds a pcapng stream; send "
+                                   "pcap (tcpdump -w -, dumpcap -P -w -) or leave it out")
+            if self.editcap is None:
+                raise TsharkNotFoundError(f"editcap not found beside dumpcap: {INSTALL_HINT}")
+            return [self.editcap, "-F", "nsecpcap", "-", "-"]
+        raise CaptureError("standard input: not a pcap or pcapng stream")
+
+    def _pump(self, first: bytes) -> None:
+        """Standard input to the tool that reads it, until it ends or `stop`."""
+        chunk = first
+        try:
+            while chunk and not self._stopped.is_set():
+                with self._feed_lock:
+                    if self._feed is None:
+                        return
+                    self._feed.write(chunk)
+                    self._feed.flush()
+                chunk = os.read(self.input_fd, _PIPE_BYTES)
+        except (OSError, ValueError):  # the tool ended first (a broken pipe), or was stopped
+            pass
+        finally:
+            self._end_feed()
+
+    def _end_feed(self) -> None:
+        """The tool's input ends: it reads what it has, writes it, and exits."""
+        with self._feed_lock:
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            try:
+                feed.close()
+            except OSError:
+                pass
 
     def _start(self, argv: list[str], stdin: IO[bytes] | int) -> subprocess.Popen[bytes]:
         log.debug("running %s", " ".join(argv))
@@ -126,6 +214,7 @@ class LiveCapture:
         thread = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
         thread.start()
         self._procs.append(proc)
+        self._names.append(Path(argv[0]).name)
         self._errors.append(lines)
         self._threads.append(thread)
         return proc
@@ -134,6 +223,10 @@ class LiveCapture:
         """End the capture as dumpcap's own Ctrl-C does: it writes what it captured and
         exits, and the stream ends. Safe from a signal handler and to call twice."""
         self._stopped.set()
+        if self.from_input:
+            # at the end of its input, as when the sender stops: it writes what it has
+            threading.Thread(target=self._end_feed, daemon=True).start()
+            return
         if self._procs and self._procs[0].poll() is None:
             try:
                 os.kill(self._procs[0].pid, signal.SIGTERM)
@@ -163,10 +256,15 @@ class LiveCapture:
             if match:
                 self.received = (self.received or 0) + int(match["received"])
                 self.dropped = (self.dropped or 0) + int(match["dropped"])
-        if codes and codes[0] not in (0, -signal.SIGTERM):
-            detail = _dumpcap_error(dumpcap_lines, codes[0])
+        if any("cut short" in line for line in dumpcap_lines):
+            self.truncated = True  # a sender that stopped mid-packet: not an error
+        elif codes and codes[0] not in (0, -signal.SIGTERM):
+            tool = self._names[0]
+            detail = _tool_error(tool, dumpcap_lines, codes[0])
             if detail.startswith("Invalid capture filter"):  # the user's words, not the host
                 raise OptionsError(f"--filter: {detail}")
+            if self.from_input:
+                raise CaptureError(f"standard input: {detail}")
             raise CaptureError(f"cannot capture on {self.interface!r}: {detail}")
         if len(codes) > 1 and codes[1] != 0:
             tee_lines = [line for line in self._errors[1] if line.startswith("tee:")]
@@ -189,13 +287,14 @@ def _drain(stream: IO[bytes], lines: deque[str]) -> None:
     stream.close()
 
 
-def _dumpcap_error(lines: list[str], code: int) -> str:
-    """dumpcap's reason, in one line: its ``dumpcap: ...`` line and the explanation after
-    it ("(No such device exists)", "(unknown port 'x')"), else how it ended."""
+def _tool_error(tool: str, lines: list[str], code: int) -> str:
+    """dumpcap's (or editcap's) reason, in one line: its ``dumpcap: ...`` line and the
+    explanation after it ("(No such device exists)", "(unknown port 'x')"), else how it
+    ended."""
     text = [line.strip() for line in lines if line.strip()]
     for i, line in enumerate(text):
-        if line.startswith("dumpcap: "):
-            detail = line.removeprefix("dumpcap: ").rstrip(".")
+        if line.startswith(f"{tool}: "):
+            detail = line.removeprefix(f"{tool}: ").rstrip(".")
             why = next((t for t in text[i + 1:i + 3]
                         if t.startswith("(") or "isn't a valid" in t), None)
             if why is not None:
@@ -203,7 +302,7 @@ def _dumpcap_error(lines: list[str], code: int) -> str:
             return detail
     if code < 0:
         try:
-            return f"dumpcap was killed by {signal.Signals(-code).name}"
+            return f"{tool} was killed by {signal.Signals(-code).name}"
         except ValueError:
-            return f"dumpcap was killed by signal {-code}"
-    return f"dumpcap exited with status {code}"
+            return f"{tool} was killed by signal {-code}"
+    return f"{tool} exited with status {code}"

@@ -203,7 +203,8 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
           on_association: Callable[[WatchedAssociation], None] | None = None,
           stop: threading.Event | None = None,
           on_start: Callable[[], None] | None = None) -> Watched:
-    """Capture on ``interface`` (dumpcap: any interface it lists, ``any`` for all) and
+    """Capture on ``interface`` (dumpcap: any interface it lists, ``any`` for all; ``-``:
+    a pcap or pcapng stream on standard input, such as ``ssh host tcpdump -U -w -``) and
     analyse as the packets come: ``on_association`` hears of each DICOM association as
     soon as it ended (`WatchedAssociation`), and of the findings an association was given
     at the capture's end (``later``). The capture ends after ``duration`` seconds or
@@ -222,7 +223,7 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     path = Path(save) if save is not None else None
     capture = LiveCapture(tsk, interface, capture_filter=capture_filter, duration=duration,
                           packets=packets, save=path)
-    label = str(path) if path is not None else interface
+    label = str(path) if path is not None else capture.name
     watched = Watched(interface, path)
     teller = Teller(label, path is not None, on_association)
 
@@ -250,11 +251,16 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     watched.first_ns, watched.last_ns = result.first_ns, result.last_ns
     watched.stopped = capture.stopped
     findings = [f for _, f in result.findings]
+    if capture.truncated:
+        findings.append(FindingRecord(
+            None, None, "warning", "capture-truncated",
+            f"{capture.name} was cut short in the middle of a packet; everything before that "
+            "point was analysed"))
     if capture.dropped:
         findings.append(FindingRecord(
             None, None, "warning", "capture-dropped",
             f"dumpcap dropped {capture.dropped} of the {capture.received} packets "
-            f"{interface} received (its buffer was full): the associations they belonged "
+            f"{capture.name} received (its buffer was full): the associations they belonged "
             "to have capture gaps; capture with a filter (-f 'tcp port 104') or a larger "
             "buffer"))
     watched.findings = sorted(findings, key=lambda f: _RANK.get(f.severity, 3))

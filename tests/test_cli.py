@@ -163,7 +163,7 @@ def test_values_reach_the_command_converted(tmp_path: Path,
     values: ints, Paths, lists of them, strings, flags."""
     import typer.main
 
-    from tshark_dicom import archive, cli
+    from tshark_dicom import archive, cliparams
 
     group = typer.main.get_command(app)
     for command in group.commands.values():  # type: ignore[attr-defined]
@@ -185,7 +185,7 @@ def test_values_reach_the_command_converted(tmp_path: Path,
     assert seen["folder"] == tmp_path / "o"
     assert seen["ports"] == [104, 11112] and seen["tls_ports"] == [2763]
     assert seen["jobs"] == 1 and seen["engine"] == "raw" and not seen["tls_keylogs"]
-    assert cli._plain_class() is not None
+    assert cliparams.plain_class() is not None
 
 
 def test_missing_out_is_usage_error() -> None:

@@ -198,11 +198,12 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
      (CAPTURES / "echo.pcapng").read_bytes()),
     (["lo", "-f", "tcp port banana"], 2, "Error: --filter: Invalid capture filter", b""),
     (["lo", "--duration", "0"], 2, "Error: --duration 0: must be more than 0 seconds", b""),
+    (["lo", "--fail-on", "note"], 2, "Error: --fail-on 'note': choose warning or error", b""),
     (["lo", "-w", "/nonexistent-dir/x.pcap"], 4,
      "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory",
      b""),
 ], ids=["no-device", "stdin-not-a-capture", "stdin-empty", "stdin-filter", "stdin-packets",
-        "bad-filter", "duration-0", "unwritable"])
+        "bad-filter", "duration-0", "fail-on-note", "unwritable"])
 def test_bad_input_is_one_line(args: list[str], code: int, message: str, given: bytes) -> None:
     done = subprocess.run([*CLI, "watch", *args], capture_output=True, input=given,
                           timeout=60, check=False)
@@ -265,6 +266,19 @@ def test_standard_input_cut_mid_packet_is_a_finding(kind: str, tmp_path: Path,
     if kind == "pcapng":
         assert "  warning: [capture-truncated] standard input was cut short in the middle of " \
             "a packet; everything before that point was analysed" in out
+
+
+@pytest.mark.parametrize("fixture, fail_on, code", [
+    ("qr_move_unanswered", "error", 3),  # its errors come at the capture's end
+    ("commit_unanswered", "error", 0),   # a commitment never answered: a warning
+    ("commit_unanswered", "warning", 3),
+])
+def test_fail_on_for_monitoring(fixture: str, fail_on: str, code: int) -> None:
+    with (CAPTURES / f"{fixture}.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "-q", "--fail-on", fail_on], stdin=given,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "standard input: " in proc.stdout  # told in full either way
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:

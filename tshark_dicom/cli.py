@@ -7,23 +7,21 @@ into place only when complete, replacing the previous run's results.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from . import __version__
+from .cliparams import Command, Group
 from .errors import OptionsError, OutputError, TsharkDicomError, output_error
 from .safe import visible
 
@@ -38,136 +36,8 @@ KEY_ENV = "TSHARK_DICOM_REDACT_KEY"  # redact.KEY_ENV (a test checks they agree)
 
 
 
-def _to_int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a valid integer.") from None
-
-
-def _to_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "t", "yes", "y", "on"):
-        return True
-    if text in ("", "0", "false", "f", "no", "n", "off"):
-        return False
-    raise typer.BadParameter(f"{value!r} is not a valid boolean.")
-
-
-#: How our parameters' values are made from the command line's strings.
-_CONVERT: dict[object, Callable[[Any], Any]] = {
-    str: str, int: _to_int, bool: _to_bool, Path: Path}
-
-
-@functools.cache
-def _plain_class() -> type | None:
-    """A typer RuntimeParam that converts str, int, bool and Path values (and lists of
-    them) directly. typer 0.29 builds a pydantic TypeAdapter for every parameter of the
-    command, on every run: importing pydantic and building them was about 35 ms of each
-    run (8% of a small capture's whole run), for conversions as simple as int("4"). None
-    where typer has no such hook (another version): typer converts as it always did."""
-    try:
-        from typer._coercion import RuntimeParam
-    except ImportError:
-        return None
-
-    @dataclass(frozen=True)
-    class Plain(RuntimeParam):
-        convert: Callable[[Any], Any] = str
-        many: bool = False
-
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if self.many:
-                return [self.convert(v) for v in value]
-            return self.convert(value)
-
-    return Plain
-
-
-def _plain_runtime_param(descriptor: Any) -> Any | None:
-    """The Plain converter of a parameter whose type is one of `_CONVERT`'s (or a list
-    of one) and that asks typer for nothing more (a parser, a range, a file to open);
-    else None."""
-    plain = _plain_class()
-    annotation = descriptor.annotation
-    many = get_origin(annotation) is list
-    element = get_args(annotation)[0] if many else annotation
-    info = descriptor.parameter_info
-    if (plain is None or element not in _CONVERT or descriptor.file_annotation is not None
-            or any(getattr(info, name, None) is not None
-                   for name in ("parser", "click_type", "min", "max"))):
-        return None
-    return plain(parameter_info=info, annotation=annotation, convert=_CONVERT[element],
-                 many=many)
-
-
-def _runtime_param(param: Any, typers: Callable[[], Any]) -> Any:
-    """A parameter's converter: `_plain_runtime_param`'s where it can, else typer's."""
-    runtime = getattr(param, "_runtime_param", None)
-    if runtime is None:
-        runtime = _plain_runtime_param(param.type_descriptor)
-        if runtime is None:
-            return typers()
-        param._runtime_param = runtime
-    return runtime
-
-
-class _PlainOption(TyperOption):
-    def get_runtime_param(self) -> Any:
-        return _runtime_param(self, super().get_runtime_param)
-
-
-class _PlainArgument(TyperArgument):
-    """An argument shown as its metavar (``CAPTURE_OR_DIR...``), without braces or the
-    Python type (``<list[Path]>``) in the usage line and the help."""
-
-    def get_runtime_param(self) -> Any:
-        return _runtime_param(self, super().get_runtime_param)
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None
-
-    def get_usage_pieces(self, ctx: Any) -> list[str]:
-        return [self.display_name_raw]
-
-
-def _plain(param: Any) -> Any:
-    """``param`` converted by `_runtime_param` (arguments also shown plainly)."""
-    if isinstance(param, TyperArgument):
-        param.__class__ = _PlainArgument
-    elif isinstance(param, TyperOption):
-        param.__class__ = _PlainOption
-    return param
-
-
-class _PlainParams:
-    """A command or group whose parameters, its help option too, are `_plain`."""
-
-    params: list[Any]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            _plain(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain(super().get_help_option(ctx))  # type: ignore[misc]
-
-
-class _Command(_PlainParams, TyperCommand):
-    pass
-
-
-class _Group(_PlainParams, TyperGroup):
-    pass
-
-
 app = typer.Typer(
-    cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    cls=Group, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="See what happened in DICOM network traffic: captures -> tables, objects, findings.",
 )
@@ -226,7 +96,7 @@ def _redaction(redact: bool, uids: bool, network: bool, key: str | None) -> Reda
     return Redaction.make(key, uids=uids, network=network)
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 def analyze(
     captures: Annotated[list[Path], typer.Argument(
         help="Capture files (pcap, pcapng, gzip: anything tshark reads) or folders.",
@@ -338,7 +208,7 @@ def _all_files(paths: list[Path]) -> bool:
         return False
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 def diagnose(
     sources: Annotated[list[Path], typer.Argument(
         help="Captures, folders of captures, or OUT folders written by analyze.",
@@ -425,7 +295,7 @@ def diagnose(
         raise typer.Exit(3)
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 def compare(
     first: Annotated[Path, typer.Argument(
         help="Point A: a capture, or an OUT folder written by analyze.", show_default=False,
@@ -465,7 +335,7 @@ def compare(
         typer.echo(f"results in {out}/")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 def watch(
     interface: Annotated[str, typer.Argument(
         help="The interface to capture on, as dumpcap -D lists them ('any': all); '-': a "
@@ -493,6 +363,10 @@ def watch(
         "--no-objects", help="With -o: do not write reconstructed Part-10 files.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only the associations that have findings.")] = False,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 3 when a finding of this severity or worse was told: warning "
+        "or error (a monitoring job: --duration 300 --fail-on error).",
+        metavar="warning|error", show_default=False)] = None,
     tshark: TsharkOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
@@ -510,8 +384,12 @@ def watch(
         out.with_name(out.name + ".pcap") if out is not None else None
     name = "standard input" if interface == "-" else interface
     stop = threading.Event()
+    if fail_on is not None and fail_on not in ("warning", "error"):
+        _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
+    told_severities: set[str] = set()
 
     def told(a: WatchedAssociation) -> None:
+        told_severities.update(f.severity for f in a.findings)
         if quiet and not a.findings:
             return
         typer.echo("\n".join(a.lines()))
@@ -550,12 +428,17 @@ def watch(
                f"watching, {seen.associations} DICOM association(s)"
                + (f"; dumpcap dropped {seen.dropped}" if seen.dropped else ""))
     for f in seen.findings:
+        told_severities.add(f.severity)
         if not quiet or f.severity != "note":
             typer.echo(finding_line(f, "  "))
+    failed = fail_on is not None and bool(
+        told_severities & ({"error"} if fail_on == "error" else {"error", "warning"}))
     if out is None:
         if save is not None:
             typer.echo(f"packets saved to {save}: tshark-dicom analyze {save} -o OUT for "
                        "the tables, objects and report")
+        if failed:
+            raise typer.Exit(3)
         return
     assert save is not None
     with _interrupt_ends(f"interrupted; the packets are saved in {save}"), \
@@ -567,6 +450,8 @@ def watch(
     if not quiet:
         typer.echo((out / "summary.txt").read_text().rstrip("\n"))
     typer.echo(f"packets in {save}, results in {out}/")
+    if failed:
+        raise typer.Exit(3)
 
 
 def _stored_tables(folder: Path, report: Report, redaction: Redaction | None

@@ -199,11 +199,12 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     (["lo", "-f", "tcp port banana"], 2, "Error: --filter: Invalid capture filter", b""),
     (["lo", "--duration", "0"], 2, "Error: --duration 0: must be more than 0 seconds", b""),
     (["lo", "--fail-on", "note"], 2, "Error: --fail-on 'note': choose warning or error", b""),
+    (["lo", "--tls-port", "2763"], 2, "Error: --tls-keylog, --tls-port: with -o only", b""),
     (["lo", "-w", "/nonexistent-dir/x.pcap"], 4,
      "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory",
      b""),
 ], ids=["no-device", "stdin-not-a-capture", "stdin-empty", "stdin-filter", "stdin-packets",
-        "bad-filter", "duration-0", "fail-on-note", "unwritable"])
+        "bad-filter", "duration-0", "fail-on-note", "tls-without-out", "unwritable"])
 def test_bad_input_is_one_line(args: list[str], code: int, message: str, given: bytes) -> None:
     done = subprocess.run([*CLI, "watch", *args], capture_output=True, input=given,
                           timeout=60, check=False)
@@ -279,6 +280,23 @@ def test_fail_on_for_monitoring(fixture: str, fail_on: str, code: int) -> None:
                               capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert "standard input: " in proc.stdout  # told in full either way
+
+
+def test_tls_is_said_live_and_decrypted_into_out(tmp_path: Path) -> None:
+    """A DICOM TLS connection (pynetdicom peers, TLS 1.2, their key log): the live view says
+    it did not look into it; -o OUT with --tls-keylog decrypts the saved capture."""
+    out = tmp_path / "OUT"
+    with (CAPTURES / "tls_store_12.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "-o", str(out), "--tls-keylog",
+                               str(CAPTURES / "tls_store_12.keys")], stdin=given,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "  note: [tls-not-decrypted] 1 TLS connection(s) in " in proc.stdout
+    assert "to port(s) 2762 were not looked into" in proc.stdout
+    report = tshark_dicom.load(out)
+    a = report.associations
+    assert len(a) == 1 and bool(a["tls_decrypted"].iloc[0]) and a["result"].iloc[0] == "accepted"
+    assert (report.objects["command"] == "C-STORE-RQ").sum() >= 1
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:

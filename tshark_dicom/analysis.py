@@ -551,6 +551,13 @@ def analyze_stream(stream: IO[bytes], *, label: str, tshark: Tshark, ports: Sequ
                            ) from None
     result.engine = "raw"
     _file_totals(result)
+    if run.tls_seen:
+        result.findings.append((None, FindingRecord(
+            None, None, "note", "tls-not-decrypted",
+            f"{len(run.tls_seen)} TLS connection(s) in {label} to port(s) "
+            f"{', '.join(map(str, sorted({port for _, port in run.tls_seen.values()})))} were "
+            "not looked into: a capture stream is not decrypted as it comes; analyse the "
+            "saved capture (with --tls-keylog where its secrets are not embedded)")))
     _end(run, tshark, Path(label), label, ports, cross_check=False)
     result.elapsed_s = time.monotonic() - started
     return result

@@ -367,6 +367,8 @@ def watch(
         "--fail-on", help="Exit 3 when a finding of this severity or worse was told: warning "
         "or error (a monitoring job: --duration 300 --fail-on error).",
         metavar="warning|error", show_default=False)] = None,
+    tls_keylog: TlsKeylogOpt = None,
+    tls_port: TlsPortOpt = None,
     tshark: TsharkOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
@@ -386,6 +388,9 @@ def watch(
     stop = threading.Event()
     if fail_on is not None and fail_on not in ("warning", "error"):
         _fail(OptionsError(f"--fail-on {fail_on!r}: choose warning or error"))
+    if (tls_keylog or tls_port) and out is None:
+        _fail(OptionsError("--tls-keylog, --tls-port: with -o only (the saved capture is "
+                           "decrypted when it is analysed into OUT; the live view is not)"))
     told_severities: set[str] = set()
 
     def told(a: WatchedAssociation) -> None:
@@ -446,7 +451,8 @@ def watch(
         with frozen_imports():
             from .archive import analyze_to
         analyze_to([save], out, format=format, objects=not no_objects, ports=port or (),
-                   tshark=tshark, validate=debug)
+                   tshark=tshark, tls_keylogs=tls_keylog or (), tls_ports=tls_port or (),
+                   validate=debug)
     if not quiet:
         typer.echo((out / "summary.txt").read_text().rstrip("\n"))
     typer.echo(f"packets in {save}, results in {out}/")

@@ -24,10 +24,11 @@ from pathlib import Path
 from .analysis import FinishedAssociation, analyze_stream
 from .errors import OptionsError
 from .livecapture import LiveCapture
-from .records import FindingRecord
+from .records import FindingRecord, endpoint_text
 from .safe import visible
 from .tables import association_row
 from .tshark import find_tshark
+from .units import fmt_bytes
 
 #: findings in the order a person reads them
 _RANK = {"error": 0, "warning": 1, "note": 2}
@@ -80,7 +81,7 @@ class WatchedAssociation:
             if k) for command, n, failed, warned in self.operations)
         head = (f"{_clock(self.requested_ns)}  {who} ({self.requestor} -> {self.acceptor}), "
                 f"{state}" + (f", {seconds:.2f} s" if seconds is not None else "")
-                + (f": {did}" if did else "") + (f", {_size(self.bytes)}" if self.bytes else "")
+                + (f": {did}" if did else "") + (f", {fmt_bytes(self.bytes)}" if self.bytes else "")
                 + (f"; tcp.stream eq {self.stream}" if self.saved else ""))
         return [visible(head), *(finding_line(f) for f in self.findings)]
 
@@ -98,18 +99,8 @@ def _clock(ns: int | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(whole)) + f".{frac // 1_000_000:03d}"
 
 
-def _size(n: int) -> str:
-    for unit, step in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= step:
-            return f"{n / step:.1f} {unit}"
-    return f"{n} bytes"
-
-
-def _endpoint(ip: object, port: object) -> str:
-    if ip is None:
-        return "?"
-    host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"{host}:{port}" if port is not None else host
+def _endpoint(ip: str | None, port: int | None) -> str:
+    return "?" if ip is None or port is None else endpoint_text((ip, port))
 
 
 def told(done: FinishedAssociation, label: str, saved: bool = False) -> WatchedAssociation:

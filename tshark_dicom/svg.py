@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from .safe import visible
+from .units import fmt_bytes as fmt_bytes  # re-exported: the pages use it from here
 
 _STYLE = (
     "<style>"
@@ -81,14 +82,6 @@ def fmt_ms(ms: float) -> str:
         return f"{ms / 1000:.2f} s"
     minutes, seconds = divmod(ms / 1000, 60)
     return f"{minutes:.0f} min {seconds:.0f} s"
-
-
-def fmt_bytes(n: float) -> str:
-    """Decimal units, as network rates are: 512 B, 38.9 kB, 9.18 MB."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"
 
 
 def text(x: float, y: float, content: str, cls: str = "", anchor: str = "start",

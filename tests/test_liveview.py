@@ -104,7 +104,7 @@ def _start(args: list[str]) -> subprocess.Popen[str]:
 def test_watch_duration_tells_each_association_and_writes_out(tmp_path: Path) -> None:
     port = _free_port()
     out = tmp_path / "OUT"
-    proc = _start(["lo", "-f", f"tcp port {port}", "--duration", "4", "-o", str(out)])
+    proc = _start(["lo", "-f", f"tcp port {port}", "--duration", "8", "-o", str(out)])
     truth = _peers(port)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr

@@ -299,6 +299,24 @@ def test_tls_is_said_live_and_decrypted_into_out(tmp_path: Path) -> None:
     assert (report.objects["command"] == "C-STORE-RQ").sum() >= 1
 
 
+def test_a_refused_connection_is_told_as_it_happens() -> None:
+    """An SCU that finds nothing listening where an SCP served a moment before (scp_down:
+    a pynetdicom modality, its SCP stopped between two sends): each refused connection is a
+    line when its RST came, between the associations, not only a finding at the end."""
+    with (CAPTURES / "scp_down.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-"], stdin=given, capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    refused = [i for i, line in enumerate(lines) if re.match(
+        r"\d\d:\d\d:\d\d\.\d{3}  127\.0\.0\.1:\d+ -> 127\.0\.0\.1:11138 \(DOWN-SCP\): "
+        r"connection refused \(TCP RST\), 1 SYN$", line)]
+    assert len(refused) == 2, proc.stdout
+    end = next(i for i, line in enumerate(lines) if line.startswith("standard input: "))
+    assert "MODALITY -> DOWN-SCP" in lines[0] and refused[-1] < end
+    assert "[connection-refused]" in proc.stdout[proc.stdout.index("standard input: "):]
+
+
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:
     """A sender that goes quiet but does not hang up: --duration ends the watch, and what
     came is analysed."""

@@ -108,6 +108,9 @@ class FinishedAssociation:
     number: int | None = None
 
 
+#: on_attempt(attempt, called_ae): a connection to a DICOM service that never opened, and
+#: the AE title last called there (None: none seen yet)
+AttemptFn = Callable[[ConnectionAttempt, str | None], None]
 #: on_association(finished): called once per DICOM association as soon as nothing later
 #: in the capture can change its rows; the association is then dropped (flat memory).
 AssociationFn = Callable[[FinishedAssociation], None]
@@ -159,7 +162,8 @@ class _Run:
                  provisional: dict[int, int], decide: bool,
                  on_association: AssociationFn | None, keep_all: bool,
                  tls_ports: frozenset[int] = TlsOptions().dicom_ports,
-                 on_settled: AssociationFn | None = None) -> None:
+                 on_settled: AssociationFn | None = None,
+                 on_attempt: AttemptFn | None = None) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
@@ -169,6 +173,9 @@ class _Run:
         #: hears of every association as soon as it is analysed on its own, before
         #: correlation may keep it to the capture's end (a live view: liveview.py)
         self.on_settled = on_settled
+        #: hears of a connection that never opened, as soon as it ended, where it was to a
+        #: DICOM port or to where DICOM was served before (a live view: liveview.py)
+        self.on_attempt = on_attempt
         self.keep_all = keep_all  # --cross-check compares every association at the end
         self.tls_ports = tls_ports  # DICOM TLS ports: an A-ASSOCIATE-RQ in clear there fails
         self.assocs: dict[int, Association] = {}
@@ -281,6 +288,10 @@ class _Run:
             attempt = failed_attempt(conn)
             if attempt is not None:
                 self.attempts.append(attempt)
+                if self.on_attempt is not None and (
+                        attempt.server in self.services
+                        or dicom_port(attempt.server[1], sorted(self.ports))):
+                    self.on_attempt(attempt, self.services.get(attempt.server))
             return
         self.accept(assoc, evidence, label)
 
@@ -533,17 +544,19 @@ def analyze_capture(
 def analyze_stream(stream: IO[bytes], *, label: str, tshark: Tshark, ports: Sequence[int] = (),
                    on_association: AssociationFn | None = None,
                    on_settled: AssociationFn | None = None,
+                   on_attempt: AttemptFn | None = None,
                    progress: ProgressFn | None = None) -> CaptureResult:
     """Analyse a pcap stream as it arrives (a live capture: livecapture.py), with the raw
     engine, as `analyze_capture` analyses a file's conversion; the stream's end is the
     capture's end. ``on_settled`` hears of each association as soon as it is analysed on
     its own (its findings but the cross-association ones), before ``on_association`` may
-    hear of it at the end. No objects are written and TLS is not decrypted: both need the
-    capture file (save it, then `analyze_capture`)."""
+    hear of it at the end; ``on_attempt`` of each connection to a DICOM service that never
+    opened (refused: at its RST; unanswered: at the end). No objects are written and TLS is
+    not decrypted: both need the capture file (save it, then `analyze_capture`)."""
     started = time.monotonic()
     result = CaptureResult(label)
     run = _Run(result, frozenset(ports), None, {}, decide=True, on_association=on_association,
-               keep_all=False, on_settled=on_settled)
+               keep_all=False, on_settled=on_settled, on_attempt=on_attempt)
     try:
         _consume_pcap(run, stream, label, progress)
     except UnsupportedLinkType as exc:

@@ -378,7 +378,7 @@ def watch(
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
-        from .liveview import WatchedAssociation, finding_line
+        from .liveview import WatchedAssociation, WatchedAttempt, finding_line
         from .liveview import watch as watch_interface
 
     _logging(debug)
@@ -392,6 +392,10 @@ def watch(
         _fail(OptionsError("--tls-keylog, --tls-port: with -o only (the saved capture is "
                            "decrypted when it is analysed into OUT; the live view is not)"))
     told_severities: set[str] = set()
+
+    def refused(a: WatchedAttempt) -> None:
+        typer.echo("\n".join(a.lines()))
+        sys.stdout.flush()
 
     def told(a: WatchedAssociation) -> None:
         told_severities.update(f.severity for f in a.findings)
@@ -425,7 +429,7 @@ def watch(
             seen = watch_interface(interface, save=save, capture_filter=capture_filter,
                                    duration=duration, packets=packets, ports=port or (),
                                    tshark=tshark, on_association=told, stop=stop,
-                                   on_start=started)
+                                   on_start=started, on_attempt=refused)
     finally:
         for s, previous in handlers.items():
             signal.signal(s, previous)

@@ -26,6 +26,7 @@ from .errors import OptionsError
 from .livecapture import LiveCapture
 from .records import FindingRecord, endpoint_text
 from .safe import visible
+from .streams import ConnectionAttempt
 from .tables import association_row
 from .tshark import find_tshark
 from .units import fmt_bytes
@@ -84,6 +85,30 @@ class WatchedAssociation:
                 + (f": {did}" if did else "") + (f", {fmt_bytes(self.bytes)}" if self.bytes else "")
                 + (f"; tcp.stream eq {self.stream}" if self.saved else ""))
         return [visible(head), *(finding_line(f) for f in self.findings)]
+
+
+@dataclass(frozen=True)
+class WatchedAttempt:
+    """A connection to a DICOM service that never opened, told as soon as it ended: refused
+    (the server's RST: nothing listened), or unanswered (SYNs without a reply; told at the
+    capture's end, when it is known that no reply came)."""
+
+    stream: int
+    client: str
+    server: str
+    called_ae: str | None  # the AE title last called there, if any was
+    first_ns: int
+    outcome: str  # refused | unanswered
+    syns: int
+    saved: bool = False
+
+    def lines(self) -> list[str]:
+        what = "connection refused (TCP RST)" if self.outcome == "refused" else \
+            "connection never answered"
+        who = f" ({self.called_ae})" if self.called_ae else ""
+        return [visible(f"{_clock(self.first_ns)}  {self.client} -> {self.server}{who}: {what}, "
+                        f"{self.syns} SYN{'' if self.syns == 1 else 's'}"
+                        + (f"; tcp.stream eq {self.stream}" if self.saved else ""))]
 
 
 def finding_line(f: FindingRecord, indent: str = "    ") -> str:
@@ -193,7 +218,8 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
           packets: int | None = None, ports: Sequence[int] = (), tshark: str | None = None,
           on_association: Callable[[WatchedAssociation], None] | None = None,
           stop: threading.Event | None = None,
-          on_start: Callable[[], None] | None = None) -> Watched:
+          on_start: Callable[[], None] | None = None,
+          on_attempt: Callable[[WatchedAttempt], None] | None = None) -> Watched:
     """Capture on ``interface`` (dumpcap: any interface it lists, ``any`` for all; ``-``:
     a pcap or pcapng stream on standard input, such as ``ssh host tcpdump -U -w -``) and
     analyse as the packets come: ``on_association`` hears of each DICOM association as
@@ -205,7 +231,8 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     ``save``: a pcap file that receives the packets exactly as dumpcap wrote them (the
     tables, objects and TLS of `analyze` come from it). ``capture_filter``: a BPF filter
     for dumpcap (``"tcp port 104"``). ``ports``: as `analyze`'s ``--port``. ``on_start``:
-    called once dumpcap captures (it wrote its stream's header)."""
+    called once dumpcap captures (it wrote its stream's header). ``on_attempt``: each
+    connection to a DICOM service that never opened (`WatchedAttempt`)."""
     for port in ports:
         if not 0 < port < 65536:
             raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
@@ -217,6 +244,12 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     label = str(path) if path is not None else capture.name
     watched = Watched(interface, path)
     teller = Teller(label, path is not None, on_association)
+
+    def attempted(a: ConnectionAttempt, called_ae: str | None) -> None:
+        if on_attempt is not None:
+            on_attempt(WatchedAttempt(a.tcp_stream, endpoint_text(a.client),
+                                      endpoint_text(a.server), called_ae, a.first_ns,
+                                      a.outcome, a.syns, path is not None))
 
     ended = threading.Event()
     with capture:
@@ -233,7 +266,7 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
         try:
             result = analyze_stream(capture.stream, label=label, tshark=tsk, ports=ports,
                                     on_association=teller.handed_on,
-                                    on_settled=teller.settled)
+                                    on_settled=teller.settled, on_attempt=attempted)
         finally:
             ended.set()
     watched.packets = result.records or 0

@@ -380,6 +380,7 @@ def watch(
     with frozen_imports():
         from .liveview import WatchedAssociation, WatchedAttempt, finding_line
         from .liveview import watch as watch_interface
+        from .schemas import SEVERITIES
 
     _logging(debug)
     save = write if write is not None else \
@@ -441,7 +442,7 @@ def watch(
         if not quiet or f.severity != "note":
             typer.echo(finding_line(f, "  "))
     failed = fail_on is not None and bool(
-        told_severities & ({"error"} if fail_on == "error" else {"error", "warning"}))
+        told_severities & set(SEVERITIES[:SEVERITIES.index(fail_on) + 1]))
     if out is None:
         if save is not None:
             typer.echo(f"packets saved to {save}: tshark-dicom analyze {save} -o OUT for "

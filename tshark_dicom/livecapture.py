@@ -19,12 +19,11 @@ import re
 import signal
 import subprocess
 import threading
-from collections import deque
 from pathlib import Path
 from typing import IO
 
 from .errors import CaptureError, OptionsError, OutputError, TsharkNotFoundError
-from .tshark import INSTALL_HINT, Tshark
+from .tshark import INSTALL_HINT, Tool, Tshark, start_tool
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ _COUNTS = re.compile(r"Packets received/dropped on interface '(?P<name>[^']*)': 
 _PCAP_MAGICS = frozenset({b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d",
                           b"\x4d\x3c\xb2\xa1"})
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-#: the pipe asked for dumpcap's output (as tshark.py's): bursts wait there, not in the kernel
+#: what the pump reads of standard input at a time
 _PIPE_BYTES = 1 << 20
 
 
@@ -84,10 +83,7 @@ class LiveCapture:
         self.dropped: int | None = None
         #: the stream on standard input ended in the middle of a packet
         self.truncated = False
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._errors: list[deque[str]] = []
-        self._names: list[str] = []  # of the tools started, in order
-        self._threads: list[threading.Thread] = []
+        self._tools: list[Tool] = []  # the tools started, in order: the reader, then tee
         self._stopped = threading.Event()
         self._feed: IO[bytes] | None = None  # the first tool's input, from standard input
         self._feed_lock = threading.Lock()
@@ -196,28 +192,9 @@ class LiveCapture:
                 pass
 
     def _start(self, argv: list[str], stdin: IO[bytes] | int) -> subprocess.Popen[bytes]:
-        log.debug("running %s", " ".join(argv))
-        try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, bufsize=_PIPE_BYTES,
-                                    start_new_session=True)
-        except OSError as exc:
-            raise TsharkNotFoundError(f"cannot run {argv[0]}: {exc.strerror}") from exc
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            import fcntl
-
-            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        except (ImportError, AttributeError, OSError, ValueError):
-            pass
-        lines: deque[str] = deque(maxlen=50)
-        thread = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
-        thread.start()
-        self._procs.append(proc)
-        self._names.append(Path(argv[0]).name)
-        self._errors.append(lines)
-        self._threads.append(thread)
-        return proc
+        tool = start_tool(argv, stdin, new_session=True)
+        self._tools.append(tool)
+        return tool.proc
 
     def stop(self) -> None:
         """End the capture as dumpcap's own Ctrl-C does: it writes what it captured and
@@ -227,9 +204,9 @@ class LiveCapture:
             # at the end of its input, as when the sender stops: it writes what it has
             threading.Thread(target=self._end_feed, daemon=True).start()
             return
-        if self._procs and self._procs[0].poll() is None:
+        if self._tools and self._tools[0].proc.poll() is None:
             try:
-                os.kill(self._procs[0].pid, signal.SIGTERM)
+                os.kill(self._tools[0].proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
@@ -247,10 +224,8 @@ class LiveCapture:
     def _wait_checked(self) -> None:
         """Wait for dumpcap (and tee); an exit that was not the end of the capture is a
         one-line error naming the interface (or the file tee could not write)."""
-        codes = [proc.wait() for proc in self._procs]
-        for thread in self._threads:
-            thread.join(timeout=5)
-        dumpcap_lines = list(self._errors[0]) if self._errors else []
+        codes = [tool.proc.wait() for tool in self._tools]
+        dumpcap_lines = self._tools[0].lines() if self._tools else []
         for line in dumpcap_lines:
             match = _COUNTS.search(line)
             if match:
@@ -259,32 +234,26 @@ class LiveCapture:
         if any("cut short" in line for line in dumpcap_lines):
             self.truncated = True  # a sender that stopped mid-packet: not an error
         elif codes and codes[0] not in (0, -signal.SIGTERM):
-            tool = self._names[0]
-            detail = _tool_error(tool, dumpcap_lines, codes[0])
+            detail = _tool_error(self._tools[0].name, dumpcap_lines, codes[0])
             if detail.startswith("Invalid capture filter"):  # the user's words, not the host
                 raise OptionsError(f"--filter: {detail}")
             if self.from_input:
                 raise CaptureError(f"standard input: {detail}")
             raise CaptureError(f"cannot capture on {self.interface!r}: {detail}")
         if len(codes) > 1 and codes[1] != 0:
-            tee_lines = [line for line in self._errors[1] if line.startswith("tee:")]
+            tee_lines = [line for line in self._tools[1].lines() if line.startswith("tee:")]
             detail = tee_lines[-1].removeprefix("tee: ") if tee_lines else \
                 f"exit status {codes[1]}"
             raise CaptureError(f"{self.save}: cannot save the capture there: {detail}")
 
     def _kill(self) -> None:
-        for proc in self._procs:
+        for tool in self._tools:
+            proc = tool.proc
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-
-
-def _drain(stream: IO[bytes], lines: deque[str]) -> None:
-    for raw in stream:
-        lines.append(raw.decode("utf-8", "replace").rstrip())
-    stream.close()
 
 
 def _tool_error(tool: str, lines: list[str], code: int) -> str:

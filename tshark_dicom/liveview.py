@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,13 +26,16 @@ from .errors import OptionsError
 from .livecapture import LiveCapture
 from .records import FindingRecord, endpoint_text
 from .safe import visible
+from .schemas import SEVERITIES
 from .streams import ConnectionAttempt
 from .tables import association_row
 from .tshark import find_tshark
 from .units import fmt_bytes
 
-#: findings in the order a person reads them
-_RANK = {"error": 0, "warning": 1, "note": 2}
+
+def by_severity(findings: Iterable[FindingRecord]) -> tuple[FindingRecord, ...]:
+    """Findings in the order a person reads them: errors, warnings, notes."""
+    return tuple(sorted(findings, key=lambda f: SEVERITIES.index(f.severity)))
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def told(done: FinishedAssociation, label: str, saved: bool = False) -> WatchedA
         str(row["result"]), str(row["ending"]), row["reject_text"] or row["abort_text"],
         tuple((c, n, failed[c], warned[c]) for c, n in counts.items()),
         int(row["bytes_requestor"] or 0) + int(row["bytes_acceptor"] or 0),
-        tuple(sorted(a.findings, key=lambda f: _RANK.get(f.severity, 3))), saved=saved)
+        by_severity(a.findings), saved=saved)
 
 
 class Teller:
@@ -185,7 +188,7 @@ class Teller:
         shown = [f for f in done.assoc.findings if revised or added[(f.code, f.summary)]]
         self.on_association(replace(
             told(done, self.label, self.saved), later=True, revised=revised,
-            findings=tuple(sorted(shown, key=lambda f: _RANK.get(f.severity, 3)))))
+            findings=by_severity(shown)))
 
 
 @dataclass
@@ -287,6 +290,6 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
             f"{capture.name} received (its buffer was full): the associations they belonged "
             "to have capture gaps; capture with a filter (-f 'tcp port 104') or a larger "
             "buffer"))
-    watched.findings = sorted(findings, key=lambda f: _RANK.get(f.severity, 3))
+    watched.findings = list(by_severity(findings))
     watched.elapsed_s = time.monotonic() - started
     return watched

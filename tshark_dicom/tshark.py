@@ -366,7 +366,7 @@ def _widen(stream: IO[bytes]) -> None:
 
 
 @dataclass
-class _Tool:
+class Tool:
     """One process of a run: its Popen, the thread draining its stderr, its name."""
 
     proc: subprocess.Popen[bytes]
@@ -378,18 +378,21 @@ class _Tool:
         return _stderr_lines("\n".join(self.stderr.lines))
 
 
-def _start(argv: list[str], stdin: IO[bytes] | int) -> _Tool:
+def start_tool(argv: list[str], stdin: IO[bytes] | int, new_session: bool = False) -> Tool:
+    """Start one tool of the suite (or tee), its stdout a widened pipe, its stderr drained
+    on a thread. ``new_session``: in a session of its own, out of reach of the terminal's
+    Ctrl-C (livecapture.py ends it itself)."""
     log.debug("running %s", " ".join(argv))
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=stdin, bufsize=1 << 20)
+                                stdin=stdin, bufsize=1 << 20, start_new_session=new_session)
     except OSError as exc:
         raise TsharkNotFoundError(f"cannot run {argv[0]}: {exc.strerror}: {INSTALL_HINT}") from exc
     assert proc.stdout is not None and proc.stderr is not None
     _widen(proc.stdout)
     collector = _StderrCollector(proc.stderr)
     collector.start()
-    return _Tool(proc, collector, Path(argv[0]).name)
+    return Tool(proc, collector, Path(argv[0]).name)
 
 
 @contextmanager
@@ -402,14 +405,14 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
     A capture cut short is not an error: tshark still gave us every whole packet, and the
     caller records a finding. Any other non-zero exit is a TsharkError naming the capture.
     """
-    tools: list[_Tool] = []
+    tools: list[Tool] = []
     try:
         stdin: IO[bytes] | int = subprocess.DEVNULL
         if feed is not None:
-            tools.append(_start(feed, stdin))
+            tools.append(start_tool(feed, stdin))
             assert tools[0].proc.stdout is not None
             stdin = tools[0].proc.stdout
-        tools.append(_start(argv, stdin))
+        tools.append(start_tool(argv, stdin))
     except BaseException:
         _kill(tools)
         raise
@@ -459,7 +462,7 @@ def run_tshark(argv: list[str], capture: Path, feed: list[str] | None = None
         raise _failure(capture, *_cause(failures))
 
 
-def _kill(tools: list[_Tool]) -> None:
+def _kill(tools: list[Tool]) -> None:
     for tool in tools:
         tool.proc.kill()
         tool.proc.wait()

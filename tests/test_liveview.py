@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -220,7 +221,7 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str, given: 
 def test_standard_input(kind: str, tmp_path: Path, tshark_path: str) -> None:
     """``watch -``: what ``ssh host tcpdump -U -w - ...`` sends (pcap, read by dumpcap) or a
     pcapng stream (read by editcap), told as from an interface; a C-MOVE whose callback was
-    never answered is told again at the end with why."""
+    never answered is told again, with why, once its association ended."""
     capture = CAPTURES / "qr_move_unanswered.pcapng"
     if kind == "pcap":
         pcap = tmp_path / "in.pcap"
@@ -237,7 +238,7 @@ def test_standard_input(kind: str, tmp_path: Path, tshark_path: str) -> None:
     assert re.match(r"\d\d:\d\d:\d\d\.\d{3}  MOVE-SCU -> QR-ARCHIVE \(10\.79\.0\.2:\d+ -> "
                     r"10\.79\.0\.1:11165\), released, [\d.]+ s: C-MOVE 1 \(1 failed\)", lines[0])
     assert "[dimse-failure]" in lines[1] and "0xA702" in lines[1]
-    assert lines[2].endswith("at the capture's end, MOVE-SCU -> QR-ARCHIVE (tcp.stream eq 0), "
+    assert lines[2].endswith("at the C-MOVE's end, MOVE-SCU -> QR-ARCHIVE (tcp.stream eq 0), "
                              "more findings:")
     assert any("[callback-unanswered]" in line for line in lines[3:5])
     assert "standard input: 24 packet(s) in " in proc.stdout
@@ -270,7 +271,7 @@ def test_standard_input_cut_mid_packet_is_a_finding(kind: str, tmp_path: Path,
 
 
 @pytest.mark.parametrize("fixture, fail_on, code", [
-    ("qr_move_unanswered", "error", 3),  # its errors come at the capture's end
+    ("qr_move_unanswered", "error", 3),  # its errors come from correlation
     ("commit_unanswered", "error", 0),   # a commitment never answered: a warning
     ("commit_unanswered", "warning", 3),
 ])
@@ -315,6 +316,44 @@ def test_a_refused_connection_is_told_as_it_happens() -> None:
     end = next(i for i, line in enumerate(lines) if line.startswith("standard input: "))
     assert "MODALITY -> DOWN-SCP" in lines[0] and refused[-1] < end
     assert "[connection-refused]" in proc.stdout[proc.stdout.index("standard input: "):]
+
+
+@pytest.mark.parametrize("fixture, code", [("qr_move_unanswered", "callback-unanswered"),
+                                           ("qr_move_refused", "callback-refused")])
+def test_a_c_moves_callback_is_told_when_the_c_move_ends(fixture: str, code: str,
+                                                         tmp_path: Path, tshark_path: str
+                                                         ) -> None:
+    """A C-MOVE whose callback could not connect (nothing answered its SYNs; a destination
+    that refused it): why the sub-operations failed is told as soon as the C-MOVE's
+    association ended, while the capture goes on, not at its end (Ctrl-C). The stream
+    stays open until the line came."""
+    pcap = tmp_path / "in.pcap"
+    subprocess.run([str(Path(tshark_path).with_name("editcap")), "-F", "pcap",
+                    str(CAPTURES / f"{fixture}.pcapng"), str(pcap)], check=True)
+    proc = subprocess.Popen([*CLI, "watch", "-", "--duration", "50"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(pcap.read_bytes())
+        proc.stdin.flush()
+        told = b""
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and b"[suboperations-failed]" not in told:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                told += os.read(proc.stdout.fileno(), 65536)
+        assert proc.poll() is None  # the capture goes on: the stream is still open
+        told_text = told.decode()
+        assert "at the C-MOVE's end, MOVE-SCU -> QR-ARCHIVE, more findings:" in told_text, \
+            told_text
+        assert f"[{code}]" in told_text and "[suboperations-failed]" in told_text
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read().decode()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    # the capture's end has nothing to add: the tables say what was told
+    assert "at the capture's end" not in rest and "standard input: " in rest
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:
@@ -387,7 +426,8 @@ def test_live_view_says_what_the_tables_say(truth_path: Path, tshark_path: str,
     teller = Teller(str(capture), False, heard.append)
     with raw_conversion(tsk, capture) as (out, _):
         result = analyze_stream(out, label=str(capture), tshark=tsk, ports=ports,
-                                on_settled=teller.settled, on_association=teller.handed_on)
+                                on_settled=teller.settled, on_association=teller.handed_on,
+                                on_previewed=teller.previewed)
     report = tshark_dicom.analyze(capture, ports=ports)  # no objects, as the live view
     a = report.associations
     first = [w for w in heard if not w.later]
@@ -411,5 +451,8 @@ def test_live_view_says_what_the_tables_say(truth_path: Path, tshark_path: str,
     assert got == Counter(zip(report.findings["code"], report.findings["summary"],
                               strict=True))
     if name == "qr_move_partial.pcapng":  # a callback's findings, reworded once the C-MOVE ended
-        assert any(w.revised for w in heard)
+        assert any(w.revised and w.at == "the C-MOVE's end" for w in heard)
+    # every fixture's C-MOVEs and C-GETs ended before its capture did: what correlation
+    # says of them was told then, and the capture's end had nothing to change
+    assert not [w for w in heard if w.later and w.at is None]
 

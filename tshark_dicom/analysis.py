@@ -46,6 +46,7 @@ from .qrfindings import (
     query_findings,
     unreachable_scps,
 )
+from .qrpreview import RETRIEVES, Kept, preview, provisional_attempts, waits_for, window_start
 from .queries import KeyRecord, QueryRecord
 from .records import FindingRecord, MessageRecord, ObjectRecord
 from .spill import Spill
@@ -114,6 +115,11 @@ AttemptFn = Callable[[ConnectionAttempt, str | None], None]
 #: on_association(finished): called once per DICOM association as soon as nothing later
 #: in the capture can change its rows; the association is then dropped (flat memory).
 AssociationFn = Callable[[FinishedAssociation], None]
+#: on_previewed(mover, [(association, findings)]): a C-MOVE or C-GET association ended
+#: (``mover``), and what correlation says now of it and of its callbacks: each one's
+#: findings as they would be (qrpreview.py); the capture's end says it again, for the tables
+PreviewFn = Callable[[FinishedAssociation,
+                      list[tuple[FinishedAssociation, list[FindingRecord]]]], None]
 
 
 @dataclass
@@ -163,7 +169,8 @@ class _Run:
                  on_association: AssociationFn | None, keep_all: bool,
                  tls_ports: frozenset[int] = TlsOptions().dicom_ports,
                  on_settled: AssociationFn | None = None,
-                 on_attempt: AttemptFn | None = None) -> None:
+                 on_attempt: AttemptFn | None = None,
+                 on_previewed: PreviewFn | None = None) -> None:
         self.result = result
         self.ports = ports
         self.objects_dir = objects_dir
@@ -176,6 +183,13 @@ class _Run:
         #: hears of a connection that never opened, as soon as it ended, where it was to a
         #: DICOM port or to where DICOM was served before (a live view: liveview.py)
         self.on_attempt = on_attempt
+        #: hears, as each C-MOVE or C-GET association ends, what correlation says of it
+        #: so far (a live view: qrpreview.py)
+        self.on_previewed = on_previewed
+        #: C-MOVE and C-GET associations ended, whose preview waits for a connection still
+        #: open that may be one of their callbacks
+        self.previews: list[FinishedAssociation] = []
+        self.ending = False  # the capture ended: correlation proper, no more previews
         self.keep_all = keep_all  # --cross-check compares every association at the end
         self.tls_ports = tls_ports  # DICOM TLS ports: an A-ASSOCIATE-RQ in clear there fails
         self.assocs: dict[int, Association] = {}
@@ -292,8 +306,10 @@ class _Run:
                         attempt.server in self.services
                         or dicom_port(attempt.server[1], sorted(self.ports))):
                     self.on_attempt(attempt, self.services.get(attempt.server))
-            return
-        self.accept(assoc, evidence, label)
+        else:
+            self.accept(assoc, evidence, label)
+        if self.previews:
+            self._preview()
 
     def accept(self, assoc: Association, evidence: ConnectionEvidence | None,
                label: str | None) -> None:
@@ -311,8 +327,38 @@ class _Run:
             self.on_settled(done)
         if self.keep_all or self._for_correlation(done) or self.commitments.waiting(assoc.stream):
             self.kept.append(done)
+            if self.on_previewed is not None and not self.ending and any(
+                    op.command in RETRIEVES for op in done.ops):
+                self.previews.append(done)
         else:
             self._hand_on(done)
+
+    def _preview(self) -> None:
+        """Each ended C-MOVE or C-GET association that no open connection may still be a
+        callback of: what correlation says of it now (on_previewed)."""
+        if self.ending or self.on_previewed is None:
+            self.previews.clear()
+            return
+        conns = self.conns.values()
+        ready = [d for d in self.previews if not waits_for(d.assoc, d.ops, conns)]
+        if not ready:
+            return
+        self.previews = [d for d in self.previews if all(d is not r for r in ready)]
+        attempts = [*self.attempts, *provisional_attempts(conns)]
+        for done in ready:
+            # the kept associations that ended since the C-MOVE began: a long watch keeps
+            # every C-MOVE's, and a preview reads only those that may be linked to this one
+            since = window_start(done.ops)
+            window: list[FinishedAssociation] = []
+            for d in reversed(self.kept):
+                if d.assoc.last_ns < since:
+                    break
+                window.append(d)
+            window.reverse()
+            mover = next(i for i, d in enumerate(window) if d is done)
+            said = preview([Kept(d.assoc, d.ops.as_list(), d.queries.as_list())
+                            for d in window], mover, attempts, self.stored.sop_class)
+            self.on_previewed(done, [(window[i], findings) for i, findings in said])
 
     def _settle(self, assoc: Association, evidence: ConnectionEvidence | None,
                 label: str | None) -> FinishedAssociation:
@@ -397,6 +443,8 @@ class _Run:
                cross_check: bool) -> None:
         """The capture ended: the open associations end, the kept ones are correlated
         and handed on, and the capture-wide findings are made."""
+        self.ending = True
+        self.previews.clear()
         for stream in list(self.conns):
             self._finish(stream)
         result = self.result
@@ -545,18 +593,22 @@ def analyze_stream(stream: IO[bytes], *, label: str, tshark: Tshark, ports: Sequ
                    on_association: AssociationFn | None = None,
                    on_settled: AssociationFn | None = None,
                    on_attempt: AttemptFn | None = None,
+                   on_previewed: PreviewFn | None = None,
                    progress: ProgressFn | None = None) -> CaptureResult:
     """Analyse a pcap stream as it arrives (a live capture: livecapture.py), with the raw
     engine, as `analyze_capture` analyses a file's conversion; the stream's end is the
     capture's end. ``on_settled`` hears of each association as soon as it is analysed on
     its own (its findings but the cross-association ones), before ``on_association`` may
     hear of it at the end; ``on_attempt`` of each connection to a DICOM service that never
-    opened (refused: at its RST; unanswered: at the end). No objects are written and TLS is
+    opened (refused: at its RST; unanswered: at the end); ``on_previewed`` of what
+    correlation says of each C-MOVE or C-GET association (and its callbacks) as soon as it
+    ended and no open connection may be its callback. No objects are written and TLS is
     not decrypted: both need the capture file (save it, then `analyze_capture`)."""
     started = time.monotonic()
     result = CaptureResult(label)
     run = _Run(result, frozenset(ports), None, {}, decide=True, on_association=on_association,
-               keep_all=False, on_settled=on_settled, on_attempt=on_attempt)
+               keep_all=False, on_settled=on_settled, on_attempt=on_attempt,
+               on_previewed=on_previewed)
     try:
         _consume_pcap(run, stream, label, progress)
     except UnsupportedLinkType as exc:

@@ -44,7 +44,9 @@ class MoveLinks:
     stores: list[tuple[int, OperationRecord]] = field(default_factory=list)
 
 
-def _span(op: OperationRecord, end_ns: int) -> tuple[int, int]:
+def move_span(op: OperationRecord, end_ns: int) -> tuple[int, int]:
+    """When a C-MOVE's callbacks may begin: from (a moment before) its request to its
+    final response (``end_ns``: still running when the capture ended)."""
     return op.request_first_ns - EARLY_NS, op.response_complete_ns or end_ns
 
 
@@ -86,7 +88,8 @@ def _c_gets(aid: int, stream: int, ops: list[OperationRecord], end_ns: int
         if store.command != "C-STORE":
             continue
         fits = [g for g in gets if store.scu == g.op.scp
-                and _span(g.op, end_ns)[0] <= store.request_first_ns <= _span(g.op, end_ns)[1]]
+                and move_span(g.op, end_ns)[0] <= store.request_first_ns
+                <= move_span(g.op, end_ns)[1]]
         if len(fits) == 1:
             g = fits[0]
             store.parent_assoc_id, store.parent_op_index = stream, g.op.op_index
@@ -118,7 +121,7 @@ def _link_callback(aid: int, assoc: Association, ops: list[OperationRecord],
     fits = [ml for ml in moves if ml.assoc_id != aid
             and ml.op.move_destination and ml.op.move_destination == assoc.called_ae
             and _from_archive(assoc, associations[ml.assoc_id])
-            and _span(ml.op, end_ns)[0] <= start <= _span(ml.op, end_ns)[1]]
+            and move_span(ml.op, end_ns)[0] <= start <= move_span(ml.op, end_ns)[1]]
     if not fits:
         return
     stores = [op for op in ops if op.command == "C-STORE" and op.scu == REQUESTOR]
@@ -156,6 +159,6 @@ def _link_attempts(ml: MoveLinks, associations: Sequence[Association],
     if ml.callbacks:
         return
     archive = associations[ml.assoc_id].acceptor
-    lo, hi = _span(ml.op, end_ns)
+    lo, hi = move_span(ml.op, end_ns)
     ml.attempts = [i for i, t in enumerate(attempts)
                    if archive and t.client[0] == archive[0] and lo <= t.first_ns <= hi]

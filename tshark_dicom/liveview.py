@@ -4,9 +4,11 @@
 
 The live view is the same analysis as `analyze`'s raw engine, fed as the packets come
 (analysis.analyze_stream): what a finished association says here, it says in the tables.
-What needs the whole capture comes at the end: a C-MOVE's callbacks and sub-operations
-(correlation keeps those associations until then), the capture's own findings (refused
-connections, devices, copies of one object). Objects and TLS need the file: `watch` saves
+What needs more than one association comes as soon as it is known: a C-MOVE's callbacks
+and sub-operations when its association ended (analysis.py runs correlation's rules then:
+qrpreview.py), again at the capture's end if correlation over everything says otherwise;
+the capture's own findings (unanswered connections, devices, copies of one object) at the
+end. Objects and TLS need the file: `watch` saves
 it (``save``), and ``tshark-dicom watch -o OUT`` analyses it into OUT when the capture ends.
 Memory stays flat however long the watch: an association is told, then forgotten.
 """
@@ -63,13 +65,19 @@ class WatchedAssociation:
     revised: bool = False
     #: the capture was saved: its Wireshark filter (``tcp.stream eq N``) finds it there
     saved: bool = False
+    #: with ``later``: what gave the findings (None: the capture's end; else the C-MOVE or
+    #: C-GET whose association ended, as "the C-MOVE's end"), and when (its end)
+    at: str | None = None
+    at_ns: int | None = None
 
     def lines(self) -> list[str]:
         """The association's head line and its findings, most severe first; text from
         the traffic made visible (safe.visible: no control characters reach a terminal)."""
         who = f"{self.calling_ae or '?'} -> {self.called_ae or '?'}"
         if self.later:
-            head = f"{_clock(self.ended_ns)}  at the capture's end, {who}" + (
+            at = self.at or "the capture's end"
+            when = self.at_ns if self.at_ns is not None else self.ended_ns
+            head = f"{_clock(when)}  at {at}, {who}" + (
                 f" (tcp.stream eq {self.stream})" if self.saved else "") + (
                 ", its findings now:" if self.revised else ", more findings:")
             return [visible(head), *(finding_line(f) for f in self.findings)]
@@ -157,12 +165,13 @@ def told(done: FinishedAssociation, label: str, saved: bool = False) -> WatchedA
 
 
 class Teller:
-    """Tells each association twice at most: as soon as it is analysed on its own
-    (`settled`), and, if the capture's end changed its findings (a C-MOVE's outcome, its
-    callbacks: correlation keeps those associations until then), again (`handed_on`):
-    ``later``, with the findings added, or ``revised``, with all of them where one told
-    before was reworded or withdrawn. The told findings are remembered only while
-    correlation keeps the association (flat memory)."""
+    """Tells each association as soon as it is analysed on its own (`settled`), and again
+    each time its findings change: when a C-MOVE or C-GET it took part in ended, what
+    correlation says then (`previewed`: the C-MOVE's callbacks refused, unanswered or
+    rejected, its sub-operations failed), and at the capture's end (`handed_on`; correlation
+    keeps those associations until then): ``later``, with the findings added, or
+    ``revised``, with all of them where one told before was reworded or withdrawn. The told
+    findings are remembered only while correlation keeps the association (flat memory)."""
 
     def __init__(self, label: str, saved: bool,
                  on_association: Callable[[WatchedAssociation], None] | None) -> None:
@@ -176,19 +185,34 @@ class Teller:
         if self.on_association is not None:
             self.on_association(told(done, self.label, self.saved))
 
+    def previewed(self, mover: FinishedAssociation,
+                  said: list[tuple[FinishedAssociation, list[FindingRecord]]]) -> None:
+        commands = {op.command for op in mover.ops} & {"C-MOVE", "C-GET"}
+        at = f"the {' and '.join(sorted(commands))}'s end"
+        at_ns = mover.assoc.last_ns
+        for done, findings in said:
+            self._tell(done, findings, at, at_ns, keep=True)
+
     def handed_on(self, done: FinishedAssociation) -> None:
-        before = self.said.pop(done.assoc.stream, None)
+        self._tell(done, done.assoc.findings, None, None, keep=False)
+
+    def _tell(self, done: FinishedAssociation, findings: list[FindingRecord], at: str | None,
+              at_ns: int | None, keep: bool) -> None:
+        stream = done.assoc.stream
+        before = self.said.get(stream) if keep else self.said.pop(stream, None)
         if before is None or self.on_association is None:
             return
-        now = Counter((f.code, f.summary) for f in done.assoc.findings)
+        now = Counter((f.code, f.summary) for f in findings)
         if now == before:
             return
+        if keep:
+            self.said[stream] = now
         revised = bool(before - now)
         added = now - before
-        shown = [f for f in done.assoc.findings if revised or added[(f.code, f.summary)]]
+        shown = [f for f in findings if revised or added[(f.code, f.summary)]]
         self.on_association(replace(
             told(done, self.label, self.saved), later=True, revised=revised,
-            findings=by_severity(shown)))
+            findings=by_severity(shown), at=at, at_ns=at_ns))
 
 
 @dataclass
@@ -269,7 +293,8 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
         try:
             result = analyze_stream(capture.stream, label=label, tshark=tsk, ports=ports,
                                     on_association=teller.handed_on,
-                                    on_settled=teller.settled, on_attempt=attempted)
+                                    on_settled=teller.settled, on_attempt=attempted,
+                                    on_previewed=teller.previewed)
         finally:
             ended.set()
     watched.packets = result.records or 0

@@ -29,6 +29,7 @@ import tshark_dicom
 from tshark_dicom.analysis import analyze_stream
 from tshark_dicom.livecapture import _COUNTS, _tool_error
 from tshark_dicom.liveview import Teller, WatchedAssociation
+from tshark_dicom.records import FindingRecord
 from tshark_dicom.tshark import find_tshark, has_embedded_secrets, raw_conversion
 
 from .conftest import CAPTURES, capture_for, truth_files
@@ -204,8 +205,19 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     (["lo", "-w", "/nonexistent-dir/x.pcap"], 4,
      "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory",
      b""),
+    (["lo", "--file-size", "10"], 2, "Error: --file-size, --files: the capture is saved in "
+     "files only with -w or -o", b""),
+    (["lo", "-w", "x.pcap", "--files", "3"], 2, "Error: --files: give --file-size too", b""),
+    (["lo", "-w", "x.pcap", "--file-size", "0"], 2, "Error: --file-size 0: from 1 to 2000000 MB",
+     b""),
+    (["lo", "-w", "x.pcap", "--file-size", "1", "--files", "1"], 2,
+     "Error: --files 1: from 2 to 100000", b""),
+    (["lo", "-w", "/nonexistent-dir/x.pcap", "--file-size", "5"], 4,
+     "Error: /nonexistent-dir/x.pcap: cannot save the capture there: No such file or directory",
+     b""),
 ], ids=["no-device", "stdin-not-a-capture", "stdin-empty", "stdin-filter", "stdin-packets",
-        "bad-filter", "duration-0", "fail-on-note", "tls-without-out", "unwritable"])
+        "bad-filter", "duration-0", "fail-on-note", "tls-without-out", "unwritable",
+        "ring-unsaved", "ring-files-alone", "ring-size-0", "ring-one-file", "ring-unwritable"])
 def test_bad_input_is_one_line(args: list[str], code: int, message: str, given: bytes) -> None:
     done = subprocess.run([*CLI, "watch", *args], capture_output=True, input=given,
                           timeout=60, check=False)
@@ -354,6 +366,128 @@ def test_a_c_moves_callback_is_told_when_the_c_move_ends(fixture: str, code: str
     assert proc.returncode == 0
     # the capture's end has nothing to add: the tables say what was told
     assert "at the capture's end" not in rest and "standard input: " in rest
+
+
+def test_json_lines_for_a_log_collector(tmp_path: Path) -> None:
+    """``--json``: every line of standard output is one JSON object; the association, the
+    findings its C-MOVE's end added, the end and what -o wrote, in that order; what they
+    say is what OUT's tables say."""
+    out = tmp_path / "OUT"
+    with (CAPTURES / "qr_move_refused.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "--json", "-o", str(out), "--fail-on",
+                               "error"], stdin=given, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert proc.returncode == 3, proc.stderr  # --fail-on as without --json
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["association", "findings", "end", "written"]
+    first, later, end, written = events
+    report = tshark_dicom.load(out)
+    row = report.associations.iloc[0]
+    for key in ("calling_ae", "called_ae", "result", "ending", "tcp_stream"):
+        assert first[key] == row[key], key
+    assert first["requestor"] == f"{row['requestor_ip']}:{row['requestor_port']}"
+    assert first["operations"] == [{"command": "C-MOVE", "count": 1, "failed": 1,
+                                    "warnings": 0}]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert pd.Timestamp(first["time"]) == pd.Timestamp(row["ended_at"]).floor("ms")
+    assert (later["when"], later["revised"], later["tcp_stream"]) == ("retrieve-ended", False,
+                                                                       first["tcp_stream"])
+    said = Counter(f["code"] for e in (first, later, end) for f in e["findings"])
+    assert said == Counter(report.findings["code"])
+    assert {f["frame"] for f in first["findings"] + later["findings"]} <= set(
+        report.findings["frame"].dropna().astype(int))
+    assert (end["packets"], end["associations"], end["source"]) == (22, 1, "standard input")
+    assert written == {"event": "written", "out": str(out), "saved": [f"{out}.pcap"]}
+
+
+def test_json_refused_connections_and_what_the_end_said() -> None:
+    with (CAPTURES / "scp_down.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "--json"], stdin=given,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    refused = [e for e in events if e["event"] == "connection-refused"]
+    assert [(e["server"], e["called_ae"], e["syns"]) for e in refused] == \
+        [("127.0.0.1:11138", "DOWN-SCP", 1)] * 2
+    assert events[-1]["event"] == "end" and "connection-refused" in {
+        f["code"] for f in events[-1]["findings"]}
+    # findings the capture's end added (a callback still open when a C-MOVE ended)
+    later = WatchedAssociation(3, "A", "B", "10.0.0.1:5000", "10.0.0.2:104", 10**18, None,
+                               "accepted", "open", None, (), 0, (FindingRecord(
+                                   None, 7, "error", "callback-missing", "x"),), later=True)
+    assert later.as_json() | {"findings": None} == {
+        "event": "findings", "time": None, "when": "capture-ended", "revised": False,
+        "tcp_stream": 3, "calling_ae": "A", "called_ae": "B", "requestor": "10.0.0.1:5000",
+        "acceptor": "10.0.0.2:104", "requested": "2001-09-09T01:46:40.000Z",
+        "findings": None}
+    assert later.as_json()["findings"] == [{"severity": "error", "code": "callback-missing",
+                                            "summary": "x", "frame": 7}]
+
+
+def _times(tshark_path: str, *files: Path) -> list[str]:
+    """Each packet's time, as tshark reads the files one after the other."""
+    out: list[str] = []
+    for f in files:
+        out += subprocess.run([tshark_path, "-r", str(f), "-T", "fields", "-e",
+                               "frame.time_epoch"], capture_output=True, text=True,
+                              check=True).stdout.split()
+    return out
+
+
+def test_a_ring_buffer_keeps_the_newest_files(tmp_path: Path, tshark_path: str) -> None:
+    """``--file-size 2 --files 2`` over a 9 MB capture (large_multiframe, through ``watch
+    -``): dumpcap's ring, two files of about 2 MB kept, the newest; together they are the
+    last packets of the stream, in order, and analyse as one capture. The live view told
+    every association all the same."""
+    capture = CAPTURES / "large_multiframe.pcapng"
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    (ring / "night_00001_20260101000000.pcap").write_bytes(b"not ours")  # left alone
+    with capture.open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "-w", str(ring / "night.pcap"),
+                               "--file-size", "2", "--files", "2"], stdin=given,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    kept = sorted(p for p in ring.iterdir() if p.name != "night_00001_20260101000000.pcap")
+    assert len(kept) == 2 and all(re.fullmatch(r"night_\d{5}_\d{14}\.pcap", p.name)
+                                  for p in kept), kept
+    assert int(kept[0].name[6:11]) > 2  # the older files were deleted
+    assert 1_900_000 < kept[0].stat().st_size < 2_100_000
+    assert (ring / "night_00001_20260101000000.pcap").read_bytes() == b"not ours"
+    everything = _times(tshark_path, capture)
+    tail = _times(tshark_path, *kept)
+    assert 0 < len(tail) < len(everything) and everything[-len(tail):] == tail
+    whole = tshark_dicom.analyze(capture).associations
+    told = len(re.findall(r"^\d\d:\d\d:\d\d\.\d{3}  \S+ -> \S+ \(", proc.stdout, re.M))
+    assert told == len(whole)  # all, as from the stream
+    assert f"packets saved to {kept[0]} {kept[1]}: tshark-dicom analyze {kept[0]} {kept[1]}" \
+        in proc.stdout
+    # the newest files begin inside the association: found with the SCP's port
+    report = tshark_dicom.analyze(kept, ports=[int(whole["acceptor_port"].iloc[-1])])
+    assert report.captures["packets"].sum() == len(tail)
+    assert len(report.associations) == 1  # the two files, stitched
+
+
+def test_a_set_of_files_analysed_into_out(tmp_path: Path) -> None:
+    """``--file-size`` without ``--files``: every file kept; ``-o OUT`` analyses the set as
+    one capture, the same associations the live view told."""
+    out = tmp_path / "OUT"
+    with (CAPTURES / "large_multiframe.pcapng").open("rb") as given:
+        proc = subprocess.run([*CLI, "watch", "-", "-o", str(out), "--file-size", "3",
+                               "--json"], stdin=given, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    written = events[-1]
+    assert written["event"] == "written" and len(written["saved"]) == 4
+    assert events[-2]["saved"] == written["saved"]
+    report = tshark_dicom.load(out)
+    assert sorted(report.captures["capture"]) == written["saved"]
+    told = [e for e in events if e["event"] == "association"]
+    assert sorted((e["calling_ae"], e["called_ae"], e["ending"]) for e in told) == sorted(
+        zip(report.associations["calling_ae"], report.associations["called_ae"],
+            report.associations["ending"], strict=True))
+    assert "tcp_stream" in told[0]
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:

@@ -357,12 +357,24 @@ def watch(
     packets: Annotated[int | None, typer.Option(
         "--packets", "-c", help="End the capture after this many packets.",
         show_default=False, metavar="N")] = None,
+    file_size: Annotated[int | None, typer.Option(
+        "--file-size", help="Save the packets in files of about this many megabytes "
+        "(dumpcap's ring buffer: FILE_NNNNN_YYYYMMDDhhmmss.pcap; analyze reads them as one "
+        "capture).", show_default=False, metavar="MB")] = None,
+    files: Annotated[int | None, typer.Option(
+        "--files", help="With --file-size: keep only the newest N files (the oldest are "
+        "deleted), so a long watch takes a bounded disk.", show_default=False,
+        metavar="N")] = None,
     format: FormatOpt = "parquet",
     port: PortOpt = None,
     no_objects: Annotated[bool, typer.Option(
         "--no-objects", help="With -o: do not write reconstructed Part-10 files.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only the associations that have findings.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object a line (JSON Lines) for a log collector: each "
+        "association, findings added later, each refused connection, and the end.")
+    ] = False,
     fail_on: Annotated[str | None, typer.Option(
         "--fail-on", help="Exit 3 when a finding of this severity or worse was told: warning "
         "or error (a monitoring job: --duration 300 --fail-on error).",
@@ -375,6 +387,8 @@ def watch(
     """Capture on an interface and tell each DICOM association as soon as it ends: who
     called whom, how it ended, what it did, its findings. Ctrl-C ends the capture; every
     packet captured until then is analysed."""
+    import json
+
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
@@ -394,16 +408,14 @@ def watch(
                            "decrypted when it is analysed into OUT; the live view is not)"))
     told_severities: set[str] = set()
 
-    def refused(a: WatchedAttempt) -> None:
-        typer.echo("\n".join(a.lines()))
+    def say(told: WatchedAssociation | WatchedAttempt) -> None:
+        typer.echo(json.dumps(told.as_json()) if as_json else "\n".join(told.lines()))
         sys.stdout.flush()
 
     def told(a: WatchedAssociation) -> None:
         told_severities.update(f.severity for f in a.findings)
-        if quiet and not a.findings:
-            return
-        typer.echo("\n".join(a.lines()))
-        sys.stdout.flush()
+        if not quiet or a.findings:
+            say(a)
 
     def ending(signum: int, frame: object) -> None:
         if stop.is_set():  # a second Ctrl-C: now
@@ -430,37 +442,49 @@ def watch(
             seen = watch_interface(interface, save=save, capture_filter=capture_filter,
                                    duration=duration, packets=packets, ports=port or (),
                                    tshark=tshark, on_association=told, stop=stop,
-                                   on_start=started, on_attempt=refused)
+                                   on_start=started, on_attempt=say,
+                                   file_size_mb=file_size, files=files)
     finally:
         for s, previous in handlers.items():
             signal.signal(s, previous)
-    typer.echo(f"{name}: {seen.packets} packet(s) in {seen.elapsed_s:.1f} s of "
-               f"watching, {seen.associations} DICOM association(s)"
-               + (f"; dumpcap dropped {seen.dropped}" if seen.dropped else ""))
-    for f in seen.findings:
-        told_severities.add(f.severity)
-        if not quiet or f.severity != "note":
-            typer.echo(finding_line(f, "  "))
+    told_severities.update(f.severity for f in seen.findings)
+    if as_json:
+        typer.echo(json.dumps(seen.as_json(name)))
+    else:
+        typer.echo(f"{name}: {seen.packets} packet(s) in {seen.elapsed_s:.1f} s of "
+                   f"watching, {seen.associations} DICOM association(s)"
+                   + (f"; dumpcap dropped {seen.dropped}" if seen.dropped else ""))
+        for f in seen.findings:
+            if not quiet or f.severity != "note":
+                typer.echo(finding_line(f, "  "))
     failed = fail_on is not None and bool(
         told_severities & set(SEVERITIES[:SEVERITIES.index(fail_on) + 1]))
+    # where the packets are, as a shell takes it: the file, the ring's files, or their glob
+    kept = seen.saved_files
+    where = " ".join(str(p) for p in kept) if len(kept) < 4 or save is None else \
+        str(save.with_name(f"{save.stem}_*{save.suffix}"))
     if out is None:
-        if save is not None:
-            typer.echo(f"packets saved to {save}: tshark-dicom analyze {save} -o OUT for "
+        if kept and not as_json:
+            typer.echo(f"packets saved to {where}: tshark-dicom analyze {where} -o OUT for "
                        "the tables, objects and report")
         if failed:
             raise typer.Exit(3)
         return
     assert save is not None
-    with _interrupt_ends(f"interrupted; the packets are saved in {save}"), \
+    with _interrupt_ends(f"interrupted; the packets are saved in {where}"), \
             _told_errors(out, debug):
         with frozen_imports():
             from .archive import analyze_to
-        analyze_to([save], out, format=format, objects=not no_objects, ports=port or (),
-                   tshark=tshark, tls_keylogs=tls_keylog or (), tls_ports=tls_port or (),
-                   validate=debug)
-    if not quiet:
-        typer.echo((out / "summary.txt").read_text().rstrip("\n"))
-    typer.echo(f"packets in {save}, results in {out}/")
+        analyze_to(kept or [save], out, format=format, objects=not no_objects,
+                   ports=port or (), tshark=tshark, tls_keylogs=tls_keylog or (),
+                   tls_ports=tls_port or (), validate=debug)
+    if as_json:
+        typer.echo(json.dumps({"event": "written", "out": str(out),
+                               "saved": [str(p) for p in kept]}))
+    else:
+        if not quiet:
+            typer.echo((out / "summary.txt").read_text().rstrip("\n"))
+        typer.echo(f"packets in {where}, results in {out}/")
     if failed:
         raise typer.Exit(3)
 

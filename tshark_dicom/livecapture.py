@@ -3,6 +3,11 @@ which the raw engine reads as it reads editcap's conversion of a file (packets.p
 
     dumpcap -i IFACE -P -w - [-f FILTER] [-a duration:S] [-c N]  [| tee -i FILE]  -> us
 
+With a ring buffer (``file_size_mb``, ``files``), tee copies into a pipe that a second
+dumpcap reads (``dumpcap -i - -P -w FILE -b filesize:KB [-b files:N]``): Wireshark's own
+ring buffer, files named FILE_NNNNN_YYYYMMDDhhmmss as `analyze` stitches them, the oldest
+deleted; dumpcap writes its ring only to files, never to the pipe the analysis reads.
+
 dumpcap is Wireshark's own capture engine (tshark captures through it too), the tool of
 the suite that starts in milliseconds. It and tee run in a session of their own: a Ctrl-C
 at the terminal reaches this process only, and `LiveCapture.stop` ends the capture the way
@@ -18,6 +23,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import IO
@@ -50,7 +56,8 @@ class LiveCapture:
 
     def __init__(self, tshark: Tshark, interface: str, *, capture_filter: str | None = None,
                  duration: float | None = None, packets: int | None = None,
-                 save: Path | None = None, input_fd: int = 0) -> None:
+                 save: Path | None = None, input_fd: int = 0,
+                 file_size_mb: int | None = None, files: int | None = None) -> None:
         self.from_input = interface == "-"
         if not interface or interface.startswith("-") and not self.from_input:
             raise OptionsError(f"{interface!r}: not an interface name")
@@ -61,11 +68,25 @@ class LiveCapture:
         if self.from_input and capture_filter:
             raise OptionsError("--filter: a stream on standard input is filtered where it is "
                                "captured (tcpdump -w - 'tcp port 104')")
+        if (file_size_mb is not None or files is not None) and save is None:
+            raise OptionsError("--file-size, --files: the capture is saved in files only "
+                               "with -w or -o")
+        if files is not None and file_size_mb is None:
+            raise OptionsError("--files: give --file-size too (when to start the next file)")
+        if file_size_mb is not None and not 0 < file_size_mb <= 2_000_000:
+            raise OptionsError(f"--file-size {file_size_mb}: from 1 to 2000000 MB")
+        if files is not None and not 2 <= files <= 100_000:
+            raise OptionsError(f"--files {files}: from 2 to 100000")
         dumpcap = tshark.beside("dumpcap")
         if dumpcap is None:
             raise TsharkNotFoundError(f"dumpcap not found beside {tshark.path}: {INSTALL_HINT}")
+        self.dumpcap = dumpcap
         self.interface = interface
         self.save = save
+        self.file_size_mb = file_size_mb
+        self.files = files
+        #: ring-buffer files that were there before the capture began (not ours)
+        self._before: set[Path] = set()
         self.input_fd = input_fd
         self.editcap = tshark.editcap
         self.duration = duration
@@ -83,7 +104,10 @@ class LiveCapture:
         self.dropped: int | None = None
         #: the stream on standard input ended in the middle of a packet
         self.truncated = False
-        self._tools: list[Tool] = []  # the tools started, in order: the reader, then tee
+        #: the tools started, in order: the reader, then the ring's dumpcap, then tee
+        self._tools: list[Tool] = []
+        self._tee: Tool | None = None
+        self._ring: Tool | None = None
         self._stopped = threading.Event()
         self._feed: IO[bytes] | None = None  # the first tool's input, from standard input
         self._feed_lock = threading.Lock()
@@ -99,10 +123,31 @@ class LiveCapture:
         """Whether `stop` was called (the capture did not end by itself)."""
         return self._stopped.is_set()
 
+    @property
+    def ringed(self) -> bool:
+        """The packets are saved in a set of files (a ring buffer, or files of a size)."""
+        return self.file_size_mb is not None
+
+    @property
+    def saved_files(self) -> list[Path]:
+        """The files the packets were saved to, in the set's order (one without a ring)."""
+        if self.save is None:
+            return []
+        if not self.ringed:
+            return [self.save]
+        return sorted(set(_ring_files(self.save)) - self._before)
+
     def __enter__(self) -> LiveCapture:
         if self.save is not None:  # refused now, not after a whole capture
             try:
-                self.save.open("wb").close()
+                if self.ringed:  # dumpcap writes FILE_NNNNN_...: the folder must take files
+                    self._before = set(_ring_files(self.save))
+                    fd, probe = tempfile.mkstemp(dir=self.save.parent or ".",
+                                                 prefix=f".{self.save.name}.")
+                    os.close(fd)
+                    os.unlink(probe)
+                else:
+                    self.save.open("wb").close()
             except OSError as exc:
                 raise OutputError(f"{self.save}: cannot save the capture there: "
                                   f"{exc.strerror or exc}") from None
@@ -124,7 +169,16 @@ class LiveCapture:
             if self.save is not None:
                 assert out is not None
                 # -i: tee ignores SIGINT (a terminal's Ctrl-C), to copy all dumpcap writes
-                tee = self._start(["tee", "-i", "--", str(self.save)], out)
+                if self.ringed:
+                    ring = self._start_ring()
+                    try:  # -p: were the ring's dumpcap to fail, the watch goes on (it says so)
+                        tee = self._start(["tee", "-i", "-p", "--", f"/dev/fd/{ring}"], out,
+                                          pass_fds=(ring,))
+                    finally:
+                        os.close(ring)
+                else:
+                    tee = self._start(["tee", "-i", "--", str(self.save)], out)
+                self._tee = self._tools[-1]
                 out.close()  # tee's input now: it ends when dumpcap exits
                 out = tee.stdout
         except BaseException:
@@ -137,6 +191,25 @@ class LiveCapture:
         if callable(peek) and not peek(1):
             self._wait_checked()
         return self
+
+    def _start_ring(self) -> int:
+        """The second dumpcap, saving a ring buffer of what it reads on standard input;
+        the descriptor that writes to it (for tee)."""
+        assert self.save is not None and self.file_size_mb is not None
+        read, write = os.pipe()
+        argv = [self.dumpcap, "-i", "-", "-P", "-w", str(self.save),
+                "-b", f"filesize:{self.file_size_mb * 1000}"]
+        if self.files is not None:
+            argv += ["-b", f"files:{self.files}"]
+        try:
+            self._start(argv, read)
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        self._ring = self._tools[-1]
+        return write
 
     def _first_bytes(self) -> bytes:
         """The first bytes of standard input: enough to tell pcap from pcapng."""
@@ -191,8 +264,9 @@ class LiveCapture:
             except OSError:
                 pass
 
-    def _start(self, argv: list[str], stdin: IO[bytes] | int) -> subprocess.Popen[bytes]:
-        tool = start_tool(argv, stdin, new_session=True)
+    def _start(self, argv: list[str], stdin: IO[bytes] | int,
+               pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        tool = start_tool(argv, stdin, new_session=True, pass_fds=pass_fds)
         self._tools.append(tool)
         return tool.proc
 
@@ -240,10 +314,14 @@ class LiveCapture:
             if self.from_input:
                 raise CaptureError(f"standard input: {detail}")
             raise CaptureError(f"cannot capture on {self.interface!r}: {detail}")
-        if len(codes) > 1 and codes[1] != 0:
-            tee_lines = [line for line in self._tools[1].lines() if line.startswith("tee:")]
+        tee, ring = self._tee, self._ring
+        if ring is not None and ring.proc.returncode != 0:
+            detail = _tool_error("dumpcap", ring.lines(), ring.proc.returncode)
+            raise CaptureError(f"{self.save}: cannot save the capture there: {detail}")
+        if tee is not None and tee.proc.returncode != 0:
+            tee_lines = [line for line in tee.lines() if line.startswith("tee:")]
             detail = tee_lines[-1].removeprefix("tee: ") if tee_lines else \
-                f"exit status {codes[1]}"
+                f"exit status {tee.proc.returncode}"
             raise CaptureError(f"{self.save}: cannot save the capture there: {detail}")
 
     def _kill(self) -> None:
@@ -254,6 +332,16 @@ class LiveCapture:
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def _ring_files(save: Path) -> list[Path]:
+    """dumpcap's ring-buffer files for ``-w save``: NAME_NNNNN_YYYYMMDDhhmmss.EXT."""
+    folder = save.parent
+    pattern = re.compile(re.escape(save.stem) + r"_\d{5}_\d{14}" + re.escape(save.suffix))
+    try:
+        return [folder / n for n in os.listdir(folder or ".") if pattern.fullmatch(n)]
+    except OSError:
+        return []
 
 
 def _tool_error(tool: str, lines: list[str], code: int) -> str:

@@ -97,6 +97,30 @@ class WatchedAssociation:
                 + (f"; tcp.stream eq {self.stream}" if self.saved else ""))
         return [visible(head), *(finding_line(f) for f in self.findings)]
 
+    def as_json(self) -> dict[str, object]:
+        """The association as one JSON Lines record (``watch --json``): ``event``
+        ``association`` when it ended, ``findings`` when a C-MOVE's or C-GET's end
+        (``when``: ``retrieve-ended``) or the capture's end (``capture-ended``) added
+        findings (``revised``: they replace those said before)."""
+        who = {"tcp_stream": self.stream, "calling_ae": self.calling_ae,
+               "called_ae": self.called_ae, "requestor": self.requestor,
+               "acceptor": self.acceptor, "requested": iso_time(self.requested_ns)}
+        findings = [finding_json(f) for f in self.findings]
+        if self.later:
+            return {"event": "findings", "time": iso_time(
+                self.at_ns if self.at_ns is not None else self.ended_ns),
+                "when": "retrieve-ended" if self.at else "capture-ended",
+                "revised": self.revised, **who, "findings": findings}
+        seconds = (self.ended_ns - self.requested_ns) / 1e9 \
+            if self.ended_ns is not None and self.requested_ns is not None else None
+        return {"event": "association", "time": iso_time(self.ended_ns), **who,
+                "result": self.result, "ending": self.ending, "why": self.why,
+                "seconds": round(seconds, 6) if seconds is not None else None,
+                "operations": [{"command": c, "count": n, "failed": failed,
+                                "warnings": warned}
+                               for c, n, failed, warned in self.operations],
+                "bytes": self.bytes, "findings": findings}
+
 
 @dataclass(frozen=True)
 class WatchedAttempt:
@@ -120,6 +144,24 @@ class WatchedAttempt:
         return [visible(f"{_clock(self.first_ns)}  {self.client} -> {self.server}{who}: {what}, "
                         f"{self.syns} SYN{'' if self.syns == 1 else 's'}"
                         + (f"; tcp.stream eq {self.stream}" if self.saved else ""))]
+
+    def as_json(self) -> dict[str, object]:
+        return {"event": "connection-" + self.outcome, "time": iso_time(self.first_ns),
+                "tcp_stream": self.stream, "client": self.client, "server": self.server,
+                "called_ae": self.called_ae, "syns": self.syns}
+
+
+def finding_json(f: FindingRecord) -> dict[str, object]:
+    return {"severity": f.severity, "code": f.code, "summary": f.summary, "frame": f.frame}
+
+
+def iso_time(ns: int | None) -> str | None:
+    """UTC, to the millisecond, as log collectors take it: 2026-12-08T01:23:45.678Z."""
+    if ns is None:
+        return None
+    whole, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + \
+        f".{frac // 1_000_000:03d}Z"
 
 
 def finding_line(f: FindingRecord, indent: str = "    ") -> str:
@@ -220,8 +262,12 @@ class Watched:
     """What a watch saw, when its capture ended."""
 
     interface: str
-    #: the capture file dumpcap's packets were saved to (None: not saved)
+    #: the capture file dumpcap's packets were saved to (None: not saved); with a ring
+    #: buffer, the name its files are numbered from
     saved: Path | None
+    #: the files that hold the saved packets, in order: ``saved`` itself, or the ring
+    #: buffer's (NAME_NNNNN_YYYYMMDDhhmmss.pcap: `analyze` reads them as one capture)
+    saved_files: list[Path] = field(default_factory=list)
     #: packets read (dumpcap's), and dumpcap's own counts: packets the interface received,
     #: and those dropped before they were written (the kernel's buffer was full): the
     #: analysis never saw those, and says so in ``findings``
@@ -239,6 +285,16 @@ class Watched:
     findings: list[FindingRecord] = field(default_factory=list)
     elapsed_s: float = 0.0
 
+    def as_json(self, source: str) -> dict[str, object]:
+        """The watch's end as one JSON Lines record (``event`` ``end``)."""
+        return {"event": "end", "time": iso_time(self.last_ns), "source": source,
+                "first": iso_time(self.first_ns), "packets": self.packets,
+                "received": self.received, "dropped": self.dropped,
+                "associations": self.associations, "stopped": self.stopped,
+                "seconds": round(self.elapsed_s, 3),
+                "saved": [str(p) for p in self.saved_files],
+                "findings": [finding_json(f) for f in self.findings]}
+
 
 def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
           capture_filter: str | None = None, duration: float | None = None,
@@ -246,7 +302,8 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
           on_association: Callable[[WatchedAssociation], None] | None = None,
           stop: threading.Event | None = None,
           on_start: Callable[[], None] | None = None,
-          on_attempt: Callable[[WatchedAttempt], None] | None = None) -> Watched:
+          on_attempt: Callable[[WatchedAttempt], None] | None = None,
+          file_size_mb: int | None = None, files: int | None = None) -> Watched:
     """Capture on ``interface`` (dumpcap: any interface it lists, ``any`` for all; ``-``:
     a pcap or pcapng stream on standard input, such as ``ssh host tcpdump -U -w -``) and
     analyse as the packets come: ``on_association`` hears of each DICOM association as
@@ -259,7 +316,10 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     tables, objects and TLS of `analyze` come from it). ``capture_filter``: a BPF filter
     for dumpcap (``"tcp port 104"``). ``ports``: as `analyze`'s ``--port``. ``on_start``:
     called once dumpcap captures (it wrote its stream's header). ``on_attempt``: each
-    connection to a DICOM service that never opened (`WatchedAttempt`)."""
+    connection to a DICOM service that never opened (`WatchedAttempt`). ``file_size_mb``:
+    ``save`` becomes a set of files of about this size (dumpcap's ring buffer:
+    SAVE_NNNNN_YYYYMMDDhhmmss.pcap), ``files``: only the newest that many are kept (the
+    disk a days-long watch takes is bounded)."""
     for port in ports:
         if not 0 < port < 65536:
             raise OptionsError(f"--port {port}: not a TCP port (1-65535)")
@@ -267,16 +327,19 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
     tsk = find_tshark(tshark)
     path = Path(save) if save is not None else None
     capture = LiveCapture(tsk, interface, capture_filter=capture_filter, duration=duration,
-                          packets=packets, save=path)
+                          packets=packets, save=path, file_size_mb=file_size_mb, files=files)
     label = str(path) if path is not None else capture.name
     watched = Watched(interface, path)
-    teller = Teller(label, path is not None, on_association)
+    # one file, whose stream numbers are the live view's: Wireshark's filter finds them
+    # there (a ring's files each number their own, and its oldest are gone)
+    one_file = path is not None and not capture.ringed
+    teller = Teller(label, one_file, on_association)
 
     def attempted(a: ConnectionAttempt, called_ae: str | None) -> None:
         if on_attempt is not None:
             on_attempt(WatchedAttempt(a.tcp_stream, endpoint_text(a.client),
                                       endpoint_text(a.server), called_ae, a.first_ns,
-                                      a.outcome, a.syns, path is not None))
+                                      a.outcome, a.syns, one_file))
 
     ended = threading.Event()
     with capture:
@@ -297,6 +360,7 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
                                     on_previewed=teller.previewed)
         finally:
             ended.set()
+    watched.saved_files = capture.saved_files
     watched.packets = result.records or 0
     watched.received, watched.dropped = capture.received, capture.dropped
     watched.associations = len(result.streams)

@@ -378,14 +378,16 @@ class Tool:
         return _stderr_lines("\n".join(self.stderr.lines))
 
 
-def start_tool(argv: list[str], stdin: IO[bytes] | int, new_session: bool = False) -> Tool:
+def start_tool(argv: list[str], stdin: IO[bytes] | int, new_session: bool = False,
+               pass_fds: tuple[int, ...] = ()) -> Tool:
     """Start one tool of the suite (or tee), its stdout a widened pipe, its stderr drained
     on a thread. ``new_session``: in a session of its own, out of reach of the terminal's
-    Ctrl-C (livecapture.py ends it itself)."""
+    Ctrl-C (livecapture.py ends it itself); ``pass_fds``: descriptors it inherits."""
     log.debug("running %s", " ".join(argv))
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=stdin, bufsize=1 << 20, start_new_session=new_session)
+                                stdin=stdin, bufsize=1 << 20, start_new_session=new_session,
+                                pass_fds=pass_fds)
     except OSError as exc:
         raise TsharkNotFoundError(f"cannot run {argv[0]}: {exc.strerror}: {INSTALL_HINT}") from exc
     assert proc.stdout is not None and proc.stderr is not None

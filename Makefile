@@ -81,6 +81,7 @@ bench: setup
 	$(BIN)/python benchmarks/limits.py
 	$(BIN)/python benchmarks/many_messages.py
 	$(BIN)/python benchmarks/watch_live.py --associations 1000
+	$(BIN)/python benchmarks/watch_moves.py
 
 fixtures: setup
 	$(BIN)/python fixtures/generate.py

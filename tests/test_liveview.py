@@ -167,7 +167,8 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     def run() -> None:
         result.append(tshark_dicom.watch("lo", capture_filter=f"tcp port {port}",
                                          on_association=heard.append, stop=stop,
-                                         on_start=started.set))
+                                         on_start=started.set, save=tmp_path / "py.pcap",
+                                         file_size_mb=1, files=2))
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -178,8 +179,11 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     thread.join(60)
     assert not thread.is_alive()
     watched = result[0]
-    assert watched.stopped and watched.saved is None
+    assert watched.stopped and watched.saved == tmp_path / "py.pcap"
+    [saved] = watched.saved_files  # a ring buffer of 1 MB files: one so far
+    assert re.fullmatch(r"py_00001_\d{14}\.pcap", saved.name)
     assert watched.associations == 3 and watched.packets > 20
+    assert len(tshark_dicom.analyze(saved).associations) == 3
     assert watched.dropped == 0 and watched.received == watched.packets
     first = heard[0]
     assert (first.calling_ae, first.called_ae, first.result, first.ending) == \
@@ -187,7 +191,10 @@ def test_python_watch_stops_on_an_event(tmp_path: Path) -> None:
     assert first.operations == (("C-ECHO", 1, 0, 0), ("C-STORE", 2, 1, 0))
     assert [f.code for f in first.findings] == ["dimse-failure"]
     assert heard[1].result == "rejected" and heard[2].ending == "aborted"
-    assert not any("tcp.stream" in line for a in heard for line in a.lines())  # not saved
+    assert first.as_json()["operations"][1] == {"command": "C-STORE", "count": 2,
+                                                "failed": 1, "warnings": 0}
+    # a ring's files number their own streams: no Wireshark filter to send anyone to
+    assert not any("tcp.stream" in line for a in heard for line in a.lines())
 
 
 @pytest.mark.parametrize("args, code, message, given", [

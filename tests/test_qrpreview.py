@@ -3,6 +3,7 @@ live view), on copies; and when a connection still open holds it back."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -112,3 +113,43 @@ def test_waits_for_a_connection_that_may_be_a_callback(tshark_path: str) -> None
     assert waits_for(mover.assoc, ops, [_conn(7, archive, during, last_ms=after)])
     [attempt] = provisional_attempts([unanswered, _conn(8, archive, during, answered=True)])
     assert (attempt.tcp_stream, attempt.outcome, attempt.syns) == (7, "unanswered", 1)
+
+
+def test_a_long_watch_hands_each_c_move_on_between_retrievals(tmp_path: Path,
+                                                              tshark_path: str) -> None:
+    """Three C-MOVEs one after another (qr_move_partial three times, 10 s apart): with
+    previews (a live view), each C-MOVE's associations are correlated and handed on once
+    no retrieval is in progress, before the next C-MOVE begins, not all kept to the end
+    (memory flat however long the watch; benchmarks/watch_moves.py); what they say, with
+    the capture's own findings, is the findings table of the same capture."""
+    import tshark_dicom
+
+    editcap = str(Path(tshark_path).with_name("editcap"))
+    copies = []
+    for i in range(3):
+        copies.append(tmp_path / f"c{i}.pcap")
+        subprocess.run([editcap, "-F", "pcap", "-t", str(10 * i),
+                        str(CAPTURES / "qr_move_partial.pcapng"), str(copies[-1])], check=True)
+    stream = tmp_path / "three.pcap"
+    subprocess.run([str(Path(tshark_path).with_name("mergecap")), "-F", "pcap", "-a", "-w",
+                    str(stream), *map(str, copies)], check=True)
+    events: list[tuple[str, int]] = []
+    handed: list[FinishedAssociation] = []
+
+    def on_association(d: FinishedAssociation) -> None:
+        events.append(("handed on", d.assoc.stream))
+        handed.append(d)
+
+    tsk = find_tshark(tshark_path)
+    with stream.open("rb") as given:
+        result = analyze_stream(given, label=str(stream), tshark=tsk,
+                                on_settled=lambda d: events.append(("settled", d.assoc.stream)),
+                                on_association=on_association,
+                                on_previewed=lambda mover, said: None)
+    assert sorted(s for what, s in events if what == "settled") == list(range(6))
+    for first, second in ((0, 2), (2, 4)):  # the copies' streams: C-MOVE, callback
+        assert events.index(("handed on", first)) < events.index(("settled", second))
+        assert events.index(("handed on", first + 1)) < events.index(("settled", second))
+    said = Counter(f.code for d in handed for f in d.assoc.findings)
+    said.update(f.code for _, f in result.findings)
+    assert said == Counter(tshark_dicom.analyze(stream).findings["code"])

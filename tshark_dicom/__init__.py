@@ -195,21 +195,24 @@ def watch(interface: str, *, save: str | os.PathLike[str] | None = None,
           capture_filter: str | None = None, duration: float | None = None,
           packets: int | None = None, ports: Sequence[int] = (), tshark: str | None = None,
           on_association: _typing.Any = None, stop: _typing.Any = None,
-          on_start: _typing.Any = None, on_attempt: _typing.Any = None) -> _typing.Any:
+          on_start: _typing.Any = None, on_attempt: _typing.Any = None,
+          file_size_mb: int | None = None, files: int | None = None) -> _typing.Any:
     """Capture on ``interface`` (dumpcap) and analyse as the packets come (README,
     "Watching an interface"): ``on_association`` hears of each DICOM association as soon
-    as it ended (a `liveview.WatchedAssociation`; ``lines()`` tells it). Ends after
-    ``duration`` seconds, ``packets`` packets, or when the ``threading.Event`` ``stop`` is
-    set; ``on_start()`` is called once dumpcap captures; ``on_attempt`` hears of each
-    connection to a DICOM service that never opened. ``save``: a pcap file for the
-    packets (analyze it for the tables). Returns a
-    `liveview.Watched`: packets, dumpcap's drops, associations, the capture's findings."""
+    as it ended, and again where a C-MOVE's end or the capture's end added findings (a
+    `liveview.WatchedAssociation`; ``lines()`` tells it, ``as_json()`` gives it as a dict).
+    Ends after ``duration`` seconds, ``packets`` packets, or when the ``threading.Event``
+    ``stop`` is set; ``on_start()`` is called once dumpcap captures; ``on_attempt`` hears
+    of each connection to a DICOM service that never opened. ``save``: a pcap file for the
+    packets (analyze it for the tables); with ``file_size_mb`` a set of files of that size
+    (dumpcap's ring buffer), of which ``files`` are kept. Returns a `liveview.Watched`:
+    packets, dumpcap's drops, associations, the capture's findings, the saved files."""
     from .liveview import watch as watch_interface
 
     return watch_interface(interface, save=save, capture_filter=capture_filter,
                            duration=duration, packets=packets, ports=ports, tshark=tshark,
                            on_association=on_association, stop=stop, on_start=on_start,
-                           on_attempt=on_attempt)
+                           on_attempt=on_attempt, file_size_mb=file_size_mb, files=files)
 
 
 def analyze(

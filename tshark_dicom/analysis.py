@@ -18,7 +18,7 @@ from .aetitles import AeTitles
 from .association import Association
 from .asyncops import outstanding_findings
 from .commitment import CommitmentLog, Transaction, commitment_message, link_result
-from .correlate import correlate
+from .correlate import MoveLinks, correlate
 from .crosscheck import crosscheck
 from .datasethead import infer_transfer_syntax
 from .demux import Totals, consume
@@ -190,6 +190,11 @@ class _Run:
         #: open that may be one of their callbacks
         self.previews: list[FinishedAssociation] = []
         self.ending = False  # the capture ended: correlation proper, no more previews
+        #: a live view: kept associations are correlated and handed on between
+        #: retrievals (`_release`), not all at the end
+        self.release = on_previewed is not None
+        #: attempts linked to a C-MOVE by `_release`: tcp.stream -> (its stream, op_index)
+        self.released_owners: dict[int, tuple[int, int]] = {}
         self.keep_all = keep_all  # --cross-check compares every association at the end
         self.tls_ports = tls_ports  # DICOM TLS ports: an A-ASSOCIATE-RQ in clear there fails
         self.assocs: dict[int, Association] = {}
@@ -310,6 +315,8 @@ class _Run:
             self.accept(assoc, evidence, label)
         if self.previews:
             self._preview()
+        if self.release and self.kept and not self.ending and not self._retrieving():
+            self._release()
 
     def accept(self, assoc: Association, evidence: ConnectionEvidence | None,
                label: str | None) -> None:
@@ -433,6 +440,48 @@ class _Run:
                 self.destinations.update(assoc.move_destinations)
         return called in self.destinations
 
+    def _correlate(self, kept: list[FinishedAssociation], attempts: Sequence[ConnectionAttempt]
+                   ) -> list[MoveLinks]:
+        """Query/retrieve correlation over ``kept`` (by stream): their operations amended,
+        their findings added; the links (indexes into ``kept`` and ``attempts``)."""
+        assocs = [d.assoc for d in kept]
+        ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them
+        late = self.commitments.late_links  # results settled before their requests
+        for d, op_list in zip(kept, ops, strict=True):
+            for op in op_list:
+                link_result(op, late.get((d.assoc.stream, op.op_index)))
+        links = correlate(assocs, ops, attempts)
+        by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
+        context = QrContext(assocs, links, attempts, by_op, self.stored.sop_class)
+        for index, finding in qr_findings(context):
+            assocs[index].findings.append(finding)
+        return links
+
+    def _release(self) -> None:
+        """A live view, between retrievals (no C-MOVE open, none waiting for its
+        preview): nothing later can be linked to the kept associations (a callback begins
+        while its C-MOVE runs), so they are correlated now, as the previews had them (the
+        connections that are still only SYNs as unanswered attempts), and handed on:
+        memory and the end's work stay flat however many C-MOVEs a long watch sees. Those
+        kept for a Storage Commitment result still to come wait for it."""
+        kept = sorted((d for d in self.kept if not self.commitments.waiting(d.assoc.stream)),
+                      key=lambda d: d.assoc.stream)
+        if not kept:
+            return
+        attempts = [*self.attempts, *provisional_attempts(self.conns.values())]
+        for ml in self._correlate(kept, attempts):
+            for i in ml.attempts:
+                self.released_owners[attempts[i].tcp_stream] = (
+                    kept[ml.assoc_id].assoc.stream, ml.op.op_index)
+        gone = {id(d) for d in kept}
+        self.kept = [d for d in self.kept if id(d) not in gone]
+        for done in kept:
+            self._hand_on(done)
+
+    def _retrieving(self) -> bool:
+        """A C-MOVE association is open, or one that ended waits for its preview."""
+        return bool(self.previews) or any(a.move_destinations for a in self.assocs.values())
+
     def _hand_on(self, done: FinishedAssociation) -> None:
         if self.on_association is not None:
             self.on_association(done)
@@ -454,16 +503,7 @@ class _Run:
                            or dicom_port(t.server[1], ports)]
         kept = sorted(self.kept, key=lambda d: d.assoc.stream)
         assocs = [d.assoc for d in kept]
-        ops = [d.ops.as_list() for d in kept]  # a few, and correlate.py amends them
-        late = self.commitments.late_links  # results settled before their requests
-        for d, op_list in zip(kept, ops, strict=True):
-            for op in op_list:
-                link_result(op, late.get((d.assoc.stream, op.op_index)))
-        links = correlate(assocs, ops, result.attempts)
-        by_op = {(i, q.op_index): q for i, d in enumerate(kept) for q in d.queries}
-        context = QrContext(assocs, links, result.attempts, by_op, self.stored.sop_class)
-        for index, finding in qr_findings(context):
-            assocs[index].findings.append(finding)
+        links = self._correlate(kept, result.attempts)
         if cross_check and assocs:
             for which, finding in crosscheck(tshark, path, label, assocs, ports):
                 if which is None:
@@ -473,6 +513,9 @@ class _Run:
         ids = [a.stream for a in assocs]  # from here on an association is its stream
         result.attempt_owners = {i: (ids[ml.assoc_id], ml.op.op_index)
                                  for ml in links for i in ml.attempts}
+        result.attempt_owners.update(  # correlated before the end (`_release`)
+            (i, self.released_owners[t.tcp_stream]) for i, t in enumerate(result.attempts)
+            if t.tcp_stream in self.released_owners)
         unowned = [t for i, t in enumerate(result.attempts) if i not in result.attempt_owners]
         result.findings.extend((None, f) for f in unreachable_scps(unowned, self.services,
                                                                    ports))

@@ -10,7 +10,8 @@ qrpreview.py), again at the capture's end if correlation over everything says ot
 the capture's own findings (unanswered connections, devices, copies of one object) at the
 end. Objects and TLS need the file: `watch` saves
 it (``save``), and ``tshark-dicom watch -o OUT`` analyses it into OUT when the capture ends.
-Memory stays flat however long the watch: an association is told, then forgotten.
+Memory stays flat however long the watch: an association is told, then forgotten (a
+C-MOVE's, once no retrieval is in progress: analysis._Run._release).
 """
 
 from __future__ import annotations

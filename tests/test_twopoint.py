@@ -293,3 +293,24 @@ def test_the_text_puts_the_associations_with_trouble_first(ab) -> None:
     one_way.loc[0, ["lost_between_requestor_bytes", "held_messages"]] = pd.NA
     text = render(type(ab)(one_way, ab.messages, ab.findings, ab.captures, None, None))
     assert text.count("MODALITY-A -> PACS-B") == len(one_way)
+
+
+def test_dicom_over_tls_at_both_points(tmp_path: Path) -> None:
+    """tls_store_12 (pynetdicom peers, TLS 1.2) and a copy whose clock is 1.25 s ahead: one
+    key log decrypts both (the sessions are the same), and every message pairs; without
+    it, a one-line error that says what to give."""
+    shifted = tmp_path / "shifted.pcapng"
+    _editcap("-t", "1.25", CAPTURES / "tls_store_12.pcapng", shifted)
+    keys = CAPTURES / "tls_store_12.keys"
+    c = compare_sources(CAPTURES / "tls_store_12.pcapng", shifted, tls_keylogs=[keys])
+    assert c.offset_ms == pytest.approx(1250.0, abs=0.002)
+    [row] = c.associations.itertuples()
+    assert row.messages_a == row.messages_b == row.messages_both > 0
+    p = _cli(CAPTURES / "tls_store_12.pcapng", shifted, "--tls-keylog", keys)
+    assert p.returncode == 0 and "B's clock reads 1,250.0 ms ahead of A's" in p.stdout
+    p = _cli(CAPTURES / "tls_store_12.pcapng", shifted)
+    assert p.returncode == 1
+    assert p.stderr.strip() == (
+        f"Error: {CAPTURES / 'tls_store_12.pcapng'}: no DICOM message found, nothing to "
+        "compare (1 association(s) in TLS that was not decrypted: give its key log with "
+        "--tls-keylog)")

@@ -181,14 +181,18 @@ def __dir__() -> list[str]:
 
 
 def compare(first: _typing.Any, second: _typing.Any, *, ports: Sequence[int] = (),
-            tshark: str | None = None) -> _typing.Any:
+            tshark: str | None = None,
+            tls_keylogs: Sequence[str | os.PathLike[str]] = (),
+            tls_ports: Sequence[int] = ()) -> _typing.Any:
     """Two captures of the same traffic taken at two points of its path (README, "Two
-    capture points"): each a capture file, an OUT folder written by analyze, or a `Report`.
+    capture points"): each a capture file, an OUT folder written by analyze, or a `Report`;
+    ``tls_keylogs`` decrypt DICOM over TLS in the captures (as for `analyze`).
     Returns a `twopoint.Comparison`: ``associations``, ``messages`` and ``findings`` frames,
     ``offset_ms`` (B's clock minus A's), ``transit_ms``, and ``write(OUT)``."""
     from .twopoint import compare_sources
 
-    return compare_sources(first, second, ports=ports, tshark=tshark)
+    return compare_sources(first, second, ports=ports, tshark=tshark,
+                           tls_keylogs=tls_keylogs, tls_ports=tls_ports)
 
 
 def watch(interface: str, *, save: str | os.PathLike[str] | None = None,

@@ -310,6 +310,8 @@ def compare(
         metavar="OUT")] = None,
     format: FormatOpt = "parquet",
     port: PortOpt = None,
+    tls_keylog: TlsKeylogOpt = None,
+    tls_port: TlsPortOpt = None,
     tshark: TsharkOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
@@ -327,7 +329,8 @@ def compare(
         if format not in FORMATS:
             raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
         with _interrupt_ends("interrupted"):
-            result = compare_sources(first, second, ports=port or (), tshark=tshark)
+            result = compare_sources(first, second, ports=port or (), tshark=tshark,
+                                     tls_keylogs=tls_keylog or (), tls_ports=tls_port or ())
             if out is not None:
                 write(result, out, format=format)
     typer.echo(render(result))

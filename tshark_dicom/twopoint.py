@@ -725,16 +725,20 @@ MARKER = "compare.json"
 
 
 def compare_sources(first: Any, second: Any, *, ports: Sequence[int] = (),
-                    tshark: str | None = None) -> Comparison:
-    """`compare_tables` of two sources, each a capture (analysed now, no objects written),
-    an OUT folder written by analyze, or the tables themselves (a `Report`)."""
-    reports = [_source(p, ports, tshark) for p in (first, second)]
+                    tshark: str | None = None, tls_keylogs: Sequence[Any] = (),
+                    tls_ports: Sequence[int] = ()) -> Comparison:
+    """`compare_tables` of two sources, each a capture (analysed now, no objects written;
+    DICOM over TLS decrypted with ``tls_keylogs``: one key log serves both points, the
+    sessions are the same), an OUT folder written by analyze, or the tables themselves (a
+    `Report`)."""
+    reports = [_source(p, ports, tshark, tls_keylogs, tls_ports) for p in (first, second)]
     names = tuple(str(p) if isinstance(p, str | Path) else label
                   for p, label in zip((first, second), ("A", "B"), strict=True))
     return compare_tables(reports[0], reports[1], ("A", "B"), (names[0], names[1]))
 
 
-def _source(source: Any, ports: Sequence[int], tshark: str | None) -> Any:
+def _source(source: Any, ports: Sequence[int], tshark: str | None,
+            tls_keylogs: Sequence[Any] = (), tls_ports: Sequence[int] = ()) -> Any:
     from .batch import run
     from .errors import CaptureError
     from .report import load
@@ -749,11 +753,18 @@ def _source(source: Any, ports: Sequence[int], tshark: str | None) -> Any:
                                "capture file, or an OUT folder)")
         report = load(path)
     elif path.is_file():
-        report = run([path], ports=ports, tshark=tshark)
+        report = run([path], ports=ports, tshark=tshark, tls_keylogs=tls_keylogs,
+                     tls_ports=tls_ports)
     else:
         raise CaptureError(f"{path}: no such file or folder")
-    if not len(report.associations):
+    a = report.associations
+    if not len(a):
         raise CaptureError(f"{path}: no DICOM association found, nothing to compare")
+    hidden = int(a["tls_decrypted"].eq(False).sum()) if "tls_decrypted" in a else 0
+    if hidden and not len(report.messages):  # seen from outside only: nothing to pair by
+        raise CaptureError(f"{path}: no DICOM message found, nothing to compare ({hidden} "
+                           "association(s) in TLS that was not decrypted: give its key log "
+                           "with --tls-keylog)")
     return report
 
 

@@ -364,6 +364,7 @@ def test_diagnose_needs_only_the_columns_it_declares() -> None:
     cut = Report.concat([{t: whole.table(t)[cols] for t, cols in READS.items()}])
     text = whole.diagnose()
     assert cut.diagnose() == text
+    assert cut.diagnose_records() == whole.diagnose_records()  # --json too
     for needle in ("callback association", "callback attempt", "C-STORE sub-operation",
                    "more like these", "C-GET (operation"):
         assert needle in text, needle
@@ -444,6 +445,47 @@ def test_diagnose_names_a_capture_it_could_not_analyse_in_the_order_found(
     assert invoke("diagnose", str(folder), "--fail-on", "error")[0] == 3
     code, stdout, stderr = invoke("diagnose", str(folder / "1_echo.pcapng"), "--fail-on", "error")
     assert code == 0 and stdout.startswith("1_echo.pcapng: 1 association, 0 errors")
+
+
+def test_diagnose_json_lines(tmp_path: Path) -> None:
+    """``--json``: one JSON object a line, per capture (its counts; or capture-failed)
+    then every finding with its association; the findings are the findings table's, all
+    of them (the text shows three of a code per association), the same from an OUT folder;
+    --fail-on as without --json."""
+    import json
+
+    import tshark_dicom
+
+    folder = _folder_with_a_bad_capture(tmp_path)
+    code, stdout, stderr = invoke("diagnose", str(folder), "--json", "--fail-on", "error")
+    assert code == 3, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    heads = [(e["event"], Path(e["capture"]).name) for e in events if e["event"] != "finding"]
+    assert heads == [("capture", "1_echo.pcapng"), ("capture-failed", "2_bad.pcapng"),
+                     ("capture", "3_mid.pcapng"), ("capture", "4_abort.pcapng")]
+    assert "not a capture file" in events[1]["error"]
+    report = tshark_dicom.analyze(folder)
+    findings = [e for e in events if e["event"] == "finding"]
+    assert sorted((Path(e["capture"]).name, e["code"], e["summary"], e["frame"])
+                  for e in findings) == sorted(
+        (Path(c).name, code_, summary, None if pd.isna(frame) else int(frame))
+        for c, code_, summary, frame in zip(report.findings["capture"], report.findings["code"],
+                                             report.findings["summary"],
+                                             report.findings["frame"], strict=True))
+    a = report.associations
+    aborted = [e for e in findings if e["code"] == "association-aborted"]
+    assert len(aborted) == 2
+    for e in aborted:  # each with its own association's fields
+        row = a[a["capture"].str.endswith("4_abort.pcapng") & (a["assoc_id"] == e["assoc_id"])]
+        assert (e["calling_ae"], e["called_ae"], e["ending"], e["tcp_stream"]) == (
+            row["calling_ae"].iloc[0], row["called_ae"].iloc[0], "aborted",
+            row["tcp_stream"].iloc[0])
+        assert e["acceptor"] == f"{row['acceptor_ip'].iloc[0]}:{row['acceptor_port'].iloc[0]}"
+    [mid] = [e for e in events if e["event"] == "capture" and e["capture"].endswith("3_mid.pcapng")]
+    assert (mid["associations"], mid["notes"]) == (0, 1)
+    out = tmp_path / "out"
+    assert invoke("analyze", str(folder), "-o", str(out), "--no-objects", "-q")[0] == 0
+    assert invoke("diagnose", str(out), "--json")[1] == stdout
 
 
 def test_diagnose_of_nothing_readable_prints_the_error_alone(tmp_path: Path) -> None:

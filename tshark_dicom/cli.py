@@ -226,15 +226,20 @@ def diagnose(
     redact_key: RedactKeyOpt = None,
     tls_keylog: TlsKeylogOpt = None,
     tls_port: TlsPortOpt = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object a line (JSON Lines) instead: each capture, "
+        "then each of its findings with its association.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Log details to stderr.")] = False,
 ) -> None:
     """Print the findings grouped by association, most severe first, in plain sentences;
     a C-MOVE with its callback and sub-operations beneath it."""
+    import json
+
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
         from .batch import run
-        from .diagnose import FAIL_ON, RANK, render, worst_severity
+        from .diagnose import FAIL_ON, RANK, records, render, worst_severity
         from .discovery import CaptureFile
         from .report import Report, load
         from .schemas import frame
@@ -253,7 +258,7 @@ def diagnose(
         nothing of a part is kept but its worst severity (an archive's tables together
         grew the process by 0.55 MB a capture)."""
         nonlocal worst
-        text = render(part)
+        text = "\n".join(json.dumps(r) for r in records(part)) if as_json else render(part)
         severity = worst_severity(part)
         if severity is not None:
             worst = min(worst, RANK[severity])

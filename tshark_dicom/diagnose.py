@@ -170,6 +170,59 @@ def render(report: ReportLike) -> str:
     return visible_lines(lines)  # values from the traffic cannot break a line or the terminal
 
 
+def records(report: ReportLike) -> list[dict[str, Any]]:
+    """The diagnosis as JSON Lines records (``diagnose --json``), in the order `render`
+    tells it: per capture a ``capture`` record (its associations and findings counted; or
+    ``capture-failed`` with the error), then one ``finding`` record per finding, with its
+    association's AE titles, addresses, result and ending where it has one. Every finding
+    is there (the text shows three of a code per association)."""
+    f, a = report.findings, report.associations
+    caps = report.table("captures")
+    failed = {c: e for c, st, e in zip(caps["capture"], caps["status"], caps["error"],
+                                       strict=True) if st == "failed"} \
+        if "status" in caps and len(caps) else {}
+    findings = _records(f, "findings", plain=True)
+    assocs = _records(a, "associations", plain=True)
+    out: list[dict[str, Any]] = []
+    for cap in dict.fromkeys([*caps["capture"].tolist(), *a["capture"].tolist(),
+                              *f["capture"].tolist()]):
+        if cap in failed:
+            out.append({"event": "capture-failed", "capture": str(cap),
+                        "error": str(_v(failed[cap]) or "unknown error")})
+            continue
+        cf, ca = findings.get(cap, []), assocs.get(cap, [])
+        n = Counter(r["severity"] for r in cf)
+        out.append({"event": "capture", "capture": str(cap), "associations": len(ca),
+                    **{f"{s}s": n[s] for s in SEVERITIES}})
+        by_id = {r["assoc_id"]: r for r in reversed(ca)}
+        for row in _sorted(cf):
+            assoc = by_id.get(row["assoc_id"]) if row["assoc_id"] is not None else None
+            record: dict[str, Any] = {
+                "event": "finding", "capture": str(cap), "severity": row["severity"],
+                "code": row["code"], "summary": row["summary"], "frame": _int(row["frame"]),
+                "assoc_id": _int(row["assoc_id"])}
+            if assoc is not None:
+                record.update(
+                    tcp_stream=_int(assoc["tcp_stream"]), calling_ae=assoc["calling_ae"],
+                    called_ae=assoc["called_ae"],
+                    requestor=_endpoint(assoc["requestor_ip"], assoc["requestor_port"]),
+                    acceptor=_endpoint(assoc["acceptor_ip"], assoc["acceptor_port"]),
+                    result=assoc["result"], ending=assoc["ending"])
+            out.append(record)
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return None if _v(value) is None else int(value)
+
+
+def _endpoint(ip: Any, port: Any) -> str | None:
+    if _v(ip) is None:
+        return None
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return f"{host}:{int(port)}" if _v(port) is not None else host
+
+
 #: Findings of one code on one association shown before the rest are counted (a proposal
 #: of 128 contexts can have a hundred rejected).
 SHOWN_PER_CODE = 3

@@ -129,6 +129,13 @@ class Report:
 
         return render(self)
 
+    def diagnose_records(self) -> list[dict[str, Any]]:
+        """The diagnosis as JSON Lines records (`tshark-dicom diagnose --json`): per capture
+        its counts, then each of its findings with its association."""
+        from .diagnose import records
+
+        return records(self)
+
     def to_html(self, title: str = "tshark-dicom report") -> str:
         """The whole report as one self-contained HTML page."""
         from .htmlreport import page_reads, render

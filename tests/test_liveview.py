@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -495,6 +496,77 @@ def test_a_set_of_files_analysed_into_out(tmp_path: Path) -> None:
         zip(report.associations["calling_ae"], report.associations["called_ae"],
             report.associations["ending"], strict=True))
     assert "tcp_stream" in told[0]
+
+
+def _syn_pcap(syns: list[tuple[float, int]]) -> tuple[bytes, list[bytes]]:
+    """A pcap stream (Ethernet, IPv4, TCP) of SYNs from 192.0.2.5 to 192.0.2.9:104, each
+    at (seconds, source port): a modality whose PACS host does not answer. Synthetic
+    bytes: nothing on this machine answers nothing (loopback refuses)."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    records = []
+    for t, sport in syns:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0x4000, 64, 6, 0,
+                         bytes([192, 0, 2, 5]), bytes([192, 0, 2, 9]))
+        tcp = struct.pack("!HHIIBBHHH", sport, 104, 1000, 0, 5 << 4, 0x02, 64240, 0, 0)
+        frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+        sec = 1_800_000_000 + int(t)
+        records.append(struct.pack("<IIII", sec, int(t % 1 * 1e6), len(frame), len(frame))
+                       + frame)
+    return header, records
+
+
+def _told_while_open(first: bytes, rest: bytes, until: bytes | None,
+                     wait: float = 40) -> tuple[str, str]:
+    """``watch -`` given ``first``: what it told while the stream stayed open (until
+    ``until`` came, or ``wait`` seconds), then, given ``rest`` and the stream's end, the
+    rest of what it said."""
+    proc = subprocess.Popen([*CLI, "watch", "-", "--duration", "60"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(first)
+        proc.stdin.flush()
+        told = b""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (until is None or until not in told):
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                told += os.read(proc.stdout.fileno(), 65536)
+        assert proc.poll() is None  # the capture goes on
+        proc.stdin.write(rest)
+    finally:
+        proc.stdin.close()
+        after = proc.stdout.read().decode()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    return told.decode(), after
+
+
+def test_a_connection_never_answered_is_told_when_the_client_tries_again() -> None:
+    """A modality sends SYNs to its PACS (3, over 3 s), nothing answers, and it tries again
+    on a new connection: the first attempt is told as never answered right then, while
+    the capture goes on (once: not again at the end); the retry, still unanswered when
+    the capture ends, then."""
+    header, records = _syn_pcap([(0, 40001), (1, 40001), (3, 40001), (10, 40002),
+                                 (11, 40002)])
+    told, rest = _told_while_open(header + b"".join(records[:4]), records[4],
+                                  b"never answered")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.000  192\.0\.2\.5:40001 -> 192\.0\.2\.9:104: "
+                        r"connection never answered, 3 SYNs\n", told), told
+    assert "40001" not in rest
+    assert re.search(r"192\.0\.2\.5:40002 -> 192\.0\.2\.9:104: connection never answered, "
+                     r"2 SYNs", rest), rest
+    assert "[connection-unanswered] 192.0.2.5 tried to connect to 192.0.2.9:104, a DICOM " \
+        "port, and 2 times the connection was never answered (5 SYNs without a reply)" in rest
+
+
+def test_connections_opened_at_once_are_not_a_client_giving_up() -> None:
+    """Two connections opened 0.2 s apart (an SCU with two associations), their SYNs not
+    yet answered: nothing is told while the capture goes on; both at its end."""
+    header, records = _syn_pcap([(0, 40001), (0.2, 40002), (1, 40001), (1.2, 40002)])
+    told, rest = _told_while_open(header + b"".join(records), b"", None, wait=3)
+    assert told == ""
+    assert len(re.findall(r"connection never answered, 2 SYNs", rest)) == 2, rest
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from .ledger import N_SERVICES, Ledger, kept_dataset
 from .mpps import StepLog, step_message
 from .objects import ObjectSink, safe_object_name
 from .packets import (
+    ACK,
+    SYN,
     CaptureStats,
     Packet,
     TcpStreamNumbers,
@@ -46,7 +48,15 @@ from .qrfindings import (
     query_findings,
     unreachable_scps,
 )
-from .qrpreview import RETRIEVES, Kept, preview, provisional_attempts, waits_for, window_start
+from .qrpreview import (
+    RETRIEVES,
+    Kept,
+    preview,
+    provisional_attempts,
+    syn_only,
+    waits_for,
+    window_start,
+)
 from .queries import KeyRecord, QueryRecord
 from .records import FindingRecord, MessageRecord, ObjectRecord
 from .spill import Spill
@@ -70,6 +80,9 @@ log = logging.getLogger(__name__)
 
 #: Which data sets become Part-10 files (SPEC: C-STORE, including C-GET/C-MOVE sub-operations).
 FILE_COMMANDS = frozenset({"C-STORE-RQ"})
+#: A live view tells a connection whose SYNs went unanswered this long (ns) once its client
+#: opens another to the same server (`_Run._given_up`): TCP's first retransmission timeout.
+GIVEN_UP_NS = 1_000_000_000
 #: Query/retrieve identifiers (ledger.kept_dataset) are kept for queries.py to decode, up
 #: to IDENTIFIER_MAX bytes each; Storage Commitment and MPPS data sets, which list every
 #: instance of a study (about 90 bytes each), up to N_SERVICE_MAX (some 90,000 instances).
@@ -193,6 +206,8 @@ class _Run:
         #: a live view: kept associations are correlated and handed on between
         #: retrievals (`_release`), not all at the end
         self.release = on_previewed is not None
+        #: connections told as never answered while still open (`_given_up`)
+        self.told_attempts: set[int] = set()
         #: attempts linked to a C-MOVE by `_release`: tcp.stream -> (its stream, op_index)
         self.released_owners: dict[int, tuple[int, int]] = {}
         self.keep_all = keep_all  # --cross-check compares every association at the end
@@ -250,6 +265,8 @@ class _Run:
     # -- StreamOwner (demux.py) ------------------------------------------------------
     def open(self, pkt: Packet) -> TcpConnection:
         stream = pkt.stream
+        if self.release and pkt.flags & SYN and not pkt.flags & ACK:
+            self._given_up(pkt)
         assoc = Association(stream, ports=self.ports, dataset_sink=self.dataset_sink,
                             guess_transfer_syntax=infer_transfer_syntax,
                             tls_ports=self.tls_ports)
@@ -260,6 +277,26 @@ class _Run:
         if self.label is not None:
             self.labels[stream] = self.label
         return conn
+
+    def _given_up(self, syn: Packet) -> None:
+        """A live view: a client that opens a new connection to a server whose answer it
+        has waited for on another, SYNs unanswered for a second (TCP's first
+        retransmission timeout) or more, has given up on that one (the SCU tries again):
+        it is told as never answered now (on_attempt), not only when the capture ends.
+        The connection itself stays open: were an answer to come after all, it is
+        analysed as ever, and the end does not tell it again."""
+        if self.on_attempt is None:
+            return
+        waited = [c for c in self.conns.values()
+                  if c.server == (syn.dst, syn.dport) and c.client is not None
+                  and c.client[0] == syn.src and c.stream not in self.told_attempts
+                  and c.first_time_ns is not None
+                  and c.first_time_ns <= syn.time_ns - GIVEN_UP_NS and syn_only(c)]
+        for attempt in provisional_attempts(waited):
+            if attempt.server in self.services or dicom_port(attempt.server[1],
+                                                             sorted(self.ports)):
+                self.told_attempts.add(attempt.tcp_stream)
+                self.on_attempt(attempt, self.services.get(attempt.server))
 
     def undecided(self, stream: int) -> bool:
         assoc = self.assocs[stream]
@@ -307,12 +344,13 @@ class _Run:
             attempt = failed_attempt(conn)
             if attempt is not None:
                 self.attempts.append(attempt)
-                if self.on_attempt is not None and (
+                if self.on_attempt is not None and stream not in self.told_attempts and (
                         attempt.server in self.services
                         or dicom_port(attempt.server[1], sorted(self.ports))):
                     self.on_attempt(attempt, self.services.get(attempt.server))
         else:
             self.accept(assoc, evidence, label)
+        self.told_attempts.discard(stream)
         if self.previews:
             self._preview()
         if self.release and self.kept and not self.ending and not self._retrieving():

@@ -126,8 +126,9 @@ class WatchedAssociation:
 @dataclass(frozen=True)
 class WatchedAttempt:
     """A connection to a DICOM service that never opened, told as soon as it ended: refused
-    (the server's RST: nothing listened), or unanswered (SYNs without a reply; told at the
-    capture's end, when it is known that no reply came)."""
+    (the server's RST: nothing listened), or unanswered (SYNs without a reply; told when
+    the client tried again on a new connection, having waited a second or more, else at
+    the capture's end, when it is known that no reply came)."""
 
     stream: int
     client: str

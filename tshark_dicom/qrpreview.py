@@ -77,14 +77,14 @@ def waits_for(mover: Association, ops: Iterable[OperationRecord],
         if conn.client is not None and conn.client[0] != archive:
             continue  # not from the archive (a callback from another interface has
             # sent its A-ASSOCIATE-RQ long before its C-MOVE ended: it is a finished one)
-        if _unanswered(conn) and all(conn.last_time_ns <= hi for _, hi in spans):
+        if syn_only(conn) and all(conn.last_time_ns <= hi for _, hi in spans):
             continue
         return True
     return False
 
 
-def _unanswered(conn: TcpConnection) -> bool:
-    """Only the client's SYNs so far."""
+def syn_only(conn: TcpConnection) -> bool:
+    """Only the client's SYNs so far: nothing answered them."""
     return conn.client is not None and len(conn.halves) == 1 and conn.client in conn.halves \
         and not conn.halves[conn.client].stats.payload_packets
 
@@ -94,7 +94,7 @@ def provisional_attempts(open_conns: Iterable[TcpConnection]) -> list[Connection
     the capture's end will make of them if nothing answers meanwhile."""
     out = []
     for conn in open_conns:
-        if _unanswered(conn) and conn.client is not None and conn.server is not None \
+        if syn_only(conn) and conn.client is not None and conn.server is not None \
                 and conn.first_frame is not None and conn.first_time_ns is not None:
             out.append(ConnectionAttempt(
                 conn.stream, conn.client, conn.server, conn.first_time_ns, conn.last_time_ns,

@@ -32,6 +32,7 @@ from pynetdicom import pdu_primitives as pp
 from pynetdicom.presentation import PresentationContext
 
 from tshark_dicom import analysis
+from tshark_dicom.captureresult import CaptureResult
 from tshark_dicom.packets import ACK, FIN, RST, SYN, Packet
 from tshark_dicom.spool import FrameSink, Spool
 
@@ -460,10 +461,10 @@ def packets(conv: Conversation, plan: TcpPlan, stream: int = 0) -> list[Packet]:
 
 
 def analyse_packets(pkts: list[Packet], ports: frozenset[int] = frozenset()
-                    ) -> analysis.CaptureResult:
+                    ) -> CaptureResult:
     """Everything after tshark, in-process: streams, PDUs, DIMSE, associations, objects
     (hashed, not written), operations and timing, queries and correlation, findings."""
-    result = analysis.CaptureResult("fuzz")
+    result = CaptureResult("fuzz")
     run = analysis._Run(result, ports, None, {}, decide=True, on_association=None,
                         keep_all=False)
     run.consume(iter(pkts), None)

@@ -13,7 +13,8 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom import association, ledger, spill
-from tshark_dicom.analysis import FinishedAssociation, analyze_capture
+from tshark_dicom.analysis import analyze_capture
+from tshark_dicom.captureresult import FinishedAssociation
 from tshark_dicom.dimse import decode_command_set
 from tshark_dicom.records import REQUESTOR, MessageRecord
 from tshark_dicom.schemas import TABLES

@@ -7,7 +7,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from tshark_dicom.analysis import FinishedAssociation, analyze_stream
+from tshark_dicom.analysis import analyze_stream
+from tshark_dicom.captureresult import FinishedAssociation
 from tshark_dicom.packets import ACK, SYN, Packet
 from tshark_dicom.qrpreview import provisional_attempts, waits_for
 from tshark_dicom.records import FindingRecord

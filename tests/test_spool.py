@@ -16,8 +16,9 @@ import pytest
 
 import tshark_dicom
 from tshark_dicom import batch, spool
-from tshark_dicom.analysis import FinishedAssociation, analyze_capture
+from tshark_dicom.analysis import analyze_capture
 from tshark_dicom.archive import analyze_to
+from tshark_dicom.captureresult import FinishedAssociation
 from tshark_dicom.schemas import SCHEMAS, TABLES, frame
 from tshark_dicom.tshark import find_tshark
 

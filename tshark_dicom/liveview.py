@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .analysis import FinishedAssociation, analyze_stream
+from .analysis import analyze_stream
+from .captureresult import FinishedAssociation
 from .errors import OptionsError
 from .livecapture import LiveCapture
 from .records import FindingRecord, endpoint_text

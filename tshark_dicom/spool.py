@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import memory
-from .analysis import CaptureResult, FinishedAssociation
+from .captureresult import CaptureResult, FinishedAssociation
 from .objects import safe_object_name
 from .schemas import TABLES, frame
 from .tables import (

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .analysis import CaptureResult, FinishedAssociation
 from .association import Association
+from .captureresult import CaptureResult, FinishedAssociation
 from .commitment import reason_text, wait_ms
 from .mpps import StepMessage
 from .queries import QueryRecord

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -515,12 +516,15 @@ def _syn_pcap(syns: list[tuple[float, int]]) -> tuple[bytes, list[bytes]]:
     return header, records
 
 
-def _told_while_open(first: bytes, rest: bytes, until: bytes | None,
-                     wait: float = 40) -> tuple[str, str]:
+def _told_while_open(first: bytes, rest: bytes, until: bytes | Callable[[bytes], bool] | None,
+                     wait: float = 40, args: tuple[str, ...] = ()) -> tuple[str, str]:
     """``watch -`` given ``first``: what it told while the stream stayed open (until
-    ``until`` came, or ``wait`` seconds), then, given ``rest`` and the stream's end, the
-    rest of what it said."""
-    proc = subprocess.Popen([*CLI, "watch", "-", "--duration", "60"], stdin=subprocess.PIPE,
+    ``until`` came, or held for what was told, or ``wait`` seconds), then, given ``rest``
+    and the stream's end, the rest of what it said."""
+    done: Callable[[bytes], bool] = (lambda told: False) if until is None else \
+        until if callable(until) else (lambda told: until in told)
+    proc = subprocess.Popen([*CLI, "watch", "-", "--duration", "60", *args],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -528,7 +532,7 @@ def _told_while_open(first: bytes, rest: bytes, until: bytes | None,
         proc.stdin.flush()
         told = b""
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and (until is None or until not in told):
+        while time.monotonic() < deadline and not done(told):
             ready, _, _ = select.select([proc.stdout], [], [], 0.5)
             if ready:
                 told += os.read(proc.stdout.fileno(), 65536)
@@ -567,6 +571,55 @@ def test_connections_opened_at_once_are_not_a_client_giving_up() -> None:
     told, rest = _told_while_open(header + b"".join(records), b"", None, wait=3)
     assert told == ""
     assert len(re.findall(r"connection never answered, 2 SYNs", rest)) == 2, rest
+
+
+def test_a_heartbeat_for_a_monitoring_job(tmp_path: Path, tshark_path: str) -> None:
+    """``--every 1``: a line each second of what the stretch saw, while the capture goes
+    on, the quiet ones too (the watch is alive); the C-MOVE of qr_move_refused in the
+    first, with its failed operation and the errors told for it."""
+    pcap = tmp_path / "in.pcap"
+    subprocess.run([str(Path(tshark_path).with_name("editcap")), "-F", "pcap",
+                    str(CAPTURES / "qr_move_refused.pcapng"), str(pcap)], check=True)
+    def quiet_after_busy(told: bytes) -> bool:
+        busy = told.find(b'"event": "interval", "time": ')
+        while busy >= 0 and b'"associations": 1,' not in told[busy:told.find(b"\n", busy)]:
+            busy = told.find(b'"event": "interval", "time": ', busy + 1)
+        return busy >= 0 and b'"associations": 0,' in told[busy:]
+
+    told, rest = _told_while_open(pcap.read_bytes(), b"", quiet_after_busy, wait=30,
+                                  args=("--every", "1", "--json"))
+    events = [json.loads(line) for line in (told + rest).splitlines()]
+    beats = [e for e in events if e["event"] == "interval"]
+    busy = [e for e in beats if e["associations"]]
+    assert len(busy) == 1 and busy[0]["associations"] == 1
+    assert (busy[0]["operations"], busy[0]["failed"], busy[0]["errors"]) == (1, 1, 3)
+    assert busy[0]["bytes"] == next(e["bytes"] for e in events if e["event"] == "association")
+    assert beats[-1]["associations"] == 0 and beats[-1]["seconds"] == 1.0  # quiet, alive
+    assert events[-1]["event"] == "end"
+    proc = subprocess.run([*CLI, "watch", "-", "--every", "0"], input=b"", capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == "Error: --every 0: must be 1 second or more"
+
+
+def test_a_heartbeat_line() -> None:
+    from tshark_dicom.liveview import Interval, WatchedAttempt
+
+    stretch = Interval(300.0)
+    assert stretch.line(10**18).endswith("  the last 300 s: 0 associations, 0 operations; "
+                                         "findings: none")
+    error = FindingRecord(None, 3, "error", "association-rejected", "x")
+    stretch.add(WatchedAssociation(1, "A", "B", "h:1", "h:2", 1, 2, "rejected", "rejected",
+                                   None, (), 900, (error,)))
+    stretch.add(WatchedAssociation(2, "A", "B", "h:1", "h:2", 1, 2, "accepted", "aborted",
+                                   None, (("C-STORE", 3, 1, 0),), 2_000_000, ()))
+    stretch.add(WatchedAssociation(2, "A", "B", "h:1", "h:2", 1, 2, "accepted", "aborted",
+                                   None, (("C-STORE", 3, 1, 0),), 2_000_000, (error,),
+                                   later=True))  # findings added later: not a second one
+    stretch.add(WatchedAttempt(3, "h:1", "h:2", None, 1, "refused", 1))
+    assert stretch.line(10**18).split("  ", 1)[1] == (
+        "the last 300 s: 2 associations (1 rejected, 1 aborted), 3 operations (1 failed), "
+        "2 MB, 1 connection never opened; findings: 2 errors")
 
 
 def test_standard_input_that_stays_open_ends_at_its_duration(tmp_path: Path) -> None:

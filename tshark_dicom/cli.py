@@ -383,6 +383,10 @@ def watch(
         "--json", help="Print one JSON object a line (JSON Lines) for a log collector: each "
         "association, findings added later, each refused connection, and the end.")
     ] = False,
+    every: Annotated[int | None, typer.Option(
+        "--every", help="Every SECONDS, a line of what the stretch saw (associations, "
+        "failed operations, findings): a heartbeat for a monitoring job.",
+        show_default=False, metavar="SECONDS")] = None,
     fail_on: Annotated[str | None, typer.Option(
         "--fail-on", help="Exit 3 when a finding of this severity or worse was told: warning "
         "or error (a monitoring job: --duration 300 --fail-on error).",
@@ -396,11 +400,12 @@ def watch(
     called whom, how it ended, what it did, its findings. Ctrl-C ends the capture; every
     packet captured until then is analysed."""
     import json
+    import time
 
     from .memory import frozen_imports  # not at the top: --version stays instant
 
     with frozen_imports():
-        from .liveview import WatchedAssociation, WatchedAttempt, finding_line
+        from .liveview import Interval, WatchedAssociation, WatchedAttempt, finding_line
         from .liveview import watch as watch_interface
         from .schemas import SEVERITIES
 
@@ -414,16 +419,39 @@ def watch(
     if (tls_keylog or tls_port) and out is None:
         _fail(OptionsError("--tls-keylog, --tls-port: with -o only (the saved capture is "
                            "decrypted when it is analysed into OUT; the live view is not)"))
+    if every is not None and every < 1:
+        _fail(OptionsError(f"--every {every}: must be 1 second or more"))
     told_severities: set[str] = set()
+    printing = threading.Lock()  # the heartbeat's thread prints too: whole lines
+    stretch = Interval(float(every or 0))
 
     def say(told: WatchedAssociation | WatchedAttempt) -> None:
-        typer.echo(json.dumps(told.as_json()) if as_json else "\n".join(told.lines()))
-        sys.stdout.flush()
+        with printing:
+            stretch.add(told)
+            typer.echo(json.dumps(told.as_json()) if as_json else "\n".join(told.lines()))
+            sys.stdout.flush()
 
     def told(a: WatchedAssociation) -> None:
         told_severities.update(f.severity for f in a.findings)
         if not quiet or a.findings:
             say(a)
+        else:
+            with printing:
+                stretch.add(a)
+
+    watched = threading.Event()  # the capture ended and was analysed: no more heartbeats
+
+    def heartbeat() -> None:
+        nonlocal stretch
+        assert every is not None
+        while not watched.wait(every):
+            with printing:
+                if watched.is_set():
+                    return
+                done, stretch = stretch, Interval(float(every))
+                now = time.time_ns()
+                typer.echo(json.dumps(done.as_json(now)) if as_json else done.line(now))
+                sys.stdout.flush()
 
     def ending(signum: int, frame: object) -> None:
         if stop.is_set():  # a second Ctrl-C: now
@@ -447,12 +475,16 @@ def watch(
         with _told_errors(save, debug):
             if format not in ("parquet", "csv", "both"):
                 raise OptionsError(f"--format {format!r}: choose parquet, csv or both")
+            if every is not None:
+                threading.Thread(target=heartbeat, daemon=True).start()
             seen = watch_interface(interface, save=save, capture_filter=capture_filter,
                                    duration=duration, packets=packets, ports=port or (),
                                    tshark=tshark, on_association=told, stop=stop,
                                    on_start=started, on_attempt=say,
                                    file_size_mb=file_size, files=files)
     finally:
+        with printing:
+            watched.set()
         for s, previous in handlers.items():
             signal.signal(s, previous)
     told_severities.update(f.severity for f in seen.findings)

@@ -167,6 +167,61 @@ def iso_time(ns: int | None) -> str | None:
         f".{frac // 1_000_000:03d}Z"
 
 
+@dataclass
+class Interval:
+    """What was told over one stretch of a watch (``watch --every``): a heartbeat for a
+    monitoring job, that says it still watches and how the traffic goes. Counted from
+    what was told: associations as they ended (by how: rejected, aborted), their
+    operations and the failed ones, their bytes, refused or unanswered connections, and
+    the findings told in the stretch (those a C-MOVE's end added too) by severity."""
+
+    seconds: float
+    associations: int = 0
+    rejected: int = 0
+    aborted: int = 0
+    operations: int = 0
+    failed: int = 0
+    bytes: int = 0
+    unopened: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+
+    def add(self, told: WatchedAssociation | WatchedAttempt) -> None:
+        if isinstance(told, WatchedAttempt):
+            self.unopened += 1
+            return
+        self.findings.update(f.severity for f in told.findings)
+        if told.later:
+            return
+        self.associations += 1
+        self.rejected += told.result == "rejected"
+        self.aborted += told.ending == "aborted"
+        self.operations += sum(n for _, n, _, _ in told.operations)
+        self.failed += sum(k for _, _, k, _ in told.operations)
+        self.bytes += told.bytes
+
+    def line(self, now_ns: int) -> str:
+        how = ", ".join(f"{n} {what}" for n, what in ((self.rejected, "rejected"),
+                                                       (self.aborted, "aborted")) if n)
+        found = ", ".join(f"{self.findings[s]} {s}{'' if self.findings[s] == 1 else 's'}"
+                          for s in SEVERITIES if self.findings[s])
+        return (f"{_clock(now_ns)}  the last {self.seconds:g} s: {self.associations} "
+                f"association{'' if self.associations == 1 else 's'}"
+                + (f" ({how})" if how else "")
+                + f", {self.operations} operation{'' if self.operations == 1 else 's'}"
+                + (f" ({self.failed} failed)" if self.failed else "")
+                + (f", {fmt_bytes(self.bytes)}" if self.bytes else "")
+                + (f", {self.unopened} connection{'' if self.unopened == 1 else 's'} "
+                   "never opened" if self.unopened else "")
+                + f"; findings: {found or 'none'}")
+
+    def as_json(self, now_ns: int) -> dict[str, object]:
+        return {"event": "interval", "time": iso_time(now_ns), "seconds": self.seconds,
+                "associations": self.associations, "rejected": self.rejected,
+                "aborted": self.aborted, "operations": self.operations,
+                "failed": self.failed, "bytes": self.bytes, "unopened": self.unopened,
+                **{f"{s}s": self.findings[s] for s in SEVERITIES}}
+
+
 def finding_line(f: FindingRecord, indent: str = "    ") -> str:
     """One finding as the live view prints it."""
     frame = f" (frame {f.frame})" if f.frame is not None else ""

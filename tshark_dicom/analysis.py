@@ -216,10 +216,14 @@ class _Run:
                   and c.first_time_ns is not None
                   and c.first_time_ns <= syn.time_ns - GIVEN_UP_NS and syn_only(c)]
         for attempt in provisional_attempts(waited):
-            if attempt.server in self.services or dicom_port(attempt.server[1],
-                                                             sorted(self.ports)):
+            if self._of_dicom(attempt):
                 self.told_attempts.add(attempt.tcp_stream)
                 self.on_attempt(attempt, self.services.get(attempt.server))
+
+    def _of_dicom(self, attempt: ConnectionAttempt) -> bool:
+        """An attempt the live view tells: to a DICOM port, or to where DICOM was served."""
+        return attempt.server in self.services or dicom_port(attempt.server[1],
+                                                             sorted(self.ports))
 
     def undecided(self, stream: int) -> bool:
         assoc = self.assocs[stream]
@@ -267,9 +271,8 @@ class _Run:
             attempt = failed_attempt(conn)
             if attempt is not None:
                 self.attempts.append(attempt)
-                if self.on_attempt is not None and stream not in self.told_attempts and (
-                        attempt.server in self.services
-                        or dicom_port(attempt.server[1], sorted(self.ports))):
+                if self.on_attempt is not None and stream not in self.told_attempts \
+                        and self._of_dicom(attempt):
                     self.on_attempt(attempt, self.services.get(attempt.server))
         else:
             self.accept(assoc, evidence, label)

@@ -6,12 +6,14 @@ and on an OUT folder written before (report.load)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import wireshark
+from .records import endpoint_text
 from .safe import visible_lines
 from .schemas import SEVERITIES, ReportLike
 
@@ -28,16 +30,22 @@ def _name(capture: object) -> str:
     return Path(str(capture)).name
 
 
+def _endpoint(ip: Any, port: Any) -> str | None:
+    """``host:port`` (records.endpoint_text), the host alone without a port, None
+    without a host."""
+    if _v(ip) is None:
+        return None
+    if _v(port) is None:
+        return f"[{ip}]" if ":" in str(ip) else str(ip)
+    return endpoint_text((str(ip), int(port)))
+
+
 def _assoc_line(a: dict[str, Any]) -> str:
-    def ep(ip: Any, port: Any) -> str:
-        if _v(ip) is None:
-            return "?"
-        host = f"[{ip}]" if ":" in str(ip) else str(ip)
-        return f"{host}:{port}" if _v(port) is not None else host
+    requestor = _endpoint(a["requestor_ip"], a["requestor_port"]) or "?"
+    acceptor = _endpoint(a["acceptor_ip"], a["acceptor_port"]) or "?"
     return (f"association #{a['assoc_id']}: {_v(a['calling_ae']) or '?'} -> "
-            f"{_v(a['called_ae']) or '?'} ({ep(a['requestor_ip'], a['requestor_port'])} -> "
-            f"{ep(a['acceptor_ip'], a['acceptor_port'])}), {a['result']}, {a['ending']}"
-            f"{_tls_text(a)}")
+            f"{_v(a['called_ae']) or '?'} ({requestor} -> {acceptor}), {a['result']}, "
+            f"{a['ending']}{_tls_text(a)}")
 
 
 def _wireshark_line(a: dict[str, Any]) -> list[str]:
@@ -102,17 +110,32 @@ def _records(df: pd.DataFrame, table: str, plain: bool = False
     return out
 
 
-def render(report: ReportLike) -> str:
-    """The whole diagnosis as text: captures in the order given (that of the captures
-    table, then any other the tables name), a capture that could not be analysed with
-    why, and in each capture the findings that belong to no association first, then
-    associations by their worst finding."""
+def _per_capture(report: ReportLike, plain: bool = False
+                 ) -> Iterator[tuple[Any, str | None, list[dict[str, Any]],
+                                     list[dict[str, Any]]]]:
+    """Each capture in the order given (that of the captures table, then any other the
+    tables name): why it could not be analysed (None: it was), and its findings' and
+    associations' rows (`_records`)."""
     f, a = report.findings, report.associations
     caps = report.table("captures")
     failed = {c: e for c, st, e in zip(caps["capture"], caps["status"], caps["error"],
                                        strict=True) if st == "failed"} \
         if "status" in caps and len(caps) else {}
-    findings, assocs = _records(f, "findings"), _records(a, "associations")
+    findings = _records(f, "findings", plain=plain)
+    assocs = _records(a, "associations", plain=plain)
+    for cap in dict.fromkeys([*caps["capture"].tolist(), *a["capture"].tolist(),
+                              *f["capture"].tolist()]):
+        if cap in failed:
+            yield cap, str(_v(failed[cap]) or "unknown error"), [], []
+        else:
+            yield cap, None, findings.get(cap, []), assocs.get(cap, [])
+
+
+def render(report: ReportLike) -> str:
+    """The whole diagnosis as text: captures in the order given (that of the captures
+    table, then any other the tables name), a capture that could not be analysed with
+    why, and in each capture the findings that belong to no association first, then
+    associations by their worst finding."""
     ops = report.operations
     # of the operations, the retrieves and the sub-operations they caused
     ops = ops[(ops["command"].isin(RETRIEVES) | ops["parent_assoc_id"].notna()).fillna(
@@ -120,15 +143,11 @@ def render(report: ReportLike) -> str:
     operations = _records(ops, "operations", plain=True)
     attempts = _records(report.connection_attempts, "connection_attempts")
     lines: list[str] = []
-    captures = list(dict.fromkeys([*caps["capture"].tolist(), *a["capture"].tolist(),
-                                   *f["capture"].tolist()]))
-    for cap in captures:
-        if cap in failed:
-            why = str(_v(failed[cap]) or "unknown error")
-            why = why.removeprefix(f"{cap}: ")  # the error names the file already
+    for cap, error, cf, ca in _per_capture(report):
+        if error is not None:
+            why = error.removeprefix(f"{cap}: ")  # the error names the file already
             lines.append(f"{_name(cap)}: could not be analysed: {why}")
             continue
-        cf, ca = findings.get(cap, []), assocs.get(cap, [])
         if not cf and not ca:
             continue  # analysed, with nothing to say (a capture without DICOM has a finding)
         n = Counter(r["severity"] for r in cf)
@@ -176,21 +195,11 @@ def records(report: ReportLike) -> list[dict[str, Any]]:
     ``capture-failed`` with the error), then one ``finding`` record per finding, with its
     association's AE titles, addresses, result and ending where it has one. Every finding
     is there (the text shows three of a code per association)."""
-    f, a = report.findings, report.associations
-    caps = report.table("captures")
-    failed = {c: e for c, st, e in zip(caps["capture"], caps["status"], caps["error"],
-                                       strict=True) if st == "failed"} \
-        if "status" in caps and len(caps) else {}
-    findings = _records(f, "findings", plain=True)
-    assocs = _records(a, "associations", plain=True)
     out: list[dict[str, Any]] = []
-    for cap in dict.fromkeys([*caps["capture"].tolist(), *a["capture"].tolist(),
-                              *f["capture"].tolist()]):
-        if cap in failed:
-            out.append({"event": "capture-failed", "capture": str(cap),
-                        "error": str(_v(failed[cap]) or "unknown error")})
+    for cap, error, cf, ca in _per_capture(report, plain=True):
+        if error is not None:
+            out.append({"event": "capture-failed", "capture": str(cap), "error": error})
             continue
-        cf, ca = findings.get(cap, []), assocs.get(cap, [])
         n = Counter(r["severity"] for r in cf)
         out.append({"event": "capture", "capture": str(cap), "associations": len(ca),
                     **{f"{s}s": n[s] for s in SEVERITIES}})
@@ -214,13 +223,6 @@ def records(report: ReportLike) -> list[dict[str, Any]]:
 
 def _int(value: Any) -> int | None:
     return None if _v(value) is None else int(value)
-
-
-def _endpoint(ip: Any, port: Any) -> str | None:
-    if _v(ip) is None:
-        return None
-    host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"{host}:{int(port)}" if _v(port) is not None else host
 
 
 #: Findings of one code on one association shown before the rest are counted (a proposal

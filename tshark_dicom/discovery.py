@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import CaptureError, OptionsError
 from .store import safe_key
+from .tshark import RING_NAME
 
 #: Usual names of captures; a file of another name is a capture when its content says so.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".ntar",
@@ -87,8 +88,6 @@ def _key(path: Path, root: Path | None) -> str:
     return safe_key("__".join(rel.parts))
 
 
-#: dumpcap's ring buffer and editcap's split files: NAME_NNNNN_YYYYMMDDhhmmss.ext
-_NUMBERED = re.compile(r"(?P<base>.+)_(?P<n>\d{5})_\d{14}(?P<ext>\.[A-Za-z0-9.]+)")
 #: tcpdump -C rotation: trace.pcap, trace.pcap1, trace.pcap2 ...
 _ROTATED = re.compile(r"(?P<base>.+\.(?:pcap|pcapng|cap))(?P<n>\d*)")
 
@@ -99,7 +98,7 @@ def stitch(captures: list[CaptureFile]) -> list[CaptureFile]:
     others in ``more``, in the set's order; everything else stays as it is."""
     sets: dict[tuple[str, str, str, str], list[tuple[int, CaptureFile]]] = {}
     for cap in captures:
-        for kind, pattern in (("numbered", _NUMBERED), ("rotated", _ROTATED)):
+        for kind, pattern in (("numbered", RING_NAME), ("rotated", _ROTATED)):
             m = pattern.fullmatch(cap.path.name)
             if m:
                 ext = m.groupdict().get("ext") or ""

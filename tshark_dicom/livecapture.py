@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import CaptureError, OptionsError, OutputError, TsharkNotFoundError
-from .tshark import INSTALL_HINT, Tool, Tshark, start_tool
+from .tshark import INSTALL_HINT, RING_NAME, Tool, Tshark, start_tool
 
 log = logging.getLogger(__name__)
 
@@ -334,16 +334,6 @@ class LiveCapture:
                 proc.stdout.close()
 
 
-def _ring_files(save: Path) -> list[Path]:
-    """dumpcap's ring-buffer files for ``-w save``: NAME_NNNNN_YYYYMMDDhhmmss.EXT."""
-    folder = save.parent
-    pattern = re.compile(re.escape(save.stem) + r"_\d{5}_\d{14}" + re.escape(save.suffix))
-    try:
-        return [folder / n for n in os.listdir(folder or ".") if pattern.fullmatch(n)]
-    except OSError:
-        return []
-
-
 def _tool_error(tool: str, lines: list[str], code: int) -> str:
     """dumpcap's (or editcap's) reason, in one line: its ``dumpcap: ...`` line and the
     explanation after it ("(No such device exists)", "(unknown port 'x')"), else how it
@@ -363,3 +353,14 @@ def _tool_error(tool: str, lines: list[str], code: int) -> str:
         except ValueError:
             return f"{tool} was killed by signal {-code}"
     return f"{tool} exited with status {code}"
+
+
+def _ring_files(save: Path) -> list[Path]:
+    """dumpcap's ring-buffer files for ``-w save`` (tshark.RING_NAME)."""
+    folder = save.parent
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [folder / n for n in names if (m := RING_NAME.fullmatch(n)) is not None
+            and (m["base"], m["ext"]) == (save.stem, save.suffix)]

@@ -28,6 +28,7 @@ from .analysis import analyze_stream
 from .captureresult import FinishedAssociation
 from .errors import OptionsError
 from .livecapture import LiveCapture
+from .qrpreview import RETRIEVES
 from .records import FindingRecord, endpoint_text
 from .safe import visible
 from .schemas import SEVERITIES
@@ -72,14 +73,19 @@ class WatchedAssociation:
     at: str | None = None
     at_ns: int | None = None
 
+    @property
+    def told_ns(self) -> int | None:
+        """When what is told became known: the association's end, or (``later``) the
+        C-MOVE's or the capture's."""
+        return self.at_ns if self.at_ns is not None else self.ended_ns
+
     def lines(self) -> list[str]:
         """The association's head line and its findings, most severe first; text from
         the traffic made visible (safe.visible: no control characters reach a terminal)."""
         who = f"{self.calling_ae or '?'} -> {self.called_ae or '?'}"
         if self.later:
             at = self.at or "the capture's end"
-            when = self.at_ns if self.at_ns is not None else self.ended_ns
-            head = f"{_clock(when)}  at {at}, {who}" + (
+            head = f"{_clock(self.told_ns)}  at {at}, {who}" + (
                 f" (tcp.stream eq {self.stream})" if self.saved else "") + (
                 ", its findings now:" if self.revised else ", more findings:")
             return [visible(head), *(finding_line(f) for f in self.findings)]
@@ -109,8 +115,7 @@ class WatchedAssociation:
                "acceptor": self.acceptor, "requested": iso_time(self.requested_ns)}
         findings = [finding_json(f) for f in self.findings]
         if self.later:
-            return {"event": "findings", "time": iso_time(
-                self.at_ns if self.at_ns is not None else self.ended_ns),
+            return {"event": "findings", "time": iso_time(self.told_ns),
                 "when": "retrieve-ended" if self.at else "capture-ended",
                 "revised": self.revised, **who, "findings": findings}
         seconds = (self.ended_ns - self.requested_ns) / 1e9 \
@@ -287,7 +292,7 @@ class Teller:
 
     def previewed(self, mover: FinishedAssociation,
                   said: list[tuple[FinishedAssociation, list[FindingRecord]]]) -> None:
-        commands = {op.command for op in mover.ops} & {"C-MOVE", "C-GET"}
+        commands = {op.command for op in mover.ops} & set(RETRIEVES)
         at = f"the {' and '.join(sorted(commands))}'s end"
         at_ns = mover.assoc.last_ns
         for done, findings in said:

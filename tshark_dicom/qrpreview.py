@@ -22,7 +22,7 @@ from .correlate import correlate, move_span
 from .qrfindings import QrContext, qr_findings
 from .queries import QueryRecord
 from .records import FindingRecord
-from .streams import ConnectionAttempt, TcpConnection
+from .streams import ConnectionAttempt, TcpConnection, failed_attempt
 from .timing import OperationRecord
 
 RETRIEVES = ("C-MOVE", "C-GET")
@@ -91,15 +91,10 @@ def syn_only(conn: TcpConnection) -> bool:
 
 def provisional_attempts(open_conns: Iterable[TcpConnection]) -> list[ConnectionAttempt]:
     """The open connections that are only a client's SYNs, as the unanswered attempts
-    the capture's end will make of them if nothing answers meanwhile."""
-    out = []
-    for conn in open_conns:
-        if syn_only(conn) and conn.client is not None and conn.server is not None \
-                and conn.first_frame is not None and conn.first_time_ns is not None:
-            out.append(ConnectionAttempt(
-                conn.stream, conn.client, conn.server, conn.first_time_ns, conn.last_time_ns,
-                conn.first_frame, conn.halves[conn.client].stats.syns, "unanswered"))
-    return out
+    the capture's end will make of them (streams.failed_attempt) if nothing answers
+    meanwhile."""
+    return [a for conn in open_conns if syn_only(conn)
+            and (a := failed_attempt(conn)) is not None]
 
 
 def preview(kept: Sequence[Kept], mover: int, attempts: Sequence[ConnectionAttempt],

@@ -41,6 +41,10 @@ MIN_VERSION = (3, 6, 0)  # tcp.seq_raw and "a..b" ranges in display-filter sets
 INSTALL_HINT = (
     "install it with 'apt-get install tshark' (Debian/Ubuntu) or set TSHARK=/path/to/tshark"
 )
+#: How dumpcap names the files of a ring buffer (``-w NAME.EXT -b ...``) and editcap those
+#: of a split (``-c``/``-i``): NAME_NNNNN_YYYYMMDDhhmmss.EXT. discovery.py stitches such
+#: sets; livecapture.py finds the files of its own ring.
+RING_NAME = re.compile(r"(?P<base>.+)_(?P<n>\d{5})_\d{14}(?P<ext>\.[A-Za-z0-9.]+)")
 
 #: The fields of pass 2, in the order `packets.py` reads them (ek names: dots become '_').
 FIELDS: tuple[str, ...] = (
